@@ -1,0 +1,142 @@
+// Notes on the design
+// -------------------
+// A Journal is a bounded, ordered ring of write records in a Region:
+//
+//   [header: 4096 bytes][ring: capacityBytes]
+//
+// Header (little endian, crc32c over the static part): magic "BMJOURNL", version, ringBytes,
+// maxRecordBytes, then the mutable cursors: headSequence (oldest unreleased), nextSequence (next
+// to assign), headOffset, tailOffset, usedBytes. Sequences start at 1 and are never reused, not
+// even across release and reopen.
+//
+// Record (8-aligned, padded to 8): magic u32 "BMJR", headerCrc u32 (crc32c of the rest of the
+// header), sequence u64, volumeId u64, byteOffset u64, byteLength u32, kind u16, flags u16,
+// dataCrc u32 (crc32c of the data; 0 for records without data), payloadBytes u32, then
+// payloadBytes of data. A record never straddles the end of the ring: when the space left at the
+// end is too small, a WRAP filler record takes it and the record starts at ring offset 0.
+//
+// append() never overwrites an unreleased record: when the ring lacks room it returns 0 (the
+// caller reports "full"; the write path counts it and the pair falls back to its OOS bitmap).
+// release(sequence) frees every record with sequence <= `sequence`. readFrom() copies records
+// out, verifying both CRCs (ERR_JOURNAL_CHECKSUM on mismatch, which means memory corruption);
+// asking for a released sequence is ERR_JOURNAL_RELEASED, one not yet written ERR_JOURNAL_NOT_YET
+// (reading exactly nextSequence returns an empty batch).
+//
+// Concurrency: one std::mutex guards the cursors; append copies data under it (bounded by
+// maxRecordBytes). One process appends to a journal at a time; a reopened named journal resumes
+// from the header's cursors (a record whose header CRC fails at the tail was torn by a crash and
+// is cut off).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "region.hpp"
+
+namespace bm {
+
+enum class RecordKind : uint16_t { Write = 1, Zero = 2, Trim = 3, Marker = 4, Wrap = 0xFFFF };
+
+struct JournalRecordHeader {
+  uint32_t magic;
+  uint32_t headerCrc;
+  uint64_t sequence;
+  uint64_t volumeId;
+  uint64_t byteOffset;
+  uint32_t byteLength;
+  uint16_t kind;
+  uint16_t flags;
+  uint32_t dataCrc;
+  uint32_t payloadBytes;
+};
+static_assert(sizeof(JournalRecordHeader) == 48, "record header layout is part of the format");
+
+// A record as read out: header fields plus where its payload was copied.
+struct JournalRecord {
+  uint64_t sequence;
+  uint64_t volumeId;
+  uint64_t byteOffset;
+  uint32_t byteLength;
+  RecordKind kind;
+  uint16_t flags;
+  uint32_t dataCrc;
+  uint64_t payloadOffset;  // offset in the caller's payload buffer
+  uint32_t payloadBytes;
+};
+
+struct JournalOptions {
+  uint64_t capacityBytes = 64ull << 20;   // ring bytes; >= 64 KiB
+  uint64_t maxRecordBytes = 4ull << 20;   // largest payload; <= capacityBytes / 4
+};
+
+struct JournalStats {
+  uint64_t headSequence;
+  uint64_t nextSequence;
+  uint64_t recordCount;
+  uint64_t usedBytes;
+  uint64_t capacityBytes;
+  uint64_t maxRecordBytes;
+  uint64_t appendCount;
+  uint64_t fullCount;
+};
+
+class Journal {
+ public:
+  static constexpr uint64_t kHeaderBytes = 4096;
+  static constexpr uint64_t kMinCapacityBytes = 64 * 1024;
+  // Bytes of region a journal of this capacity needs.
+  static uint64_t regionBytesFor(uint64_t capacityBytes) noexcept;
+
+  // Formats a new journal in `region` (which must be at least regionBytesFor(capacity)).
+  static std::unique_ptr<Journal> create(std::shared_ptr<Region> region,
+                                         const JournalOptions& options);
+  // Opens an existing journal in `region` (ERR_JOURNAL_BAD_HEADER if it is not one).
+  static std::unique_ptr<Journal> open(std::shared_ptr<Region> region);
+  ~Journal();
+
+  // Appends one record; returns its sequence, or 0 when the ring is full. `data` may be null
+  // only when payloadBytes == 0. RangeError (ERR_JOURNAL_RECORD_TOO_LARGE as Error) when
+  // payloadBytes > maxRecordBytes.
+  uint64_t append(RecordKind kind, uint64_t volumeId, uint64_t byteOffset, uint32_t byteLength,
+                  const void* data, uint32_t payloadBytes, uint16_t flags = 0);
+  // Bytes of ring one record with this payload takes.
+  static uint64_t recordBytes(uint32_t payloadBytes) noexcept;
+  // True when a record with this payload would fit now.
+  bool hasRoomFor(uint32_t payloadBytes) const;
+
+  // Copies records with sequence >= fromSequence, at most maxRecords of them and at most
+  // payloadCapacity payload bytes in all (at least one record is returned if any exists and it
+  // fits in payloadCapacity), into `records` / `payload`. Returns the number copied.
+  size_t readFrom(uint64_t fromSequence, size_t maxRecords, JournalRecord* records,
+                  uint8_t* payload, uint64_t payloadCapacity);
+  // Frees all records with sequence <= throughSequence (clamped to what exists). Returns how many.
+  uint64_t release(uint64_t throughSequence);
+
+  JournalStats stats() const;
+  uint64_t headSequence() const;
+  uint64_t nextSequence() const;
+  uint64_t capacityBytes() const noexcept { return capacityBytes_; }
+  uint64_t maxRecordBytes() const noexcept { return maxRecordBytes_; }
+  bool closed() const noexcept { return region_ == nullptr; }
+  void close() noexcept;
+
+ private:
+  Journal() = default;
+  void checkOpen() const;
+  std::shared_ptr<Region> region_;
+  uint64_t capacityBytes_ = 0;
+  uint64_t maxRecordBytes_ = 0;
+  mutable std::mutex mutex_;
+  // The header and the ring live in region_; the private fields below are caches.
+  uint8_t* header_ = nullptr;
+  uint8_t* ring_ = nullptr;
+  // Read cursor cache: the ring offset of readCacheSequence_ (0 when unknown).
+  uint64_t readCacheSequence_ = 0;
+  uint64_t readCacheOffset_ = 0;
+  uint64_t appendCount_ = 0;
+  uint64_t fullCount_ = 0;
+};
+
+}  // namespace bm
