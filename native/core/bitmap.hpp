@@ -3,8 +3,9 @@
 // A Bitmap has one bit per track: track i covers bytes [i*granularity, (i+1)*granularity) of the
 // volume it describes. Granularity is a power of two from 512 to 2^30 bytes (default 64 KiB).
 //
-// Storage is an array of 64-bit words, either owned (an anonymous Region made at construction:
-// allocated at open, never on the write path) or placed inside another Region at a byte offset
+// Storage is an array of 64-bit words, either owned (a private anonymous mapping made at
+// construction: allocated at open, never on the write path; untouched pages cost nothing and
+// read as the zero page) or placed inside another Region at a byte offset
 // (so it is shared with other processes and can outlive this one). Bits beyond bitCount in the
 // last word are always zero (invariant checked by count()).
 //
@@ -95,7 +96,8 @@ class Bitmap {
 
  private:
   void checkOpen() const;
-  std::shared_ptr<Region> region_;
+  std::shared_ptr<Region> region_;   // set for storage inside a region
+  uint64_t ownedBytes_ = 0;          // > 0 for owned storage: the length of the mapping
   uint64_t* words_ = nullptr;
   uint64_t bitCount_ = 0;
   uint64_t wordCount_ = 0;

@@ -122,9 +122,23 @@ class Journal {
   bool closed() const noexcept { return region_ == nullptr; }
   void close() noexcept;
 
+  // Records cut by open() because they were torn or unreachable (0 after create()).
+  uint64_t recoveredCutCount() const noexcept { return recoveredCutCount_; }
+
  private:
+  struct Placement;
+  struct Step;
   Journal() = default;
   void checkOpen() const;
+  Placement placementFor(uint64_t recordBytes) const noexcept;
+  bool stepAt(uint64_t ringOffset, uint64_t expectedSequence, uint64_t bytesAvailable,
+              Step& step) const noexcept;
+  Step stepOrThrow(uint64_t ringOffset, uint64_t expectedSequence, uint64_t bytesAvailable) const;
+  void writeRecordHeader(uint64_t ringOffset, RecordKind kind, uint64_t sequence,
+                         uint64_t volumeId, uint64_t byteOffset, uint32_t byteLength,
+                         uint16_t flags, uint32_t dataCrc, uint32_t payloadBytes) noexcept;
+  void publishCursors() noexcept;
+  void recover();
   std::shared_ptr<Region> region_;
   uint64_t capacityBytes_ = 0;
   uint64_t maxRecordBytes_ = 0;
@@ -137,6 +151,14 @@ class Journal {
   uint64_t readCacheOffset_ = 0;
   uint64_t appendCount_ = 0;
   uint64_t fullCount_ = 0;
+  uint64_t recoveredCutCount_ = 0;
+  // Working copy of the cursors; publishCursors() writes them to the header.
+  uint64_t cursorGeneration_ = 0;
+  uint64_t headSequence_ = 1;
+  uint64_t nextSequence_ = 1;
+  uint64_t headOffset_ = 0;
+  uint64_t tailOffset_ = 0;
+  uint64_t usedBytes_ = 0;
 };
 
 }  // namespace bm

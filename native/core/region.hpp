@@ -68,7 +68,8 @@ class Region {
   // Base of the mapping. Throws ERR_REGION_CLOSED after close().
   uint8_t* data() const;
 
-  // Bounds-checked copies (RangeError when out of range).
+  // Bounds-checked copies (RangeError when out of range). read() goes through pread, so reading
+  // holes allocates nothing (reading them through data() would, for shared memory).
   void read(uint64_t byteOffset, void* target, uint64_t byteLength) const;
   void write(uint64_t byteOffset, const void* source, uint64_t byteLength);
   // Zero [byteOffset, byteOffset+byteLength) and release whole pages inside it.
@@ -85,11 +86,15 @@ class Region {
 
  private:
   Region() = default;
+  void checkOpen() const;
+  // RangeError naming `operation` unless [byteOffset, +byteLength) lies inside the region.
+  void checkRange(const char* operation, uint64_t byteOffset, uint64_t byteLength) const;
   RegionKind kind_ = RegionKind::Anonymous;
   std::string name_;
   int fd_ = -1;
   uint8_t* base_ = nullptr;
   uint64_t byteLength_ = 0;
+  uint64_t mappedBytes_ = 0;  // byteLength_ rounded up to whole pages: what munmap releases
   bool created_ = false;
 };
 

@@ -72,6 +72,8 @@ struct WriteRequest {
   uint64_t byteLength;
   const uint8_t* data;  // byteLength bytes; ignored for Zero/Trim
   RecordKind kind;      // Write, Zero or Trim
+  // Zero only: the range may be released (holes punched) instead of written with zeros.
+  bool mayPunchHole = false;
 };
 
 struct VolumeStats {
@@ -164,6 +166,10 @@ class Volume {
  private:
   Volume() = default;
   void checkOpen() const;
+  // checkRange() with the operation named in the message ("write [0, +4096) is outside ...").
+  void checkRequest(const char* operation, uint64_t byteOffset, uint64_t byteLength) const;
+  // Rebuilds recording_ from the directory; the caller holds the directory lock.
+  void loadDirectoryLocked();
   void refreshDirectoryIfChanged();
   uint64_t applyOne(const WriteRequest& request);
   std::shared_ptr<Region> region_;

@@ -1,0 +1,48 @@
+// Runs every benchmark suite in its own child process (so one suite's heap, JIT state and page
+// cache do not colour the next), then prints the ratios each suite reported.
+// Usage: node dist/bench/run.js [suite ...]   (suites: storage, nbd-fio)
+import { spawnSync } from 'node:child_process';
+import * as path from 'node:path';
+
+const SUITES: Record<string, string> = {
+  storage: 'storage.bench.js',
+  'nbd-fio': 'nbd-fio.js',
+};
+
+function main(): number {
+  const wanted = process.argv.slice(2);
+  const names = wanted.length > 0 ? wanted : Object.keys(SUITES);
+  let failed = 0;
+  for (const name of names) {
+    const file = SUITES[name];
+    if (file === undefined) {
+      process.stderr.write(`unknown suite '${name}'; known: ${Object.keys(SUITES).join(', ')}\n`);
+      return 2;
+    }
+    process.stderr.write(`\n== bench ${name}\n`);
+    const child = spawnSync(process.execPath, [path.join(__dirname, file)], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    if (child.status !== 0) {
+      failed++;
+      process.stderr.write(`bench ${name} failed (exit ${child.status ?? child.signal})\n`);
+      continue;
+    }
+    const lines = child.stdout.toString().trim().split('\n');
+    const last = lines[lines.length - 1] ?? '{}';
+    try {
+      const result = JSON.parse(last) as { ratios?: Record<string, number>; targets?: Record<string, number> };
+      for (const [key, value] of Object.entries(result.ratios ?? {})) {
+        const target = result.targets?.[key];
+        const verdict = target === undefined ? '' : value >= target ? ` (target >= ${target}: met)` : ` (target >= ${target}: NOT met)`;
+        process.stdout.write(`${name}.${key} = ${value.toFixed(3)}${verdict}\n`);
+      }
+    } catch {
+      process.stdout.write(`${lines.join('\n')}\n`);
+    }
+  }
+  return failed === 0 ? 0 : 1;
+}
+
+process.exitCode = main();

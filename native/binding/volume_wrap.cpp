@@ -1,0 +1,335 @@
+// Notes on the design
+// -------------------
+// The native Volume class over bm::Volume: the hot write path of the whole array, so it is kept
+// lean. A call carries numbers and Uint8Arrays only; nothing is looked up by name and nothing is
+// allocated per call. writev() gets the byte offsets packed by TypeScript into a Float64Array it
+// reuses, the buffers in a plain array it reuses, and a count; the wrapper fills a WriteRequest
+// array allocated once when the volume opened (kMaxBatchWrites entries) and makes one core call
+// for the batch, which validates every request before any byte changes.
+//
+// Sequences cross as doubles: >0 the journal sequence, 0 no journal attached, -1 the journal was
+// full (bm::Volume::kJournalFull).
+//
+// `new Volume(kind, name, create, capacityBytes, blockSize, strict)` maps the region and formats
+// it (create) or opens the volume already in it. A named region this call created is unlinked
+// again when formatting fails. flush() runs on the thread pool; close() while it is in flight
+// takes effect (unmap) when it completes.
+#include <napi.h>
+
+#include <memory>
+#include <vector>
+
+#include "addon.hpp"
+#include "bitmap_wrap.hpp"
+#include "journal_wrap.hpp"
+#include "region.hpp"
+#include "volume.hpp"
+
+namespace bmjs {
+namespace {
+
+// Largest writev batch. TypeScript uses the same limit (Volume.MAX_WRITEV_COUNT).
+constexpr size_t kMaxBatchWrites = 1024;
+constexpr size_t kStatsFieldCount = 13;
+
+inline double sequenceToNumber(uint64_t sequence) {
+  return sequence == bm::Volume::kJournalFull ? -1.0 : static_cast<double>(sequence);
+}
+
+class VolumeResource final : public Resource {
+ public:
+  VolumeResource(std::shared_ptr<Registry> registry, std::shared_ptr<bm::Volume> volume,
+                 bm::RegionKind kind, std::string name)
+      : Resource(std::move(registry)), core(std::move(volume)), kind(kind), name(std::move(name)) {}
+  ~VolumeResource() override { releaseFromDestructor(); }
+  std::shared_ptr<bm::Volume> core;
+  bm::RegionKind kind;
+  std::string name;
+
+ protected:
+  void releaseCore() noexcept override {
+    if (core) core->close();
+  }
+};
+
+class VolumeWrap final : public Napi::ObjectWrap<VolumeWrap> {
+ public:
+  static constexpr napi_type_tag kTypeTag = {0x626d566f'6c756d65ULL, 0x2b8e61d4'0c93f704ULL};
+  static constexpr const char* kClassName = "Volume";
+
+  static void init(Napi::Env env, Napi::Object exports) {
+    Napi::Function constructor = DefineClass(
+        env, "Volume",
+        {
+            prototypeMethod<VolumeWrap, &VolumeWrap::info>(env, "info"),
+            prototypeMethod<VolumeWrap, &VolumeWrap::read>(env, "read"),
+            prototypeMethod<VolumeWrap, &VolumeWrap::write>(env, "write"),
+            prototypeMethod<VolumeWrap, &VolumeWrap::writev>(env, "writev"),
+            prototypeMethod<VolumeWrap, &VolumeWrap::writeZeroes>(env, "writeZeroes"),
+            prototypeMethod<VolumeWrap, &VolumeWrap::trim>(env, "trim"),
+            prototypeMethod<VolumeWrap, &VolumeWrap::flush>(env, "flush"),
+            prototypeMethod<VolumeWrap, &VolumeWrap::allocationMap>(env, "allocationMap"),
+            prototypeMethod<VolumeWrap, &VolumeWrap::createBitmap>(env, "createBitmap"),
+            prototypeMethod<VolumeWrap, &VolumeWrap::openBitmap>(env, "openBitmap"),
+            prototypeMethod<VolumeWrap, &VolumeWrap::deleteBitmap>(env, "deleteBitmap"),
+            prototypeMethod<VolumeWrap, &VolumeWrap::setBitmapRecording>(env, "setBitmapRecording"),
+            prototypeMethod<VolumeWrap, &VolumeWrap::listBitmaps>(env, "listBitmaps"),
+            prototypeMethod<VolumeWrap, &VolumeWrap::attachJournal>(env, "attachJournal"),
+            prototypeMethod<VolumeWrap, &VolumeWrap::stats>(env, "stats"),
+            prototypeMethod<VolumeWrap, &VolumeWrap::close>(env, "close"),
+        });
+    exports.Set("Volume", constructor);
+    exports.Set("MAX_WRITEV_COUNT", Napi::Number::New(env, static_cast<double>(kMaxBatchWrites)));
+  }
+
+  // new Volume(kind, name, create, capacityBytes, blockSize, strict)
+  explicit VolumeWrap(const Napi::CallbackInfo& info)
+      : Napi::ObjectWrap<VolumeWrap>(info),
+        requests_(new bm::WriteRequest[kMaxBatchWrites]),
+        sequences_(new uint64_t[kMaxBatchWrites]) {
+    napi_env env = info.Env();
+    try {
+      const auto kind = static_cast<bm::RegionKind>(argIndexAtMost(env, arg(info, 0), "kind", 2));
+      std::string name = argString(env, arg(info, 1), "name");
+      const bool create = argBool(env, arg(info, 2), "create");
+      std::shared_ptr<bm::Volume> volume;
+      if (create) {
+        bm::VolumeOptions options;
+        options.capacityBytes = argIndex(env, arg(info, 3), "capacityBytes");
+        options.blockSize = static_cast<uint32_t>(
+            argIndexAtMost(env, arg(info, 4), "blockSize", bm::Volume::kMaxBlockSize));
+        options.strict = argBool(env, arg(info, 5), "strict");
+        bm::RegionOptions regionOptions;
+        regionOptions.kind = kind;
+        regionOptions.name = name;
+        regionOptions.byteLength = bm::Volume::regionBytesFor(options.capacityBytes);
+        regionOptions.create = true;
+        std::shared_ptr<bm::Region> region = bm::Region::open(regionOptions);
+        try {
+          volume = bm::Volume::create(region, options);
+        } catch (...) {
+          region->close();
+          if (kind != bm::RegionKind::Anonymous) bm::Region::unlink(kind, name);
+          throw;
+        }
+      } else {
+        if (kind == bm::RegionKind::Anonymous) throwTypeError(env, "an anonymous volume cannot be opened");
+        bm::RegionOptions regionOptions;
+        regionOptions.kind = kind;
+        regionOptions.name = name;
+        regionOptions.create = false;
+        regionOptions.open = true;
+        volume = bm::Volume::open(bm::Region::open(regionOptions));
+      }
+      resource_ = std::make_shared<VolumeResource>(Addon::of(env).registry, std::move(volume), kind,
+                                                   std::move(name));
+    } catch (const Napi::Error&) {
+      throw;
+    } catch (...) {
+      rethrowAsJs(info.Env());
+    }
+    tagThis<VolumeWrap>(info);
+  }
+
+  ~VolumeWrap() override {
+    if (resource_) resource_->requestClose();
+  }
+
+ private:
+  bm::Volume& core() const {
+    if (resource_->closed()) throwClosed(bm::Code::ERR_VOLUME_CLOSED, "volume");
+    return *resource_->core;
+  }
+
+  // [volumeId (bigint), capacityBytes, blockSize, strict, kind, name]
+  Napi::Value info(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const bm::Volume& volume = *resource_->core;
+    Napi::Array result = Napi::Array::New(env, 6);
+    result.Set(0u, Napi::BigInt::New(env, volume.volumeId()));
+    result.Set(1u, Napi::Number::New(env, static_cast<double>(volume.capacityBytes())));
+    result.Set(2u, Napi::Number::New(env, static_cast<double>(volume.blockSize())));
+    result.Set(3u, Napi::Boolean::New(env, volume.strict()));
+    result.Set(4u, Napi::Number::New(env, static_cast<double>(resource_->kind)));
+    result.Set(5u, Napi::String::New(env, resource_->name));
+    return result;
+  }
+
+  Napi::Value read(const Napi::CallbackInfo& info) {
+    napi_env env = info.Env();
+    const uint64_t byteOffset = argIndex(env, arg(info, 0), "byteOffset");
+    const Bytes target = argBytes(env, arg(info, 1), "target");
+    core().read(byteOffset, target.data, target.byteLength);
+    return Napi::Value();
+  }
+
+  Napi::Value write(const Napi::CallbackInfo& info) {
+    napi_env env = info.Env();
+    const uint64_t byteOffset = argIndex(env, arg(info, 0), "byteOffset");
+    const Bytes source = argBytes(env, arg(info, 1), "source");
+    const uint64_t sequence = core().write(byteOffset, source.data, source.byteLength);
+    napi_value result;
+    napi_create_double(env, sequenceToNumber(sequence), &result);
+    return Napi::Value(env, result);
+  }
+
+  // writev(byteOffsets: Float64Array, buffers: Uint8Array[], count, sequencesOut?: Float64Array)
+  // -> how many writes met a full journal.
+  Napi::Value writev(const Napi::CallbackInfo& info) {
+    napi_env env = info.Env();
+    const uint64_t count = argIndexAtMost(env, arg(info, 2), "count", kMaxBatchWrites);
+    const double* byteOffsets = argFloat64Array(env, arg(info, 0), "byteOffsets", count);
+    napi_value buffers = arg(info, 1);
+    bool isArray = false;
+    if (buffers == nullptr || napi_is_array(env, buffers, &isArray) != napi_ok || !isArray) {
+      throwTypeError(env, "buffers must be an array of Uint8Array");
+    }
+    uint32_t buffersLength = 0;
+    napi_get_array_length(env, buffers, &buffersLength);
+    if (buffersLength < count) {
+      throwRangeError(env, "buffers must have at least count (" + std::to_string(count) + ") elements");
+    }
+    double* sequencesOut = nullptr;
+    if (!info[3].IsUndefined()) sequencesOut = argFloat64Array(env, arg(info, 3), "sequencesOut", count);
+    bm::Volume& volume = core();
+    for (uint32_t i = 0; i < count; ++i) {
+      const double byteOffset = byteOffsets[i];
+      if (!(byteOffset >= 0) || byteOffset > kMaxSafeInteger || static_cast<double>(static_cast<uint64_t>(byteOffset)) != byteOffset) {
+        throwRangeError(env, "byteOffsets[" + std::to_string(i) + "] must be a non-negative safe integer");
+      }
+      napi_value element;
+      napi_get_element(env, buffers, i, &element);
+      const Bytes data = argBytes(env, element, "buffers[i]");
+      requests_[i] = bm::WriteRequest{static_cast<uint64_t>(byteOffset), data.byteLength, data.data,
+                                      bm::RecordKind::Write};
+    }
+    const size_t fullCount = volume.writeBatch(requests_.get(), count, sequencesOut ? sequences_.get() : nullptr);
+    if (sequencesOut != nullptr) {
+      for (size_t i = 0; i < count; ++i) sequencesOut[i] = sequenceToNumber(sequences_[i]);
+    }
+    napi_value result;
+    napi_create_double(env, static_cast<double>(fullCount), &result);
+    return Napi::Value(env, result);
+  }
+
+  Napi::Value writeZeroes(const Napi::CallbackInfo& info) {
+    napi_env env = info.Env();
+    const uint64_t byteOffset = argIndex(env, arg(info, 0), "byteOffset");
+    const uint64_t byteLength = argIndex(env, arg(info, 1), "byteLength");
+    const bool mayPunchHole = argBool(env, arg(info, 2), "mayPunchHole");
+    return Napi::Number::New(env, sequenceToNumber(core().writeZeroes(byteOffset, byteLength, mayPunchHole)));
+  }
+
+  Napi::Value trim(const Napi::CallbackInfo& info) {
+    napi_env env = info.Env();
+    const uint64_t byteOffset = argIndex(env, arg(info, 0), "byteOffset");
+    const uint64_t byteLength = argIndex(env, arg(info, 1), "byteLength");
+    return Napi::Number::New(env, sequenceToNumber(core().trim(byteOffset, byteLength)));
+  }
+
+  Napi::Value flush(const Napi::CallbackInfo& info) {
+    core();
+    std::shared_ptr<bm::Volume> volume = resource_->core;
+    auto* worker = new ResourceWorker(info.Env(), resource_, "blockmirror:volume.flush",
+                                      [volume] { volume->flush(); });
+    Napi::Promise promise = worker->promise();
+    worker->Queue();
+    return promise;
+  }
+
+  // Float64Array of [byteOffset, byteLength, allocated (0|1)] triples.
+  Napi::Value allocationMap(const Napi::CallbackInfo& info) {
+    napi_env env = info.Env();
+    const uint64_t byteOffset = argIndex(env, arg(info, 0), "byteOffset");
+    const uint64_t byteLength = argIndex(env, arg(info, 1), "byteLength");
+    const std::vector<bm::RegionExtent> extents = core().allocationMap(byteOffset, byteLength);
+    Napi::Float64Array result = Napi::Float64Array::New(info.Env(), extents.size() * 3);
+    for (size_t i = 0; i < extents.size(); ++i) {
+      result[i * 3] = static_cast<double>(extents[i].byteOffset);
+      result[i * 3 + 1] = static_cast<double>(extents[i].byteLength);
+      result[i * 3 + 2] = extents[i].allocated ? 1 : 0;
+    }
+    return result;
+  }
+
+  Napi::Value createBitmap(const Napi::CallbackInfo& info) {
+    napi_env env = info.Env();
+    const std::string name = argString(env, arg(info, 0), "name");
+    const uint64_t granularityBytes = argIndex(env, arg(info, 1), "granularityBytes");
+    const bool recording = argBool(env, arg(info, 2), "recording");
+    return newBitmapObject(info.Env(), core().createBitmap(name, granularityBytes, recording));
+  }
+
+  Napi::Value openBitmap(const Napi::CallbackInfo& info) {
+    const std::string name = argString(info.Env(), arg(info, 0), "name");
+    return newBitmapObject(info.Env(), core().openBitmap(name));
+  }
+
+  Napi::Value deleteBitmap(const Napi::CallbackInfo& info) {
+    const std::string name = argString(info.Env(), arg(info, 0), "name");
+    core().deleteBitmap(name);
+    return info.Env().Undefined();
+  }
+
+  Napi::Value setBitmapRecording(const Napi::CallbackInfo& info) {
+    napi_env env = info.Env();
+    const std::string name = argString(env, arg(info, 0), "name");
+    const bool recording = argBool(env, arg(info, 1), "recording");
+    core().setBitmapRecording(name, recording);
+    return info.Env().Undefined();
+  }
+
+  // [{ name, granularityBytes, bitCount, recording }]
+  Napi::Value listBitmaps(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const std::vector<bm::BitmapSlotInfo> slots = core().listBitmaps();
+    Napi::Array result = Napi::Array::New(env, slots.size());
+    for (uint32_t i = 0; i < slots.size(); ++i) {
+      Napi::Object entry = Napi::Object::New(env);
+      entry.Set("name", Napi::String::New(env, slots[i].name));
+      entry.Set("granularityBytes", Napi::Number::New(env, static_cast<double>(slots[i].granularityBytes)));
+      entry.Set("bitCount", Napi::Number::New(env, static_cast<double>(slots[i].bitCount)));
+      entry.Set("recording", Napi::Boolean::New(env, slots[i].recording));
+      result.Set(i, entry);
+    }
+    return result;
+  }
+
+  Napi::Value attachJournal(const Napi::CallbackInfo& info) {
+    bm::Volume& volume = core();
+    if (info[0].IsNull() || info[0].IsUndefined()) {
+      volume.attachJournal(nullptr);
+    } else {
+      volume.attachJournal(journalFromObject(info.Env(), arg(info, 0), "journal"));
+    }
+    return info.Env().Undefined();
+  }
+
+  // Float64Array of the counters in bm::VolumeStats order.
+  Napi::Value stats(const Napi::CallbackInfo& info) {
+    const bm::VolumeStats stats = core().stats();
+    Napi::Float64Array result = Napi::Float64Array::New(info.Env(), kStatsFieldCount);
+    const uint64_t values[kStatsFieldCount] = {
+        stats.readCount,  stats.readBytes,  stats.writeCount,         stats.writeBytes,
+        stats.zeroCount,  stats.zeroBytes,  stats.trimCount,          stats.trimBytes,
+        stats.flushCount, stats.batchCount, stats.journalAppendCount, stats.journalFullCount,
+        stats.bitmapMarkCount};
+    for (size_t i = 0; i < kStatsFieldCount; ++i) result[i] = static_cast<double>(values[i]);
+    return result;
+  }
+
+  Napi::Value close(const Napi::CallbackInfo& info) {
+    resource_->requestClose();
+    return info.Env().Undefined();
+  }
+
+  std::shared_ptr<VolumeResource> resource_;
+  std::unique_ptr<bm::WriteRequest[]> requests_;
+  std::unique_ptr<uint64_t[]> sequences_;
+};
+
+}  // namespace
+
+void initVolume(Napi::Env env, Napi::Object exports) { VolumeWrap::init(env, exports); }
+
+}  // namespace bmjs

@@ -1,0 +1,391 @@
+// Notes on the design
+// -------------------
+// `blockmirror serve`: open the configured volumes, export them over NBD, report, and shut down
+// cleanly. The ServeSession owns every volume it opened and the one NbdServer; nothing else
+// closes them.
+//
+// Lifecycle (one setter, `setState`, logs every transition):
+//   starting -> serving -> stopping -> stopped
+//   starting -> stopped              (a volume or listener failed to open: what was opened is
+//                                     closed again, in reverse order)
+// Shutdown order is what makes a reopened named volume consistent: first the server stops
+// accepting and answers the requests in flight (graceful close), then every volume is flushed,
+// then closed. Only then is the summary printed. A second SIGINT/SIGTERM skips all of that and
+// exits at once with 128 + signal number.
+//
+// Output contract (tests and scripts read it): stdout gets one line per export address that
+// starts with the NBD URI, then a line starting with "ready", then status lines, then on
+// shutdown lines starting with "summary". Logs go to stderr (pino, JSON).
+
+import * as fs from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import pino from 'pino';
+
+import { NbdServer } from '../nbd/server';
+import { Volume } from '../storage/volume';
+import type { BlockmirrorConfig, VolumeConfig } from './config';
+import { formatSize } from './config';
+import { CounterSample, RateMeter, formatBytes, formatDuration, formatStatusLine } from './status';
+
+export type ServeState = 'starting' | 'serving' | 'stopping' | 'stopped';
+
+const TRANSITIONS: Record<ServeState, readonly ServeState[]> = {
+  starting: ['serving', 'stopped'],
+  serving: ['stopping'],
+  stopping: ['stopped'],
+  stopped: [],
+};
+
+/** A failure to start that is the operator's to fix (exit code 1, message without a stack). */
+export class ServeError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.name = 'ServeError';
+    this.code = code;
+  }
+}
+
+export interface ServeOptions {
+  config: BlockmirrorConfig;
+  logger: pino.Logger;
+  /** Where the URI, status and summary lines go. @default process.stdout */
+  output?: NodeJS.WritableStream & { isTTY?: boolean };
+  /** Print no status line. @default false */
+  quiet?: boolean;
+  /** Seconds between status lines when output is not a TTY. @default 5 */
+  statusIntervalSeconds?: number;
+  /** Milliseconds a graceful server close may take before connections are cut. @default 30000 */
+  shutdownTimeoutMs?: number;
+}
+
+type VolumeStats = ReturnType<Volume['stats']>;
+
+interface OpenedVolume {
+  config: VolumeConfig;
+  volume: Volume;
+  opened: 'created' | 'reopened';
+}
+
+function shmPathFor(name: string): string {
+  return `/dev/shm/${name}`;
+}
+
+/** Whether a named volume's backing exists already. */
+function backingExists(config: VolumeConfig): boolean {
+  if (config.backing === 'shared') return fs.existsSync(shmPathFor(config.name));
+  if (config.backing === 'file') return config.path !== undefined && fs.existsSync(config.path);
+  return false;
+}
+
+function describeError(error: unknown): string {
+  if (error instanceof Error) {
+    const code = (error as { code?: unknown }).code;
+    return typeof code === 'string' ? `${code}: ${error.message}` : error.message;
+  }
+  return String(error);
+}
+
+/** Opens (or creates) one configured volume and its configured bitmaps. */
+export async function openConfiguredVolume(config: VolumeConfig): Promise<OpenedVolume> {
+  let volume: Volume;
+  let opened: OpenedVolume['opened'] = 'created';
+  if (backingExists(config)) {
+    if (config.existing === 'error') {
+      throw new ServeError('ERR_CLI_VOLUME_EXISTS',
+        `volume "${config.name}": its ${config.backing} backing exists already and existing is "error"`);
+    }
+    volume = await Volume.open(config.backing === 'file' ? { path: config.path as string } : { name: config.name });
+    opened = 'reopened';
+    if (volume.capacityBytes !== config.capacityBytes || volume.blockSize !== config.blockSize) {
+      await volume.close();
+      throw new ServeError('ERR_CLI_VOLUME_GEOMETRY',
+        `volume "${config.name}": the existing ${config.backing} volume has capacity ${volume.capacityBytes} ` +
+        `and blockSize ${volume.blockSize}, the config says ${config.capacityBytes} and ${config.blockSize}`);
+    }
+  } else {
+    const options: Parameters<typeof Volume.create>[0] = {
+      capacityBytes: config.capacityBytes,
+      blockSize: config.blockSize,
+      strict: config.strict,
+      backing: config.backing,
+      name: config.name,
+    };
+    if (config.path !== undefined) options.path = config.path;
+    volume = await Volume.create(options);
+  }
+  try {
+    const existing = new Set(listBitmapNames(volume));
+    for (const bitmap of config.bitmaps) {
+      if (existing.has(bitmap.name)) continue;
+      volume.createBitmap(bitmap.name, { granularityBytes: bitmap.granularityBytes, recording: bitmap.recording });
+    }
+  } catch (error) {
+    await volume.close();
+    throw error;
+  }
+  return { config, volume, opened };
+}
+
+function listBitmapNames(volume: Volume): string[] {
+  const list = volume.listBitmaps() as unknown as Array<string | { name: string }>;
+  return list.map((entry) => (typeof entry === 'string' ? entry : entry.name));
+}
+
+/** Sums the counters of several volumes' stats. */
+function sumStats(all: VolumeStats[]): Record<string, number> {
+  const total: Record<string, number> = {};
+  for (const stats of all) {
+    for (const [key, value] of Object.entries(stats as unknown as Record<string, unknown>)) {
+      if (typeof value === 'number' || typeof value === 'bigint') total[key] = (total[key] ?? 0) + Number(value);
+    }
+  }
+  return total;
+}
+
+function num(record: Record<string, unknown>, key: string): number {
+  const value = record[key];
+  return typeof value === 'number' || typeof value === 'bigint' ? Number(value) : 0;
+}
+
+/** One running `serve`. */
+export class ServeSession {
+  private state: ServeState = 'starting';
+  private readonly volumes: OpenedVolume[] = [];
+  private server: NbdServer | undefined;
+  private readonly output: NodeJS.WritableStream & { isTTY?: boolean };
+  private readonly logger: pino.Logger;
+  private readonly meter = new RateMeter();
+  private statusTimer: NodeJS.Timeout | undefined;
+  private statusLineOpen = false;
+  private startedAtMs = 0;
+  private stopPromise: Promise<void> | undefined;
+
+  constructor(private readonly options: ServeOptions) {
+    this.output = options.output ?? process.stdout;
+    this.logger = options.logger;
+  }
+
+  get currentState(): ServeState {
+    return this.state;
+  }
+
+  private setState(next: ServeState): void {
+    const previous = this.state;
+    if (!TRANSITIONS[previous].includes(next)) {
+      throw new Error(`serve: invalid transition ${previous} -> ${next}`);
+    }
+    this.state = next;
+    this.logger.debug({ from: previous, to: next }, `serve ${previous} -> ${next}`);
+  }
+
+  private print(line: string): void {
+    if (this.statusLineOpen) {
+      this.output.write('\n');
+      this.statusLineOpen = false;
+    }
+    this.output.write(`${line}\n`);
+  }
+
+  /** Opens the volumes, starts listening and prints the export URIs. */
+  async start(): Promise<void> {
+    const { config } = this.options;
+    try {
+      for (const volumeConfig of config.volumes) {
+        const opened = await openConfiguredVolume(volumeConfig);
+        this.volumes.push(opened);
+        this.logger.info({ volume: volumeConfig.name, backing: volumeConfig.backing, opened: opened.opened,
+          capacityBytes: volumeConfig.capacityBytes, blockSize: volumeConfig.blockSize }, 'volume open');
+      }
+      const byName = new Map(this.volumes.map((v) => [v.config.name, v.volume]));
+      this.server = new NbdServer({
+        exports: config.exports.map((entry) => ({
+          name: entry.name,
+          volume: byName.get(entry.volume) as Volume,
+          readOnly: entry.readOnly,
+          description: entry.description,
+        })),
+        listen: config.listen.map((entry) => ('path' in entry ? { path: entry.path } : { host: entry.host, port: entry.port })),
+        maxPayloadBytes: config.limits.maxPayloadBytes,
+        logger: this.logger.child({ component: 'nbd' }),
+      });
+      this.server.on('connection', (info: unknown) => this.logger.info({ connection: info }, 'client connected'));
+      this.server.on('disconnect', (info: unknown) => this.logger.info({ connection: info }, 'client disconnected'));
+      for (const entry of config.listen) {
+        if ('path' in entry && fs.existsSync(entry.path) && fs.statSync(entry.path).isSocket()) {
+          // A socket file left by a previous run that died; nothing can be listening on it if
+          // connecting fails, but checking that races anyway, so the operator's config owns it.
+          fs.unlinkSync(entry.path);
+        }
+      }
+      await this.server.listen();
+    } catch (error) {
+      await this.closeAll();
+      this.setState('stopped');
+      throw error;
+    }
+    this.setState('serving');
+    this.startedAtMs = performance.now();
+    const details = new Map(config.exports.map((entry) => {
+      const volume = config.volumes.find((v) => v.name === entry.volume) as VolumeConfig;
+      return [entry.name, `(export ${entry.name}: volume ${volume.name}, ${formatSize(volume.capacityBytes)}, ` +
+        `${volume.backing}, ${entry.readOnly ? 'read-only' : 'read-write'})`];
+    }));
+    for (const address of this.server.addresses()) {
+      const exportName = decodeURIComponent(address.uri.replace(/^[^/]*\/\/[^/]*\/?/, '').replace(/\?.*$/, ''));
+      const detail = details.get(exportName);
+      this.print(detail === undefined ? address.uri : `${address.uri}  ${detail}`);
+    }
+    this.print(`ready: ${config.exports.length} export(s) on ${config.listen.length} listener(s), pid ${process.pid}; ` +
+      'SIGINT or SIGTERM stops');
+    this.meter.update(this.sample());
+    this.startStatus();
+  }
+
+  /** Totals across all volumes, plus the server's connection count. */
+  sample(): CounterSample {
+    const totals = sumStats(this.volumes.map((v) => v.volume.stats()));
+    const serverStats = (this.server?.stats() ?? {}) as unknown as Record<string, unknown>;
+    return {
+      timeMs: performance.now(),
+      readBytes: num(totals, 'readBytes'),
+      writeBytes: num(totals, 'writeBytes'),
+      ioCount: num(totals, 'readCount') + num(totals, 'writeCount') + num(totals, 'zeroCount') +
+        num(totals, 'trimCount') + num(totals, 'flushCount'),
+      connections: num(serverStats, 'connections'),
+    };
+  }
+
+  private startStatus(): void {
+    if (this.options.quiet === true) return;
+    const tty = this.output.isTTY === true;
+    const intervalMs = tty ? 1000 : Math.max(0.1, this.options.statusIntervalSeconds ?? 5) * 1000;
+    this.statusTimer = setInterval(() => {
+      const sample = this.sample();
+      const line = formatStatusLine(this.meter.update(sample), sample);
+      if (tty) {
+        this.output.write(`\r\x1b[2K${line}`);
+        this.statusLineOpen = true;
+      } else {
+        this.output.write(`status: ${line}\n`);
+      }
+    }, intervalMs);
+  }
+
+  /**
+   * Stops: no new connections, in-flight requests answered, volumes flushed and closed, summary
+   * printed. Idempotent (a second call returns the same promise).
+   */
+  stop(reason: string): Promise<void> {
+    if (this.stopPromise === undefined) this.stopPromise = this.doStop(reason);
+    return this.stopPromise;
+  }
+
+  private async doStop(reason: string): Promise<void> {
+    if (this.state !== 'serving') return;
+    this.setState('stopping');
+    if (this.statusTimer !== undefined) clearInterval(this.statusTimer);
+    this.print(`stopping (${reason}): closing listeners, answering requests in flight`);
+    const problems = await this.closeAll();
+    const serverStats = this.server === undefined ? {} : (this.server.stats() as unknown as Record<string, unknown>);
+    this.printSummary(serverStats);
+    this.setState('stopped');
+    if (problems > 0) throw new ServeError('ERR_CLI_SHUTDOWN', `${problems} problem(s) while shutting down; see the log`);
+  }
+
+  /** Closes the server, then flushes and closes every volume; returns how many steps failed. */
+  private async closeAll(): Promise<number> {
+    let problems = 0;
+    if (this.server !== undefined) {
+      const server = this.server;
+      const timeoutMs = this.options.shutdownTimeoutMs ?? 30_000;
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        const forced = new Promise<'timeout'>((resolve) => {
+          timer = setTimeout(() => resolve('timeout'), timeoutMs);
+        });
+        const outcome = await Promise.race([server.close({ graceful: true }).then(() => 'closed' as const), forced]);
+        if (outcome === 'timeout') {
+          this.logger.warn({ timeoutMs }, 'graceful close took too long; cutting connections');
+          await server.close({ graceful: false });
+        }
+      } catch (error) {
+        problems++;
+        this.logger.error({ err: error }, 'closing the NBD server failed');
+      } finally {
+        if (timer !== undefined) clearTimeout(timer);
+      }
+    }
+    // Reverse order of opening. Flush before close, so a named region is consistent for the next
+    // process that opens it even if close itself were to fail.
+    const finalStats: VolumeStats[] = new Array(this.volumes.length);
+    for (let index = this.volumes.length - 1; index >= 0; index--) {
+      const opened = this.volumes[index] as OpenedVolume;
+      try {
+        await opened.volume.flush();
+      } catch (error) {
+        problems++;
+        this.logger.error({ err: error, volume: opened.config.name }, `flush failed: ${describeError(error)}`);
+      }
+      // stats() after close throws; the summary needs the final numbers.
+      finalStats[index] = opened.volume.stats();
+      try {
+        await opened.volume.close();
+      } catch (error) {
+        problems++;
+        this.logger.error({ err: error, volume: opened.config.name }, `close failed: ${describeError(error)}`);
+      }
+    }
+    this.finalVolumeStats = finalStats;
+    return problems;
+  }
+
+  /** Per-volume stats taken after the final flush, before close. */
+  private finalVolumeStats: VolumeStats[] | undefined;
+
+  private printSummary(serverStats: Record<string, unknown>): void {
+    const seconds = (performance.now() - this.startedAtMs) / 1000;
+    const perVolume = this.finalVolumeStats ?? [];
+    const totals = sumStats(perVolume);
+    this.print(`summary: uptime ${formatDuration(seconds)}, connections ${num(serverStats, 'totalConnections')} total, ` +
+      `errors ${num(serverStats, 'errors')}`);
+    this.print(`summary: reads ${num(totals, 'readCount')} (${formatBytes(num(totals, 'readBytes'))}), ` +
+      `writes ${num(totals, 'writeCount')} (${formatBytes(num(totals, 'writeBytes'))}), ` +
+      `zeroes ${num(totals, 'zeroCount')}, trims ${num(totals, 'trimCount')}, flushes ${num(totals, 'flushCount')}`);
+    this.volumes.forEach((opened, index) => {
+      const stats = (perVolume[index] ?? {}) as unknown as Record<string, unknown>;
+      this.print(`summary: volume ${opened.config.name} (${opened.config.backing}, ${opened.opened}): ` +
+        `reads ${num(stats, 'readCount')}, writes ${num(stats, 'writeCount')}, flushed and closed`);
+    });
+  }
+}
+
+/**
+ * Runs serve until a signal: returns the process exit code. Installs SIGINT/SIGTERM handlers
+ * (the first stops cleanly, a second exits at once).
+ */
+export async function runServe(options: ServeOptions): Promise<number> {
+  const session = new ServeSession(options);
+  await session.start();
+  return new Promise<number>((resolve) => {
+    let signalled = false;
+    const onSignal = (signal: NodeJS.Signals): void => {
+      if (signalled) {
+        const number = signal === 'SIGINT' ? 2 : 15;
+        process.stderr.write(`\nblockmirror: second ${signal}: exiting at once\n`);
+        process.exit(128 + number);
+      }
+      signalled = true;
+      options.logger.info({ signal }, 'shutting down');
+      session.stop(signal).then(
+        () => resolve(0),
+        (error: unknown) => {
+          options.logger.error({ err: error }, describeError(error));
+          resolve(1);
+        },
+      );
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+}

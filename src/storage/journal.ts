@@ -1,0 +1,317 @@
+// Notes on the design
+// -------------------
+// A Journal is a bounded, ordered ring of write records in a region of its own: the TypeScript
+// face of bm::Journal (native/core/journal.hpp). Sequences start at 1, increase by one per record
+// and are never reused, not even across release() and reopen. append() never overwrites an
+// unreleased record: when the ring is full it returns 0 and the caller falls back to its bitmap;
+// release(sequence) frees every record up to that sequence. A shared or file journal outlives its
+// process and reopens at the cursors it had (a record torn by a crash is cut off).
+//
+// read() returns copies (`data` is a Buffer the caller owns); asking for a released sequence is
+// ERR_JOURNAL_RELEASED, one not yet written ERR_JOURNAL_NOT_YET, exactly nextSequence an empty
+// batch. Checksums are verified on the way out (ERR_JOURNAL_CHECKSUM means damaged memory).
+//
+// Ownership: close() releases the mapping and detaches the journal from every volume of this
+// process it is attached to; later calls throw ERR_JOURNAL_CLOSED; a second close() is a no-op. One
+// process appends to a journal at a time.
+
+import { BlockmirrorError } from '../errors';
+import { addon, NativeJournal, NativeRecordKind, NativeRegionKind } from '../native';
+import {
+  checkBytes,
+  checkIndex,
+  checkIntegerIn,
+  checkObject,
+  checkOneOf,
+  checkOptions,
+  checkPath,
+  checkSharedName,
+  closedError,
+  describe,
+} from './validate';
+
+export type JournalRecordKind = 'write' | 'zero' | 'trim' | 'marker';
+export type JournalKind = 'anonymous' | 'shared' | 'file';
+
+/** One record as read back. */
+export interface JournalRecord {
+  sequence: number;
+  volumeId: bigint;
+  byteOffset: number;
+  byteLength: number;
+  kind: JournalRecordKind;
+  flags: number;
+  /** crc32c of data; 0 when the record has none. */
+  dataCrc: number;
+  /** A copy of the payload; empty when none. */
+  data: Buffer;
+}
+
+/** A record to append. */
+export interface JournalAppendRecord {
+  /** Record kind. @default 'write' */
+  kind?: JournalRecordKind;
+  /** Volume the record belongs to (u64). @default 0n */
+  volumeId?: bigint;
+  byteOffset: number;
+  /** Bytes the record describes (u32). @default data.byteLength, or 0 without data */
+  byteLength?: number;
+  /** Payload, at most maxRecordBytes. @default none */
+  data?: Uint8Array;
+  /** Caller-defined flags (u16). @default 0 */
+  flags?: number;
+}
+
+/** Options of Journal.create. */
+export interface JournalCreateOptions {
+  /** Ring bytes, at least 64 KiB. @default 67108864 (64 MiB) */
+  capacityBytes?: number;
+  /** Largest payload of one record, at most capacityBytes / 4. @default 4194304 (4 MiB) */
+  maxRecordBytes?: number;
+  /** Backing of the ring. @default 'anonymous' */
+  kind?: JournalKind;
+  /** Shared: the journal name (the region is blockmirror.journal.<name>). @default undefined */
+  name?: string;
+  /** File: the path. @default undefined */
+  path?: string;
+}
+
+/** Options of Journal.read. */
+export interface JournalReadOptions {
+  /** Most records to return, 1..65536. @default 256 */
+  maxRecords?: number;
+  /** Most payload bytes to return (one record is returned even if it alone is larger). @default 4194304 */
+  maxBytes?: number;
+}
+
+export interface JournalStats {
+  headSequence: number;
+  nextSequence: number;
+  recordCount: number;
+  usedBytes: number;
+  capacityBytes: number;
+  maxRecordBytes: number;
+  appendCount: number;
+  fullCount: number;
+}
+
+/** Internal: the native handle of an open journal. */
+export const kNativeHandle = Symbol('blockmirror.Journal.native');
+/** Internal: volumes tell a journal they attached it so its close() can detach them. */
+export const kAttached = Symbol('blockmirror.Journal.attached');
+
+/** Internal: the method a journal calls on an attached volume when it closes. */
+export const kDetachJournal = Symbol('blockmirror.Journal.detach');
+
+/** Something a journal detaches itself from when it closes. */
+export interface JournalAttachment {
+  [kDetachJournal](journal: Journal): void;
+}
+
+const RECORD_KINDS: readonly JournalRecordKind[] = ['write', 'zero', 'trim', 'marker'];
+const KIND_BY_NUMBER: readonly (JournalRecordKind | undefined)[] = [undefined, 'write', 'zero', 'trim', 'marker'];
+const JOURNAL_KINDS: readonly JournalKind[] = ['anonymous', 'shared', 'file'];
+const MAX_U64 = (1n << 64n) - 1n;
+
+/** Region name of a shared journal. */
+export function sharedJournalRegionName(name: string): string {
+  return `blockmirror.journal.${name}`;
+}
+
+function target(options: { name?: unknown; path?: unknown }, where: string): { kind: 'shared' | 'file'; name: string } {
+  checkObject(options, where);
+  if ((options.name === undefined) === (options.path === undefined)) {
+    throw new TypeError(`${where}: give exactly one of name and path`);
+  }
+  if (options.name !== undefined) {
+    checkSharedName(options.name, `${where}.name`, 180);
+    return { kind: 'shared', name: sharedJournalRegionName(options.name) };
+  }
+  checkPath(options.path, `${where}.path`);
+  return { kind: 'file', name: options.path };
+}
+
+export class Journal {
+  static readonly DEFAULT_CAPACITY_BYTES = 64 * 1024 * 1024;
+  static readonly DEFAULT_MAX_RECORD_BYTES = 4 * 1024 * 1024;
+  static readonly MIN_CAPACITY_BYTES = 64 * 1024;
+  /** Largest ring: 16 GiB. */
+  static readonly MAX_CAPACITY_BYTES = 16 * 1024 * 1024 * 1024;
+  static readonly MAX_READ_RECORDS = 65536;
+
+  readonly kind: JournalKind;
+  /** Shared: the journal name; file: the path; anonymous: undefined. */
+  readonly name: string | undefined;
+  readonly capacityBytes: number;
+  readonly maxRecordBytes: number;
+
+  #handle: NativeJournal | null;
+  #attachments = new Set<JournalAttachment>();
+  #closing: Promise<void> | null = null;
+
+  private constructor(handle: NativeJournal, kind: JournalKind, name: string | undefined) {
+    this.#handle = handle;
+    const [capacityBytes, maxRecordBytes] = handle.info();
+    this.capacityBytes = capacityBytes;
+    this.maxRecordBytes = maxRecordBytes;
+    this.kind = kind;
+    this.name = name;
+  }
+
+  /** Formats a new journal (ERR_REGION_EXISTS when a shared name or file exists already). */
+  static create(options: JournalCreateOptions = {}): Journal {
+    checkOptions(options, 'options');
+    const capacityBytes = options.capacityBytes ?? Journal.DEFAULT_CAPACITY_BYTES;
+    checkIntegerIn(capacityBytes, 'options.capacityBytes', Journal.MIN_CAPACITY_BYTES, Journal.MAX_CAPACITY_BYTES);
+    const maxRecordBytes = options.maxRecordBytes ?? Math.min(Journal.DEFAULT_MAX_RECORD_BYTES, Math.floor(capacityBytes / 4));
+    checkIntegerIn(maxRecordBytes, 'options.maxRecordBytes', 1, Math.floor(capacityBytes / 4));
+    const kind = options.kind ?? 'anonymous';
+    checkOneOf(kind, 'options.kind', JOURNAL_KINDS);
+    let regionName = 'blockmirror.journal';
+    let name: string | undefined;
+    if (kind === 'shared') {
+      checkSharedName(options.name, 'options.name', 180);
+      name = options.name;
+      regionName = sharedJournalRegionName(options.name);
+    } else if (kind === 'file') {
+      checkPath(options.path, 'options.path');
+      name = options.path;
+      regionName = options.path;
+    }
+    const handle = new addon.Journal(NativeRegionKind[kind], regionName, true, capacityBytes, maxRecordBytes);
+    return new Journal(handle, kind, name);
+  }
+
+  /** Opens an existing shared ({ name }) or file ({ path }) journal at its saved cursors. */
+  static open(options: { name?: string; path?: string }): Journal {
+    const { kind, name } = target(options, 'options');
+    const handle = new addon.Journal(NativeRegionKind[kind], name, false, 0, 0);
+    return new Journal(handle, kind, kind === 'shared' ? options.name : options.path);
+  }
+
+  /** Removes a shared or file journal; false when it did not exist. */
+  static unlink(options: { name?: string; path?: string }): boolean {
+    const { kind, name } = target(options, 'options');
+    return addon.unlinkRegion(NativeRegionKind[kind], name);
+  }
+
+  /** True once close() was called. */
+  get closed(): boolean {
+    return this.#handle === null;
+  }
+
+  #open(): NativeJournal {
+    const handle = this.#handle;
+    if (handle === null) throw closedError('journal');
+    return handle;
+  }
+
+  /** @internal */
+  get [kNativeHandle](): NativeJournal {
+    return this.#open();
+  }
+
+  /** @internal */
+  [kAttached](attachment: JournalAttachment, attached: boolean): void {
+    if (attached) this.#attachments.add(attachment);
+    else this.#attachments.delete(attachment);
+  }
+
+  /** Oldest unreleased sequence. */
+  get headSequence(): number {
+    return this.#open().headSequence();
+  }
+
+  /** The sequence the next append gets. */
+  get nextSequence(): number {
+    return this.#open().nextSequence();
+  }
+
+  /** Appends one record; returns its sequence, or 0 when the ring is full. */
+  append(record: JournalAppendRecord): number {
+    const handle = this.#open();
+    checkObject(record, 'record');
+    const kind = record.kind ?? 'write';
+    checkOneOf(kind, 'record.kind', RECORD_KINDS);
+    const volumeId = record.volumeId ?? 0n;
+    if (typeof volumeId !== 'bigint') throw new TypeError(`record.volumeId must be a bigint (got ${describe(volumeId)})`);
+    if (volumeId < 0n || volumeId > MAX_U64) throw new RangeError(`record.volumeId must be in [0, 2^64) (got ${volumeId})`);
+    checkIndex(record.byteOffset, 'record.byteOffset');
+    const data = record.data;
+    if (data !== undefined) checkBytes(data, 'record.data');
+    const byteLength = record.byteLength ?? data?.byteLength ?? 0;
+    checkIntegerIn(byteLength, 'record.byteLength', 0, 0xffffffff);
+    const flags = record.flags ?? 0;
+    checkIntegerIn(flags, 'record.flags', 0, 0xffff);
+    if (data !== undefined && data.byteLength > this.maxRecordBytes) {
+      throw new BlockmirrorError(
+        'ERR_JOURNAL_RECORD_TOO_LARGE',
+        `record.data (${data.byteLength} bytes) exceeds maxRecordBytes (${this.maxRecordBytes})`,
+      );
+    }
+    return handle.append(NativeRecordKind[kind], volumeId, record.byteOffset, byteLength, data, flags);
+  }
+
+  /** Copies out records with sequence >= fromSequence. */
+  read(fromSequence: number, options: JournalReadOptions = {}): JournalRecord[] {
+    const handle = this.#open();
+    checkIndex(fromSequence, 'fromSequence');
+    if (fromSequence === 0) throw new RangeError('fromSequence must be at least 1 (sequences start at 1)');
+    checkOptions(options, 'options');
+    const maxRecords = options.maxRecords ?? 256;
+    checkIntegerIn(maxRecords, 'options.maxRecords', 1, Journal.MAX_READ_RECORDS);
+    const maxBytes = options.maxBytes ?? Journal.DEFAULT_MAX_RECORD_BYTES;
+    checkIndex(maxBytes, 'options.maxBytes');
+    const [fields, volumeIds, payload] = handle.read(fromSequence, maxRecords, maxBytes);
+    const records: JournalRecord[] = [];
+    for (let i = 0; i < volumeIds.length; i++) {
+      const f = i * 8;
+      const payloadOffset = fields[f + 6] as number;
+      const payloadBytes = fields[f + 7] as number;
+      records.push({
+        sequence: fields[f] as number,
+        volumeId: volumeIds[i] as bigint,
+        byteOffset: fields[f + 1] as number,
+        byteLength: fields[f + 2] as number,
+        kind: KIND_BY_NUMBER[fields[f + 3] as number] ?? 'write',
+        flags: fields[f + 4] as number,
+        dataCrc: fields[f + 5] as number,
+        data: payload.subarray(payloadOffset, payloadOffset + payloadBytes),
+      });
+    }
+    return records;
+  }
+
+  /** Frees every record with sequence <= throughSequence; returns how many. */
+  release(throughSequence: number): number {
+    const handle = this.#open();
+    checkIndex(throughSequence, 'throughSequence');
+    return handle.release(throughSequence);
+  }
+
+  stats(): JournalStats {
+    const s = this.#open().stats();
+    return {
+      headSequence: s[0] as number,
+      nextSequence: s[1] as number,
+      recordCount: s[2] as number,
+      usedBytes: s[3] as number,
+      capacityBytes: s[4] as number,
+      maxRecordBytes: s[5] as number,
+      appendCount: s[6] as number,
+      fullCount: s[7] as number,
+    };
+  }
+
+  /** Detaches from every volume of this process, then unmaps. Idempotent. */
+  close(): Promise<void> {
+    if (this.#closing !== null) return this.#closing;
+    const handle = this.#handle;
+    this.#handle = null;
+    for (const attachment of [...this.#attachments]) attachment[kDetachJournal](this);
+    this.#attachments.clear();
+    handle?.close();
+    this.#closing = Promise.resolve();
+    return this.#closing;
+  }
+}

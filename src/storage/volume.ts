@@ -1,0 +1,474 @@
+// Notes on the design
+// -------------------
+// A Volume is a logical block device on one region: the TypeScript face of bm::Volume
+// (native/core/volume.hpp). The region holds a superblock, 16 bitmap slots and the data, so a
+// volume backed by a shared-memory name ('shared': the region blockmirror.vol.<name>) or a file is
+// seen byte for byte, bitmaps included, by every process and worker that opens it, and survives
+// the death of any of them. 'memory' volumes use an anonymous region private to this object.
+//
+// The write path (design section 4) is one native call per write or per batch: validate, copy
+// into the store, mark every recording bitmap, append to the attached journal. This class checks
+// every argument first (TypeError / RangeError, with the same rules the core applies again), and
+// keeps the call lean: write() passes a number and a Uint8Array; writev() packs the offsets into a
+// Float64Array and the buffers into an array, both allocated once per volume and reused, so the
+// native side does no allocation and no property lookups by name. A batch is validated as a whole
+// before any byte changes.
+//
+// Return values of the write path are journal sequences: > 0 the record's sequence, 0 when no
+// journal is attached, Volume.JOURNAL_FULL (-1) when the journal had no room (the data is stored
+// and the bitmaps are marked; the caller falls back to its bitmap).
+//
+// Ownership: close() waits for flushes in flight, closes the bitmap views this object handed out,
+// detaches the journal and unmaps; later calls throw ERR_VOLUME_CLOSED; a second close() is a
+// no-op. The journal is attached to this object only (not to other processes that opened the same
+// volume) and is kept alive by it while attached.
+
+import { addon, NativeRegionKind, NativeVolume } from '../native';
+import { Bitmap, kFromNative } from './bitmap';
+import { Journal, JournalAttachment, kAttached, kDetachJournal, kNativeHandle as kJournalHandle } from './journal';
+import { RegionExtent, unpackExtents } from './region';
+import {
+  checkBoolean,
+  checkIndex,
+  checkIntegerIn,
+  checkObject,
+  checkOneOf,
+  checkOptions,
+  checkPath,
+  checkPowerOfTwo,
+  checkSharedName,
+  checkString,
+  closedError,
+  describe,
+} from './validate';
+
+export type VolumeBacking = 'memory' | 'shared' | 'file';
+
+/** Options of Volume.create. */
+export interface VolumeCreateOptions {
+  /** Size of the volume, a multiple of blockSize, at most Volume.MAX_CAPACITY_BYTES. */
+  capacityBytes: number;
+  /** Block size, a power of two from 512 to 65536. @default 4096 */
+  blockSize?: number;
+  /** Reject I/O not aligned to blockSize (RangeError), as a device that refuses it. @default false */
+  strict?: boolean;
+  /** Where the bytes live. @default 'memory' */
+  backing?: VolumeBacking;
+  /** Shared: the volume name ([A-Za-z0-9._-], 1..184 characters; required). Memory: a label. @default undefined */
+  name?: string;
+  /** File: the path of the file to create (required for 'file'). @default undefined */
+  path?: string;
+}
+
+/** One write of a batch. */
+export interface WriteOp {
+  byteOffset: number;
+  data: Uint8Array;
+}
+
+/** Options of Volume.writeZeroes. */
+export interface WriteZeroesOptions {
+  /** Allow the store to release whole pages instead of writing zeros. @default false */
+  mayPunchHole?: boolean;
+}
+
+/** Options of Volume.createBitmap. */
+export interface VolumeBitmapOptions {
+  /** Bytes per bit, a power of two from 4096 to 2^30. @default 65536 */
+  granularityBytes?: number;
+  /** Mark the bitmap on every write from now on. @default true */
+  recording?: boolean;
+}
+
+export interface VolumeBitmapInfo {
+  name: string;
+  granularityBytes: number;
+  bitCount: number;
+  recording: boolean;
+}
+
+/** The native counters of a volume (this process's object only). */
+export interface VolumeStats {
+  readCount: number;
+  readBytes: number;
+  writeCount: number;
+  writeBytes: number;
+  zeroCount: number;
+  zeroBytes: number;
+  trimCount: number;
+  trimBytes: number;
+  flushCount: number;
+  batchCount: number;
+  journalAppendCount: number;
+  journalFullCount: number;
+  bitmapMarkCount: number;
+}
+
+const BACKINGS: readonly VolumeBacking[] = ['memory', 'shared', 'file'];
+const NATIVE_KIND = { memory: NativeRegionKind.anonymous, shared: NativeRegionKind.shared, file: NativeRegionKind.file } as const;
+const SHARED_PREFIX = 'blockmirror.vol.';
+const BITMAP_NAME = /^[A-Za-z0-9._:-]{1,47}$/;
+const EMPTY = new Uint8Array(0);
+
+/** Region name of a shared volume. */
+export function sharedVolumeRegionName(name: string): string {
+  return SHARED_PREFIX + name;
+}
+
+function target(options: unknown, where: string): { kind: 'shared' | 'file'; regionName: string; name?: string; path?: string } {
+  checkObject(options, where);
+  const { name, path } = options as { name?: unknown; path?: unknown };
+  if ((name === undefined) === (path === undefined)) throw new TypeError(`${where}: give exactly one of name and path`);
+  if (name !== undefined) {
+    checkSharedName(name, `${where}.name`, 200 - SHARED_PREFIX.length);
+    return { kind: 'shared', regionName: sharedVolumeRegionName(name), name };
+  }
+  checkPath(path, `${where}.path`);
+  return { kind: 'file', regionName: path, path };
+}
+
+function checkBitmapName(name: unknown): asserts name is string {
+  checkString(name, 'name');
+  if (!BITMAP_NAME.test(name)) {
+    throw new RangeError(`name must be 1..47 characters of [A-Za-z0-9._:-] (got ${describe(name)})`);
+  }
+}
+
+export class Volume implements JournalAttachment {
+  /** The sequence a write returns when the attached journal was full. */
+  static readonly JOURNAL_FULL = -1;
+  static readonly DEFAULT_BLOCK_SIZE = 4096;
+  static readonly MIN_BLOCK_SIZE = 512;
+  static readonly MAX_BLOCK_SIZE = 65536;
+  /** Largest volume: 32 TiB (the core maps at most 64 TiB per region). */
+  static readonly MAX_CAPACITY_BYTES = 2 ** 45;
+  /** Most writes in one writev call. */
+  static readonly MAX_WRITEV_COUNT: number = addon.MAX_WRITEV_COUNT;
+  static readonly DEFAULT_BITMAP_GRANULARITY_BYTES = 65536;
+  static readonly MIN_BITMAP_GRANULARITY_BYTES = 4096;
+  static readonly MAX_BITMAP_GRANULARITY_BYTES = 2 ** 30;
+
+  /** Random 64-bit id chosen when the volume was formatted. */
+  readonly id: bigint;
+  readonly backing: VolumeBacking;
+  /** Shared: the volume name; memory: its label; file: undefined. */
+  readonly name: string | undefined;
+  /** File: the path; otherwise undefined. */
+  readonly path: string | undefined;
+  readonly capacityBytes: number;
+  readonly blockSize: number;
+  readonly strict: boolean;
+
+  #handle: NativeVolume | null;
+  #offsets: Float64Array | null = null;
+  #buffers: Uint8Array[] = [];
+  #bitmaps = new Map<Bitmap, string>();
+  #journal: Journal | null = null;
+  #pending = new Set<Promise<void>>();
+  #closing: Promise<void> | null = null;
+
+  private constructor(handle: NativeVolume, backing: VolumeBacking, name: string | undefined, path: string | undefined) {
+    this.#handle = handle;
+    const [id, capacityBytes, blockSize, strict] = handle.info();
+    this.id = id;
+    this.capacityBytes = capacityBytes;
+    this.blockSize = blockSize;
+    this.strict = strict;
+    this.backing = backing;
+    this.name = name;
+    this.path = path;
+  }
+
+  /** Formats a new volume (ERR_REGION_EXISTS when the shared name or the file exists). */
+  static create(options: VolumeCreateOptions): Volume {
+    checkObject(options, 'options');
+    const blockSize = options.blockSize ?? Volume.DEFAULT_BLOCK_SIZE;
+    checkPowerOfTwo(blockSize, 'options.blockSize', Volume.MIN_BLOCK_SIZE, Volume.MAX_BLOCK_SIZE);
+    checkIntegerIn(options.capacityBytes, 'options.capacityBytes', 1, Volume.MAX_CAPACITY_BYTES);
+    if (options.capacityBytes % blockSize !== 0) {
+      throw new RangeError(`options.capacityBytes (${options.capacityBytes}) must be a multiple of blockSize (${blockSize})`);
+    }
+    const strict = options.strict ?? false;
+    checkBoolean(strict, 'options.strict');
+    const backing = options.backing ?? 'memory';
+    checkOneOf(backing, 'options.backing', BACKINGS);
+    let regionName: string;
+    let name: string | undefined;
+    let path: string | undefined;
+    if (backing === 'shared') {
+      if (options.name === undefined) throw new TypeError("options.name is required for backing 'shared'");
+      checkSharedName(options.name, 'options.name', 200 - SHARED_PREFIX.length);
+      name = options.name;
+      regionName = sharedVolumeRegionName(name);
+    } else if (backing === 'file') {
+      if (options.path === undefined) throw new TypeError("options.path is required for backing 'file'");
+      checkPath(options.path, 'options.path');
+      path = options.path;
+      regionName = path;
+    } else {
+      if (options.name !== undefined) checkSharedName(options.name, 'options.name', 200);
+      name = options.name;
+      regionName = name ?? 'blockmirror.vol';
+    }
+    const handle = new addon.Volume(NATIVE_KIND[backing], regionName, true, options.capacityBytes, blockSize, strict);
+    return new Volume(handle, backing, name, path);
+  }
+
+  /** Opens an existing shared ({ name }) or file ({ path }) volume (ERR_REGION_NOT_FOUND when absent). */
+  static open(options: { name: string } | { path: string }): Volume {
+    const { kind, regionName, name, path } = target(options, 'options');
+    const handle = new addon.Volume(NATIVE_KIND[kind], regionName, false, 0, 0, false);
+    return new Volume(handle, kind, name, path);
+  }
+
+  /** Removes a shared ({ name }) or file ({ path }) volume; false when it did not exist. */
+  static unlink(options: { name: string } | { path: string }): boolean {
+    const { kind, regionName } = target(options, 'options');
+    return addon.unlinkRegion(NATIVE_KIND[kind], regionName);
+  }
+
+  /** True once close() was called. */
+  get closed(): boolean {
+    return this.#handle === null;
+  }
+
+  #open(): NativeVolume {
+    const handle = this.#handle;
+    if (handle === null) throw closedError('volume');
+    return handle;
+  }
+
+  /** Checks [byteOffset, +byteLength) against capacity and, on a strict volume, alignment. */
+  #checkSpan(byteOffset: unknown, byteLength: number, offsetName: string): asserts byteOffset is number {
+    if (typeof byteOffset !== 'number') throw new TypeError(`${offsetName} must be a number (got ${describe(byteOffset)})`);
+    if (!Number.isSafeInteger(byteOffset) || byteOffset < 0) {
+      throw new RangeError(`${offsetName} must be a non-negative safe integer (got ${describe(byteOffset)})`);
+    }
+    const capacityBytes = this.capacityBytes;
+    if (byteOffset > capacityBytes || byteLength > capacityBytes - byteOffset) {
+      throw new RangeError(`[${byteOffset}, +${byteLength}) is outside the volume (capacityBytes ${capacityBytes})`);
+    }
+    if (this.strict) {
+      const blockSize = this.blockSize;
+      if (byteOffset % blockSize !== 0 || byteLength % blockSize !== 0) {
+        throw new RangeError(`[${byteOffset}, +${byteLength}) is not aligned to blockSize ${blockSize} (strict volume)`);
+      }
+    }
+  }
+
+  /** Fills target with target.byteLength bytes from byteOffset. */
+  read(byteOffset: number, target: Uint8Array): void {
+    const handle = this.#open();
+    if (!(target instanceof Uint8Array)) throw new TypeError(`target must be a Uint8Array (got ${describe(target)})`);
+    this.#checkSpan(byteOffset, target.byteLength, 'byteOffset');
+    handle.read(byteOffset, target);
+  }
+
+  /** Writes source at byteOffset; returns the journal sequence (> 0), 0 without a journal, or JOURNAL_FULL. */
+  write(byteOffset: number, source: Uint8Array): number {
+    const handle = this.#open();
+    if (!(source instanceof Uint8Array)) throw new TypeError(`source must be a Uint8Array (got ${describe(source)})`);
+    this.#checkSpan(byteOffset, source.byteLength, 'byteOffset');
+    return handle.write(byteOffset, source);
+  }
+
+  /**
+   * Writes a batch in one native call, in order. Every write is validated before any byte
+   * changes. sequencesOut (length >= writes.length) receives each write's sequence. Returns how
+   * many writes met a full journal.
+   */
+  writev(writes: readonly WriteOp[], sequencesOut?: Float64Array): number {
+    const handle = this.#open();
+    if (!Array.isArray(writes)) throw new TypeError(`writes must be an array (got ${describe(writes)})`);
+    const count = writes.length;
+    if (count > Volume.MAX_WRITEV_COUNT) {
+      throw new RangeError(`writes must hold at most ${Volume.MAX_WRITEV_COUNT} writes (got ${count})`);
+    }
+    if (sequencesOut !== undefined) {
+      if (!(sequencesOut instanceof Float64Array)) {
+        throw new TypeError(`sequencesOut must be a Float64Array (got ${describe(sequencesOut)})`);
+      }
+      if (sequencesOut.length < count) {
+        throw new RangeError(`sequencesOut must have at least ${count} elements (got ${sequencesOut.length})`);
+      }
+    }
+    if (count === 0) return 0;
+    const offsets = (this.#offsets ??= new Float64Array(Volume.MAX_WRITEV_COUNT));
+    const buffers = this.#buffers;
+    for (let i = 0; i < count; i++) {
+      const write = writes[i];
+      if (typeof write !== 'object' || write === null) throw new TypeError(`writes[${i}] must be an object (got ${describe(write)})`);
+      const data = write.data;
+      if (!(data instanceof Uint8Array)) throw new TypeError(`writes[${i}].data must be a Uint8Array (got ${describe(data)})`);
+      this.#checkSpan(write.byteOffset, data.byteLength, `writes[${i}].byteOffset`);
+      offsets[i] = write.byteOffset;
+      buffers[i] = data;
+    }
+    try {
+      return handle.writev(offsets, buffers, count, sequencesOut);
+    } finally {
+      // Do not keep the caller's buffers alive until the next batch.
+      buffers.fill(EMPTY, 0, count);
+    }
+  }
+
+  /** Zeroes [byteOffset, +byteLength); returns the journal sequence as write() does. */
+  writeZeroes(byteOffset: number, byteLength: number, options?: WriteZeroesOptions): number {
+    const handle = this.#open();
+    checkIndex(byteLength, 'byteLength');
+    this.#checkSpan(byteOffset, byteLength, 'byteOffset');
+    checkOptions(options, 'options');
+    const mayPunchHole = options?.mayPunchHole ?? false;
+    checkBoolean(mayPunchHole, 'options.mayPunchHole');
+    return handle.writeZeroes(byteOffset, byteLength, mayPunchHole);
+  }
+
+  /** Discards [byteOffset, +byteLength) (reads back as zeros); returns the journal sequence. */
+  trim(byteOffset: number, byteLength: number): number {
+    const handle = this.#open();
+    checkIndex(byteLength, 'byteLength');
+    this.#checkSpan(byteOffset, byteLength, 'byteOffset');
+    return handle.trim(byteOffset, byteLength);
+  }
+
+  /** File volumes: msync + fsync off the event loop. Memory volumes: a fence. */
+  flush(): Promise<void> {
+    const promise = this.#open().flush();
+    this.#pending.add(promise);
+    const forget = (): void => {
+      this.#pending.delete(promise);
+    };
+    promise.then(forget, forget);
+    return promise;
+  }
+
+  /**
+   * Data and hole extents of the data area, volume-relative.
+   * @param byteOffset @default 0
+   * @param byteLength @default the rest of the volume
+   */
+  allocationMap(byteOffset = 0, byteLength?: number): RegionExtent[] {
+    const handle = this.#open();
+    checkIndex(byteOffset, 'byteOffset');
+    if (byteOffset > this.capacityBytes) {
+      throw new RangeError(`byteOffset (${byteOffset}) is outside the volume (capacityBytes ${this.capacityBytes})`);
+    }
+    const length = byteLength ?? this.capacityBytes - byteOffset;
+    checkIndex(length, 'byteLength');
+    if (length > this.capacityBytes - byteOffset) {
+      throw new RangeError(`[${byteOffset}, +${length}) is outside the volume (capacityBytes ${this.capacityBytes})`);
+    }
+    return unpackExtents(handle.allocationMap(byteOffset, length));
+  }
+
+  #adopt(bitmap: Bitmap, name: string): Bitmap {
+    if (this.#bitmaps.size >= 64) {
+      for (const [open] of this.#bitmaps) if (open.closed) this.#bitmaps.delete(open);
+    }
+    this.#bitmaps.set(bitmap, name);
+    return bitmap;
+  }
+
+  /** Creates a bitmap in a free slot of the volume (ERR_BITMAP_EXISTS, ERR_BITMAP_LIMIT). */
+  createBitmap(name: string, options?: VolumeBitmapOptions): Bitmap {
+    const handle = this.#open();
+    checkBitmapName(name);
+    checkOptions(options, 'options');
+    const granularityBytes = options?.granularityBytes ?? Volume.DEFAULT_BITMAP_GRANULARITY_BYTES;
+    checkPowerOfTwo(granularityBytes, 'options.granularityBytes', Volume.MIN_BITMAP_GRANULARITY_BYTES, Volume.MAX_BITMAP_GRANULARITY_BYTES);
+    const recording = options?.recording ?? true;
+    checkBoolean(recording, 'options.recording');
+    return this.#adopt(Bitmap[kFromNative](handle.createBitmap(name, granularityBytes, recording)), name);
+  }
+
+  /** A view of an existing bitmap of the volume (ERR_BITMAP_NOT_FOUND). */
+  openBitmap(name: string): Bitmap {
+    const handle = this.#open();
+    checkBitmapName(name);
+    return this.#adopt(Bitmap[kFromNative](handle.openBitmap(name)), name);
+  }
+
+  /** Frees a bitmap's slot; views of it handed out by this object are closed first. */
+  deleteBitmap(name: string): void {
+    const handle = this.#open();
+    checkBitmapName(name);
+    handle.deleteBitmap(name);
+    for (const [bitmap, bitmapName] of this.#bitmaps) {
+      if (bitmapName === name) {
+        bitmap.close();
+        this.#bitmaps.delete(bitmap);
+      }
+    }
+  }
+
+  /** Starts or stops marking a bitmap on writes (ERR_BITMAP_NOT_FOUND). */
+  setBitmapRecording(name: string, recording: boolean): void {
+    const handle = this.#open();
+    checkBitmapName(name);
+    checkBoolean(recording, 'recording');
+    handle.setBitmapRecording(name, recording);
+  }
+
+  listBitmaps(): VolumeBitmapInfo[] {
+    return this.#open().listBitmaps();
+  }
+
+  /** Attaches a journal to this object's write path (null detaches). */
+  attachJournal(journal: Journal | null): void {
+    const handle = this.#open();
+    if (journal !== null && !(journal instanceof Journal)) {
+      throw new TypeError(`journal must be a Journal or null (got ${describe(journal)})`);
+    }
+    if (journal === null) {
+      handle.attachJournal(null);
+    } else {
+      handle.attachJournal(journal[kJournalHandle]);
+    }
+    this.#journal?.[kAttached](this, false);
+    this.#journal = journal;
+    journal?.[kAttached](this, true);
+  }
+
+  /** @internal Called by a closing journal. */
+  [kDetachJournal](journal: Journal): void {
+    if (this.#journal !== journal) return;
+    this.#journal = null;
+    this.#handle?.attachJournal(null);
+  }
+
+  stats(): VolumeStats {
+    const s = this.#open().stats();
+    return {
+      readCount: s[0] as number,
+      readBytes: s[1] as number,
+      writeCount: s[2] as number,
+      writeBytes: s[3] as number,
+      zeroCount: s[4] as number,
+      zeroBytes: s[5] as number,
+      trimCount: s[6] as number,
+      trimBytes: s[7] as number,
+      flushCount: s[8] as number,
+      batchCount: s[9] as number,
+      journalAppendCount: s[10] as number,
+      journalFullCount: s[11] as number,
+      bitmapMarkCount: s[12] as number,
+    };
+  }
+
+  /** Waits for flushes in flight, closes handed-out bitmaps, detaches the journal, unmaps. Idempotent. */
+  close(): Promise<void> {
+    if (this.#closing !== null) return this.#closing;
+    const handle = this.#handle;
+    this.#handle = null;
+    this.#closing = (async () => {
+      await Promise.allSettled([...this.#pending]);
+      for (const bitmap of this.#bitmaps.keys()) bitmap.close();
+      this.#bitmaps.clear();
+      this.#journal?.[kAttached](this, false);
+      this.#journal = null;
+      this.#buffers = [];
+      handle?.close();
+    })();
+    return this.#closing;
+  }
+}
