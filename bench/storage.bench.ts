@@ -41,16 +41,24 @@ interface Row {
   rme: number;
 }
 
+// Bytes one operation of each named benchmark moves (0 for operations that move none).
+const bytesPerOp = new Map<string, number>();
+
+function add(suite: Benchmark.Suite, name: string, bytes: number, fn: () => void): void {
+  bytesPerOp.set(name, bytes);
+  suite.add(name, fn);
+}
+
 function run(suite: Benchmark.Suite): Promise<Row[]> {
   return new Promise((resolve) => {
     const rows: Row[] = [];
     suite.on('cycle', (event: Benchmark.Event) => {
-      const b = event.target as Benchmark & { bytesPerOp?: number };
-      const bytesPerOp = (b as unknown as { bytesPerOp: number }).bytesPerOp ?? 0;
+      const b = event.target;
+      const name = String(b.name);
       const row: Row = {
-        name: String(b.name),
+        name,
         opsPerSecond: b.hz ?? 0,
-        bytesPerSecond: (b.hz ?? 0) * bytesPerOp,
+        bytesPerSecond: (b.hz ?? 0) * (bytesPerOp.get(name) ?? 0),
         rme: b.stats?.rme ?? 0,
       };
       rows.push(row);
@@ -92,11 +100,6 @@ function cMemcpyBaseline(chunkBytes: number, seconds: number): number {
   }
 }
 
-function withBytes<T extends Benchmark>(b: T, bytesPerOp: number): T {
-  (b as unknown as { bytesPerOp: number }).bytesPerOp = bytesPerOp;
-  return b;
-}
-
 async function main(): Promise<void> {
   const volume = Volume.create({ capacityBytes: SPAN_BYTES });
   volume.createBitmap('oos', { granularityBytes: 64 * 1024, recording: true });
@@ -128,28 +131,28 @@ async function main(): Promise<void> {
 
   process.stderr.write('storage: 4 KiB writes\n');
   const smallSuite = new Benchmark.Suite();
-  smallSuite.add(withBytes(new Benchmark('Buffer.copy 4 KiB (baseline)', () => {
+  add(smallSuite, 'Buffer.copy 4 KiB (baseline)', SMALL_BYTES, () => {
     small.copy(plain, smallOffsets[i++ & 0xffff]!);
-  }), SMALL_BYTES));
-  smallSuite.add(withBytes(new Benchmark('Volume.write 4 KiB, 1 bitmap', () => {
+  });
+  add(smallSuite, 'Volume.write 4 KiB, 1 bitmap', SMALL_BYTES, () => {
     volume.write(smallOffsets[i++ & 0xffff]!, small);
-  }), SMALL_BYTES));
-  smallSuite.add(withBytes(new Benchmark('Buffer.copy x64 4 KiB (baseline)', () => {
+  });
+  add(smallSuite, 'Buffer.copy x64 4 KiB (baseline)', SMALL_BYTES * BATCH, () => {
     const batch = batches[i++ & 0xff]!;
     for (let k = 0; k < BATCH; k++) small.copy(plain, batch[k]!.byteOffset);
-  }), SMALL_BYTES * BATCH));
-  smallSuite.add(withBytes(new Benchmark('Volume.writev 64 x 4 KiB, 1 bitmap', () => {
+  });
+  add(smallSuite, 'Volume.writev 64 x 4 KiB, 1 bitmap', SMALL_BYTES * BATCH, () => {
     volume.writev(batches[i++ & 0xff]!);
-  }), SMALL_BYTES * BATCH));
+  });
   const smallRows = await run(smallSuite);
 
   process.stderr.write('storage: 1 MiB writes\n');
   const cBytesPerSecond = cMemcpyBaseline(LARGE_BYTES, 3);
   process.stderr.write(`  C memcpy 1 MiB (baseline): ${(cBytesPerSecond / 2 ** 30).toFixed(2)} GiB/s\n`);
   const largeSuite = new Benchmark.Suite();
-  largeSuite.add(withBytes(new Benchmark('Volume.write 1 MiB, 1 bitmap', () => {
+  add(largeSuite, 'Volume.write 1 MiB, 1 bitmap', LARGE_BYTES, () => {
     volume.write(largeOffsets[i++ & 0xfff]!, large);
-  }), LARGE_BYTES));
+  });
   const largeRows = await run(largeSuite);
 
   process.stderr.write('storage: bitmap and journal\n');
@@ -158,17 +161,17 @@ async function main(): Promise<void> {
   const journal = Journal.create({ capacityBytes: 64 * 1024 * 1024, maxRecordBytes: 1024 * 1024 });
   let released = 0;
   const otherSuite = new Benchmark.Suite();
-  otherSuite.add(withBytes(new Benchmark('Bitmap.set', () => {
+  add(otherSuite, 'Bitmap.set', 0, () => {
     bitmap.set(bitIndexes[i++ & 0xffff]!);
-  }), 0));
-  otherSuite.add(withBytes(new Benchmark('Journal.append 4 KiB (release every 8192)', () => {
+  });
+  add(otherSuite, 'Journal.append 4 KiB (release every 8192)', SMALL_BYTES, () => {
     const sequence = journal.append({ byteOffset: 0, data: small });
     if (sequence === 0 || sequence - released >= 8192) {
       released = journal.nextSequence - 1;
       journal.release(released);
       if (sequence === 0) throw new Error('journal full in steady state: release cadence too slow');
     }
-  }), SMALL_BYTES));
+  });
   const otherRows = await run(otherSuite);
 
   const rows = [...smallRows, ...largeRows, ...otherRows];

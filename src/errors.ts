@@ -63,13 +63,13 @@ export interface BlockmirrorErrorOptions {
 export class BlockmirrorError extends Error {
   /** Stable code, e.g. 'ERR_VOLUME_CLOSED'. */
   readonly code: string;
-  /** The system errno when a system call failed. */
-  readonly errno?: number;
+  /** The system errno when a system call failed (absent otherwise). */
+  declare readonly errno?: number;
 
   constructor(code: string, message: string, options?: BlockmirrorErrorOptions) {
     super(message);
     this.code = code;
-    if (options?.errno !== undefined) this.errno = options.errno;
+    if (options?.errno !== undefined) (this as { errno?: number }).errno = options.errno;
     if (options !== undefined && 'cause' in options) {
       Object.defineProperty(this, 'cause', { value: options.cause, enumerable: false, writable: true, configurable: true });
     }

@@ -81,8 +81,11 @@ export interface NativeVolume {
   read(byteOffset: number, target: Uint8Array): void;
   /** Journal sequence: > 0, 0 without a journal, -1 when the journal was full. */
   write(byteOffset: number, source: Uint8Array): number;
-  /** Returns how many writes met a full journal. */
-  writev(byteOffsets: Float64Array, buffers: readonly Uint8Array[], count: number, sequencesOut?: Float64Array): number;
+  /**
+   * Writes count buffers (passed as the trailing arguments) at byteOffsets[0..count). Returns how
+   * many writes met a full journal.
+   */
+  writev(byteOffsets: Float64Array, count: number, sequencesOut: Float64Array | undefined, ...buffers: Uint8Array[]): number;
   writeZeroes(byteOffset: number, byteLength: number, mayPunchHole: boolean): number;
   trim(byteOffset: number, byteLength: number): number;
   flush(): Promise<void>;

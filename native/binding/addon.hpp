@@ -140,9 +140,7 @@ inline napi_value arg(const Napi::CallbackInfo& info, size_t index) {
 // ---- receivers ----------------------------------------------------------------------------
 
 template <typename T>
-T* unwrapThis(const Napi::CallbackInfo& info) {
-  napi_env env = info.Env();
-  napi_value self = info.This();
+T* unwrapThisValue(napi_env env, napi_value self) {
   napi_valuetype type = napi_undefined;
   if (self != nullptr && napi_typeof(env, self, &type) == napi_ok && type == napi_object) {
     bool tagged = false;
@@ -154,6 +152,11 @@ T* unwrapThis(const Napi::CallbackInfo& info) {
     }
   }
   throwTypeError(env, std::string("receiver is not a native ") + T::kClassName);
+}
+
+template <typename T>
+T* unwrapThis(const Napi::CallbackInfo& info) {
+  return unwrapThisValue<T>(info.Env(), info.This());
 }
 
 // Unwraps an argument that must be an instance of T.
@@ -186,9 +189,53 @@ Napi::Value method(const Napi::CallbackInfo& info) {
 }
 
 template <typename T, Napi::Value (T::*Member)(const Napi::CallbackInfo&)>
-Napi::ClassPropertyDescriptor<T> prototypeMethod(Napi::Env env, const char* name) {
-  return T::InstanceValue(name, Napi::Function::New<method<T, Member>>(env, name),
-                          static_cast<napi_property_attributes>(napi_writable | napi_configurable));
+Napi::PropertyDescriptor prototypeMethod(Napi::Env env, const char* name) {
+  return Napi::PropertyDescriptor::Value(
+      name, Napi::Function::New<method<T, Member>>(env, name),
+      static_cast<napi_property_attributes>(napi_writable | napi_configurable));
+}
+
+// Defines a class with no native-dispatched members and puts `methods` on its prototype (class
+// templates only take primitives, so the functions are added to the prototype object).
+template <typename T>
+Napi::Function defineClass(Napi::Env env, const char* name,
+                           const std::initializer_list<Napi::PropertyDescriptor>& methods) {
+  Napi::Function constructor = T::DefineClass(env, name, {});
+  constructor.Get("prototype").template As<Napi::Object>().DefineProperties(methods);
+  return constructor;
+}
+
+// A prototype method taking the raw napi arguments, for calls with many arguments (node-addon-
+// api's CallbackInfo allocates when there are more than six). `Member` gets the receiver checked
+// and the argument count; it reads the arguments itself.
+template <typename T, napi_value (T::*Member)(napi_env, napi_callback_info, size_t)>
+napi_value rawMethod(napi_env env, napi_callback_info callbackInfo) {
+  try {
+    size_t argc = 0;
+    napi_value self = nullptr;
+    napi_get_cb_info(env, callbackInfo, &argc, nullptr, &self, nullptr);
+    T* wrap = unwrapThisValue<T>(env, self);
+    return (wrap->*Member)(env, callbackInfo, argc);
+  } catch (const Napi::Error& error) {
+    error.ThrowAsJavaScriptException();
+  } catch (...) {
+    try {
+      rethrowAsJs(env);
+    } catch (const Napi::Error& error) {
+      error.ThrowAsJavaScriptException();
+    }
+  }
+  return nullptr;
+}
+
+template <typename T, napi_value (T::*Member)(napi_env, napi_callback_info, size_t)>
+Napi::PropertyDescriptor rawPrototypeMethod(Napi::Env env, const char* name) {
+  napi_value function = nullptr;
+  napi_status status = napi_create_function(env, name, NAPI_AUTO_LENGTH, rawMethod<T, Member>, nullptr, &function);
+  NAPI_THROW_IF_FAILED(env, status, Napi::PropertyDescriptor::Value(name, env.Undefined()));
+  return Napi::PropertyDescriptor::Value(
+      name, Napi::Value(env, function),
+      static_cast<napi_property_attributes>(napi_writable | napi_configurable));
 }
 
 // Called from a wrapper's constructor once construction succeeded.

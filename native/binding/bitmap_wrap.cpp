@@ -41,7 +41,7 @@ class BitmapWrap final : public Napi::ObjectWrap<BitmapWrap> {
   static constexpr const char* kClassName = "Bitmap";
 
   static void init(Napi::Env env, Napi::Object exports) {
-    Napi::Function constructor = DefineClass(
+    Napi::Function constructor = defineClass<BitmapWrap>(
         env, "Bitmap",
         {
             prototypeMethod<BitmapWrap, &BitmapWrap::info>(env, "info"),

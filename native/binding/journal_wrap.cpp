@@ -9,7 +9,7 @@
 // by kMaxReadRecords and the ring size) and returns them packed: a Float64Array of fields, a
 // BigUint64Array of volume ids and one Buffer holding every payload; TypeScript slices it.
 // At least one record is returned when one exists, even if its payload alone exceeds maxBytes,
-// so a reader always makes progress.
+// so a reader always makes progress (a second, single-record read takes it).
 #include "journal_wrap.hpp"
 
 #include <algorithm>
@@ -47,7 +47,7 @@ class JournalWrap final : public Napi::ObjectWrap<JournalWrap> {
   static constexpr const char* kClassName = "Journal";
 
   static void init(Napi::Env env, Napi::Object exports) {
-    Napi::Function constructor = DefineClass(
+    Napi::Function constructor = defineClass<JournalWrap>(
         env, "Journal",
         {
             prototypeMethod<JournalWrap, &JournalWrap::info>(env, "info"),
@@ -173,11 +173,16 @@ class JournalWrap final : public Napi::ObjectWrap<JournalWrap> {
     const uint64_t maxBytes = argIndex(env, arg(info, 2), "maxBytes");
     if (maxRecords == 0) throwRangeError(env, "maxRecords must be at least 1");
     bm::Journal& journal = core();
-    const uint64_t payloadCapacity =
-        std::max<uint64_t>(journal.maxRecordBytes(), std::min<uint64_t>(maxBytes, journal.capacityBytes()));
+    // Scratch big enough for maxBytes (never more than the ring holds) and for the largest record.
+    const uint64_t payloadCapacity = std::min<uint64_t>(maxBytes, journal.capacityBytes());
     if (records_.size() < maxRecords) records_.resize(maxRecords);
-    if (payload_.size() < payloadCapacity) payload_.resize(payloadCapacity);
-    const size_t count = journal.readFrom(fromSequence, maxRecords, records_.data(), payload_.data(), payloadCapacity);
+    const uint64_t scratchBytes = std::max<uint64_t>(payloadCapacity, journal.maxRecordBytes());
+    if (payload_.size() < scratchBytes) payload_.resize(scratchBytes);
+    size_t count = journal.readFrom(fromSequence, maxRecords, records_.data(), payload_.data(), payloadCapacity);
+    if (count == 0 && fromSequence < journal.nextSequence()) {
+      // The first record alone exceeds maxBytes: return it anyway, so a reader makes progress.
+      count = journal.readFrom(fromSequence, 1, records_.data(), payload_.data(), journal.maxRecordBytes());
+    }
     uint64_t payloadUsed = 0;
     Napi::Float64Array fields = Napi::Float64Array::New(env, count * kRecordFieldCount);
     Napi::ArrayBuffer idBuffer = Napi::ArrayBuffer::New(env, count * sizeof(uint64_t));

@@ -35,7 +35,7 @@ class RegionWrap final : public Napi::ObjectWrap<RegionWrap> {
   static constexpr const char* kClassName = "Region";
 
   static void init(Napi::Env env, Napi::Object exports) {
-    Napi::Function constructor = DefineClass(
+    Napi::Function constructor = defineClass<RegionWrap>(
         env, "Region",
         {
             prototypeMethod<RegionWrap, &RegionWrap::info>(env, "info"),

@@ -96,7 +96,13 @@ class Bitmap {
 
  private:
   void checkOpen() const;
+  // Calls visit(firstWord, endWord) for the runs of words at or after fromWord that may hold set
+  // bits, in order, until visit returns true (then returns true). Owned storage is one run;
+  // storage in a region skips the region's holes without touching them.
+  template <typename Visit>
+  bool forEachPopulatedRun(uint64_t fromWord, Visit visit) const;
   std::shared_ptr<Region> region_;   // set for storage inside a region
+  uint64_t regionByteOffset_ = 0;    // where the words start in region_
   uint64_t ownedBytes_ = 0;          // > 0 for owned storage: the length of the mapping
   uint64_t* words_ = nullptr;
   uint64_t bitCount_ = 0;

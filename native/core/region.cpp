@@ -343,6 +343,33 @@ std::vector<RegionExtent> Region::allocationMap(uint64_t byteOffset, uint64_t by
   return extents;
 }
 
+bool Region::nextAllocated(uint64_t byteOffset, uint64_t endByteOffset,
+                           RegionExtent& extent) const {
+  if (endByteOffset < byteOffset) endByteOffset = byteOffset;
+  checkRange("nextAllocated", byteOffset, endByteOffset - byteOffset);
+  if (byteOffset == endByteOffset) return false;
+  const off_t dataStart = lseek(fd_, static_cast<off_t>(byteOffset), SEEK_DATA);
+  if (dataStart < 0) {
+    const int e = errno;
+    if (e == ENXIO) return false;
+    if (e == EINVAL || e == EOPNOTSUPP) {  // no SEEK_DATA support: everything may hold data
+      extent = RegionExtent{byteOffset, endByteOffset - byteOffset, true};
+      return true;
+    }
+    throw Error(Code::ERR_REGION_OPEN, systemMessage("lseek(SEEK_DATA)", e), e);
+  }
+  const uint64_t start = static_cast<uint64_t>(dataStart);
+  if (start >= endByteOffset) return false;
+  const off_t holeStart = lseek(fd_, dataStart, SEEK_HOLE);
+  if (holeStart < 0) {
+    const int e = errno;
+    throw Error(Code::ERR_REGION_OPEN, systemMessage("lseek(SEEK_HOLE)", e), e);
+  }
+  const uint64_t end = std::min(std::max(static_cast<uint64_t>(holeStart), start + 1), endByteOffset);
+  extent = RegionExtent{start, end - start, true};
+  return true;
+}
+
 uint64_t Region::allocatedBytes() const {
   checkOpen();
   struct stat status {};

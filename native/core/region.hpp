@@ -76,6 +76,10 @@ class Region {
   void trim(uint64_t byteOffset, uint64_t byteLength);
   // Data/hole extents covering exactly [byteOffset, byteOffset+byteLength), merged, in order.
   std::vector<RegionExtent> allocationMap(uint64_t byteOffset, uint64_t byteLength) const;
+  // The first allocated extent at or after byteOffset, clipped to [byteOffset, endByteOffset);
+  // false when the rest of the range is a hole. Lets scanners skip holes without reading them
+  // (a read through data() would allocate the pages of a shared-memory hole).
+  bool nextAllocated(uint64_t byteOffset, uint64_t endByteOffset, RegionExtent& extent) const;
   // Bytes of backing actually allocated (st_blocks * 512).
   uint64_t allocatedBytes() const;
   // File: msync(MS_SYNC) + fsync. Memory: a full fence (orders, stores are already visible).

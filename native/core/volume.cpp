@@ -19,6 +19,11 @@
 // lock nor allocate. A batch that raced with a directory change may mark a bitmap deleted a
 // moment ago, or the slot's next tenant: a dirty bitmap with an extra bit is conservative, never
 // wrong (a missing bit would be).
+//
+// Threads: one Volume object is driven by one thread at a time (the binding serializes calls);
+// stats() may be read from any thread, and flush() may run on a worker while no write batch is
+// in flight on the same object. Several Volume objects, in one process or many, may share a
+// region: that is what the shared directory and the atomic bitmap words are for.
 #include "volume.hpp"
 
 #include <signal.h>

@@ -1,5 +1,9 @@
 // CRC32C: known vectors, chaining, and the hardware path against the portable one on random
 // lengths, offsets and alignments.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -86,6 +90,23 @@ TEST(error_code_names_are_listed_in_order) {
   CHECK(error.code() == bm::Code::ERR_REGION_TRIM);
   CHECK_EQ(error.errnoValue(), 5);
   CHECK_EQ(std::string(error.what()), std::string("trim failed"));
+}
+
+TEST(broken_invariant_aborts_the_process) {
+  std::fflush(nullptr);
+  const pid_t child = fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    // Keep the expected report out of the test log.
+    std::freopen("/dev/null", "w", stderr);
+    const int answer = 41;
+    BM_ASSERT(answer == 42);
+    _exit(0);
+  }
+  int status = 0;
+  REQUIRE(waitpid(child, &status, 0) == child);
+  CHECK(WIFSIGNALED(status));
+  CHECK_EQ(WTERMSIG(status), SIGABRT);
 }
 
 BM_TEST_MAIN()

@@ -18,6 +18,7 @@ import {
   parseSize,
   toDocument,
 } from './config';
+import type { DemoOptions } from './demo';
 
 const EXIT_FAILURE = 1;
 const EXIT_USAGE = 2;
@@ -133,15 +134,22 @@ at once.`)
       return Number(v) >>> 0;
     })
     .option('--json', 'print the report as JSON instead of text')
+    .addOption(new Option('--inject-corruption <byteOffset>', 'test hook: flip one byte before verifying')
+      .argParser(parseSizeOption).hideHelp())
     .addHelpText('after', '\nExit code 0 when every byte read back matched, 1 on any mismatch.')
-    .action(async (options: { size: number; blockSize: number; seed?: number; json?: boolean }) => {
+    .action(async (options: { size: number; blockSize: number; seed?: number; json?: boolean; injectCorruption?: number }) => {
       const { runDemo } = await import('./demo');
-      process.exitCode = await runDemo({
+      if (options.injectCorruption !== undefined && options.injectCorruption >= options.size) {
+        throw new InvalidArgumentError(`--inject-corruption must be below --size ${options.size}`);
+      }
+      const demoOptions: DemoOptions = {
         capacityBytes: options.size,
         blockSize: options.blockSize,
         seed: options.seed ?? 0x5eed,
         json: options.json === true,
-      });
+      };
+      if (options.injectCorruption !== undefined) demoOptions.corruptByteOffset = options.injectCorruption;
+      process.exitCode = await runDemo(demoOptions);
     });
 
   const configCommand = program.command('config').description('Inspect and validate config files.');
@@ -192,6 +200,11 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 if (require.main === module) {
+  // `blockmirror config default | head -1`, or a supervisor that stopped reading: a closed
+  // stdout is not a reason to crash (serve goes on serving; its summary is lost).
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error;
+  });
   main(process.argv).then(
     (code) => {
       // Exit explicitly: a library handle left open by mistake must not keep a finished command

@@ -18,11 +18,12 @@
 // shutdown lines starting with "summary". Logs go to stderr (pino, JSON).
 
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import pino from 'pino';
 
-import { NbdServer } from '../nbd/server';
-import { Volume } from '../storage/volume';
+import { NbdConnectionEvent, NbdDisconnectEvent, NbdProtocolErrorEvent, NbdServer } from '../nbd/server';
+import { Volume, VolumeCreateOptions } from '../storage/volume';
 import type { BlockmirrorConfig, VolumeConfig } from './config';
 import { formatSize } from './config';
 import { CounterSample, RateMeter, formatBytes, formatDuration, formatStatusLine } from './status';
@@ -67,17 +68,6 @@ interface OpenedVolume {
   opened: 'created' | 'reopened';
 }
 
-function shmPathFor(name: string): string {
-  return `/dev/shm/${name}`;
-}
-
-/** Whether a named volume's backing exists already. */
-function backingExists(config: VolumeConfig): boolean {
-  if (config.backing === 'shared') return fs.existsSync(shmPathFor(config.name));
-  if (config.backing === 'file') return config.path !== undefined && fs.existsSync(config.path);
-  return false;
-}
-
 function describeError(error: unknown): string {
   if (error instanceof Error) {
     const code = (error as { code?: unknown }).code;
@@ -86,25 +76,41 @@ function describeError(error: unknown): string {
   return String(error);
 }
 
-/** Opens (or creates) one configured volume and its configured bitmaps. */
+function errorCode(error: unknown): unknown {
+  return (error as { code?: unknown } | null)?.code;
+}
+
+/**
+ * Opens (or creates) one configured volume and its configured bitmaps. A shared or file volume
+ * that exists already is reopened (its data and bitmaps kept) unless `existing` is "error"; its
+ * geometry must match the config.
+ */
 export async function openConfiguredVolume(config: VolumeConfig): Promise<OpenedVolume> {
-  let volume: Volume;
+  let volume: Volume | undefined;
   let opened: OpenedVolume['opened'] = 'created';
-  if (backingExists(config)) {
+  if (config.backing !== 'memory') {
+    try {
+      volume = Volume.open(config.backing === 'file' ? { path: config.path as string } : { name: config.name });
+    } catch (error) {
+      if (errorCode(error) !== 'ERR_REGION_NOT_FOUND') throw error;
+    }
+  }
+  if (volume !== undefined) {
+    opened = 'reopened';
     if (config.existing === 'error') {
+      await volume.close();
       throw new ServeError('ERR_CLI_VOLUME_EXISTS',
         `volume "${config.name}": its ${config.backing} backing exists already and existing is "error"`);
     }
-    volume = await Volume.open(config.backing === 'file' ? { path: config.path as string } : { name: config.name });
-    opened = 'reopened';
     if (volume.capacityBytes !== config.capacityBytes || volume.blockSize !== config.blockSize) {
+      const found = `capacity ${volume.capacityBytes} and blockSize ${volume.blockSize}`;
       await volume.close();
       throw new ServeError('ERR_CLI_VOLUME_GEOMETRY',
-        `volume "${config.name}": the existing ${config.backing} volume has capacity ${volume.capacityBytes} ` +
-        `and blockSize ${volume.blockSize}, the config says ${config.capacityBytes} and ${config.blockSize}`);
+        `volume "${config.name}": the existing ${config.backing} volume has ${found}, ` +
+        `the config says capacity ${config.capacityBytes} and blockSize ${config.blockSize}`);
     }
   } else {
-    const options: Parameters<typeof Volume.create>[0] = {
+    const options: VolumeCreateOptions = {
       capacityBytes: config.capacityBytes,
       blockSize: config.blockSize,
       strict: config.strict,
@@ -112,13 +118,14 @@ export async function openConfiguredVolume(config: VolumeConfig): Promise<Opened
       name: config.name,
     };
     if (config.path !== undefined) options.path = config.path;
-    volume = await Volume.create(options);
+    volume = Volume.create(options);
   }
   try {
-    const existing = new Set(listBitmapNames(volume));
+    const existing = new Set(volume.listBitmaps().map((bitmap) => bitmap.name));
     for (const bitmap of config.bitmaps) {
       if (existing.has(bitmap.name)) continue;
-      volume.createBitmap(bitmap.name, { granularityBytes: bitmap.granularityBytes, recording: bitmap.recording });
+      // The server opens bitmaps by name when a client asks; this handle is not needed.
+      volume.createBitmap(bitmap.name, { granularityBytes: bitmap.granularityBytes, recording: bitmap.recording }).close();
     }
   } catch (error) {
     await volume.close();
@@ -127,9 +134,31 @@ export async function openConfiguredVolume(config: VolumeConfig): Promise<Opened
   return { config, volume, opened };
 }
 
-function listBitmapNames(volume: Volume): string[] {
-  const list = volume.listBitmaps() as unknown as Array<string | { name: string }>;
-  return list.map((entry) => (typeof entry === 'string' ? entry : entry.name));
+/**
+ * A socket file left behind by a serve that died would make listen() fail with EADDRINUSE.
+ * Remove it only when nothing answers on it; a live server there, or a file that is not a
+ * socket, is the operator's to sort out.
+ */
+async function removeStaleSocket(socketPath: string): Promise<void> {
+  let stats: fs.Stats;
+  try {
+    stats = fs.statSync(socketPath);
+  } catch {
+    return;
+  }
+  if (!stats.isSocket()) {
+    throw new ServeError('ERR_CLI_SOCKET_PATH', `${socketPath} exists and is not a socket; not removing it`);
+  }
+  const live = await new Promise<boolean>((resolve) => {
+    const probe = net.connect({ path: socketPath });
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+  if (live) throw new ServeError('ERR_CLI_SOCKET_IN_USE', `another server is listening on ${socketPath}`);
+  fs.unlinkSync(socketPath);
 }
 
 /** Sums the counters of several volumes' stats. */
@@ -209,14 +238,14 @@ export class ServeSession {
         maxPayloadBytes: config.limits.maxPayloadBytes,
         logger: this.logger.child({ component: 'nbd' }),
       });
-      this.server.on('connection', (info: unknown) => this.logger.info({ connection: info }, 'client connected'));
-      this.server.on('disconnect', (info: unknown) => this.logger.info({ connection: info }, 'client disconnected'));
+      this.server.on('connection', (info: NbdConnectionEvent) => this.logger.info(
+        { connectionId: info.connectionId, transport: info.transport, remoteAddress: info.remoteAddress }, 'client connected'));
+      this.server.on('disconnect', (info: NbdDisconnectEvent) => this.logger.info(
+        { connectionId: info.connectionId, reason: info.reason, exportName: info.exportName }, 'client disconnected'));
+      this.server.on('protocol-error', (info: NbdProtocolErrorEvent) => this.logger.warn(
+        { connectionId: info.connectionId, code: info.error.code }, `protocol error: ${info.error.message}`));
       for (const entry of config.listen) {
-        if ('path' in entry && fs.existsSync(entry.path) && fs.statSync(entry.path).isSocket()) {
-          // A socket file left by a previous run that died; nothing can be listening on it if
-          // connecting fails, but checking that races anyway, so the operator's config owns it.
-          fs.unlinkSync(entry.path);
-        }
+        if ('path' in entry) await removeStaleSocket(entry.path);
       }
       await this.server.listen();
     } catch (error) {
@@ -232,8 +261,7 @@ export class ServeSession {
         `${volume.backing}, ${entry.readOnly ? 'read-only' : 'read-write'})`];
     }));
     for (const address of this.server.addresses()) {
-      const exportName = decodeURIComponent(address.uri.replace(/^[^/]*\/\/[^/]*\/?/, '').replace(/\?.*$/, ''));
-      const detail = details.get(exportName);
+      const detail = details.get(address.exportName);
       this.print(detail === undefined ? address.uri : `${address.uri}  ${detail}`);
     }
     this.print(`ready: ${config.exports.length} export(s) on ${config.listen.length} listener(s), pid ${process.pid}; ` +
@@ -347,8 +375,11 @@ export class ServeSession {
     const seconds = (performance.now() - this.startedAtMs) / 1000;
     const perVolume = this.finalVolumeStats ?? [];
     const totals = sumStats(perVolume);
+    const requests = (serverStats.requests ?? {}) as Record<string, unknown>;
     this.print(`summary: uptime ${formatDuration(seconds)}, connections ${num(serverStats, 'totalConnections')} total, ` +
-      `errors ${num(serverStats, 'errors')}`);
+      `errors ${num(serverStats, 'errors')}, protocol errors ${num(serverStats, 'protocolErrors')}`);
+    this.print(`summary: nbd requests: ${Object.entries(requests).filter(([, v]) => num({ v }, 'v') > 0)
+      .map(([k, v]) => `${k} ${num({ v }, 'v')}`).join(', ') || 'none'}`);
     this.print(`summary: reads ${num(totals, 'readCount')} (${formatBytes(num(totals, 'readBytes'))}), ` +
       `writes ${num(totals, 'writeCount')} (${formatBytes(num(totals, 'writeBytes'))}), ` +
       `zeroes ${num(totals, 'zeroCount')}, trims ${num(totals, 'trimCount')}, flushes ${num(totals, 'flushCount')}`);
@@ -366,17 +397,31 @@ export class ServeSession {
  */
 export async function runServe(options: ServeOptions): Promise<number> {
   const session = new ServeSession(options);
-  await session.start();
+  // Handlers go in before start() prints "ready": a supervisor that signals as soon as it reads
+  // that line must never meet the default action (death without a summary).
+  let signalled: NodeJS.Signals | undefined;
+  let onStopSignal: (signal: NodeJS.Signals) => void = () => undefined;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (signalled !== undefined) {
+      const number = signal === 'SIGINT' ? 2 : 15;
+      process.stderr.write(`\nblockmirror: second signal (${signal}) during shutdown: exiting at once\n`);
+      process.exit(128 + number);
+    }
+    signalled = signal;
+    options.logger.info({ signal }, 'shutting down');
+    onStopSignal(signal);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    await session.start();
+  } catch (error) {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    throw error;
+  }
   return new Promise<number>((resolve) => {
-    let signalled = false;
-    const onSignal = (signal: NodeJS.Signals): void => {
-      if (signalled) {
-        const number = signal === 'SIGINT' ? 2 : 15;
-        process.stderr.write(`\nblockmirror: second ${signal}: exiting at once\n`);
-        process.exit(128 + number);
-      }
-      signalled = true;
-      options.logger.info({ signal }, 'shutting down');
+    onStopSignal = (signal) => {
       session.stop(signal).then(
         () => resolve(0),
         (error: unknown) => {
@@ -385,7 +430,6 @@ export async function runServe(options: ServeOptions): Promise<number> {
         },
       );
     };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
+    if (signalled !== undefined) onStopSignal(signalled);
   });
 }

@@ -39,12 +39,50 @@
 //
 // Ownership: the server never closes volumes; close() stops listeners, answers what is in
 // flight, flushes the exported volumes and closes every socket.
+//
+// Spec decisions (where doc/proto.md leaves a choice):
+//   - Handshake: fixed newstyle with NO_ZEROES. A client without C_FIXED_NEWSTYLE may only send
+//     EXPORT_NAME. No TLS: STARTTLS gets NBD_REP_ERR_UNSUP, as do EXTENDED_HEADERS and unknown
+//     options. EXPORT_NAME for an unknown export ends the session (the spec allows no error
+//     reply). The empty name is the first export; INFO/GO then also send NBD_INFO_NAME.
+//   - NBD_INFO_BLOCK_SIZE is sent in every INFO/GO reply, asked or not: minimum 1 (any byte
+//     offset works) or the block size of a strict volume, preferred max(blockSize, 4096),
+//     maximum maxPayloadBytes rounded down to the minimum. Clients that did not ask are still
+//     served; a strict export answers misaligned requests EINVAL without touching data.
+//   - Transmission flags: HAS_FLAGS, SEND_FLUSH, CAN_MULTI_CONN, SEND_CACHE, and unless
+//     read-only SEND_FUA, SEND_TRIM, SEND_WRITE_ZEROES, SEND_FAST_ZERO; SEND_DF once structured
+//     replies are negotiated; READ_ONLY per export.
+//   - Errors: ENOSPC for WRITE/WRITE_ZEROES past the end, EINVAL for other commands past it,
+//     for unknown commands, unknown or misplaced flags, zero lengths, non-zero FLUSH arguments,
+//     BLOCK_STATUS without a selected context, misalignment on strict exports and READ/WRITE
+//     longer than maxPayloadBytes; EPERM for WRITE/TRIM/WRITE_ZEROES on a read-only export.
+//     WRITE_ZEROES, TRIM, CACHE and BLOCK_STATUS may be of any length within the export.
+//   - A WRITE longer than maxPayloadBytes is read and discarded (never buffered) up to
+//     maxDiscardBytes and answered EINVAL, so the stream stays in step; a longer one is answered
+//     EINVAL and the connection is closed (its payload cannot be skipped safely).
+//   - WRITE_ZEROES is always fast for a memory store (never slower than the write it replaces):
+//     FAST_ZERO never fails with ENOTSUP. NO_HOLE asks the volume not to punch holes. CACHE is a
+//     validated no-op (everything is in memory).
+//   - Replies: with structured replies, READ answers with OFFSET_DATA (DONE) or, from
+//     holeDetectionMinBytes (64 KiB) up and without DF, OFFSET_DATA/OFFSET_HOLE chunks from the
+//     volume's allocation map (holes under 4 KiB travel as data), so 4 KiB reads stay one lookup
+//     cheaper; errors are ERROR chunks with a message; other successes are simple replies (the
+//     spec allows them when there is no payload).
+//   - Meta contexts: base:allocation (hole = HOLE|ZERO, data = 0) and
+//     blockmirror:dirty:<bitmap> (BLOCKMIRROR_STATE_DIRTY = 1 where the track's bit is set, 0
+//     where clear; bytes past the bitmap report dirty). Query syntax: see matchMetaContexts. At
+//     most 1024 descriptors per context per reply; on strict exports descriptor boundaries are
+//     block-aligned, a mixed block reporting the safe state (allocated, dirty).
+//   - Shutdown (graceful close): connections still in the handshake are closed at once (an
+//     option that races with it gets NBD_REP_ERR_SHUTDOWN); requests in flight are answered,
+//     requests already received but not started get ESHUTDOWN, then the socket is half-closed.
 
 import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 
-import { isNbdError, nbdError, type NbdErrorCode } from './errors';
+import type { BlockmirrorError } from '../errors';
+import { isNbdError, nbdError } from './errors';
 import {
   allocationExtents,
   DEFAULT_MAX_EXTENTS,
@@ -53,7 +91,6 @@ import {
   type PlacedExtent,
 } from './extents';
 import * as P from './protocol';
-import type { BlockmirrorError } from '../errors';
 
 // ---------------------------------------------------------------------------------------------
 // Public types
@@ -90,6 +127,7 @@ export interface NbdBitmap {
   close(): void;
 }
 
+/** Short name inside this module. */
 type Volume = NbdVolume;
 
 /** The subset of a pino logger the server uses. */
@@ -217,15 +255,17 @@ const PREFERRED_BLOCK_BYTES = 4096;
 const MIN_HOLE_CHUNK_BYTES = 4096;
 /** Stop decoding while this many reply bytes wait in the socket. */
 const OUTPUT_HIGH_WATER_BYTES = 8 * 1024 * 1024;
+/** Stop reading options while this many option-reply bytes wait in the socket. */
+const HANDSHAKE_OUTPUT_HIGH_WATER_BYTES = 1024 * 1024;
 /** Write out the arena mid-batch once this much has accumulated. */
 const OUTPUT_FLUSH_BYTES = 1024 * 1024;
 const ARENA_BYTES = 256 * 1024;
 /** Replies larger than this get their own buffer instead of arena space. */
 const DEDICATED_REPLY_BYTES = ARENA_BYTES / 2;
 const SPARE_ARENAS = 4;
+const EMPTY_ARENA = Buffer.alloc(0);
 
-type NoArgLog = (object: Record<string, unknown>, message?: string) => void;
-const noop: NoArgLog = () => undefined;
+const noop = (): void => undefined;
 const SILENT: NbdLogger = { debug: noop, info: noop, warn: noop, error: noop };
 
 // ---------------------------------------------------------------------------------------------
@@ -357,7 +397,8 @@ export function errnoForVolumeError(error: unknown): number {
  * start; a full arena is replaced (spares are recycled the same way).
  */
 class ReplyWriter {
-  arena: Buffer = Buffer.allocUnsafe(ARENA_BYTES);
+  /** Allocated on the first reply (connections still in the handshake hold none). */
+  arena: Buffer = EMPTY_ARENA;
   private cursor = 0;
   private segmentStart = 0;
   private pending: Buffer[] = [];
@@ -388,7 +429,7 @@ class ReplyWriter {
   reserve(byteLength: number): number {
     if (this.cursor + byteLength > this.arena.length) {
       this.cutSegment();
-      this.retired.push(this.arena);
+      if (this.arena !== EMPTY_ARENA) this.retired.push(this.arena);
       this.arena = this.spares.pop() ?? Buffer.allocUnsafe(ARENA_BYTES);
       this.cursor = 0;
       this.segmentStart = 0;
@@ -552,7 +593,10 @@ class Connection {
   }
 
   private onDrain(): void {
-    if (this.state === 'transmission') this.pump();
+    if (this.state === 'handshake') {
+      this.resumeSocket();
+      this.runHandshake();
+    } else if (this.state === 'transmission') this.pump();
     else if (this.state === 'closing') this.maybeFinishClosing();
   }
 
@@ -636,8 +680,10 @@ class Connection {
     this.out.flush();
     if (this.socket.destroyed) return;
     if (this.closeTimer === null) {
-      // Half-close once the replies are out; destroy if the client never hangs up.
+      // Half-close once the replies are out; destroy if the client never hangs up. Reading
+      // resumes (late bytes are ignored in 'closing') so the client's EOF is seen at once.
       this.socket.end();
+      this.resumeSocket();
       this.closeTimer = setTimeout(() => this.socket.destroy(), this.config.closeTimeoutMs);
       this.closeTimer.unref();
     }
@@ -688,6 +734,12 @@ class Connection {
   private runHandshake(): void {
     try {
       for (;;) {
+        // A client must read each option's reply before its next option; one that does not
+        // is not served further until the replies drain (its input waits in TCP).
+        if (this.socket.writableLength >= HANDSHAKE_OUTPUT_HIGH_WATER_BYTES) {
+          this.pauseSocket();
+          return;
+        }
         const message = this.handshake.next();
         if (message === null) break;
         if (message.kind === 'client-flags') {
@@ -901,6 +953,15 @@ class Connection {
         if (out.unflushedBytes >= OUTPUT_FLUSH_BYTES) out.flush();
       }
     } catch (error) {
+      if (isNbdError(error) && error.code === 'ERR_NBD_PAYLOAD_TOO_LARGE') {
+        // The header was sound: answer it, then close (its payload cannot be skipped safely).
+        this.replyError(decoder.request, P.NBD_EINVAL, P.REJECT.payloadDropped.message);
+        out.flush();
+        this.server.recordProtocolError(this.id, error);
+        this.log.warn({ connectionId: this.id, code: error.code, err: error.message }, 'nbd protocol error');
+        this.end({ reason: 'protocol-error', error }, false);
+        return;
+      }
       out.flush();
       this.protocolFailure(error);
       return;
@@ -1105,8 +1166,9 @@ class Connection {
     const out = this.out;
     // One buffer for the whole reply (arena or dedicated), so a failure can be undone at once.
     const dedicated = total > DEDICATED_REPLY_BYTES ? out.dedicated(total) : null;
-    const target = dedicated ?? out.arena;
+    // reserve() may switch arenas: take the target after it.
     const start = dedicated !== null ? 0 : out.reserve(total);
+    const target = dedicated ?? out.arena;
     let position = start;
     const { cookieHigh, cookieLow } = request;
     try {
@@ -1158,8 +1220,8 @@ class Connection {
     for (const chunk of chunks) total += P.blockStatusChunkBytes(chunk.descriptors.length);
     const out = this.out;
     const dedicated = total > DEDICATED_REPLY_BYTES ? out.dedicated(total) : null;
-    const target = dedicated ?? out.arena;
     let position = dedicated !== null ? 0 : out.reserve(total);
+    const target = dedicated ?? out.arena;
     chunks.forEach((chunk, index) => {
       const flags = index === chunks.length - 1 ? P.NBD_REPLY_FLAG_DONE : 0;
       position = P.writeBlockStatusChunk(target, position, flags, request.cookieHigh, request.cookieLow, chunk.id, chunk.descriptors);
@@ -1200,6 +1262,36 @@ function checkInteger(name: string, value: number | undefined, fallback: number,
   if (typeof value !== 'number' || !Number.isInteger(value)) throw new TypeError(`${name} must be an integer, got ${String(value)}`);
   if (value < minimum || value > maximum) throw new RangeError(`${name} must be in [${minimum}, ${maximum}], got ${value}`);
   return value;
+}
+
+function listenOnce(server: net.Server, spec: NbdListenOptions): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const onError = (error: Error) => reject(error);
+    server.once('error', onError);
+    const done = () => {
+      server.off('error', onError);
+      resolve();
+    };
+    if ('path' in spec) server.listen({ path: spec.path }, done);
+    else server.listen({ host: spec.host ?? '127.0.0.1', port: spec.port ?? 10809 }, done);
+  });
+}
+
+/** True when `socketPath` is a Unix socket file that nobody accepts connections on. */
+function isStaleSocket(socketPath: string): Promise<boolean> {
+  try {
+    if (!fs.lstatSync(socketPath).isSocket()) return Promise.resolve(false);
+  } catch {
+    return Promise.resolve(false);
+  }
+  return new Promise((resolve) => {
+    const probe = net.connect({ path: socketPath });
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(false);
+    });
+    probe.once('error', (error: NodeJS.ErrnoException) => resolve(error.code === 'ECONNREFUSED'));
+  });
 }
 
 function formatHost(host: string): string {
@@ -1317,18 +1409,21 @@ export class NbdServer extends EventEmitter {
         const transport = 'path' in spec ? 'unix' : 'tcp';
         const server = net.createServer({ noDelay: true, pauseOnConnect: false });
         server.on('connection', (socket) => this.onConnection(socket, transport));
-        await new Promise<void>((resolve, reject) => {
-          const onError = (error: Error) => reject(error);
-          server.once('error', onError);
-          const done = () => {
-            server.off('error', onError);
-            resolve();
-          };
-          if ('path' in spec) server.listen({ path: spec.path }, done);
-          else server.listen({ host: spec.host ?? '127.0.0.1', port: spec.port ?? 10809 }, done);
-        }).catch((error: unknown) => {
-          throw nbdError('ERR_NBD_LISTEN', `cannot listen on ${JSON.stringify(spec)}: ${String((error as Error)?.message ?? error)}`, error);
-        });
+        try {
+          await listenOnce(server, spec);
+        } catch (error) {
+          // A socket file left by a server that died (nobody accepts on it) is replaced once;
+          // a live one is never touched.
+          if ('path' in spec && (error as NodeJS.ErrnoException).code === 'EADDRINUSE' && (await isStaleSocket(spec.path))) {
+            this.log.warn({ path: spec.path }, 'nbd replacing a stale socket file');
+            fs.unlinkSync(spec.path);
+            await listenOnce(server, spec).catch((retryError: unknown) => {
+              throw nbdError('ERR_NBD_LISTEN', `cannot listen on ${JSON.stringify(spec)}: ${String((retryError as Error)?.message ?? retryError)}`, retryError);
+            });
+          } else {
+            throw nbdError('ERR_NBD_LISTEN', `cannot listen on ${JSON.stringify(spec)}: ${String((error as Error)?.message ?? error)}`, error);
+          }
+        }
         server.on('error', (error) => this.log.error({ err: error.message }, 'nbd listener error'));
         this.netServers.push({ server, spec, transport });
       }
@@ -1396,11 +1491,15 @@ export class NbdServer extends EventEmitter {
   /**
    * Stops accepting, then (graceful, the default) answers requests in flight, answers requests
    * already received with ESHUTDOWN, flushes every exported volume and closes the sockets;
-   * non-graceful drops every socket at once. A second call returns the same promise.
+   * non-graceful drops every socket at once. A later call returns the same promise; a
+   * non-graceful call during a graceful close escalates it (every socket is dropped now).
    */
   close(options: { graceful?: boolean } = {}): Promise<void> {
-    if (this.closing !== null) return this.closing;
     const graceful = options.graceful !== false;
+    if (this.closing !== null) {
+      if (!graceful) for (const connection of this.connections) connection.shutdown(false);
+      return this.closing;
+    }
     this.status = 'closing';
     this.closing = (async () => {
       const listenersClosed = this.closeListeners();
@@ -1512,4 +1611,3 @@ export class NbdServer extends EventEmitter {
   }
 }
 
-export type { NbdErrorCode };

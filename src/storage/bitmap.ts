@@ -19,7 +19,7 @@
 
 import { BlockmirrorError } from '../errors';
 import { addon, NativeBitmap } from '../native';
-import { checkBytes, checkIndex, checkIntegerIn, checkOptions, checkPowerOfTwo, checkSpan, closedError, describe } from './validate';
+import { checkBytes, checkIndex, checkIntegerIn, checkOptions, checkPowerOfTwo, checkSpan, closedError, describe, orDefault } from './validate';
 
 /** Options of Bitmap.create: give exactly one of bitCount and coveredBytes. */
 export interface BitmapCreateOptions {
@@ -66,7 +66,7 @@ export class Bitmap {
   static create(options: BitmapCreateOptions): Bitmap {
     checkOptions(options, 'options');
     if (options === undefined) throw new TypeError('options must be an object (got undefined)');
-    const granularityBytes = options.granularityBytes ?? Bitmap.DEFAULT_GRANULARITY_BYTES;
+    const granularityBytes = orDefault(options.granularityBytes, Bitmap.DEFAULT_GRANULARITY_BYTES);
     checkPowerOfTwo(granularityBytes, 'options.granularityBytes', Bitmap.MIN_GRANULARITY_BYTES, Bitmap.MAX_GRANULARITY_BYTES);
     let bitCount: number;
     if (options.bitCount !== undefined) {

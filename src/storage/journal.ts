@@ -28,6 +28,7 @@ import {
   checkSharedName,
   closedError,
   describe,
+  orDefault,
 } from './validate';
 
 export type JournalRecordKind = 'write' | 'zero' | 'trim' | 'marker';
@@ -161,11 +162,11 @@ export class Journal {
   /** Formats a new journal (ERR_REGION_EXISTS when a shared name or file exists already). */
   static create(options: JournalCreateOptions = {}): Journal {
     checkOptions(options, 'options');
-    const capacityBytes = options.capacityBytes ?? Journal.DEFAULT_CAPACITY_BYTES;
+    const capacityBytes = orDefault(options.capacityBytes, Journal.DEFAULT_CAPACITY_BYTES);
     checkIntegerIn(capacityBytes, 'options.capacityBytes', Journal.MIN_CAPACITY_BYTES, Journal.MAX_CAPACITY_BYTES);
-    const maxRecordBytes = options.maxRecordBytes ?? Math.min(Journal.DEFAULT_MAX_RECORD_BYTES, Math.floor(capacityBytes / 4));
+    const maxRecordBytes = orDefault(options.maxRecordBytes, Math.min(Journal.DEFAULT_MAX_RECORD_BYTES, Math.floor(capacityBytes / 4)));
     checkIntegerIn(maxRecordBytes, 'options.maxRecordBytes', 1, Math.floor(capacityBytes / 4));
-    const kind = options.kind ?? 'anonymous';
+    const kind = orDefault(options.kind, 'anonymous' as JournalKind);
     checkOneOf(kind, 'options.kind', JOURNAL_KINDS);
     let regionName = 'blockmirror.journal';
     let name: string | undefined;
@@ -231,17 +232,17 @@ export class Journal {
   append(record: JournalAppendRecord): number {
     const handle = this.#open();
     checkObject(record, 'record');
-    const kind = record.kind ?? 'write';
+    const kind = orDefault(record.kind, 'write' as JournalRecordKind);
     checkOneOf(kind, 'record.kind', RECORD_KINDS);
-    const volumeId = record.volumeId ?? 0n;
+    const volumeId = orDefault(record.volumeId, 0n);
     if (typeof volumeId !== 'bigint') throw new TypeError(`record.volumeId must be a bigint (got ${describe(volumeId)})`);
     if (volumeId < 0n || volumeId > MAX_U64) throw new RangeError(`record.volumeId must be in [0, 2^64) (got ${volumeId})`);
     checkIndex(record.byteOffset, 'record.byteOffset');
     const data = record.data;
     if (data !== undefined) checkBytes(data, 'record.data');
-    const byteLength = record.byteLength ?? data?.byteLength ?? 0;
+    const byteLength = orDefault(record.byteLength, data === undefined ? 0 : data.byteLength);
     checkIntegerIn(byteLength, 'record.byteLength', 0, 0xffffffff);
-    const flags = record.flags ?? 0;
+    const flags = orDefault(record.flags, 0);
     checkIntegerIn(flags, 'record.flags', 0, 0xffff);
     if (data !== undefined && data.byteLength > this.maxRecordBytes) {
       throw new BlockmirrorError(
@@ -258,9 +259,9 @@ export class Journal {
     checkIndex(fromSequence, 'fromSequence');
     if (fromSequence === 0) throw new RangeError('fromSequence must be at least 1 (sequences start at 1)');
     checkOptions(options, 'options');
-    const maxRecords = options.maxRecords ?? 256;
+    const maxRecords = orDefault(options.maxRecords, 256);
     checkIntegerIn(maxRecords, 'options.maxRecords', 1, Journal.MAX_READ_RECORDS);
-    const maxBytes = options.maxBytes ?? Journal.DEFAULT_MAX_RECORD_BYTES;
+    const maxBytes = orDefault(options.maxBytes, Journal.DEFAULT_MAX_RECORD_BYTES);
     checkIndex(maxBytes, 'options.maxBytes');
     const [fields, volumeIds, payload] = handle.read(fromSequence, maxRecords, maxBytes);
     const records: JournalRecord[] = [];

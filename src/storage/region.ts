@@ -24,6 +24,7 @@ import {
   checkSpan,
   checkString,
   closedError,
+  orDefault,
 } from './validate';
 
 export type RegionKind = 'anonymous' | 'shared' | 'file';
@@ -105,7 +106,7 @@ export class Region {
   static create(options: RegionCreateOptions): Region {
     checkOptions(options, 'options');
     if (options === undefined) throw new TypeError('options must be an object (got undefined)');
-    const kind = options.kind ?? 'anonymous';
+    const kind = orDefault(options.kind, 'anonymous' as RegionKind);
     checkOneOf(kind, 'options.kind', REGION_KINDS);
     checkIndex(options.byteLength, 'options.byteLength');
     if (options.byteLength === 0 || options.byteLength > MAX_REGION_BYTES) {
@@ -181,7 +182,7 @@ export class Region {
     if (byteOffset > this.byteLength) {
       throw new RangeError(`byteOffset (${byteOffset}) is outside the region (${this.byteLength} bytes)`);
     }
-    const length = byteLength ?? this.byteLength - byteOffset;
+    const length = byteLength === undefined ? this.byteLength - byteOffset : byteLength;
     checkIndex(length, 'byteLength');
     checkSpan(byteOffset, length, this.byteLength, 'region');
     return unpackExtents(handle.allocationMap(byteOffset, length));

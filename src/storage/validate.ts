@@ -23,6 +23,11 @@ export function describe(value: unknown): string {
   }
 }
 
+/** An option's value, or its default when it is undefined (null is a value, and is checked). */
+export function orDefault<T>(value: T | undefined, fallback: T): T {
+  return value === undefined ? fallback : value;
+}
+
 /** A non-negative safe integer. */
 export function checkIndex(value: unknown, name: string): asserts value is number {
   if (typeof value !== 'number') throw new TypeError(`${name} must be a number (got ${describe(value)})`);

@@ -40,6 +40,7 @@ import {
   checkString,
   closedError,
   describe,
+  orDefault,
 } from './validate';
 
 export type VolumeBacking = 'memory' | 'shared' | 'file';
@@ -110,6 +111,9 @@ const SHARED_PREFIX = 'blockmirror.vol.';
 const BITMAP_NAME = /^[A-Za-z0-9._:-]{1,47}$/;
 const EMPTY = new Uint8Array(0);
 
+/** Internal: the native handle of an open volume (tests reach past the TypeScript checks with it). */
+export const kNativeHandle = Symbol('blockmirror.Volume.native');
+
 /** Region name of a shared volume. */
 export function sharedVolumeRegionName(name: string): string {
   return SHARED_PREFIX + name;
@@ -125,6 +129,14 @@ function target(options: unknown, where: string): { kind: 'shared' | 'file'; reg
   }
   checkPath(path, `${where}.path`);
   return { kind: 'file', regionName: path, path };
+}
+
+function offsetName(batchIndex: number): string {
+  return batchIndex < 0 ? 'byteOffset' : `writes[${batchIndex}].byteOffset`;
+}
+
+function requestName(batchIndex: number): string {
+  return batchIndex < 0 ? '' : `writes[${batchIndex}]: `;
 }
 
 function checkBitmapName(name: unknown): asserts name is string {
@@ -160,8 +172,7 @@ export class Volume implements JournalAttachment {
   readonly strict: boolean;
 
   #handle: NativeVolume | null;
-  #offsets: Float64Array | null = null;
-  #buffers: Uint8Array[] = [];
+  #writevArguments: unknown[] | null = null;
   #bitmaps = new Map<Bitmap, string>();
   #journal: Journal | null = null;
   #pending = new Set<Promise<void>>();
@@ -182,15 +193,15 @@ export class Volume implements JournalAttachment {
   /** Formats a new volume (ERR_REGION_EXISTS when the shared name or the file exists). */
   static create(options: VolumeCreateOptions): Volume {
     checkObject(options, 'options');
-    const blockSize = options.blockSize ?? Volume.DEFAULT_BLOCK_SIZE;
+    const blockSize = orDefault(options.blockSize, Volume.DEFAULT_BLOCK_SIZE);
     checkPowerOfTwo(blockSize, 'options.blockSize', Volume.MIN_BLOCK_SIZE, Volume.MAX_BLOCK_SIZE);
     checkIntegerIn(options.capacityBytes, 'options.capacityBytes', 1, Volume.MAX_CAPACITY_BYTES);
     if (options.capacityBytes % blockSize !== 0) {
       throw new RangeError(`options.capacityBytes (${options.capacityBytes}) must be a multiple of blockSize (${blockSize})`);
     }
-    const strict = options.strict ?? false;
+    const strict = orDefault(options.strict, false);
     checkBoolean(strict, 'options.strict');
-    const backing = options.backing ?? 'memory';
+    const backing = orDefault(options.backing, 'memory' as VolumeBacking);
     checkOneOf(backing, 'options.backing', BACKINGS);
     let regionName: string;
     let name: string | undefined;
@@ -238,20 +249,33 @@ export class Volume implements JournalAttachment {
     return handle;
   }
 
-  /** Checks [byteOffset, +byteLength) against capacity and, on a strict volume, alignment. */
-  #checkSpan(byteOffset: unknown, byteLength: number, offsetName: string): asserts byteOffset is number {
-    if (typeof byteOffset !== 'number') throw new TypeError(`${offsetName} must be a number (got ${describe(byteOffset)})`);
+  /** @internal */
+  get [kNativeHandle](): NativeVolume {
+    return this.#open();
+  }
+
+  /**
+   * Checks [byteOffset, +byteLength) against capacity and, on a strict volume, alignment.
+   * `batchIndex` names the write of a batch in messages (-1: a single request); messages are only
+   * built when a check fails, so the hot path does no string work.
+   */
+  #checkSpan(byteOffset: unknown, byteLength: number, batchIndex: number): asserts byteOffset is number {
+    if (typeof byteOffset !== 'number') {
+      throw new TypeError(`${offsetName(batchIndex)} must be a number (got ${describe(byteOffset)})`);
+    }
     if (!Number.isSafeInteger(byteOffset) || byteOffset < 0) {
-      throw new RangeError(`${offsetName} must be a non-negative safe integer (got ${describe(byteOffset)})`);
+      throw new RangeError(`${offsetName(batchIndex)} must be a non-negative safe integer (got ${describe(byteOffset)})`);
     }
     const capacityBytes = this.capacityBytes;
     if (byteOffset > capacityBytes || byteLength > capacityBytes - byteOffset) {
-      throw new RangeError(`[${byteOffset}, +${byteLength}) is outside the volume (capacityBytes ${capacityBytes})`);
+      throw new RangeError(`${requestName(batchIndex)}[${byteOffset}, +${byteLength}) is outside the volume (capacityBytes ${capacityBytes})`);
     }
     if (this.strict) {
       const blockSize = this.blockSize;
       if (byteOffset % blockSize !== 0 || byteLength % blockSize !== 0) {
-        throw new RangeError(`[${byteOffset}, +${byteLength}) is not aligned to blockSize ${blockSize} (strict volume)`);
+        throw new RangeError(
+          `${requestName(batchIndex)}[${byteOffset}, +${byteLength}) is not aligned to blockSize ${blockSize} (strict volume)`,
+        );
       }
     }
   }
@@ -260,7 +284,7 @@ export class Volume implements JournalAttachment {
   read(byteOffset: number, target: Uint8Array): void {
     const handle = this.#open();
     if (!(target instanceof Uint8Array)) throw new TypeError(`target must be a Uint8Array (got ${describe(target)})`);
-    this.#checkSpan(byteOffset, target.byteLength, 'byteOffset');
+    this.#checkSpan(byteOffset, target.byteLength, -1);
     handle.read(byteOffset, target);
   }
 
@@ -268,7 +292,7 @@ export class Volume implements JournalAttachment {
   write(byteOffset: number, source: Uint8Array): number {
     const handle = this.#open();
     if (!(source instanceof Uint8Array)) throw new TypeError(`source must be a Uint8Array (got ${describe(source)})`);
-    this.#checkSpan(byteOffset, source.byteLength, 'byteOffset');
+    this.#checkSpan(byteOffset, source.byteLength, -1);
     return handle.write(byteOffset, source);
   }
 
@@ -293,22 +317,31 @@ export class Volume implements JournalAttachment {
       }
     }
     if (count === 0) return 0;
-    const offsets = (this.#offsets ??= new Float64Array(Volume.MAX_WRITEV_COUNT));
-    const buffers = this.#buffers;
+    // Arguments of the native call, reused: [byteOffsets, count, sequencesOut, ...buffers].
+    let args = this.#writevArguments;
+    if (args === null) {
+      args = [new Float64Array(Volume.MAX_WRITEV_COUNT), 0, undefined];
+      this.#writevArguments = args;
+    }
+    const offsets = args[0] as Float64Array;
     for (let i = 0; i < count; i++) {
       const write = writes[i];
       if (typeof write !== 'object' || write === null) throw new TypeError(`writes[${i}] must be an object (got ${describe(write)})`);
       const data = write.data;
       if (!(data instanceof Uint8Array)) throw new TypeError(`writes[${i}].data must be a Uint8Array (got ${describe(data)})`);
-      this.#checkSpan(write.byteOffset, data.byteLength, `writes[${i}].byteOffset`);
+      this.#checkSpan(write.byteOffset, data.byteLength, i);
       offsets[i] = write.byteOffset;
-      buffers[i] = data;
+      args[3 + i] = data;
     }
+    args[1] = count;
+    args[2] = sequencesOut;
+    if (args.length !== 3 + count) args.length = 3 + count;
     try {
-      return handle.writev(offsets, buffers, count, sequencesOut);
+      return Reflect.apply(handle.writev, handle, args) as number;
     } finally {
       // Do not keep the caller's buffers alive until the next batch.
-      buffers.fill(EMPTY, 0, count);
+      args[2] = undefined;
+      args.fill(EMPTY, 3, 3 + count);
     }
   }
 
@@ -316,9 +349,9 @@ export class Volume implements JournalAttachment {
   writeZeroes(byteOffset: number, byteLength: number, options?: WriteZeroesOptions): number {
     const handle = this.#open();
     checkIndex(byteLength, 'byteLength');
-    this.#checkSpan(byteOffset, byteLength, 'byteOffset');
+    this.#checkSpan(byteOffset, byteLength, -1);
     checkOptions(options, 'options');
-    const mayPunchHole = options?.mayPunchHole ?? false;
+    const mayPunchHole = orDefault(options?.mayPunchHole, false);
     checkBoolean(mayPunchHole, 'options.mayPunchHole');
     return handle.writeZeroes(byteOffset, byteLength, mayPunchHole);
   }
@@ -327,7 +360,7 @@ export class Volume implements JournalAttachment {
   trim(byteOffset: number, byteLength: number): number {
     const handle = this.#open();
     checkIndex(byteLength, 'byteLength');
-    this.#checkSpan(byteOffset, byteLength, 'byteOffset');
+    this.#checkSpan(byteOffset, byteLength, -1);
     return handle.trim(byteOffset, byteLength);
   }
 
@@ -353,7 +386,7 @@ export class Volume implements JournalAttachment {
     if (byteOffset > this.capacityBytes) {
       throw new RangeError(`byteOffset (${byteOffset}) is outside the volume (capacityBytes ${this.capacityBytes})`);
     }
-    const length = byteLength ?? this.capacityBytes - byteOffset;
+    const length = byteLength === undefined ? this.capacityBytes - byteOffset : byteLength;
     checkIndex(length, 'byteLength');
     if (length > this.capacityBytes - byteOffset) {
       throw new RangeError(`[${byteOffset}, +${length}) is outside the volume (capacityBytes ${this.capacityBytes})`);
@@ -374,9 +407,9 @@ export class Volume implements JournalAttachment {
     const handle = this.#open();
     checkBitmapName(name);
     checkOptions(options, 'options');
-    const granularityBytes = options?.granularityBytes ?? Volume.DEFAULT_BITMAP_GRANULARITY_BYTES;
+    const granularityBytes = orDefault(options?.granularityBytes, Volume.DEFAULT_BITMAP_GRANULARITY_BYTES);
     checkPowerOfTwo(granularityBytes, 'options.granularityBytes', Volume.MIN_BITMAP_GRANULARITY_BYTES, Volume.MAX_BITMAP_GRANULARITY_BYTES);
-    const recording = options?.recording ?? true;
+    const recording = orDefault(options?.recording, true);
     checkBoolean(recording, 'options.recording');
     return this.#adopt(Bitmap[kFromNative](handle.createBitmap(name, granularityBytes, recording)), name);
   }
@@ -466,7 +499,7 @@ export class Volume implements JournalAttachment {
       this.#bitmaps.clear();
       this.#journal?.[kAttached](this, false);
       this.#journal = null;
-      this.#buffers = [];
+      this.#writevArguments = null;
       handle?.close();
     })();
     return this.#closing;

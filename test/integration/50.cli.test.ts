@@ -147,6 +147,14 @@ describe('50 cli: help, config, demo', function () {
       assert.deepEqual(report.phases.map((p) => p.name), ['write', 'writev', 'flush', 'read+verify']);
     });
 
+    it('exits 1 and names the offset when a byte read back differs', async () => {
+      const offset = 5 * 1024 * 1024 + 4097;
+      const result = await cli(['demo', '--size', '8MiB', '--inject-corruption', String(offset)]);
+      assert.equal(result.code, 1, result.stdout);
+      assert.match(result.stdout, new RegExp(`MISMATCH at byte ${offset}: expected [0-9a-f]+, got [0-9a-f]+ \\(1 bytes differ`));
+      assert.match(result.stdout, /FAILED: 1 problem/);
+    });
+
     it('rejects a size that is not a multiple of the block size (exit 1)', async () => {
       const result = await cli(['demo', '--size', '10000']);
       assert.equal(result.code, 1);

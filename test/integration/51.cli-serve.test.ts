@@ -3,12 +3,14 @@
 // second run, and start-up failures with their exit codes. No NBD client tools needed: a raw
 // socket reading the server's greeting proves a listener is live.
 import * as assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 
+import { Volume, sharedVolumeRegionName } from '../../src/storage/volume';
 import { CLI_PATH, ServeProcess } from '../helpers/serve-process';
-import { makeTempDir, removeTempDir, run } from '../helpers/tools';
+import { exited, makeTempDir, removeTempDir, run } from '../helpers/tools';
 
 /** Connects and resolves with the first 16 bytes the server sends (the NBD greeting). */
 function greeting(options: net.NetConnectOpts): Promise<Buffer> {
@@ -30,6 +32,39 @@ function greeting(options: net.NetConnectOpts): Promise<Buffer> {
     socket.on('error', (error) => {
       clearTimeout(timer);
       reject(error);
+    });
+  });
+}
+
+/**
+ * Opens an NBD connection to export `name` (fixed newstyle, NBD_OPT_EXPORT_NAME) and keeps it
+ * in transmission without ever hanging up (allowHalfOpen), like a client that went quiet.
+ */
+function quietClient(port: number, name: string): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+    let received = Buffer.alloc(0);
+    let stage: 'greeting' | 'export' = 'greeting';
+    const timer = setTimeout(() => reject(new Error('NBD handshake did not finish in 5 s')), 5000);
+    socket.on('error', reject);
+    socket.on('data', (chunk: Buffer) => {
+      received = Buffer.concat([received, chunk]);
+      if (stage === 'greeting' && received.length >= 18) {
+        received = received.subarray(18);
+        stage = 'export';
+        const header = Buffer.alloc(4 + 8 + 4 + 4);
+        header.writeUInt32BE(3, 0); // NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES
+        header.write('IHAVEOPT', 4, 'latin1');
+        header.writeUInt32BE(1, 12); // NBD_OPT_EXPORT_NAME
+        header.writeUInt32BE(Buffer.byteLength(name), 16);
+        socket.write(Buffer.concat([header, Buffer.from(name)]));
+      }
+      if (stage === 'export' && received.length >= 10) {
+        clearTimeout(timer);
+        socket.removeAllListeners('data');
+        socket.on('error', () => undefined);
+        resolve(socket);
+      }
     });
   });
 }
@@ -58,7 +93,7 @@ describe('51 cli: serve', function () {
     await Promise.all(running.splice(0).map((serve) => serve.kill()));
   });
   after(() => {
-    for (const name of shmNames) fs.rmSync(`/dev/shm/${name}`, { force: true });
+    for (const name of shmNames) Volume.unlink({ name });
     removeTempDir(directory);
   });
 
@@ -87,12 +122,34 @@ describe('51 cli: serve', function () {
     assert.ok(serve.stdoutLines.some((l) => l.startsWith('stopping (SIGTERM)')));
   });
 
-  it('--socket serves on a Unix socket (nbd+unix URI) and removes nothing it did not create', async () => {
+  it('--socket serves on a Unix socket (nbd+unix URI), refuses one that is live, removes its file on exit', async () => {
     const socketPath = path.join(directory, 'bm.sock');
     const serve = await start({ volumes: [{ name: 'v', capacity: '4MiB' }] }, ['--socket', socketPath, '--quiet']);
     const uri = serve.uris[0] ?? '';
     assert.match(uri, /^nbd\+unix:\/\/\/v\?socket=/);
     assert.ok(uri.includes(encodeURIComponent(socketPath)) || uri.includes(socketPath), uri);
+    assertNbdGreeting(await greeting({ path: socketPath }));
+    // A second serve on the same socket must not steal it.
+    const clash = await run(process.execPath, [CLI_PATH, 'serve', '--socket', socketPath, '--quiet'], { check: false });
+    assert.equal(clash.code, 1);
+    assert.match(clash.stderr, /ERR_CLI_SOCKET_IN_USE/);
+    assertNbdGreeting(await greeting({ path: socketPath }));
+    assert.equal((await serve.signal('SIGTERM')).code, 0, serve.stderrText);
+    assert.ok(!fs.existsSync(socketPath), 'the socket file outlived serve');
+  });
+
+  it('a stale socket file from a serve that died is replaced', async () => {
+    const socketPath = path.join(directory, 'stale.sock');
+    // A listener killed with SIGKILL leaves its socket file behind.
+    const dead = spawn(process.execPath, ['-e',
+      "require('net').createServer().listen(process.argv[1], () => process.stdout.write('up\\n'))", socketPath],
+    { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((resolve) => dead.stdout?.once('data', () => resolve()));
+    const gone = exited(dead);
+    dead.kill('SIGKILL');
+    await gone;
+    assert.ok(fs.existsSync(socketPath) && fs.statSync(socketPath).isSocket());
+    const serve = await start({ volumes: [{ name: 'v', capacity: '4MiB' }] }, ['--socket', socketPath, '--quiet']);
     assertNbdGreeting(await greeting({ path: socketPath }));
     assert.equal((await serve.signal('SIGTERM')).code, 0, serve.stderrText);
   });
@@ -116,7 +173,7 @@ describe('51 cli: serve', function () {
     let serve = await start(config, ['--port', '0', '--quiet']);
     assert.equal((await serve.signal('SIGTERM')).code, 0, serve.stderrText);
     assert.match(serve.stdoutLines.join('\n'), new RegExp(`volume ${name} \\(shared, created\\)`));
-    assert.ok(fs.existsSync(`/dev/shm/${name}`), 'the shared region did not outlive serve');
+    assert.ok(fs.existsSync(`/dev/shm/${sharedVolumeRegionName(name)}`), 'the shared region did not outlive serve');
 
     serve = await start(config, ['--port', '0', '--quiet']);
     assert.equal((await serve.signal('SIGTERM')).code, 0, serve.stderrText);
@@ -133,6 +190,22 @@ describe('51 cli: serve', function () {
     const geometry = await run(process.execPath, [CLI_PATH, 'serve', '--config', mismatch, '--port', '0'], { check: false });
     assert.equal(geometry.code, 1);
     assert.match(geometry.stderr, /ERR_CLI_VOLUME_GEOMETRY/);
+  });
+
+  it('a second signal during shutdown exits at once with 128 + signal number', async () => {
+    const serve = await start({ volumes: [{ name: 'v', capacity: '4MiB' }] }, ['--port', '0', '--quiet']);
+    // A client that never hangs up keeps the graceful close waiting for it.
+    const socket = await quietClient(serve.tcpAddress.port, 'v');
+    try {
+      serve.child.kill('SIGTERM');
+      await serve.waitForLine(/^stopping \(SIGTERM\)/, 5000);
+      const result = await serve.signal('SIGTERM', 5000);
+      assert.deepEqual(result, { code: 128 + 15, signal: null });
+      assert.match(serve.stderrText, /second signal \(SIGTERM\) during shutdown: exiting at once/);
+      assert.ok(!serve.stdoutLines.some((line) => line.startsWith('summary:')), 'no summary after an immediate exit');
+    } finally {
+      socket.destroy();
+    }
   });
 
   it('start-up failures exit 1 with the reason: port in use, unusable file path', async () => {

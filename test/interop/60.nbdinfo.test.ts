@@ -46,6 +46,22 @@ function assertCovers(map: MapExtent[], size: number): void {
   assert.equal(at, size, 'map does not cover the export');
 }
 
+/**
+ * NBD block size constraints (doc/proto.md): minimum a power of two <= the volume's block size
+ * (exactly it when the volume is strict), preferred a power of two >= max(512, minimum) and a
+ * multiple of the volume's block size, maximum >= preferred and within the payload limit.
+ */
+function assertBlockSizes(info: InfoExport, blockSize: number, strict: boolean, maxPayloadBytes: number): void {
+  const { block_size_minimum: minimum, block_size_preferred: preferred, block_size_maximum: maximum } = info;
+  const what = `${info['export-name']}: min ${minimum} preferred ${preferred} max ${maximum}`;
+  const powerOfTwo = (n: number | undefined): boolean => n !== undefined && n > 0 && (n & (n - 1)) === 0;
+  assert.ok(powerOfTwo(minimum) && powerOfTwo(preferred), what);
+  assert.ok((minimum as number) <= blockSize, what);
+  if (strict) assert.equal(minimum, blockSize, what);
+  assert.ok((preferred as number) >= Math.max(512, minimum as number) && (preferred as number) % blockSize === 0, what);
+  assert.ok(maximum !== undefined && maximum >= (preferred as number) && maximum <= maxPayloadBytes, what);
+}
+
 describe('60 interop: nbdinfo', function () {
   this.timeout(120_000);
   before(requireTool('nbdinfo', 'qemu-io'));
@@ -115,19 +131,16 @@ describe('60 interop: nbdinfo', function () {
     assert.ok(vol0.contexts?.includes('base:allocation'), JSON.stringify(vol0.contexts));
     assert.ok(vol0.contexts?.includes('blockmirror:dirty:backup'), JSON.stringify(vol0.contexts));
     assert.ok(vol0.contexts?.includes('blockmirror:dirty:idle'), JSON.stringify(vol0.contexts));
-    assert.equal(vol0.block_size_preferred, 4096);
-    assert.ok(vol0.block_size_minimum !== undefined && vol0.block_size_minimum <= 4096);
-    assert.ok(vol0.block_size_maximum !== undefined && vol0.block_size_maximum >= 4096 &&
-      vol0.block_size_maximum <= 4 * MIB, `maximum ${vol0.block_size_maximum} vs maxPayloadBytes 4 MiB`);
+    assertBlockSizes(vol0, 4096, false, 4 * MIB);
 
     const small = await info('small-ro');
     assert.equal(small.is_read_only, true);
-    assert.equal(small.block_size_preferred, 512);
+    assertBlockSizes(small, 512, false, 4 * MIB);
     assert.ok(!small.contexts?.some((c) => c.startsWith('blockmirror:dirty:')), 'a volume without bitmaps lists none');
 
     const strict = await info('strict');
+    assertBlockSizes(strict, 4096, true, 4 * MIB);
     assert.equal(strict.block_size_minimum, 4096, 'a strict volume must advertise its block size as the minimum');
-    assert.equal(strict.block_size_preferred, 4096);
   });
 
   it('--map base:allocation matches what was written, trimmed and zeroed', async () => {

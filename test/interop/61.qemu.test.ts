@@ -149,6 +149,17 @@ describe('61 interop: qemu-img and qemu-io', function () {
     await qemuIo(uri, gaps(extents, 4 * MIB).map(([start, length]) => `read -P 0 ${start} ${length}`), true);
   });
 
+  it('qemu-io: 64 KiB aio reads of written data, 4 to 16 in flight (reply buffer rollover)', async () => {
+    // Four 64 KiB replies no longer fit in one reply arena of 256 KiB; the fourth must start a
+    // new one without corrupting the stream ("invalid reply magic" / EIO in the client).
+    const uri = (serve as ServeProcess).uri('pat');
+    await qemuIo(uri, [`write -P 0x3c ${8 * MIB} 2M`]);
+    for (const inFlight of [4, 8, 16]) {
+      const reads = Array.from({ length: inFlight }, (_, i) => `aio_read -P 0x3c ${8 * MIB + ((i * 65536) % (2 * MIB))} 64k`);
+      await qemuIo(uri, [...reads, 'aio_flush'], true);
+    }
+  });
+
   it('qemu-io on a strict 4 KiB volume: unaligned requests still work (qemu aligns to the advertised minimum)', async () => {
     const uri = (serve as ServeProcess).uri('strict');
     const extents = randomExtents(6103, 4 * MIB, 40, 20 * KIB, 512);

@@ -16,8 +16,9 @@ interface FioJob {
   write: { io_bytes: number; total_ios: number };
 }
 
-async function fio(args: string[]): Promise<FioJob[]> {
-  const result = await run('fio', ['--output-format=json', ...args], { check: false, timeoutMs: 180_000 });
+async function fio(args: string[], cwd: string): Promise<FioJob[]> {
+  // cwd: fio saves verify state files (*-verify.state) in its working directory.
+  const result = await run('fio', ['--output-format=json', ...args], { check: false, timeoutMs: 180_000, cwd });
   // fio prints warnings before the JSON document on stdout sometimes; the JSON starts at "{".
   const start = result.stdout.indexOf('{');
   assert.ok(start >= 0, `fio printed no JSON (exit ${result.code}):\n${result.stdout}\n${result.stderr}`);
@@ -64,7 +65,7 @@ describe('63 interop: fio nbd engine, verify=crc32c', function () {
       '--numjobs=2', '--offset_increment=64M',
       '--verify=crc32c', '--do_verify=1', '--verify_fatal=1', '--verify_dump=0',
       '--randseed=6301',
-    ]);
+    ], directory);
     assert.equal(jobs.length, 2);
     for (const job of jobs) {
       assert.equal(job.write.io_bytes, 48 * MIB, `${job.jobname} wrote ${job.write.io_bytes}`);
@@ -78,7 +79,7 @@ describe('63 interop: fio nbd engine, verify=crc32c', function () {
       '--rw=randwrite', '--bsrange=4k-128k', '--iodepth=16', '--size=32M', '--offset=16M',
       '--verify=crc32c', '--do_verify=1', '--verify_fatal=1', '--verify_backlog=64',
       '--randseed=6302', '--norandommap=0',
-    ]);
+    ], directory);
     assert.equal(jobs.length, 1);
     const job = jobs[0] as FioJob;
     assert.ok(job.write.io_bytes >= 32 * MIB, `wrote ${job.write.io_bytes}`);

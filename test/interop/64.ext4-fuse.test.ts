@@ -135,7 +135,9 @@ describe('64 interop: ext4 over nbdfuse + fuse2fs', function () {
   it('e2fsck -fn finds the filesystem clean', async () => {
     const result = await run('e2fsck', ['-fn', path.join(fuseDir, 'nbd')], { check: false, timeoutMs: 120_000 });
     assert.equal(result.code, 0, `e2fsck exit ${result.code}:\n${result.stdout}\n${result.stderr}`);
-    assert.match(result.stdout, new RegExp(`${SMALL_FILE_COUNT + 12}/\\d+ files|\\d+/\\d+ files`));
+    // 200 small files + large.bin + the small directory + ext4's own 11 inodes.
+    const files = /(\d+)\/\d+ files/.exec(result.stdout);
+    assert.ok(files !== null && Number(files[1]) >= SMALL_FILE_COUNT + 2, result.stdout);
   });
 
   it('after a remount every file has its sha256', async () => {
