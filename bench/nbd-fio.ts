@@ -4,6 +4,7 @@
 // server's CPU time per I/O, and the ratios blockmirror/nbdkit.
 //
 // Usage: node dist/bench/nbd-fio.js [--runtime 10] [--ramp 2] [--size 256MiB] [--only JOB,...]
+//        [--repeat N]   (N rounds per job and server, alternating; the median round is reported)
 // Output: a markdown table on stdout, the full results in bench/results/nbd-fio-<date>.json,
 // and as the last stdout line a JSON object {ratios, targets} for bench/run.js.
 //
@@ -56,6 +57,8 @@ interface Options {
   rampSeconds: number;
   sizeBytes: number;
   only: string[] | undefined;
+  /** Rounds per job and server; the median round (by IOPS) is reported. */
+  repeat: number;
 }
 
 interface Measurement {
@@ -79,7 +82,7 @@ interface Target {
 }
 
 function usage(message: string): never {
-  process.stderr.write(`nbd-fio: ${message}\nusage: node dist/bench/nbd-fio.js [--runtime S] [--ramp S] [--size 256MiB] [--only JOB,...]\n` +
+  process.stderr.write(`nbd-fio: ${message}\nusage: node dist/bench/nbd-fio.js [--runtime S] [--ramp S] [--size 256MiB] [--only JOB,...] [--repeat N]\n` +
     `jobs: ${JOBS.map((j) => j.name).join(', ')}\n`);
   process.exit(2);
 }
@@ -92,7 +95,7 @@ function parseSizeArgument(text: string): number {
 }
 
 function parseOptions(argv: string[]): Options {
-  const options: Options = { runtimeSeconds: 10, rampSeconds: 2, sizeBytes: 256 * MIB, only: undefined };
+  const options: Options = { runtimeSeconds: 10, rampSeconds: 2, sizeBytes: 256 * MIB, only: undefined, repeat: 1 };
   for (let i = 0; i < argv.length; i++) {
     const argument = argv[i] as string;
     const value = argv[i + 1];
@@ -106,12 +109,14 @@ function parseOptions(argv: string[]): Options {
       case '--ramp': options.rampSeconds = Number(take()); break;
       case '--size': options.sizeBytes = parseSizeArgument(take()); break;
       case '--only': options.only = take().split(','); break;
+      case '--repeat': options.repeat = Number(take()); break;
       case '--help': case '-h': usage('help');
       // falls through (usage exits)
       default: usage(`unknown argument ${argument}`);
     }
   }
   if (!(options.runtimeSeconds > 0) || !(options.rampSeconds >= 0)) usage('runtime must be > 0 and ramp >= 0');
+  if (!Number.isInteger(options.repeat) || options.repeat < 1 || options.repeat > 20) usage('repeat must be 1..20');
   for (const name of options.only ?? []) {
     if (!JOBS.some((job) => job.name === name)) usage(`unknown job ${name}`);
   }
@@ -294,6 +299,14 @@ async function prefill(target: Target, options: Options): Promise<void> {
     '--iodepth=8', `--size=${options.sizeBytes}`, '--numjobs=1']);
 }
 
+/** The round with the median IOPS (the lower middle one for an even count). */
+function median(rounds: Measurement[]): Measurement {
+  const sorted = [...rounds].sort((a, b) => a.iops - b.iops);
+  const chosen = sorted[Math.floor((sorted.length - 1) / 2)];
+  if (chosen === undefined) throw new Error('no measurement');
+  return chosen;
+}
+
 function fixed(value: number, digits = 1): string {
   return Number.isFinite(value) ? value.toFixed(digits) : 'n/a';
 }
@@ -308,16 +321,20 @@ async function main(): Promise<void> {
   }
   const directory = fs.mkdtempSync(path.join(os.tmpdir(), 'bm-nbd-fio-'));
   const targets: Target[] = [];
-  const measurements: Measurement[] = [];
+  const measurements: Array<Measurement & { round: number }> = [];
   try {
     targets.push(await startBlockmirror(options.sizeBytes, directory));
     targets.push(await startNbdkit(options.sizeBytes, directory));
     for (const target of targets) await prefill(target, options);
     for (const job of jobs) {
-      // Alternate the servers job by job so drift on a shared machine hits both alike.
-      for (const target of targets) {
-        process.stderr.write(`nbd-fio: ${job.name} on ${target.name} (${options.runtimeSeconds} s + ${options.rampSeconds} s ramp)\n`);
-        measurements.push(await measure(target, job, options));
+      // Alternate the servers job by job (and round by round) so drift on a shared machine hits
+      // both alike.
+      for (let round = 1; round <= options.repeat; round++) {
+        for (const target of targets) {
+          process.stderr.write(`nbd-fio: ${job.name} on ${target.name}, round ${round}/${options.repeat} ` +
+            `(${options.runtimeSeconds} s + ${options.rampSeconds} s ramp)\n`);
+          measurements.push({ ...(await measure(target, job, options)), round });
+        }
       }
     }
   } finally {
@@ -332,8 +349,8 @@ async function main(): Promise<void> {
   const targetsOut: Record<string, number> = {};
   const perJob: Array<Record<string, unknown>> = [];
   for (const job of jobs) {
-    const ours = measurements.find((m) => m.job === job.name && m.target === 'blockmirror') as Measurement;
-    const base = measurements.find((m) => m.job === job.name && m.target === 'nbdkit') as Measurement;
+    const ours = median(measurements.filter((m) => m.job === job.name && m.target === 'blockmirror'));
+    const base = median(measurements.filter((m) => m.job === job.name && m.target === 'nbdkit'));
     const iopsRatio = ours.iops / base.iops;
     const cpuRatio = base.serverCpuUsPerIo > 0 ? ours.serverCpuUsPerIo / base.serverCpuUsPerIo : Number.NaN;
     const met = iopsRatio >= IOPS_TARGET && cpuRatio <= CPU_PER_IO_TARGET;
@@ -347,7 +364,7 @@ async function main(): Promise<void> {
     targetsOut[`iops.${job.name}`] = IOPS_TARGET;
     ratios[`cpuEfficiency.${job.name}`] = 1 / cpuRatio;
     targetsOut[`cpuEfficiency.${job.name}`] = 1 / CPU_PER_IO_TARGET;
-    perJob.push({ job: job.name, iopsRatio, cpuPerIoRatio: cpuRatio, targetMet: met });
+    perJob.push({ job: job.name, iopsRatio, cpuPerIoRatio: cpuRatio, targetMet: met, medianRounds: { blockmirror: ours, nbdkit: base } });
   }
   const result = {
     suite: 'nbd-fio',

@@ -1,7 +1,14 @@
 // The public API of blockmirror. Re-exports only.
 
-export { BlockmirrorError, ERROR_CODES, NATIVE_ERROR_CODES, isBlockmirrorError } from './errors';
-export type { BlockmirrorErrorOptions, NativeErrorCode } from './errors';
+export {
+  BlockmirrorError,
+  CLI_ERROR_CODES,
+  CONFIG_ERROR_CODES,
+  ERROR_CODES,
+  NATIVE_ERROR_CODES,
+  isBlockmirrorError,
+} from './errors';
+export type { BlockmirrorErrorOptions, CliErrorCode, ConfigErrorCode, ErrorCode, NativeErrorCode, NbdErrorCode } from './errors';
 export { Region } from './storage/region';
 export type { RegionCreateOptions, RegionExtent, RegionKind, RegionOpenOptions } from './storage/region';
 export { Volume } from './storage/volume';
@@ -27,3 +34,16 @@ export type {
   JournalStats,
 } from './storage/journal';
 export { crc32c } from './storage/crc32c';
+export { NbdServer, NBD_ERROR_CODES, isNbdError } from './nbd/index';
+export type {
+  NbdAddress,
+  NbdConnectionEvent,
+  NbdDisconnectEvent,
+  NbdExportOptions,
+  NbdListenOptions,
+  NbdLogger,
+  NbdProtocolErrorEvent,
+  NbdServerOptions,
+  NbdServerStats,
+  NbdVolume,
+} from './nbd/index';

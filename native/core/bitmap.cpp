@@ -239,7 +239,9 @@ bool Bitmap::clear(uint64_t index) {
   checkOpen();
   checkIndex(index, bitCount_);
   const uint64_t mask = uint64_t{1} << (index & 63);
-  return (andWord(&words_[index >> 6], ~mask) & mask) != 0;
+  const bool wasSet = (andWord(&words_[index >> 6], ~mask) & mask) != 0;
+  std::atomic_thread_fence(std::memory_order_seq_cst);  // clear-then-read (bitmap.hpp)
+  return wasSet;
 }
 
 bool Bitmap::test(uint64_t index) const {
@@ -271,7 +273,9 @@ static void applyRange(uint64_t* words, uint64_t first, uint64_t count, bool set
     for (uint64_t w = firstWord + 1; w < lastWord; w++) storeWord(&words[w], setting ? ~uint64_t{0} : 0);
     apply(lastWord, bitMask(0, lastBit + 1));
   }
-  std::atomic_thread_fence(std::memory_order_release);
+  // Clearing ends with a full fence: the clear-then-read protocol (bitmap.hpp) needs the clear
+  // ordered before the consumer's reads of the track's data.
+  std::atomic_thread_fence(setting ? std::memory_order_release : std::memory_order_seq_cst);
 }
 
 void Bitmap::setRange(uint64_t first, uint64_t count) {
@@ -295,6 +299,35 @@ void Bitmap::markBytes(uint64_t byteOffset, uint64_t byteLength) noexcept {
                                                                      : byteOffset + byteLength - 1;
   const uint64_t last = std::min(lastByte >> granularityShift_, bitCount_ - 1);
   applyRange(words_, first, last - first + 1, true);
+}
+
+// Sets bits [first, first+count), already validated, skipping the read-modify-write of words
+// that already hold every bit asked for (see markBytesAfterFence in bitmap.hpp).
+static void setRangeTestFirst(uint64_t* words, uint64_t first, uint64_t count) noexcept {
+  if (count == 0) return;
+  const uint64_t last = first + count - 1;
+  const uint64_t firstWord = first >> 6;
+  const uint64_t lastWord = last >> 6;
+  auto set = [&](uint64_t wordIndex, uint64_t mask) {
+    if ((loadWord(&words[wordIndex]) & mask) != mask) orWord(&words[wordIndex], mask);
+  };
+  if (firstWord == lastWord) {
+    set(firstWord, bitMask(static_cast<unsigned>(first & 63), static_cast<unsigned>(last & 63) + 1));
+    return;
+  }
+  set(firstWord, bitMask(static_cast<unsigned>(first & 63), 64));
+  for (uint64_t w = firstWord + 1; w < lastWord; w++) set(w, ~uint64_t{0});
+  set(lastWord, bitMask(0, static_cast<unsigned>(last & 63) + 1));
+}
+
+void Bitmap::markBytesAfterFence(uint64_t byteOffset, uint64_t byteLength) noexcept {
+  if (words_ == nullptr || byteLength == 0 || bitCount_ == 0) return;
+  const uint64_t first = byteOffset >> granularityShift_;
+  if (first >= bitCount_) return;
+  const uint64_t lastByte = byteLength - 1 > UINT64_MAX - byteOffset ? UINT64_MAX
+                                                                     : byteOffset + byteLength - 1;
+  const uint64_t last = std::min(lastByte >> granularityShift_, bitCount_ - 1);
+  setRangeTestFirst(words_, first, last - first + 1);
 }
 
 template <typename Visit>

@@ -66,6 +66,15 @@ class Bitmap {
   // Sets every track that [byteOffset, byteOffset+byteLength) touches (byteLength 0: none).
   // Bytes past the covered range are clamped (the write path validated them already).
   void markBytes(uint64_t byteOffset, uint64_t byteLength) noexcept;
+  // markBytes for the write path: words whose bits are all set already are only loaded, not
+  // written, so the steady state (the tracks a workload keeps rewriting are dirty already) costs
+  // no locked instruction. Correct only when the caller issued a sequentially consistent fence
+  // between the data stores it marks for and this call (Volume::writeBatch does, once per
+  // batch), and when consumers of the bitmap follow the clear-then-read protocol: clear a bit
+  // (clear()/clearRange(), which are atomic and end with a full fence) before reading the
+  // track's data to ship it. Then either the writer sees the bit clear and sets it again, or the consumer sees the
+  // new data; no change is lost (the two fences make it a Dekker pair).
+  void markBytesAfterFence(uint64_t byteOffset, uint64_t byteLength) noexcept;
   void clearAll();
   void setAll();
   uint64_t count() const;

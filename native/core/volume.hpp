@@ -28,6 +28,10 @@
 //   6. append to the attached journal; the record's sequence (0 when no journal is attached,
 //      kJournalFull when the ring had no room: the caller falls back to its bitmap).
 // The same path serves writeZeroes and trim (kind Zero/Trim, no payload in the journal).
+// A batch runs steps 2-4 for every request, one sequentially consistent fence, then steps 5-6
+// for every request: each write still has its data stored before its bits and its record, and
+// the fence lets step 5 skip words already set (Bitmap::markBytesAfterFence), so rewriting dirty
+// tracks costs no locked instruction. Consumers of a recording bitmap clear, then read.
 //
 // Ownership: the Volume holds its Region by shared_ptr and its Journal by shared_ptr (attach is
 // per process). close() is idempotent and releases both; use after close throws
@@ -171,7 +175,15 @@ class Volume {
   // Rebuilds recording_ from the directory; the caller holds the directory lock.
   void loadDirectoryLocked();
   void refreshDirectoryIfChanged();
-  uint64_t applyOne(const WriteRequest& request);
+  // Per-batch counts, added to the shared counters once per batch.
+  struct BatchTally {
+    uint64_t writeCount = 0, writeBytes = 0, zeroCount = 0, zeroBytes = 0;
+    uint64_t trimCount = 0, trimBytes = 0, bitmapMarkCount = 0;
+    uint64_t journalAppendCount = 0, journalFullCount = 0;
+  };
+  // Steps 2-4 (seams and the store) and steps 5-6 (bitmaps and journal) of one request.
+  void storeOne(const WriteRequest& request, BatchTally& tally);
+  uint64_t recordOne(const WriteRequest& request, BatchTally& tally);
   std::shared_ptr<Region> region_;
   std::shared_ptr<Journal> journal_;
   WriteInterceptor* interceptor_ = nullptr;
@@ -188,7 +200,10 @@ class Volume {
   uint32_t cachedGeneration_ = UINT32_MAX;
   std::shared_ptr<Bitmap> recording_[kBitmapSlotCount];
   uint32_t recordingCount_ = 0;
-  // Counters (atomic: stats may be read from another thread).
+  // Counters, atomic so stats() may read them from any thread. The write-path ones have one
+  // writer (the thread that calls writeBatch; a Volume object is used by one thread at a time,
+  // each worker or process opens its own) and are updated by relaxed load+store once per batch;
+  // flushCount may be bumped by concurrent flushes on the thread pool and uses fetch_add.
   struct Counters {
     std::atomic<uint64_t> readCount{0}, readBytes{0}, writeCount{0}, writeBytes{0};
     std::atomic<uint64_t> zeroCount{0}, zeroBytes{0}, trimCount{0}, trimBytes{0};

@@ -184,6 +184,34 @@ TEST(bitmap_mark_bytes_covers_every_touched_track) {
   CHECK_EQ(bitmap.count(), 3u);
 }
 
+// The write path's test-first marking must set exactly what markBytes sets, from any starting
+// contents (it only skips writes to words that already hold every bit).
+TEST(bitmap_mark_bytes_after_fence_matches_mark_bytes) {
+  auto random = bmtest::seededRandom("mark-after-fence");
+  for (int round = 0; round < 200; round++) {
+    const uint64_t bitCount = 1 + random() % 700;
+    Bitmap plain(bitCount, 4096);
+    Bitmap testFirst(bitCount, 4096);
+    for (int k = 0; k < 20; k++) {
+      const uint64_t index = random() % bitCount;
+      plain.set(index);
+      testFirst.set(index);
+    }
+    if (random() % 3 == 0) {
+      plain.setAll();
+      testFirst.setAll();
+    }
+    for (int k = 0; k < 30; k++) {
+      const uint64_t byteOffset = random() % (bitCount * 4096 + 8192);
+      const uint64_t byteLength = random() % (200 * 4096 + 1);
+      plain.markBytes(byteOffset, byteLength);
+      testFirst.markBytesAfterFence(byteOffset, byteLength);
+    }
+    CHECK_EQ(plain.count(), testFirst.count());
+    for (uint64_t w = 0; w < plain.wordCount(); w++) CHECK_EQ(plain.words()[w], testFirst.words()[w]);
+  }
+}
+
 TEST(bitmap_geometry_is_validated) {
   CHECK_THROWS_AS(Bitmap(10, 256), bm::RangeError);
   CHECK_THROWS_AS(Bitmap(10, 3000), bm::RangeError);

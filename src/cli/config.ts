@@ -19,6 +19,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as YAML from 'yaml';
+import { BlockmirrorError } from '../errors';
 
 /** Backing store of a volume's region. */
 export type VolumeBacking = 'memory' | 'shared' | 'file';
@@ -98,12 +99,12 @@ export const MIN_MAX_PAYLOAD_BYTES = 64 * 1024;
 export const MAX_MAX_PAYLOAD_BYTES = 1024 * 1024 * 1024;
 
 /** A config that failed validation; `issues` holds one "<path>: <problem>" line per problem. */
-export class ConfigError extends Error {
-  readonly code = 'ERR_CONFIG_INVALID';
+/** An invalid configuration: a BlockmirrorError with code ERR_CONFIG_INVALID and one issue per problem. */
+export class ConfigError extends BlockmirrorError {
   readonly issues: string[];
   constructor(issues: string[], source?: string) {
     const head = source === undefined ? 'invalid config' : `invalid config ${source}`;
-    super(`${head}:\n  ${issues.join('\n  ')}`);
+    super('ERR_CONFIG_INVALID', `${head}:\n  ${issues.join('\n  ')}`);
     this.name = 'ConfigError';
     this.issues = issues;
   }

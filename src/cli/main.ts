@@ -91,8 +91,8 @@ Exit codes: 0 success, 1 failure, 2 usage or config error.`);
     .option('--host <host>', 'listen on this TCP host (replaces the config\'s listeners)')
     .option('-p, --port <port>', 'listen on this TCP port, 0 for any free one (replaces the config\'s listeners)', parsePort)
     .option('--socket <path>', 'listen on this Unix socket (replaces the config\'s listeners)')
-    .option('-q, --quiet', 'no status line, log warnings and errors only')
-    .addOption(new Option('--log-level <level>', 'log level on stderr').choices(LOG_LEVELS).default('info'))
+    .option('-q, --quiet', 'no status line (the log stays at --log-level)')
+    .addOption(new Option('--log-level <level>', 'log level of the JSON log on stderr (info: one line per connection)').choices(LOG_LEVELS).default('warn'))
     .option('--status-interval <seconds>', 'seconds between status lines when stdout is not a terminal', parsePositiveSeconds, 5)
     .option('--shutdown-timeout <seconds>', 'seconds to wait for in-flight requests on shutdown before cutting connections', parsePositiveSeconds, 30)
     .addHelpText('after', `
@@ -111,7 +111,7 @@ at once.`)
       if (options.port !== undefined) overrides.port = options.port;
       if (options.socket !== undefined) overrides.socket = options.socket;
       config = applyListenOverrides(config, overrides);
-      const level = options.quiet === true && options.logLevel === 'info' ? 'warn' : options.logLevel;
+      const level = options.logLevel;
       // Loaded here, not at the top, so `config` and `--help` work without the native addon.
       const { runServe } = await import('./serve');
       process.exitCode = await runServe({

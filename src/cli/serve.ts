@@ -22,6 +22,7 @@ import * as net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import pino from 'pino';
 
+import { BlockmirrorError, CliErrorCode } from '../errors';
 import { NbdConnectionEvent, NbdDisconnectEvent, NbdProtocolErrorEvent, NbdServer } from '../nbd/server';
 import { Volume, VolumeCreateOptions } from '../storage/volume';
 import type { BlockmirrorConfig, VolumeConfig } from './config';
@@ -38,12 +39,11 @@ const TRANSITIONS: Record<ServeState, readonly ServeState[]> = {
 };
 
 /** A failure to start that is the operator's to fix (exit code 1, message without a stack). */
-export class ServeError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string) {
-    super(message);
+/** A run-time failure of `serve`: a BlockmirrorError with an ERR_CLI_* code. */
+export class ServeError extends BlockmirrorError {
+  constructor(code: CliErrorCode, message: string) {
+    super(code, message);
     this.name = 'ServeError';
-    this.code = code;
   }
 }
 

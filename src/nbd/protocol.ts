@@ -234,6 +234,21 @@ export class ByteQueue {
     this.skip(byteLength);
   }
 
+  /**
+   * Copies the queued bytes to the start of `target` and queues that copy in place of the
+   * chunks they were in, which are then no longer referenced (a reader that reuses its receive
+   * buffers compacts with this). `target` must be at least `length` bytes and must not overlap
+   * a queued chunk.
+   */
+  moveTo(target: Buffer): void {
+    const length = this.length;
+    if (target.length < length) throw new RangeError(`moveTo: target of ${target.length} bytes for ${length} queued`);
+    this.peekInto(target, 0, length);
+    this.chunks = length > 0 ? [target.subarray(0, length)] : [];
+    this.headIndex = 0;
+    this.headOffset = 0;
+  }
+
   /** Consumes `byteLength` bytes (at most length). */
   skip(byteLength: number): void {
     let remaining = byteLength;
@@ -627,6 +642,40 @@ export class RequestDecoder {
 
   get failed(): boolean {
     return this.failure !== null;
+  }
+
+  /** True between a request header and the end of its payload (an incomplete WRITE, kept or discarded). */
+  get payloadPending(): boolean {
+    return this.state !== RequestState.Header;
+  }
+
+  /**
+   * In-place receive of a payload: while a WRITE payload is partly assembled and no bytes are
+   * queued, the part of the assembly buffer where its next bytes belong (from the first missing
+   * byte to the end of the payload); null otherwise (no payload pending, a discarded one, bytes
+   * still queued or a failed decoder). A reader may fill a prefix of the window and report it
+   * with payloadReceived() instead of push(): the bytes are then where next() would have copied
+   * them. The window is valid until next() or push() is called.
+   */
+  payloadWindow(): Buffer | null {
+    if (this.state !== RequestState.Payload || this.queue.length !== 0 || this.failure !== null) return null;
+    const length = this.request.length;
+    if (this.assembled >= length) return null;
+    return this.assembly.subarray(this.assembled, length);
+  }
+
+  /** Reports that the first `byteLength` bytes of payloadWindow() were filled. */
+  payloadReceived(byteLength: number): void {
+    if (
+      this.state !== RequestState.Payload ||
+      this.queue.length !== 0 ||
+      !Number.isInteger(byteLength) ||
+      byteLength < 0 ||
+      byteLength > this.request.length - this.assembled
+    ) {
+      throw new RangeError(`payloadReceived(${byteLength}) without a payload window that large`);
+    }
+    this.assembled += byteLength;
   }
 
   /** The next complete request (the reused `request` object), or null when more bytes are needed. */

@@ -264,6 +264,22 @@ const ARENA_BYTES = 256 * 1024;
 const DEDICATED_REPLY_BYTES = ARENA_BYTES / 2;
 const SPARE_ARENAS = 4;
 const EMPTY_ARENA = Buffer.alloc(0);
+/** Receive buffer of a connection in transmission (socket reads land here; see the design note). */
+const RECEIVE_BYTES = Number(process.env.BM_RX ?? 256 * 1024);
+/** Receive buffer during the handshake (options are small; longer ones span buffers). */
+const HANDSHAKE_RECEIVE_BYTES = 16 * 1024;
+/** A read is never offered less room than this (receive size / 4); below it the buffer is compacted. */
+const RECEIVE_MIN_READ_DIVISOR = 4;
+/** The rest of a WRITE payload is read straight into its assembly buffer from this size up. */
+const DIRECT_PAYLOAD_MIN_BYTES = Number(process.env.BM_DIRECT ?? 32 * 1024);
+/** After a WRITE of this size or more, the next read takes the next request header alone. */
+const HEADER_FIRST_MIN_BYTES = Number(process.env.BM_HF ?? 128 * 1024);
+/** Where reads land once a connection no longer decodes (closing): bytes are dropped. */
+let discardBuffer: Buffer | null = null;
+function discardReadBuffer(): Buffer {
+  discardBuffer ??= Buffer.allocUnsafe(64 * 1024);
+  return discardBuffer;
+}
 
 const noop = (): void => undefined;
 const SILENT: NbdLogger = { debug: noop, info: noop, warn: noop, error: noop };
@@ -539,19 +555,46 @@ class Connection {
   private closeTimer: NodeJS.Timeout | null = null;
   private endReason: { reason: string; error?: Error } | null = null;
   private readonly log: NbdLogger;
+  readonly socket: net.Socket;
+  // Receive path (see the design note): reads land in `receive` from `receiveEnd` on, or in the
+  // payload window `directWindow` of the decoder's assembly buffer.
+  private receive: Buffer = EMPTY_ARENA;
+  private receiveEnd = 0;
+  /** A receive buffer of the current size that holds no queued bytes (compaction target). */
+  private receiveSpare: Buffer | null = null;
+  private directWindow: Buffer | null = null;
+  /** The last request was a large WRITE: read the next header alone, then its payload in place. */
+  private headerFirst = false;
 
+  /** `accepted` comes from a listener with pauseOnConnect (see adoptWithUserBuffers). */
   constructor(
     readonly id: number,
-    readonly socket: net.Socket,
+    accepted: net.Socket,
     readonly transport: 'tcp' | 'unix',
     private readonly server: NbdServer,
     private readonly config: ResolvedConfig,
   ) {
     this.log = config.logger;
-    this.out = new ReplyWriter(socket);
     this.handshake = new P.HandshakeDecoder({ maxOptionBytes: config.maxOptionBytes });
+    const adopted = config.userBufferReads
+      ? adoptWithUserBuffers(accepted, {
+          buffer: () => this.nextReadBuffer(),
+          // Flow control pauses the socket itself: always true (false would stop reading).
+          callback: (byteLength: number, buffer: Uint8Array) => {
+            this.onRead(byteLength, buffer as Buffer);
+            return true;
+          },
+        })
+      : null;
+    const socket = adopted ?? accepted;
+    this.socket = socket;
+    this.out = new ReplyWriter(socket);
     socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    if (adopted === null) {
+      // Fallback: 'data' events (a fresh buffer per read).
+      socket.on('data', (chunk: Buffer) => this.onData(chunk));
+      socket.resume();
+    }
     socket.on('drain', () => this.onDrain());
     socket.on('end', () => this.onEnd());
     socket.on('error', (error: Error) => this.onSocketError(error));
@@ -578,6 +621,78 @@ class Connection {
   }
 
   // --- socket events -------------------------------------------------------------------------
+
+  /**
+   * Where the next socket read lands (net.Socket calls this once at adoption and after every
+   * read callback; the buffer it returns stays the read target until the next read completes).
+   * Invariant: the returned memory holds no queued byte and nothing else writes it until then.
+   */
+  private nextReadBuffer(): Buffer {
+    this.directWindow = null;
+    const decoder = this.decoder;
+    const state = this.state;
+    if (state === 'transmission' && decoder !== null) {
+      const window = decoder.payloadWindow();
+      if (window !== null && window.length >= DIRECT_PAYLOAD_MIN_BYTES) {
+        this.directWindow = window;
+        return window;
+      }
+    } else if (state !== 'handshake') {
+      return discardReadBuffer();
+    }
+    const queue = this.handshake.queue;
+    const size = state === 'handshake' ? HANDSHAKE_RECEIVE_BYTES : RECEIVE_BYTES;
+    if (queue.length === 0) {
+      // Nothing refers to the receive buffers: start over at the front.
+      if (this.receive.length !== size) {
+        this.receive = Buffer.allocUnsafe(size);
+        this.receiveSpare = null;
+      }
+      this.receiveEnd = 0;
+    } else if (this.receive.length - this.receiveEnd < size / RECEIVE_MIN_READ_DIVISOR) {
+      if (queue.length <= size - size / RECEIVE_MIN_READ_DIVISOR) {
+        // Compact: move the queued bytes (normally part of one request) to the front of the
+        // spare, which holds none of them, and swap.
+        let target = this.receiveSpare;
+        if (target === null || target.length !== size) target = Buffer.allocUnsafe(size);
+        queue.moveTo(target);
+        this.receiveSpare = this.receive.length === size ? this.receive : null;
+        this.receive = target;
+        this.receiveEnd = queue.length;
+      } else {
+        // Many bytes wait (flow control holds them): leave them where they are, read on in a
+        // fresh buffer; the old one goes once they are consumed.
+        this.receive = Buffer.allocUnsafe(size);
+        this.receiveEnd = 0;
+      }
+    }
+    const start = this.receiveEnd;
+    if (this.headerFirst && decoder !== null && !decoder.payloadPending && queue.length < P.NBD_REQUEST_HEADER_BYTES) {
+      // After a large WRITE: take the next header alone, so that a large payload behind it is
+      // received in place rather than copied out of this buffer.
+      return this.receive.subarray(start, start + P.NBD_REQUEST_HEADER_BYTES - queue.length);
+    }
+    return start === 0 ? this.receive : this.receive.subarray(start);
+  }
+
+  /** A read completed into the buffer nextReadBuffer() returned last. */
+  private onRead(byteLength: number, buffer: Buffer): void {
+    try {
+      if (buffer === this.directWindow) {
+        this.directWindow = null;
+        if (this.state === 'transmission' && this.decoder !== null) {
+          this.decoder.payloadReceived(byteLength);
+          this.pump();
+        }
+        return;
+      }
+      if (buffer === discardBuffer) return;
+      this.receiveEnd += byteLength;
+      this.onData(byteLength === buffer.length ? buffer : buffer.subarray(0, byteLength));
+    } catch (error) {
+      this.protocolFailure(error);
+    }
+  }
 
   private onData(chunk: Buffer): void {
     if (this.state === 'handshake') {
@@ -975,6 +1090,7 @@ class Connection {
   private handleRequest(request: P.NbdRequest): void {
     const server = this.server;
     server.countRequest(request.type);
+    this.headerFirst = request.type === P.NBD_CMD_WRITE && request.length >= HEADER_FIRST_MIN_BYTES;
     if (request.type === P.NBD_CMD_DISC) {
       this.discReceived = true;
       this.log.debug({ connectionId: this.id }, 'nbd client sent NBD_CMD_DISC');
@@ -1230,6 +1346,31 @@ class Connection {
   }
 }
 
+/**
+ * Wraps the stream handle of `accepted` (a socket from a listener with pauseOnConnect, not
+ * reading yet) in a new net.Socket whose reads land in buffers the caller supplies: the `onread`
+ * option, which Node only takes in the net.Socket constructor, never for sockets a net.Server
+ * creates. `accepted` is destroyed without its handle (it never read a byte), which also gives
+ * back its slot in net.Server's connection count. Null, with `accepted` untouched, when the
+ * handle does not support user buffers (a Node without them): the caller then reads 'data'.
+ */
+function adoptWithUserBuffers(accepted: net.Socket, onread: net.OnReadOpts): net.Socket | null {
+  const internals = accepted as unknown as { _handle?: { useUserBuffer?: unknown; readStart?: unknown; readStop?: unknown } | null };
+  const handle = internals._handle;
+  if (
+    handle === null ||
+    handle === undefined ||
+    typeof handle.useUserBuffer !== 'function' ||
+    typeof handle.readStart !== 'function' ||
+    typeof handle.readStop !== 'function'
+  ) {
+    return null;
+  }
+  internals._handle = null;
+  accepted.destroy();
+  return new net.Socket({ handle, onread, allowHalfOpen: false, readable: true, writable: true } as net.SocketConstructorOpts);
+}
+
 function isNbdCoded(error: unknown): error is BlockmirrorError {
   return isNbdError(error);
 }
@@ -1249,6 +1390,8 @@ interface ResolvedConfig {
   holeDetectionMinBytes: number;
   closeTimeoutMs: number;
   logger: NbdLogger;
+  /** Read sockets into connection-owned buffers (onread); false: 'data' events. */
+  userBufferReads: boolean;
 }
 
 interface Listener {
@@ -1341,6 +1484,8 @@ export class NbdServer extends EventEmitter {
       holeDetectionMinBytes: checkInteger('holeDetectionMinBytes', options.holeDetectionMinBytes, DEFAULT_HOLE_DETECTION_MIN_BYTES, 1, 2 ** 32 - 1),
       closeTimeoutMs: checkInteger('closeTimeoutMs', options.closeTimeoutMs, DEFAULT_CLOSE_TIMEOUT_MS, 0, 3_600_000),
       logger: options.logger ?? SILENT,
+      // BLOCKMIRROR_NBD_RECEIVE=stream selects the 'data'-event read path (diagnosis, tests).
+      userBufferReads: process.env.BLOCKMIRROR_NBD_RECEIVE !== 'stream',
     };
     this.log = this.config.logger;
     const coordinators = new Map<Volume, FlushCoordinator>();
@@ -1407,7 +1552,8 @@ export class NbdServer extends EventEmitter {
     try {
       for (const spec of this.listenSpecs) {
         const transport = 'path' in spec ? 'unix' : 'tcp';
-        const server = net.createServer({ noDelay: true, pauseOnConnect: false });
+        // pauseOnConnect: nothing is read before the connection takes the socket over.
+        const server = net.createServer({ noDelay: true, pauseOnConnect: true });
         server.on('connection', (socket) => this.onConnection(socket, transport));
         try {
           await listenOnce(server, spec);
@@ -1566,22 +1712,24 @@ export class NbdServer extends EventEmitter {
 
   // --- internals -----------------------------------------------------------------------------
 
-  private onConnection(socket: net.Socket, transport: 'tcp' | 'unix'): void {
+  private onConnection(accepted: net.Socket, transport: 'tcp' | 'unix'): void {
     if (this.isClosing) {
-      socket.destroy();
+      accepted.destroy();
       return;
     }
     if (this.connections.size >= this.config.maxConnections) {
       const error = nbdError('ERR_NBD_TOO_MANY_CONNECTIONS', `connection limit ${this.config.maxConnections} reached`);
-      this.log.warn({ code: error.code, remoteAddress: socket.remoteAddress }, 'nbd connection refused');
-      socket.on('error', () => undefined);
-      socket.destroy();
+      this.log.warn({ code: error.code, remoteAddress: accepted.remoteAddress }, 'nbd connection refused');
+      accepted.on('error', () => undefined);
+      accepted.destroy();
       return;
     }
     const id = this.nextConnectionId++;
     this.totalConnections += 1;
-    const connection = new Connection(id, socket, transport, this, this.config);
+    const connection = new Connection(id, accepted, transport, this, this.config);
     this.connections.add(connection);
+    // The connection may have moved the stream to a socket of its own.
+    const socket = connection.socket;
     const event: NbdConnectionEvent = { connectionId: id, transport };
     if (socket.remoteAddress !== undefined) event.remoteAddress = socket.remoteAddress;
     if (socket.remotePort !== undefined) event.remotePort = socket.remotePort;

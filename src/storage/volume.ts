@@ -10,9 +10,10 @@
 // into the store, mark every recording bitmap, append to the attached journal. This class checks
 // every argument first (TypeError / RangeError, with the same rules the core applies again), and
 // keeps the call lean: write() passes a number and a Uint8Array; writev() packs the offsets into a
-// Float64Array and the buffers into an array, both allocated once per volume and reused, so the
-// native side does no allocation and no property lookups by name. A batch is validated as a whole
-// before any byte changes.
+// Float64Array allocated once per volume and passes the buffers as the trailing arguments of one
+// native call (an argument array reused from call to call), so the native side does no allocation,
+// no property lookups by name and no per-element napi_get_element. A batch is validated as a whole
+// before any byte changes; at most MAX_WRITEV_COUNT (1024) writes per call.
 //
 // Return values of the write path are journal sequences: > 0 the record's sequence, 0 when no
 // journal is attached, Volume.JOURNAL_FULL (-1) when the journal had no room (the data is stored
@@ -324,19 +325,19 @@ export class Volume implements JournalAttachment {
       this.#writevArguments = args;
     }
     const offsets = args[0] as Float64Array;
-    for (let i = 0; i < count; i++) {
-      const write = writes[i];
-      if (typeof write !== 'object' || write === null) throw new TypeError(`writes[${i}] must be an object (got ${describe(write)})`);
-      const data = write.data;
-      if (!(data instanceof Uint8Array)) throw new TypeError(`writes[${i}].data must be a Uint8Array (got ${describe(data)})`);
-      this.#checkSpan(write.byteOffset, data.byteLength, i);
-      offsets[i] = write.byteOffset;
-      args[3 + i] = data;
-    }
-    args[1] = count;
-    args[2] = sequencesOut;
-    if (args.length !== 3 + count) args.length = 3 + count;
     try {
+      for (let i = 0; i < count; i++) {
+        const write = writes[i];
+        if (typeof write !== 'object' || write === null) throw new TypeError(`writes[${i}] must be an object (got ${describe(write)})`);
+        const data = write.data;
+        if (!(data instanceof Uint8Array)) throw new TypeError(`writes[${i}].data must be a Uint8Array (got ${describe(data)})`);
+        this.#checkSpan(write.byteOffset, data.byteLength, i);
+        offsets[i] = write.byteOffset;
+        args[3 + i] = data;
+      }
+      args[1] = count;
+      args[2] = sequencesOut;
+      if (args.length !== 3 + count) args.length = 3 + count;
       return Reflect.apply(handle.writev, handle, args) as number;
     } finally {
       // Do not keep the caller's buffers alive until the next batch.

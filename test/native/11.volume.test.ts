@@ -439,6 +439,10 @@ describe('11 volume', () => {
       throwsWith(() => new addon.Volume(NativeRegionKind.anonymous, 'v', true, 4097, 4096, false), RangeError, /capacity/);
       throwsWith(() => new addon.Volume(NativeRegionKind.anonymous, 'v', true, 4096, 3000, false), RangeError, /blockSize 3000 must be a power of two/);
       throwsWith(() => new addon.Volume(NativeRegionKind.anonymous, 'v', false, 0, 0, false), TypeError, 'an anonymous volume cannot be opened');
+      // A named region made for a volume that then fails to format is removed again.
+      const name = cleanup.volumeName('unformatted');
+      throwsWith(() => new addon.Volume(NativeRegionKind.shared, sharedVolumeRegionName(name), true, 4097, 4096, false), RangeError, /capacity/);
+      assert.equal(fs.existsSync(`/dev/shm/${sharedVolumeRegionName(name)}`), false);
       assert.equal(volume.stats().writeCount, 0, 'nothing got through');
     });
   });

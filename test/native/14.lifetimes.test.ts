@@ -6,7 +6,7 @@ import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 
-import { addon } from '../../src/native';
+import { addon, NativeRegionKind } from '../../src/native';
 import { Volume, sharedVolumeRegionName } from '../../src/storage/volume';
 import { Cleanup, childScript, exited, forkChild, mappingsOf, nextMessage, uniqueName } from '../helpers/storage';
 
@@ -73,15 +73,20 @@ describe('14 lifetimes', function () {
     });
   }
 
-  it('a bitmap view keeps its volume\'s mapping alive after the volume closes', async () => {
+  it('a native bitmap view keeps its volume\'s mapping alive after the native volume closed', async () => {
     const name = cleanup.volumeName('view');
-    const volume = Volume.create({ capacityBytes: MiB, backing: 'shared', name });
-    volume.createBitmap('b');
-    const other = cleanup.close(Volume.open({ name }));
-    const view = other.openBitmap('b');
-    await volume.close();
-    volume.toString();
+    const regionName = sharedVolumeRegionName(name);
+    const handle = new addon.Volume(NativeRegionKind.shared, regionName, true, MiB, 4096, false);
+    const view = handle.createBitmap('b', 65536, true);
+    handle.close();
+    // The volume is closed, but the view still holds the region: using it must not touch freed
+    // memory, and its bits land in the shared slot that a later opener sees.
+    assert.equal(mappingsOf(`/dev/shm/${regionName}`).length, 1, 'the view keeps the mapping');
     view.set(3);
-    assert.equal(other.openBitmap('b').test(3), true);
+    const reopened = cleanup.close(Volume.open({ name }));
+    assert.equal(reopened.openBitmap('b').test(3), true);
+    view.close();
+    await reopened.close();
+    assert.equal(mappingsOf(`/dev/shm/${regionName}`).length, 0, 'the last user unmapped it');
   });
 });

@@ -43,7 +43,7 @@ function opArbitrary(bitCount: number, granularityBytes: number): fc.Arbitrary<O
     { weight: 1, arbitrary: fc.record({ op: fc.constantFrom('setAll' as const, 'clearAll' as const, 'roundTrip' as const, 'deserializeInto' as const) }) },
     {
       weight: 2,
-      arbitrary: fc.record({ op: fc.constantFrom('orMerge' as const, 'swap' as const, 'copyFrom' as const), bits: fc.array(index, { maxLength: 12 }) }),
+      arbitrary: fc.record({ op: fc.constantFrom('orMerge' as const, 'swap' as const, 'copyFrom' as const), bits: fc.array(index, { maxLength: 12, size: 'max' }) }),
     },
   );
 }
@@ -55,7 +55,7 @@ const scenarioArbitrary = fc
     fc.record({
       bitCount: fc.constant(bitCount),
       granularityBytes: fc.constant(granularityBytes),
-      ops: fc.array(opArbitrary(bitCount, granularityBytes), { minLength: 1, maxLength: 60 }),
+      ops: fc.array(opArbitrary(bitCount, granularityBytes), { minLength: 1, maxLength: 60, size: 'max' }),
       probe: fc.array(fc.integer({ min: 0, max: bitCount }), { maxLength: 4 }),
     }),
   );
@@ -101,88 +101,88 @@ describe('20 bitmap (property)', function () {
     runWithSeed(
       'bitmap model',
       fc.property(scenarioArbitrary, ({ bitCount, granularityBytes, ops, probe }) => {
-          const bitmap = Bitmap.create({ bitCount, granularityBytes });
-          let model = new Set<number>();
-          try {
-            for (const step of ops) {
-              switch (step.op) {
-                case 'set':
-                  assert.equal(bitmap.set(step.index), model.has(step.index), `set(${step.index}) returns the old bit`);
-                  model.add(step.index);
-                  break;
-                case 'clear':
-                  assert.equal(bitmap.clear(step.index), model.has(step.index), `clear(${step.index}) returns the old bit`);
-                  model.delete(step.index);
-                  break;
-                case 'test':
-                  assert.equal(bitmap.test(step.index), model.has(step.index));
-                  break;
-                case 'setRange':
-                  bitmap.setRange(step.first, step.count);
-                  for (let i = step.first; i < step.first + step.count; i++) model.add(i);
-                  break;
-                case 'clearRange':
-                  bitmap.clearRange(step.first, step.count);
-                  for (let i = step.first; i < step.first + step.count; i++) model.delete(i);
-                  break;
-                case 'markBytes':
-                  bitmap.markBytes(step.byteOffset, step.byteLength);
-                  if (step.byteLength > 0) {
-                    const last = Math.floor((step.byteOffset + step.byteLength - 1) / granularityBytes);
-                    for (let i = Math.floor(step.byteOffset / granularityBytes); i <= last; i++) model.add(i);
-                  }
-                  break;
-                case 'setAll':
-                  bitmap.setAll();
-                  model = new Set(Array.from({ length: bitCount }, (_, i) => i));
-                  break;
-                case 'clearAll':
-                  bitmap.clearAll();
-                  model.clear();
-                  break;
-                case 'roundTrip': {
-                  const copy = Bitmap.deserialize(bitmap.serialize());
-                  try {
-                    checkEqual(copy, model, bitCount, probe);
-                  } finally {
-                    copy.close();
-                  }
-                  break;
+        const bitmap = Bitmap.create({ bitCount, granularityBytes });
+        let model = new Set<number>();
+        try {
+          for (const step of ops) {
+            switch (step.op) {
+              case 'set':
+                assert.equal(bitmap.set(step.index), model.has(step.index), `set(${step.index}) returns the old bit`);
+                model.add(step.index);
+                break;
+              case 'clear':
+                assert.equal(bitmap.clear(step.index), model.has(step.index), `clear(${step.index}) returns the old bit`);
+                model.delete(step.index);
+                break;
+              case 'test':
+                assert.equal(bitmap.test(step.index), model.has(step.index));
+                break;
+              case 'setRange':
+                bitmap.setRange(step.first, step.count);
+                for (let i = step.first; i < step.first + step.count; i++) model.add(i);
+                break;
+              case 'clearRange':
+                bitmap.clearRange(step.first, step.count);
+                for (let i = step.first; i < step.first + step.count; i++) model.delete(i);
+                break;
+              case 'markBytes':
+                bitmap.markBytes(step.byteOffset, step.byteLength);
+                if (step.byteLength > 0) {
+                  const last = Math.floor((step.byteOffset + step.byteLength - 1) / granularityBytes);
+                  for (let i = Math.floor(step.byteOffset / granularityBytes); i <= last; i++) model.add(i);
                 }
-                case 'deserializeInto': {
-                  const bytes = bitmap.serialize();
-                  bitmap.clearAll();
-                  bitmap.deserializeInto(bytes);
-                  break;
+                break;
+              case 'setAll':
+                bitmap.setAll();
+                model = new Set(Array.from({ length: bitCount }, (_, i) => i));
+                break;
+              case 'clearAll':
+                bitmap.clearAll();
+                model.clear();
+                break;
+              case 'roundTrip': {
+                const copy = Bitmap.deserialize(bitmap.serialize());
+                try {
+                  checkEqual(copy, model, bitCount, probe);
+                } finally {
+                  copy.close();
                 }
-                case 'orMerge':
-                case 'swap':
-                case 'copyFrom': {
-                  const other = makeOther(bitCount, granularityBytes, step.bits);
-                  const otherModel = new Set(step.bits);
-                  try {
-                    if (step.op === 'orMerge') {
-                      bitmap.orMerge(other);
-                      for (const bit of otherModel) model.add(bit);
-                    } else if (step.op === 'copyFrom') {
-                      bitmap.copyFrom(other);
-                      model = new Set(otherModel);
-                    } else {
-                      bitmap.swap(other);
-                      checkEqual(other, model, bitCount, probe);
-                      model = otherModel;
-                    }
-                  } finally {
-                    other.close();
+                break;
+              }
+              case 'deserializeInto': {
+                const bytes = bitmap.serialize();
+                bitmap.clearAll();
+                bitmap.deserializeInto(bytes);
+                break;
+              }
+              case 'orMerge':
+              case 'swap':
+              case 'copyFrom': {
+                const other = makeOther(bitCount, granularityBytes, step.bits);
+                const otherModel = new Set(step.bits);
+                try {
+                  if (step.op === 'orMerge') {
+                    bitmap.orMerge(other);
+                    for (const bit of otherModel) model.add(bit);
+                  } else if (step.op === 'copyFrom') {
+                    bitmap.copyFrom(other);
+                    model = new Set(otherModel);
+                  } else {
+                    bitmap.swap(other);
+                    checkEqual(other, model, bitCount, probe);
+                    model = otherModel;
                   }
-                  break;
+                } finally {
+                  other.close();
                 }
+                break;
               }
             }
-            checkEqual(bitmap, model, bitCount, probe);
-          } finally {
-            bitmap.close();
           }
+          checkEqual(bitmap, model, bitCount, probe);
+        } finally {
+          bitmap.close();
+        }
       }),
     );
   });

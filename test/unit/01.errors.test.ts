@@ -1,8 +1,12 @@
 // The error contract: one error class with stable codes, the TypeScript list equal to the native
 // one, and native operating errors arriving as real BlockmirrorError instances.
 import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 
 import { BlockmirrorError, ERROR_CODES, NATIVE_ERROR_CODES, isBlockmirrorError } from '../../src/errors';
+import { ConfigError } from '../../src/cli/config';
+import { nbdError } from '../../src/nbd/errors';
 import { addon } from '../../src/native';
 import { Region } from '../../src/storage/region';
 import { Volume } from '../../src/storage/volume';
@@ -95,5 +99,36 @@ describe('01 errors', () => {
       }
       assert.ok(isBlockmirrorError(thrown, code), `${code}: got ${String(thrown)}`);
     }
+  });
+
+  it('every ERR_* code written in src/ is in ERROR_CODES, and every listed code is used', () => {
+    const root = path.join(__dirname, '..', '..', '..', 'src');
+    const used = new Set<string>();
+    const walk = (dir: string): void => {
+      for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+        const file = path.join(dir, entry.name);
+        if (entry.isDirectory()) walk(file);
+        else if (entry.name.endsWith('.ts') && entry.name !== 'errors.ts') {
+          for (const match of fs.readFileSync(file, 'utf8').matchAll(/'(ERR_[A-Z0-9_]+)'/g)) used.add(match[1]!);
+        }
+      }
+    };
+    walk(root);
+    const listed = new Set<string>(ERROR_CODES);
+    const unlisted = [...used].filter((code) => !listed.has(code));
+    assert.deepEqual(unlisted, [], 'codes used in src/ but missing from ERROR_CODES');
+    // Native codes are raised from C++, so only the TypeScript-only areas must appear in src/.
+    const native = new Set<string>(NATIVE_ERROR_CODES);
+    const unused = ERROR_CODES.filter((code) => !native.has(code) && !used.has(code));
+    assert.deepEqual(unused, [], 'TypeScript codes listed but never raised');
+  });
+
+  it('the NBD, config and CLI errors are BlockmirrorErrors with their codes', () => {
+    const config = new ConfigError(['volumes[0].capacity: must be a size']);
+    assert.ok(config instanceof BlockmirrorError);
+    assert.equal(config.code, 'ERR_CONFIG_INVALID');
+    assert.deepEqual(config.issues, ['volumes[0].capacity: must be a size']);
+    const nbd = nbdError('ERR_NBD_BAD_MAGIC', 'bad magic');
+    assert.ok(isBlockmirrorError(nbd, 'ERR_NBD_BAD_MAGIC'));
   });
 });
