@@ -352,14 +352,14 @@ void Bitmap::clearAll() {
     // Punching the storage clears it and returns its pages; a concurrent set lands either
     // before (and is cleared) or after (on a fresh zero page): per word, that is atomic.
     region_->trim(regionByteOffset_, wordCount_ * 8);
-    std::atomic_thread_fence(std::memory_order_release);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
     return;
   }
   for (uint64_t w = 0; w < wordCount_; w++) {
     // Reading first keeps untouched (sparse) pages unallocated: storing zero would fault them in.
     if (loadWord(&words_[w]) != 0) storeWord(&words_[w], 0);
   }
-  std::atomic_thread_fence(std::memory_order_release);
+  std::atomic_thread_fence(std::memory_order_seq_cst);  // clear-then-read (bitmap.hpp)
 }
 
 void Bitmap::setAll() {

@@ -71,7 +71,7 @@ class Bitmap {
   // no locked instruction. Correct only when the caller issued a sequentially consistent fence
   // between the data stores it marks for and this call (Volume::writeBatch does, once per
   // batch), and when consumers of the bitmap follow the clear-then-read protocol: clear a bit
-  // (clear()/clearRange(), which are atomic and end with a full fence) before reading the
+  // (clear()/clearRange()/clearAll(), which are atomic per word and end with a full fence) before reading the
   // track's data to ship it. Then either the writer sees the bit clear and sets it again, or the consumer sees the
   // new data; no change is lost (the two fences make it a Dekker pair).
   void markBytesAfterFence(uint64_t byteOffset, uint64_t byteLength) noexcept;

@@ -97,8 +97,8 @@ class Journal {
   ~Journal();
 
   // Appends one record; returns its sequence, or 0 when the ring is full. `data` may be null
-  // only when payloadBytes == 0. RangeError (ERR_JOURNAL_RECORD_TOO_LARGE as Error) when
-  // payloadBytes > maxRecordBytes.
+  // only when payloadBytes == 0. Error ERR_JOURNAL_RECORD_TOO_LARGE (a configured limit, not a
+  // caller mistake) when payloadBytes > maxRecordBytes.
   uint64_t append(RecordKind kind, uint64_t volumeId, uint64_t byteOffset, uint32_t byteLength,
                   const void* data, uint32_t payloadBytes, uint16_t flags = 0);
   // Bytes of ring one record with this payload takes.

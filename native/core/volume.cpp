@@ -58,8 +58,10 @@ constexpr uint64_t kEntryNameBytes = 48;
 constexpr uint32_t kEntryFree = 0;
 constexpr uint32_t kEntryInUse = 1;
 constexpr uint64_t kSlotAlignmentBytes = 4096;
-// 2^46 bytes (64 TiB), the largest region too; keeps every offset sum far from overflow.
-constexpr uint64_t kMaxCapacityBytes = uint64_t{1} << 46;
+// 2^45 bytes (32 TiB), the same limit as Volume.MAX_CAPACITY_BYTES in TypeScript; with the
+// bitmap slots the region stays far below the address space and every offset sum far from
+// overflow.
+constexpr uint64_t kMaxCapacityBytes = uint64_t{1} << 45;
 // A directory lock held longer than this by a live process is a broken invariant.
 constexpr auto kLockTimeout = std::chrono::seconds(30);
 
@@ -214,7 +216,7 @@ std::unique_ptr<Volume> Volume::create(std::shared_ptr<Region> region,
       options.capacityBytes > kMaxCapacityBytes) {
     throw RangeError("volume capacityBytes " + std::to_string(options.capacityBytes) +
                      " must be a positive multiple of the block size " +
-                     std::to_string(options.blockSize) + " and at most 2^46");
+                     std::to_string(options.blockSize) + " and at most 2^45");
   }
   const uint64_t neededBytes = regionBytesFor(options.capacityBytes);
   if (region->byteLength() < neededBytes) {

@@ -88,7 +88,10 @@ export const MAX_NBD_STRING_BYTES = 4096;
 /** Bitmap slots per volume in the native superblock. */
 export const MAX_BITMAPS_PER_VOLUME = 16;
 /** Names double as shared-memory object names, so they follow that alphabet. */
-const VOLUME_NAME_PATTERN = /^[A-Za-z0-9._-]{1,200}$/;
+// 184: a shared volume's region is named "blockmirror.vol.<name>", and region names stop at 200.
+const VOLUME_NAME_PATTERN = /^[A-Za-z0-9._-]{1,184}$/;
+/** The largest volume; the same limit as Volume.MAX_CAPACITY_BYTES (a unit test checks it). */
+export const MAX_VOLUME_CAPACITY_BYTES = 2 ** 45;
 const BITMAP_NAME_PATTERN = /^[A-Za-z0-9._:-]{1,47}$/;
 /** Limits on the config itself, so a runaway file cannot make serve allocate without bound. */
 export const MAX_VOLUMES = 256;
@@ -267,7 +270,7 @@ function checkVolume(checker: Checker, raw: unknown, at: string): VolumeConfig |
 
   const name = record.name === undefined
     ? (checker.add(`${at}.name`, 'is required'), undefined)
-    : checker.string(record.name, `${at}.name`, VOLUME_NAME_PATTERN, '[A-Za-z0-9._-]{1,200}');
+    : checker.string(record.name, `${at}.name`, VOLUME_NAME_PATTERN, '[A-Za-z0-9._-]{1,184}');
 
   let blockSize = DEFAULT_BLOCK_SIZE;
   if (record.blockSize !== undefined) {
@@ -289,6 +292,9 @@ function checkVolume(checker: Checker, raw: unknown, at: string): VolumeConfig |
     if (capacityBytes !== undefined) {
       if (capacityBytes === 0) {
         checker.add(`${at}.capacity`, 'must be greater than 0');
+        capacityBytes = undefined;
+      } else if (capacityBytes > MAX_VOLUME_CAPACITY_BYTES) {
+        checker.add(`${at}.capacity`, `must be at most ${formatSize(MAX_VOLUME_CAPACITY_BYTES)}, got ${capacityBytes}`);
         capacityBytes = undefined;
       } else if (capacityBytes % blockSize !== 0) {
         checker.add(`${at}.capacity`, `must be a multiple of blockSize ${blockSize}, got ${capacityBytes}`);
@@ -459,7 +465,11 @@ export function validateConfig(raw: unknown, source?: string): BlockmirrorConfig
       ? (checker.add(`${at}.name`, 'is required'), undefined)
       : checker.string(record.name, `${at}.name`);
     if (name !== undefined) {
-      if (Buffer.byteLength(name) > MAX_NBD_STRING_BYTES) {
+      if (name.length === 0) {
+        // The empty name is what clients ask for when they name no export (the server maps it
+        // to the first export); it cannot also be a configured name.
+        checker.add(`${at}.name`, 'must not be empty');
+      } else if (Buffer.byteLength(name) > MAX_NBD_STRING_BYTES) {
         checker.add(`${at}.name`, `must be at most ${MAX_NBD_STRING_BYTES} bytes (NBD limit)`);
       } else if (exportNames.has(name)) {
         checker.add(`${at}.name`, `duplicate export name ${JSON.stringify(name)}`);

@@ -139,8 +139,20 @@ at once.`)
     .addHelpText('after', '\nExit code 0 when every byte read back matched, 1 on any mismatch.')
     .action(async (options: { size: number; blockSize: number; seed?: number; json?: boolean; injectCorruption?: number }) => {
       const { runDemo } = await import('./demo');
+      // Combinations of options are checked here (each option alone was checked by its parser),
+      // and are usage errors too: exit 2, before any volume exists.
+      const usage = (message: string): void => {
+        process.stderr.write(`blockmirror demo: ${message}\n`);
+        process.exitCode = EXIT_USAGE;
+      };
       if (options.injectCorruption !== undefined && options.injectCorruption >= options.size) {
-        throw new InvalidArgumentError(`--inject-corruption must be below --size ${options.size}`);
+        return usage(`--inject-corruption must be below --size ${options.size}`);
+      }
+      if (options.blockSize < 512 || options.blockSize > 65536 || (options.blockSize & (options.blockSize - 1)) !== 0) {
+        return usage(`--block-size must be a power of two from 512 to 65536, got ${options.blockSize}`);
+      }
+      if (options.size === 0 || options.size % options.blockSize !== 0) {
+        return usage(`--size must be a positive multiple of --block-size ${options.blockSize}, got ${options.size}`);
       }
       const demoOptions: DemoOptions = {
         capacityBytes: options.size,

@@ -83,7 +83,8 @@ function errorCode(error: unknown): unknown {
 /**
  * Opens (or creates) one configured volume and its configured bitmaps. A shared or file volume
  * that exists already is reopened (its data and bitmaps kept) unless `existing` is "error"; its
- * geometry must match the config.
+ * geometry (capacity, block size, strictness, and the granularity of configured bitmaps that exist
+ * already) must match the config, and a configured bitmap's recording flag is applied.
  */
 export async function openConfiguredVolume(config: VolumeConfig): Promise<OpenedVolume> {
   let volume: Volume | undefined;
@@ -102,12 +103,13 @@ export async function openConfiguredVolume(config: VolumeConfig): Promise<Opened
       throw new ServeError('ERR_CLI_VOLUME_EXISTS',
         `volume "${config.name}": its ${config.backing} backing exists already and existing is "error"`);
     }
-    if (volume.capacityBytes !== config.capacityBytes || volume.blockSize !== config.blockSize) {
-      const found = `capacity ${volume.capacityBytes} and blockSize ${volume.blockSize}`;
+    if (volume.capacityBytes !== config.capacityBytes || volume.blockSize !== config.blockSize ||
+        volume.strict !== config.strict) {
+      const found = `capacity ${volume.capacityBytes}, blockSize ${volume.blockSize}, strict ${volume.strict}`;
       await volume.close();
       throw new ServeError('ERR_CLI_VOLUME_GEOMETRY',
-        `volume "${config.name}": the existing ${config.backing} volume has ${found}, ` +
-        `the config says capacity ${config.capacityBytes} and blockSize ${config.blockSize}`);
+        `volume "${config.name}": the existing ${config.backing} volume has ${found}; the config says ` +
+        `capacity ${config.capacityBytes}, blockSize ${config.blockSize}, strict ${config.strict}`);
     }
   } else {
     const options: VolumeCreateOptions = {
@@ -121,9 +123,20 @@ export async function openConfiguredVolume(config: VolumeConfig): Promise<Opened
     volume = Volume.create(options);
   }
   try {
-    const existing = new Set(volume.listBitmaps().map((bitmap) => bitmap.name));
+    const existing = new Map(volume.listBitmaps().map((bitmap) => [bitmap.name, bitmap]));
     for (const bitmap of config.bitmaps) {
-      if (existing.has(bitmap.name)) continue;
+      const found = existing.get(bitmap.name);
+      if (found !== undefined) {
+        // A reopened bitmap keeps its bits; a different granularity would make them mean
+        // something else, so it is refused rather than silently kept or reset.
+        if (found.granularityBytes !== bitmap.granularityBytes) {
+          throw new ServeError('ERR_CLI_VOLUME_GEOMETRY',
+            `volume "${config.name}": bitmap "${bitmap.name}" exists with granularity ` +
+            `${found.granularityBytes}, the config says ${bitmap.granularityBytes}`);
+        }
+        if (found.recording !== bitmap.recording) volume.setBitmapRecording(bitmap.name, bitmap.recording);
+        continue;
+      }
       // The server opens bitmaps by name when a client asks; this handle is not needed.
       volume.createBitmap(bitmap.name, { granularityBytes: bitmap.granularityBytes, recording: bitmap.recording }).close();
     }

@@ -155,10 +155,16 @@ describe('50 cli: help, config, demo', function () {
       assert.match(result.stdout, /FAILED: 1 problem/);
     });
 
-    it('rejects a size that is not a multiple of the block size (exit 1)', async () => {
+    it('rejects a size that is not a multiple of the block size as a usage error (exit 2)', async () => {
       const result = await cli(['demo', '--size', '10000']);
-      assert.equal(result.code, 1);
-      assert.match(result.stderr, /multiple of --block-size 4096/);
+      assert.equal(result.code, 2);
+      assert.match(result.stderr, /--size must be a positive multiple of --block-size 4096, got 10000/);
+    });
+
+    it('rejects a block size that is not a power of two (exit 2)', async () => {
+      const result = await cli(['demo', '--size', '1MiB', '--block-size', '3000']);
+      assert.equal(result.code, 2);
+      assert.match(result.stderr, /--block-size must be a power of two from 512 to 65536, got 3000/);
     });
   });
 });

@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import {
   BlockmirrorConfig,
   ConfigError,
+  MAX_VOLUME_CAPACITY_BYTES,
   applyListenOverrides,
   defaultConfig,
   formatSize,
@@ -17,6 +18,7 @@ import {
   toDocument,
   validateConfig,
 } from '../../src/cli/config';
+import { Volume } from '../../src/storage/volume';
 
 function issuesOf(raw: unknown): string[] {
   try {
@@ -163,7 +165,7 @@ describe('50 config', () => {
       ['path without file', minimal({ path: '/tmp/x' }),
         /^volumes\[0\]\.path: is only allowed with backing "file", got backing "memory"$/],
       ['strict not boolean', minimal({ strict: 'yes' }), /^volumes\[0\]\.strict: must be true or false, got "yes"$/],
-      ['bad volume name', minimal({ name: 'a/b' }), /^volumes\[0\]\.name: must match \[A-Za-z0-9._-\]\{1,200\}, got "a\/b"$/],
+      ['bad volume name', minimal({ name: 'a/b' }), /^volumes\[0\]\.name: must match \[A-Za-z0-9._-\]\{1,184\}, got "a\/b"$/],
       ['duplicate volume', { volumes: [{ name: 'a', capacity: 4096 }, { name: 'a', capacity: 4096 }] },
         /^volumes\[1\]\.name: duplicate volume name "a"$/],
       ['unknown volume field', minimal({ size: 5 }), /^volumes\[0\]\.size: unknown field \(allowed: name, capacity/],
@@ -300,6 +302,21 @@ describe('50 config', () => {
       assert.deepEqual(applyListenOverrides(base, { socket: '/tmp/b.sock' }).listen, [{ path: '/tmp/b.sock' }]);
       assert.deepEqual(applyListenOverrides(base, { socket: '/tmp/b.sock', port: 1 }).listen,
         [{ host: '::1', port: 1 }, { path: '/tmp/b.sock' }]);
+    });
+  });
+
+  describe('limits shared with the storage and NBD layers', () => {
+    it('refuses what serve would refuse: long shared names, huge capacities, empty export names', () => {
+      assert.ok(issuesOf(minimal({ name: 'v'.repeat(185) })).some((issue) => /volumes\[0\]\.name/.test(issue)));
+      assert.doesNotThrow(() => validateConfig(minimal({ name: 'v'.repeat(184) })));
+      assert.deepEqual(issuesOf(minimal({ capacity: '64TiB' })),
+        ['volumes[0].capacity: must be at most 32TiB, got 70368744177664']);
+      assert.deepEqual(issuesOf({ ...minimal(), exports: [{ name: '', volume: 'vol0' }] }),
+        ['exports[0].name: must not be empty']);
+    });
+
+    it('MAX_VOLUME_CAPACITY_BYTES equals Volume.MAX_CAPACITY_BYTES', () => {
+      assert.equal(MAX_VOLUME_CAPACITY_BYTES, Volume.MAX_CAPACITY_BYTES);
     });
   });
 });
