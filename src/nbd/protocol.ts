@@ -7,19 +7,31 @@
 //
 // Decoders
 //   Both decoders read from a ByteQueue, a list of received chunks. They accept any split of the
-//   byte stream: a message may arrive one byte at a time or many messages in one chunk.
+//   byte stream: a message may arrive one byte at a time or many messages in one chunk. Chunks
+//   are kept by reference: a reader that reuses its receive memory must not overwrite bytes
+//   still queued (ByteQueue.moveTo copies them elsewhere so it can).
 //   - HandshakeDecoder: the client flags (4 bytes), then options (IHAVEOPT magic, option,
 //     length, data). Option data longer than maxOptionBytes is refused before any of it is
 //     buffered (no real option needs more than a few KiB: strings are at most 4096 bytes).
 //   - RequestDecoder: the 28-byte request header, then the payload of NBD_CMD_WRITE. The
-//     payload is handed out without a copy (a subarray of the received chunk) when it arrived in
-//     one chunk; otherwise it is assembled into one per-decoder buffer that grows to the largest
-//     payload seen (at most maxPayloadBytes) and is then reused. A WRITE whose length exceeds
-//     maxPayloadBytes is read and discarded (never buffered) up to maxDiscardBytes, and then
-//     handed out with payload = null and payloadDropped = true so the server answers EINVAL and
-//     the stream stays in step; beyond maxDiscardBytes the decoder fails.
+//     payload is handed out without a copy (a subarray of the received chunk) when it arrives in
+//     one chunk. ByteQueue merges a chunk that continues the previous one in memory, so a reader
+//     that receives consecutive reads into consecutive memory (server.ts) keeps a payload split
+//     over reads in one piece: while everything queued of a payload is in one chunk the decoder
+//     waits without copying. Once a payload arrived in pieces, it is assembled into one
+//     per-decoder buffer that grows to the largest payload seen (at most maxPayloadBytes) and is
+//     then reused. A reader that can choose where its bytes land may also receive the rest of an
+//     incomplete payload straight into the assembly buffer: payloadWindow() moves what is queued
+//     there and names the place for the rest, payloadReceived() reports what arrived (server.ts
+//     reads the socket into it, for payloads too large for its receive buffer). push() stays
+//     valid at any point.
+//     A WRITE whose length exceeds maxPayloadBytes is read and discarded (never buffered) up to
+//     maxDiscardBytes, and then handed out with payload = null and payloadDropped = true so the
+//     server answers EINVAL and the stream stays in step; beyond maxDiscardBytes the decoder
+//     fails.
 //   The request object that RequestDecoder.next() returns is reused, and its payload may point
-//   into the reused assembly buffer: both are valid only until the next call to next().
+//   into the reused assembly buffer or into the caller's receive memory: both are valid only
+//   until the next call to next() (and the caller must not reuse that memory before).
 //
 // Error contract
 //   A malformed stream (bad magic, unknown client flags, an oversized option or write) makes
@@ -192,10 +204,26 @@ export class ByteQueue {
   private headIndex = 0;
   private headOffset = 0;
 
+  /**
+   * Queues `chunk` by reference. A chunk that continues the last one in memory (same
+   * ArrayBuffer, starting where it ends) is merged with it, so bytes a reader receives into
+   * consecutive memory stay contiguous (a payload split over reads can still go out uncopied).
+   */
   push(chunk: Buffer): void {
-    if (chunk.length === 0) return;
-    this.chunks.push(chunk);
-    this.length += chunk.length;
+    const byteLength = chunk.length;
+    if (byteLength === 0) return;
+    const chunks = this.chunks;
+    const lastIndex = chunks.length - 1;
+    if (this.length > 0 && lastIndex >= 0) {
+      const last = chunks[lastIndex] as Buffer;
+      if (last.buffer === chunk.buffer && last.byteOffset + last.length === chunk.byteOffset) {
+        chunks[lastIndex] = Buffer.from(last.buffer, last.byteOffset, last.length + byteLength);
+        this.length += byteLength;
+        return;
+      }
+    }
+    chunks.push(chunk);
+    this.length += byteLength;
   }
 
   /** Bytes available contiguously at the front (in the first chunk). */
@@ -595,7 +623,10 @@ const MIN_ASSEMBLY_BYTES = 64 * 1024;
 
 const enum RequestState {
   Header,
+  /** A WRITE payload arriving in one piece: it stays queued until complete (then no copy). */
   Payload,
+  /** A WRITE payload being copied into the assembly buffer (it arrived in pieces). */
+  Assembling,
   Discard,
 }
 
@@ -649,25 +680,48 @@ export class RequestDecoder {
     return this.state !== RequestState.Header;
   }
 
+  /** True while a pending payload is being copied into the assembly buffer. */
+  get payloadAssembling(): boolean {
+    return this.state === RequestState.Assembling;
+  }
+
+  /** Bytes of the pending WRITE payload neither queued nor assembled (0 when none is pending or it is dropped). */
+  get missingPayloadBytes(): number {
+    const state = this.state;
+    if (state !== RequestState.Payload && state !== RequestState.Assembling) return 0;
+    const missing = this.request.length - this.queue.length - (state === RequestState.Assembling ? this.assembled : 0);
+    return missing > 0 ? missing : 0;
+  }
+
   /**
-   * In-place receive of a payload: while a WRITE payload is partly assembled and no bytes are
-   * queued, the part of the assembly buffer where its next bytes belong (from the first missing
-   * byte to the end of the payload); null otherwise (no payload pending, a discarded one, bytes
-   * still queued or a failed decoder). A reader may fill a prefix of the window and report it
-   * with payloadReceived() instead of push(): the bytes are then where next() would have copied
-   * them. The window is valid until next() or push() is called.
+   * In-place receive of a payload: while a kept WRITE payload is incomplete, moves what is
+   * queued of it into the assembly buffer and returns the part of that buffer where its missing
+   * bytes belong (from the first missing byte to the end of the payload); null when no payload
+   * is missing (none pending, a dropped one, a complete one, a failed decoder). A reader may fill
+   * a prefix of the window and report it with payloadReceived() instead of push(): the bytes are
+   * then where next() would have copied them. The window is valid until next() or push().
    */
   payloadWindow(): Buffer | null {
-    if (this.state !== RequestState.Payload || this.queue.length !== 0 || this.failure !== null) return null;
+    if (this.failure !== null || this.missingPayloadBytes === 0) return null;
     const length = this.request.length;
-    if (this.assembled >= length) return null;
+    if (this.state === RequestState.Payload) {
+      if (this.assembly.length < length) this.growAssembly(length);
+      this.assembled = 0;
+      this.state = RequestState.Assembling;
+    }
+    const queued = this.queue.length;
+    if (queued > 0) {
+      // Every queued byte belongs to this payload (it is not complete).
+      this.queue.readInto(this.assembly, this.assembled, queued);
+      this.assembled += queued;
+    }
     return this.assembly.subarray(this.assembled, length);
   }
 
   /** Reports that the first `byteLength` bytes of payloadWindow() were filled. */
   payloadReceived(byteLength: number): void {
     if (
-      this.state !== RequestState.Payload ||
+      this.state !== RequestState.Assembling ||
       this.queue.length !== 0 ||
       !Number.isInteger(byteLength) ||
       byteLength < 0 ||
@@ -719,21 +773,30 @@ export class RequestDecoder {
         this.remainingDiscardBytes = request.length;
         this.state = RequestState.Discard;
       } else {
-        // Zero copy when the whole payload is already in the first chunk.
-        if (queue.contiguousLength() >= request.length) {
-          const head = queue.head();
-          const start = queue.headPosition();
-          request.payload = head.subarray(start, start + request.length);
-          queue.skip(request.length);
-          return request;
-        }
-        this.assembled = 0;
         this.state = RequestState.Payload;
       }
     }
     if (this.state === RequestState.Payload) {
       const length = request.length;
+      const contiguous = queue.contiguousLength();
+      if (contiguous >= length) {
+        // The whole payload in one chunk: handed out without a copy.
+        const head = queue.head();
+        const start = queue.headPosition();
+        request.payload = head.subarray(start, start + length);
+        queue.skip(length);
+        this.state = RequestState.Header;
+        return request;
+      }
+      // Still one piece (everything queued is in the first chunk): wait, the rest may continue
+      // it in memory. Otherwise it arrived in pieces: assemble it.
+      if (contiguous === queue.length) return null;
       if (this.assembly.length < length) this.growAssembly(length);
+      this.assembled = 0;
+      this.state = RequestState.Assembling;
+    }
+    if (this.state === RequestState.Assembling) {
+      const length = request.length;
       const take = Math.min(queue.length, length - this.assembled);
       if (take > 0) {
         queue.readInto(this.assembly, this.assembled, take);

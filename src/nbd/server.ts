@@ -8,13 +8,41 @@
 //   handshake -> transmission -> closing -> closed, or handshake -> closed.
 //   The handshake has a deadline (handshakeTimeoutMs) and a bound on the number of options.
 //
-// Hot path (transmission): each 'data' chunk is pushed into the RequestDecoder and every
-// complete request is handled at once. READ, WRITE, TRIM, WRITE_ZEROES, CACHE and BLOCK_STATUS
-// are synchronous volume calls: no closure or promise per request. Replies are written into a
+// Receive path: sockets are read into buffers the connection owns, never into a buffer per
+// read. net.Socket takes that (its `onread` option: a function that names the memory for the
+// next read, and a callback per read) only in its constructor, so listeners accept with
+// pauseOnConnect and the connection moves the accepted stream handle into a socket of its own
+// (adoptWithUserBuffers; the accepted socket is destroyed without it, never having read).
+// Connection.nextReadBuffer names the memory for each read:
+//   - normally the free end of a 256 KiB receive buffer (16 KiB in the handshake). Each read is
+//     pushed into the decoder as a view of it; consecutive reads are consecutive memory, which
+//     ByteQueue merges, so a request split over reads is still one piece and its payload goes
+//     to volume.write as a view of the receive buffer (the decoder waits without copying; see
+//     protocol.ts). When everything queued is consumed the buffer is reused from its start;
+//     when less than a quarter (or less than the missing part of a waiting payload) is free, the
+//     queued bytes (normally part of one request) move to the start of a spare buffer that holds
+//     none of them (ByteQueue.moveTo) and the two swap; when flow control holds more than that,
+//     reads go on into a fresh buffer and the old one is dropped once consumed;
+//   - a payload of 32 KiB or more still missing that cannot continue in the receive buffer
+//     (larger than it, or already being assembled) is read straight into the decoder's assembly
+//     buffer (payloadWindow): the kernel copies it into place, volume.write copies it once more,
+//     as nbdkit does. After a WRITE of 128 KiB or more the next read takes the next header
+//     alone, so a large payload behind it does not start in the receive buffer.
+//   Invariant: memory named for a read holds no queued byte and nothing else writes it before
+//   that read completes (net.Socket asks for the next target only after each read callback).
+//   Closing connections read into a shared discard buffer. BLOCKMIRROR_NBD_RECEIVE=stream (read
+//   when a server is constructed) selects the plain 'data'-event path instead (a fresh buffer
+//   per read); it is also the fallback when a socket's handle cannot take user buffers.
+//
+// Hot path (transmission): each received chunk goes into the RequestDecoder and every complete
+// request is handled at once. READ, WRITE, TRIM, WRITE_ZEROES, CACHE and BLOCK_STATUS are
+// synchronous volume calls: no closure or promise per request. Replies are written into a
 // per-connection arena (ReplyWriter), READ data straight from the volume into the arena behind
 // its header, and everything produced by one read event goes to the socket as one write (cork
-// and writev when a reply was too large for the arena). WRITE payloads reach volume.write as
-// subarrays of the received chunk (see protocol.ts for the assembly buffer).
+// and writev when a reply was too large for the arena). WRITE payloads reach volume.write as a
+// view of the receive buffer when they arrived in one piece, else of the assembly buffer.
+// volume.write takes a Uint8Array, so each payload costs one view object (subarray); a
+// (buffer, offset, length) form of Volume.write would save it.
 //
 // Asynchronous work: FLUSH, and FUA on WRITE / TRIM / WRITE_ZEROES (the data is stored
 // synchronously, the reply waits for a flush). Flushes are group-committed per volume by a
@@ -27,6 +55,7 @@
 // Flow control: a connection stops decoding (and pauses its socket, so TCP pushes back on the
 // client) while maxInFlightRequests asynchronous requests are pending or while more than
 // OUTPUT_HIGH_WATER_BYTES of replies wait in the socket; it resumes on completion / 'drain'.
+// With user buffers socket.pause() stops reading at the handle (readStop), as with 'data'.
 //
 // Validation happens at the edge (protocol.validateRequest) before the volume sees a request, so
 // a rejected request changes nothing. Malformed framing, a bad handshake or a vanished client
@@ -265,15 +294,15 @@ const DEDICATED_REPLY_BYTES = ARENA_BYTES / 2;
 const SPARE_ARENAS = 4;
 const EMPTY_ARENA = Buffer.alloc(0);
 /** Receive buffer of a connection in transmission (socket reads land here; see the design note). */
-const RECEIVE_BYTES = Number(process.env.BM_RX ?? 256 * 1024);
+const RECEIVE_BYTES = 256 * 1024;
 /** Receive buffer during the handshake (options are small; longer ones span buffers). */
 const HANDSHAKE_RECEIVE_BYTES = 16 * 1024;
 /** A read is never offered less room than this (receive size / 4); below it the buffer is compacted. */
 const RECEIVE_MIN_READ_DIVISOR = 4;
 /** The rest of a WRITE payload is read straight into its assembly buffer from this size up. */
-const DIRECT_PAYLOAD_MIN_BYTES = Number(process.env.BM_DIRECT ?? 32 * 1024);
+const DIRECT_PAYLOAD_MIN_BYTES = 32 * 1024;
 /** After a WRITE of this size or more, the next read takes the next request header alone. */
-const HEADER_FIRST_MIN_BYTES = Number(process.env.BM_HF ?? 128 * 1024);
+const HEADER_FIRST_MIN_BYTES = 128 * 1024;
 /** Where reads land once a connection no longer decodes (closing): bytes are dropped. */
 let discardBuffer: Buffer | null = null;
 function discardReadBuffer(): Buffer {
@@ -578,7 +607,7 @@ class Connection {
     this.handshake = new P.HandshakeDecoder({ maxOptionBytes: config.maxOptionBytes });
     const adopted = config.userBufferReads
       ? adoptWithUserBuffers(accepted, {
-          buffer: () => this.nextReadBuffer(),
+          buffer: () => this.readTarget(),
           // Flow control pauses the socket itself: always true (false would stop reading).
           callback: (byteLength: number, buffer: Uint8Array) => {
             this.onRead(byteLength, buffer as Buffer);
@@ -623,25 +652,34 @@ class Connection {
   // --- socket events -------------------------------------------------------------------------
 
   /**
-   * Where the next socket read lands (net.Socket calls this once at adoption and after every
-   * read callback; the buffer it returns stays the read target until the next read completes).
+   * Where the next socket read lands (net.Socket calls readTarget() once at adoption and after
+   * every read callback; the buffer it returns stays the read target until the next read completes).
    * Invariant: the returned memory holds no queued byte and nothing else writes it until then.
    */
+  private readTarget(): Buffer {
+    try {
+      return this.nextReadBuffer();
+    } catch (error) {
+      // A bug here must not escape into net.Socket: end this connection only.
+      this.directWindow = null;
+      queueMicrotask(() => this.protocolFailure(error));
+      return discardReadBuffer();
+    }
+  }
+
   private nextReadBuffer(): Buffer {
     this.directWindow = null;
     const decoder = this.decoder;
     const state = this.state;
-    if (state === 'transmission' && decoder !== null) {
-      const window = decoder.payloadWindow();
-      if (window !== null && window.length >= DIRECT_PAYLOAD_MIN_BYTES) {
-        this.directWindow = window;
-        return window;
-      }
-    } else if (state !== 'handshake') {
-      return discardReadBuffer();
-    }
+    if (state !== 'handshake' && (state !== 'transmission' || decoder === null)) return discardReadBuffer();
     const queue = this.handshake.queue;
     const size = state === 'handshake' ? HANDSHAKE_RECEIVE_BYTES : RECEIVE_BYTES;
+    // A WRITE payload short of `missing` bytes: is it better received in place (see the note)?
+    const missing = decoder === null ? 0 : decoder.missingPayloadBytes;
+    if (missing >= DIRECT_PAYLOAD_MIN_BYTES && ((decoder as P.RequestDecoder).payloadAssembling || missing > size - queue.length)) {
+      const window = this.directWindowOf(decoder as P.RequestDecoder);
+      if (window !== null) return window;
+    }
     if (queue.length === 0) {
       // Nothing refers to the receive buffers: start over at the front.
       if (this.receive.length !== size) {
@@ -649,8 +687,8 @@ class Connection {
         this.receiveSpare = null;
       }
       this.receiveEnd = 0;
-    } else if (this.receive.length - this.receiveEnd < size / RECEIVE_MIN_READ_DIVISOR) {
-      if (queue.length <= size - size / RECEIVE_MIN_READ_DIVISOR) {
+    } else if (this.receive.length - this.receiveEnd < Math.max(size / RECEIVE_MIN_READ_DIVISOR, missing)) {
+      if (queue.length + missing <= size) {
         // Compact: move the queued bytes (normally part of one request) to the front of the
         // spare, which holds none of them, and swap.
         let target = this.receiveSpare;
@@ -667,12 +705,34 @@ class Connection {
       }
     }
     const start = this.receiveEnd;
+    if (missing > 0 && !(decoder as P.RequestDecoder).payloadAssembling && !this.queueEndsAt(start)) {
+      // The payload cannot continue in one piece here (it waits in another buffer).
+      const window = missing >= DIRECT_PAYLOAD_MIN_BYTES ? this.directWindowOf(decoder as P.RequestDecoder) : null;
+      if (window !== null) return window;
+    }
     if (this.headerFirst && decoder !== null && !decoder.payloadPending && queue.length < P.NBD_REQUEST_HEADER_BYTES) {
       // After a large WRITE: take the next header alone, so that a large payload behind it is
       // received in place rather than copied out of this buffer.
       return this.receive.subarray(start, start + P.NBD_REQUEST_HEADER_BYTES - queue.length);
     }
     return start === 0 ? this.receive : this.receive.subarray(start);
+  }
+
+  /** The rest of the pending payload in the decoder's assembly buffer, as the next read target. */
+  private directWindowOf(decoder: P.RequestDecoder): Buffer | null {
+    const window = decoder.payloadWindow();
+    this.directWindow = window;
+    return window;
+  }
+
+  /** True when the queued bytes are one piece of memory ending at receive[end] (or none are queued). */
+  private queueEndsAt(end: number): boolean {
+    const queue = this.handshake.queue;
+    if (queue.length === 0) return true;
+    if (queue.contiguousLength() !== queue.length) return false;
+    const head = queue.head();
+    const receive = this.receive;
+    return head.buffer === receive.buffer && head.byteOffset + queue.headPosition() + queue.length === receive.byteOffset + end;
   }
 
   /** A read completed into the buffer nextReadBuffer() returned last. */

@@ -480,3 +480,151 @@ describe('42 nbd server (integration)', function () {
     await probe.close();
   });
 });
+
+// The receive path (server.ts design note): by default sockets are read into connection-owned
+// buffers, payloads partly in place; BLOCKMIRROR_NBD_RECEIVE=stream selects 'data' events. Both
+// must cut requests the same way whatever the TCP segmentation, under flow control too.
+for (const mode of ['buffers', 'stream'] as const) {
+  describe(`42 nbd server: receive path (${mode === 'buffers' ? 'connection buffers' : "'data' events"})`, function () {
+    this.timeout(60_000);
+
+    const SIZE = 32 * MiB;
+    let directory: string;
+    let volume: Volume;
+    let local: NbdServer;
+    let endpoints: Endpoint[];
+    let model: Buffer;
+    const protocolErrors: string[] = [];
+
+    before(async () => {
+      directory = fs.mkdtempSync(path.join(os.tmpdir(), 'bm-nbd-42r-'));
+      volume = Volume.create({ capacityBytes: SIZE });
+      model = Buffer.alloc(SIZE);
+      const saved = process.env.BLOCKMIRROR_NBD_RECEIVE;
+      if (mode === 'stream') process.env.BLOCKMIRROR_NBD_RECEIVE = 'stream';
+      else delete process.env.BLOCKMIRROR_NBD_RECEIVE;
+      try {
+        // A low in-flight limit, so FUA bursts make the connection pause mid-stream.
+        local = new NbdServer({
+          exports: [{ name: 'v', volume }],
+          listen: [{ host: '127.0.0.1', port: 0 }, { path: path.join(directory, 'r.sock') }],
+          maxInFlightRequests: 2,
+        });
+      } finally {
+        if (saved === undefined) delete process.env.BLOCKMIRROR_NBD_RECEIVE;
+        else process.env.BLOCKMIRROR_NBD_RECEIVE = saved;
+      }
+      local.on('protocol-error', (event: { error: { code: string } }) => protocolErrors.push(event.error.code));
+      await local.listen();
+      const port = local.addresses().find((address) => address.transport === 'tcp')?.port as number;
+      endpoints = [{ host: '127.0.0.1', port }, { path: path.join(directory, 'r.sock') }];
+    });
+
+    after(async () => {
+      await local?.close();
+      assert.equal(local.stats().connections, 0);
+      await volume?.close();
+      fs.rmSync(directory, { recursive: true, force: true });
+    });
+
+    /** Sends `requests` as raw bytes cut by `cut`, and resolves with every reply's error. */
+    async function sendRaw(
+      client: NbdTestClient,
+      requests: { type: number; flags: number; offset: number; payload?: Buffer; length?: number }[],
+      cut: (stream: Buffer) => Buffer[],
+    ): Promise<number[]> {
+      const encoded: Buffer[] = [];
+      const replies: Promise<{ error: number }>[] = [];
+      requests.forEach((request, index) => {
+        const cookie = BigInt(1000 + index);
+        const length = request.payload?.length ?? request.length ?? 0;
+        encoded.push(P.encodeRequest(request.type, request.flags, cookie, request.offset, length, request.payload));
+        replies.push(client.expectReply(cookie, request.type, length));
+        if (request.type === P.NBD_CMD_WRITE && request.payload !== undefined) request.payload.copy(model, request.offset);
+      });
+      for (const piece of cut(Buffer.concat(encoded))) {
+        client.send(piece);
+        // Let the piece leave as a segment of its own (the client has Nagle off).
+        if (piece.length < 64 * 1024) await new Promise((resolve) => setImmediate(resolve));
+      }
+      return (await Promise.all(replies)).map((reply) => reply.error);
+    }
+
+    async function verify(client: NbdTestClient, offset: number, length: number): Promise<void> {
+      for (let at = offset; at < offset + length; at += 4 * MiB) {
+        const span = Math.min(4 * MiB, offset + length - at);
+        const data = await client.readData(at, span);
+        assert.ok(data.equals(model.subarray(at, at + span)), `data differs in [${at}, ${at + span})`);
+      }
+    }
+
+    it('cuts requests sent in many tiny TCP writes (payloads split anywhere)', async () => {
+      for (const endpoint of endpoints) {
+        const client = await NbdTestClient.open(endpoint, { exportName: 'v' });
+        const base = 'path' in endpoint ? 16 * MiB : 0;
+        const requests = [
+          { type: P.NBD_CMD_WRITE, flags: 0, offset: base + 3, payload: pattern(MiB + 17, 1) },
+          { type: P.NBD_CMD_WRITE, flags: P.NBD_CMD_FLAG_FUA, offset: base + 2 * MiB, payload: pattern(64 * 1024, 2) },
+          { type: P.NBD_CMD_WRITE, flags: 0, offset: base + 3 * MiB + 1, payload: pattern(100, 3) },
+          { type: P.NBD_CMD_FLUSH, flags: 0, offset: 0, length: 0 },
+          { type: P.NBD_CMD_WRITE, flags: 0, offset: base + 3 * MiB + 4096, payload: pattern(40_000, 4) },
+        ];
+        const sizes = [1, 7, 27, 28, 29, 100, 1500, 4096, 33_000, 3, 70_000];
+        let step = 0;
+        const errors = await sendRaw(client, requests, (stream) => {
+          const pieces: Buffer[] = [];
+          for (let at = 0; at < stream.length; step++) {
+            const size = sizes[step % sizes.length] as number;
+            pieces.push(stream.subarray(at, at + size));
+            at += size;
+          }
+          return pieces;
+        });
+        assert.deepEqual(errors, requests.map(() => 0));
+        await verify(client, base, 4 * MiB);
+        await client.disconnect();
+      }
+    });
+
+    it('cuts one huge burst of pipelined writes, pausing at the in-flight limit', async () => {
+      for (const endpoint of endpoints) {
+        const client = await NbdTestClient.open(endpoint, { exportName: 'v', structured: true });
+        const base = 'path' in endpoint ? 20 * MiB : 4 * MiB;
+        const requests: { type: number; flags: number; offset: number; payload?: Buffer; length?: number }[] = [];
+        for (let i = 0; i < 4; i++) {
+          requests.push({ type: P.NBD_CMD_WRITE, flags: i % 2 === 0 ? P.NBD_CMD_FLAG_FUA : 0, offset: base + i * MiB, payload: pattern(MiB, 10 + i) });
+        }
+        for (let i = 0; i < 48; i++) {
+          // 64 KiB writes at odd offsets, overlapping one another and the 1 MiB ones.
+          const flags = i % 3 === 0 ? P.NBD_CMD_FLAG_FUA : 0;
+          requests.push({ type: P.NBD_CMD_WRITE, flags, offset: base + ((i * 37_123) % (3 * MiB)), payload: pattern(64 * 1024 + (i % 5), 20 + i) });
+          if (i % 8 === 0) requests.push({ type: P.NBD_CMD_FLUSH, flags: 0, offset: 0, length: 0 });
+        }
+        for (let i = 0; i < 300; i++) {
+          requests.push({ type: P.NBD_CMD_WRITE, flags: i % 10 === 0 ? P.NBD_CMD_FLAG_FUA : 0, offset: base + 2 * MiB + i * 4096, payload: pattern(4096, i) });
+        }
+        const errors = await sendRaw(client, requests, (stream) => [stream]);
+        assert.deepEqual(errors, requests.map(() => 0));
+        await verify(client, base, 4 * MiB);
+        await client.disconnect();
+      }
+    });
+
+    it('stores nothing of a large payload whose client vanishes half-way', async () => {
+      for (const cut of [28 + 40_000, 28 + 700_000]) {
+        const before = protocolErrors.length;
+        const client = await NbdTestClient.open(endpoints[0] as Endpoint, { exportName: 'v' });
+        const bytes = P.encodeRequest(P.NBD_CMD_WRITE, 0, 1n, 28 * MiB, MiB, Buffer.alloc(MiB, 0xff));
+        client.send(bytes.subarray(0, cut));
+        await new Promise((resolve) => setTimeout(resolve, 30));
+        client.destroy();
+        while (protocolErrors.length === before) await new Promise((resolve) => setTimeout(resolve, 5));
+        assert.equal(protocolErrors[protocolErrors.length - 1], 'ERR_NBD_TRUNCATED');
+      }
+      const check = Buffer.alloc(MiB);
+      volume.read(28 * MiB, check);
+      assert.ok(check.equals(Buffer.alloc(MiB)), 'a partial payload was stored');
+      while (local.stats().connections > 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    });
+  });
+}

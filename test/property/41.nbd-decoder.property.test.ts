@@ -72,6 +72,35 @@ function split(bytes: Buffer, cuts: number[]): Buffer[] {
   return chunks;
 }
 
+/** A copy of what the decoder handed out (its request object and payload are reused). */
+function toPlain(request: P.NbdRequest): PlainRequest {
+  return {
+    type: request.type,
+    flags: request.flags,
+    cookie: P.cookieOf(request),
+    offset: BigInt(request.offset),
+    length: request.length,
+    payload: request.payload === null ? null : Buffer.from(request.payload),
+    dropped: request.payloadDropped,
+  };
+}
+
+function assertSameRequests(decoded: PlainRequest[], requests: PlainRequest[]): void {
+  assert.equal(decoded.length, requests.length);
+  requests.forEach((expected, index) => {
+    const actual = decoded[index] as PlainRequest;
+    assert.equal(actual.type, expected.type);
+    assert.equal(actual.flags, expected.flags);
+    assert.equal(actual.cookie, expected.cookie);
+    // Offsets travel as doubles: exact below 2^53, monotone above.
+    if (expected.offset < 2n ** 53n) assert.equal(actual.offset, expected.offset);
+    else assert.ok(Number(actual.offset) >= 2 ** 53);
+    assert.equal(actual.length, expected.length);
+    assert.equal(actual.dropped, expected.dropped);
+    assert.deepEqual(actual.payload, expected.payload);
+  });
+}
+
 function isCodedNbdError(error: unknown): boolean {
   return error instanceof BlockmirrorError && (NBD_ERROR_CODES as readonly string[]).includes(error.code);
 }
@@ -92,33 +121,56 @@ describe('41 nbd decoders (property)', function () {
         const decoded: PlainRequest[] = [];
         for (const chunk of split(stream, cuts)) {
           decoder.push(chunk);
-          for (let request = decoder.next(); request !== null; request = decoder.next()) {
-            decoded.push({
-              type: request.type,
-              flags: request.flags,
-              cookie: P.cookieOf(request),
-              offset: BigInt(request.offset),
-              length: request.length,
-              payload: request.payload === null ? null : Buffer.from(request.payload),
-              dropped: request.payloadDropped,
-            });
-          }
+          for (let request = decoder.next(); request !== null; request = decoder.next()) decoded.push(toPlain(request));
         }
         assert.ok(decoder.idle, 'bytes left over');
-        assert.equal(decoded.length, requests.length);
-        requests.forEach((expected, index) => {
-          const actual = decoded[index] as PlainRequest;
-          assert.equal(actual.type, expected.type);
-          assert.equal(actual.flags, expected.flags);
-          assert.equal(actual.cookie, expected.cookie);
-          // Offsets travel as doubles: exact below 2^53, monotone above.
-          if (expected.offset < 2n ** 53n) assert.equal(actual.offset, expected.offset);
-          else assert.ok(Number(actual.offset) >= 2 ** 53);
-          assert.equal(actual.length, expected.length);
-          assert.equal(actual.dropped, expected.dropped);
-          assert.deepEqual(actual.payload, expected.payload);
-        });
+        assertSameRequests(decoded, requests);
       }),
+      { seed: SEED, numRuns: RUNS },
+    );
+  });
+
+  it('streams received partly in place (payloadWindow) decode to the same requests', () => {
+    // A reader like server.ts: each step reads up to `size` bytes, into the payload window when
+    // the decoder offers one and the step says so, else as a pushed chunk; the chunks are copies
+    // in a receive buffer that is overwritten once the decoder has consumed it.
+    fc.assert(
+      fc.property(
+        fc.array(requestArbitrary, { minLength: 1, maxLength: 20 }),
+        fc.array(fc.tuple(fc.integer({ min: 1, max: 6000 }), fc.boolean()), { minLength: 1, maxLength: 50 }),
+        (requests, steps) => {
+          const stream = Buffer.concat(requests.map(encode));
+          const decoder = new P.RequestDecoder({ maxPayloadBytes: MAX_PAYLOAD, maxDiscardBytes: MAX_DISCARD });
+          const receive = Buffer.alloc(8192);
+          const decoded: PlainRequest[] = [];
+          let position = 0;
+          let inPlace = 0;
+          for (let step = 0; position < stream.length; step++) {
+            const [size, preferWindow] = steps[step % steps.length] as [number, boolean];
+            const window = decoder.payloadWindow();
+            if (window !== null && preferWindow) {
+              const take = Math.min(size, window.length, stream.length - position);
+              stream.copy(window, 0, position, position + take);
+              decoder.payloadReceived(take);
+              position += take;
+              inPlace += take;
+            } else {
+              // Reuse the receive buffer only when nothing queued refers to it.
+              if (decoder.queue.length > 0) decoder.queue.moveTo(Buffer.allocUnsafe(decoder.queue.length));
+              const take = Math.min(size, receive.length, stream.length - position);
+              stream.copy(receive, 0, position, position + take);
+              decoder.push(receive.subarray(0, take));
+              position += take;
+            }
+            for (let request = decoder.next(); request !== null; request = decoder.next()) decoded.push(toPlain(request));
+            // Scribble over the receive buffer where nothing is queued any more.
+            if (decoder.queue.length === 0) receive.fill(0xa5);
+          }
+          assert.ok(decoder.idle, 'bytes left over');
+          assertSameRequests(decoded, requests);
+          assert.ok(inPlace <= stream.length);
+        },
+      ),
       { seed: SEED, numRuns: RUNS },
     );
   });

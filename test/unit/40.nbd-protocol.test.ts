@@ -291,6 +291,152 @@ describe('40 nbd protocol: request decoder', () => {
     const request = decoder.next();
     assert.deepEqual(request?.payload, payload);
   });
+
+  it('receives the rest of a payload in place through payloadWindow()', () => {
+    const decoder = new P.RequestDecoder({ maxPayloadBytes: 1 << 20 });
+    const payload = Buffer.alloc(100_000);
+    for (let i = 0; i < payload.length; i++) payload[i] = (i * 7) & 0xff;
+    const bytes = P.encodeRequest(P.NBD_CMD_WRITE, 0, 3n, 512, payload.length, payload);
+    // No payload pending yet (nothing, then a partial header).
+    assert.equal(decoder.payloadWindow(), null);
+    decoder.push(bytes.subarray(0, 10));
+    assert.equal(decoder.next(), null);
+    assert.equal(decoder.payloadWindow(), null);
+    assert.equal(decoder.payloadPending, false);
+    // Header and 1000 payload bytes: those are assembled, the window is the other 99 000.
+    decoder.push(bytes.subarray(10, 28 + 1000));
+    assert.equal(decoder.next(), null);
+    assert.equal(decoder.payloadPending, true);
+    const window = decoder.payloadWindow();
+    assert.ok(window !== null);
+    assert.equal(window.length, payload.length - 1000);
+    // Fill part of it in place, then the rest in two steps.
+    bytes.copy(window, 0, 28 + 1000, 28 + 50_000);
+    decoder.payloadReceived(49_000);
+    assert.equal(decoder.next(), null);
+    const rest = decoder.payloadWindow();
+    assert.ok(rest !== null);
+    assert.equal(rest.length, payload.length - 50_000);
+    assert.equal(rest.buffer, window.buffer, 'the window is in the same assembly buffer');
+    bytes.copy(rest, 0, 28 + 50_000);
+    assert.throws(() => decoder.payloadReceived(rest.length + 1), RangeError);
+    decoder.payloadReceived(rest.length);
+    assert.equal(decoder.payloadWindow(), null, 'complete: no window');
+    const request = decoder.next();
+    assert.ok(request !== null);
+    assert.equal(request.offset, 512);
+    assert.deepEqual(request.payload, payload);
+    assert.ok(decoder.idle);
+    assert.equal(decoder.payloadWindow(), null);
+    assert.throws(() => decoder.payloadReceived(1), RangeError);
+  });
+
+  it('moves queued payload bytes into the window; none for a complete or discarded payload', () => {
+    const decoder = new P.RequestDecoder({ maxPayloadBytes: 4096, maxDiscardBytes: 8192 });
+    const payload = Buffer.alloc(3000);
+    for (let i = 0; i < payload.length; i++) payload[i] = i & 0xff;
+    const bytes = P.encodeRequest(P.NBD_CMD_WRITE, 0, 1n, 0, 3000, payload);
+    decoder.push(Buffer.from(bytes.subarray(0, 100)));
+    // Header not decoded yet: no payload is pending.
+    assert.equal(decoder.payloadWindow(), null);
+    assert.equal(decoder.next(), null);
+    assert.equal(decoder.missingPayloadBytes, 3000 - 72);
+    assert.equal(decoder.payloadAssembling, false, 'one piece so far: kept queued');
+    // More bytes queued (in another buffer): the window takes all of them into the assembly.
+    decoder.push(Buffer.from(bytes.subarray(100, 200)));
+    assert.equal(decoder.missingPayloadBytes, 3000 - 172);
+    const window = decoder.payloadWindow();
+    assert.ok(window !== null);
+    assert.equal(window.length, 3000 - 172);
+    assert.equal(decoder.payloadAssembling, true);
+    assert.equal(decoder.queue.length, 0);
+    // The rest arrives queued after all: complete, so no window.
+    decoder.push(Buffer.from(bytes.subarray(200)));
+    assert.equal(decoder.missingPayloadBytes, 0);
+    assert.equal(decoder.payloadWindow(), null);
+    assert.ok(decoder.next()?.payload?.equals(payload));
+    // A dropped payload is skipped, never received in place.
+    decoder.push(P.encodeRequest(P.NBD_CMD_WRITE, 0, 2n, 0, 5000, Buffer.alloc(5000)).subarray(0, 40));
+    assert.equal(decoder.next(), null);
+    assert.equal(decoder.payloadPending, true);
+    assert.equal(decoder.missingPayloadBytes, 0);
+    assert.equal(decoder.payloadWindow(), null);
+  });
+
+  it('keeps a payload received into consecutive memory in one piece (no copy)', () => {
+    const payload = Buffer.alloc(50_000, 0x3c);
+    const bytes = P.encodeRequest(P.NBD_CMD_WRITE, 0, 4n, 0, payload.length, payload);
+    // Consecutive views of one buffer, as a reader filling a receive buffer pushes them.
+    const inPlace = new P.RequestDecoder();
+    for (const [from, to] of [[0, 10], [10, 5000], [5000, 5001], [5001, bytes.length]] as const) {
+      inPlace.push(bytes.subarray(from, to));
+      const request = inPlace.next();
+      if (to < bytes.length) {
+        assert.equal(request, null);
+        assert.equal(inPlace.payloadAssembling, false);
+      } else {
+        assert.ok(request?.payload?.equals(payload));
+        assert.equal(request?.payload?.buffer, bytes.buffer, 'handed out without a copy');
+      }
+    }
+    // The same bytes in separate buffers are assembled (a copy), with the same result.
+    const pieces = new P.RequestDecoder();
+    pieces.push(Buffer.from(bytes.subarray(0, 5000)));
+    assert.equal(pieces.next(), null);
+    pieces.push(Buffer.from(bytes.subarray(5000, 6000)));
+    assert.equal(pieces.next(), null);
+    assert.equal(pieces.payloadAssembling, true);
+    pieces.push(Buffer.from(bytes.subarray(6000)));
+    const request = pieces.next();
+    assert.ok(request?.payload?.equals(payload));
+    assert.notEqual(request?.payload?.buffer, bytes.buffer);
+  });
+});
+
+describe('40 nbd protocol: byte queue', () => {
+  it('merges a chunk that continues the previous one in memory', () => {
+    const queue = new P.ByteQueue();
+    const memory = Buffer.from('0123456789');
+    queue.push(memory.subarray(0, 3));
+    queue.push(memory.subarray(3, 7));
+    assert.equal(queue.contiguousLength(), 7);
+    queue.skip(2);
+    queue.push(memory.subarray(7, 10));
+    assert.equal(queue.contiguousLength(), 8);
+    // Not adjacent (a gap, or other memory): a chunk of its own.
+    queue.push(memory.subarray(0, 1));
+    assert.equal(queue.contiguousLength(), 8);
+    assert.equal(queue.length, 9);
+    const out = Buffer.alloc(9);
+    queue.readInto(out, 0, 9);
+    assert.equal(out.toString(), '234567890');
+  });
+
+  it('moves the queued bytes to the front of another buffer and forgets the old chunks', () => {
+    const queue = new P.ByteQueue();
+    const first = Buffer.from('abcdef');
+    const second = Buffer.from('ghij');
+    queue.push(first);
+    queue.push(second);
+    queue.skip(4);
+    const target = Buffer.alloc(16, 0x2e);
+    queue.moveTo(target);
+    assert.equal(queue.length, 6);
+    assert.equal(target.subarray(0, 6).toString(), 'efghij');
+    // The old chunks may now be overwritten: the queue reads from target.
+    first.fill(0);
+    second.fill(0);
+    assert.equal(queue.contiguousLength(), 6);
+    assert.equal(queue.head().buffer, target.buffer);
+    const out = Buffer.alloc(6);
+    queue.readInto(out, 0, 6);
+    assert.equal(out.toString(), 'efghij');
+    assert.equal(queue.length, 0);
+    queue.moveTo(target);
+    assert.equal(queue.length, 0);
+    queue.push(Buffer.from('xyz'));
+    assert.throws(() => queue.moveTo(Buffer.alloc(2)), RangeError);
+  });
 });
 
 describe('40 nbd protocol: handshake decoder', () => {
