@@ -30,7 +30,6 @@ namespace bm {
   X(ERR_REGION_TOO_SMALL)                                                                        \
   X(ERR_VOLUME_CLOSED)                                                                           \
   X(ERR_VOLUME_BAD_SUPERBLOCK)                                                                   \
-  X(ERR_VOLUME_READ_ONLY)                                                                        \
   X(ERR_BITMAP_CLOSED)                                                                           \
   X(ERR_BITMAP_CHECKSUM)                                                                         \
   X(ERR_BITMAP_GEOMETRY)                                                                         \
@@ -39,7 +38,6 @@ namespace bm {
   X(ERR_BITMAP_LIMIT)                                                                            \
   X(ERR_BITMAP_FORMAT)                                                                           \
   X(ERR_JOURNAL_CLOSED)                                                                          \
-  X(ERR_JOURNAL_FULL)                                                                            \
   X(ERR_JOURNAL_CHECKSUM)                                                                        \
   X(ERR_JOURNAL_RELEASED)                                                                        \
   X(ERR_JOURNAL_NOT_YET)                                                                         \

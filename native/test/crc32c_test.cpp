@@ -82,7 +82,7 @@ TEST(error_code_names_are_listed_in_order) {
   while (names[count] != nullptr) count++;
   CHECK(count >= 25);
   CHECK_EQ(std::string(names[0]), std::string("ERR_REGION_CLOSED"));
-  CHECK_EQ(std::string(bm::codeName(bm::Code::ERR_JOURNAL_FULL)), std::string("ERR_JOURNAL_FULL"));
+  CHECK_EQ(std::string(bm::codeName(bm::Code::ERR_JOURNAL_RELEASED)), std::string("ERR_JOURNAL_RELEASED"));
   for (int i = 0; i < count; i++) {
     CHECK_EQ(std::string(bm::codeName(static_cast<bm::Code>(i))), std::string(names[i]));
   }

@@ -424,9 +424,7 @@ export function errnoForVolumeError(error: unknown): number {
   if (error instanceof RangeError || error instanceof TypeError) return P.NBD_EINVAL;
   const code = typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
   if (typeof code === 'string') {
-    if (code === 'ERR_VOLUME_READ_ONLY') return P.NBD_EPERM;
     if (code.endsWith('_CLOSED')) return P.NBD_ESHUTDOWN;
-    if (code === 'ERR_JOURNAL_FULL') return P.NBD_ENOSPC;
   }
   return P.NBD_EIO;
 }

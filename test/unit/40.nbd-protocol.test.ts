@@ -713,7 +713,6 @@ describe('40 nbd meta context queries and error mapping', () => {
 
   it('maps volume errors to NBD error values', () => {
     assert.equal(errnoForVolumeError(new RangeError('x')), P.NBD_EINVAL);
-    assert.equal(errnoForVolumeError(new BlockmirrorError('ERR_VOLUME_READ_ONLY', 'x')), P.NBD_EPERM);
     assert.equal(errnoForVolumeError(new BlockmirrorError('ERR_VOLUME_CLOSED', 'x')), P.NBD_ESHUTDOWN);
     assert.equal(errnoForVolumeError(new BlockmirrorError('ERR_REGION_FLUSH', 'x')), P.NBD_EIO);
     assert.equal(errnoForVolumeError('weird'), P.NBD_EIO);
