@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system tools the interop tests and the NBD bench drive: qemu-img/qemu-io, the
 # libnbd tools (nbdinfo, nbdcopy, nbdfuse), fio, FUSE 3, fuse2fs, e2fsprogs and nbdkit (the
-# bench's baseline). Idempotent and quiet: when every tool is on PATH it does nothing; otherwise
+# bench's baseline), and cmake for the C++ core tests. Idempotent and quiet: when every tool is on PATH it does nothing; otherwise
 # it runs `apt-get update` once and installs the Debian packages, and fails loudly (non-zero exit,
 # apt's output shown) when that does not work or a tool is still missing afterwards.
 # Usage: bash scripts/install-tools.sh        (as root, or with sudo available)
@@ -20,8 +20,9 @@ declare -A PACKAGE_OF=(
   [nbdkit]=nbdkit
   [mkfs.ext4]=e2fsprogs
   [e2fsck]=e2fsprogs
+  [cmake]=cmake
 )
-PACKAGES=(qemu-utils libnbd-bin fio fuse3 fuse2fs nbdkit e2fsprogs)
+PACKAGES=(qemu-utils libnbd-bin fio fuse3 fuse2fs nbdkit e2fsprogs cmake)
 
 # sbin is not on every user's PATH, but mkfs.ext4 and e2fsck live there.
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
