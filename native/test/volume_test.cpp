@@ -96,6 +96,30 @@ TEST(volume_random_reads_and_writes_at_any_offset_match_a_shadow_copy) {
   CHECK_EQ(stats.batchCount, 3000u);
 }
 
+// Writes of 256 KiB and more take the non-temporal copy: every misalignment of source and target
+// and every tail length around the 64-byte block must land exactly, touching nothing around it.
+TEST(volume_large_writes_land_exactly_at_any_alignment) {
+  const uint64_t capacityBytes = 2 * kMiB;
+  auto volume = makeVolume(capacityBytes);
+  std::vector<uint8_t> shadow(capacityBytes, 0xEE);
+  std::vector<uint8_t> fill(capacityBytes, 0xEE);
+  volume->write(0, fill.data(), capacityBytes);
+  std::vector<uint8_t> source(600 * 1024);
+  auto random = bmtest::seededRandom("large-writes");
+  for (auto& byte : source) byte = static_cast<uint8_t>(random());
+  for (uint64_t sourceSkew : {0u, 1u, 7u, 15u}) {
+    for (uint64_t targetSkew : {0u, 3u, 8u, 17u}) {
+      for (uint64_t extra : {0u, 1u, 63u, 64u, 65u}) {
+        const uint64_t byteLength = 256 * 1024 + extra;
+        const uint64_t byteOffset = (random() % 4) * 256 * 1024 + targetSkew;
+        volume->write(byteOffset, source.data() + sourceSkew, byteLength);
+        std::memcpy(shadow.data() + byteOffset, source.data() + sourceSkew, byteLength);
+      }
+    }
+  }
+  CHECK(readAll(*volume) == shadow);
+}
+
 TEST(volume_geometry_and_bad_options) {
   auto volume = makeVolume(kMiB);
   CHECK_EQ(volume->capacityBytes(), kMiB);
