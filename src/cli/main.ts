@@ -6,6 +6,8 @@
 // mismatch); 2 a usage or config error (unknown option, invalid config file), as most Unix
 // tools do; 128+N after a second signal N during shutdown.
 
+import * as fs from 'node:fs';
+
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import pino from 'pino';
 
@@ -86,7 +88,7 @@ Exit codes: 0 success, 1 failure, 2 usage or config error.`);
 
   program
     .command('serve')
-    .description('Serve the configured volumes over NBD until SIGINT or SIGTERM.')
+    .description('Serve the configured volumes over NBD until SIGINT, SIGTERM or SIGHUP.')
     .option('-c, --config <file>', 'JSON or YAML config (volumes, exports, listen, limits); default: one thin 1 GiB memory volume "vol0"')
     .option('--host <host>', 'listen on this TCP host (replaces the config\'s listeners)')
     .option('-p, --port <port>', 'listen on this TCP port, 0 for any free one (replaces the config\'s listeners)', parsePort)
@@ -98,7 +100,7 @@ Exit codes: 0 success, 1 failure, 2 usage or config error.`);
     .addHelpText('after', `
 Prints one line per export starting with its NBD URI, then a line starting with "ready", then a
 status line (rewritten in place once a second on a terminal; one line every --status-interval
-seconds otherwise). SIGINT or SIGTERM stops cleanly: listeners close, requests in flight are
+seconds otherwise). SIGINT, SIGTERM or SIGHUP stops cleanly: listeners close, requests in flight are
 answered, volumes are flushed and closed, a summary is printed, exit code 0. A second signal exits
 at once.`)
     .action(async (options: {
@@ -212,13 +214,29 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 if (require.main === module) {
-  // `blockmirror config default | head -1`, or a supervisor that stopped reading: a closed
-  // stdout is not a reason to crash (serve goes on serving; its summary is lost).
-  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
-    if (error.code !== 'EPIPE') throw error;
-  });
+  // `blockmirror config default | head -1`, a supervisor that stopped reading (EPIPE), or a
+  // terminal that was closed (EIO after SIGHUP): a lost stdout is not a reason to crash; serve
+  // goes on serving, or finishes its clean stop, and only what it prints is lost.
+  let terminalLost = false;
+  const dropLostOutput = (error: NodeJS.ErrnoException): void => {
+    if (error.code === 'EIO') terminalLost = true;
+    else if (error.code !== 'EPIPE') throw error;
+  };
+  process.stdout.on('error', dropLostOutput);
+  process.stderr.on('error', dropLostOutput);
   main(process.argv).then(
     (code) => {
+      if (terminalLost) {
+        // Node restores the terminal modes of fds 0-2 at exit and aborts when the terminal is
+        // gone (tcsetattr fails with EIO); it skips descriptors that were closed, so close them.
+        for (const fd of [0, 1, 2]) {
+          try {
+            fs.closeSync(fd);
+          } catch {
+            // Already closed: nothing to restore.
+          }
+        }
+      }
       // Exit explicitly: a library handle left open by mistake must not keep a finished command
       // alive. stdout and stderr are synchronous for files and pipes on Linux.
       process.exit(code);

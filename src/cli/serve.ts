@@ -10,8 +10,9 @@
 //                                     closed again, in reverse order)
 // Shutdown order is what makes a reopened named volume consistent: first the server stops
 // accepting and answers the requests in flight (graceful close), then every volume is flushed,
-// then closed. Only then is the summary printed. A second SIGINT/SIGTERM skips all of that and
-// exits at once with 128 + signal number.
+// then closed. Only then is the summary printed. SIGHUP stops the same way (a closed terminal
+// must not lose the clean stop). A second signal skips all of that and exits at once with
+// 128 + signal number.
 //
 // Output contract (tests and scripts read it): stdout gets one line per export address that
 // starts with the NBD URI, then a line starting with "ready", then status lines, then on
@@ -19,6 +20,7 @@
 
 import * as fs from 'node:fs';
 import * as net from 'node:net';
+import * as os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import pino from 'pino';
 
@@ -404,9 +406,12 @@ export class ServeSession {
   }
 }
 
+/** Signals that stop serve cleanly: interrupt, terminate, and hangup (the terminal closed). */
+const STOP_SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+
 /**
- * Runs serve until a signal: returns the process exit code. Installs SIGINT/SIGTERM handlers
- * (the first stops cleanly, a second exits at once).
+ * Runs serve until a signal: returns the process exit code. Installs SIGINT/SIGTERM/SIGHUP
+ * handlers (the first stops cleanly, a second exits at once with 128 + its number).
  */
 export async function runServe(options: ServeOptions): Promise<number> {
   const session = new ServeSession(options);
@@ -416,7 +421,7 @@ export async function runServe(options: ServeOptions): Promise<number> {
   let onStopSignal: (signal: NodeJS.Signals) => void = () => undefined;
   const onSignal = (signal: NodeJS.Signals): void => {
     if (signalled !== undefined) {
-      const number = signal === 'SIGINT' ? 2 : 15;
+      const number = os.constants.signals[signal];
       process.stderr.write(`\nblockmirror: second signal (${signal}) during shutdown: exiting at once\n`);
       process.exit(128 + number);
     }
@@ -424,13 +429,11 @@ export async function runServe(options: ServeOptions): Promise<number> {
     options.logger.info({ signal }, 'shutting down');
     onStopSignal(signal);
   };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  for (const signal of STOP_SIGNALS) process.on(signal, onSignal);
   try {
     await session.start();
   } catch (error) {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    for (const signal of STOP_SIGNALS) process.off(signal, onSignal);
     throw error;
   }
   return new Promise<number>((resolve) => {

@@ -122,6 +122,15 @@ describe('51 cli: serve', function () {
     assert.ok(serve.stdoutLines.some((l) => l.startsWith('stopping (SIGTERM)')));
   });
 
+  it('SIGHUP (the terminal closed) stops cleanly too: summary, exit 0', async () => {
+    const serve = await start({ volumes: [{ name: 'v', capacity: '4MiB' }] }, ['--port', '0', '--quiet']);
+    const result = await serve.signal('SIGHUP');
+    assert.equal(result.code, 0, serve.stderrText);
+    assert.equal(result.signal, null, 'killed by SIGHUP instead of stopping cleanly');
+    assert.ok(serve.stdoutLines.some((l) => l.startsWith('stopping (SIGHUP)')), serve.stdoutLines.join('\n'));
+    assert.ok(serve.stdoutLines.some((l) => l.startsWith('summary:')));
+  });
+
   it('--socket serves on a Unix socket (nbd+unix URI), refuses one that is live, removes its file on exit', async () => {
     const socketPath = path.join(directory, 'bm.sock');
     const serve = await start({ volumes: [{ name: 'v', capacity: '4MiB' }] }, ['--socket', socketPath, '--quiet']);
