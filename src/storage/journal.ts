@@ -25,7 +25,8 @@ import {
   checkOneOf,
   checkOptions,
   checkPath,
-  checkSharedName,
+  namedTarget,
+  sharedRegionName,
   closedError,
   describe,
   orDefault,
@@ -114,22 +115,11 @@ const KIND_BY_NUMBER: readonly (JournalRecordKind | undefined)[] = [undefined, '
 const JOURNAL_KINDS: readonly JournalKind[] = ['anonymous', 'shared', 'file'];
 const MAX_U64 = (1n << 64n) - 1n;
 
+const SHARED_PREFIX = 'blockmirror.journal.';
+
 /** Region name of a shared journal. */
 export function sharedJournalRegionName(name: string): string {
-  return `blockmirror.journal.${name}`;
-}
-
-function target(options: { name?: unknown; path?: unknown }, where: string): { kind: 'shared' | 'file'; name: string } {
-  checkObject(options, where);
-  if ((options.name === undefined) === (options.path === undefined)) {
-    throw new TypeError(`${where}: give exactly one of name and path`);
-  }
-  if (options.name !== undefined) {
-    checkSharedName(options.name, `${where}.name`, 180);
-    return { kind: 'shared', name: sharedJournalRegionName(options.name) };
-  }
-  checkPath(options.path, `${where}.path`);
-  return { kind: 'file', name: options.path };
+  return SHARED_PREFIX + name;
 }
 
 export class Journal {
@@ -171,9 +161,8 @@ export class Journal {
     let regionName = 'blockmirror.journal';
     let name: string | undefined;
     if (kind === 'shared') {
-      checkSharedName(options.name, 'options.name', 180);
+      regionName = sharedRegionName(options.name, 'options.name', SHARED_PREFIX);
       name = options.name;
-      regionName = sharedJournalRegionName(options.name);
     } else if (kind === 'file') {
       checkPath(options.path, 'options.path');
       name = options.path;
@@ -185,15 +174,15 @@ export class Journal {
 
   /** Opens an existing shared ({ name }) or file ({ path }) journal at its saved cursors. */
   static open(options: { name?: string; path?: string }): Journal {
-    const { kind, name } = target(options, 'options');
-    const handle = new addon.Journal(NativeRegionKind[kind], name, false, 0, 0);
-    return new Journal(handle, kind, kind === 'shared' ? options.name : options.path);
+    const { kind, regionName, name, path } = namedTarget(options, 'options', SHARED_PREFIX);
+    const handle = new addon.Journal(NativeRegionKind[kind], regionName, false, 0, 0);
+    return new Journal(handle, kind, kind === 'shared' ? name : path);
   }
 
   /** Removes a shared or file journal; false when it did not exist. */
   static unlink(options: { name?: string; path?: string }): boolean {
-    const { kind, name } = target(options, 'options');
-    return addon.unlinkRegion(NativeRegionKind[kind], name);
+    const { kind, regionName } = namedTarget(options, 'options', SHARED_PREFIX);
+    return addon.unlinkRegion(NativeRegionKind[kind], regionName);
   }
 
   /** True once close() was called. */

@@ -102,6 +102,40 @@ export function checkSharedName(value: unknown, name: string, maxLength = 200): 
   }
 }
 
+/** Longest region name the native core accepts (a shared object's name without its '/'). */
+export const MAX_REGION_NAME_LENGTH = 200;
+
+/**
+ * Checks the name of a shared volume or journal and returns its region name, prefix + name: the
+ * name may be as long as the prefix leaves room for, so no caller computes that limit by hand.
+ */
+export function sharedRegionName(value: unknown, where: string, prefix: string): string {
+  checkSharedName(value, where, MAX_REGION_NAME_LENGTH - prefix.length);
+  return prefix + value;
+}
+
+/** Where an existing shared ({ name }) or file ({ path }) object lives. */
+export interface NamedTarget {
+  kind: 'shared' | 'file';
+  /** The region's name: prefix + name for shared objects, the path for files. */
+  regionName: string;
+  name?: string;
+  path?: string;
+}
+
+/** Resolves { name } or { path } (exactly one, checked) to where the object lives. */
+export function namedTarget(options: unknown, where: string, sharedPrefix: string): NamedTarget {
+  checkObject(options, where);
+  const { name, path } = options as { name?: unknown; path?: unknown };
+  if ((name === undefined) === (path === undefined)) throw new TypeError(`${where}: give exactly one of name and path`);
+  if (name !== undefined) {
+    checkSharedName(name, `${where}.name`, MAX_REGION_NAME_LENGTH - sharedPrefix.length);
+    return { kind: 'shared', regionName: sharedPrefix + name, name };
+  }
+  checkPath(path, `${where}.path`);
+  return { kind: 'file', regionName: path, path };
+}
+
 export function checkPath(value: unknown, name: string): asserts value is string {
   checkString(value, name);
   if (value.length === 0 || value.length > 4096) {

@@ -41,7 +41,10 @@ import {
   checkString,
   closedError,
   describe,
+  MAX_REGION_NAME_LENGTH,
+  namedTarget,
   orDefault,
+  sharedRegionName,
 } from './validate';
 
 export type VolumeBacking = 'memory' | 'shared' | 'file';
@@ -118,18 +121,6 @@ export const kNativeHandle = Symbol('blockmirror.Volume.native');
 /** Region name of a shared volume. */
 export function sharedVolumeRegionName(name: string): string {
   return SHARED_PREFIX + name;
-}
-
-function target(options: unknown, where: string): { kind: 'shared' | 'file'; regionName: string; name?: string; path?: string } {
-  checkObject(options, where);
-  const { name, path } = options as { name?: unknown; path?: unknown };
-  if ((name === undefined) === (path === undefined)) throw new TypeError(`${where}: give exactly one of name and path`);
-  if (name !== undefined) {
-    checkSharedName(name, `${where}.name`, 200 - SHARED_PREFIX.length);
-    return { kind: 'shared', regionName: sharedVolumeRegionName(name), name };
-  }
-  checkPath(path, `${where}.path`);
-  return { kind: 'file', regionName: path, path };
 }
 
 function offsetName(batchIndex: number): string {
@@ -209,16 +200,15 @@ export class Volume implements JournalAttachment {
     let path: string | undefined;
     if (backing === 'shared') {
       if (options.name === undefined) throw new TypeError("options.name is required for backing 'shared'");
-      checkSharedName(options.name, 'options.name', 200 - SHARED_PREFIX.length);
+      regionName = sharedRegionName(options.name, 'options.name', SHARED_PREFIX);
       name = options.name;
-      regionName = sharedVolumeRegionName(name);
     } else if (backing === 'file') {
       if (options.path === undefined) throw new TypeError("options.path is required for backing 'file'");
       checkPath(options.path, 'options.path');
       path = options.path;
       regionName = path;
     } else {
-      if (options.name !== undefined) checkSharedName(options.name, 'options.name', 200);
+      if (options.name !== undefined) checkSharedName(options.name, 'options.name', MAX_REGION_NAME_LENGTH);
       name = options.name;
       regionName = name ?? 'blockmirror.vol';
     }
@@ -228,14 +218,14 @@ export class Volume implements JournalAttachment {
 
   /** Opens an existing shared ({ name }) or file ({ path }) volume (ERR_REGION_NOT_FOUND when absent). */
   static open(options: { name: string } | { path: string }): Volume {
-    const { kind, regionName, name, path } = target(options, 'options');
+    const { kind, regionName, name, path } = namedTarget(options, 'options', SHARED_PREFIX);
     const handle = new addon.Volume(NATIVE_KIND[kind], regionName, false, 0, 0, false);
     return new Volume(handle, kind, name, path);
   }
 
   /** Removes a shared ({ name }) or file ({ path }) volume; false when it did not exist. */
   static unlink(options: { name: string } | { path: string }): boolean {
-    const { kind, regionName } = target(options, 'options');
+    const { kind, regionName } = namedTarget(options, 'options', SHARED_PREFIX);
     return addon.unlinkRegion(NATIVE_KIND[kind], regionName);
   }
 

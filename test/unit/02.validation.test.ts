@@ -175,4 +175,23 @@ describe('02 argument validation', () => {
       throwsWith(() => crc32c(Buffer.alloc(1), 2 ** 32), RangeError, 'previous must be in [0, 4294967295] (got 4294967296)');
     });
   });
+
+  describe('names of shared volumes and journals', () => {
+    it('may be as long as their region prefix leaves room for (region names stop at 200)', () => {
+      // 'blockmirror.vol.' is 16 characters, 'blockmirror.journal.' 20: unlink checks the name
+      // and answers false for a name that does not exist, so nothing is created here.
+      assert.equal(Volume.unlink({ name: 'v'.repeat(184) }), false);
+      throwsWith(() => Volume.unlink({ name: 'v'.repeat(185) }), RangeError, 'options.name must be 1..184 characters long (got 185)');
+      assert.equal(Journal.unlink({ name: 'j'.repeat(180) }), false);
+      throwsWith(() => Journal.unlink({ name: 'j'.repeat(181) }), RangeError, 'options.name must be 1..180 characters long (got 181)');
+      throwsWith(() => Journal.create({ kind: 'shared', name: 'j'.repeat(181) }), RangeError, 'options.name must be 1..180 characters long');
+    });
+
+    it('open and unlink take exactly one of name and path', () => {
+      for (const open of [(o: object) => Volume.open(o as { name: string }), (o: object) => Journal.open(o)]) {
+        throwsWith(() => open({}), TypeError, 'options: give exactly one of name and path');
+        throwsWith(() => open({ name: 'a', path: '/tmp/a' }), TypeError, 'options: give exactly one of name and path');
+      }
+    });
+  });
 });
