@@ -71,6 +71,84 @@ export const NBD_ERROR_CODES = Object.freeze([
   'ERR_NBD_SERVER_CLOSED',
 ] as const);
 
+/** Links between controllers: frames, handshakes, delivery (src/transport/). */
+export const LINK_ERROR_CODES = Object.freeze([
+  /** A frame did not start with the link magic: the stream lost framing or is not a link. */
+  'ERR_LINK_BAD_MAGIC',
+  /** A frame's header version is not one this controller decodes. */
+  'ERR_LINK_BAD_VERSION',
+  /** A frame's message type is unknown. */
+  'ERR_LINK_BAD_TYPE',
+  /** A frame set flags that are not defined, or not allowed on its type. */
+  'ERR_LINK_BAD_FLAGS',
+  /** A frame's length is above maxFrameBytes. */
+  'ERR_LINK_FRAME_TOO_LARGE',
+  /** A frame's CRC32C does not match its header and payload. */
+  'ERR_LINK_CHECKSUM',
+  /** A frame's sequence is not the one after the previous frame's. */
+  'ERR_LINK_SEQUENCE_GAP',
+  /** A message's payload is malformed (truncated, trailing bytes, bad field). */
+  'ERR_LINK_BAD_MESSAGE',
+  /** A message arrived in a state where it is not allowed (e.g. data before the handshake). */
+  'ERR_LINK_PROTOCOL',
+  /** The two controllers share no link protocol version. */
+  'ERR_LINK_VERSION',
+  /** The peer is not the controller expected at that address, or not a configured peer. */
+  'ERR_LINK_PEER_ID',
+  /** A controller connected to itself. */
+  'ERR_LINK_SELF',
+  /** Authentication failed: wrong secret, or one side has a secret and the other none. */
+  'ERR_LINK_AUTH',
+  /** The handshake did not finish within handshakeTimeoutMs. */
+  'ERR_LINK_HANDSHAKE_TIMEOUT',
+  /** Too many connections are in their handshake on this listener; the new one was closed. */
+  'ERR_LINK_TOO_MANY_CONNECTIONS',
+  /** The link is not up: the message was not sent. */
+  'ERR_LINK_DOWN',
+  /** The link's queue is full (maxQueuedBytes): the message was not sent; wait for drain. */
+  'ERR_LINK_FULL',
+  /** A request got no response within its timeout. */
+  'ERR_LINK_TIMEOUT',
+  /** The remote request handler failed; the error carries the remote code and message. */
+  'ERR_LINK_REMOTE',
+  /** No handler is registered for a request type on the remote controller. */
+  'ERR_LINK_NO_HANDLER',
+  /** The link (or its controller) is closed. */
+  'ERR_LINK_CLOSED',
+  /** No peer with that id is configured on this controller. */
+  'ERR_LINK_UNKNOWN_PEER',
+  /** A fault setting is invalid (e.g. a negative delay). */
+  'ERR_LINK_BAD_FAULT',
+] as const);
+
+/** Controllers (src/controller/). */
+export const CONTROLLER_ERROR_CODES = Object.freeze([
+  /** A peer's shared secret could not be read (missing file or variable, empty secret). */
+  'ERR_CONTROLLER_SECRET',
+  /** The controller is closed (or closing). */
+  'ERR_CONTROLLER_CLOSED',
+] as const);
+
+/** The admin endpoint (src/admin/): HTTP on a Unix socket. */
+export const ADMIN_ERROR_CODES = Object.freeze([
+  /** The request is malformed: bad JSON, a missing or wrong-typed field. HTTP 400. */
+  'ERR_ADMIN_BAD_REQUEST',
+  /** No such endpoint. HTTP 404. */
+  'ERR_ADMIN_NOT_FOUND',
+  /** The endpoint exists but not with this method. HTTP 405. */
+  'ERR_ADMIN_METHOD',
+  /** The request body is larger than the limit. HTTP 413. */
+  'ERR_ADMIN_TOO_LARGE',
+  /** The serve runs several controllers and the request named none. HTTP 400. */
+  'ERR_ADMIN_CONTROLLER_REQUIRED',
+  /** No controller with that id. HTTP 404. */
+  'ERR_ADMIN_UNKNOWN_CONTROLLER',
+  /** The command could not reach the admin endpoint (no serve on that socket). */
+  'ERR_ADMIN_UNREACHABLE',
+  /** The admin endpoint answered with an error or something that is not its JSON. */
+  'ERR_ADMIN_RESPONSE',
+] as const);
+
 /** Configuration files and options (src/cli/config.ts). */
 export const CONFIG_ERROR_CODES = Object.freeze([
   /** The configuration is invalid; the error's `issues` name each field and problem. */
@@ -92,9 +170,12 @@ export const CLI_ERROR_CODES = Object.freeze([
 ] as const);
 
 export type NbdErrorCode = (typeof NBD_ERROR_CODES)[number];
+export type LinkErrorCode = (typeof LINK_ERROR_CODES)[number];
+export type AdminErrorCode = (typeof ADMIN_ERROR_CODES)[number];
+export type ControllerErrorCode = (typeof CONTROLLER_ERROR_CODES)[number];
 export type ConfigErrorCode = (typeof CONFIG_ERROR_CODES)[number];
 export type CliErrorCode = (typeof CLI_ERROR_CODES)[number];
-export type ErrorCode = NativeErrorCode | NbdErrorCode | ConfigErrorCode | CliErrorCode;
+export type ErrorCode = NativeErrorCode | NbdErrorCode | LinkErrorCode | ControllerErrorCode | AdminErrorCode | ConfigErrorCode | CliErrorCode;
 
 /**
  * Every operating error code of blockmirror, one list per area: the native ones (which must equal
@@ -104,6 +185,9 @@ export type ErrorCode = NativeErrorCode | NbdErrorCode | ConfigErrorCode | CliEr
 export const ERROR_CODES: readonly ErrorCode[] = Object.freeze([
   ...NATIVE_ERROR_CODES,
   ...NBD_ERROR_CODES,
+  ...LINK_ERROR_CODES,
+  ...CONTROLLER_ERROR_CODES,
+  ...ADMIN_ERROR_CODES,
   ...CONFIG_ERROR_CODES,
   ...CLI_ERROR_CODES,
 ]);

@@ -1,0 +1,49 @@
+// What the admin endpoint needs from the array it serves (implemented by ControllerHost in
+// src/controller/host.ts). The admin server knows nothing else about controllers, so it can be
+// tested against a small fake and served over any socket.
+
+import type { FaultSettings } from '../transport/faults';
+
+/** One state change, as /events streams it (newline-delimited JSON, one object a line). */
+export interface ArrayEvent {
+  /** Increasing number of the event in this serve process, from 1. */
+  seq: number;
+  /** ISO 8601 wall time. */
+  time: string;
+  /** The controller the subject belongs to. */
+  controller: string;
+  /** What changed: "link:<peer>", "controller", "export:<name>", ... */
+  subject: string;
+  /** 'exists' (the current state, sent first to a new /events reader) or 'change'. */
+  kind: 'exists' | 'change';
+  old: string | null;
+  new: string;
+  reason: string | null;
+  /** More fields of the subject's event (code, detail, ...). */
+  [key: string]: unknown;
+}
+
+/** Receives events as they happen. */
+export type ArrayEventListener = (event: ArrayEvent) => void;
+
+/** The array behind an admin endpoint. */
+export interface AdminTarget {
+  /** The whole status (JSON-serializable; never contains a secret). */
+  status(): Record<string, unknown>;
+  /** One 'exists' event per subject, for a new /events reader. */
+  currentEvents(): ArrayEvent[];
+  /** Subscribes to every later event; returns the unsubscribe function. */
+  subscribe(listener: ArrayEventListener): () => void;
+  /** Controller ids, in configuration order. */
+  controllerIds(): string[];
+  /**
+   * Sets faults on a link. `controllerId` may be omitted when the array has one controller.
+   * Throws BlockmirrorError: ERR_ADMIN_CONTROLLER_REQUIRED, ERR_ADMIN_UNKNOWN_CONTROLLER,
+   * ERR_LINK_UNKNOWN_PEER, ERR_LINK_BAD_FAULT, ERR_LINK_CLOSED.
+   */
+  setLinkFaults(controllerId: string | undefined, peerId: string, settings: FaultSettings): void;
+  /** Removes a link's faults (same errors). */
+  healLink(controllerId: string | undefined, peerId: string): void;
+  /** Prometheus text exposition of every metric. */
+  metrics(): Promise<{ contentType: string; text: string }>;
+}

@@ -1,0 +1,396 @@
+// Notes on the design
+// -------------------
+// One emulated storage controller: a stable id, its volumes, the exports it declares, its
+// replication listener and one Link per configured peer. Several controllers may live in one
+// process (tests, the built-in default, the simulator); each behaves as if alone: nothing is
+// shared between them but the Network, Clock and Random they were given.
+//
+// Lifecycle, one setter over CONTROLLER_TRANSITIONS:
+//   created -> starting -> running -> stopping -> stopped
+//   starting -> stopped   (a volume or the listener failed: what was opened is closed again)
+// close() stops everything start() started, in reverse order (links, listener, volumes flushed
+// and closed) and waits for it; a second close() returns the same promise.
+//
+// Durable state (volumes, with their bitmaps) lives in regions the controller opens by name;
+// everything else (links, listener, counters) is rebuilt on start. So a simulator can "crash" a
+// controller in-process: drop the object without close(), keep the regions, start a new one.
+//
+// Events: every state change of the controller and of its links is emitted as 'event' (a
+// ControllerEvent), which the host numbers and serves on /events.
+
+import { EventEmitter } from 'node:events';
+
+import { BlockmirrorError } from '../errors';
+import { type Clock, realClock } from '../runtime/clock';
+import { type Random, realRandom } from '../runtime/random';
+import type { Volume } from '../storage/volume';
+import { LinkError } from '../transport/errors';
+import type { FaultSettings } from '../transport/faults';
+import type { VersionRange } from '../transport/handshake';
+import { LINK_PROTOCOL_VERSION_MAX, LINK_PROTOCOL_VERSION_MIN } from '../transport/handshake';
+import { Link, type LinkLogger, type LinkStateEvent, type LinkStatus, type LinkTuning } from '../transport/link';
+import { LinkListener, type LinkListenerStats } from '../transport/link-listener';
+import { tcpNetwork } from '../transport/tcp';
+import { type Network, type NetworkAddress, formatAddress } from '../transport/wire';
+import { type ControllerVolumeSpec, type OpenedVolume, openConfiguredVolume } from './volumes';
+
+export type ControllerState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
+
+export const CONTROLLER_TRANSITIONS: Readonly<Record<ControllerState, readonly ControllerState[]>> = Object.freeze({
+  created: ['starting', 'stopped'],
+  starting: ['running', 'stopped'],
+  running: ['stopping'],
+  stopping: ['stopped'],
+  stopped: [],
+});
+
+/** An export a controller declares (served by the host's NBD server). */
+export interface ControllerExportSpec {
+  name: string;
+  volume: string;
+  /** @default false */
+  readOnly?: boolean;
+  /** @default '' */
+  description?: string;
+}
+
+/** A configured peer. */
+export interface ControllerPeerSpec {
+  id: string;
+  /** Where the peer listens for links. @default undefined (this side only accepts) */
+  address?: NetworkAddress;
+  /** The shared secret (bytes; see secrets.ts to read one). @default undefined */
+  secret?: Buffer;
+}
+
+/** Replication listener and link tuning. */
+export interface ControllerReplicationOptions extends LinkTuning {
+  /** Where peers dial this controller. @default undefined (no listener) */
+  listen?: NetworkAddress;
+  /** Inbound handshakes in progress at once. @default 16 */
+  maxPendingConnections?: number;
+}
+
+/** Options of a Controller. */
+export interface ControllerOptions {
+  /** Stable id, [A-Za-z0-9._-]{1,64}. */
+  id: string;
+  /** @default [] */
+  volumes?: ControllerVolumeSpec[];
+  /** @default [] */
+  exports?: ControllerExportSpec[];
+  /** @default {} */
+  replication?: ControllerReplicationOptions;
+  /** @default [] */
+  peers?: ControllerPeerSpec[];
+  /** @default tcpNetwork */
+  network?: Network;
+  /** @default realClock */
+  clock?: Clock;
+  /** @default realRandom */
+  random?: Random;
+  /** @default silent */
+  logger?: LinkLogger & { child?(bindings: object): LinkLogger };
+  /** Link protocol versions offered (a test hook). @default 1..1 */
+  linkVersions?: VersionRange;
+}
+
+/** An event of a controller (the host adds `seq`). */
+export interface ControllerEvent {
+  time: string;
+  controller: string;
+  subject: string;
+  kind: 'exists' | 'change';
+  old: string | null;
+  new: string;
+  reason: string | null;
+  [key: string]: unknown;
+}
+
+/** A controller's status (JSON; never a secret). */
+export interface ControllerStatus {
+  id: string;
+  state: ControllerState;
+  replication: { listen: string | null; listener: LinkListenerStats | null };
+  links: LinkStatus[];
+  volumes: { name: string; sharedName: string; backing: string; capacityBytes: number; blockSize: number; opened: string }[];
+  exports: { name: string; volume: string; readOnly: boolean; description: string }[];
+}
+
+const ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
+const SILENT: LinkLogger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
+
+/** One emulated storage controller. */
+export class Controller extends EventEmitter {
+  readonly id: string;
+  private state: ControllerState = 'created';
+  private readonly clock: Clock;
+  private readonly random: Random;
+  private readonly network: Network;
+  private readonly log: LinkLogger;
+  private readonly options: ControllerOptions;
+  private readonly opened: OpenedVolume[] = [];
+  private readonly linkMap = new Map<string, Link>();
+  private listener: LinkListener | undefined;
+  private closePromise: Promise<void> | undefined;
+
+  constructor(options: ControllerOptions) {
+    super();
+    if (options === null || typeof options !== 'object') throw new TypeError('options must be an object');
+    if (typeof options.id !== 'string' || !ID_PATTERN.test(options.id)) {
+      throw new TypeError(`options.id must match ${ID_PATTERN}, got ${JSON.stringify(options.id)}`);
+    }
+    this.id = options.id;
+    this.options = options;
+    this.clock = options.clock ?? realClock;
+    this.random = options.random ?? realRandom;
+    this.network = options.network ?? tcpNetwork;
+    this.log = options.logger?.child?.({ controller: options.id }) ?? options.logger ?? SILENT;
+    const seen = new Set<string>();
+    for (const [index, peer] of (options.peers ?? []).entries()) {
+      if (typeof peer?.id !== 'string' || !ID_PATTERN.test(peer.id)) throw new TypeError(`options.peers[${index}].id must match ${ID_PATTERN}`);
+      if (peer.id === this.id) throw new TypeError(`options.peers[${index}].id: a controller cannot be its own peer`);
+      if (seen.has(peer.id)) throw new TypeError(`options.peers[${index}].id: duplicate peer ${peer.id}`);
+      seen.add(peer.id);
+    }
+    const exportVolumes = new Set((options.volumes ?? []).map((volume) => volume.name));
+    for (const [index, entry] of (options.exports ?? []).entries()) {
+      if (!exportVolumes.has(entry.volume)) throw new TypeError(`options.exports[${index}].volume: no volume named ${entry.volume}`);
+    }
+  }
+
+  get currentState(): ControllerState {
+    return this.state;
+  }
+
+  private setState(next: ControllerState, reason: string): void {
+    const old = this.state;
+    if (!CONTROLLER_TRANSITIONS[old].includes(next)) throw new Error(`controller ${this.id}: invalid transition ${old} -> ${next}`);
+    this.state = next;
+    this.log.info({ old, new: next, reason }, `controller ${this.id}: ${old} -> ${next} (${reason})`);
+    this.emitEvent({ subject: 'controller', kind: 'change', old, new: next, reason });
+  }
+
+  private emitEvent(fields: Omit<ControllerEvent, 'time' | 'controller'>): void {
+    const event = { time: new Date(this.clock.wallTimeMs()).toISOString(), controller: this.id, ...fields } as ControllerEvent;
+    this.emit('event', event);
+  }
+
+  /** Opens the volumes, starts the listener and the links. */
+  async start(): Promise<void> {
+    this.setState('starting', 'start');
+    try {
+      for (const spec of this.options.volumes ?? []) {
+        const opened = await openConfiguredVolume(spec);
+        this.opened.push(opened);
+        this.log.info({ volume: spec.name, backing: spec.backing ?? 'memory', opened: opened.opened }, `volume ${spec.name} open`);
+      }
+      const replication = this.options.replication ?? {};
+      const versions = this.options.linkVersions ?? { min: LINK_PROTOCOL_VERSION_MIN, max: LINK_PROTOCOL_VERSION_MAX };
+      for (const peer of this.options.peers ?? []) {
+        // One side dials: the one whose id sorts first, or the one that does not listen (the
+        // peer could not dial it). See the design note of link.ts.
+        const dial = peer.address !== undefined && (this.id < peer.id || replication.listen === undefined);
+        const link = new Link({
+          ...replication,
+          selfId: this.id,
+          peerId: peer.id,
+          ...(peer.address === undefined ? {} : { address: peer.address }),
+          dial,
+          ...(peer.secret === undefined ? {} : { secret: peer.secret }),
+          network: this.network,
+          clock: this.clock,
+          random: this.random,
+          logger: this.log,
+          versions,
+        });
+        link.on('state', (event: LinkStateEvent) => {
+          const fields: Record<string, unknown> = {};
+          if (event.code !== undefined) fields.code = event.code;
+          if (event.detail !== undefined) fields.detail = event.detail;
+          this.emitEvent({ subject: `link:${peer.id}`, kind: 'change', old: event.old, new: event.new, reason: event.reason, ...fields });
+        });
+        link.on('faults', (faults: unknown) => {
+          this.emitEvent({ subject: `link:${peer.id}`, kind: 'change', old: null, new: faults === null ? 'healed' : 'faults',
+            reason: 'operator', faults });
+        });
+        this.linkMap.set(peer.id, link);
+      }
+      if (replication.listen !== undefined) {
+        const listener = new LinkListener({
+          selfId: this.id,
+          address: replication.listen,
+          network: this.network,
+          clock: this.clock,
+          random: this.random,
+          logger: this.log,
+          lookupLink: (peerId) => this.linkMap.get(peerId),
+          versions,
+          features: 0,
+          maxFrameBytes: this.linkMap.values().next().value?.tuning.maxFrameBytes ?? replication.maxFrameBytes ?? 32 * 1024 * 1024 + 64 * 1024,
+          handshakeTimeoutMs: replication.handshakeTimeoutMs ?? 5000,
+          maxPendingConnections: replication.maxPendingConnections ?? 16,
+        });
+        this.listener = listener;
+        const bound = await listener.listen();
+        this.log.info({ listen: formatAddress(bound) }, `controller ${this.id}: replication listener on ${formatAddress(bound)}`);
+      }
+      for (const link of this.linkMap.values()) link.start();
+    } catch (error) {
+      await this.release();
+      this.setState('stopped', 'start failed');
+      throw error;
+    }
+    this.setState('running', 'started');
+  }
+
+  /** The replication listener's bound address (after start), or undefined. */
+  get replicationAddress(): NetworkAddress | undefined {
+    return this.listener?.address;
+  }
+
+  /** The opened volume with this name. */
+  volume(name: string): Volume | undefined {
+    return this.opened.find((entry) => entry.spec.name === name)?.volume;
+  }
+
+  /** The opened volumes. */
+  get volumes(): readonly OpenedVolume[] {
+    return this.opened;
+  }
+
+  /** The exports this controller declares. */
+  get exports(): readonly ControllerExportSpec[] {
+    return this.options.exports ?? [];
+  }
+
+  /** The links, one per configured peer. */
+  get links(): ReadonlyMap<string, Link> {
+    return this.linkMap;
+  }
+
+  /** The link to `peerId`; throws ERR_LINK_UNKNOWN_PEER. */
+  link(peerId: string): Link {
+    const link = this.linkMap.get(peerId);
+    if (link === undefined) {
+      const known = [...this.linkMap.keys()].join(', ') || 'none';
+      throw new LinkError('ERR_LINK_UNKNOWN_PEER', `controller ${this.id} has no peer ${JSON.stringify(peerId)} (peers: ${known})`);
+    }
+    return link;
+  }
+
+  /** Sets faults on the link to `peerId` (see src/transport/faults.ts). */
+  setLinkFaults(peerId: string, settings: FaultSettings): void {
+    this.checkOpen();
+    this.link(peerId).setFaults(settings);
+  }
+
+  /** Removes the faults of the link to `peerId`. */
+  healLink(peerId: string): void {
+    this.checkOpen();
+    this.link(peerId).heal();
+  }
+
+  private checkOpen(): void {
+    if (this.state === 'stopping' || this.state === 'stopped') {
+      throw new BlockmirrorError('ERR_CONTROLLER_CLOSED', `controller ${this.id} is ${this.state}`);
+    }
+  }
+
+  /** One 'exists' event per subject (the controller and each link), for a new /events reader. */
+  currentEvents(): ControllerEvent[] {
+    const time = new Date(this.clock.wallTimeMs()).toISOString();
+    const events: ControllerEvent[] = [{ time, controller: this.id, subject: 'controller', kind: 'exists', old: null, new: this.state, reason: null }];
+    for (const link of this.linkMap.values()) {
+      const status = link.status();
+      const event: ControllerEvent = { time, controller: this.id, subject: `link:${link.peerId}`, kind: 'exists', old: null, new: status.state, reason: status.reason };
+      if (status.code !== undefined) event.code = status.code;
+      if (status.faults !== null) event.faults = status.faults;
+      events.push(event);
+    }
+    return events;
+  }
+
+  status(): ControllerStatus {
+    return {
+      id: this.id,
+      state: this.state,
+      replication: {
+        listen: this.listener?.address === undefined ? null : formatAddress(this.listener.address),
+        listener: this.listener?.stats() ?? null,
+      },
+      links: [...this.linkMap.values()].map((link) => link.status()),
+      volumes: this.opened.map(({ spec, volume, opened }) => ({
+        name: spec.name,
+        sharedName: spec.sharedName ?? spec.name,
+        backing: spec.backing ?? 'memory',
+        capacityBytes: volume.closed ? spec.capacityBytes : volume.capacityBytes,
+        blockSize: spec.blockSize ?? 4096,
+        opened,
+      })),
+      exports: this.exports.map((entry) => ({
+        name: entry.name, volume: entry.volume, readOnly: entry.readOnly ?? false, description: entry.description ?? '',
+      })),
+    };
+  }
+
+  /**
+   * Stops: links say goodbye, the listener closes, volumes are flushed and closed. Returns the
+   * number of steps that failed (logged). Idempotent.
+   */
+  close(): Promise<void> {
+    if (this.closePromise === undefined) {
+      this.closePromise = (async () => {
+        if (this.state === 'created') {
+          this.setState('stopped', 'closed before start');
+          return;
+        }
+        if (this.state !== 'running') return;
+        this.setState('stopping', 'close');
+        const problems = await this.release();
+        this.setState('stopped', problems === 0 ? 'closed' : `closed with ${problems} problem(s)`);
+        if (problems > 0) throw new BlockmirrorError('ERR_CLI_SHUTDOWN', `controller ${this.id}: ${problems} problem(s) while closing; see the log`);
+      })();
+    }
+    return this.closePromise;
+  }
+
+  /** Final per-volume stats taken before the volumes closed (for summaries). */
+  finalVolumeStats: ReturnType<Volume['stats']>[] | undefined;
+
+  private async release(): Promise<number> {
+    let problems = 0;
+    for (const link of this.linkMap.values()) await link.close();
+    if (this.listener !== undefined) await this.listener.close();
+    const stats: ReturnType<Volume['stats']>[] = new Array(this.opened.length);
+    for (let index = this.opened.length - 1; index >= 0; index--) {
+      const { spec, volume } = this.opened[index] as OpenedVolume;
+      try {
+        await volume.flush();
+      } catch (error) {
+        problems++;
+        this.log.error({ err: error, volume: spec.name }, `flush of ${spec.name} failed`);
+      }
+      stats[index] = volume.stats();
+      try {
+        await volume.close();
+      } catch (error) {
+        problems++;
+        this.log.error({ err: error, volume: spec.name }, `close of ${spec.name} failed`);
+      }
+    }
+    this.finalVolumeStats = stats;
+    return problems;
+  }
+
+  /**
+   * Drops this controller as a crash would (the simulator's tool): every timer and connection
+   * stops at once, nothing is flushed or said to peers; named regions stay as they are. The
+   * object is unusable afterwards.
+   */
+  crash(): void {
+    for (const link of this.linkMap.values()) link.abandon();
+    void this.listener?.close();
+    this.removeAllListeners();
+  }
+}

@@ -1,0 +1,283 @@
+// Notes on the design
+// -------------------
+// The link's frame codec: pure, no sockets, no timers. Every byte between two controllers is a
+// frame:
+//
+//   offset size field
+//        0    4 magic          0x424d4c4b ("BMLK")
+//        4    1 version        FRAME_VERSION (the framing; the link protocol version is agreed
+//                              in the handshake, so framing stays stable across protocol versions)
+//        5    1 type           a FrameType (link-level) or a registered message type
+//        6    2 flags          FrameFlag bits; undefined bits must be zero
+//        8    8 sequence       per connection and direction, 1, 2, 3, ... with no gap
+//       16    4 correlation    request id of a request/response pair, 0 otherwise
+//       20    4 payloadLength  bytes after the header
+//       24    4 crc32c         CRC32C of bytes 0..23 followed by the payload
+//       28      payload
+//
+// All fields are big-endian (network order, as NBD). The decoder accepts any split of the byte
+// stream: it keeps at most one header and one payload being assembled, whose size it checked
+// against maxFrameBytes before allocating, so memory stays within the limit whatever arrives.
+// A bad frame throws a LinkError (ERR_LINK_*) and poisons the decoder: every later push throws
+// the same error, because after one bad frame nothing that follows can be trusted. The caller
+// closes that connection only.
+//
+// A payload that arrives inside one chunk is handed out as a view of that chunk (no copy); one
+// that spans chunks is assembled into a buffer of its exact size (one copy).
+
+import { crc32c } from '../storage/crc32c';
+import { LinkError } from './errors';
+
+export const FRAME_MAGIC = 0x424d4c4b;
+export const FRAME_VERSION = 1;
+export const FRAME_HEADER_BYTES = 28;
+/** Largest frame (header + payload) by default: a 32 MiB payload plus room. @default 33619968 */
+export const DEFAULT_MAX_FRAME_BYTES = 32 * 1024 * 1024 + 64 * 1024;
+export const MIN_MAX_FRAME_BYTES = 64 * 1024;
+export const MAX_MAX_FRAME_BYTES = 1024 * 1024 * 1024;
+
+/** Link-level frame types (0x01-0x1f). Message types of the protocols above start at 0x20. */
+export const FrameType = Object.freeze({
+  HELLO: 0x01,
+  HELLO_REPLY: 0x02,
+  AUTH: 0x03,
+  WELCOME: 0x04,
+  REFUSE: 0x05,
+  PING: 0x06,
+  PONG: 0x07,
+  ACK: 0x08,
+  GOODBYE: 0x09,
+});
+
+export const FIRST_MESSAGE_TYPE = 0x20;
+
+/** Flag bits. */
+export const FrameFlag = Object.freeze({
+  /** The frame is a request; `correlation` names it and a response is expected. */
+  REQUEST: 0x0001,
+  /** The frame answers the request named by `correlation`. */
+  RESPONSE: 0x0002,
+  /** With RESPONSE: the request failed; the payload is an encoded remote error. */
+  ERROR: 0x0004,
+});
+const KNOWN_FLAGS = FrameFlag.REQUEST | FrameFlag.RESPONSE | FrameFlag.ERROR;
+
+const LINK_TYPES = new Set<number>(Object.values(FrameType));
+
+/** One decoded frame. */
+export interface Frame {
+  type: number;
+  flags: number;
+  sequence: number;
+  correlation: number;
+  payload: Buffer;
+}
+
+/** Options of the decoder. */
+export interface FrameDecoderOptions {
+  /** Largest frame accepted, header included. @default DEFAULT_MAX_FRAME_BYTES */
+  maxFrameBytes?: number;
+  /** Which message types (>= 0x20) are known; link-level types always are. @default none */
+  isKnownMessageType?: (type: number) => boolean;
+}
+
+function checkMaxFrameBytes(value: number | undefined): number {
+  const result = value ?? DEFAULT_MAX_FRAME_BYTES;
+  if (!Number.isSafeInteger(result) || result < MIN_MAX_FRAME_BYTES || result > MAX_MAX_FRAME_BYTES) {
+    throw new RangeError(`maxFrameBytes must be an integer from ${MIN_MAX_FRAME_BYTES} to ${MAX_MAX_FRAME_BYTES}, got ${value}`);
+  }
+  return result;
+}
+
+/** True for a link-level frame type. */
+export function isLinkFrameType(type: number): boolean {
+  return LINK_TYPES.has(type);
+}
+
+/** Encodes frames for one direction of one connection (it owns the sequence). */
+export class FrameEncoder {
+  private nextSequence = 1;
+  readonly maxFrameBytes: number;
+
+  constructor(options: { maxFrameBytes?: number } = {}) {
+    this.maxFrameBytes = checkMaxFrameBytes(options.maxFrameBytes);
+  }
+
+  /** The sequence the next frame will carry. */
+  get sequence(): number {
+    return this.nextSequence;
+  }
+
+  /**
+   * Encodes one frame: returns [header, payload] (the payload is not copied; keep it unchanged
+   * until written) and the sequence it was given.
+   */
+  encode(type: number, payload: Buffer, flags = 0, correlation = 0): { chunks: Buffer[]; sequence: number } {
+    if (!Number.isInteger(type) || type < 1 || type > 0xff) throw new RangeError(`type must be 1..255, got ${type}`);
+    if ((flags & ~KNOWN_FLAGS) !== 0) throw new RangeError(`unknown flags 0x${flags.toString(16)}`);
+    if (!Number.isInteger(correlation) || correlation < 0 || correlation > 0xffffffff) {
+      throw new RangeError(`correlation must be a 32-bit unsigned integer, got ${correlation}`);
+    }
+    if (FRAME_HEADER_BYTES + payload.length > this.maxFrameBytes) {
+      throw new LinkError('ERR_LINK_FRAME_TOO_LARGE',
+        `a ${payload.length}-byte payload exceeds maxFrameBytes ${this.maxFrameBytes}`);
+    }
+    const sequence = this.nextSequence++;
+    const header = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
+    header.writeUInt32BE(FRAME_MAGIC, 0);
+    header.writeUInt8(FRAME_VERSION, 4);
+    header.writeUInt8(type, 5);
+    header.writeUInt16BE(flags, 6);
+    header.writeUInt32BE(Math.floor(sequence / 2 ** 32), 8);
+    header.writeUInt32BE(sequence >>> 0, 12);
+    header.writeUInt32BE(correlation, 16);
+    header.writeUInt32BE(payload.length, 20);
+    const crc = crc32c(payload, crc32c(header.subarray(0, 24)));
+    header.writeUInt32BE(crc, 24);
+    return { chunks: payload.length === 0 ? [header] : [header, payload], sequence };
+  }
+}
+
+/** Decodes the frames of one direction of one connection from chunks split anywhere. */
+export class FrameDecoder {
+  readonly maxFrameBytes: number;
+  private readonly isKnownMessageType: (type: number) => boolean;
+  private readonly header = Buffer.alloc(FRAME_HEADER_BYTES);
+  private headerFill = 0;
+  private payload: Buffer | undefined;
+  private payloadFill = 0;
+  private expectedSequence = 1;
+  private failure: LinkError | undefined;
+  // The header fields of the frame being assembled.
+  private type = 0;
+  private flags = 0;
+  private sequence = 0;
+  private correlation = 0;
+  private crc = 0;
+  /** Bytes buffered for the frame being assembled (header and payload). */
+  get bufferedBytes(): number {
+    return this.headerFill + this.payloadFill;
+  }
+
+  /** Frames decoded so far. */
+  framesDecoded = 0;
+
+  constructor(options: FrameDecoderOptions = {}) {
+    this.maxFrameBytes = checkMaxFrameBytes(options.maxFrameBytes);
+    this.isKnownMessageType = options.isKnownMessageType ?? (() => false);
+  }
+
+  /** The error that poisoned this decoder, if any. */
+  get error(): LinkError | undefined {
+    return this.failure;
+  }
+
+  /**
+   * Feeds bytes; calls `onFrame` for each complete frame in order. Throws LinkError on the
+   * first bad frame (frames before it in the same chunk have been delivered).
+   */
+  push(chunk: Buffer, onFrame: (frame: Frame) => void): void {
+    if (this.failure !== undefined) throw this.failure;
+    let offset = 0;
+    try {
+      while (offset < chunk.length) {
+        if (this.payload === undefined) {
+          // Header: take it straight from the chunk when whole, else assemble it.
+          if (this.headerFill === 0 && chunk.length - offset >= FRAME_HEADER_BYTES) {
+            this.parseHeader(chunk, offset);
+            offset += FRAME_HEADER_BYTES;
+          } else {
+            const take = Math.min(FRAME_HEADER_BYTES - this.headerFill, chunk.length - offset);
+            chunk.copy(this.header, this.headerFill, offset, offset + take);
+            this.headerFill += take;
+            offset += take;
+            if (this.headerFill < FRAME_HEADER_BYTES) return;
+            this.parseHeader(this.header, 0);
+            this.headerFill = 0;
+          }
+          const length = this.pendingLength;
+          if (length === 0) {
+            this.finish(Buffer.alloc(0), onFrame);
+            continue;
+          }
+          if (this.payloadFill === 0 && chunk.length - offset >= length) {
+            const view = chunk.subarray(offset, offset + length);
+            offset += length;
+            this.finish(view, onFrame);
+            continue;
+          }
+          this.payload = Buffer.allocUnsafe(length);
+          this.payloadFill = 0;
+        }
+        const payload = this.payload;
+        const take = Math.min(payload.length - this.payloadFill, chunk.length - offset);
+        chunk.copy(payload, this.payloadFill, offset, offset + take);
+        this.payloadFill += take;
+        offset += take;
+        if (this.payloadFill === payload.length) {
+          this.payload = undefined;
+          this.payloadFill = 0;
+          this.finish(payload, onFrame);
+        }
+      }
+    } catch (error) {
+      if (error instanceof LinkError) {
+        this.failure = error;
+        this.payload = undefined;
+      }
+      throw error;
+    }
+  }
+
+  private pendingLength = 0;
+  private headerCrc = 0;
+
+  private parseHeader(source: Buffer, at: number): void {
+    const magic = source.readUInt32BE(at);
+    if (magic !== FRAME_MAGIC) {
+      throw new LinkError('ERR_LINK_BAD_MAGIC', `bad frame magic 0x${magic.toString(16).padStart(8, '0')} (expected 0x${FRAME_MAGIC.toString(16)})`);
+    }
+    const version = source.readUInt8(at + 4);
+    if (version !== FRAME_VERSION) {
+      throw new LinkError('ERR_LINK_BAD_VERSION', `frame version ${version} is not supported (this controller decodes ${FRAME_VERSION})`);
+    }
+    const type = source.readUInt8(at + 5);
+    if (!(isLinkFrameType(type) || (type >= FIRST_MESSAGE_TYPE && this.isKnownMessageType(type)))) {
+      throw new LinkError('ERR_LINK_BAD_TYPE', `unknown frame type 0x${type.toString(16)}`);
+    }
+    const flags = source.readUInt16BE(at + 6);
+    if ((flags & ~KNOWN_FLAGS) !== 0 || ((flags & FrameFlag.ERROR) !== 0 && (flags & FrameFlag.RESPONSE) === 0) ||
+        ((flags & FrameFlag.REQUEST) !== 0 && (flags & FrameFlag.RESPONSE) !== 0)) {
+      throw new LinkError('ERR_LINK_BAD_FLAGS', `bad frame flags 0x${flags.toString(16)}`);
+    }
+    const length = source.readUInt32BE(at + 20);
+    if (length > this.maxFrameBytes - FRAME_HEADER_BYTES) {
+      throw new LinkError('ERR_LINK_FRAME_TOO_LARGE',
+        `frame of ${length + FRAME_HEADER_BYTES} bytes exceeds maxFrameBytes ${this.maxFrameBytes}`);
+    }
+    const sequenceHigh = source.readUInt32BE(at + 8);
+    const sequence = sequenceHigh * 2 ** 32 + source.readUInt32BE(at + 12);
+    // The CRC is checked before the sequence, so a corrupted sequence reads as corruption.
+    this.headerCrc = crc32c(source.subarray(at, at + 24));
+    this.crc = source.readUInt32BE(at + 24);
+    this.type = type;
+    this.flags = flags;
+    this.sequence = sequence;
+    this.correlation = source.readUInt32BE(at + 16);
+    this.pendingLength = length;
+  }
+
+  private finish(payload: Buffer, onFrame: (frame: Frame) => void): void {
+    const crc = payload.length === 0 ? this.headerCrc : crc32c(payload, this.headerCrc);
+    if (crc !== this.crc) {
+      throw new LinkError('ERR_LINK_CHECKSUM',
+        `frame CRC32C mismatch: computed 0x${crc.toString(16)}, frame says 0x${this.crc.toString(16)}`);
+    }
+    if (this.sequence !== this.expectedSequence) {
+      throw new LinkError('ERR_LINK_SEQUENCE_GAP', `frame sequence ${this.sequence}, expected ${this.expectedSequence}`);
+    }
+    this.expectedSequence++;
+    this.framesDecoded++;
+    onFrame({ type: this.type, flags: this.flags, sequence: this.sequence, correlation: this.correlation, payload });
+  }
+}
