@@ -11,6 +11,7 @@ export type {
   NbdRequestCounts,
   NbdServerOptions,
   NbdServerStats,
+  NbdExportStats,
   NbdVolume,
 } from './server';
 export { NBD_ERROR_CODES, isNbdError, nbdError } from './errors';

@@ -229,6 +229,29 @@ export interface NbdRequestCounts {
   unknown: number;
 }
 
+/** Counters of one export (exportStats()). */
+export interface NbdExportStats {
+  name: string;
+  readOnly: boolean;
+  requests: NbdRequestCounts;
+  bytesRead: number;
+  bytesWritten: number;
+}
+
+function requestCountsOf(counts: Float64Array): NbdRequestCounts {
+  return {
+    read: counts[P.NBD_CMD_READ] as number,
+    write: counts[P.NBD_CMD_WRITE] as number,
+    disc: counts[P.NBD_CMD_DISC] as number,
+    flush: counts[P.NBD_CMD_FLUSH] as number,
+    trim: counts[P.NBD_CMD_TRIM] as number,
+    cache: counts[P.NBD_CMD_CACHE] as number,
+    writeZeroes: counts[P.NBD_CMD_WRITE_ZEROES] as number,
+    blockStatus: counts[P.NBD_CMD_BLOCK_STATUS] as number,
+    unknown: counts[P.NBD_CMD_COUNT] as number,
+  };
+}
+
 export interface NbdServerStats {
   /** Connections open now (handshake or transmission). */
   connections: number;
@@ -326,6 +349,10 @@ interface ExportEntry {
   minimumBlockBytes: number;
   preferredBlockBytes: number;
   maximumBlockBytes: number;
+  /** Requests received on connections to this export, by command type (unknown last). */
+  requestCounts: Float64Array;
+  bytesRead: number;
+  bytesWritten: number;
 }
 
 /** A context selected by SET_META_CONTEXT; a dirty context keeps its bitmap view open (closed with the connection). */
@@ -1148,6 +1175,10 @@ class Connection {
   private handleRequest(request: P.NbdRequest): void {
     const server = this.server;
     server.countRequest(request.type);
+    if (this.entry !== null) {
+      const index = request.type < P.NBD_CMD_COUNT ? request.type : P.NBD_CMD_COUNT;
+      this.entry.requestCounts[index] = (this.entry.requestCounts[index] as number) + 1;
+    }
     this.headerFirst = request.type === P.NBD_CMD_WRITE && request.length >= HEADER_FIRST_MIN_BYTES;
     if (request.type === P.NBD_CMD_DISC) {
       this.discReceived = true;
@@ -1175,6 +1206,7 @@ class Connection {
           return this.replyVolumeError(request, error);
         }
         server.bytesWritten += request.length;
+        entry.bytesWritten += request.length;
         return this.finishWrite(request, entry);
       case P.NBD_CMD_TRIM:
         try {
@@ -1314,6 +1346,7 @@ class Connection {
     }
     if (dedicated === null) out.commit(at + total);
     this.server.bytesRead += length;
+    entry.bytesRead += length;
   }
 
   /** Structured READ with OFFSET_HOLE chunks for unallocated extents. */
@@ -1365,6 +1398,7 @@ class Connection {
     if (dedicated !== null) out.shrinkDedicated(dedicated, position);
     else out.commit(position);
     this.server.bytesRead += length;
+    entry.bytesRead += length;
   }
 
   private handleBlockStatus(request: P.NbdRequest, entry: ExportEntry): void {
@@ -1578,6 +1612,9 @@ export class NbdServer extends EventEmitter {
         minimumBlockBytes,
         preferredBlockBytes,
         maximumBlockBytes,
+        requestCounts: new Float64Array(P.NBD_CMD_COUNT + 1),
+        bytesRead: 0,
+        bytesWritten: 0,
       };
       this.exports.push(entry);
       this.exportsByName.set(entry.name, entry);
@@ -1669,22 +1706,23 @@ export class NbdServer extends EventEmitter {
     return result;
   }
 
+  /** Per-export counters: requests by type and payload bytes, since the server was created. */
+  exportStats(): NbdExportStats[] {
+    return this.exports.map((entry) => ({
+      name: entry.name,
+      readOnly: entry.readOnly,
+      requests: requestCountsOf(entry.requestCounts),
+      bytesRead: entry.bytesRead,
+      bytesWritten: entry.bytesWritten,
+    }));
+  }
+
   stats(): NbdServerStats {
     const counts = this.requestCounts;
     return {
       connections: this.connections.size,
       totalConnections: this.totalConnections,
-      requests: {
-        read: counts[P.NBD_CMD_READ] as number,
-        write: counts[P.NBD_CMD_WRITE] as number,
-        disc: counts[P.NBD_CMD_DISC] as number,
-        flush: counts[P.NBD_CMD_FLUSH] as number,
-        trim: counts[P.NBD_CMD_TRIM] as number,
-        cache: counts[P.NBD_CMD_CACHE] as number,
-        writeZeroes: counts[P.NBD_CMD_WRITE_ZEROES] as number,
-        blockStatus: counts[P.NBD_CMD_BLOCK_STATUS] as number,
-        unknown: counts[P.NBD_CMD_COUNT] as number,
-      },
+      requests: requestCountsOf(counts),
       bytesRead: this.bytesRead,
       bytesWritten: this.bytesWritten,
       errors: this.errors,

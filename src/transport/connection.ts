@@ -61,7 +61,6 @@ export class Connection {
   private readonly inStage: FaultStage<IncomingItem>;
   private handlers: ConnectionHandlers | undefined;
   private closedInfo: ConnectionClose | undefined;
-  private frameLimit: number;
   bytesIn = 0;
   bytesOut = 0;
   framesIn = 0;
@@ -79,7 +78,7 @@ export class Connection {
   ) {
     this.encoder = new FrameEncoder({ maxFrameBytes: options.maxFrameBytes });
     this.decoder = new FrameDecoder({ maxFrameBytes: options.maxFrameBytes, isKnownMessageType });
-    this.frameLimit = Math.min(HANDSHAKE_MAX_FRAME_BYTES, options.maxFrameBytes);
+    this.decoder.setFrameLimit(Math.min(HANDSHAKE_MAX_FRAME_BYTES, options.maxFrameBytes));
     let faults = options.faults ?? (() => ({ in: noFaults(), out: noFaults() }));
     this.outStage = new FaultStage<OutgoingItem>(() => faults().out, options.clock, options.random, (item) => {
       this.bytesOut += item.byteLength;
@@ -127,7 +126,7 @@ export class Connection {
 
   /** Lifts the pre-handshake frame limit to the configured one. */
   authenticated(): void {
-    this.frameLimit = this.decoder.maxFrameBytes;
+    this.decoder.setFrameLimit(this.decoder.maxFrameBytes);
   }
 
   private onData(chunk: Buffer): void {
@@ -135,13 +134,8 @@ export class Connection {
     this.bytesIn += chunk.length;
     try {
       this.decoder.push(chunk, (frame) => {
-        const byteLength = FRAME_HEADER_BYTES + frame.payload.length;
-        if (byteLength > this.frameLimit) {
-          throw new LinkError('ERR_LINK_FRAME_TOO_LARGE',
-            `a ${byteLength}-byte frame before the handshake finished (limit ${this.frameLimit})`);
-        }
         this.framesIn++;
-        this.inStage.push({ frame, byteLength });
+        this.inStage.push({ frame, byteLength: FRAME_HEADER_BYTES + frame.payload.length });
       });
     } catch (error) {
       if (error instanceof LinkError) {
@@ -179,6 +173,9 @@ export class Connection {
   private finish(info: ConnectionClose, graceful = false): void {
     if (this.closedInfo !== undefined) return;
     this.closedInfo = info;
+    // A graceful close sends what a delay or bandwidth fault still holds (the last REFUSE or
+    // GOODBYE must reach the peer); a partition still discards it.
+    if (graceful) this.outStage.releaseAll();
     this.outStage.stop();
     this.inStage.stop();
     if (graceful) this.wire.end(info.reason);

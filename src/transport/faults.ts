@@ -183,6 +183,21 @@ export class FaultStage<T extends { byteLength: number }> {
     this.arm();
   }
 
+  /** Releases everything held now, in order, ignoring delays (a partition still discards). */
+  releaseAll(): void {
+    this.timer?.cancel();
+    this.timer = undefined;
+    while (this.queue.length > 0 && !this.stopped) {
+      const head = this.queue.shift() as { item: T };
+      if (this.faults().partitioned) {
+        this.blackHoled = true;
+        this.discardedCount++;
+        continue;
+      }
+      this.release(head.item);
+    }
+  }
+
   /** Discards what is held and stops. */
   stop(): void {
     this.stopped = true;

@@ -162,8 +162,23 @@ export class FrameDecoder {
   /** Frames decoded so far. */
   framesDecoded = 0;
 
+  /** The limit in force now (at most maxFrameBytes; lower before a handshake finishes). */
+  private frameLimit: number;
+
+  /**
+   * Sets the largest frame accepted from now on (at most maxFrameBytes): a connection not yet
+   * authenticated is held to a small limit, checked at the header before any payload is kept.
+   */
+  setFrameLimit(byteLength: number): void {
+    if (!Number.isSafeInteger(byteLength) || byteLength < FRAME_HEADER_BYTES || byteLength > this.maxFrameBytes) {
+      throw new RangeError(`frame limit must be an integer from ${FRAME_HEADER_BYTES} to ${this.maxFrameBytes}, got ${byteLength}`);
+    }
+    this.frameLimit = byteLength;
+  }
+
   constructor(options: FrameDecoderOptions = {}) {
     this.maxFrameBytes = checkMaxFrameBytes(options.maxFrameBytes);
+    this.frameLimit = this.maxFrameBytes;
     this.isKnownMessageType = options.isKnownMessageType ?? (() => false);
   }
 
@@ -251,9 +266,10 @@ export class FrameDecoder {
       throw new LinkError('ERR_LINK_BAD_FLAGS', `bad frame flags 0x${flags.toString(16)}`);
     }
     const length = source.readUInt32BE(at + 20);
-    if (length > this.maxFrameBytes - FRAME_HEADER_BYTES) {
-      throw new LinkError('ERR_LINK_FRAME_TOO_LARGE',
-        `frame of ${length + FRAME_HEADER_BYTES} bytes exceeds maxFrameBytes ${this.maxFrameBytes}`);
+    if (length > this.frameLimit - FRAME_HEADER_BYTES) {
+      throw new LinkError('ERR_LINK_FRAME_TOO_LARGE', this.frameLimit === this.maxFrameBytes
+        ? `frame of ${length + FRAME_HEADER_BYTES} bytes exceeds maxFrameBytes ${this.maxFrameBytes}`
+        : `frame of ${length + FRAME_HEADER_BYTES} bytes before the handshake finished (limit ${this.frameLimit})`);
     }
     const sequenceHigh = source.readUInt32BE(at + 8);
     const sequence = sequenceHigh * 2 ** 32 + source.readUInt32BE(at + 12);

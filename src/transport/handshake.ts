@@ -22,7 +22,10 @@
 // in any form but a proof; it is never logged.
 //
 // Refusals carry an ERR_LINK_* code and a message meant for both operators' logs: the refusing
-// side logs it and sends it; the refused side logs what it received.
+// side logs it and sends it; the refused side logs what it received. A machine that refused, was
+// refused or read a malformed frame is failed for good and refuses every later frame: its owner
+// closes the connection anyway, and this way a second guess at a proof is never taken even if
+// an owner forgot.
 
 import * as crypto from 'node:crypto';
 
@@ -121,13 +124,26 @@ function describeVersions(range: VersionRange): string {
   return range.min === range.max ? `${range.min}` : `${range.min}..${range.max}`;
 }
 
+/** Runs one step; a refusal either way, or a throw (a malformed frame), calls `fail` first. */
+function runStep(step: () => HandshakeStep, fail: () => void): HandshakeStep {
+  let result: HandshakeStep;
+  try {
+    result = step();
+  } catch (error) {
+    fail();
+    throw error;
+  }
+  if (result.kind === 'refuse' || result.kind === 'refused') fail();
+  return result;
+}
+
 function checkId(id: string, what: string): void {
   if (!ID_PATTERN.test(id)) throw new TypeError(`${what} must match ${ID_PATTERN}, got ${JSON.stringify(id)}`);
 }
 
 /** The dialing side. */
 export class DialerHandshake {
-  private stage: 'new' | 'sent-hello' | 'sent-auth' | 'finished' = 'new';
+  private stage: 'new' | 'sent-hello' | 'sent-auth' | 'finished' | 'failed' = 'new';
   private result: HandshakeResult | undefined;
 
   constructor(private readonly options: {
@@ -154,8 +170,17 @@ export class DialerHandshake {
     return { kind: 'continue', send: [{ type: FrameType.HELLO, payload }] };
   }
 
-  /** Feeds one received frame. */
+  /**
+   * Feeds one received frame. After a refusal (either way) or a malformed frame the machine is
+   * failed: every later frame is refused, so a second guess at a proof is never taken.
+   */
   receive(type: number, payload: Buffer): HandshakeStep {
+    return runStep(() => this.step(type, payload), () => {
+      this.stage = 'failed';
+    });
+  }
+
+  private step(type: number, payload: Buffer): HandshakeStep {
     if (type === FrameType.REFUSE) return decodeRefuse(payload);
     const { versions, selfId, expectedPeerId, secret, nonce } = this.options;
     if (this.stage === 'sent-hello' && type === FrameType.HELLO_REPLY) {
@@ -174,7 +199,8 @@ export class DialerHandshake {
       if (version < versions.min || version > versions.max) {
         return refuse('ERR_LINK_VERSION', `the peer chose link protocol ${version}; this controller speaks ${describeVersions(versions)}`);
       }
-      if ((auth === AUTH_HMAC_SHA256) !== (secret !== undefined) || (auth !== AUTH_NONE && auth !== AUTH_HMAC_SHA256)) {
+      if (auth !== AUTH_NONE && auth !== AUTH_HMAC_SHA256) return refuse('ERR_LINK_BAD_MESSAGE', `unknown auth mode ${auth}`);
+      if ((auth === AUTH_HMAC_SHA256) !== (secret !== undefined)) {
         return refuse('ERR_LINK_AUTH', secret === undefined
           ? 'the peer requires authentication; no secret is configured here'
           : 'a secret is configured here; the peer has none');
@@ -210,7 +236,7 @@ export interface AcceptorPeer {
 
 /** The accepting side. */
 export class AcceptorHandshake {
-  private stage: 'waiting-hello' | 'waiting-auth' | 'finished' = 'waiting-hello';
+  private stage: 'waiting-hello' | 'waiting-auth' | 'finished' | 'failed' = 'waiting-hello';
   private dialerNonce: Buffer | undefined;
   private peer: AcceptorPeer | undefined;
   private result: HandshakeResult | undefined;
@@ -230,7 +256,14 @@ export class AcceptorHandshake {
   /** The dialer's id once HELLO was read (for logs of a refusal). */
   claimedPeerId: string | undefined;
 
+  /** Feeds one received frame; failed after a refusal or a malformed frame, as the dialer. */
   receive(type: number, payload: Buffer): HandshakeStep {
+    return runStep(() => this.step(type, payload), () => {
+      this.stage = 'failed';
+    });
+  }
+
+  private step(type: number, payload: Buffer): HandshakeStep {
     if (type === FrameType.REFUSE) return decodeRefuse(payload);
     const { selfId, versions, nonce } = this.options;
     if (this.stage === 'waiting-hello' && type === FrameType.HELLO) {

@@ -204,7 +204,10 @@ export interface LinkOptions extends LinkTuning {
   nonce?: () => Buffer;
 }
 
-/** Backoff of reconnect attempt `attempt` (1, 2, ...): exponential, capped, jittered. */
+/**
+ * Backoff of reconnect attempt `attempt` (1, 2, ...): initial * 2^(attempt-1), jittered by
+ * +-jitter, and never above reconnectMaxDelayMs (the cap is the real maximum).
+ */
 export function backoffDelayMs(
   attempt: number,
   tuning: { reconnectInitialDelayMs: number; reconnectMaxDelayMs: number; reconnectJitter: number },
@@ -213,7 +216,7 @@ export function backoffDelayMs(
   if (!Number.isInteger(attempt) || attempt < 1) throw new RangeError(`attempt must be an integer >= 1, got ${attempt}`);
   const base = Math.min(tuning.reconnectMaxDelayMs, tuning.reconnectInitialDelayMs * 2 ** Math.min(attempt - 1, 40));
   const jittered = base * (1 + tuning.reconnectJitter * (random.next() * 2 - 1));
-  return Math.max(0, Math.min(tuning.reconnectMaxDelayMs * (1 + tuning.reconnectJitter), jittered));
+  return Math.max(0, Math.min(tuning.reconnectMaxDelayMs, jittered));
 }
 
 /** A status snapshot of a link (secrets never appear). */

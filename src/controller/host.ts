@@ -1,0 +1,245 @@
+// Notes on the design
+// -------------------
+// A ControllerHost runs what one `blockmirror serve` process runs: one or more controllers, the
+// one NBD server that exports their volumes (export names are unique across the host), and
+// the admin endpoint's view of all of it (it implements AdminTarget).
+//
+// Start order: controllers (volumes, listeners, links), then the NBD server; close order is
+// the reverse: the NBD server answers what is in flight and stops, then each controller closes
+// (links say goodbye, volumes are flushed and closed). A failed start closes what started.
+//
+// Events: each controller's events get a host-wide sequence number and go to every subscriber
+// (the admin endpoint's /events readers) and into a bounded ring of recent events.
+
+import { BlockmirrorError } from '../errors';
+import type { AdminTarget, ArrayEvent, ArrayEventListener } from '../admin/target';
+import { NbdServer, type NbdServerOptions } from '../nbd/server';
+import type { NbdListenOptions } from '../nbd/index';
+import type { FaultSettings } from '../transport/faults';
+import { Controller, type ControllerEvent, type ControllerOptions } from './controller';
+
+/** Options of a ControllerHost. */
+export interface ControllerHostOptions {
+  controllers: ControllerOptions[];
+  /** The NBD server of every controller's exports; absent: no NBD. @default undefined */
+  nbd?: {
+    listen: NbdListenOptions[];
+    maxPayloadBytes?: number;
+    logger?: NbdServerOptions['logger'];
+  };
+  /** Recent events kept for status. @default 1000 */
+  recentEventCount?: number;
+}
+
+/** What a host's status says (the admin endpoint's GET /status). */
+export interface HostStatus {
+  pid: number;
+  uptimeMs: number;
+  controllers: (ReturnType<Controller['status']> & { exports: Record<string, unknown>[] })[];
+  nbd: Record<string, unknown> | null;
+}
+
+/** Runs controllers and their NBD server. */
+export class ControllerHost implements AdminTarget {
+  readonly controllers: Controller[];
+  private server: NbdServer | undefined;
+  private readonly listeners = new Set<ArrayEventListener>();
+  private readonly recent: ArrayEvent[] = [];
+  private readonly recentLimit: number;
+  private nextSeq = 1;
+  private startedAtMs = Date.now();
+  private closePromise: Promise<number> | undefined;
+  private metricsSource: (() => Promise<{ contentType: string; text: string }>) | undefined;
+
+  constructor(private readonly options: ControllerHostOptions) {
+    if (!Array.isArray(options?.controllers) || options.controllers.length === 0) {
+      throw new TypeError('options.controllers must be a non-empty array');
+    }
+    const ids = new Set<string>();
+    const exportNames = new Set<string>();
+    for (const [index, controller] of options.controllers.entries()) {
+      if (ids.has(controller.id)) throw new TypeError(`options.controllers[${index}].id: duplicate controller id ${controller.id}`);
+      ids.add(controller.id);
+      for (const entry of controller.exports ?? []) {
+        if (exportNames.has(entry.name)) throw new TypeError(`options.controllers[${index}]: duplicate export name ${entry.name}`);
+        exportNames.add(entry.name);
+      }
+    }
+    this.recentLimit = options.recentEventCount ?? 1000;
+    this.controllers = options.controllers.map((controllerOptions) => {
+      const controller = new Controller(controllerOptions);
+      controller.on('event', (event: ControllerEvent) => this.publish(event));
+      return controller;
+    });
+  }
+
+  private publish(event: ControllerEvent): void {
+    const numbered = { seq: this.nextSeq++, ...event } as ArrayEvent;
+    this.recent.push(numbered);
+    if (this.recent.length > this.recentLimit) this.recent.shift();
+    for (const listener of this.listeners) {
+      try {
+        listener(numbered);
+      } catch {
+        // A subscriber's failure is its own; the others still get the event.
+      }
+    }
+  }
+
+  /** The NBD server (after start, when configured). */
+  get nbd(): NbdServer | undefined {
+    return this.server;
+  }
+
+  /** The controller with this id. */
+  controller(id: string): Controller | undefined {
+    return this.controllers.find((controller) => controller.id === id);
+  }
+
+  /** Starts every controller, then the NBD server. */
+  async start(): Promise<void> {
+    this.startedAtMs = Date.now();
+    const started: Controller[] = [];
+    try {
+      for (const controller of this.controllers) {
+        await controller.start();
+        started.push(controller);
+      }
+      if (this.options.nbd !== undefined) {
+        const exports = this.controllers.flatMap((controller) => controller.exports.map((entry) => ({
+          name: entry.name,
+          volume: controller.volume(entry.volume) as NonNullable<ReturnType<Controller['volume']>>,
+          readOnly: entry.readOnly ?? false,
+          description: entry.description ?? '',
+        })));
+        if (exports.length > 0) {
+          const serverOptions: NbdServerOptions = { exports, listen: this.options.nbd.listen };
+          if (this.options.nbd.maxPayloadBytes !== undefined) serverOptions.maxPayloadBytes = this.options.nbd.maxPayloadBytes;
+          if (this.options.nbd.logger !== undefined) serverOptions.logger = this.options.nbd.logger;
+          this.server = new NbdServer(serverOptions);
+          await this.server.listen();
+        }
+      }
+    } catch (error) {
+      if (this.server !== undefined) await this.server.close({ graceful: false }).catch(() => undefined);
+      for (const controller of started.reverse()) await controller.close().catch(() => undefined);
+      throw error;
+    }
+  }
+
+  /**
+   * Stops: the NBD server answers requests in flight (within `timeoutMs`, then connections are
+   * cut), then every controller closes. Resolves with the number of steps that failed.
+   */
+  close(options: { timeoutMs?: number; onSlow?: () => void } = {}): Promise<number> {
+    if (this.closePromise === undefined) {
+      this.closePromise = (async () => {
+        let problems = 0;
+        const server = this.server;
+        if (server !== undefined) {
+          let timer: NodeJS.Timeout | undefined;
+          try {
+            const forced = new Promise<'timeout'>((resolve) => {
+              timer = setTimeout(() => resolve('timeout'), options.timeoutMs ?? 30_000);
+            });
+            const outcome = await Promise.race([server.close({ graceful: true }).then(() => 'closed' as const), forced]);
+            if (outcome === 'timeout') {
+              options.onSlow?.();
+              await server.close({ graceful: false });
+            }
+          } catch {
+            problems++;
+          } finally {
+            if (timer !== undefined) clearTimeout(timer);
+          }
+        }
+        for (const controller of [...this.controllers].reverse()) {
+          try {
+            await controller.close();
+          } catch {
+            problems++;
+          }
+        }
+        return problems;
+      })();
+    }
+    return this.closePromise;
+  }
+
+  // ---- AdminTarget ---------------------------------------------------------------------------
+
+  status(): Record<string, unknown> {
+    const exportStats = new Map((this.server?.exportStats() ?? []).map((entry) => [entry.name, entry]));
+    const status: HostStatus = {
+      pid: process.pid,
+      uptimeMs: Date.now() - this.startedAtMs,
+      controllers: this.controllers.map((controller) => {
+        const base = controller.status();
+        return {
+          ...base,
+          exports: base.exports.map((entry) => {
+            const stats = exportStats.get(entry.name);
+            return stats === undefined ? entry : { ...entry, requests: stats.requests, bytesRead: stats.bytesRead, bytesWritten: stats.bytesWritten };
+          }),
+        };
+      }),
+      nbd: this.server === undefined
+        ? null
+        : { addresses: this.server.addresses().map((address) => address.uri), ...this.server.stats() },
+    };
+    return status as unknown as Record<string, unknown>;
+  }
+
+  currentEvents(): ArrayEvent[] {
+    return this.controllers.flatMap((controller) => controller.currentEvents())
+      .map((event) => ({ seq: 0, ...event }) as ArrayEvent);
+  }
+
+  /** The most recent events (at most recentEventCount). */
+  recentEvents(): readonly ArrayEvent[] {
+    return this.recent;
+  }
+
+  subscribe(listener: ArrayEventListener): () => void {
+    this.listeners.add(listener);
+    return () => {
+      this.listeners.delete(listener);
+    };
+  }
+
+  controllerIds(): string[] {
+    return this.controllers.map((controller) => controller.id);
+  }
+
+  private pick(controllerId: string | undefined): Controller {
+    if (controllerId === undefined) {
+      if (this.controllers.length === 1) return this.controllers[0] as Controller;
+      throw new BlockmirrorError('ERR_ADMIN_CONTROLLER_REQUIRED',
+        `this serve runs ${this.controllers.length} controllers (${this.controllerIds().join(', ')}): name one`);
+    }
+    const controller = this.controller(controllerId);
+    if (controller === undefined) {
+      throw new BlockmirrorError('ERR_ADMIN_UNKNOWN_CONTROLLER',
+        `no controller ${JSON.stringify(controllerId)} (controllers: ${this.controllerIds().join(', ')})`);
+    }
+    return controller;
+  }
+
+  setLinkFaults(controllerId: string | undefined, peerId: string, settings: FaultSettings): void {
+    this.pick(controllerId).setLinkFaults(peerId, settings);
+  }
+
+  healLink(controllerId: string | undefined, peerId: string): void {
+    this.pick(controllerId).healLink(peerId);
+  }
+
+  /** Sets where metrics() gets its text (the admin layer's registry). */
+  useMetrics(source: () => Promise<{ contentType: string; text: string }>): void {
+    this.metricsSource = source;
+  }
+
+  metrics(): Promise<{ contentType: string; text: string }> {
+    if (this.metricsSource === undefined) return Promise.resolve({ contentType: 'text/plain; version=0.0.4', text: '' });
+    return this.metricsSource();
+  }
+}

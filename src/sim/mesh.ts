@@ -1,0 +1,972 @@
+// Notes on the design
+// -------------------
+// A reusable scenario runner for links: N Controllers ("c0", "c1", ...) in one process, on one
+// SimNetwork, SimClock and SeededRandom, each listening on port 7000 of its own host and peered
+// with every other (a full mesh: every peer has an address and the lower id dials, as link.ts
+// says). Link tuning is tight (heartbeats every 50 ms, a peer is dead after 250 ms, reconnects
+// from 20 to 400 ms) so that a run with many failures is short in virtual time.
+//
+// Two ways to use it:
+//   - Mesh: the building blocks, for scenarios that read like prose (send, crash, restart, heal,
+//     run until a condition, quiesce, check);
+//   - runMeshScenario(): a seeded run of random traffic and random faults, then heal everything,
+//     run until quiescence and check. The same seed gives the same run, event for event.
+//
+// What the checker proves, per ordered pair of controllers (sender, receiver), over the whole
+// run (across reconnects and across crashes and restarts of either side):
+//   - every LINK_TEST message delivered carries the right sender and receiver and a counter the
+//     sender really sent, and counters are delivered in strictly increasing order (so never
+//     twice, never out of order);
+//   - every message the sender sent (send() returned) is delivered, or reported unconfirmed by
+//     the sender's link, or both (the ack was lost). Neither is a silent loss, the one thing
+//     "in order or not at all" forbids. A report comes to onUnconfirmed and in an 'unconfirmed'
+//     event, each exactly once;
+//   - the messages of a sender that crashed are not checked for delivery: those not delivered
+//     are gone, and those already past the network (held by the receiver's delay fault) may
+//     still arrive after the crash, in order like any other;
+//   - every link state change is in LINK_TRANSITIONS and starts from the state the previous
+//     change left (both sides of a pair are watched);
+//   - after healing, every link ends up, both sides on the same connection, with nothing
+//     unacknowledged, within a bound in virtual time (else the failure carries a diagnosis).
+// A message whose send() threw (ERR_LINK_DOWN, ERR_LINK_FULL) was never sent and is not counted;
+// its counter is used by the next message.
+//
+// Determinism: every consumer of chance has its own fork of the seed's random (the network, each
+// controller incarnation, each controller's traffic, the fault schedule), so adding one does not
+// shift what the others draw. Every action happens in a SimClock timer; the log lines carry the
+// virtual time. Handshake nonces come from node:crypto (link.ts), but nothing decides on them.
+//
+// Error contract: a run never throws for what it found: failures are collected as sentences
+// (with the virtual time) and returned, so a caller can print the seed. Misuse of the harness
+// (an unknown controller, crashing a crashed one) throws TypeError / RangeError / Error.
+
+import { Controller, type ControllerEvent } from '../controller/controller';
+import { type Random, SeededRandom } from '../runtime/random';
+import type { TimerHandle } from '../runtime/clock';
+import { BinaryReader, BinaryWriter } from '../transport/codec';
+import { isLinkError } from '../transport/errors';
+import type { FaultSettings } from '../transport/faults';
+import {
+  type Link,
+  type LinkMessage,
+  type LinkState,
+  type LinkStatus,
+  type LinkTuning,
+  type UnconfirmedMessage,
+  type UnconfirmedReport,
+  isLinkTransition,
+} from '../transport/link';
+import { MessageType } from '../transport/message-types';
+import { type LinkOptions as SimLinkOptions, type PartitionDirection, SimNetwork } from './network';
+import { SimClock } from './sim-clock';
+
+/** The port every controller of a mesh listens on, on its own host. */
+export const MESH_PORT = 7000;
+
+/** Link tuning of a mesh: tight, so a run with many failures is short in virtual time. */
+export const MESH_LINK_TUNING: Readonly<Required<Pick<LinkTuning,
+  'heartbeatIntervalMs' | 'deadPeerTimeoutMs' | 'handshakeTimeoutMs' | 'connectTimeoutMs' | 'reconnectInitialDelayMs'
+  | 'reconnectMaxDelayMs' | 'maxFrameBytes' | 'maxQueuedBytes'>>> = Object.freeze({
+  heartbeatIntervalMs: 50,
+  deadPeerTimeoutMs: 250,
+  handshakeTimeoutMs: 250,
+  connectTimeoutMs: 250,
+  reconnectInitialDelayMs: 20,
+  reconnectMaxDelayMs: 400,
+  maxFrameBytes: 64 * 1024,
+  // As small as a link allows (maxFrameBytes), so a burst of messages meets ERR_LINK_FULL.
+  maxQueuedBytes: 64 * 1024,
+});
+
+const MAX_CONTROLLERS = 64;
+const MAX_PADDING_BYTES = 8192;
+const DEFAULT_QUIESCENCE_TIMEOUT_MS = 10_000;
+
+/** Options of a Mesh. */
+export interface MeshOptions {
+  /** The seed of every random choice of the run. */
+  seed: number;
+  /** Controllers, named c0, c1, ... @default 8 */
+  controllerCount?: number;
+  /** Changes to MESH_LINK_TUNING. @default {} */
+  tuning?: LinkTuning;
+  /** Settings of every direction between two hosts. @default { latencyMs: 1 } */
+  networkLink?: SimLinkOptions;
+  /** Let the network cut and join segments at random points. @default true */
+  resplit?: boolean;
+  /** Network trace lines kept. @default 100_000 */
+  traceLineLimit?: number;
+}
+
+/** What send() did. */
+export type MeshSendResult = 'sent' | 'down' | 'full';
+
+/** Totals of a run. */
+export interface MeshCounters {
+  /** Messages send() accepted. */
+  messagesSent: number;
+  /** Deliveries to 'message' listeners. */
+  messagesDelivered: number;
+  /** Messages reported unconfirmed by their sender's link. */
+  messagesUnconfirmed: number;
+  /** Messages both delivered and reported unconfirmed (the acknowledgement was lost). */
+  messagesDeliveredAndUnconfirmed: number;
+  /** Messages of a sender that crashed, neither delivered nor reported (gone with it). */
+  messagesLostInCrash: number;
+  /** send() calls that threw ERR_LINK_DOWN. */
+  sendsRefusedDown: number;
+  /** send() calls that threw ERR_LINK_FULL. */
+  sendsRefusedFull: number;
+  /** Faults injected (network and link level, crashes included). */
+  faultsInjected: number;
+  crashes: number;
+  restarts: number;
+  /** Link state changes seen. */
+  linkStateChanges: number;
+  /** Virtual milliseconds from the start to the end of the run. */
+  virtualDurationMs: number;
+  /** SimClock timers fired. */
+  timersFired: number;
+}
+
+interface SentRecord {
+  readonly counter: number;
+  messageId: number;
+  readonly senderIncarnation: Incarnation;
+  readonly sentAtMs: number;
+  deliveredCount: number;
+  callbackReports: number;
+  eventReports: number;
+  lostInCrash: boolean;
+}
+
+interface PairState {
+  readonly from: string;
+  readonly to: string;
+  /** Index counter - 1. */
+  readonly records: SentRecord[];
+  /** Counters in the order they were delivered. */
+  readonly delivered: number[];
+}
+
+interface Incarnation {
+  readonly id: string;
+  readonly number: number;
+  readonly controller: Controller;
+  crashed: boolean;
+  /** The last state each link's events left it in. */
+  readonly linkStates: Map<string, LinkState>;
+  /** Per peer, the records by the link's message id (for 'unconfirmed' reports). */
+  readonly sentByPeer: Map<string, Map<number, SentRecord>>;
+  /** Peers whose link emitted 'full' and not yet 'drain'. */
+  readonly full: Set<string>;
+}
+
+function checkId(ids: readonly string[], id: string, name: string): void {
+  if (!ids.includes(id)) throw new RangeError(`${name} must be one of ${ids.join(', ')}, got ${JSON.stringify(id)}`);
+}
+
+/** A LINK_TEST payload: sender, receiver, counter, then `paddingBytes` bytes derived from the counter. */
+export function encodeMeshPayload(from: string, to: string, counter: number, paddingBytes: number): Buffer {
+  const padding = Buffer.alloc(paddingBytes);
+  for (let index = 0; index < paddingBytes; index++) padding[index] = (counter + index) & 0xff;
+  return new BinaryWriter().string(from).string(to).u32(counter).u16(paddingBytes).raw(padding).encode();
+}
+
+/** Decodes a LINK_TEST payload; throws ERR_LINK_BAD_MESSAGE (a LinkError) when it is not one. */
+export function decodeMeshPayload(payload: Buffer): { from: string; to: string; counter: number } {
+  const reader = new BinaryReader(payload, 'mesh LINK_TEST');
+  const from = reader.string(64);
+  const to = reader.string(64);
+  const counter = reader.u32();
+  const paddingBytes = reader.u16();
+  const padding = reader.raw(paddingBytes);
+  reader.end();
+  for (let index = 0; index < paddingBytes; index++) {
+    if (padding[index] !== ((counter + index) & 0xff)) {
+      throw new RangeError(`mesh LINK_TEST ${from}->${to} #${counter}: padding byte ${index} is wrong`);
+    }
+  }
+  return { from, to, counter };
+}
+
+/** A full mesh of controllers on one simulated network. */
+export class Mesh {
+  readonly seed: number;
+  readonly clock: SimClock;
+  readonly network: SimNetwork;
+  /** c0, c1, ... */
+  readonly ids: readonly string[];
+  readonly tuning: LinkTuning;
+  /** Controller events and harness actions, "<virtual ms> <text>", in order. */
+  readonly log: string[] = [];
+  /** What the checker found so far ("<virtual ms> <sentence>"). */
+  readonly failures: string[] = [];
+  readonly counters: MeshCounters = {
+    messagesSent: 0,
+    messagesDelivered: 0,
+    messagesUnconfirmed: 0,
+    messagesDeliveredAndUnconfirmed: 0,
+    messagesLostInCrash: 0,
+    sendsRefusedDown: 0,
+    sendsRefusedFull: 0,
+    faultsInjected: 0,
+    crashes: 0,
+    restarts: 0,
+    linkStateChanges: 0,
+    virtualDurationMs: 0,
+    timersFired: 0,
+  };
+  private readonly root: SeededRandom;
+  private readonly incarnations = new Map<string, Incarnation>();
+  private readonly incarnationCounts = new Map<string, number>();
+  private readonly pairs = new Map<string, PairState>();
+  private readonly networkLinksSet = new Set<string>();
+  private readonly trafficTimers = new Map<string, TimerHandle>();
+  private started = false;
+  private checked = false;
+
+  constructor(options: MeshOptions) {
+    if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
+    if (!Number.isSafeInteger(options.seed) || options.seed < 0) throw new RangeError(`seed must be a safe integer >= 0, got ${String(options.seed)}`);
+    const controllerCount = options.controllerCount ?? 8;
+    if (!Number.isInteger(controllerCount) || controllerCount < 2 || controllerCount > MAX_CONTROLLERS) {
+      throw new RangeError(`controllerCount must be an integer from 2 to ${MAX_CONTROLLERS}, got ${String(controllerCount)}`);
+    }
+    this.seed = options.seed;
+    this.root = new SeededRandom(options.seed);
+    this.clock = new SimClock();
+    this.network = new SimNetwork({
+      clock: this.clock,
+      random: this.root.fork('network'),
+      link: options.networkLink ?? { latencyMs: 1 },
+      resplit: options.resplit ?? true,
+      traceLineLimit: options.traceLineLimit ?? 100_000,
+    });
+    this.tuning = { ...MESH_LINK_TUNING, ...(options.tuning ?? {}) };
+    this.ids = Object.freeze(Array.from({ length: controllerCount }, (_, index) => `c${index}`));
+    for (const from of this.ids) {
+      for (const to of this.ids) {
+        if (from !== to) this.pairs.set(`${from}>${to}`, { from, to, records: [], delivered: [] });
+      }
+    }
+  }
+
+  /** Starts every controller (c0 first). Links come up as the clock runs. */
+  async start(): Promise<void> {
+    if (this.started) throw new Error('mesh started twice');
+    this.started = true;
+    for (const id of this.ids) await this.startIncarnation(id);
+  }
+
+  // ---- looking --------------------------------------------------------------------------------
+
+  /** The live controller with this id (the newest incarnation). */
+  controller(id: string): Controller {
+    return this.incarnation(id).controller;
+  }
+
+  /** The link of controller `from` to peer `to`. */
+  link(from: string, to: string): Link {
+    checkId(this.ids, to, 'to');
+    return this.controller(from).link(to);
+  }
+
+  /** True between crash(id) and restart(id). */
+  isCrashed(id: string): boolean {
+    return this.incarnation(id).crashed;
+  }
+
+  /** Times controller `id` has been started (1 before any restart). */
+  incarnationOf(id: string): number {
+    return this.incarnation(id).number;
+  }
+
+  /** Every link of every live controller is up. */
+  allUp(): boolean {
+    for (const incarnation of this.incarnations.values()) {
+      if (incarnation.crashed || incarnation.controller.currentState !== 'running') return false;
+      for (const link of incarnation.controller.links.values()) if (!link.isUp) return false;
+    }
+    return true;
+  }
+
+  /**
+   * Quiet: every controller running, every link up on both sides over the same connection, and
+   * nothing unacknowledged on any link.
+   */
+  isQuiescent(): boolean {
+    if (!this.allUp()) return false;
+    for (const from of this.ids) {
+      for (const to of this.ids) {
+        if (from >= to) continue;
+        const a = this.link(from, to).status();
+        const b = this.link(to, from).status();
+        if (a.unconfirmedMessages !== 0 || b.unconfirmedMessages !== 0 || a.queuedBytes !== 0 || b.queuedBytes !== 0) return false;
+        if (a.connection === null || b.connection === null || mirrored(a.connection) !== b.connection) return false;
+      }
+    }
+    return true;
+  }
+
+  /** The counters delivered from `from` to `to`, in delivery order. */
+  deliveredCounters(from: string, to: string): readonly number[] {
+    return this.pair(from, to).delivered;
+  }
+
+  /** What `from` sent to `to`: per counter, delivered / reported unconfirmed / lost in a crash. */
+  sentMessages(from: string, to: string): { counter: number; delivered: boolean; unconfirmed: boolean; lostInCrash: boolean }[] {
+    return this.pair(from, to).records.map((record) => ({
+      counter: record.counter,
+      delivered: record.deliveredCount > 0,
+      unconfirmed: record.callbackReports > 0,
+      lostInCrash: record.lostInCrash,
+    }));
+  }
+
+  // ---- acting ---------------------------------------------------------------------------------
+
+  /** Adds a line to the log, at the current virtual time. */
+  note(text: string): void {
+    this.log.push(`${this.clock.nowMs().toFixed(3)} ${text}`);
+  }
+
+  /** Sends one LINK_TEST from `from` to `to`; a send that throws DOWN or FULL is not counted. */
+  send(from: string, to: string, paddingBytes = 0): MeshSendResult {
+    checkId(this.ids, to, 'to');
+    if (!Number.isInteger(paddingBytes) || paddingBytes < 0 || paddingBytes > MAX_PADDING_BYTES) {
+      throw new RangeError(`paddingBytes must be an integer from 0 to ${MAX_PADDING_BYTES}, got ${paddingBytes}`);
+    }
+    const incarnation = this.incarnation(from);
+    if (incarnation.crashed) throw new Error(`controller ${from} is crashed`);
+    const pair = this.pair(from, to);
+    const record: SentRecord = {
+      counter: pair.records.length + 1,
+      messageId: 0,
+      senderIncarnation: incarnation,
+      sentAtMs: this.clock.nowMs(),
+      deliveredCount: 0,
+      callbackReports: 0,
+      eventReports: 0,
+      lostInCrash: false,
+    };
+    const payload = encodeMeshPayload(from, to, record.counter, paddingBytes);
+    const link = incarnation.controller.link(to);
+    try {
+      record.messageId = link.send(MessageType.LINK_TEST, payload, {
+        onUnconfirmed: (message) => this.onUnconfirmedCallback(incarnation, record, message),
+      });
+    } catch (error) {
+      if (isLinkError(error, 'ERR_LINK_DOWN')) {
+        this.counters.sendsRefusedDown++;
+        return 'down';
+      }
+      if (isLinkError(error, 'ERR_LINK_FULL')) {
+        this.counters.sendsRefusedFull++;
+        return 'full';
+      }
+      throw error;
+    }
+    pair.records.push(record);
+    (incarnation.sentByPeer.get(to) as Map<number, SentRecord>).set(record.messageId, record);
+    this.counters.messagesSent++;
+    return 'sent';
+  }
+
+  /**
+   * Sends LINK_TEST messages from every live controller at random times (a mean of
+   * `meanIntervalMs` apart per controller), mostly to peers whose link is up, until stopTraffic().
+   * Now and then a burst to one peer, big enough to meet ERR_LINK_FULL.
+   */
+  startTraffic(options: { meanIntervalMs?: number; burstProbability?: number } = {}): void {
+    const meanIntervalMs = options.meanIntervalMs ?? 10;
+    const burstProbability = options.burstProbability ?? 0.01;
+    if (!(meanIntervalMs >= 1)) throw new RangeError(`meanIntervalMs must be >= 1, got ${meanIntervalMs}`);
+    for (const id of this.ids) {
+      if (this.trafficTimers.has(id)) continue;
+      const random = this.root.fork(`traffic:${id}`);
+      const tick = (): void => {
+        this.trafficTimers.set(id, this.clock.setTimer(tick, 1 + random.int(2 * meanIntervalMs - 1)));
+        if (this.incarnation(id).crashed) return;
+        const peers = this.ids.filter((peer) => peer !== id);
+        const upPeers = peers.filter((peer) => this.link(id, peer).isUp);
+        // Mostly a peer whose link is up; sometimes any peer, so ERR_LINK_DOWN is met too.
+        const choices = upPeers.length > 0 && random.next() < 0.9 ? upPeers : peers;
+        const to = choices[random.int(choices.length)] as string;
+        if (random.next() < burstProbability) {
+          const count = 20 + random.int(40);
+          for (let index = 0; index < count; index++) this.send(id, to, 1000 + random.int(1000));
+        } else {
+          this.send(id, to, random.int(300));
+        }
+      };
+      this.trafficTimers.set(id, this.clock.setTimer(tick, 1 + random.int(2 * meanIntervalMs - 1)));
+    }
+  }
+
+  stopTraffic(): void {
+    for (const timer of this.trafficTimers.values()) timer.cancel();
+    this.trafficTimers.clear();
+  }
+
+  /** SimNetwork.partition, logged. */
+  partition(a: string, b: string, direction: PartitionDirection = 'both'): void {
+    this.counters.faultsInjected++;
+    this.note(`mesh partition ${a} ${b} ${direction}`);
+    this.network.partition(a, b, { direction });
+  }
+
+  /** SimNetwork.heal, logged. */
+  heal(a: string, b: string, direction: PartitionDirection = 'both'): void {
+    this.note(`mesh heal ${a} ${b} ${direction}`);
+    this.network.heal(a, b, { direction });
+  }
+
+  /** SimNetwork.reset, logged. */
+  reset(a: string, b: string): void {
+    this.counters.faultsInjected++;
+    const count = this.network.reset(a, b);
+    this.note(`mesh reset ${a} ${b} (${count} connection${count === 1 ? '' : 's'})`);
+  }
+
+  /** SimNetwork.setLink, logged; healAll() clears it. */
+  setNetworkLink(fromHost: string, toHost: string, options: SimLinkOptions): void {
+    this.counters.faultsInjected++;
+    this.note(`mesh network link ${fromHost}->${toHost} ${JSON.stringify(options)}`);
+    this.network.setLink(fromHost, toHost, options);
+    this.networkLinksSet.add(`${fromHost}>${toHost}`);
+  }
+
+  /** Controller.setLinkFaults on `from`'s link to `to`, logged. */
+  setLinkFaults(from: string, to: string, settings: FaultSettings): void {
+    this.counters.faultsInjected++;
+    this.note(`mesh link faults ${from}->${to} ${JSON.stringify(settings)}`);
+    this.controller(from).setLinkFaults(to, settings);
+  }
+
+  /** Controller.healLink, logged. */
+  healLink(from: string, to: string): void {
+    this.note(`mesh heal link ${from}->${to}`);
+    this.controller(from).healLink(to);
+  }
+
+  /**
+   * Crashes controller `id` in-process: its host goes down (no notice to anyone), then the
+   * object is dropped. What it sent and was not yet delivered is gone.
+   */
+  crash(id: string): void {
+    const incarnation = this.incarnation(id);
+    if (incarnation.crashed) throw new Error(`controller ${id} is crashed already`);
+    this.counters.faultsInjected++;
+    this.counters.crashes++;
+    this.note(`mesh crash ${id}`);
+    // Marked first: what the dying links say while the host goes down is not heard.
+    incarnation.crashed = true;
+    this.network.crash(id);
+    incarnation.controller.crash();
+  }
+
+  /** Brings a crashed controller back: its host restarts and a new Controller with the same id starts. */
+  async restart(id: string): Promise<void> {
+    const incarnation = this.incarnation(id);
+    if (!incarnation.crashed) throw new Error(`controller ${id} is not crashed`);
+    this.counters.restarts++;
+    this.note(`mesh restart ${id}`);
+    this.network.restart(id);
+    await this.startIncarnation(id);
+  }
+
+  /** Ends every fault: partitions, network link settings, link faults; restarts nothing. */
+  healAll(): void {
+    this.note('mesh heal all');
+    this.network.healAll();
+    for (const key of [...this.networkLinksSet].sort()) {
+      const [fromHost, toHost] = key.split('>') as [string, string];
+      this.network.clearLink(fromHost, toHost);
+    }
+    this.networkLinksSet.clear();
+    for (const id of this.ids) {
+      const incarnation = this.incarnation(id);
+      if (incarnation.crashed) continue;
+      for (const peer of incarnation.controller.links.keys()) incarnation.controller.healLink(peer);
+    }
+  }
+
+  // ---- running --------------------------------------------------------------------------------
+
+  /** Runs the clock for `durationMs` of virtual time. */
+  async runFor(durationMs: number): Promise<void> {
+    await this.clock.runFor(durationMs);
+  }
+
+  /** Runs until `predicate()` holds; false when `maxTimeMs` of virtual time passed first. */
+  runUntil(predicate: () => boolean, maxTimeMs: number): Promise<boolean> {
+    return this.clock.runUntil(predicate, { maxTimeMs, maxSteps: 10_000_000 });
+  }
+
+  /** Runs until quiescent; false (and a failure with a diagnosis) when `maxTimeMs` passed first. */
+  async quiesce(maxTimeMs = DEFAULT_QUIESCENCE_TIMEOUT_MS): Promise<boolean> {
+    const startMs = this.clock.nowMs();
+    const quiet = await this.runUntil(() => this.isQuiescent(), maxTimeMs);
+    if (quiet) {
+      this.note(`mesh quiescent after ${(this.clock.nowMs() - startMs).toFixed(3)} ms`);
+    } else {
+      this.fail(`not quiescent ${maxTimeMs} ms after healing:\n${this.diagnosis()}`);
+    }
+    return quiet;
+  }
+
+  /**
+   * The end-of-run checks (call once quiescent): every message sent is delivered or reported
+   * unconfirmed, each report came exactly once by both routes. Returns every failure of the run.
+   */
+  check(): string[] {
+    if (this.checked) return this.failures;
+    this.checked = true;
+    for (const pair of this.pairs.values()) {
+      for (const record of pair.records) {
+        const name = `${pair.from}->${pair.to} #${record.counter} (message ${record.messageId} of ${pair.from} incarnation ${record.senderIncarnation.number}, sent at ${record.sentAtMs.toFixed(3)} ms)`;
+        if (record.callbackReports !== record.eventReports) {
+          this.fail(`${name} was reported ${record.callbackReports} time(s) to onUnconfirmed but in ${record.eventReports} 'unconfirmed' event(s)`);
+        }
+        if (record.deliveredCount > 0 || record.callbackReports > 0) continue;
+        if (record.senderIncarnation.crashed) {
+          if (!record.lostInCrash) this.counters.messagesLostInCrash++;
+          record.lostInCrash = true;
+        } else {
+          this.fail(`${name} was silently lost: neither delivered nor reported unconfirmed`);
+        }
+      }
+    }
+    for (const incarnation of this.incarnations.values()) {
+      if (incarnation.crashed) continue;
+      for (const [peer, link] of incarnation.controller.links) {
+        if (link.isFull || incarnation.full.has(peer)) this.fail(`${incarnation.id}'s link to ${peer} is still full at the end (no 'drain')`);
+      }
+    }
+    this.counters.virtualDurationMs = this.clock.nowMs();
+    this.counters.timersFired = this.clock.firedTimerCount;
+    return this.failures;
+  }
+
+  /** Every link's status in one line each, and the last lines of the log. */
+  diagnosis(): string {
+    const lines: string[] = [];
+    for (const id of this.ids) {
+      const incarnation = this.incarnation(id);
+      if (incarnation.crashed) {
+        lines.push(`  ${id}: crashed`);
+        continue;
+      }
+      for (const link of incarnation.controller.links.values()) {
+        lines.push(`  ${id}->${link.peerId}: ${describeStatus(link.status())}`);
+      }
+    }
+    lines.push('  last log lines:', ...this.log.slice(-40).map((line) => `    ${line}`));
+    return lines.join('\n');
+  }
+
+  // ---- internals ------------------------------------------------------------------------------
+
+  private incarnation(id: string): Incarnation {
+    const incarnation = this.incarnations.get(id);
+    if (incarnation === undefined) {
+      checkId(this.ids, id, 'id');
+      throw new Error(`controller ${id} has not been started (call start())`);
+    }
+    return incarnation;
+  }
+
+  private pair(from: string, to: string): PairState {
+    const pair = this.pairs.get(`${from}>${to}`);
+    if (pair === undefined) throw new RangeError(`no pair ${from}->${to} in this mesh (${this.ids.join(', ')})`);
+    return pair;
+  }
+
+  /** Records a failure of the run (with the virtual time) and logs it. */
+  fail(sentence: string): void {
+    this.failures.push(`${this.clock.nowMs().toFixed(3)} ${sentence}`);
+    this.note(`FAILURE ${sentence.split('\n')[0]}`);
+  }
+
+  private async startIncarnation(id: string): Promise<void> {
+    const number = (this.incarnationCounts.get(id) ?? 0) + 1;
+    this.incarnationCounts.set(id, number);
+    const random: Random = this.root.fork(`controller:${id}#${number}`);
+    const peers = this.ids.filter((peer) => peer !== id);
+    const controller = new Controller({
+      id,
+      network: this.network.node(id),
+      clock: this.clock,
+      random,
+      peers: peers.map((peer) => ({ id: peer, address: { host: peer, port: MESH_PORT } })),
+      replication: { ...this.tuning, listen: { host: id, port: MESH_PORT } },
+    });
+    const incarnation: Incarnation = {
+      id,
+      number,
+      controller,
+      crashed: false,
+      linkStates: new Map(peers.map((peer) => [peer, 'down' as LinkState])),
+      sentByPeer: new Map(peers.map((peer) => [peer, new Map<number, SentRecord>()])),
+      full: new Set(),
+    };
+    this.incarnations.set(id, incarnation);
+    controller.on('event', (event: ControllerEvent) => this.onControllerEvent(incarnation, event));
+    // start() creates the links before its first await and starts them after it: listeners
+    // attached here see every message and report of every link.
+    const starting = controller.start();
+    if (controller.links.size !== peers.length) {
+      throw new Error(`mesh: controller ${id} made ${controller.links.size} links before starting them, expected ${peers.length}`);
+    }
+    for (const [peer, link] of controller.links) {
+      if (link.currentState !== 'down' || link.status().reason !== 'not-started') {
+        throw new Error(`mesh: the link ${id}->${peer} started before the mesh could watch it`);
+      }
+      link.on('message', (message: LinkMessage) => this.onMessage(incarnation, peer, message));
+      link.on('unconfirmed', (report: UnconfirmedReport) => this.onUnconfirmedReport(incarnation, peer, report));
+      link.on('full', () => this.onFullOrDrain(incarnation, peer, true));
+      link.on('drain', () => this.onFullOrDrain(incarnation, peer, false));
+    }
+    await starting;
+  }
+
+  private onControllerEvent(incarnation: Incarnation, event: ControllerEvent): void {
+    if (incarnation.crashed) return;
+    const code = typeof event.code === 'string' ? ` ${event.code}` : '';
+    const detail = typeof event.detail === 'string' ? `: ${event.detail}` : '';
+    const faults = event.faults !== undefined && event.faults !== null ? ` ${JSON.stringify(event.faults)}` : '';
+    this.note(`${event.controller} ${event.subject} ${event.old ?? '-'} -> ${event.new} (${event.reason ?? ''}${code}${detail})${faults}`);
+    if (!event.subject.startsWith('link:') || event.old === null) return;
+    const peer = event.subject.slice('link:'.length);
+    const old = event.old as LinkState;
+    const next = event.new as LinkState;
+    this.counters.linkStateChanges++;
+    const last = incarnation.linkStates.get(peer);
+    if (last !== old) {
+      this.fail(`link ${incarnation.id}->${peer} changed ${old} -> ${next}, but its previous change left it ${String(last)}`);
+    }
+    if (!isLinkTransition(old, next)) this.fail(`link ${incarnation.id}->${peer} made the transition ${old} -> ${next}, not in LINK_TRANSITIONS`);
+    incarnation.linkStates.set(peer, next);
+  }
+
+  private onMessage(receiver: Incarnation, peer: string, message: LinkMessage): void {
+    if (receiver.crashed) {
+      this.fail(`${receiver.id} (crashed) was given a message from ${peer}`);
+      return;
+    }
+    if (message.type !== MessageType.LINK_TEST) {
+      this.fail(`${receiver.id} got message type 0x${message.type.toString(16)} from ${peer}; the mesh sends only LINK_TEST`);
+      return;
+    }
+    let decoded: { from: string; to: string; counter: number };
+    try {
+      decoded = decodeMeshPayload(message.payload);
+    } catch (error) {
+      this.fail(`${receiver.id} got a corrupt LINK_TEST from ${peer}: ${(error as Error).message}`);
+      return;
+    }
+    const { from, to, counter } = decoded;
+    if (from !== peer || to !== receiver.id) {
+      this.fail(`${receiver.id}'s link to ${peer} delivered a message from ${from} to ${to} (#${counter})`);
+      return;
+    }
+    const pair = this.pair(from, to);
+    const record = pair.records[counter - 1];
+    const last = pair.delivered.length === 0 ? 0 : (pair.delivered[pair.delivered.length - 1] as number);
+    pair.delivered.push(counter);
+    this.counters.messagesDelivered++;
+    if (record === undefined) {
+      this.fail(`${from}->${to} #${counter} was delivered but never sent (${pair.records.length} sent)`);
+      return;
+    }
+    record.deliveredCount++;
+    if (record.deliveredCount > 1) this.fail(`${from}->${to} #${counter} was delivered ${record.deliveredCount} times`);
+    else if (counter <= last) this.fail(`${from}->${to} #${counter} was delivered after #${last}: out of order`);
+    if (record.callbackReports > 0 && record.deliveredCount === 1) this.counters.messagesDeliveredAndUnconfirmed++;
+  }
+
+  private onUnconfirmedCallback(sender: Incarnation, record: SentRecord, message: UnconfirmedMessage): void {
+    if (sender.crashed) return;
+    const name = `${sender.id} #${record.counter} (message ${message.messageId})`;
+    if (record.messageId !== 0 && message.messageId !== record.messageId) {
+      this.fail(`onUnconfirmed of ${name} names message ${message.messageId}, but send() returned ${record.messageId}`);
+    }
+    if (message.type !== MessageType.LINK_TEST) this.fail(`onUnconfirmed of ${name} names type 0x${message.type.toString(16)}`);
+    record.callbackReports++;
+    if (record.callbackReports > 1) {
+      this.fail(`${name} was reported unconfirmed ${record.callbackReports} times`);
+      return;
+    }
+    this.counters.messagesUnconfirmed++;
+    if (record.deliveredCount > 0) this.counters.messagesDeliveredAndUnconfirmed++;
+  }
+
+  /** 'full' and 'drain' alternate, starting with 'full'. */
+  private onFullOrDrain(sender: Incarnation, peer: string, full: boolean): void {
+    if (sender.crashed) return;
+    this.note(`${sender.id} link:${peer} ${full ? 'full' : 'drain'}`);
+    if (sender.full.has(peer) === full) this.fail(`${sender.id}'s link to ${peer} emitted '${full ? 'full' : 'drain'}' twice in a row`);
+    if (full) sender.full.add(peer);
+    else sender.full.delete(peer);
+  }
+
+  private onUnconfirmedReport(sender: Incarnation, peer: string, report: UnconfirmedReport): void {
+    if (sender.crashed) return;
+    this.note(`${sender.id} link:${peer} unconfirmed ${report.messages.length} (${report.reason})`);
+    if (report.peerId !== peer) this.fail(`${sender.id}'s link to ${peer} reported unconfirmed messages for ${report.peerId}`);
+    const records = sender.sentByPeer.get(peer) as Map<number, SentRecord>;
+    for (const message of report.messages) {
+      const record = records.get(message.messageId);
+      if (record === undefined) {
+        this.fail(`${sender.id}'s link to ${peer} reported message ${message.messageId} unconfirmed, which the mesh never sent`);
+        continue;
+      }
+      record.eventReports++;
+      if (record.eventReports > 1) this.fail(`${sender.id}->${peer} #${record.counter} appeared in ${record.eventReports} 'unconfirmed' events`);
+    }
+  }
+}
+
+/** "sim:c1:49152->c2:7000" seen from the other end. */
+function mirrored(description: string): string {
+  const match = /^sim:(.+)->(.+)$/.exec(description);
+  return match === null ? description : `sim:${match[2]}->${match[1]}`;
+}
+
+function describeStatus(status: LinkStatus): string {
+  const parts = [`${status.state} (${status.reason}${status.code === undefined ? '' : ` ${status.code}`}${status.detail === undefined ? '' : `: ${status.detail}`})`];
+  parts.push(`attempt ${status.attempt}`);
+  if (status.nextAttemptWallTimeMs !== null) parts.push('a dial scheduled');
+  parts.push(`unconfirmed ${status.unconfirmedMessages}`);
+  if (status.connection !== null) parts.push(status.connection);
+  if (status.faults !== null) parts.push(`faults ${JSON.stringify(status.faults)}`);
+  return parts.join(', ');
+}
+
+// ---- the random scenario ------------------------------------------------------------------------
+
+/** The faults runMeshScenario draws from. */
+export type MeshFaultKind =
+  | 'partition'
+  | 'one-way-partition'
+  | 'reset'
+  | 'network-link'
+  | 'link-partition'
+  | 'link-delay'
+  | 'link-drop'
+  | 'crash';
+
+/** Every kind but 'crash'. */
+export const MESH_NETWORK_AND_LINK_FAULTS: readonly MeshFaultKind[] = Object.freeze([
+  'partition', 'one-way-partition', 'reset', 'network-link', 'link-partition', 'link-delay', 'link-drop',
+]);
+
+/** Options of runMeshScenario. */
+export interface MeshScenarioOptions extends MeshOptions {
+  /** Virtual milliseconds of traffic and faults; then everything is healed. */
+  durationMs: number;
+  /** Mean time between two sends of one controller. @default 10 */
+  messageIntervalMs?: number;
+  /** Chance that a send is a burst to one peer (20 to 60 messages of 1 to 2 KB). @default 0.01 */
+  burstProbability?: number;
+  /** Mean time between two faults. @default 40 */
+  faultIntervalMs?: number;
+  /** The faults drawn from, uniformly. @default MESH_NETWORK_AND_LINK_FAULTS */
+  faultKinds?: readonly MeshFaultKind[];
+  /** How long a partition, a delay or a crash lasts at most before it is undone. @default 400 */
+  maxFaultDurationMs?: number;
+  /** Virtual time allowed, after healing, to become quiescent. @default 10_000 */
+  quiescenceTimeoutMs?: number;
+}
+
+/** What a run found. */
+export interface MeshScenarioResult {
+  seed: number;
+  /** No failure. */
+  ok: boolean;
+  failures: string[];
+  /** Controller events and harness actions, "<virtual ms> <text>". */
+  log: string[];
+  /** The network's trace. */
+  trace: string[];
+  counters: MeshCounters;
+}
+
+/**
+ * One seeded run: a full mesh comes up; for `durationMs` every controller sends and faults are
+ * injected at random times; then everything is healed (crashed controllers restarted) and the
+ * clock runs until quiescence; then the checker runs. Never throws for what it finds.
+ */
+export async function runMeshScenario(options: MeshScenarioOptions): Promise<MeshScenarioResult> {
+  if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
+  if (typeof options.durationMs !== 'number' || !Number.isFinite(options.durationMs) || options.durationMs < 0) {
+    throw new RangeError(`durationMs must be a finite number >= 0, got ${String(options.durationMs)}`);
+  }
+  const faultKinds = options.faultKinds ?? MESH_NETWORK_AND_LINK_FAULTS;
+  if (!Array.isArray(faultKinds)) throw new TypeError('faultKinds must be an array');
+  const faultIntervalMs = options.faultIntervalMs ?? 40;
+  const maxFaultDurationMs = options.maxFaultDurationMs ?? 400;
+  if (!(faultIntervalMs >= 1)) throw new RangeError(`faultIntervalMs must be >= 1, got ${faultIntervalMs}`);
+  if (!(maxFaultDurationMs >= 1)) throw new RangeError(`maxFaultDurationMs must be >= 1, got ${maxFaultDurationMs}`);
+  const mesh = new Mesh(options);
+  try {
+    await mesh.start();
+    if (!(await mesh.runUntil(() => mesh.allUp(), 5_000))) {
+      mesh.failures.push(`${mesh.clock.nowMs().toFixed(3)} the mesh did not come up:\n${mesh.diagnosis()}`);
+    } else {
+      mesh.note('mesh up');
+      mesh.startTraffic({ meanIntervalMs: options.messageIntervalMs ?? 10, burstProbability: options.burstProbability ?? 0.01 });
+      const injector = new FaultInjector(mesh, mesh.clock.nowMs() + options.durationMs, faultKinds, faultIntervalMs, maxFaultDurationMs);
+      injector.start();
+      await mesh.clock.runUntilTime(mesh.clock.nowMs() + options.durationMs);
+      mesh.stopTraffic();
+      await injector.stop();
+      mesh.healAll();
+      await mesh.quiesce(options.quiescenceTimeoutMs ?? DEFAULT_QUIESCENCE_TIMEOUT_MS);
+    }
+  } catch (error) {
+    // A broken invariant in the code under test (an assertion, an invalid transition) surfaces
+    // from the clock step that ran it.
+    mesh.failures.push(`${mesh.clock.nowMs().toFixed(3)} threw: ${(error as Error)?.stack ?? String(error)}`);
+  }
+  const failures = mesh.check();
+  return { seed: mesh.seed, ok: failures.length === 0, failures: [...failures], log: mesh.log, trace: mesh.network.trace(), counters: { ...mesh.counters } };
+}
+
+/** Draws faults on the mesh's clock until stopped; undoes each after a random time. */
+class FaultInjector {
+  private readonly random: SeededRandom;
+  private readonly timers = new Set<TimerHandle>();
+  private readonly restarts = new Set<string>();
+  private readonly restartPromises: Promise<void>[] = [];
+  private stopped = false;
+
+  constructor(
+    private readonly mesh: Mesh,
+    private readonly endMs: number,
+    private readonly kinds: readonly MeshFaultKind[],
+    private readonly intervalMs: number,
+    private readonly maxDurationMs: number,
+  ) {
+    this.random = new SeededRandom(mesh.seed).fork('faults');
+  }
+
+  start(): void {
+    this.scheduleNext();
+  }
+
+  /** Cancels what is pending and restarts every crashed controller. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const timer of this.timers) timer.cancel();
+    this.timers.clear();
+    for (const id of [...this.restarts].sort()) this.restartPromises.push(this.restart(id));
+    this.restarts.clear();
+    await Promise.all(this.restartPromises);
+  }
+
+  /** Restarts `id`; a failure to start is a failure of the run, never an unhandled rejection. */
+  private restart(id: string): Promise<void> {
+    return this.mesh.restart(id).catch((error: unknown) => {
+      this.mesh.fail(`controller ${id} did not restart: ${(error as Error)?.stack ?? String(error)}`);
+    });
+  }
+
+  private later(delayMs: number, action: () => void): void {
+    const timer = this.mesh.clock.setTimer(() => {
+      this.timers.delete(timer);
+      if (!this.stopped) action();
+    }, delayMs);
+    this.timers.add(timer);
+  }
+
+  private scheduleNext(): void {
+    const delayMs = 1 + this.random.int(2 * this.intervalMs - 1);
+    if (this.mesh.clock.nowMs() + delayMs >= this.endMs || this.kinds.length === 0) return;
+    this.later(delayMs, () => {
+      this.inject();
+      this.scheduleNext();
+    });
+  }
+
+  private duration(): number {
+    return 1 + this.random.int(this.maxDurationMs);
+  }
+
+  /** Two different live controllers, or undefined. */
+  private twoLive(): [string, string] | undefined {
+    const live = this.mesh.ids.filter((id) => !this.mesh.isCrashed(id));
+    if (live.length < 2) return undefined;
+    const a = live[this.random.int(live.length)] as string;
+    const others = live.filter((id) => id !== a);
+    return [a, others[this.random.int(others.length)] as string];
+  }
+
+  private inject(): void {
+    const mesh = this.mesh;
+    const kind = this.kinds[this.random.int(this.kinds.length)] as MeshFaultKind;
+    const pair = this.twoLive();
+    if (pair === undefined) return;
+    const [a, b] = pair;
+    switch (kind) {
+      case 'partition': {
+        mesh.partition(a, b, 'both');
+        this.later(this.duration(), () => mesh.heal(a, b, 'both'));
+        return;
+      }
+      case 'one-way-partition': {
+        mesh.partition(a, b, 'a-to-b');
+        this.later(this.duration(), () => mesh.heal(a, b, 'a-to-b'));
+        return;
+      }
+      case 'reset':
+        mesh.reset(a, b);
+        return;
+      case 'network-link': {
+        const settings: SimLinkOptions = {
+          latencyMs: 1 + this.random.int(20),
+          jitterMs: this.random.int(10),
+          dropProbability: this.random.int(3) === 0 ? 0 : this.random.int(21) / 1000,
+        };
+        if (this.random.int(4) === 0) settings.bandwidthBytesPerSecond = 20_000 + this.random.int(500_000);
+        mesh.setNetworkLink(a, b, settings);
+        this.later(this.duration(), () => {
+          mesh.note(`mesh network link ${a}->${b} default`);
+          mesh.network.clearLink(a, b);
+        });
+        return;
+      }
+      case 'link-partition': {
+        const direction = (['in', 'out', 'both'] as const)[this.random.int(3)] as 'in' | 'out' | 'both';
+        mesh.setLinkFaults(a, b, { partition: true, direction });
+        this.later(this.duration(), () => {
+          if (!mesh.isCrashed(a)) mesh.healLink(a, b);
+        });
+        return;
+      }
+      case 'link-delay': {
+        const direction = (['in', 'out', 'both'] as const)[this.random.int(3)] as 'in' | 'out' | 'both';
+        const settings: FaultSettings = { delayMs: this.random.int(150), jitterMs: this.random.int(50), direction };
+        if (this.random.int(4) === 0) settings.bandwidthBytesPerSecond = 20_000 + this.random.int(500_000);
+        mesh.setLinkFaults(a, b, settings);
+        this.later(this.duration(), () => {
+          if (!mesh.isCrashed(a)) mesh.healLink(a, b);
+        });
+        return;
+      }
+      case 'link-drop':
+        mesh.setLinkFaults(a, b, { drop: true });
+        return;
+      case 'crash': {
+        mesh.crash(a);
+        this.restarts.add(a);
+        this.later(this.duration(), () => {
+          this.restarts.delete(a);
+          this.restartPromises.push(this.restart(a));
+        });
+        return;
+      }
+    }
+  }
+}
