@@ -7,6 +7,7 @@ import * as path from 'node:path';
 const SUITES: Record<string, string> = {
   storage: 'storage.bench.js',
   'nbd-fio': 'nbd-fio.js',
+  link: 'link.bench.js',
 };
 
 function main(): number {

@@ -14,6 +14,7 @@ import pino from 'pino';
 import {
   BlockmirrorConfig,
   ConfigError,
+  applyAdminOverride,
   applyListenOverrides,
   defaultConfig,
   loadConfigFile,
@@ -21,6 +22,7 @@ import {
   toDocument,
 } from './config';
 import type { DemoOptions } from './demo';
+import { registerAdminCommands } from './admin-commands';
 
 const EXIT_FAILURE = 1;
 const EXIT_USAGE = 2;
@@ -93,6 +95,7 @@ Exit codes: 0 success, 1 failure, 2 usage or config error.`);
     .option('--host <host>', 'listen on this TCP host (replaces the config\'s listeners)')
     .option('-p, --port <port>', 'listen on this TCP port, 0 for any free one (replaces the config\'s listeners)', parsePort)
     .option('--socket <path>', 'listen on this Unix socket (replaces the config\'s listeners)')
+    .option('--admin <path>', 'admin endpoint Unix socket (replaces the config\'s admin.socket); "none" for no admin socket')
     .option('-q, --quiet', 'no status line (the log stays at --log-level)')
     .addOption(new Option('--log-level <level>', 'log level of the JSON log on stderr (info: one line per connection)').choices(LOG_LEVELS).default('warn'))
     .option('--status-interval <seconds>', 'seconds between status lines when stdout is not a terminal', parsePositiveSeconds, 5)
@@ -104,7 +107,7 @@ seconds otherwise). SIGINT, SIGTERM or SIGHUP stops cleanly: listeners close, re
 answered, volumes are flushed and closed, a summary is printed, exit code 0. A second signal exits
 at once.`)
     .action(async (options: {
-      config?: string; host?: string; port?: number; socket?: string; quiet?: boolean; logLevel: string;
+      config?: string; host?: string; port?: number; socket?: string; admin?: string; quiet?: boolean; logLevel: string;
       statusInterval: number; shutdownTimeout: number;
     }) => {
       let config: BlockmirrorConfig = options.config === undefined ? defaultConfig() : loadConfigFile(options.config);
@@ -113,6 +116,7 @@ at once.`)
       if (options.port !== undefined) overrides.port = options.port;
       if (options.socket !== undefined) overrides.socket = options.socket;
       config = applyListenOverrides(config, overrides);
+      if (options.admin !== undefined) config = applyAdminOverride(config, options.admin);
       const level = options.logLevel;
       // Loaded here, not at the top, so `config` and `--help` work without the native addon.
       const { runServe } = await import('./serve');
@@ -181,17 +185,20 @@ at once.`)
       printJson(toDocument(defaultConfig()));
     });
 
+  registerAdminCommands(program);
+
   return program;
 }
 
 /** Parses argv and runs; resolves to the exit code. */
 export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
-  program.exitOverride();
-  for (const command of program.commands) {
+  // Every level (`link fault` is two deep): commander must throw, not exit, so codes map here.
+  const overrideExit = (command: Command): void => {
     command.exitOverride();
-    for (const sub of command.commands) sub.exitOverride();
-  }
+    for (const sub of command.commands) overrideExit(sub);
+  };
+  overrideExit(program);
   try {
     await program.parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : 0;

@@ -1,33 +1,42 @@
 // Notes on the design
 // -------------------
-// `blockmirror serve`: open the configured volumes, export them over NBD, report, and shut down
-// cleanly. The ServeSession owns every volume it opened and the one NbdServer; nothing else
-// closes them.
+// `blockmirror serve`: run the configured controllers (their volumes, replication listeners and
+// links), the one NBD server that exports their volumes, and the admin endpoint; report; shut
+// down cleanly. The ServeSession owns one ControllerHost (src/controller/host.ts), which owns
+// the controllers and the NBD server, and one AdminServer; nothing else closes them.
 //
 // Lifecycle (one setter, `setState`, logs every transition):
 //   starting -> serving -> stopping -> stopped
-//   starting -> stopped              (a volume or listener failed to open: what was opened is
-//                                     closed again, in reverse order)
-// Shutdown order is what makes a reopened named volume consistent: first the server stops
-// accepting and answers the requests in flight (graceful close), then every volume is flushed,
-// then closed. Only then is the summary printed. SIGHUP stops the same way (a closed terminal
-// must not lose the clean stop). A second signal skips all of that and exits at once with
-// 128 + signal number.
+//   starting -> stopped              (a volume, listener or the admin socket failed to open: what
+//                                     was opened is closed again, in reverse order)
+// Shutdown order is what makes a reopened named volume consistent: first the admin endpoint
+// closes, then the NBD server stops accepting and answers the requests in flight (graceful
+// close), then each controller closes its links (GOODBYE) and flushes and closes its volumes.
+// Only then is the summary printed. SIGHUP stops the same way (a closed terminal must not lose
+// the clean stop). A second signal skips all of that and exits at once with 128 + signal number.
 //
 // Output contract (tests and scripts read it): stdout gets one line per export address that
-// starts with the NBD URI, then a line starting with "ready", then status lines, then on
-// shutdown lines starting with "summary". Logs go to stderr (pino, JSON).
+// starts with the NBD URI, one line per controller starting with "controller <id>:" (its
+// replication address and peers), a line starting with "admin:" (the admin socket), then a
+// line starting with "ready", then status lines, then on shutdown lines starting with
+// "summary". Logs go to stderr (pino, JSON).
 
-import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import pino from 'pino';
 
+import { AdminServer } from '../admin/server';
+import { createArrayMetrics, type ArrayStatusLike } from '../admin/metrics';
+import { removeStaleSocket } from '../admin/socket';
+import type { ControllerOptions, ControllerPeerSpec } from '../controller/controller';
+import { ControllerHost } from '../controller/host';
+import { loadSecret } from '../controller/secrets';
 import { BlockmirrorError, CliErrorCode } from '../errors';
-import { NbdConnectionEvent, NbdDisconnectEvent, NbdProtocolErrorEvent, NbdServer } from '../nbd/server';
-import { Volume, VolumeCreateOptions } from '../storage/volume';
-import type { BlockmirrorConfig, VolumeConfig } from './config';
+import type { NbdConnectionEvent, NbdDisconnectEvent, NbdProtocolErrorEvent } from '../nbd/server';
+import type { Volume } from '../storage/volume';
+import type { VersionRange } from '../transport/handshake';
+import { formatAddress } from '../transport/wire';
+import type { BlockmirrorConfig, ControllerConfig } from './config';
 import { formatSize } from './config';
 import { CounterSample, RateMeter, formatBytes, formatDuration, formatStatusLine } from './status';
 
@@ -40,7 +49,6 @@ const TRANSITIONS: Record<ServeState, readonly ServeState[]> = {
   stopped: [],
 };
 
-/** A failure to start that is the operator's to fix (exit code 1, message without a stack). */
 /** A run-time failure of `serve`: a BlockmirrorError with an ERR_CLI_* code. */
 export class ServeError extends BlockmirrorError {
   constructor(code: CliErrorCode, message: string) {
@@ -64,10 +72,40 @@ export interface ServeOptions {
 
 type VolumeStats = ReturnType<Volume['stats']>;
 
-interface OpenedVolume {
-  config: VolumeConfig;
-  volume: Volume;
-  opened: 'created' | 'reopened';
+/**
+ * A test hook: BLOCKMIRROR_LINK_PROTOCOL_VERSIONS="2" or "1..2" makes this serve offer other link
+ * protocol versions, so a test can start an incompatible peer. Unset in real use.
+ */
+function linkVersionsFromEnvironment(): VersionRange | undefined {
+  const value = process.env.BLOCKMIRROR_LINK_PROTOCOL_VERSIONS;
+  if (value === undefined || value === '') return undefined;
+  const match = /^(\d+)(?:\.\.(\d+))?$/.exec(value);
+  if (match === null) throw new ServeError('ERR_CLI_SHUTDOWN', `BLOCKMIRROR_LINK_PROTOCOL_VERSIONS must be N or N..M, got ${value}`);
+  const min = Number(match[1]);
+  return { min, max: match[2] === undefined ? min : Number(match[2]) };
+}
+
+/** Turns one configured controller into Controller options (secrets read here, once). */
+export function controllerOptionsOf(config: ControllerConfig, index: number, logger: pino.Logger): ControllerOptions {
+  const peers: ControllerPeerSpec[] = config.peers.map((peer, peerIndex) => {
+    const spec: ControllerPeerSpec = { id: peer.id };
+    if (peer.address !== undefined) spec.address = peer.address;
+    const secret = loadSecret(peer, `controllers[${index}].peers[${peerIndex}] (${peer.id})`);
+    if (secret !== undefined) spec.secret = secret;
+    return spec;
+  });
+  const { listen, ...tuning } = config.replication;
+  const options: ControllerOptions = {
+    id: config.id,
+    volumes: config.volumes.map((volume) => ({ ...volume })),
+    exports: config.exports.map((entry) => ({ ...entry })),
+    replication: listen === undefined ? tuning : { ...tuning, listen },
+    peers,
+    logger,
+  };
+  const versions = linkVersionsFromEnvironment();
+  if (versions !== undefined) options.linkVersions = versions;
+  return options;
 }
 
 function describeError(error: unknown): string {
@@ -76,104 +114,6 @@ function describeError(error: unknown): string {
     return typeof code === 'string' ? `${code}: ${error.message}` : error.message;
   }
   return String(error);
-}
-
-function errorCode(error: unknown): unknown {
-  return (error as { code?: unknown } | null)?.code;
-}
-
-/**
- * Opens (or creates) one configured volume and its configured bitmaps. A shared or file volume
- * that exists already is reopened (its data and bitmaps kept) unless `existing` is "error"; its
- * geometry (capacity, block size, strictness, and the granularity of configured bitmaps that exist
- * already) must match the config, and a configured bitmap's recording flag is applied.
- */
-export async function openConfiguredVolume(config: VolumeConfig): Promise<OpenedVolume> {
-  let volume: Volume | undefined;
-  let opened: OpenedVolume['opened'] = 'created';
-  if (config.backing !== 'memory') {
-    try {
-      volume = Volume.open(config.backing === 'file' ? { path: config.path as string } : { name: config.name });
-    } catch (error) {
-      if (errorCode(error) !== 'ERR_REGION_NOT_FOUND') throw error;
-    }
-  }
-  if (volume !== undefined) {
-    opened = 'reopened';
-    if (config.existing === 'error') {
-      await volume.close();
-      throw new ServeError('ERR_CLI_VOLUME_EXISTS',
-        `volume "${config.name}": its ${config.backing} backing exists already and existing is "error"`);
-    }
-    if (volume.capacityBytes !== config.capacityBytes || volume.blockSize !== config.blockSize ||
-        volume.strict !== config.strict) {
-      const found = `capacity ${volume.capacityBytes}, blockSize ${volume.blockSize}, strict ${volume.strict}`;
-      await volume.close();
-      throw new ServeError('ERR_CLI_VOLUME_GEOMETRY',
-        `volume "${config.name}": the existing ${config.backing} volume has ${found}; the config says ` +
-        `capacity ${config.capacityBytes}, blockSize ${config.blockSize}, strict ${config.strict}`);
-    }
-  } else {
-    const options: VolumeCreateOptions = {
-      capacityBytes: config.capacityBytes,
-      blockSize: config.blockSize,
-      strict: config.strict,
-      backing: config.backing,
-      name: config.name,
-    };
-    if (config.path !== undefined) options.path = config.path;
-    volume = Volume.create(options);
-  }
-  try {
-    const existing = new Map(volume.listBitmaps().map((bitmap) => [bitmap.name, bitmap]));
-    for (const bitmap of config.bitmaps) {
-      const found = existing.get(bitmap.name);
-      if (found !== undefined) {
-        // A reopened bitmap keeps its bits; a different granularity would make them mean
-        // something else, so it is refused rather than silently kept or reset.
-        if (found.granularityBytes !== bitmap.granularityBytes) {
-          throw new ServeError('ERR_CLI_VOLUME_GEOMETRY',
-            `volume "${config.name}": bitmap "${bitmap.name}" exists with granularity ` +
-            `${found.granularityBytes}, the config says ${bitmap.granularityBytes}`);
-        }
-        if (found.recording !== bitmap.recording) volume.setBitmapRecording(bitmap.name, bitmap.recording);
-        continue;
-      }
-      // The server opens bitmaps by name when a client asks; this handle is not needed.
-      volume.createBitmap(bitmap.name, { granularityBytes: bitmap.granularityBytes, recording: bitmap.recording }).close();
-    }
-  } catch (error) {
-    await volume.close();
-    throw error;
-  }
-  return { config, volume, opened };
-}
-
-/**
- * A socket file left behind by a serve that died would make listen() fail with EADDRINUSE.
- * Remove it only when nothing answers on it; a live server there, or a file that is not a
- * socket, is the operator's to sort out.
- */
-async function removeStaleSocket(socketPath: string): Promise<void> {
-  let stats: fs.Stats;
-  try {
-    stats = fs.statSync(socketPath);
-  } catch {
-    return;
-  }
-  if (!stats.isSocket()) {
-    throw new ServeError('ERR_CLI_SOCKET_PATH', `${socketPath} exists and is not a socket; not removing it`);
-  }
-  const live = await new Promise<boolean>((resolve) => {
-    const probe = net.connect({ path: socketPath });
-    probe.once('connect', () => {
-      probe.destroy();
-      resolve(true);
-    });
-    probe.once('error', () => resolve(false));
-  });
-  if (live) throw new ServeError('ERR_CLI_SOCKET_IN_USE', `another server is listening on ${socketPath}`);
-  fs.unlinkSync(socketPath);
 }
 
 /** Sums the counters of several volumes' stats. */
@@ -195,8 +135,8 @@ function num(record: Record<string, unknown>, key: string): number {
 /** One running `serve`. */
 export class ServeSession {
   private state: ServeState = 'starting';
-  private readonly volumes: OpenedVolume[] = [];
-  private server: NbdServer | undefined;
+  private host: ControllerHost | undefined;
+  private admin: AdminServer | undefined;
   private readonly output: NodeJS.WritableStream & { isTTY?: boolean };
   private readonly logger: pino.Logger;
   private readonly meter = new RateMeter();
@@ -212,6 +152,11 @@ export class ServeSession {
 
   get currentState(): ServeState {
     return this.state;
+  }
+
+  /** The host (after start). */
+  get controllerHost(): ControllerHost | undefined {
+    return this.host;
   }
 
   private setState(next: ServeState): void {
@@ -231,38 +176,44 @@ export class ServeSession {
     this.output.write(`${line}\n`);
   }
 
-  /** Opens the volumes, starts listening and prints the export URIs. */
+  private volumeStats(): VolumeStats[] {
+    return (this.host?.controllers ?? []).flatMap((controller) =>
+      controller.volumes.filter((entry) => !entry.volume.closed).map((entry) => entry.volume.stats()));
+  }
+
+  /** Opens the controllers, listeners and the admin endpoint, and prints where they are. */
   async start(): Promise<void> {
     const { config } = this.options;
     try {
-      for (const volumeConfig of config.volumes) {
-        const opened = await openConfiguredVolume(volumeConfig);
-        this.volumes.push(opened);
-        this.logger.info({ volume: volumeConfig.name, backing: volumeConfig.backing, opened: opened.opened,
-          capacityBytes: volumeConfig.capacityBytes, blockSize: volumeConfig.blockSize }, 'volume open');
-      }
-      const byName = new Map(this.volumes.map((v) => [v.config.name, v.volume]));
-      this.server = new NbdServer({
-        exports: config.exports.map((entry) => ({
-          name: entry.name,
-          volume: byName.get(entry.volume) as Volume,
-          readOnly: entry.readOnly,
-          description: entry.description,
-        })),
-        listen: config.listen.map((entry) => ('path' in entry ? { path: entry.path } : { host: entry.host, port: entry.port })),
-        maxPayloadBytes: config.limits.maxPayloadBytes,
-        logger: this.logger.child({ component: 'nbd' }),
+      const host = new ControllerHost({
+        controllers: config.controllers.map((controller, index) => controllerOptionsOf(controller, index, this.logger)),
+        nbd: {
+          listen: config.listen.map((entry) => ('path' in entry ? { path: entry.path } : { host: entry.host, port: entry.port })),
+          maxPayloadBytes: config.limits.maxPayloadBytes,
+          logger: this.logger.child({ component: 'nbd' }),
+        },
       });
-      this.server.on('connection', (info: NbdConnectionEvent) => this.logger.info(
-        { connectionId: info.connectionId, transport: info.transport, remoteAddress: info.remoteAddress }, 'client connected'));
-      this.server.on('disconnect', (info: NbdDisconnectEvent) => this.logger.info(
-        { connectionId: info.connectionId, reason: info.reason, exportName: info.exportName }, 'client disconnected'));
-      this.server.on('protocol-error', (info: NbdProtocolErrorEvent) => this.logger.warn(
-        { connectionId: info.connectionId, code: info.error.code }, `protocol error: ${info.error.message}`));
+      this.host = host;
       for (const entry of config.listen) {
         if ('path' in entry) await removeStaleSocket(entry.path);
       }
-      await this.server.listen();
+      await host.start();
+      const server = host.nbd;
+      server?.on('connection', (info: NbdConnectionEvent) => this.logger.info(
+        { connectionId: info.connectionId, transport: info.transport, remoteAddress: info.remoteAddress }, 'client connected'));
+      server?.on('disconnect', (info: NbdDisconnectEvent) => this.logger.info(
+        { connectionId: info.connectionId, reason: info.reason, exportName: info.exportName }, 'client disconnected'));
+      server?.on('protocol-error', (info: NbdProtocolErrorEvent) => this.logger.warn(
+        { connectionId: info.connectionId, code: info.error.code }, `protocol error: ${info.error.message}`));
+      const metrics = createArrayMetrics(() => host.status() as unknown as ArrayStatusLike);
+      host.useMetrics(async () => ({ contentType: metrics.contentType, text: await metrics.text() }));
+      if (config.admin.socket !== null || config.admin.tcp !== undefined) {
+        const adminOptions: ConstructorParameters<typeof AdminServer>[0] = { target: host, logger: this.logger.child({ component: 'admin' }) };
+        if (config.admin.socket !== null) adminOptions.socketPath = config.admin.socket;
+        if (config.admin.tcp !== undefined) adminOptions.tcp = config.admin.tcp;
+        this.admin = new AdminServer(adminOptions);
+        await this.admin.listen();
+      }
     } catch (error) {
       await this.closeAll();
       this.setState('stopped');
@@ -270,25 +221,47 @@ export class ServeSession {
     }
     this.setState('serving');
     this.startedAtMs = performance.now();
-    const details = new Map(config.exports.map((entry) => {
-      const volume = config.volumes.find((v) => v.name === entry.volume) as VolumeConfig;
-      return [entry.name, `(export ${entry.name}: volume ${volume.name}, ${formatSize(volume.capacityBytes)}, ` +
-        `${volume.backing}, ${entry.readOnly ? 'read-only' : 'read-write'})`];
-    }));
-    for (const address of this.server.addresses()) {
-      const detail = details.get(address.exportName);
-      this.print(detail === undefined ? address.uri : `${address.uri}  ${detail}`);
-    }
-    this.print(`ready: ${config.exports.length} export(s) on ${config.listen.length} listener(s), pid ${process.pid}; ` +
-      'SIGINT or SIGTERM stops');
+    this.printStart();
     this.meter.update(this.sample());
     this.startStatus();
   }
 
+  private printStart(): void {
+    const host = this.host as ControllerHost;
+    const details = new Map<string, string>();
+    for (const controller of host.controllers) {
+      for (const entry of controller.exports) {
+        const spec = controller.volumes.find((opened) => opened.spec.name === entry.volume)?.spec;
+        details.set(entry.name, `(export ${entry.name}: controller ${controller.id}, volume ${entry.volume}, ` +
+          `${formatSize(spec?.capacityBytes ?? 0)}, ${spec?.backing ?? 'memory'}, ${entry.readOnly === true ? 'read-only' : 'read-write'})`);
+      }
+    }
+    for (const address of host.nbd?.addresses() ?? []) {
+      const detail = details.get(address.exportName);
+      this.print(detail === undefined ? address.uri : `${address.uri}  ${detail}`);
+    }
+    for (const controller of host.controllers) {
+      const listen = controller.replicationAddress;
+      const peers = [...controller.links.values()].map((link) => {
+        const status = link.status();
+        return `${link.peerId} (${link.dials ? `dials ${status.address}` : 'accepts'}, ${status.auth === 'none' ? 'unauthenticated' : 'hmac-sha256'})`;
+      });
+      this.print(`controller ${controller.id}: replication ${listen === undefined ? 'not listening' : `on ${formatAddress(listen)}`}; ` +
+        `peers: ${peers.length === 0 ? 'none' : peers.join(', ')}`);
+    }
+    const adminAddresses = this.admin?.addresses();
+    const adminParts = [adminAddresses?.socketPath, adminAddresses?.tcp === undefined ? undefined : `http://${formatAddress(adminAddresses.tcp)}`]
+      .filter((part): part is string => part !== undefined);
+    this.print(`admin: ${adminParts.length === 0 ? 'none' : adminParts.join(', ')}`);
+    const exportCount = host.controllers.reduce((sum, controller) => sum + controller.exports.length, 0);
+    this.print(`ready: ${host.controllers.length} controller(s), ${exportCount} export(s) on ` +
+      `${this.options.config.listen.length} listener(s), pid ${process.pid}; SIGINT or SIGTERM stops`);
+  }
+
   /** Totals across all volumes, plus the server's connection count. */
   sample(): CounterSample {
-    const totals = sumStats(this.volumes.map((v) => v.volume.stats()));
-    const serverStats = (this.server?.stats() ?? {}) as unknown as Record<string, unknown>;
+    const totals = sumStats(this.volumeStats());
+    const serverStats = (this.host?.nbd?.stats() ?? {}) as unknown as Record<string, unknown>;
     return {
       timeMs: performance.now(),
       readBytes: num(totals, 'readBytes'),
@@ -299,13 +272,22 @@ export class ServeSession {
     };
   }
 
+  /** "links a->b up, b->a up" for the status line. */
+  private linkSummary(): string {
+    const parts: string[] = [];
+    for (const controller of this.host?.controllers ?? []) {
+      for (const link of controller.links.values()) parts.push(`${controller.id}->${link.peerId} ${link.currentState}`);
+    }
+    return parts.length === 0 ? '' : `  links ${parts.join(', ')}`;
+  }
+
   private startStatus(): void {
     if (this.options.quiet === true) return;
     const tty = this.output.isTTY === true;
     const intervalMs = tty ? 1000 : Math.max(0.1, this.options.statusIntervalSeconds ?? 5) * 1000;
     this.statusTimer = setInterval(() => {
       const sample = this.sample();
-      const line = formatStatusLine(this.meter.update(sample), sample);
+      const line = formatStatusLine(this.meter.update(sample), sample) + this.linkSummary();
       if (tty) {
         this.output.write(`\r\x1b[2K${line}`);
         this.statusLineOpen = true;
@@ -316,8 +298,8 @@ export class ServeSession {
   }
 
   /**
-   * Stops: no new connections, in-flight requests answered, volumes flushed and closed, summary
-   * printed. Idempotent (a second call returns the same promise).
+   * Stops: no new connections, in-flight requests answered, links closed, volumes flushed and
+   * closed, summary printed. Idempotent (a second call returns the same promise).
    */
   stop(reason: string): Promise<void> {
     if (this.stopPromise === undefined) this.stopPromise = this.doStop(reason);
@@ -329,66 +311,38 @@ export class ServeSession {
     this.setState('stopping');
     if (this.statusTimer !== undefined) clearInterval(this.statusTimer);
     this.print(`stopping (${reason}): closing listeners, answering requests in flight`);
+    const serverStats = () => (this.host?.nbd?.stats() ?? {}) as unknown as Record<string, unknown>;
     const problems = await this.closeAll();
-    const serverStats = this.server === undefined ? {} : (this.server.stats() as unknown as Record<string, unknown>);
-    this.printSummary(serverStats);
+    this.printSummary(serverStats());
     this.setState('stopped');
     if (problems > 0) throw new ServeError('ERR_CLI_SHUTDOWN', `${problems} problem(s) while shutting down; see the log`);
   }
 
-  /** Closes the server, then flushes and closes every volume; returns how many steps failed. */
+  /** Closes the admin endpoint, then the host; returns how many steps failed. */
   private async closeAll(): Promise<number> {
     let problems = 0;
-    if (this.server !== undefined) {
-      const server = this.server;
+    if (this.admin !== undefined) {
+      try {
+        await this.admin.close();
+      } catch (error) {
+        problems++;
+        this.logger.error({ err: error }, 'closing the admin endpoint failed');
+      }
+    }
+    if (this.host !== undefined) {
       const timeoutMs = this.options.shutdownTimeoutMs ?? 30_000;
-      let timer: NodeJS.Timeout | undefined;
-      try {
-        const forced = new Promise<'timeout'>((resolve) => {
-          timer = setTimeout(() => resolve('timeout'), timeoutMs);
-        });
-        const outcome = await Promise.race([server.close({ graceful: true }).then(() => 'closed' as const), forced]);
-        if (outcome === 'timeout') {
-          this.logger.warn({ timeoutMs }, 'graceful close took too long; cutting connections');
-          await server.close({ graceful: false });
-        }
-      } catch (error) {
-        problems++;
-        this.logger.error({ err: error }, 'closing the NBD server failed');
-      } finally {
-        if (timer !== undefined) clearTimeout(timer);
-      }
+      problems += await this.host.close({
+        timeoutMs,
+        onSlow: () => this.logger.warn({ timeoutMs }, 'graceful close took too long; cutting connections'),
+      });
     }
-    // Reverse order of opening. Flush before close, so a named region is consistent for the next
-    // process that opens it even if close itself were to fail.
-    const finalStats: VolumeStats[] = new Array(this.volumes.length);
-    for (let index = this.volumes.length - 1; index >= 0; index--) {
-      const opened = this.volumes[index] as OpenedVolume;
-      try {
-        await opened.volume.flush();
-      } catch (error) {
-        problems++;
-        this.logger.error({ err: error, volume: opened.config.name }, `flush failed: ${describeError(error)}`);
-      }
-      // stats() after close throws; the summary needs the final numbers.
-      finalStats[index] = opened.volume.stats();
-      try {
-        await opened.volume.close();
-      } catch (error) {
-        problems++;
-        this.logger.error({ err: error, volume: opened.config.name }, `close failed: ${describeError(error)}`);
-      }
-    }
-    this.finalVolumeStats = finalStats;
     return problems;
   }
 
-  /** Per-volume stats taken after the final flush, before close. */
-  private finalVolumeStats: VolumeStats[] | undefined;
-
   private printSummary(serverStats: Record<string, unknown>): void {
     const seconds = (performance.now() - this.startedAtMs) / 1000;
-    const perVolume = this.finalVolumeStats ?? [];
+    const controllers = this.host?.controllers ?? [];
+    const perVolume = controllers.flatMap((controller) => controller.finalVolumeStats ?? []);
     const totals = sumStats(perVolume);
     const requests = (serverStats.requests ?? {}) as Record<string, unknown>;
     this.print(`summary: uptime ${formatDuration(seconds)}, connections ${num(serverStats, 'totalConnections')} total, ` +
@@ -398,11 +352,18 @@ export class ServeSession {
     this.print(`summary: reads ${num(totals, 'readCount')} (${formatBytes(num(totals, 'readBytes'))}), ` +
       `writes ${num(totals, 'writeCount')} (${formatBytes(num(totals, 'writeBytes'))}), ` +
       `zeroes ${num(totals, 'zeroCount')}, trims ${num(totals, 'trimCount')}, flushes ${num(totals, 'flushCount')}`);
-    this.volumes.forEach((opened, index) => {
-      const stats = (perVolume[index] ?? {}) as unknown as Record<string, unknown>;
-      this.print(`summary: volume ${opened.config.name} (${opened.config.backing}, ${opened.opened}): ` +
-        `reads ${num(stats, 'readCount')}, writes ${num(stats, 'writeCount')}, flushed and closed`);
-    });
+    for (const controller of controllers) {
+      controller.volumes.forEach((opened, index) => {
+        const stats = (controller.finalVolumeStats?.[index] ?? {}) as unknown as Record<string, unknown>;
+        this.print(`summary: volume ${opened.spec.name} (${opened.spec.backing ?? 'memory'}, ${opened.opened}) on ${controller.id}: ` +
+          `reads ${num(stats, 'readCount')}, writes ${num(stats, 'writeCount')}, flushed and closed`);
+      });
+      for (const link of controller.links.values()) {
+        const status = link.status();
+        this.print(`summary: link ${controller.id}->${link.peerId}: ${formatBytes(status.bytesOut)} out, ` +
+          `${formatBytes(status.bytesIn)} in, ${status.reconnects} reconnect(s), closed`);
+      }
+    }
   }
 }
 

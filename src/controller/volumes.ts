@@ -66,7 +66,9 @@ export async function openConfiguredVolume(spec: ControllerVolumeSpec): Promise<
         `capacity ${spec.capacityBytes}, blockSize ${blockSize}, strict ${strict}`);
     }
   } else {
-    const options: VolumeCreateOptions = { capacityBytes: spec.capacityBytes, blockSize, strict, backing, name: sharedName };
+    // A shared volume's region is named after its sharedName; a memory volume's name is a label.
+    const options: VolumeCreateOptions = { capacityBytes: spec.capacityBytes, blockSize, strict, backing,
+      name: backing === 'shared' ? sharedName : spec.name };
     if (spec.path !== undefined) options.path = spec.path;
     volume = Volume.create(options);
   }

@@ -98,6 +98,22 @@ export interface MeshOptions {
   traceLineLimit?: number;
 }
 
+/** A link state change, as the mesh saw it. */
+export interface MeshLinkChange {
+  timeMs: number;
+  /** The controller whose link changed. */
+  from: string;
+  /** Its peer. */
+  to: string;
+  /** The controller's incarnation (1 until its first restart). */
+  incarnation: number;
+  old: LinkState;
+  new: LinkState;
+  reason: string;
+  code?: string;
+  detail?: string;
+}
+
 /** What send() did. */
 export type MeshSendResult = 'sent' | 'down' | 'full';
 
@@ -200,6 +216,8 @@ export class Mesh {
   readonly tuning: LinkTuning;
   /** Controller events and harness actions, "<virtual ms> <text>", in order. */
   readonly log: string[] = [];
+  /** Every link state change of every live controller, in order. */
+  readonly linkChanges: MeshLinkChange[] = [];
   /** What the checker found so far ("<virtual ms> <sentence>"). */
   readonly failures: string[] = [];
   readonly counters: MeshCounters = {
@@ -642,6 +660,12 @@ export class Mesh {
     const old = event.old as LinkState;
     const next = event.new as LinkState;
     this.counters.linkStateChanges++;
+    const change: MeshLinkChange = {
+      timeMs: this.clock.nowMs(), from: incarnation.id, to: peer, incarnation: incarnation.number, old, new: next, reason: event.reason ?? '',
+    };
+    if (typeof event.code === 'string') change.code = event.code;
+    if (typeof event.detail === 'string') change.detail = event.detail;
+    this.linkChanges.push(change);
     const last = incarnation.linkStates.get(peer);
     if (last !== old) {
       this.fail(`link ${incarnation.id}->${peer} changed ${old} -> ${next}, but its previous change left it ${String(last)}`);

@@ -419,7 +419,7 @@ export class Link extends EventEmitter {
     const event: LinkStateEvent = { peerId: this.peerId, old, new: next, reason, timeMs: this.clock.nowMs(), wallTimeMs: this.sinceWallTimeMs };
     if (code !== undefined) event.code = code;
     if (detail !== undefined) event.detail = detail;
-    const level = next === 'down' && old === 'up' ? 'warn' : 'info';
+    const level = next === 'down' && old === 'up' && reason !== 'closed' ? 'warn' : 'info';
     this.log[level]({ peer: this.peerId, old, new: next, reason, code, detail },
       `link ${this.peerId}: ${old} -> ${next} (${reason}${code === undefined ? '' : ` ${code}`}${detail === undefined ? '' : `: ${detail}`})`);
     this.emit('state', event);

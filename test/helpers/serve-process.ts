@@ -25,6 +25,8 @@ export interface ServeProcessOptions {
   env?: NodeJS.ProcessEnv;
 }
 
+let serveCount = 0;
+
 interface LineWaiter {
   pattern: RegExp;
   resolve: (line: string) => void;
@@ -58,9 +60,15 @@ export class ServeProcess {
       args.push('--config', configPath);
     }
     args.push(...(options.args ?? ['--port', '0']));
+    // Each serve gets its own admin socket (unless the test chose one), so tests never meet the
+    // default socket of a serve the developer runs by hand.
+    const env = { ...(options.env ?? process.env) };
+    if (env.BLOCKMIRROR_ADMIN_SOCKET === undefined) {
+      env.BLOCKMIRROR_ADMIN_SOCKET = path.join(options.directory, `admin-${process.pid}-${++serveCount}.sock`);
+    }
     const child = spawn(process.execPath, [CLI_PATH, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: options.env ?? process.env,
+      env,
     });
     const serve = new ServeProcess(child);
     const timeoutMs = options.readyTimeoutMs ?? 20_000;

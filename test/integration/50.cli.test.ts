@@ -64,11 +64,11 @@ describe('50 cli: help, config, demo', function () {
     it('config default prints JSON that config check accepts unchanged', async () => {
       const printed = await cli(['config', 'default']);
       assert.equal(printed.code, 0, printed.stderr);
-      const document = JSON.parse(printed.stdout) as { volumes: Array<{ name: string; capacity: string; backing: string }>;
-        listen: unknown[] };
-      assert.equal(document.volumes[0]?.name, 'vol0');
-      assert.equal(document.volumes[0]?.capacity, '1GiB');
-      assert.equal(document.volumes[0]?.backing, 'memory');
+      const document = JSON.parse(printed.stdout) as {
+        controllers: Array<{ volumes: Array<{ name: string; capacity: string; backing: string }> }>; listen: unknown[] };
+      assert.equal(document.controllers[0]?.volumes[0]?.name, 'vol0');
+      assert.equal(document.controllers[0]?.volumes[0]?.capacity, '1GiB');
+      assert.equal(document.controllers[0]?.volumes[0]?.backing, 'memory');
       assert.deepEqual(document.listen, [{ host: '127.0.0.1', port: 10809 }]);
       const file = path.join(directory, 'default.json');
       fs.writeFileSync(file, printed.stdout);
@@ -82,10 +82,11 @@ describe('50 cli: help, config, demo', function () {
       fs.writeFileSync(file, 'volumes:\n  - name: a\n    capacity: 64MiB\n    bitmaps: [{name: backup}]\nlisten: [{port: 0}]\n');
       const result = await cli(['config', 'check', file]);
       assert.equal(result.code, 0, result.stderr);
-      const document = JSON.parse(result.stdout) as { volumes: Array<{ bitmaps: unknown[]; blockSize: number }>; exports: unknown[] };
-      assert.deepEqual(document.volumes[0]?.bitmaps, [{ name: 'backup', granularity: '64KiB', recording: true }]);
-      assert.equal(document.volumes[0]?.blockSize, 4096);
-      assert.deepEqual(document.exports, [{ name: 'a', volume: 'a', readOnly: false, description: '' }]);
+      const document = JSON.parse(result.stdout) as {
+        controllers: Array<{ volumes: Array<{ bitmaps: unknown[]; blockSize: number }>; exports: unknown[] }> };
+      assert.deepEqual(document.controllers[0]?.volumes[0]?.bitmaps, [{ name: 'backup', granularity: '64KiB', recording: true }]);
+      assert.equal(document.controllers[0]?.volumes[0]?.blockSize, 4096);
+      assert.deepEqual(document.controllers[0]?.exports, [{ name: 'a', volume: 'a', readOnly: false, description: '' }]);
     });
 
     it('an invalid config exits 2 and names every field path and problem', async () => {

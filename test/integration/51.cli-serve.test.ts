@@ -99,7 +99,9 @@ describe('51 cli: serve', function () {
 
   it('the built-in default serves a 1 GiB vol0 on 127.0.0.1 and stops on SIGINT with a summary', async () => {
     const serve = await start(undefined, ['--port', '0', '--quiet']);
-    assert.equal(serve.uris.length, 1, serve.stdoutLines.join('\n'));
+    // Two controllers: site-a exports vol0, site-b its copy as vol0-b (read-only).
+    assert.equal(serve.uris.length, 2, serve.stdoutLines.join('\n'));
+    assert.match(serve.stdoutLines.find((l) => l.startsWith(serve.uri('vol0-b'))) ?? '', /volume vol0, 1GiB, memory, read-only/);
     const uri = serve.uri('vol0');
     assert.match(uri, /^nbd:\/\/127\.0\.0\.1:\d+\/vol0$/);
     assert.match(serve.stdoutLines.find((l) => l.startsWith(uri)) ?? '', /volume vol0, 1GiB, memory, read-write/);

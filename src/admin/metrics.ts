@@ -1,0 +1,203 @@
+// Notes on the design
+// -------------------
+// Prometheus metrics of an array, built from its status object at scrape time: nothing is
+// counted here. Each scrape takes one status snapshot (shared by every metric of that scrape, so
+// the numbers agree with each other), resets every metric and fills it from the snapshot, so a
+// link or export that went away leaves no stale series. The registry is a private one, never
+// prom-client's global, so several arrays (tests, simulators) can live in one process.
+//
+// Totals in the status (bytes, frames, reconnects, requests) only grow, so they are exposed as
+// counters: the value set on each scrape is the total itself. Fields missing from the status
+// (an older host, a link that never connected) are skipped, never reported as 0.
+
+import { Counter, Gauge, Registry } from 'prom-client';
+
+/** What the metrics read of one link's status (src/transport/link.ts LinkStatus); all optional. */
+export interface LinkStatusLike {
+  peerId?: string;
+  state?: string;
+  rttMs?: number | null;
+  bytesIn?: number;
+  bytesOut?: number;
+  framesIn?: number;
+  framesOut?: number;
+  reconnects?: number;
+  queuedBytes?: number;
+  unconfirmedReported?: number;
+}
+
+/** What the metrics read of one export's status. */
+export interface ExportStatusLike {
+  name?: string;
+  volume?: string;
+  readOnly?: boolean;
+  /** Requests served, by kind (read, write, flush, trim, ...). */
+  requests?: Record<string, number>;
+  bytesRead?: number;
+  bytesWritten?: number;
+}
+
+/** What the metrics read of one controller's status. */
+export interface ControllerStatusLike {
+  id?: string;
+  links?: LinkStatusLike[];
+  volumes?: unknown[];
+  exports?: ExportStatusLike[];
+}
+
+/** The parts of an array's status (AdminTarget.status()) the metrics read. */
+export interface ArrayStatusLike {
+  controllers?: ControllerStatusLike[];
+  nbd?: unknown;
+}
+
+/** A registry filled from a status at each scrape. */
+export interface ArrayMetrics {
+  /** A private registry (not prom-client's global one). */
+  registry: Registry;
+  /** The Content-Type of text(). */
+  contentType: string;
+  /** The Prometheus text exposition of every metric, from a fresh status. */
+  text(): Promise<string>;
+}
+
+/** Every state a link can be in; link_state has one series per state (1 for the current one). */
+export const LINK_STATES: readonly string[] = Object.freeze(['connecting', 'handshaking', 'up', 'down']);
+
+function isCount(value: unknown): value is number {
+  return typeof value === 'number' && Number.isFinite(value) && value >= 0;
+}
+
+function isName(value: unknown): value is string {
+  return typeof value === 'string' && value !== '';
+}
+
+function arrayOf<T>(value: unknown): T[] {
+  return Array.isArray(value) ? (value.filter((entry) => entry !== null && typeof entry === 'object') as T[]) : [];
+}
+
+/**
+ * Builds the metrics of an array whose status `getStatus` returns (called once per scrape). The
+ * metric names are prefixed `blockmirror_`; docs/admin.md lists them.
+ */
+export function createArrayMetrics(getStatus: () => ArrayStatusLike): ArrayMetrics {
+  if (typeof getStatus !== 'function') throw new TypeError('getStatus must be a function');
+  const registry = new Registry();
+
+  // prom-client calls every metric's collect() synchronously at the start of registry.metrics();
+  // the first one takes the snapshot, and it is dropped once that synchronous run is over.
+  let snapshot: ArrayStatusLike | undefined;
+  const current = (): ArrayStatusLike => {
+    if (snapshot === undefined) {
+      const status = getStatus();
+      snapshot = status !== null && typeof status === 'object' ? status : {};
+      queueMicrotask(() => {
+        snapshot = undefined;
+      });
+    }
+    return snapshot;
+  };
+  const controllers = (): ControllerStatusLike[] => arrayOf<ControllerStatusLike>(current().controllers).filter((c) => isName(c.id));
+  const links = (): { controller: string; link: LinkStatusLike & { peerId: string } }[] =>
+    controllers().flatMap((controller) => arrayOf<LinkStatusLike>(controller.links)
+      .filter((link): link is LinkStatusLike & { peerId: string } => isName(link.peerId))
+      .map((link) => ({ controller: controller.id as string, link })));
+  const exportEntries = (): { controller: string; entry: ExportStatusLike & { name: string } }[] =>
+    controllers().flatMap((controller) => arrayOf<ExportStatusLike>(controller.exports)
+      .filter((entry): entry is ExportStatusLike & { name: string } => typeof entry.name === 'string')
+      .map((entry) => ({ controller: controller.id as string, entry })));
+
+  /** A counter set on each scrape to totals from the status. */
+  const total = <L extends string>(name: string, help: string, labelNames: readonly L[],
+    fill: (set: (labels: Record<L, string>, value: unknown) => void) => void): void => {
+    new Counter<L>({
+      name, help, labelNames, registers: [registry],
+      collect(this: Counter<L>) {
+        this.reset();
+        fill((labels, value) => {
+          if (isCount(value)) this.inc(labels as Partial<Record<L, string>>, value);
+        });
+      },
+    });
+  };
+  /** A gauge set on each scrape from the status. */
+  const gauge = <L extends string>(name: string, help: string, labelNames: readonly L[],
+    fill: (set: (labels: Record<L, string>, value: unknown) => void) => void): void => {
+    new Gauge<L>({
+      name, help, labelNames, registers: [registry],
+      collect(this: Gauge<L>) {
+        this.reset();
+        fill((labels, value) => {
+          if (typeof value === 'number' && Number.isFinite(value)) this.set(labels as Partial<Record<L, string>>, value);
+        });
+      },
+    });
+  };
+
+  gauge('blockmirror_controller_info', 'A controller of this array (always 1).', ['controller'], (set) => {
+    for (const controller of controllers()) set({ controller: controller.id as string }, 1);
+  });
+
+  gauge('blockmirror_link_up', 'Whether the link to the peer is up (1) or not (0).', ['controller', 'peer'], (set) => {
+    for (const { controller, link } of links()) {
+      if (typeof link.state === 'string') set({ controller, peer: link.peerId }, link.state === 'up' ? 1 : 0);
+    }
+  });
+  gauge('blockmirror_link_state', 'The state of the link: 1 for the current state, 0 for the others.',
+    ['controller', 'peer', 'state'], (set) => {
+      for (const { controller, link } of links()) {
+        if (typeof link.state !== 'string') continue;
+        const states = LINK_STATES.includes(link.state) ? LINK_STATES : [...LINK_STATES, link.state];
+        for (const state of states) set({ controller, peer: link.peerId, state }, state === link.state ? 1 : 0);
+      }
+    });
+  gauge('blockmirror_link_rtt_seconds', 'The last measured round-trip time of the link (heartbeats).', ['controller', 'peer'], (set) => {
+    for (const { controller, link } of links()) {
+      if (isCount(link.rttMs)) set({ controller, peer: link.peerId }, link.rttMs / 1000);
+    }
+  });
+  total('blockmirror_link_bytes_total', 'Bytes carried by the link, over all its connections.',
+    ['controller', 'peer', 'direction'], (set) => {
+      for (const { controller, link } of links()) {
+        set({ controller, peer: link.peerId, direction: 'in' }, link.bytesIn);
+        set({ controller, peer: link.peerId, direction: 'out' }, link.bytesOut);
+      }
+    });
+  total('blockmirror_link_frames_total', 'Frames carried by the link, over all its connections.',
+    ['controller', 'peer', 'direction'], (set) => {
+      for (const { controller, link } of links()) {
+        set({ controller, peer: link.peerId, direction: 'in' }, link.framesIn);
+        set({ controller, peer: link.peerId, direction: 'out' }, link.framesOut);
+      }
+    });
+  total('blockmirror_link_reconnects_total', 'Times the link came up again after having been up.', ['controller', 'peer'], (set) => {
+    for (const { controller, link } of links()) set({ controller, peer: link.peerId }, link.reconnects);
+  });
+  gauge('blockmirror_link_queued_bytes', 'Message bytes sent on the link and not yet acknowledged.', ['controller', 'peer'], (set) => {
+    for (const { controller, link } of links()) if (isCount(link.queuedBytes)) set({ controller, peer: link.peerId }, link.queuedBytes);
+  });
+  total('blockmirror_link_unconfirmed_messages_total', 'Messages reported unconfirmed because their connection ended.',
+    ['controller', 'peer'], (set) => {
+      for (const { controller, link } of links()) set({ controller, peer: link.peerId }, link.unconfirmedReported);
+    });
+
+  total('blockmirror_nbd_requests_total', 'NBD requests served by the export, by kind.', ['controller', 'export', 'kind'], (set) => {
+    for (const { controller, entry } of exportEntries()) {
+      const requests = entry.requests;
+      if (requests === null || typeof requests !== 'object') continue;
+      for (const [kind, count] of Object.entries(requests)) set({ controller, export: entry.name, kind }, count);
+    }
+  });
+  total('blockmirror_nbd_bytes_total', 'Bytes read and written through the export.', ['controller', 'export', 'direction'], (set) => {
+    for (const { controller, entry } of exportEntries()) {
+      set({ controller, export: entry.name, direction: 'read' }, entry.bytesRead);
+      set({ controller, export: entry.name, direction: 'write' }, entry.bytesWritten);
+    }
+  });
+
+  return {
+    registry,
+    contentType: registry.contentType,
+    text: () => registry.metrics(),
+  };
+}

@@ -1,0 +1,669 @@
+// Notes on the design
+// -------------------
+// The admin endpoint of a running serve: HTTP/1.1 (node:http) on a Unix socket (mode 0600, in a
+// directory made 0700 when it was missing) and optionally on a loopback TCP port. It knows the
+// array only through AdminTarget (src/admin/target.ts), so tests serve a small fake.
+//
+// Routes (docs/admin.md is the reference):
+//   GET  /status        target.status() as JSON
+//   GET  /events        NDJSON: target.currentEvents(), then every later event (target.subscribe)
+//                       until the reader goes away; ?now=1 ends after the current ones
+//   GET  /metrics       target.metrics() (Prometheus text, its content type)
+//   POST /links/fault   {controller?, peer, delayMs?, jitterMs?, bandwidthBytesPerSecond?, drop?,
+//                       partition?, direction?} -> target.setLinkFaults
+//   POST /links/heal    {controller?, peer} -> target.healLink
+//
+// Error contract: every failure is JSON {"error": {"code": "ERR_...", "message": "..."}} with an
+// HTTP status from STATUS_OF_CODE; an error without a known code is a bug somewhere behind the
+// endpoint: 500, logged with its stack. Requests are validated here, at the edge, before the
+// target sees them (the target checks again). Malformed HTTP gets a 400 from the clientError
+// hook and the connection is closed; the server and every other connection go on.
+//
+// Limits, each a named option: maxBodyBytes (a larger body is answered 413 and the connection
+// closed), maxConnections (over it a new connection is closed at once, across all listeners),
+// headersTimeoutMs / requestTimeoutMs (a request must arrive in full within them; an /events
+// response may last for ever), maxEventBufferBytes (an /events reader that lets more than this
+// pile up in its response is ended with a last line {"kind":"overflow"}: the server never buffers
+// without bound for a slow reader).
+//
+// Lifecycle: new -> listening -> closing -> closed (or new -> closed). close() ends every /events
+// stream, stops listening, waits for requests in flight (at most closeTimeoutMs, then cuts the
+// connections), removes the socket file it made (only if it is still the same file), and is
+// idempotent.
+
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import type * as net from 'node:net';
+import type { Duplex } from 'node:stream';
+
+import { BlockmirrorError, isBlockmirrorError } from '../errors';
+import { type FaultSettings, checkFaultSettings } from '../transport/faults';
+import { ensureSocketDirectory, removeStaleSocket } from './socket';
+import type { AdminTarget, ArrayEvent } from './target';
+
+/** A logger with pino's calling convention. */
+export interface AdminLogger {
+  debug(object: object, message?: string): void;
+  info(object: object, message?: string): void;
+  warn(object: object, message?: string): void;
+  error(object: object, message?: string): void;
+}
+
+/** Hosts the TCP listener may bind: loopback only (the endpoint has no authentication). */
+export const LOOPBACK_HOSTS: readonly string[] = Object.freeze(['127.0.0.1', '::1', 'localhost']);
+
+export const DEFAULT_MAX_BODY_BYTES = 64 * 1024;
+export const DEFAULT_MAX_CONNECTIONS = 64;
+export const DEFAULT_HEADERS_TIMEOUT_MS = 10_000;
+export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
+export const DEFAULT_MAX_EVENT_BUFFER_BYTES = 1024 * 1024;
+export const DEFAULT_CLOSE_TIMEOUT_MS = 5000;
+
+/** The last line of an /events stream whose reader fell too far behind. */
+export const OVERFLOW_LINE = '{"kind":"overflow"}\n';
+
+/** Options of an AdminServer. At least one of socketPath and tcp is required. */
+export interface AdminServerOptions {
+  /** The array served. */
+  target: AdminTarget;
+  /** Listen on this Unix socket (mode 0600). @default undefined (no Unix socket) */
+  socketPath?: string;
+  /** Listen on this TCP address too; the host must be loopback (LOOPBACK_HOSTS). Port 0: any free one. @default undefined */
+  tcp?: { host: string; port: number };
+  /** @default silent */
+  logger?: AdminLogger;
+  /** The largest request body accepted (HTTP 413 past it). @default 65536 (64 KiB) */
+  maxBodyBytes?: number;
+  /** Connections open at once, over all listeners; more are closed at once. @default 64 */
+  maxConnections?: number;
+  /** The request headers must arrive within this. @default 10000 */
+  headersTimeoutMs?: number;
+  /** The whole request (headers and body) must arrive within this. @default 30000 */
+  requestTimeoutMs?: number;
+  /** Bytes an /events response may have waiting before it is ended with an overflow line. @default 1048576 (1 MiB) */
+  maxEventBufferBytes?: number;
+  /** How long close() waits for requests in flight before it cuts connections. @default 5000 */
+  closeTimeoutMs?: number;
+}
+
+/** Where an AdminServer listens. */
+export interface AdminAddresses {
+  socketPath?: string;
+  tcp?: { host: string; port: number };
+}
+
+export type AdminServerState = 'new' | 'listening' | 'closing' | 'closed';
+
+/** HTTP status of each error code the endpoint answers with. Any other code: 500. */
+export const STATUS_OF_CODE: Readonly<Record<string, number>> = Object.freeze({
+  'ERR_ADMIN_BAD_REQUEST': 400,
+  'ERR_LINK_BAD_FAULT': 400,
+  'ERR_ADMIN_CONTROLLER_REQUIRED': 400,
+  'ERR_ADMIN_NOT_FOUND': 404,
+  'ERR_ADMIN_UNKNOWN_CONTROLLER': 404,
+  'ERR_LINK_UNKNOWN_PEER': 404,
+  'ERR_ADMIN_METHOD': 405,
+  'ERR_LINK_CLOSED': 409,
+  'ERR_ADMIN_TOO_LARGE': 413,
+});
+
+/** The code a 500 carries when the failure had no code of its own (a bug behind the endpoint). */
+const INTERNAL_ERROR_CODE = 'ERR_ADMIN_RESPONSE';
+
+/**
+ * Node's code for a request that missed headersTimeout/requestTimeout. Node's, not one of ours: in
+ * backquotes so the error catalogue test (which collects quoted ERR_ literals) does not list it.
+ */
+const NODE_REQUEST_TIMEOUT_CODE = `ERR_HTTP_REQUEST_TIMEOUT`;
+
+const SILENT: AdminLogger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
+
+const FAULT_FIELD_TYPES: Readonly<Record<keyof FaultSettings, 'number' | 'boolean' | 'string'>> = Object.freeze({
+  delayMs: 'number',
+  jitterMs: 'number',
+  bandwidthBytesPerSecond: 'number',
+  drop: 'boolean',
+  partition: 'boolean',
+  direction: 'string',
+});
+
+const MAX_ID_CHARS = 1024;
+
+type Handler = (request: http.IncomingMessage, response: http.ServerResponse, url: URL) => Promise<void> | void;
+
+function badRequest(message: string): BlockmirrorError {
+  return new BlockmirrorError('ERR_ADMIN_BAD_REQUEST', message);
+}
+
+function checkInteger(name: string, value: number | undefined, fallback: number, min: number, max: number): number {
+  const result = value ?? fallback;
+  if (!Number.isSafeInteger(result) || result < min || result > max) {
+    throw new RangeError(`${name} must be an integer from ${min} to ${max}, got ${String(value)}`);
+  }
+  return result;
+}
+
+function listenOn(server: http.Server, options: net.ListenOptions): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (error: Error): void => reject(error);
+    server.once('error', onError);
+    server.listen(options, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+}
+
+/** An open /events response. */
+interface EventStream {
+  response: http.ServerResponse;
+  unsubscribe: (() => void) | undefined;
+  ended: boolean;
+}
+
+/** The admin endpoint of a serve. */
+export class AdminServer {
+  private readonly target: AdminTarget;
+  private readonly socketPath: string | undefined;
+  private readonly tcpOption: { host: string; port: number } | undefined;
+  private readonly log: AdminLogger;
+  readonly maxBodyBytes: number;
+  readonly maxConnections: number;
+  readonly headersTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+  readonly maxEventBufferBytes: number;
+  readonly closeTimeoutMs: number;
+
+  private state: AdminServerState = 'new';
+  private readonly servers: http.Server[] = [];
+  private readonly sockets = new Set<Duplex>();
+  private readonly streams = new Set<EventStream>();
+  private socketInode: number | undefined;
+  private tcpAddress: { host: string; port: number } | undefined;
+  private closing: Promise<void> | undefined;
+  private readonly routes: Readonly<Record<string, Readonly<Record<string, Handler>>>>;
+
+  constructor(options: AdminServerOptions) {
+    if (options === null || typeof options !== 'object') throw new TypeError('options must be an object');
+    const target = options.target;
+    for (const method of ['status', 'currentEvents', 'subscribe', 'controllerIds', 'setLinkFaults', 'healLink', 'metrics'] as const) {
+      if (typeof (target as unknown as Record<string, unknown> | undefined)?.[method] !== 'function') {
+        throw new TypeError(`options.target must be an AdminTarget (it has no ${method}())`);
+      }
+    }
+    if (options.socketPath === undefined && options.tcp === undefined) {
+      throw new TypeError('an AdminServer needs socketPath, tcp or both');
+    }
+    if (options.socketPath !== undefined && (typeof options.socketPath !== 'string' || options.socketPath === '')) {
+      throw new TypeError('socketPath must be a non-empty string');
+    }
+    if (options.tcp !== undefined) {
+      const { host, port } = options.tcp;
+      if (typeof host !== 'string' || !LOOPBACK_HOSTS.includes(host)) {
+        throw new TypeError(`the admin endpoint listens on loopback only (${LOOPBACK_HOSTS.join(', ')}), got host ${JSON.stringify(host)}`);
+      }
+      checkInteger('tcp.port', port, 0, 0, 65535);
+      this.tcpOption = { host, port };
+    }
+    this.target = target;
+    this.socketPath = options.socketPath;
+    this.log = options.logger ?? SILENT;
+    this.maxBodyBytes = checkInteger('maxBodyBytes', options.maxBodyBytes, DEFAULT_MAX_BODY_BYTES, 1, 64 * 1024 * 1024);
+    this.maxConnections = checkInteger('maxConnections', options.maxConnections, DEFAULT_MAX_CONNECTIONS, 1, 65536);
+    this.requestTimeoutMs = checkInteger('requestTimeoutMs', options.requestTimeoutMs, DEFAULT_REQUEST_TIMEOUT_MS, 1, 3_600_000);
+    this.headersTimeoutMs = checkInteger('headersTimeoutMs', options.headersTimeoutMs,
+      Math.min(DEFAULT_HEADERS_TIMEOUT_MS, this.requestTimeoutMs), 1, this.requestTimeoutMs);
+    this.maxEventBufferBytes = checkInteger('maxEventBufferBytes', options.maxEventBufferBytes,
+      DEFAULT_MAX_EVENT_BUFFER_BYTES, 1, 1024 ** 3);
+    this.closeTimeoutMs = checkInteger('closeTimeoutMs', options.closeTimeoutMs, DEFAULT_CLOSE_TIMEOUT_MS, 0, 3_600_000);
+    this.routes = Object.freeze({
+      '/status': { GET: (_request, response) => this.getStatus(response) },
+      '/events': { GET: (request, response, url) => this.getEvents(request, response, url) },
+      '/metrics': { GET: (_request, response) => this.getMetrics(response) },
+      '/links/fault': { POST: (request, response) => this.postFault(request, response) },
+      '/links/heal': { POST: (request, response) => this.postHeal(request, response) },
+    });
+  }
+
+  /** The current lifecycle state. */
+  get currentState(): AdminServerState {
+    return this.state;
+  }
+
+  /** Open /events streams. */
+  get eventStreamCount(): number {
+    return this.streams.size;
+  }
+
+  private setState(next: AdminServerState): void {
+    this.log.debug({ old: this.state, new: next }, `admin endpoint: ${this.state} -> ${next}`);
+    this.state = next;
+  }
+
+  /**
+   * Starts listening. For the Unix socket: creates its directory (0700) when missing, removes a
+   * stale socket file (ERR_CLI_SOCKET_IN_USE when a server answers on it, ERR_CLI_SOCKET_PATH
+   * when the path is not a socket), listens, and makes the socket 0600. On failure nothing is
+   * left listening.
+   */
+  async listen(): Promise<void> {
+    if (this.state !== 'new') throw new TypeError(`listen() on an admin server that is ${this.state}`);
+    this.setState('listening');
+    try {
+      if (this.socketPath !== undefined) {
+        const socketPath = this.socketPath;
+        ensureSocketDirectory(socketPath);
+        await removeStaleSocket(socketPath);
+        const server = this.createHttpServer();
+        try {
+          await listenOn(server, { path: socketPath });
+        } catch (error) {
+          const code = (error as NodeJS.ErrnoException).code;
+          if (code === 'EADDRINUSE') throw new BlockmirrorError('ERR_CLI_SOCKET_IN_USE', `another server is listening on ${socketPath}`, { cause: error });
+          throw new BlockmirrorError('ERR_CLI_SOCKET_PATH', `cannot listen on ${socketPath}: ${(error as Error).message}`, { cause: error });
+        }
+        // Right after listen, before any request is served: only this user may connect.
+        fs.chmodSync(socketPath, 0o600);
+        this.socketInode = fs.lstatSync(socketPath).ino;
+        this.log.info({ socketPath }, 'admin endpoint listening');
+      }
+      if (this.tcpOption !== undefined) {
+        const server = this.createHttpServer();
+        await listenOn(server, { host: this.tcpOption.host, port: this.tcpOption.port });
+        const address = server.address() as net.AddressInfo;
+        this.tcpAddress = { host: this.tcpOption.host, port: address.port };
+        this.log.info({ host: this.tcpOption.host, port: address.port }, 'admin endpoint listening');
+      }
+      if (this.closing !== undefined) throw new TypeError('the admin server was closed while it started');
+    } catch (error) {
+      // close() may have run meanwhile and missed a listener opened after it: close those here.
+      await Promise.all(this.servers.map((server) => new Promise<void>((resolve) => {
+        if (server.listening) server.close(() => resolve());
+        else resolve();
+      })));
+      await this.close();
+      throw error;
+    }
+  }
+
+  /** Where the server listens (after listen()). */
+  addresses(): AdminAddresses {
+    const result: AdminAddresses = {};
+    if (this.socketPath !== undefined && this.socketInode !== undefined) result.socketPath = this.socketPath;
+    if (this.tcpAddress !== undefined) result.tcp = { ...this.tcpAddress };
+    return result;
+  }
+
+  /**
+   * Ends every /events stream, stops listening, waits for requests in flight (at most
+   * closeTimeoutMs, then cuts the connections) and removes the socket file. A second call returns
+   * the first one's promise.
+   */
+  close(): Promise<void> {
+    if (this.closing !== undefined) return this.closing;
+    const wasListening = this.state === 'listening';
+    this.setState('closing');
+    this.closing = this.closeNow(wasListening);
+    return this.closing;
+  }
+
+  private async closeNow(wasListening: boolean): Promise<void> {
+    for (const stream of [...this.streams]) this.endStream(stream);
+    const timer = setTimeout(() => {
+      this.log.warn({ connections: this.sockets.size }, 'admin endpoint: requests still in flight at close; cutting connections');
+      for (const server of this.servers) server.closeAllConnections();
+      for (const socket of this.sockets) socket.destroy();
+    }, this.closeTimeoutMs);
+    timer.unref();
+    await Promise.all(this.servers.map((server) => new Promise<void>((resolve) => {
+      if (!server.listening) {
+        server.closeAllConnections();
+        resolve();
+        return;
+      }
+      server.close(() => resolve());
+      // Responses that just ended (the /events streams above) leave idle keep-alive connections.
+      setImmediate(() => server.closeIdleConnections());
+    })));
+    clearTimeout(timer);
+    if (this.socketPath !== undefined && this.socketInode !== undefined) {
+      try {
+        // Only our own file: a new serve may have replaced it meanwhile.
+        if (fs.lstatSync(this.socketPath).ino === this.socketInode) fs.unlinkSync(this.socketPath);
+      } catch {
+        // Already gone (libuv unlinks a listening pipe's path when it closes).
+      }
+    }
+    this.setState('closed');
+    if (wasListening) this.log.info({}, 'admin endpoint closed');
+  }
+
+  private createHttpServer(): http.Server {
+    const server = http.createServer({
+      headersTimeout: this.headersTimeoutMs,
+      requestTimeout: this.requestTimeoutMs,
+      // The timeouts above are checked on this period; the default (30 s) would blur them.
+      connectionsCheckingInterval: Math.max(10, Math.min(1000, Math.floor(this.headersTimeoutMs / 2))),
+    }, (request, response) => this.handle(request, response));
+    server.on('connection', (socket: net.Socket) => {
+      if (this.sockets.size >= this.maxConnections || this.state !== 'listening') {
+        this.log.warn({ limit: this.maxConnections }, 'admin endpoint: connection limit reached; connection closed');
+        socket.destroy();
+        return;
+      }
+      this.sockets.add(socket);
+      socket.once('close', () => this.sockets.delete(socket));
+    });
+    server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => this.onClientError(error, socket));
+    server.on('error', (error) => this.log.error({ err: error }, 'admin endpoint: listener error'));
+    this.servers.push(server);
+    return server;
+  }
+
+  /** Malformed HTTP, a request timeout, a reset: answer if the socket still can, then close it. */
+  private onClientError(error: NodeJS.ErrnoException, socket: Duplex): void {
+    this.log.debug({ code: error.code, message: error.message }, 'admin endpoint: bad HTTP from a client');
+    // HPE_CLOSED_CONNECTION: bytes after a response that said "Connection: close"; nothing more
+    // may be written on that connection.
+    if (error.code === 'ECONNRESET' || error.code === 'HPE_CLOSED_CONNECTION' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === NODE_REQUEST_TIMEOUT_CODE ? 408 : 400;
+    const body = JSON.stringify({
+      error: { code: 'ERR_ADMIN_BAD_REQUEST', message: `malformed HTTP request (${error.code ?? error.message})` },
+    });
+    socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? ''}\r\nContent-Type: application/json\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    socket.once('finish', () => socket.destroy());
+  }
+
+  private handle(request: http.IncomingMessage, response: http.ServerResponse): void {
+    let result: Promise<void> | void;
+    try {
+      result = this.route(request, response);
+    } catch (error) {
+      this.fail(request, response, error);
+      return;
+    }
+    if (result !== undefined) result.catch((error: unknown) => this.fail(request, response, error));
+  }
+
+  private route(request: http.IncomingMessage, response: http.ServerResponse): Promise<void> | void {
+    let url: URL;
+    try {
+      url = new URL(request.url ?? '/', 'http://admin.invalid');
+    } catch {
+      throw badRequest(`the request target ${JSON.stringify(request.url)} is not a valid path`);
+    }
+    this.log.debug({ method: request.method, path: url.pathname }, 'admin request');
+    const methods = Object.prototype.hasOwnProperty.call(this.routes, url.pathname) ? this.routes[url.pathname] : undefined;
+    if (methods === undefined) {
+      throw new BlockmirrorError('ERR_ADMIN_NOT_FOUND', `no endpoint ${url.pathname} (there are ${Object.keys(this.routes).join(', ')})`);
+    }
+    const handler = Object.prototype.hasOwnProperty.call(methods, request.method ?? '') ? methods[request.method ?? ''] : undefined;
+    if (handler === undefined) {
+      const allowed = Object.keys(methods).join(', ');
+      response.setHeader('Allow', allowed);
+      throw new BlockmirrorError('ERR_ADMIN_METHOD', `${url.pathname} takes ${allowed}, not ${request.method ?? '?'}`);
+    }
+    return handler(request, response, url);
+  }
+
+  private fail(request: http.IncomingMessage, response: http.ServerResponse, error: unknown): void {
+    const code = isBlockmirrorError(error) ? error.code : undefined;
+    let status = code === undefined ? 500 : STATUS_OF_CODE[code] ?? 500;
+    if (code !== undefined && status === 500 && code.endsWith('_CLOSED')) status = 409;
+    if (status === 500) {
+      this.log.error({ err: error, method: request.method, url: request.url }, 'admin endpoint: request failed');
+    } else {
+      this.log.debug({ code, method: request.method, url: request.url }, 'admin endpoint: request refused');
+    }
+    if (response.headersSent) {
+      response.destroy();
+      return;
+    }
+    const message = error instanceof Error ? error.message : String(error);
+    const body = {
+      error: {
+        code: code ?? INTERNAL_ERROR_CODE,
+        message: code === undefined ? `internal error behind the admin endpoint: ${message} (the serve's log has details)` : message,
+      },
+    };
+    if (status === 413) response.setHeader('Connection', 'close');
+    this.sendJson(response, status, body);
+  }
+
+  private sendJson(response: http.ServerResponse, status: number, value: unknown): void {
+    const body = `${JSON.stringify(value)}\n`;
+    response.writeHead(status, {
+      'Content-Type': 'application/json; charset=utf-8',
+      'Content-Length': Buffer.byteLength(body),
+      'Cache-Control': 'no-store',
+    });
+    response.end(body);
+  }
+
+  private getStatus(response: http.ServerResponse): void {
+    this.sendJson(response, 200, this.target.status());
+  }
+
+  private async getMetrics(response: http.ServerResponse): Promise<void> {
+    const { contentType, text } = await this.target.metrics();
+    response.writeHead(200, {
+      'Content-Type': contentType,
+      'Content-Length': Buffer.byteLength(text),
+      'Cache-Control': 'no-store',
+    });
+    response.end(text);
+  }
+
+  private getEvents(_request: http.IncomingMessage, response: http.ServerResponse, url: URL): void {
+    const nowValue = url.searchParams.get('now');
+    let now: boolean;
+    if (nowValue === null || nowValue === '0' || nowValue === 'false') now = false;
+    else if (nowValue === '' || nowValue === '1' || nowValue === 'true') now = true;
+    else throw badRequest(`now must be 1 or 0, got ${JSON.stringify(nowValue)}`);
+    // Taken before the headers go out, so a failing target still gets a proper error response.
+    const current = this.target.currentEvents();
+    response.writeHead(200, {
+      'Content-Type': 'application/x-ndjson; charset=utf-8',
+      'Cache-Control': 'no-store',
+      'X-Content-Type-Options': 'nosniff',
+      // A stream ends its connection: nothing else would follow on it.
+      Connection: 'close',
+    });
+    response.flushHeaders();
+    const stream: EventStream = { response, unsubscribe: undefined, ended: false };
+    this.streams.add(stream);
+    // 'close' on the response: it finished, or the reader went away (the request's own 'close'
+    // fires as soon as its empty body is read, so it says nothing about the reader).
+    response.once('close', () => this.endStream(stream));
+    for (const event of current) {
+      if (!this.writeEvent(stream, event)) return;
+    }
+    if (now) {
+      this.endStream(stream);
+      return;
+    }
+    // Same tick as currentEvents(): no event can fall between the two.
+    stream.unsubscribe = this.target.subscribe((event) => {
+      try {
+        this.writeEvent(stream, event);
+      } catch (error) {
+        this.log.error({ err: error }, 'admin endpoint: could not write an event');
+      }
+    });
+    if (stream.ended) this.unsubscribe(stream);
+  }
+
+  /** Writes one NDJSON line; ends the stream with an overflow line past maxEventBufferBytes. */
+  private writeEvent(stream: EventStream, event: ArrayEvent): boolean {
+    if (stream.ended) return false;
+    const response = stream.response;
+    if (response.destroyed || response.writableEnded) {
+      this.endStream(stream);
+      return false;
+    }
+    let line: string;
+    try {
+      line = `${JSON.stringify(event)}\n`;
+    } catch (error) {
+      this.log.error({ err: error, subject: event?.subject }, 'admin endpoint: an event is not JSON; skipped');
+      return true;
+    }
+    response.write(line);
+    if (response.writableLength > this.maxEventBufferBytes) {
+      this.log.warn({ bufferedBytes: response.writableLength, limit: this.maxEventBufferBytes },
+        'admin endpoint: an /events reader fell behind; its stream is ended');
+      this.endStream(stream, OVERFLOW_LINE);
+      return false;
+    }
+    return true;
+  }
+
+  private endStream(stream: EventStream, lastLine?: string): void {
+    if (stream.ended) return;
+    stream.ended = true;
+    this.unsubscribe(stream);
+    this.streams.delete(stream);
+    const response = stream.response;
+    if (!response.destroyed && !response.writableEnded) {
+      if (lastLine === undefined) response.end();
+      else response.end(lastLine);
+    }
+  }
+
+  private unsubscribe(stream: EventStream): void {
+    const unsubscribe = stream.unsubscribe;
+    stream.unsubscribe = undefined;
+    if (unsubscribe === undefined) return;
+    try {
+      unsubscribe();
+    } catch (error) {
+      this.log.error({ err: error }, 'admin endpoint: unsubscribe failed');
+    }
+  }
+
+  /** Reads a JSON object body within maxBodyBytes (413 past it, after draining a bounded amount). */
+  private readJsonObject(request: http.IncomingMessage): Promise<Record<string, unknown>> {
+    const limit = this.maxBodyBytes;
+    // Past the limit the rest is read and dropped (so the client sees the 413 rather than a
+    // reset), up to this much; beyond it the connection is cut.
+    const drainLimit = Math.max(1024 * 1024, 4 * limit);
+    return new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      let total = 0;
+      let tooLarge = false;
+      let settled = false;
+      const tooLargeError = (): BlockmirrorError =>
+        new BlockmirrorError('ERR_ADMIN_TOO_LARGE', `the request body is larger than the limit of ${limit} bytes`);
+      const settle = (action: () => void): void => {
+        if (settled) return;
+        settled = true;
+        action();
+      };
+      const declared = Number(request.headers['content-length']);
+      if (Number.isFinite(declared) && declared > limit) tooLarge = true;
+      request.on('data', (chunk: Buffer) => {
+        total += chunk.length;
+        if (total > limit) tooLarge = true;
+        if (!tooLarge) {
+          chunks.push(chunk);
+          return;
+        }
+        chunks.length = 0;
+        if (total > drainLimit) {
+          settle(() => reject(tooLargeError()));
+          request.destroy();
+        }
+      });
+      request.once('end', () => settle(() => {
+        if (tooLarge) {
+          reject(tooLargeError());
+          return;
+        }
+        const text = Buffer.concat(chunks).toString('utf8');
+        let value: unknown;
+        try {
+          value = JSON.parse(text);
+        } catch (error) {
+          reject(badRequest(text.trim() === '' ? 'the request needs a JSON object body' : `the body is not JSON: ${(error as Error).message}`));
+          return;
+        }
+        if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+          reject(badRequest('the body must be a JSON object'));
+          return;
+        }
+        resolve(value as Record<string, unknown>);
+      }));
+      // The client went away mid-body: its problem, not the server's (no 500, no error log).
+      request.once('error', (error) => settle(() => reject(badRequest(`the request body could not be read: ${error.message}`))));
+      request.once('close', () => settle(() => reject(badRequest('the client closed the request before its body ended'))));
+    });
+  }
+
+  /** The controller and peer fields every /links request has. */
+  private linkFields(body: Record<string, unknown>): { controller: string | undefined; peer: string } {
+    const controller = body.controller;
+    if (controller !== undefined && controller !== null && (typeof controller !== 'string' || controller === '' || controller.length > MAX_ID_CHARS)) {
+      throw badRequest('controller must be a non-empty string (a controller id)');
+    }
+    const peer = body.peer;
+    if (peer === undefined) throw badRequest('peer is required (the id of the link\'s peer controller)');
+    if (typeof peer !== 'string' || peer === '' || peer.length > MAX_ID_CHARS) throw badRequest('peer must be a non-empty string (a controller id)');
+    return { controller: typeof controller === 'string' ? controller : undefined, peer };
+  }
+
+  private async postFault(request: http.IncomingMessage, response: http.ServerResponse): Promise<void> {
+    const body = await this.readJsonObject(request);
+    const { controller, peer } = this.linkFields(body);
+    const settings: FaultSettings = {};
+    for (const [key, value] of Object.entries(body)) {
+      if (key === 'controller' || key === 'peer') continue;
+      const type = Object.prototype.hasOwnProperty.call(FAULT_FIELD_TYPES, key) ? FAULT_FIELD_TYPES[key as keyof FaultSettings] : undefined;
+      if (type === undefined) {
+        throw badRequest(`unknown field "${key}" (fields: controller, peer, ${Object.keys(FAULT_FIELD_TYPES).join(', ')})`);
+      }
+      if (typeof value !== type) throw badRequest(`${key} must be a ${type}, got ${value === null ? 'null' : typeof value}`);
+      (settings as Record<string, unknown>)[key] = value;
+    }
+    if (settings.delayMs === undefined && settings.jitterMs === undefined && settings.bandwidthBytesPerSecond === undefined &&
+        settings.drop === undefined && settings.partition === undefined) {
+      throw badRequest('name at least one fault: delayMs, jitterMs, bandwidthBytesPerSecond, drop or partition');
+    }
+    checkFaultSettings(settings);
+    this.target.setLinkFaults(controller, peer, settings);
+    this.sendJson(response, 200, { ok: true, link: this.findLinkStatus(controller, peer) });
+  }
+
+  private async postHeal(request: http.IncomingMessage, response: http.ServerResponse): Promise<void> {
+    const body = await this.readJsonObject(request);
+    const { controller, peer } = this.linkFields(body);
+    for (const key of Object.keys(body)) {
+      if (key !== 'controller' && key !== 'peer') throw badRequest(`unknown field "${key}" (fields: controller, peer)`);
+    }
+    this.target.healLink(controller, peer);
+    this.sendJson(response, 200, { ok: true, link: this.findLinkStatus(controller, peer) });
+  }
+
+  /** The status of one link from target.status(), or null when the status does not show it. */
+  private findLinkStatus(controllerId: string | undefined, peerId: string): unknown {
+    try {
+      const controllers = (this.target.status() as { controllers?: unknown }).controllers;
+      if (!Array.isArray(controllers)) return null;
+      const candidates = controllerId === undefined
+        ? (controllers.length === 1 ? controllers : [])
+        : controllers.filter((entry) => (entry as { id?: unknown } | null)?.id === controllerId);
+      for (const entry of candidates) {
+        const links = (entry as { links?: unknown } | null)?.links;
+        if (!Array.isArray(links)) continue;
+        const link = links.find((candidate) => (candidate as { peerId?: unknown } | null)?.peerId === peerId);
+        if (link !== undefined) return link;
+      }
+    } catch (error) {
+      this.log.warn({ err: error }, 'admin endpoint: status() failed after a link change');
+    }
+    return null;
+  }
+}

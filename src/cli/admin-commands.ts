@@ -1,0 +1,485 @@
+// Notes on the design
+// -------------------
+// The commands that talk to a running `blockmirror serve` through its admin endpoint
+// (src/admin/): `status`, `events`, `link fault`, `link heal`. Each is a thin shell around
+// AdminClient: parse and check the options (a mistake is a usage error, exit 2, before anything
+// is sent), make the call, print. Formatting is in pure functions (formatStatus, formatLinkLine)
+// so tests can feed them invented status objects.
+//
+// Exit codes: 0 ok; 1 the serve answered with an error or could not be reached, printed on
+// stderr as `blockmirror: ERR_...: message` (the serve's own code when it sent one); 2 usage.
+// Nothing here loads the native addon: these commands run on machines that only observe.
+
+import { Command, InvalidArgumentError, Option } from 'commander';
+
+import { AdminClient, type AdminAddress, AdminResponseError } from '../admin/client';
+import { BlockmirrorError } from '../errors';
+import { MAX_FAULT_DELAY_MS } from '../transport/faults';
+import { defaultAdminSocketPath, parseSize } from './config';
+import { formatBytes } from './status';
+
+const EXIT_FAILURE = 1;
+
+/** Parses a rate in bytes per second: an integer or a size ("10MiB"), optionally with "/s". */
+export function parseRate(value: string): number {
+  const size = value.trim().replace(/\/s$/i, '');
+  try {
+    return parseSize(size);
+  } catch (error) {
+    throw new InvalidArgumentError(`must be bytes per second, an integer or a size like 10MiB or 10MiB/s: ${(error as Error).message}`);
+  }
+}
+
+/** Parses milliseconds of delay or jitter: a number from 0 to one hour. */
+export function parseMilliseconds(value: string): number {
+  const ms = Number(value);
+  if (!/^\d+(\.\d+)?$/.test(value.trim()) || !Number.isFinite(ms) || ms > MAX_FAULT_DELAY_MS) {
+    throw new InvalidArgumentError(`must be a number of milliseconds from 0 to ${MAX_FAULT_DELAY_MS}`);
+  }
+  return ms;
+}
+
+function parseIntervalSeconds(value: string): number {
+  const seconds = Number(value);
+  if (!/^\d+(\.\d+)?$/.test(value.trim()) || !(seconds >= 0.1) || seconds > 86400) {
+    throw new InvalidArgumentError('must be a number of seconds from 0.1 to 86400');
+  }
+  return seconds;
+}
+
+/** `--admin` value: a Unix socket path, or host:port for a loopback TCP endpoint. */
+export function parseAdminAddress(value: string): AdminAddress {
+  const tcp = /^(127\.0\.0\.1|localhost|\[::1\]):(\d{1,5})$/.exec(value);
+  if (tcp !== null) {
+    const port = Number(tcp[2]);
+    if (port >= 1 && port <= 65535) return { host: (tcp[1] as string).replace(/^\[(.*)\]$/, '$1'), port };
+  }
+  return value;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Formatting (pure).
+
+type Json = Record<string, unknown>;
+
+function record(value: unknown): Json | undefined {
+  return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Json) : undefined;
+}
+
+function records(value: unknown): Json[] {
+  return Array.isArray(value) ? value.map(record).filter((entry): entry is Json => entry !== undefined) : [];
+}
+
+function text(value: unknown, fallback = '-'): string {
+  return typeof value === 'string' && value !== '' ? value : typeof value === 'number' ? String(value) : fallback;
+}
+
+function count(value: unknown): string {
+  return typeof value === 'number' && Number.isFinite(value) ? String(value) : '-';
+}
+
+function bytes(value: unknown): string {
+  return typeof value === 'number' && Number.isFinite(value) ? formatBytes(value) : '-';
+}
+
+function milliseconds(value: number): string {
+  return value < 10 ? `${Number(value.toFixed(2))}ms` : value < 1000 ? `${Math.round(value)}ms` : `${Number((value / 1000).toFixed(1))}s`;
+}
+
+/** One direction's faults: "delay 100ms ±10ms, 10.0 MiB/s, partitioned", or '' for none. */
+function formatDirectionFaults(faults: Json | undefined): string {
+  if (faults === undefined) return '';
+  const parts: string[] = [];
+  const delay = typeof faults.delayMs === 'number' ? faults.delayMs : 0;
+  const jitter = typeof faults.jitterMs === 'number' ? faults.jitterMs : 0;
+  if (delay > 0 || jitter > 0) parts.push(`delay ${milliseconds(delay)}${jitter > 0 ? ` ±${milliseconds(jitter)}` : ''}`);
+  const rate = typeof faults.bandwidthBytesPerSecond === 'number' ? faults.bandwidthBytesPerSecond : 0;
+  if (rate > 0) parts.push(`${formatBytes(rate)}/s`);
+  if (faults.partitioned === true) parts.push('partitioned');
+  return parts.join(', ');
+}
+
+/** The faults in force on a link: "both: delay 100ms", "out: partitioned; in: 1.0 MiB/s", or "-". */
+export function formatFaults(faults: unknown): string {
+  const all = record(faults);
+  if (all === undefined) return '-';
+  const outgoing = formatDirectionFaults(record(all.out));
+  const incoming = formatDirectionFaults(record(all.in));
+  if (outgoing === '' && incoming === '') return '-';
+  if (outgoing === incoming) return `both: ${outgoing}`;
+  return [outgoing === '' ? '' : `out: ${outgoing}`, incoming === '' ? '' : `in: ${incoming}`].filter((part) => part !== '').join('; ');
+}
+
+function formatReason(link: Json): string {
+  const reason = text(link.reason);
+  return typeof link.code === 'string' ? `${reason} (${link.code})` : reason;
+}
+
+function formatAuth(link: Json): string {
+  if (link.auth === 'none') return 'none';
+  if (typeof link.auth !== 'string') return '-';
+  return link.authenticated === true ? link.auth : `${link.auth} (pending)`;
+}
+
+function formatNextAttempt(link: Json, nowMs: number): string {
+  const at = link.nextAttemptWallTimeMs;
+  if (typeof at !== 'number') return '-';
+  return `in ${milliseconds(Math.max(0, at - nowMs))}`;
+}
+
+function table(rows: string[][], indent: string): string[] {
+  const widths: number[] = [];
+  for (const row of rows) row.forEach((cell, index) => { widths[index] = Math.max(widths[index] ?? 0, cell.length); });
+  return rows.map((row) => `${indent}${row.map((cell, index) => (index === row.length - 1 ? cell : cell.padEnd(widths[index] ?? 0))).join('  ')}`.trimEnd());
+}
+
+/** One line for a link: "a -> b: up (handshake-done), rtt 0.4ms, faults both: delay 100ms". */
+export function formatLinkLine(controllerId: string | undefined, peerId: string, link: unknown): string {
+  const name = controllerId === undefined ? `link ${peerId}` : `link ${controllerId} -> ${peerId}`;
+  const status = record(link);
+  if (status === undefined) return `${name}: done (the serve reported no status for this link)`;
+  const parts = [`${text(status.state)} (${formatReason(status)})`];
+  if (typeof status.rttMs === 'number') parts.push(`rtt ${milliseconds(status.rttMs)}`);
+  parts.push(`faults ${formatFaults(status.faults)}`);
+  return `${name}: ${parts.join(', ')}`;
+}
+
+/** Options of formatStatus. */
+export interface FormatStatusOptions {
+  /** Wall time the "next attempt" column counts from. @default Date.now() */
+  nowMs?: number;
+}
+
+/** The human-readable status of an array: per controller, its links and exports. */
+export function formatStatus(status: unknown, options: FormatStatusOptions = {}): string {
+  const nowMs = options.nowMs ?? Date.now();
+  const top = record(status) ?? {};
+  const lines: string[] = [];
+  const controllers = records(top.controllers);
+  if (controllers.length === 0) lines.push('no controllers');
+  for (const controller of controllers) {
+    const volumes = Array.isArray(controller.volumes) ? controller.volumes : [];
+    const volumeNames = volumes.map((volume) => (typeof volume === 'string' ? volume : text(record(volume)?.name, '?')));
+    const head = [`controller ${text(controller.id, '?')}`];
+    if (typeof controller.state === 'string') head.push(`state ${controller.state}`);
+    head.push(`volumes ${volumeNames.length === 0 ? '-' : volumeNames.join(', ')}`);
+    lines.push(head.join('  '));
+    const links = records(controller.links);
+    if (links.length === 0) {
+      lines.push('  links: none');
+    } else {
+      const rows = [['PEER', 'STATE', 'REASON', 'RTT', 'IN', 'OUT', 'RECONNECTS', 'ATTEMPT', 'NEXT', 'AUTH', 'FAULTS']];
+      for (const link of links) {
+        rows.push([
+          text(link.peerId, '?'),
+          text(link.state),
+          formatReason(link),
+          typeof link.rttMs === 'number' ? milliseconds(link.rttMs) : '-',
+          bytes(link.bytesIn),
+          bytes(link.bytesOut),
+          count(link.reconnects),
+          count(link.attempt),
+          formatNextAttempt(link, nowMs),
+          formatAuth(link),
+          formatFaults(link.faults),
+        ]);
+      }
+      lines.push(...table(rows, '  '));
+    }
+    const exportsList = records(controller.exports);
+    if (exportsList.length === 0) {
+      lines.push('  exports: none');
+    } else {
+      const rows = [['EXPORT', 'VOLUME', 'MODE', 'REQUESTS', 'READ', 'WRITTEN']];
+      for (const entry of exportsList) {
+        const requests = record(entry.requests);
+        const total = requests === undefined ? undefined
+          : Object.values(requests).reduce<number>((sum, value) => sum + (typeof value === 'number' ? value : 0), 0);
+        rows.push([
+          text(entry.name, '""'),
+          text(entry.volume),
+          entry.readOnly === true ? 'ro' : 'rw',
+          count(total),
+          bytes(entry.bytesRead),
+          bytes(entry.bytesWritten),
+        ]);
+      }
+      lines.push(...table(rows, '  '));
+    }
+  }
+  const nbd = record(top.nbd);
+  if (nbd !== undefined) {
+    const parts: string[] = [];
+    const addresses = Array.isArray(nbd.addresses) ? nbd.addresses : Array.isArray(nbd.listen) ? nbd.listen : [];
+    const uris = addresses.map((address) => (typeof address === 'string' ? address : text(record(address)?.uri, ''))).filter((uri) => uri !== '');
+    if (uris.length > 0) parts.push(uris.join(' '));
+    if (typeof nbd.connections === 'number') parts.push(`${nbd.connections} connection(s)`);
+    if (parts.length > 0) lines.push(`nbd: ${parts.join(', ')}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Commands.
+
+interface AdminOptions {
+  admin: string;
+  controller?: string;
+}
+
+/** Prints a BlockmirrorError as `blockmirror: ERR_...: message` (the serve's code when it sent one). */
+function reportError(error: BlockmirrorError): void {
+  let code = error.code;
+  let message = error.message;
+  if (error instanceof AdminResponseError && error.remoteCode !== undefined) {
+    code = error.remoteCode;
+    message = error.remoteMessage ?? message;
+  }
+  process.stderr.write(`blockmirror: ${code}: ${message}\n`);
+}
+
+/** Runs an action; a BlockmirrorError becomes a message on stderr and exit code 1. */
+function adminAction<A extends unknown[]>(action: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
+  return async (...args: A) => {
+    try {
+      await action(...args);
+    } catch (error) {
+      if (!(error instanceof BlockmirrorError)) throw error;
+      reportError(error);
+      process.exitCode = EXIT_FAILURE;
+    }
+  };
+}
+
+function clientFor(options: AdminOptions): AdminClient {
+  return new AdminClient(parseAdminAddress(options.admin));
+}
+
+function adminOption(): Option {
+  return new Option('--admin <path>', 'the admin socket of the serve (or 127.0.0.1:PORT for its admin.tcp)')
+    .default(defaultAdminSocketPath());
+}
+
+/** Keeps only `controllerId` in a status (ERR_ADMIN_UNKNOWN_CONTROLLER when it has none such). */
+function selectController(status: unknown, controllerId: string | undefined): unknown {
+  if (controllerId === undefined) return status;
+  const top = record(status) ?? {};
+  const controllers = records(top.controllers).filter((controller) => controller.id === controllerId);
+  if (controllers.length === 0) {
+    const known = records(top.controllers).map((controller) => text(controller.id, '?')).join(', ');
+    throw new BlockmirrorError('ERR_ADMIN_UNKNOWN_CONTROLLER', `no controller "${controllerId}" in this serve (it has ${known || 'none'})`);
+  }
+  return { ...top, controllers };
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts. */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) {
+      resolve();
+      return;
+    }
+    const timer = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
+
+/** An AbortSignal that fires on SIGINT or SIGTERM (Ctrl-C ends a watch cleanly, exit 0). */
+function stopSignal(): { signal: AbortSignal; dispose(): void } {
+  const controller = new AbortController();
+  const stop = (): void => controller.abort();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  return {
+    signal: controller.signal,
+    dispose: () => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+    },
+  };
+}
+
+async function runStatus(options: AdminOptions & { json?: boolean; watch?: boolean; interval: number }): Promise<void> {
+  const client = clientFor(options);
+  const render = async (): Promise<string> => {
+    const status = selectController(await client.get('/status'), options.controller);
+    return options.json === true ? `${JSON.stringify(status, null, options.watch === true ? undefined : 2)}\n` : formatStatus(status);
+  };
+  if (options.watch !== true) {
+    process.stdout.write(await render());
+    return;
+  }
+  const stop = stopSignal();
+  const tty = process.stdout.isTTY === true;
+  try {
+    while (!stop.signal.aborted) {
+      let block: string;
+      try {
+        block = await render();
+      } catch (error) {
+        if (!(error instanceof BlockmirrorError)) throw error;
+        const code = error instanceof AdminResponseError && error.remoteCode !== undefined ? error.remoteCode : error.code;
+        const message = error instanceof AdminResponseError && error.remoteMessage !== undefined ? error.remoteMessage : error.message;
+        block = `blockmirror: ${code}: ${message}\n`;
+      }
+      if (stop.signal.aborted) break;
+      if (options.json === true) {
+        process.stdout.write(block);
+      } else {
+        const header = `blockmirror status  ${new Date().toISOString()}  every ${options.interval} s; Ctrl-C stops\n`;
+        // A terminal is redrawn in place; a pipe or file gets one block after another.
+        process.stdout.write(tty ? `\x1b[H\x1b[2J${header}\n${block}` : `${header}${block}\n`);
+      }
+      await sleep(options.interval * 1000, stop.signal);
+    }
+  } finally {
+    stop.dispose();
+  }
+}
+
+async function runEvents(options: AdminOptions & { now?: boolean }): Promise<void> {
+  const client = clientFor(options);
+  const stop = stopSignal();
+  let overflow = false;
+  try {
+    await client.events((event) => {
+      if (event.kind === 'overflow') {
+        overflow = true;
+        return;
+      }
+      if (options.controller !== undefined && event.controller !== options.controller) return;
+      process.stdout.write(`${JSON.stringify(event)}\n`);
+    }, { now: options.now === true, signal: stop.signal });
+  } finally {
+    stop.dispose();
+  }
+  if (overflow) {
+    throw new BlockmirrorError('ERR_ADMIN_RESPONSE',
+      'the serve ended the event stream because this reader fell behind (its output was not read fast enough)');
+  }
+}
+
+interface FaultOptions extends AdminOptions {
+  delay?: number;
+  jitter?: number;
+  bandwidth?: number;
+  drop?: boolean;
+  partition?: boolean;
+  direction?: 'in' | 'out' | 'both';
+  json?: boolean;
+}
+
+function printLinkAnswer(answer: unknown, options: AdminOptions & { json?: boolean }, peer: string): void {
+  if (options.json === true) {
+    process.stdout.write(`${JSON.stringify(answer, null, 2)}\n`);
+    return;
+  }
+  process.stdout.write(`${formatLinkLine(options.controller, peer, record(answer)?.link)}\n`);
+}
+
+/** Adds `status`, `events` and `link fault|heal` to the program. */
+export function registerAdminCommands(program: Command): void {
+  const exitCodes = '\nExit codes: 0 ok, 1 the serve answered with an error or could not be reached ' +
+    '(stderr: "blockmirror: ERR_...: message"), 2 usage error.';
+
+  program
+    .command('status')
+    .description('Show the controllers, links and exports of a running serve (through its admin endpoint).')
+    .addOption(adminOption())
+    .option('--controller <id>', 'show only this controller')
+    .option('--json', 'print the status as JSON (the admin endpoint\'s GET /status)')
+    .option('--watch', 'redraw every --interval seconds until Ctrl-C')
+    .option('--interval <seconds>', 'seconds between redraws with --watch', parseIntervalSeconds, 2)
+    .addHelpText('after', `
+Links show peer, state, reason (with the error code behind it), round-trip time, bytes in and out,
+reconnects, connection attempts and when the next one is due, authentication, and the faults in
+force. On a terminal --watch redraws in place; otherwise it prints one block per interval.
+
+Examples:
+  $ blockmirror status
+  $ blockmirror status --json | jq '.controllers[0].links'
+  $ blockmirror status --watch --interval 1
+${exitCodes}`)
+    .action(adminAction(runStatus));
+
+  program
+    .command('events')
+    .description('Print every state change of a running serve as one JSON object a line (NDJSON), as it happens.')
+    .addOption(adminOption())
+    .option('--controller <id>', 'only the events of this controller')
+    .option('--now', 'print the current state (one "exists" event per subject) and exit')
+    .addHelpText('after', `
+The first events are the current state (kind "exists"), then every change (kind "change") until
+Ctrl-C or until the serve stops. A reader that does not keep up is cut off by the serve (exit 1).
+
+Examples:
+  $ blockmirror events --now
+  $ blockmirror events | jq -c 'select(.subject | startswith("link:"))'
+${exitCodes}`)
+    .action(adminAction(runEvents));
+
+  const link = program
+    .command('link')
+    .description('Steer the replication links of a running serve: inject faults, heal.');
+
+  link
+    .command('fault')
+    .description('Set faults on the link to PEER (they stay until changed or healed).')
+    .argument('<peer>', 'the peer controller\'s id')
+    .addOption(adminOption())
+    .option('--controller <id>', 'the controller whose link it is (required when the serve runs several)')
+    .option('--delay <ms>', 'hold each frame this many milliseconds', parseMilliseconds)
+    .option('--jitter <ms>', 'add a uniform -ms..+ms to each delay (order is kept)', parseMilliseconds)
+    .option('--bandwidth <rate>', 'cap the rate in bytes per second: 10MiB, 10MiB/s or an integer (0: no cap)', parseRate)
+    .option('--drop', 'drop the current connection now (the link reconnects)')
+    .option('--partition', 'discard every frame, as a cut cable would')
+    .option('--no-partition', 'lift a partition (other faults stay)')
+    .addOption(new Option('--direction <direction>', 'which frames: out (sent), in (received) or both').choices(['in', 'out', 'both']))
+    .option('--json', 'print the serve\'s answer as JSON')
+    .addHelpText('after', `
+Prints the link's resulting state in one line.
+
+Examples:
+  $ blockmirror link fault b --delay 50 --jitter 10
+  $ blockmirror link fault b --bandwidth 10MiB/s --direction out
+  $ blockmirror link fault b --partition
+  $ blockmirror link fault b --drop
+${exitCodes}`)
+    .action(adminAction(async (peer: string, options: FaultOptions, command: Command) => {
+      const body: Record<string, unknown> = { peer };
+      if (options.controller !== undefined) body.controller = options.controller;
+      if (options.delay !== undefined) body.delayMs = options.delay;
+      if (options.jitter !== undefined) body.jitterMs = options.jitter;
+      if (options.bandwidth !== undefined) body.bandwidthBytesPerSecond = options.bandwidth;
+      if (options.drop === true) body.drop = true;
+      if (options.partition !== undefined) body.partition = options.partition;
+      if (Object.keys(body).every((key) => key === 'peer' || key === 'controller')) {
+        command.error('error: name at least one fault: --delay, --jitter, --bandwidth, --drop, --partition or --no-partition',
+          { exitCode: 2, code: 'blockmirror.usage' });
+      }
+      if (options.direction !== undefined) body.direction = options.direction;
+      printLinkAnswer(await clientFor(options).post('/links/fault', body), options, peer);
+    }));
+
+  link
+    .command('heal')
+    .description('Remove every fault from the link to PEER (a partitioned link reconnects).')
+    .argument('<peer>', 'the peer controller\'s id')
+    .addOption(adminOption())
+    .option('--controller <id>', 'the controller whose link it is (required when the serve runs several)')
+    .option('--json', 'print the serve\'s answer as JSON')
+    .addHelpText('after', `
+Examples:
+  $ blockmirror link heal b
+${exitCodes}`)
+    .action(adminAction(async (peer: string, options: AdminOptions & { json?: boolean }) => {
+      const body: Record<string, unknown> = { peer };
+      if (options.controller !== undefined) body.controller = options.controller;
+      printLinkAnswer(await clientFor(options).post('/links/heal', body), options, peer);
+    }));
+}
