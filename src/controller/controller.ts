@@ -305,6 +305,7 @@ export class Controller extends EventEmitter {
       const status = link.status();
       const event: ControllerEvent = { time, controller: this.id, subject: `link:${link.peerId}`, kind: 'exists', old: null, new: status.state, reason: status.reason };
       if (status.code !== undefined) event.code = status.code;
+      if (status.detail !== undefined) event.detail = status.detail;
       if (status.faults !== null) event.faults = status.faults;
       events.push(event);
     }
