@@ -134,8 +134,7 @@ export class LinkListener {
           step = acceptor.receive(frame.type, frame.payload);
         } catch (error) {
           if (!(error instanceof LinkError)) throw error;
-          this.counters.protocolErrors++;
-          logger.warn({ code: error.code, remote: formatAddress(wire.remote) }, `link listener: ${error.message}`);
+          // Counted and logged once, by the close handler below.
           connection.close('protocol-error', error);
           return;
         }
