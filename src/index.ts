@@ -47,3 +47,46 @@ export type {
   NbdServerStats,
   NbdVolume,
 } from './nbd/index';
+export { Controller, CONTROLLER_TRANSITIONS } from './controller/controller';
+export type {
+  ControllerEvent,
+  ControllerExportSpec,
+  ControllerOptions,
+  ControllerPeerSpec,
+  ControllerReplicationOptions,
+  ControllerState,
+  ControllerStatus,
+} from './controller/controller';
+export { ControllerHost } from './controller/host';
+export type { ControllerHostOptions, HostStatus } from './controller/host';
+export type { ControllerVolumeSpec } from './controller/volumes';
+export { loadSecret } from './controller/secrets';
+export { Link, LINK_TRANSITIONS, backoffDelayMs } from './transport/link';
+export type {
+  LinkMessage,
+  LinkOptions,
+  LinkReason,
+  LinkState,
+  LinkStateEvent,
+  LinkStatus,
+  LinkTuning,
+  RequestHandler,
+  SendOptions,
+  UnconfirmedMessage,
+  UnconfirmedReport,
+} from './transport/link';
+export { LinkError, isLinkError } from './transport/errors';
+export type { DirectionFaults, FaultSettings, LinkFaults } from './transport/faults';
+export { MessageType } from './transport/message-types';
+export { TcpNetwork, tcpNetwork } from './transport/tcp';
+export type { Network, NetworkAddress, Wire } from './transport/wire';
+export { realClock } from './runtime/clock';
+export type { Clock, TimerHandle } from './runtime/clock';
+export { SeededRandom, realRandom } from './runtime/random';
+export type { Random } from './runtime/random';
+export { SimClock, SimNetwork } from './sim/index';
+export { AdminServer } from './admin/server';
+export type { AdminServerOptions } from './admin/server';
+export { AdminClient } from './admin/client';
+export type { AdminTarget, ArrayEvent } from './admin/target';
+export { ADMIN_ERROR_CODES, CONTROLLER_ERROR_CODES, LINK_ERROR_CODES } from './errors';
