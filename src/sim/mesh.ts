@@ -4,37 +4,47 @@
 // SimNetwork, SimClock and SeededRandom, each listening on port 7000 of its own host and peered
 // with every other (a full mesh: every peer has an address and the lower id dials, as link.ts
 // says). Link tuning is tight (heartbeats every 50 ms, a peer is dead after 250 ms, reconnects
-// from 20 to 400 ms) so that a run with many failures is short in virtual time.
+// from 20 to 400 ms, at most 64 KiB unacknowledged) so that a run with many failures is short in
+// virtual time. It sits above the controller (it drives Controllers), unlike the rest of src/sim.
 //
 // Two ways to use it:
-//   - Mesh: the building blocks, for scenarios that read like prose (send, crash, restart, heal,
-//     run until a condition, quiesce, check);
-//   - runMeshScenario(): a seeded run of random traffic and random faults, then heal everything,
-//     run until quiescence and check. The same seed gives the same run, event for event.
+//   - Mesh: the building blocks, for scenarios that read like prose (send, request, faults,
+//     crash, stop, restart, heal, run until a condition, quiesce, check);
+//   - runMeshScenario(): a seeded run of random traffic and random faults, then heal everything
+//     (restarting what is down), run until quiescence and check. The same seed gives the same
+//     run, event for event and trace line for trace line.
 //
 // What the checker proves, per ordered pair of controllers (sender, receiver), over the whole
 // run (across reconnects and across crashes and restarts of either side):
 //   - every LINK_TEST message delivered carries the right sender and receiver and a counter the
-//     sender really sent, and counters are delivered in strictly increasing order (so never
-//     twice, never out of order);
+//     sender really sent, intact, and counters are delivered in strictly increasing order (so
+//     never twice, never out of order);
 //   - every message the sender sent (send() returned) is delivered, or reported unconfirmed by
 //     the sender's link, or both (the ack was lost). Neither is a silent loss, the one thing
 //     "in order or not at all" forbids. A report comes to onUnconfirmed and in an 'unconfirmed'
-//     event, each exactly once;
+//     event, each exactly once. A controller stopped gracefully (close()) owes the same account;
 //   - the messages of a sender that crashed are not checked for delivery: those not delivered
 //     are gone, and those already past the network (held by the receiver's delay fault) may
 //     still arrive after the crash, in order like any other;
+//   - every request settles: with its echo, or rejected with ERR_LINK_DOWN, ERR_LINK_FULL,
+//     ERR_LINK_TIMEOUT or ERR_LINK_CLOSED (a crashed requester's requests die with it);
 //   - every link state change is in LINK_TRANSITIONS and starts from the state the previous
-//     change left (both sides of a pair are watched);
+//     change left (both sides of a pair are watched); 'full' and 'drain' alternate;
 //   - after healing, every link ends up, both sides on the same connection, with nothing
-//     unacknowledged, within a bound in virtual time (else the failure carries a diagnosis).
+//     unacknowledged and not full, within a bound in virtual time (else the failure carries a
+//     diagnosis).
 // A message whose send() threw (ERR_LINK_DOWN, ERR_LINK_FULL) was never sent and is not counted;
 // its counter is used by the next message.
 //
 // Determinism: every consumer of chance has its own fork of the seed's random (the network, each
 // controller incarnation, each controller's traffic, the fault schedule), so adding one does not
-// shift what the others draw. Every action happens in a SimClock timer; the log lines carry the
-// virtual time. Handshake nonces come from node:crypto (link.ts), but nothing decides on them.
+// shift what the others draw. Every action happens at a virtual time the seed decides; the log
+// lines carry it. Handshake nonces come from node:crypto (link.ts), but nothing decides on them.
+//
+// Ownership: the mesh owns its clock, network and controllers; a scenario may act on them
+// directly (mesh.network, mesh.controller(id)), but network link settings made behind its back
+// are not cleared by healAll(). Records of every message are kept for the whole run (runs are
+// short).
 //
 // Error contract: a run never throws for what it found: failures are collected as sentences
 // (with the virtual time) and returned, so a caller can print the seed. Misuse of the harness
@@ -44,7 +54,7 @@ import { Controller, type ControllerEvent } from '../controller/controller';
 import { type Random, SeededRandom } from '../runtime/random';
 import type { TimerHandle } from '../runtime/clock';
 import { BinaryReader, BinaryWriter } from '../transport/codec';
-import { isLinkError } from '../transport/errors';
+import { LinkError, isLinkError } from '../transport/errors';
 import type { FaultSettings } from '../transport/faults';
 import {
   type Link,
@@ -77,6 +87,9 @@ export const MESH_LINK_TUNING: Readonly<Required<Pick<LinkTuning,
   // As small as a link allows (maxFrameBytes), so a burst of messages meets ERR_LINK_FULL.
   maxQueuedBytes: 64 * 1024,
 });
+
+/** Every standing fault set back to none, through setFaults rather than heal(). */
+const LIFTED_FAULTS: Readonly<FaultSettings> = Object.freeze({ partition: false, delayMs: 0, jitterMs: 0, bandwidthBytesPerSecond: 0 });
 
 const MAX_CONTROLLERS = 64;
 const MAX_PADDING_BYTES = 8192;
@@ -129,13 +142,21 @@ export interface MeshCounters {
   messagesDeliveredAndUnconfirmed: number;
   /** Messages of a sender that crashed, neither delivered nor reported (gone with it). */
   messagesLostInCrash: number;
+  /** request() calls made. */
+  requestsSent: number;
+  /** Requests answered with their echo. */
+  requestsAnswered: number;
+  /** Requests rejected with ERR_LINK_DOWN, ERR_LINK_FULL, ERR_LINK_TIMEOUT or ERR_LINK_CLOSED. */
+  requestsFailed: number;
   /** send() calls that threw ERR_LINK_DOWN. */
   sendsRefusedDown: number;
   /** send() calls that threw ERR_LINK_FULL. */
   sendsRefusedFull: number;
-  /** Faults injected (network and link level, crashes included). */
+  /** Faults injected (network and link level, crashes and stops included). */
   faultsInjected: number;
   crashes: number;
+  /** Graceful stops (Controller.close). */
+  stops: number;
   restarts: number;
   /** Link state changes seen. */
   linkStateChanges: number;
@@ -165,17 +186,31 @@ interface PairState {
   readonly delivered: number[];
 }
 
+/** Running; closing or closed gracefully (stop()); or crashed (crash()). */
+type Life = 'running' | 'stopping' | 'stopped' | 'crashed';
+
 interface Incarnation {
   readonly id: string;
   readonly number: number;
   readonly controller: Controller;
-  crashed: boolean;
+  life: Life;
+  /** The close of stop(), while it runs. */
+  stopping: Promise<void> | undefined;
   /** The last state each link's events left it in. */
   readonly linkStates: Map<string, LinkState>;
   /** Per peer, the records by the link's message id (for 'unconfirmed' reports). */
   readonly sentByPeer: Map<string, Map<number, SentRecord>>;
   /** Peers whose link emitted 'full' and not yet 'drain'. */
   readonly full: Set<string>;
+  /** Requests sent and not yet settled. */
+  readonly pendingRequests: Set<number>;
+}
+
+function checkTrafficOptions(meanIntervalMs: number, burstProbability: number, requestProbability: number): void {
+  if (!Number.isSafeInteger(meanIntervalMs) || meanIntervalMs < 1) throw new RangeError(`the mean interval must be an integer >= 1, got ${meanIntervalMs}`);
+  if (!(burstProbability >= 0 && requestProbability >= 0 && burstProbability + requestProbability <= 1)) {
+    throw new RangeError(`burstProbability and requestProbability must be >= 0 and add up to at most 1, got ${burstProbability} and ${requestProbability}`);
+  }
 }
 
 function checkId(ids: readonly string[], id: string, name: string): void {
@@ -200,7 +235,7 @@ export function decodeMeshPayload(payload: Buffer): { from: string; to: string; 
   reader.end();
   for (let index = 0; index < paddingBytes; index++) {
     if (padding[index] !== ((counter + index) & 0xff)) {
-      throw new RangeError(`mesh LINK_TEST ${from}->${to} #${counter}: padding byte ${index} is wrong`);
+      throw new LinkError('ERR_LINK_BAD_MESSAGE', `mesh LINK_TEST ${from}->${to} #${counter}: padding byte ${index} is wrong`);
     }
   }
   return { from, to, counter };
@@ -226,10 +261,14 @@ export class Mesh {
     messagesUnconfirmed: 0,
     messagesDeliveredAndUnconfirmed: 0,
     messagesLostInCrash: 0,
+    requestsSent: 0,
+    requestsAnswered: 0,
+    requestsFailed: 0,
     sendsRefusedDown: 0,
     sendsRefusedFull: 0,
     faultsInjected: 0,
     crashes: 0,
+    stops: 0,
     restarts: 0,
     linkStateChanges: 0,
     virtualDurationMs: 0,
@@ -237,12 +276,15 @@ export class Mesh {
   };
   private readonly root: SeededRandom;
   private readonly incarnations = new Map<string, Incarnation>();
+  /** Every incarnation ever started, in order. */
+  private readonly history: Incarnation[] = [];
   private readonly incarnationCounts = new Map<string, number>();
   private readonly pairs = new Map<string, PairState>();
   private readonly networkLinksSet = new Set<string>();
   private readonly trafficTimers = new Map<string, TimerHandle>();
   private started = false;
   private checked = false;
+  private requestCount = 0;
 
   constructor(options: MeshOptions) {
     if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
@@ -292,7 +334,12 @@ export class Mesh {
 
   /** True between crash(id) and restart(id). */
   isCrashed(id: string): boolean {
-    return this.incarnation(id).crashed;
+    return this.incarnation(id).life === 'crashed';
+  }
+
+  /** True unless crashed or stopped (and not restarted since). */
+  isRunning(id: string): boolean {
+    return this.incarnation(id).life === 'running';
   }
 
   /** Times controller `id` has been started (1 before any restart). */
@@ -303,18 +350,19 @@ export class Mesh {
   /** Every link of every live controller is up. */
   allUp(): boolean {
     for (const incarnation of this.incarnations.values()) {
-      if (incarnation.crashed || incarnation.controller.currentState !== 'running') return false;
+      if (incarnation.life !== 'running' || incarnation.controller.currentState !== 'running') return false;
       for (const link of incarnation.controller.links.values()) if (!link.isUp) return false;
     }
     return true;
   }
 
   /**
-   * Quiet: every controller running, every link up on both sides over the same connection, and
-   * nothing unacknowledged on any link.
+   * Quiet: every controller running, every link up on both sides over the same connection,
+   * nothing unacknowledged on any link and every request settled.
    */
   isQuiescent(): boolean {
     if (!this.allUp()) return false;
+    for (const incarnation of this.incarnations.values()) if (incarnation.pendingRequests.size > 0) return false;
     for (const from of this.ids) {
       for (const to of this.ids) {
         if (from >= to) continue;
@@ -356,7 +404,7 @@ export class Mesh {
       throw new RangeError(`paddingBytes must be an integer from 0 to ${MAX_PADDING_BYTES}, got ${paddingBytes}`);
     }
     const incarnation = this.incarnation(from);
-    if (incarnation.crashed) throw new Error(`controller ${from} is crashed`);
+    if (incarnation.life !== 'running') throw new Error(`controller ${from} is ${incarnation.life}`);
     const pair = this.pair(from, to);
     const record: SentRecord = {
       counter: pair.records.length + 1,
@@ -392,28 +440,63 @@ export class Mesh {
   }
 
   /**
+   * Sends a LINK_TEST_REQUEST from `from` to `to`, which `to` echoes. It must settle: with the
+   * echo, or rejected with ERR_LINK_DOWN / ERR_LINK_FULL (not sent), ERR_LINK_TIMEOUT,
+   * ERR_LINK_CLOSED. Anything else is a failure. A crashed requester's requests are forgotten.
+   */
+  request(from: string, to: string, paddingBytes = 0, timeoutMs = 300): void {
+    checkId(this.ids, to, 'to');
+    const incarnation = this.incarnation(from);
+    if (incarnation.life !== 'running') throw new Error(`controller ${from} is ${incarnation.life}`);
+    const number = ++this.requestCount;
+    const payload = encodeMeshPayload(from, to, number, paddingBytes);
+    incarnation.pendingRequests.add(number);
+    this.counters.requestsSent++;
+    incarnation.controller.link(to).request(MessageType.LINK_TEST_REQUEST, payload, { timeoutMs }).then(
+      (response) => {
+        if (!incarnation.pendingRequests.delete(number)) return;
+        this.counters.requestsAnswered++;
+        if (!response.equals(payload)) this.fail(`request ${number} ${from}->${to} was answered with something other than its echo`);
+      },
+      (error: unknown) => {
+        if (!incarnation.pendingRequests.delete(number)) return;
+        const code = isLinkError(error) ? error.code : undefined;
+        if (code === 'ERR_LINK_DOWN' || code === 'ERR_LINK_FULL' || code === 'ERR_LINK_TIMEOUT' || code === 'ERR_LINK_CLOSED') {
+          this.counters.requestsFailed++;
+        } else {
+          this.fail(`request ${number} ${from}->${to} failed with ${(error as Error)?.stack ?? String(error)}`);
+        }
+      },
+    );
+  }
+
+  /**
    * Sends LINK_TEST messages from every live controller at random times (a mean of
    * `meanIntervalMs` apart per controller), mostly to peers whose link is up, until stopTraffic().
-   * Now and then a burst to one peer, big enough to meet ERR_LINK_FULL.
+   * Now and then a burst to one peer, big enough to meet ERR_LINK_FULL; now and then a request.
    */
-  startTraffic(options: { meanIntervalMs?: number; burstProbability?: number } = {}): void {
+  startTraffic(options: { meanIntervalMs?: number; burstProbability?: number; requestProbability?: number } = {}): void {
     const meanIntervalMs = options.meanIntervalMs ?? 10;
     const burstProbability = options.burstProbability ?? 0.01;
-    if (!(meanIntervalMs >= 1)) throw new RangeError(`meanIntervalMs must be >= 1, got ${meanIntervalMs}`);
+    const requestProbability = options.requestProbability ?? 0.1;
+    checkTrafficOptions(meanIntervalMs, burstProbability, requestProbability);
     for (const id of this.ids) {
       if (this.trafficTimers.has(id)) continue;
       const random = this.root.fork(`traffic:${id}`);
       const tick = (): void => {
         this.trafficTimers.set(id, this.clock.setTimer(tick, 1 + random.int(2 * meanIntervalMs - 1)));
-        if (this.incarnation(id).crashed) return;
+        if (this.incarnation(id).life !== 'running') return;
         const peers = this.ids.filter((peer) => peer !== id);
         const upPeers = peers.filter((peer) => this.link(id, peer).isUp);
         // Mostly a peer whose link is up; sometimes any peer, so ERR_LINK_DOWN is met too.
         const choices = upPeers.length > 0 && random.next() < 0.9 ? upPeers : peers;
         const to = choices[random.int(choices.length)] as string;
-        if (random.next() < burstProbability) {
+        const draw = random.next();
+        if (draw < burstProbability) {
           const count = 20 + random.int(40);
           for (let index = 0; index < count; index++) this.send(id, to, 1000 + random.int(1000));
+        } else if (draw < burstProbability + requestProbability) {
+          this.request(id, to, random.int(300));
         } else {
           this.send(id, to, random.int(300));
         }
@@ -462,6 +545,12 @@ export class Mesh {
     this.controller(from).setLinkFaults(to, settings);
   }
 
+  /** Lifts a link partition in both directions with setFaults (not heal()), logged. */
+  liftLinkPartition(from: string, to: string): void {
+    this.note(`mesh lift link partition ${from}->${to}`);
+    this.controller(from).setLinkFaults(to, { partition: false });
+  }
+
   /** Controller.healLink, logged. */
   healLink(from: string, to: string): void {
     this.note(`mesh heal link ${from}->${to}`);
@@ -474,29 +563,58 @@ export class Mesh {
    */
   crash(id: string): void {
     const incarnation = this.incarnation(id);
-    if (incarnation.crashed) throw new Error(`controller ${id} is crashed already`);
+    if (incarnation.life !== 'running') throw new Error(`controller ${id} is ${incarnation.life}`);
     this.counters.faultsInjected++;
     this.counters.crashes++;
     this.note(`mesh crash ${id}`);
     // Marked first: what the dying links say while the host goes down is not heard.
-    incarnation.crashed = true;
+    incarnation.life = 'crashed';
+    // Its pending requests die with it (abandon() settles nothing).
+    incarnation.pendingRequests.clear();
     this.network.crash(id);
     incarnation.controller.crash();
   }
 
-  /** Brings a crashed controller back: its host restarts and a new Controller with the same id starts. */
+  /**
+   * Stops controller `id` gracefully (Controller.close: links say GOODBYE and report what is
+   * unconfirmed). Unlike a crash, everything it sent must be accounted for.
+   */
+  stop(id: string): Promise<void> {
+    const incarnation = this.incarnation(id);
+    if (incarnation.life !== 'running') throw new Error(`controller ${id} is ${incarnation.life}`);
+    this.counters.faultsInjected++;
+    this.counters.stops++;
+    this.note(`mesh stop ${id}`);
+    incarnation.life = 'stopping';
+    incarnation.stopping = incarnation.controller.close().then(() => {
+      incarnation.life = 'stopped';
+      incarnation.stopping = undefined;
+    });
+    return incarnation.stopping;
+  }
+
+  /**
+   * Brings a crashed or stopped controller back: its host restarts and a new Controller with the
+   * same id starts.
+   */
   async restart(id: string): Promise<void> {
     const incarnation = this.incarnation(id);
-    if (!incarnation.crashed) throw new Error(`controller ${id} is not crashed`);
+    if (incarnation.stopping !== undefined) await incarnation.stopping;
+    if (incarnation.life !== 'crashed' && incarnation.life !== 'stopped') throw new Error(`controller ${id} is ${incarnation.life}`);
     this.counters.restarts++;
     this.note(`mesh restart ${id}`);
     this.network.restart(id);
     await this.startIncarnation(id);
   }
 
-  /** Ends every fault: partitions, network link settings, link faults; restarts nothing. */
-  healAll(): void {
-    this.note('mesh heal all');
+  /**
+   * Ends every fault: partitions, network link settings, link faults; restarts nothing. Link
+   * faults end by Link.heal() (`links: 'heal'`), or by setting every fault back to zero with
+   * setFaults (`links: 'lift'`), which must bring a link back just the same.
+   */
+  healAll(options: { links?: 'heal' | 'lift' } = {}): void {
+    const links = options.links ?? 'heal';
+    this.note(`mesh heal all (links: ${links})`);
     this.network.healAll();
     for (const key of [...this.networkLinksSet].sort()) {
       const [fromHost, toHost] = key.split('>') as [string, string];
@@ -505,8 +623,11 @@ export class Mesh {
     this.networkLinksSet.clear();
     for (const id of this.ids) {
       const incarnation = this.incarnation(id);
-      if (incarnation.crashed) continue;
-      for (const peer of incarnation.controller.links.keys()) incarnation.controller.healLink(peer);
+      if (incarnation.life !== 'running') continue;
+      for (const peer of incarnation.controller.links.keys()) {
+        if (links === 'heal') incarnation.controller.healLink(peer);
+        else incarnation.controller.setLinkFaults(peer, LIFTED_FAULTS);
+      }
     }
   }
 
@@ -548,7 +669,7 @@ export class Mesh {
           this.fail(`${name} was reported ${record.callbackReports} time(s) to onUnconfirmed but in ${record.eventReports} 'unconfirmed' event(s)`);
         }
         if (record.deliveredCount > 0 || record.callbackReports > 0) continue;
-        if (record.senderIncarnation.crashed) {
+        if (record.senderIncarnation.life === 'crashed') {
           if (!record.lostInCrash) this.counters.messagesLostInCrash++;
           record.lostInCrash = true;
         } else {
@@ -556,8 +677,13 @@ export class Mesh {
         }
       }
     }
+    for (const incarnation of this.history) {
+      if (incarnation.life !== 'crashed' && incarnation.pendingRequests.size > 0) {
+        this.fail(`${incarnation.id} (incarnation ${incarnation.number}): ${incarnation.pendingRequests.size} request(s) never settled`);
+      }
+    }
     for (const incarnation of this.incarnations.values()) {
-      if (incarnation.crashed) continue;
+      if (incarnation.life !== 'running') continue;
       for (const [peer, link] of incarnation.controller.links) {
         if (link.isFull || incarnation.full.has(peer)) this.fail(`${incarnation.id}'s link to ${peer} is still full at the end (no 'drain')`);
       }
@@ -567,20 +693,28 @@ export class Mesh {
     return this.failures;
   }
 
-  /** Every link's status in one line each, and the last lines of the log. */
+  /** One line per link that is not up and quiet (and how many are), then the last lines of the log. */
   diagnosis(): string {
     const lines: string[] = [];
+    let quietCount = 0;
     for (const id of this.ids) {
       const incarnation = this.incarnation(id);
-      if (incarnation.crashed) {
-        lines.push(`  ${id}: crashed`);
+      if (incarnation.life !== 'running') {
+        lines.push(`  ${id}: ${incarnation.life}`);
         continue;
       }
+      if (incarnation.pendingRequests.size > 0) lines.push(`  ${id}: ${incarnation.pendingRequests.size} request(s) pending`);
       for (const link of incarnation.controller.links.values()) {
-        lines.push(`  ${id}->${link.peerId}: ${describeStatus(link.status())}`);
+        const status = link.status();
+        const peer = this.incarnations.get(link.peerId);
+        const peerStatus = peer === undefined || peer.life !== 'running' ? undefined : peer.controller.link(id).status();
+        const quiet = status.state === 'up' && status.unconfirmedMessages === 0 && status.connection !== null &&
+          peerStatus !== undefined && peerStatus.connection === mirrored(status.connection);
+        if (quiet) quietCount++;
+        else lines.push(`  ${id}->${link.peerId}: ${describeStatus(status)}`);
       }
     }
-    lines.push('  last log lines:', ...this.log.slice(-40).map((line) => `    ${line}`));
+    lines.push(`  (${quietCount} link ends up and quiet)`, '  last log lines:', ...this.log.slice(-40).map((line) => `    ${line}`));
     return lines.join('\n');
   }
 
@@ -624,12 +758,15 @@ export class Mesh {
       id,
       number,
       controller,
-      crashed: false,
+      life: 'running',
+      stopping: undefined,
       linkStates: new Map(peers.map((peer) => [peer, 'down' as LinkState])),
       sentByPeer: new Map(peers.map((peer) => [peer, new Map<number, SentRecord>()])),
       full: new Set(),
+      pendingRequests: new Set(),
     };
     this.incarnations.set(id, incarnation);
+    this.history.push(incarnation);
     controller.on('event', (event: ControllerEvent) => this.onControllerEvent(incarnation, event));
     // start() creates the links before its first await and starts them after it: listeners
     // attached here see every message and report of every link.
@@ -643,6 +780,7 @@ export class Mesh {
       }
       link.on('message', (message: LinkMessage) => this.onMessage(incarnation, peer, message));
       link.on('unconfirmed', (report: UnconfirmedReport) => this.onUnconfirmedReport(incarnation, peer, report));
+      link.handle(MessageType.LINK_TEST_REQUEST, (payload) => payload);
       link.on('full', () => this.onFullOrDrain(incarnation, peer, true));
       link.on('drain', () => this.onFullOrDrain(incarnation, peer, false));
     }
@@ -650,7 +788,7 @@ export class Mesh {
   }
 
   private onControllerEvent(incarnation: Incarnation, event: ControllerEvent): void {
-    if (incarnation.crashed) return;
+    if (incarnation.life === 'crashed') return;
     const code = typeof event.code === 'string' ? ` ${event.code}` : '';
     const detail = typeof event.detail === 'string' ? `: ${event.detail}` : '';
     const faults = event.faults !== undefined && event.faults !== null ? ` ${JSON.stringify(event.faults)}` : '';
@@ -675,8 +813,8 @@ export class Mesh {
   }
 
   private onMessage(receiver: Incarnation, peer: string, message: LinkMessage): void {
-    if (receiver.crashed) {
-      this.fail(`${receiver.id} (crashed) was given a message from ${peer}`);
+    if (receiver.life === 'crashed' || receiver.life === 'stopped') {
+      this.fail(`${receiver.id} (${receiver.life}) was given a message from ${peer}`);
       return;
     }
     if (message.type !== MessageType.LINK_TEST) {
@@ -711,7 +849,7 @@ export class Mesh {
   }
 
   private onUnconfirmedCallback(sender: Incarnation, record: SentRecord, message: UnconfirmedMessage): void {
-    if (sender.crashed) return;
+    if (sender.life === 'crashed') return;
     const name = `${sender.id} #${record.counter} (message ${message.messageId})`;
     if (record.messageId !== 0 && message.messageId !== record.messageId) {
       this.fail(`onUnconfirmed of ${name} names message ${message.messageId}, but send() returned ${record.messageId}`);
@@ -728,7 +866,7 @@ export class Mesh {
 
   /** 'full' and 'drain' alternate, starting with 'full'. */
   private onFullOrDrain(sender: Incarnation, peer: string, full: boolean): void {
-    if (sender.crashed) return;
+    if (sender.life === 'crashed') return;
     this.note(`${sender.id} link:${peer} ${full ? 'full' : 'drain'}`);
     if (sender.full.has(peer) === full) this.fail(`${sender.id}'s link to ${peer} emitted '${full ? 'full' : 'drain'}' twice in a row`);
     if (full) sender.full.add(peer);
@@ -736,11 +874,13 @@ export class Mesh {
   }
 
   private onUnconfirmedReport(sender: Incarnation, peer: string, report: UnconfirmedReport): void {
-    if (sender.crashed) return;
+    if (sender.life === 'crashed') return;
     this.note(`${sender.id} link:${peer} unconfirmed ${report.messages.length} (${report.reason})`);
     if (report.peerId !== peer) this.fail(`${sender.id}'s link to ${peer} reported unconfirmed messages for ${report.peerId}`);
     const records = sender.sentByPeer.get(peer) as Map<number, SentRecord>;
     for (const message of report.messages) {
+      // Requests and responses are reported too; their promises are the requester's account.
+      if (message.type !== MessageType.LINK_TEST) continue;
       const record = records.get(message.messageId);
       if (record === undefined) {
         this.fail(`${sender.id}'s link to ${peer} reported message ${message.messageId} unconfirmed, which the mesh never sent`);
@@ -779,9 +919,10 @@ export type MeshFaultKind =
   | 'link-partition'
   | 'link-delay'
   | 'link-drop'
-  | 'crash';
+  | 'crash'
+  | 'stop';
 
-/** Every kind but 'crash'. */
+/** Every kind but 'crash' and 'stop' (a graceful restart). */
 export const MESH_NETWORK_AND_LINK_FAULTS: readonly MeshFaultKind[] = Object.freeze([
   'partition', 'one-way-partition', 'reset', 'network-link', 'link-partition', 'link-delay', 'link-drop',
 ]);
@@ -794,6 +935,8 @@ export interface MeshScenarioOptions extends MeshOptions {
   messageIntervalMs?: number;
   /** Chance that a send is a burst to one peer (20 to 60 messages of 1 to 2 KB). @default 0.01 */
   burstProbability?: number;
+  /** Chance that a send is a request instead (echoed by the peer). @default 0.1 */
+  requestProbability?: number;
   /** Mean time between two faults. @default 40 */
   faultIntervalMs?: number;
   /** The faults drawn from, uniformly. @default MESH_NETWORK_AND_LINK_FAULTS */
@@ -802,6 +945,11 @@ export interface MeshScenarioOptions extends MeshOptions {
   maxFaultDurationMs?: number;
   /** Virtual time allowed, after healing, to become quiescent. @default 10_000 */
   quiescenceTimeoutMs?: number;
+  /**
+   * How link faults end after the run: Link.heal(), setFaults back to zero ('lift'), or either,
+   * drawn from the seed. @default 'heal'
+   */
+  healLinksBy?: 'heal' | 'lift' | 'either';
 }
 
 /** What a run found. */
@@ -831,28 +979,38 @@ export async function runMeshScenario(options: MeshScenarioOptions): Promise<Mes
   if (!Array.isArray(faultKinds)) throw new TypeError('faultKinds must be an array');
   const faultIntervalMs = options.faultIntervalMs ?? 40;
   const maxFaultDurationMs = options.maxFaultDurationMs ?? 400;
-  if (!(faultIntervalMs >= 1)) throw new RangeError(`faultIntervalMs must be >= 1, got ${faultIntervalMs}`);
-  if (!(maxFaultDurationMs >= 1)) throw new RangeError(`maxFaultDurationMs must be >= 1, got ${maxFaultDurationMs}`);
+  if (!Number.isSafeInteger(faultIntervalMs) || faultIntervalMs < 1) throw new RangeError(`faultIntervalMs must be an integer >= 1, got ${faultIntervalMs}`);
+  if (!Number.isSafeInteger(maxFaultDurationMs) || maxFaultDurationMs < 1) {
+    throw new RangeError(`maxFaultDurationMs must be an integer >= 1, got ${maxFaultDurationMs}`);
+  }
+  const healLinksBy = options.healLinksBy ?? 'heal';
+  if (!['heal', 'lift', 'either'].includes(healLinksBy)) throw new RangeError(`healLinksBy must be 'heal', 'lift' or 'either', got ${String(healLinksBy)}`);
+  const traffic = {
+    meanIntervalMs: options.messageIntervalMs ?? 10,
+    burstProbability: options.burstProbability ?? 0.01,
+    requestProbability: options.requestProbability ?? 0.1,
+  };
+  checkTrafficOptions(traffic.meanIntervalMs, traffic.burstProbability, traffic.requestProbability);
   const mesh = new Mesh(options);
   try {
     await mesh.start();
     if (!(await mesh.runUntil(() => mesh.allUp(), 5_000))) {
-      mesh.failures.push(`${mesh.clock.nowMs().toFixed(3)} the mesh did not come up:\n${mesh.diagnosis()}`);
+      mesh.fail(`the mesh did not come up:\n${mesh.diagnosis()}`);
     } else {
       mesh.note('mesh up');
-      mesh.startTraffic({ meanIntervalMs: options.messageIntervalMs ?? 10, burstProbability: options.burstProbability ?? 0.01 });
+      mesh.startTraffic(traffic);
       const injector = new FaultInjector(mesh, mesh.clock.nowMs() + options.durationMs, faultKinds, faultIntervalMs, maxFaultDurationMs);
       injector.start();
       await mesh.clock.runUntilTime(mesh.clock.nowMs() + options.durationMs);
       mesh.stopTraffic();
       await injector.stop();
-      mesh.healAll();
+      mesh.healAll({ links: healLinksBy === 'either' ? injector.drawHealLinksBy() : healLinksBy });
       await mesh.quiesce(options.quiescenceTimeoutMs ?? DEFAULT_QUIESCENCE_TIMEOUT_MS);
     }
   } catch (error) {
     // A broken invariant in the code under test (an assertion, an invalid transition) surfaces
     // from the clock step that ran it.
-    mesh.failures.push(`${mesh.clock.nowMs().toFixed(3)} threw: ${(error as Error)?.stack ?? String(error)}`);
+    mesh.fail(`threw: ${(error as Error)?.stack ?? String(error)}`);
   }
   const failures = mesh.check();
   return { seed: mesh.seed, ok: failures.length === 0, failures: [...failures], log: mesh.log, trace: mesh.network.trace(), counters: { ...mesh.counters } };
@@ -880,7 +1038,12 @@ class FaultInjector {
     this.scheduleNext();
   }
 
-  /** Cancels what is pending and restarts every crashed controller. */
+  /** Heal or lift, at random. */
+  drawHealLinksBy(): 'heal' | 'lift' {
+    return this.random.int(2) === 0 ? 'heal' : 'lift';
+  }
+
+  /** Cancels what is pending and restarts every crashed or stopped controller. */
   async stop(): Promise<void> {
     this.stopped = true;
     for (const timer of this.timers) timer.cancel();
@@ -920,7 +1083,7 @@ class FaultInjector {
 
   /** Two different live controllers, or undefined. */
   private twoLive(): [string, string] | undefined {
-    const live = this.mesh.ids.filter((id) => !this.mesh.isCrashed(id));
+    const live = this.mesh.ids.filter((id) => this.mesh.isRunning(id));
     if (live.length < 2) return undefined;
     const a = live[this.random.int(live.length)] as string;
     const others = live.filter((id) => id !== a);
@@ -964,8 +1127,12 @@ class FaultInjector {
       case 'link-partition': {
         const direction = (['in', 'out', 'both'] as const)[this.random.int(3)] as 'in' | 'out' | 'both';
         mesh.setLinkFaults(a, b, { partition: true, direction });
+        // Ended by heal(), or by lifting the partition with setFaults.
+        const byHeal = this.random.int(2) === 0;
         this.later(this.duration(), () => {
-          if (!mesh.isCrashed(a)) mesh.healLink(a, b);
+          if (!mesh.isRunning(a)) return;
+          if (byHeal) mesh.healLink(a, b);
+          else mesh.liftLinkPartition(a, b);
         });
         return;
       }
@@ -975,15 +1142,22 @@ class FaultInjector {
         if (this.random.int(4) === 0) settings.bandwidthBytesPerSecond = 20_000 + this.random.int(500_000);
         mesh.setLinkFaults(a, b, settings);
         this.later(this.duration(), () => {
-          if (!mesh.isCrashed(a)) mesh.healLink(a, b);
+          if (mesh.isRunning(a)) mesh.healLink(a, b);
         });
         return;
       }
       case 'link-drop':
         mesh.setLinkFaults(a, b, { drop: true });
         return;
-      case 'crash': {
-        mesh.crash(a);
+      case 'crash':
+      case 'stop': {
+        if (kind === 'crash') {
+          mesh.crash(a);
+        } else {
+          this.restartPromises.push(mesh.stop(a).catch((error: unknown) => {
+            mesh.fail(`controller ${a} did not stop cleanly: ${(error as Error)?.stack ?? String(error)}`);
+          }));
+        }
         this.restarts.add(a);
         this.later(this.duration(), () => {
           this.restarts.delete(a);

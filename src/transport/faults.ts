@@ -14,7 +14,8 @@
 //                             the peer dead after its timeout. A black-holed connection is never
 //                             reused: healing drops it and the link reconnects. A partition in
 //                             both directions also stops dialing and refuses inbound connections
-//                             from that peer, until healed.
+//                             from that peer, until it is lifted: by heal(), or by setFaults
+//                             clearing it in either direction (the link then dials again).
 //
 // "drop" is not a standing fault but an action: the link closes its connection now and
 // reconnects as after any failure. A FaultStage is one direction of one connection: a queue of
@@ -173,7 +174,11 @@ export class FaultStage<T extends { byteLength: number }> {
       const head = this.queue[0] as { item: T; releaseAtMs: number };
       if (head.releaseAtMs > now) break;
       this.queue.shift();
-      if (this.faults().partitioned) {
+      // Once one item was discarded, every later one is too, even if the partition has been
+      // lifted since: releasing them would leave a gap that nothing downstream notices (the
+      // incoming stage runs after the decoder's sequence check) and the peer's acknowledgement of
+      // a later frame would confirm the lost ones.
+      if (this.blackHoled || this.faults().partitioned) {
         this.blackHoled = true;
         this.discardedCount++;
         continue;
@@ -189,7 +194,7 @@ export class FaultStage<T extends { byteLength: number }> {
     this.timer = undefined;
     while (this.queue.length > 0 && !this.stopped) {
       const head = this.queue.shift() as { item: T };
-      if (this.faults().partitioned) {
+      if (this.blackHoled || this.faults().partitioned) {
         this.blackHoled = true;
         this.discardedCount++;
         continue;

@@ -914,7 +914,10 @@ export class Link extends EventEmitter {
 
   // ---- faults --------------------------------------------------------------------------------
 
-  /** Sets faults (see faults.ts); `drop: true` closes the current connection now. */
+  /**
+   * Sets faults (see faults.ts); `drop: true` closes the current connection now. A dialer that a
+   * partition in both directions stopped dials again once the partition is lifted.
+   */
   setFaults(settings: FaultSettings): void {
     checkFaultSettings(settings);
     if (this.closed) throw new LinkError('ERR_LINK_CLOSED', `link to ${this.peerId} is closed`);
@@ -932,6 +935,15 @@ export class Link extends EventEmitter {
         this.setState('down', 'partitioned');
       } else if (this.state === 'down' && this.reason !== 'partitioned') {
         this.setState('down', 'partitioned');
+      }
+    } else if (this.started && !this.closed && this.state === 'down' && this.reconnectTimer === undefined) {
+      // Not partitioned both ways (any more): a partition lifted by setFaults rather than heal()
+      // must not leave a dialer that stopped dialing for it down for good. As heal() does.
+      if (this.dials) {
+        this.attempt = 0;
+        this.dialNow();
+      } else if (this.reason === 'partitioned') {
+        this.setState('down', 'healed');
       }
     }
   }

@@ -35,17 +35,37 @@ const FIRST_SEED = REPLAY_SEED ?? integerFromEnv('BLOCKMIRROR_SIM_FIRST_SEED') ?
 const REPLAY_COMMAND = 'npx mocha --no-config --timeout 120000 --exit dist/test/scenario/80.link-mesh.sim.test.js';
 
 /**
- * One run: 8 controllers, 600 virtual ms of traffic (a send per controller every 10 ms on
- * average) and faults (one every 30 ms on average, each lasting up to 400 ms), then healing.
- * Sized so that a thousand runs take about a minute on a 2-core machine.
+ * One run: 8 controllers, 600 virtual ms of traffic (a send or a request per controller every
+ * 10 ms on average) and faults (one every 30 ms on average, each lasting up to 400 ms, crashes
+ * and graceful restarts among them), then healing (link faults end by heal() or by setFaults,
+ * drawn from the seed). Sized so that a thousand runs take under a minute on a 2-core machine.
  */
 const RUN_OPTIONS: Omit<MeshScenarioOptions, 'seed'> = {
   controllerCount: 8,
   durationMs: 600,
   messageIntervalMs: 10,
   faultIntervalMs: 30,
-  faultKinds: [...MESH_NETWORK_AND_LINK_FAULTS, 'crash'],
+  faultKinds: [...MESH_NETWORK_AND_LINK_FAULTS, 'crash', 'stop'],
+  healLinksBy: 'either',
 };
+
+/**
+ * Seeds that once failed, with the options they failed with (kept apart from RUN_OPTIONS, so
+ * that tuning the runs does not change what these replay).
+ */
+const FOUND_WITH_OPTIONS: Omit<MeshScenarioOptions, 'seed'> = {
+  controllerCount: 8,
+  durationMs: 600,
+  messageIntervalMs: 10,
+  faultIntervalMs: 30,
+  faultKinds: [...MESH_NETWORK_AND_LINK_FAULTS, 'crash', 'stop'],
+  healLinksBy: 'either',
+};
+const FOUND_SEEDS: readonly { seed: number; found: string }[] = [
+  { seed: 30, found: 'a dialer stayed down for good after setFaults lifted its partition (link.ts setFaults)' },
+  { seed: 52, found: 'the same, on the link c0->c4' },
+  { seed: 101117, found: 'frames held by a delay fault were released after a discard once the partition was lifted, and an ack confirmed the lost one (faults.ts flushDue)' },
+];
 
 /** The longest a dialer waits between two attempts (backoff cap plus its jitter). */
 const MAX_BACKOFF_MS = MESH_LINK_TUNING.reconnectMaxDelayMs * 1.2;
@@ -98,7 +118,9 @@ describe('80 link mesh (simulation)', function () {
   it(`${RUN_COUNT} seeded runs of 8 controllers under random faults keep every delivery promise`, async function () {
     const startedAtMs = Date.now();
     const failed: MeshScenarioResult[] = [];
-    const totals = { messagesSent: 0, messagesDelivered: 0, messagesUnconfirmed: 0, faultsInjected: 0, crashes: 0, virtualDurationMs: 0 };
+    const totals = {
+      messagesSent: 0, messagesDelivered: 0, messagesUnconfirmed: 0, requestsSent: 0, faultsInjected: 0, crashes: 0, stops: 0, virtualDurationMs: 0,
+    };
     for (let seed = FIRST_SEED; seed < FIRST_SEED + RUN_COUNT; seed++) {
       const result = await runMeshScenario({ seed, ...RUN_OPTIONS });
       for (const key of Object.keys(totals) as (keyof typeof totals)[]) totals[key] += result.counters[key];
@@ -110,8 +132,9 @@ describe('80 link mesh (simulation)', function () {
     }
     const elapsedMs = Date.now() - startedAtMs;
     console.log(`      seeds ${FIRST_SEED}..${FIRST_SEED + RUN_COUNT - 1}: ${RUN_COUNT} runs in ${(elapsedMs / 1000).toFixed(1)} s; ` +
-      `${totals.messagesSent} messages sent, ${totals.messagesDelivered} delivered, ${totals.messagesUnconfirmed} reported unconfirmed; ` +
-      `${totals.faultsInjected} faults (${totals.crashes} crashes); ${(totals.virtualDurationMs / 1000).toFixed(1)} virtual s`);
+      `${totals.messagesSent} messages sent, ${totals.messagesDelivered} delivered, ${totals.messagesUnconfirmed} reported unconfirmed, ` +
+      `${totals.requestsSent} requests; ${totals.faultsInjected} faults (${totals.crashes} crashes, ${totals.stops} stops); ` +
+      `${(totals.virtualDurationMs / 1000).toFixed(1)} virtual s`);
     assert.ok(totals.messagesSent > 0 || RUN_COUNT === 0, 'the runs sent nothing');
     if (failed.length > 0) {
       assert.fail(`${failed.length} of ${RUN_COUNT} seeds failed: ${failed.map((result) => result.seed).join(', ')}\n${explain(failed[0] as MeshScenarioResult)}`);
@@ -130,6 +153,13 @@ describe('80 link mesh (simulation)', function () {
     assert.notDeepEqual(other.log, first.log);
     assert.notDeepEqual(other.trace, first.trace);
   });
+
+  for (const { seed, found } of FOUND_SEEDS) {
+    it(`seed ${seed}, which once failed, passes: ${found}`, async () => {
+      const result = await runMeshScenario({ seed, ...FOUND_WITH_OPTIONS });
+      assert.ok(result.ok, explain(result));
+    });
+  }
 
   it('a one-way partition from c1 to c2 takes the link down on both sides, and healing brings it back', async () => {
     // Given a full mesh of eight controllers with every link up,
@@ -296,6 +326,62 @@ describe('80 link mesh (simulation)', function () {
     mesh.healLink('c2', 'c1');
     assert.ok(await mesh.runUntil(() => mesh.link('c1', 'c2').isUp && mesh.link('c2', 'c1').isUp, MAX_BACKOFF_MS + 50), mesh.diagnosis());
     assert.deepEqual(othersStayedUp(mesh, 'c1', 'c2', partitionedAtMs), []);
+    assert.deepEqual(await healAndCheck(mesh), []);
+  });
+
+  it('a dialer whose link partition is lifted by setFaults rather than heal() dials again', async () => {
+    // Found by seed 30 of the seeded runs (and by 72.link-delivery, LINK_PROPERTY_SEED=861492182):
+    // the dialer stayed down for good, with no dial planned.
+    // Given a full mesh with every link up,
+    const mesh = await upMesh(707);
+    // when c1 partitions its link to c2 in both directions, and both sides lose it,
+    mesh.setLinkFaults('c1', 'c2', { partition: true });
+    assert.ok(await mesh.runUntil(() => !mesh.link('c1', 'c2').isUp && !mesh.link('c2', 'c1').isUp, 1000), mesh.diagnosis());
+    await mesh.runFor(500);
+    assert.equal(mesh.link('c1', 'c2').status().nextAttemptWallTimeMs, null, 'c1 does not dial while partitioned');
+    // and c1 then lifts the partition with setFaults({ partition: false }), not heal(),
+    const changesBefore = mesh.linkChanges.length;
+    mesh.liftLinkPartition('c1', 'c2');
+    // then c1 dials again at once, and the link is up within a few round trips,
+    const [first] = mesh.linkChanges.slice(changesBefore).filter((change) => change.from === 'c1' && change.to === 'c2');
+    assert.deepEqual([first?.old, first?.new, first?.reason], ['down', 'connecting', 'dialing']);
+    assert.ok(await mesh.runUntil(() => mesh.link('c1', 'c2').isUp && mesh.link('c2', 'c1').isUp, 20), mesh.diagnosis());
+    // and nothing sent on the way was silently lost.
+    assert.equal(mesh.send('c1', 'c2'), 'sent');
+    assert.deepEqual(await healAndCheck(mesh), []);
+  });
+
+  it('a frame a link partition discarded breaks the stream for good, even once the partition is lifted', async () => {
+    // Found by seed 101117 of the seeded runs: the frames held behind the discarded one were
+    // released once setFaults lifted the partition, and c0's acknowledgement of a later message
+    // confirmed the lost one to c1, which never reported it: a silent loss.
+    // Given c0 and c1 with their link up, c0 holding every frame from c1 for 100 ms,
+    const mesh = await upMesh(808, 2);
+    mesh.setLinkFaults('c0', 'c1', { delayMs: 100, direction: 'in' });
+    // when c1 sends #1, #2 and #3, 30 ms apart,
+    const sentAtMs = mesh.clock.nowMs();
+    assert.equal(mesh.send('c1', 'c0'), 'sent');
+    await mesh.runFor(30);
+    assert.equal(mesh.send('c1', 'c0'), 'sent');
+    await mesh.runFor(30);
+    assert.equal(mesh.send('c1', 'c0'), 'sent');
+    // and c0 partitions its incoming side once #1 is through, while #2 and #3 are still held,
+    await mesh.clock.runUntilTime(sentAtMs + 110);
+    assert.deepEqual(mesh.deliveredCounters('c1', 'c0'), [1]);
+    mesh.setLinkFaults('c0', 'c1', { partition: true, direction: 'in' });
+    // so that #2 is discarded when its time comes,
+    await mesh.clock.runUntilTime(sentAtMs + 140);
+    // and then lifts the partition with setFaults (not heal()) before #3's time comes,
+    mesh.setLinkFaults('c0', 'c1', { partition: false, delayMs: 0, direction: 'in' });
+    // then #3 is not delivered after the gap: nothing more comes through that connection,
+    await mesh.runFor(100);
+    assert.deepEqual(mesh.deliveredCounters('c1', 'c0'), [1]);
+    // c0 declares c1 dead, and c1 reports #2 and #3 unconfirmed, while #1 was acknowledged;
+    assert.ok(await mesh.runUntil(() => !mesh.link('c0', 'c1').isUp && !mesh.link('c1', 'c0').isUp, 1000), mesh.diagnosis());
+    assert.equal(mesh.link('c0', 'c1').status().reason, 'dead-peer');
+    assert.deepEqual(mesh.sentMessages('c1', 'c0').map((message) => [message.delivered, message.unconfirmed]),
+      [[true, false], [false, true], [false, true]]);
+    // and the link comes back with nothing lost.
     assert.deepEqual(await healAndCheck(mesh), []);
   });
 
