@@ -129,6 +129,22 @@ export const CONTROLLER_ERROR_CODES = Object.freeze([
   'ERR_CONTROLLER_CLOSED',
 ] as const);
 
+/** Pairs (src/replication/). */
+export const PAIR_ERROR_CODES = Object.freeze([
+  /** No pair of that name is declared on this controller (or not with that role, peer or volume). */
+  'ERR_PAIR_UNKNOWN',
+  /** The two sides of a pair disagree: volumes, mode, capacity or block size. */
+  'ERR_PAIR_MISMATCH',
+  /** A record arrived out of sequence (a gap or a repeat): nothing of it was applied. */
+  'ERR_PAIR_SEQUENCE',
+  /** A record or track lies outside the secondary volume. */
+  'ERR_PAIR_RANGE',
+  /** A host write failed because a sync pair with fence level "data" cannot reach its secondary. */
+  'ERR_PAIR_FENCED',
+  /** The operation is not allowed in the pair's state (e.g. resume of a mirroring pair). */
+  'ERR_PAIR_STATE',
+] as const);
+
 /** The admin endpoint (src/admin/): HTTP on a Unix socket. */
 export const ADMIN_ERROR_CODES = Object.freeze([
   /** The request is malformed: bad JSON, a missing or wrong-typed field. HTTP 400. */
@@ -173,9 +189,10 @@ export type NbdErrorCode = (typeof NBD_ERROR_CODES)[number];
 export type LinkErrorCode = (typeof LINK_ERROR_CODES)[number];
 export type AdminErrorCode = (typeof ADMIN_ERROR_CODES)[number];
 export type ControllerErrorCode = (typeof CONTROLLER_ERROR_CODES)[number];
+export type PairErrorCode = (typeof PAIR_ERROR_CODES)[number];
 export type ConfigErrorCode = (typeof CONFIG_ERROR_CODES)[number];
 export type CliErrorCode = (typeof CLI_ERROR_CODES)[number];
-export type ErrorCode = NativeErrorCode | NbdErrorCode | LinkErrorCode | ControllerErrorCode | AdminErrorCode | ConfigErrorCode | CliErrorCode;
+export type ErrorCode = NativeErrorCode | NbdErrorCode | LinkErrorCode | ControllerErrorCode | PairErrorCode | AdminErrorCode | ConfigErrorCode | CliErrorCode;
 
 /**
  * Every operating error code of blockmirror, one list per area: the native ones (which must equal
@@ -187,6 +204,7 @@ export const ERROR_CODES: readonly ErrorCode[] = Object.freeze([
   ...NBD_ERROR_CODES,
   ...LINK_ERROR_CODES,
   ...CONTROLLER_ERROR_CODES,
+  ...PAIR_ERROR_CODES,
   ...ADMIN_ERROR_CODES,
   ...CONFIG_ERROR_CODES,
   ...CLI_ERROR_CODES,

@@ -32,6 +32,9 @@ import { Link, type LinkLogger, type LinkStateEvent, type LinkStatus, type LinkT
 import { LinkListener, type LinkListenerStats } from '../transport/link-listener';
 import { tcpNetwork } from '../transport/tcp';
 import { type Network, type NetworkAddress, formatAddress } from '../transport/wire';
+import type { NbdVolume } from '../nbd/server';
+import { PairManager, type PairSpec } from '../replication/pairs';
+import type { ReplicatedVolumeOptions } from '../replication/replicated-volume';
 import { type ControllerVolumeSpec, type OpenedVolume, openConfiguredVolume } from './volumes';
 
 export type ControllerState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
@@ -93,6 +96,10 @@ export interface ControllerOptions {
   logger?: LinkLogger & { child?(bindings: object): LinkLogger };
   /** Link protocol versions offered (a test hook). @default 1..1 */
   linkVersions?: VersionRange;
+  /** Pairs this controller takes part in (src/replication/). @default [] */
+  pairs?: PairSpec[];
+  /** Journal of each primary volume. @default 64 MiB ring, 32 MiB records */
+  journal?: ReplicatedVolumeOptions;
 }
 
 /** An event of a controller (the host adds `seq`). */
@@ -113,6 +120,7 @@ export interface ControllerStatus {
   state: ControllerState;
   replication: { listen: string | null; listener: LinkListenerStats | null };
   links: LinkStatus[];
+  pairs: Record<string, unknown>[];
   volumes: { name: string; sharedName: string; backing: string; capacityBytes: number; blockSize: number; opened: string }[];
   exports: { name: string; volume: string; readOnly: boolean; description: string }[];
 }
@@ -132,6 +140,7 @@ export class Controller extends EventEmitter {
   private readonly opened: OpenedVolume[] = [];
   private readonly linkMap = new Map<string, Link>();
   private listener: LinkListener | undefined;
+  private pairManager: PairManager | undefined;
   private closePromise: Promise<void> | undefined;
 
   constructor(options: ControllerOptions) {
@@ -235,6 +244,30 @@ export class Controller extends EventEmitter {
         const bound = await listener.listen();
         this.log.info({ listen: formatAddress(bound) }, `controller ${this.id}: replication listener on ${formatAddress(bound)}`);
       }
+      {
+        // Always present: a controller with no pairs still answers pair messages (refusing them).
+        const managerOptions: ConstructorParameters<typeof PairManager>[0] = {
+          controllerId: this.id,
+          pairs: this.options.pairs ?? [],
+          volume: (name) => this.volume(name),
+          link: (peerId) => this.link(peerId),
+          links: () => this.linkMap.values(),
+          clock: this.clock,
+          logger: this.log,
+        };
+        if (this.options.journal !== undefined) managerOptions.journal = this.options.journal;
+        const manager = new PairManager(managerOptions);
+        manager.on('state', (event: { name: string; old: string; new: string; reason: string; detail?: string; role: string }) => {
+          const fields: Record<string, unknown> = { role: event.role };
+          if (event.detail !== undefined) fields.detail = event.detail;
+          this.emitEvent({ subject: `pair:${event.name}`, kind: 'change', old: event.old, new: event.new, reason: event.reason, ...fields });
+        });
+        manager.on('stuck', (event: { name: string; state: string; idleMs: number }) => {
+          this.emitEvent({ subject: `pair:${event.name}`, kind: 'change', old: event.state, new: event.state, reason: 'stuck', idleMs: event.idleMs });
+        });
+        this.pairManager = manager;
+        manager.start();
+      }
       for (const link of this.linkMap.values()) link.start();
     } catch (error) {
       await this.release();
@@ -257,6 +290,24 @@ export class Controller extends EventEmitter {
   /** The opened volumes. */
   get volumes(): readonly OpenedVolume[] {
     return this.opened;
+  }
+
+  /**
+   * What the NBD server exports for `volumeName`: the replicated volume of a pair's primary
+   * (writes complete at their ack point), else the volume itself.
+   */
+  exportVolume(volumeName: string): NbdVolume | undefined {
+    return this.pairManager?.exportVolume(volumeName) ?? this.volume(volumeName);
+  }
+
+  /** True when `volumeName` is a pair's secondary: hosts may only read it. */
+  isSecondaryVolume(volumeName: string): boolean {
+    return this.pairManager?.isSecondaryVolume(volumeName) ?? false;
+  }
+
+  /** The pairs of this controller (after start). */
+  get pairs(): PairManager | undefined {
+    return this.pairManager;
   }
 
   /** The exports this controller declares. */
@@ -321,6 +372,7 @@ export class Controller extends EventEmitter {
         listener: this.listener?.stats() ?? null,
       },
       links: [...this.linkMap.values()].map((link) => link.status()),
+      pairs: this.pairManager?.status() ?? [],
       volumes: this.opened.map(({ spec, volume, opened }) => ({
         name: spec.name,
         sharedName: spec.sharedName ?? spec.name,
@@ -330,7 +382,8 @@ export class Controller extends EventEmitter {
         opened,
       })),
       exports: this.exports.map((entry) => ({
-        name: entry.name, volume: entry.volume, readOnly: entry.readOnly ?? false, description: entry.description ?? '',
+        name: entry.name, volume: entry.volume, readOnly: (entry.readOnly ?? false) || this.isSecondaryVolume(entry.volume),
+        description: entry.description ?? '',
       })),
     };
   }
@@ -361,6 +414,7 @@ export class Controller extends EventEmitter {
 
   private async release(): Promise<number> {
     let problems = 0;
+    if (this.pairManager !== undefined) await this.pairManager.close();
     for (const link of this.linkMap.values()) await link.close();
     if (this.listener !== undefined) await this.listener.close();
     const stats: ReturnType<Volume['stats']>[] = new Array(this.opened.length);

@@ -106,10 +106,12 @@ export class ControllerHost implements AdminTarget {
         started.push(controller);
       }
       if (this.options.nbd !== undefined) {
+        // A pair's primary is exported through its replicated volume (writes complete at their
+        // ack point); a pair's secondary is read-only to hosts.
         const exports = this.controllers.flatMap((controller) => controller.exports.map((entry) => ({
           name: entry.name,
-          volume: controller.volume(entry.volume) as NonNullable<ReturnType<Controller['volume']>>,
-          readOnly: entry.readOnly ?? false,
+          volume: controller.exportVolume(entry.volume) as NonNullable<ReturnType<Controller['exportVolume']>>,
+          readOnly: (entry.readOnly ?? false) || controller.isSecondaryVolume(entry.volume),
           description: entry.description ?? '',
         })));
         if (exports.length > 0) {

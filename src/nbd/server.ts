@@ -143,6 +143,12 @@ export interface NbdVolume {
   allocationMap(byteOffset: number, byteLength: number): { byteOffset: number; byteLength: number; allocated: boolean }[];
   listBitmaps(): { name: string; granularityBytes: number; bitCount: number; recording: boolean }[];
   openBitmap(name: string): NbdBitmap;
+  /**
+   * The ack point of a write, zero or trim that returned `sequence` (a replicated volume: a
+   * sync pair completes a host write only once its secondary applied it). null, or no such
+   * method: the request completes now. A rejection is answered with an error (EIO).
+   */
+  writeCompletion?(sequence: number): Promise<void> | null;
 }
 
 /** What the server needs of a bitmap view (src/storage/bitmap.ts Bitmap). */
@@ -1199,31 +1205,36 @@ class Connection {
     switch (request.type) {
       case P.NBD_CMD_READ:
         return this.handleRead(request, entry);
-      case P.NBD_CMD_WRITE:
+      case P.NBD_CMD_WRITE: {
+        let sequence: number;
         try {
-          entry.volume.write(request.offset, request.payload as Buffer);
+          sequence = entry.volume.write(request.offset, request.payload as Buffer);
         } catch (error) {
           return this.replyVolumeError(request, error);
         }
         server.bytesWritten += request.length;
         entry.bytesWritten += request.length;
-        return this.finishWrite(request, entry);
-      case P.NBD_CMD_TRIM:
+        return this.completeWrite(request, entry, sequence);
+      }
+      case P.NBD_CMD_TRIM: {
+        let sequence: number;
         try {
-          entry.volume.trim(request.offset, request.length);
+          sequence = entry.volume.trim(request.offset, request.length);
         } catch (error) {
           return this.replyVolumeError(request, error);
         }
-        return this.finishWrite(request, entry);
+        return this.completeWrite(request, entry, sequence);
+      }
       case P.NBD_CMD_WRITE_ZEROES:
         // Every zero request is fast for a memory store (it never costs more than the write
         // it replaces), so FAST_ZERO never fails with ENOTSUP.
+        let sequence: number;
         try {
-          entry.volume.writeZeroes(request.offset, request.length, { mayPunchHole: (request.flags & P.NBD_CMD_FLAG_NO_HOLE) === 0 });
+          sequence = entry.volume.writeZeroes(request.offset, request.length, { mayPunchHole: (request.flags & P.NBD_CMD_FLAG_NO_HOLE) === 0 });
         } catch (error) {
           return this.replyVolumeError(request, error);
         }
-        return this.finishWrite(request, entry);
+        return this.completeWrite(request, entry, sequence);
       case P.NBD_CMD_FLUSH:
         if (entry.readOnly) return this.replyOk(request);
         return this.startFlush(request, entry);
@@ -1235,6 +1246,29 @@ class Connection {
       default:
         return this.replyError(request, P.NBD_EINVAL, 'unknown command');
     }
+  }
+
+  /**
+   * Replies to a write, zero or trim at its ack point: at once for a plain volume (one branch
+   * on the hot path), or when the volume's writeCompletion promise settles (a sync pair).
+   */
+  private completeWrite(request: P.NbdRequest, entry: ExportEntry, sequence: number): void {
+    const wait = entry.volume.writeCompletion === undefined ? null : entry.volume.writeCompletion(sequence);
+    if (wait === null) return this.finishWrite(request, entry);
+    this.inFlight += 1;
+    wait.then(
+      () => this.afterAckPoint(request, entry, undefined),
+      (error: unknown) => this.afterAckPoint(request, entry, error),
+    );
+  }
+
+  private afterAckPoint(request: P.NbdRequest, entry: ExportEntry, error: unknown): void {
+    this.inFlight -= 1;
+    if (this.state === 'closed' || this.socket.destroyed) return;
+    this.out.begin();
+    if (error === undefined) this.finishWrite(request, entry);
+    else this.replyVolumeError(request, error);
+    this.scheduleWrite();
   }
 
   private finishWrite(request: P.NbdRequest, entry: ExportEntry): void {

@@ -1,0 +1,520 @@
+// Notes on the design
+// -------------------
+// The primary side of one pair: it ships the journal records of its primary volume to the
+// secondary in sequence order, tracks what the secondary received, applied and flushed, and
+// when shipping is impossible it suspends and falls back to its out-of-sync (OOS) bitmap, from
+// which a resync later sends only the dirty tracks.
+//
+// Invariant that makes suspend and resync correct: OOS ⊇ every byte written since the last
+// instant the secondary had applied everything. The OOS bitmap ("pair:<name>", one bit per
+// track) records every write of the volume, always; it is cleared only while mirroring, at an
+// instant when the secondary has applied every record the journal holds. Every later write is
+// both in the journal (or made the journal full) and marked in OOS. So whenever the ordered
+// stream breaks, OOS covers all that the secondary may lack, and the journal records the pair
+// still held can be released: the resync will send current data instead.
+//
+// A copy or resync pass: note J = the journal's next sequence; walk the OOS bits once in address
+// order, each bit cleared before its track is read (clear-then-read: a write racing the read
+// marks the bit again); send each track; then tell the secondary that ordered records resume at
+// J and stream from J. A write during the pass is in the journal from J on (and marked in OOS if
+// behind the cursor), so nothing is missed; replaying records from J over tracks copied later
+// ends with the latest bytes. The secondary is 'inconsistent' during the pass.
+//
+// Ack points: an async write completes when stored locally. A sync write completes when the
+// secondary reports it applied (waitApplied); while the pair cannot mirror, with fence level
+// 'never' it completes at once (the pair is suspended and OOS records it), with 'data' it fails
+// with ERR_PAIR_FENCED (EIO to NBD clients): no acknowledged write is ever missing from the
+// secondary.
+
+import { EventEmitter } from 'node:events';
+
+import type { Clock, TimerHandle } from '../runtime/clock';
+import type { Bitmap } from '../storage/bitmap';
+import type { Journal, JournalRecord } from '../storage/journal';
+import type { Volume } from '../storage/volume';
+import { isLinkError } from '../transport/errors';
+import type { Link, LinkLogger, LinkStateEvent } from '../transport/link';
+import { MessageType } from '../transport/message-types';
+import {
+  type PairMode,
+  type PairPosition,
+  type RecordKind,
+  type ShippedRecord,
+  decodeOpenReply,
+  encodeName,
+  encodePairOpen,
+  encodeRecords,
+  encodeResyncDone,
+  encodeTrack,
+} from './messages';
+import { type Consistency, PairError, type PairState, type SuspendReason, isPairTransition } from './pair-state';
+
+/** Options of a primary pair. */
+export interface PrimaryPairOptions {
+  name: string;
+  volumeName: string;
+  remoteVolume: string;
+  mode: PairMode;
+  /** @default 'never' */
+  fence?: 'never' | 'data';
+  /** Resume and resync by itself when the cause of a suspension clears. @default true */
+  autoResume?: boolean;
+  /** Most payload bytes per PAIR_RECORDS message. @default 1048576 */
+  maxBatchBytes?: number;
+  /** No progress for this long in copying/resyncing: the stuck detector reports it. @default 30000 */
+  stuckAfterMs?: number;
+}
+
+/** A pair's event (state changes). */
+export interface PairStateEvent {
+  name: string;
+  old: PairState;
+  new: PairState;
+  reason: string;
+  detail?: string;
+  timeMs: number;
+}
+
+interface Waiter {
+  sequence: number;
+  resolve(): void;
+  reject(error: Error): void;
+}
+
+const KIND_OF: Record<string, RecordKind | undefined> = { write: 'write', zero: 'zero', trim: 'trim' };
+
+/** The primary side of a pair. */
+export class PrimaryPair extends EventEmitter {
+  readonly name: string;
+  readonly mode: PairMode;
+  readonly fence: 'never' | 'data';
+  private readonly autoResume: boolean;
+  private readonly maxBatchBytes: number;
+  private readonly stuckAfterMs: number;
+  private state: PairState = 'simplex';
+  private reason = 'declared';
+  private detail: string | undefined;
+  private sinceMs: number;
+  private everMirrored = false;
+  /** The next journal sequence to ship while mirroring. */
+  private nextToShip = 1;
+  private received = 0;
+  private applied = 0;
+  private flushed = 0;
+  private waiters: Waiter[] = [];
+  private passGeneration = 0;
+  private pumping = false;
+  private pumpAgain = false;
+  private progress = { doneBytes: 0, totalBytes: 0, startedAtMs: 0, lastProgressAtMs: 0 };
+  private stuckTimer: TimerHandle | undefined;
+  private stuckReported = false;
+  private closed = false;
+  readonly oos: Bitmap;
+  shippedBytes = 0;
+  resyncedBytes = 0;
+
+  constructor(
+    options: PrimaryPairOptions,
+    private readonly volume: Volume,
+    private readonly journal: Journal,
+    private readonly link: Link,
+    private readonly clock: Clock,
+    private readonly log: LinkLogger,
+  ) {
+    super();
+    this.name = options.name;
+    this.mode = options.mode;
+    this.fence = options.fence ?? 'never';
+    this.autoResume = options.autoResume ?? true;
+    this.maxBatchBytes = options.maxBatchBytes ?? 1024 * 1024;
+    this.stuckAfterMs = options.stuckAfterMs ?? 30_000;
+    this.sinceMs = clock.nowMs();
+    this.volumeName = options.volumeName;
+    this.remoteVolume = options.remoteVolume;
+    const bitmapName = `pair:${options.name}`;
+    const existing = volume.listBitmaps().find((bitmap) => bitmap.name === bitmapName);
+    this.oos = existing === undefined ? volume.createBitmap(bitmapName, { recording: true }) : volume.openBitmap(bitmapName);
+    if (existing !== undefined && !existing.recording) volume.setBitmapRecording(bitmapName, true);
+    link.on('state', this.onLinkState);
+    link.on('drain', this.onDrain);
+  }
+
+  readonly volumeName: string;
+  readonly remoteVolume: string;
+
+  get currentState(): PairState {
+    return this.state;
+  }
+
+  /** The lowest journal sequence this pair still needs (Infinity when it needs none). */
+  get neededSequence(): number {
+    return this.state === 'mirroring' || this.state === 'copying' || this.state === 'resyncing'
+      ? Math.min(this.nextToShip, this.applied + 1)
+      : Infinity;
+  }
+
+  private setState(next: PairState, reason: string, detail?: string): void {
+    const old = this.state;
+    if (!isPairTransition(old, next)) throw new Error(`pair ${this.name}: invalid transition ${old} -> ${next}`);
+    this.state = next;
+    this.reason = reason;
+    this.detail = detail;
+    this.sinceMs = this.clock.nowMs();
+    this.log[next === 'suspended' ? 'warn' : 'info']({ pair: this.name, old, new: next, reason, detail },
+      `pair ${this.name}: ${old} -> ${next} (${reason}${detail === undefined ? '' : `: ${detail}`})`);
+    const event: PairStateEvent = { name: this.name, old, new: next, reason, timeMs: this.clock.nowMs() };
+    if (detail !== undefined) event.detail = detail;
+    this.emit('state', event);
+    this.armStuckDetector();
+  }
+
+  private armStuckDetector(): void {
+    this.stuckTimer?.cancel();
+    this.stuckTimer = undefined;
+    this.stuckReported = false;
+    if (this.state !== 'copying' && this.state !== 'resyncing') return;
+    const check = (): void => {
+      this.stuckTimer = undefined;
+      if (this.state !== 'copying' && this.state !== 'resyncing') return;
+      const idleMs = this.clock.nowMs() - this.progress.lastProgressAtMs;
+      if (idleMs >= this.stuckAfterMs && !this.stuckReported) {
+        this.stuckReported = true;
+        this.log.warn({ pair: this.name, state: this.state, idleMs }, `pair ${this.name}: stuck in ${this.state} (no progress for ${Math.round(idleMs)} ms)`);
+        this.emit('stuck', { name: this.name, state: this.state, idleMs });
+      }
+      this.stuckTimer = this.clock.setTimer(check, this.stuckAfterMs, { unref: true });
+    };
+    this.stuckTimer = this.clock.setTimer(check, this.stuckAfterMs, { unref: true });
+  }
+
+  /** Starts: opens the pair when the link is up (or once it comes up). */
+  start(): void {
+    if (this.link.isUp) void this.open();
+  }
+
+  private readonly onLinkState = (event: LinkStateEvent): void => {
+    if (this.closed) return;
+    if (event.new === 'up') {
+      if (this.state === 'simplex' || (this.state === 'suspended' && this.autoResume && this.reason === 'link-down')) void this.open();
+    } else if (event.old === 'up') {
+      this.suspend('link-down', `link ${event.reason}`);
+    }
+  };
+
+  private readonly onDrain = (): void => {
+    if (this.state === 'mirroring') this.schedulePump();
+    this.drainWaiter?.();
+  };
+
+  private drainWaiter: (() => void) | undefined;
+
+  private waitDrain(): Promise<void> {
+    return new Promise((resolve) => {
+      this.drainWaiter = () => {
+        this.drainWaiter = undefined;
+        resolve();
+      };
+    });
+  }
+
+  /** Opens the pair on the secondary, then runs the copy (first time) or resync pass. */
+  private async open(): Promise<void> {
+    const generation = ++this.passGeneration;
+    let reply: { nextSequence: number; applied: number };
+    try {
+      reply = decodeOpenReply(await this.link.request(MessageType.PAIR_OPEN, encodePairOpen({
+        name: this.name, primaryVolume: this.volumeName, secondaryVolume: this.remoteVolume, mode: this.mode,
+        capacityBytes: this.volume.capacityBytes, blockSize: this.volume.blockSize,
+      })));
+    } catch (error) {
+      if (generation !== this.passGeneration || this.closed) return;
+      const code = (error as { remoteCode?: string }).remoteCode ?? (error as { code?: string }).code ?? 'error';
+      this.log.warn({ pair: this.name, code }, `pair ${this.name}: the secondary refused to open: ${(error as Error).message}`);
+      const refused = isLinkError(error, 'ERR_LINK_REMOTE') || isLinkError(error, 'ERR_LINK_NO_HANDLER');
+      if (this.state !== 'suspended') this.suspend(refused ? 'secondary-error' : 'link-down', (error as Error).message);
+      return;
+    }
+    if (generation !== this.passGeneration || this.closed) return;
+    this.received = this.applied = this.flushed = reply.applied;
+    if (this.state === 'simplex') {
+      // The first copy: every allocated track (holes travel as holes: the secondary is new).
+      for (const extent of this.volume.allocationMap()) {
+        if (extent.allocated) this.oos.markBytes(extent.byteOffset, extent.byteLength);
+      }
+      this.setState('copying', 'initial copy');
+    } else {
+      this.setState('resyncing', 'resync dirty tracks');
+    }
+    await this.pass(generation);
+  }
+
+  /** One copy or resync pass over the OOS bits, then ordered streaming from J. */
+  private async pass(generation: number): Promise<void> {
+    const resumeAt = this.journal.nextSequence;
+    this.nextToShip = resumeAt;
+    const granularity = this.oos.granularityBytes;
+    const capacity = this.volume.capacityBytes;
+    this.progress = { doneBytes: 0, totalBytes: this.oos.count() * granularity, startedAtMs: this.clock.nowMs(), lastProgressAtMs: this.clock.nowMs() };
+    const buffer = Buffer.allocUnsafe(granularity);
+    let bit = this.oos.findNextSet(0);
+    while (bit >= 0) {
+      if (generation !== this.passGeneration || this.closed) return;
+      const byteOffset = bit * granularity;
+      const byteLength = Math.min(granularity, capacity - byteOffset);
+      this.oos.clear(bit);
+      const data = buffer.subarray(0, byteLength);
+      this.volume.read(byteOffset, data);
+      try {
+        this.link.send(MessageType.PAIR_TRACK, encodeTrack(this.name, byteOffset, data));
+      } catch (error) {
+        this.oos.set(bit);
+        if (isLinkError(error, 'ERR_LINK_FULL')) {
+          await this.waitDrain();
+          continue;
+        }
+        if (generation === this.passGeneration) this.suspend('link-down', (error as Error).message);
+        return;
+      }
+      this.resyncedBytes += byteLength;
+      this.progress.doneBytes += byteLength;
+      this.progress.lastProgressAtMs = this.clock.nowMs();
+      bit = this.oos.findNextSet(bit + 1);
+      // Yield now and then so host I/O and the link run during a long pass.
+      if ((this.progress.doneBytes / granularity) % 64 === 0) await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    try {
+      await this.link.request(MessageType.PAIR_RESYNC_DONE, encodeResyncDone(this.name, resumeAt));
+    } catch (error) {
+      if (generation === this.passGeneration && !this.closed && this.state !== 'suspended') this.suspend('link-down', (error as Error).message);
+      return;
+    }
+    if (generation !== this.passGeneration || this.closed) return;
+    this.everMirrored = true;
+    this.setState('mirroring', this.reason === 'initial copy' ? 'copy done' : 'resync done');
+    this.schedulePump();
+  }
+
+  /** Something was written (or may have been): ship it. */
+  notifyWrite(): void {
+    if (this.state === 'mirroring') this.schedulePump();
+  }
+
+  /** The journal refused a record: the ordered stream is broken for every pair of the volume. */
+  journalFull(): void {
+    if (this.state === 'mirroring' || this.state === 'copying' || this.state === 'resyncing') {
+      this.suspend('journal-full', 'the journal has no room; writes are recorded in the OOS bitmap');
+    }
+  }
+
+  private schedulePump(): void {
+    if (this.pumping) {
+      this.pumpAgain = true;
+      return;
+    }
+    this.pumping = true;
+    queueMicrotask(() => {
+      try {
+        this.pump();
+      } finally {
+        this.pumping = false;
+        if (this.pumpAgain) {
+          this.pumpAgain = false;
+          this.schedulePump();
+        }
+      }
+    });
+  }
+
+  private pump(): void {
+    while (this.state === 'mirroring' && !this.link.isFull && this.nextToShip < this.journal.nextSequence) {
+      let records: JournalRecord[];
+      try {
+        records = this.journal.read(this.nextToShip, { maxRecords: 1024, maxBytes: this.maxBatchBytes });
+      } catch (error) {
+        this.suspend('journal-full', `journal read: ${(error as Error).message}`);
+        return;
+      }
+      if (records.length === 0) return;
+      const shipped: ShippedRecord[] = [];
+      for (const record of records) {
+        const kind = KIND_OF[record.kind];
+        if (kind === undefined) continue; // markers are for other protocols
+        shipped.push({ sequence: record.sequence, kind, byteOffset: record.byteOffset, byteLength: record.byteLength, data: record.data });
+      }
+      const last = (records[records.length - 1] as JournalRecord).sequence;
+      if (shipped.length > 0) {
+        try {
+          this.link.send(MessageType.PAIR_RECORDS, encodeRecords(this.name, shipped), {
+            onUnconfirmed: () => this.suspend('link-down', 'records unconfirmed'),
+          });
+        } catch (error) {
+          if (isLinkError(error, 'ERR_LINK_FULL')) return; // 'drain' pumps again
+          this.suspend('link-down', (error as Error).message);
+          return;
+        }
+        for (const record of shipped) this.shippedBytes += record.data.length;
+      } else {
+        // Only markers: nothing to apply, but the secondary's position moves past them.
+        this.applied = Math.max(this.applied, last);
+      }
+      this.nextToShip = last + 1;
+    }
+  }
+
+  /** The secondary's positions arrived. */
+  onPosition(position: PairPosition): void {
+    this.received = Math.max(this.received, position.received);
+    this.applied = Math.max(this.applied, position.applied);
+    this.flushed = Math.max(this.flushed, position.flushed);
+    this.resolveWaiters();
+    // Caught up at this instant: everything written so far is on the secondary.
+    if (this.state === 'mirroring' && this.applied >= this.journal.nextSequence - 1 && this.nextToShip === this.journal.nextSequence) {
+      this.oos.clearAll();
+    }
+    this.emit('progress');
+  }
+
+  /** The secondary refused something: stop, and wait for an operator. */
+  onSecondaryError(code: string, message: string): void {
+    this.suspend('secondary-error', `${code}: ${message}`);
+  }
+
+  private resolveWaiters(): void {
+    if (this.waiters.length === 0) return;
+    const remaining: Waiter[] = [];
+    for (const waiter of this.waiters) {
+      if (waiter.sequence <= this.applied) waiter.resolve();
+      else remaining.push(waiter);
+    }
+    this.waiters = remaining;
+  }
+
+  /**
+   * The ack point of a host write journaled at `sequence`: null when it completes now, else a
+   * promise that resolves when the secondary applied it (sync, mirroring), or rejects with
+   * ERR_PAIR_FENCED (fence 'data' while the secondary cannot be reached).
+   */
+  ackPoint(sequence: number): Promise<void> | null {
+    if (this.mode !== 'sync') return null;
+    if (this.state !== 'mirroring') {
+      if (this.fence === 'data' && this.state === 'suspended') {
+        return Promise.reject(new PairError('ERR_PAIR_FENCED', `pair ${this.name} is suspended (${this.reason}) and fenced: the write is not on the secondary`));
+      }
+      return null;
+    }
+    if (sequence <= 0) {
+      // Not journaled (journal full): the pair suspends; the write is in OOS only.
+      return this.fence === 'data'
+        ? Promise.reject(new PairError('ERR_PAIR_FENCED', `pair ${this.name}: the journal is full and the pair is fenced`))
+        : null;
+    }
+    if (sequence <= this.applied) return null;
+    return new Promise((resolve, reject) => this.waiters.push({ sequence, resolve, reject }));
+  }
+
+  /** Flushes the secondary (a FLUSH or FUA on a sync primary). */
+  async flushRemote(): Promise<void> {
+    if (this.mode !== 'sync' || this.state !== 'mirroring') {
+      if (this.mode === 'sync' && this.fence === 'data' && this.state === 'suspended') {
+        throw new PairError('ERR_PAIR_FENCED', `pair ${this.name} is suspended and fenced: the secondary was not flushed`);
+      }
+      return;
+    }
+    try {
+      await this.link.request(MessageType.PAIR_FLUSH, encodeName(this.name));
+    } catch (error) {
+      if (this.fence === 'data') throw new PairError('ERR_PAIR_FENCED', `pair ${this.name}: flush on the secondary failed: ${(error as Error).message}`);
+    }
+  }
+
+  /** Suspends (idempotent); an operator's suspension waits for resume(). */
+  suspend(reason: SuspendReason, detail?: string): void {
+    if (this.closed || this.state === 'suspended' || this.state === 'split-brain') return;
+    this.passGeneration++;
+    if (this.state === 'simplex') {
+      this.setState('suspended', reason, detail);
+    } else {
+      this.setState('suspended', reason, detail);
+    }
+    this.drainWaiter?.();
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const waiter of waiters) {
+      if (this.fence === 'data') waiter.reject(new PairError('ERR_PAIR_FENCED', `pair ${this.name} suspended (${reason}) before the secondary applied the write`));
+      else waiter.resolve();
+    }
+    this.emit('released');
+    if (reason === 'journal-full' && this.autoResume) {
+      // The journal is released (OOS covers everything); resume as soon as it has room.
+      this.clock.setTimer(() => {
+        if (this.state === 'suspended' && this.reason === 'journal-full' && this.link.isUp) void this.open();
+      }, 10, { unref: true });
+    }
+  }
+
+  /** Resumes a suspended pair (an operator's command). */
+  resume(): void {
+    if (this.state !== 'suspended') throw new PairError('ERR_PAIR_STATE', `pair ${this.name} is ${this.state}, not suspended`);
+    if (!this.link.isUp) throw new PairError('ERR_PAIR_STATE', `pair ${this.name}: the link to its secondary is ${this.link.currentState}`);
+    void this.open();
+  }
+
+  /** The secondary image as this side knows it. */
+  get consistency(): Consistency {
+    if (this.state === 'mirroring') return 'consistent';
+    if (this.state === 'suspended' && this.everMirrored && this.reasonOfEntryWasFromMirroring) return 'outdated';
+    return this.everMirrored && this.state === 'suspended' ? 'outdated' : 'inconsistent';
+  }
+
+  private get reasonOfEntryWasFromMirroring(): boolean {
+    return this.everMirrored;
+  }
+
+  status(): Record<string, unknown> {
+    const next = this.journal.nextSequence;
+    const granularity = this.oos.granularityBytes;
+    const oosTracks = this.oos.count();
+    const elapsedMs = this.clock.nowMs() - this.progress.startedAtMs;
+    const rate = elapsedMs > 0 ? (this.progress.doneBytes * 1000) / elapsedMs : 0;
+    const transient = this.state === 'copying' || this.state === 'resyncing';
+    return {
+      name: this.name,
+      role: 'primary',
+      mode: this.mode,
+      fence: this.fence,
+      peer: this.link.peerId,
+      volume: this.volumeName,
+      remoteVolume: this.remoteVolume,
+      state: this.state,
+      reason: this.reason,
+      ...(this.detail === undefined ? {} : { detail: this.detail }),
+      sinceMs: Math.round(this.clock.nowMs() - this.sinceMs),
+      consistency: this.consistency,
+      link: this.link.currentState,
+      positions: { journalNext: next, shipped: this.nextToShip - 1, received: this.received, applied: this.applied, flushed: this.flushed },
+      lag: { records: Math.max(0, next - 1 - this.applied) },
+      journal: this.journal.stats(),
+      oos: { tracks: oosTracks, bytes: oosTracks * granularity },
+      progress: transient
+        ? { doneBytes: this.progress.doneBytes, totalBytes: this.progress.totalBytes, bytesPerSecond: Math.round(rate),
+          etaSeconds: rate > 0 ? Math.max(0, (this.progress.totalBytes - this.progress.doneBytes) / rate) : null,
+          stuck: this.stuckReported }
+        : null,
+      shippedBytes: this.shippedBytes,
+      resyncedBytes: this.resyncedBytes,
+    };
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.passGeneration++;
+    this.stuckTimer?.cancel();
+    this.link.off('state', this.onLinkState);
+    this.link.off('drain', this.onDrain);
+    for (const waiter of this.waiters) waiter.resolve();
+    this.waiters = [];
+    this.drainWaiter?.();
+    if (!this.oos.closed) this.oos.close();
+  }
+}

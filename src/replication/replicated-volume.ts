@@ -1,0 +1,163 @@
+// Notes on the design
+// -------------------
+// A primary volume with its pairs, as hosts see it: the NbdVolume the NBD server exports in place
+// of the plain Volume. It owns the volume's journal (attached to the volume, so every write of
+// every path is journaled natively), tells its pairs when something was written, gives the NBD
+// server each write's ack point, makes a FLUSH also flush every sync secondary, and releases
+// journal space through the lowest sequence any pair still needs.
+//
+// Writes that reach the volume by another path (the API, another process that opened it by
+// name) are journaled by the same native write path; a poll on the journal's next sequence
+// ships them, and a rise of the journal's full counter suspends the pairs with journal-full.
+
+import type { Clock, TimerHandle } from '../runtime/clock';
+import { Journal } from '../storage/journal';
+import { Volume } from '../storage/volume';
+import type { PrimaryPair } from './primary-pair';
+
+/** Options of a replicated volume. */
+export interface ReplicatedVolumeOptions {
+  /** Journal ring bytes. @default 67108864 (64 MiB) */
+  journalCapacityBytes?: number;
+  /** Largest record (a larger write suspends the pairs as journal-full). @default 33554432 (32 MiB) */
+  maxRecordBytes?: number;
+  /** How often writes from other paths are looked for. @default 20 */
+  pollIntervalMs?: number;
+}
+
+/** A primary volume and its pairs. */
+export class ReplicatedVolume {
+  readonly journal: Journal;
+  readonly pairs: PrimaryPair[] = [];
+  private lastFullCount = 0;
+  private lastSeenSequence = 0;
+  private pollTimer: TimerHandle | undefined;
+  private stopped = false;
+
+  constructor(readonly volume: Volume, private readonly clock: Clock, private readonly options: ReplicatedVolumeOptions = {}) {
+    const capacityBytes = options.journalCapacityBytes ?? 64 * 1024 * 1024;
+    this.journal = Journal.create({ capacityBytes, maxRecordBytes: Math.min(options.maxRecordBytes ?? 32 * 1024 * 1024, Math.floor(capacityBytes / 4)) });
+    volume.attachJournal(this.journal);
+    this.lastSeenSequence = this.journal.nextSequence;
+    this.poll();
+  }
+
+  add(pair: PrimaryPair): void {
+    this.pairs.push(pair);
+    pair.on('progress', () => this.release());
+    pair.on('released', () => this.release());
+  }
+
+  private poll(): void {
+    this.pollTimer = this.clock.setTimer(() => {
+      if (this.stopped) return;
+      this.check();
+      this.poll();
+    }, this.options.pollIntervalMs ?? 20, { unref: true });
+  }
+
+  /** After any write: ship, or suspend on a full journal. */
+  private check(): void {
+    const stats = this.journal.stats();
+    if (stats.fullCount !== this.lastFullCount) {
+      this.lastFullCount = stats.fullCount;
+      for (const pair of this.pairs) pair.journalFull();
+      this.release();
+    }
+    if (stats.nextSequence !== this.lastSeenSequence) {
+      this.lastSeenSequence = stats.nextSequence;
+      for (const pair of this.pairs) pair.notifyWrite();
+    }
+  }
+
+  /** Releases journal records no pair needs any more. */
+  release(): void {
+    if (this.stopped) return;
+    let needed = Infinity;
+    for (const pair of this.pairs) needed = Math.min(needed, pair.neededSequence);
+    const through = needed === Infinity ? this.journal.nextSequence - 1 : needed - 1;
+    if (through >= this.journal.headSequence) this.journal.release(through);
+  }
+
+  // ---- NbdVolume -----------------------------------------------------------------------------
+
+  get capacityBytes(): number {
+    return this.volume.capacityBytes;
+  }
+
+  get blockSize(): number {
+    return this.volume.blockSize;
+  }
+
+  get strict(): boolean {
+    return this.volume.strict;
+  }
+
+  get closed(): boolean {
+    return this.volume.closed;
+  }
+
+  read(byteOffset: number, target: Uint8Array): void {
+    this.volume.read(byteOffset, target);
+  }
+
+  write(byteOffset: number, source: Uint8Array): number {
+    const sequence = this.volume.write(byteOffset, source);
+    this.check();
+    return sequence;
+  }
+
+  writeZeroes(byteOffset: number, byteLength: number, options?: { mayPunchHole?: boolean }): number {
+    const sequence = this.volume.writeZeroes(byteOffset, byteLength, options);
+    this.check();
+    return sequence;
+  }
+
+  trim(byteOffset: number, byteLength: number): number {
+    const sequence = this.volume.trim(byteOffset, byteLength);
+    this.check();
+    return sequence;
+  }
+
+  /**
+   * The ack point of a write that returned `sequence`: null when the host write may complete
+   * now (async pairs, or no sync pair mirroring), else a promise for every sync secondary.
+   */
+  writeCompletion(sequence: number): Promise<void> | null {
+    let waits: Promise<void>[] | undefined;
+    for (const pair of this.pairs) {
+      const wait = pair.ackPoint(sequence === Volume.JOURNAL_FULL ? 0 : sequence);
+      if (wait !== null) (waits ??= []).push(wait);
+    }
+    if (waits === undefined) return null;
+    return waits.length === 1 ? (waits[0] as Promise<void>) : Promise.all(waits).then(() => undefined);
+  }
+
+  /** Flushes locally, then every sync secondary. */
+  async flush(): Promise<void> {
+    await this.volume.flush();
+    await Promise.all(this.pairs.map((pair) => pair.flushRemote()));
+  }
+
+  allocationMap(byteOffset: number, byteLength: number): { byteOffset: number; byteLength: number; allocated: boolean }[] {
+    return this.volume.allocationMap(byteOffset, byteLength);
+  }
+
+  listBitmaps(): { name: string; granularityBytes: number; bitCount: number; recording: boolean }[] {
+    return this.volume.listBitmaps();
+  }
+
+  openBitmap(name: string): ReturnType<Volume['openBitmap']> {
+    return this.volume.openBitmap(name);
+  }
+
+  /** Stops polling and closes the pairs and the journal (the volume is its controller's). */
+  async close(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.pollTimer?.cancel();
+    for (const pair of this.pairs) pair.close();
+    if (!this.volume.closed) this.volume.attachJournal(null);
+    await this.journal.close();
+  }
+}

@@ -1,0 +1,215 @@
+// Pairs between two controllers on the simulated network and clock: the initial copy moves only
+// allocated data, async and sync pairs mirror every write in order, a sync write completes only
+// once applied on the secondary, a partition suspends the pair (writes go on, recorded in the
+// OOS bitmap) and healing resyncs only the dirty tracks, a fenced sync pair fails host writes
+// while cut off, a full journal suspends with journal-full and recovers, and the secondary
+// refuses what it did not declare.
+import * as assert from 'node:assert/strict';
+
+import { Controller } from '../../src/controller/controller';
+import type { PairSpec } from '../../src/replication/pairs';
+import type { ReplicatedVolume } from '../../src/replication/replicated-volume';
+import { SeededRandom } from '../../src/runtime/random';
+import { SimNetwork } from '../../src/sim/network';
+import { SimClock } from '../../src/sim/sim-clock';
+import type { Volume } from '../../src/storage/volume';
+
+const TUNING = { heartbeatIntervalMs: 50, deadPeerTimeoutMs: 250, handshakeTimeoutMs: 250, connectTimeoutMs: 250,
+  reconnectInitialDelayMs: 20, reconnectMaxDelayMs: 200 };
+const CAPACITY = 8 * 1024 * 1024;
+
+interface World {
+  clock: SimClock;
+  network: SimNetwork;
+  a: Controller;
+  b: Controller;
+  primary: ReplicatedVolume;
+  secondary: Volume;
+  random: SeededRandom;
+}
+
+async function world(pair: Partial<PairSpec> = {}, options: { journalCapacityBytes?: number; seed?: number } = {}): Promise<World> {
+  const clock = new SimClock();
+  const random = new SeededRandom(options.seed ?? 11);
+  const network = new SimNetwork({ clock, random: random.fork('network') });
+  const spec = { name: 'p0', mode: 'async' as const, ...pair };
+  const a = new Controller({
+    id: 'a', network: network.node('a'), clock, random: random.fork('a'),
+    volumes: [{ name: 'vol0', capacityBytes: CAPACITY }],
+    replication: { ...TUNING, listen: { host: 'a', port: 7000 } },
+    peers: [{ id: 'b', address: { host: 'b', port: 7000 } }],
+    pairs: [{ ...spec, volume: 'vol0', peer: 'b', remoteVolume: 'vol0', role: 'primary' }],
+    ...(options.journalCapacityBytes === undefined ? {} : { journal: { journalCapacityBytes: options.journalCapacityBytes } }),
+  });
+  const b = new Controller({
+    id: 'b', network: network.node('b'), clock, random: random.fork('b'),
+    volumes: [{ name: 'vol0', capacityBytes: CAPACITY }],
+    replication: { ...TUNING, listen: { host: 'b', port: 7000 } },
+    peers: [{ id: 'a', address: { host: 'a', port: 7000 } }],
+    pairs: [{ name: spec.name, mode: spec.mode, volume: 'vol0', peer: 'a', remoteVolume: 'vol0', role: 'secondary' }],
+  });
+  await b.start();
+  await a.start();
+  return { clock, network, a, b, primary: a.exportVolume('vol0') as ReplicatedVolume, secondary: b.volume('vol0') as Volume, random };
+}
+
+function state(w: World): string {
+  return w.a.pairs?.primary('p0').currentState ?? 'none';
+}
+
+async function until(w: World, predicate: () => boolean, what: string, maxTimeMs = 10_000): Promise<void> {
+  const ok = await w.clock.runUntil(predicate, { maxTimeMs });
+  assert.ok(ok, `${what}: not reached; pair ${JSON.stringify(w.a.pairs?.primary('p0').status())}`);
+}
+
+function identical(w: World): boolean {
+  const left = Buffer.alloc(CAPACITY);
+  const right = Buffer.alloc(CAPACITY);
+  w.primary.read(0, left);
+  w.secondary.read(0, right);
+  return left.equals(right);
+}
+
+function randomWrite(w: World): void {
+  const blocks = CAPACITY / 4096;
+  const offset = w.random.int(blocks - 4) * 4096;
+  const data = Buffer.alloc(4096 * (1 + w.random.int(3)), w.random.int(256));
+  w.primary.write(offset, data);
+}
+
+async function close(w: World): Promise<void> {
+  await w.a.close();
+  await w.b.close();
+}
+
+describe('81 pairs on the simulated network', () => {
+  it('copy only allocated data first, then mirror async writes in order until both sides are identical', async () => {
+    const clock = new SimClock();
+    void clock;
+    const w = await world();
+    await until(w, () => state(w) === 'mirroring', 'mirroring');
+    // The volume was empty: the copy moved nothing.
+    assert.equal(w.a.pairs?.primary('p0').resyncedBytes, 0);
+    for (let index = 0; index < 200; index++) randomWrite(w);
+    w.primary.writeZeroes(0, 65536);
+    w.primary.trim(65536 * 3, 65536);
+    await until(w, () => (w.a.pairs?.primary('p0').status().lag as { records: number }).records === 0, 'caught up');
+    assert.ok(identical(w));
+    const status = w.a.pairs?.primary('p0').status() as Record<string, unknown>;
+    assert.equal(status.consistency, 'consistent');
+    assert.equal((status.oos as { tracks: number }).tracks, 0, 'OOS cleared once caught up');
+    assert.equal((w.b.pairs?.secondary('p0')?.status() as Record<string, unknown>).consistency, 'consistent');
+    await close(w);
+  });
+
+  it('copy a volume with data: the tracks written before the pair existed travel, holes do not', async () => {
+    const w = await world({}, { seed: 3 });
+    // Written before the link came up: only these tracks are copied.
+    w.primary.write(0, Buffer.alloc(4096, 1));
+    w.primary.write(1024 * 1024, Buffer.alloc(4096, 2));
+    await until(w, () => state(w) === 'mirroring', 'mirroring');
+    await until(w, () => identical(w), 'identical');
+    assert.ok((w.a.pairs?.primary('p0').resyncedBytes ?? 0) <= 2 * 65536, `copied ${w.a.pairs?.primary('p0').resyncedBytes}`);
+    await close(w);
+  });
+
+  it('complete a sync write only after the secondary applied it', async () => {
+    const w = await world({ mode: 'sync' });
+    await until(w, () => state(w) === 'mirroring', 'mirroring');
+    const sequence = w.primary.write(8192, Buffer.alloc(4096, 7));
+    const wait = w.primary.writeCompletion(sequence);
+    assert.ok(wait !== null, 'a sync write waits');
+    let done = false;
+    void wait.then(() => {
+      done = true;
+    });
+    const check = Buffer.alloc(4096);
+    w.secondary.read(8192, check);
+    assert.equal(check[0], 0, 'not on the secondary yet');
+    await until(w, () => done, 'the ack');
+    w.secondary.read(8192, check);
+    assert.equal(check[0], 7, 'applied before the ack');
+    await close(w);
+  });
+
+  it('suspend on a partition without blocking writes, then resync only the dirty tracks', async () => {
+    const w = await world({ mode: 'sync' });
+    await until(w, () => state(w) === 'mirroring', 'mirroring');
+    for (let index = 0; index < 50; index++) randomWrite(w);
+    await until(w, () => identical(w) && (w.a.pairs?.primary('p0').status().oos as { tracks: number }).tracks === 0,
+      'identical, and the OOS bitmap cleared, before the partition');
+    w.network.partition('a', 'b', { direction: 'both' });
+    await until(w, () => state(w) === 'suspended', 'suspended');
+    assert.equal(w.a.pairs?.primary('p0').status().reason, 'link-down');
+    // Host writes go on and complete at once (fence never).
+    const resyncedBefore = w.a.pairs?.primary('p0').resyncedBytes ?? 0;
+    const dirtyOffsets = [0, 65536 * 10, 65536 * 20];
+    for (const offset of dirtyOffsets) {
+      const sequence = w.primary.write(offset, Buffer.alloc(4096, 9));
+      assert.equal(w.primary.writeCompletion(sequence), null, 'completes at once while suspended');
+    }
+    assert.equal((w.a.pairs?.primary('p0').status().oos as { tracks: number }).tracks >= 3, true);
+    assert.equal((w.b.pairs?.secondary('p0')?.status() as Record<string, unknown>).consistency, 'outdated');
+    w.network.healAll();
+    await until(w, () => state(w) === 'mirroring' && identical(w), 'resynced and identical');
+    const moved = (w.a.pairs?.primary('p0').resyncedBytes ?? 0) - resyncedBefore;
+    assert.ok(moved <= dirtyOffsets.length * 65536 + 65536 * 4, `resync moved ${moved} bytes, not about 3 tracks`);
+    await close(w);
+  });
+
+  it('fail host writes of a fenced sync pair while its secondary is unreachable', async () => {
+    const w = await world({ mode: 'sync', fence: 'data' });
+    await until(w, () => state(w) === 'mirroring', 'mirroring');
+    w.network.partition('a', 'b', { direction: 'both' });
+    await until(w, () => state(w) === 'suspended', 'suspended');
+    const sequence = w.primary.write(0, Buffer.alloc(4096, 5));
+    const wait = w.primary.writeCompletion(sequence);
+    assert.ok(wait !== null);
+    await assert.rejects(wait, (error: unknown) => (error as { code?: string }).code === 'ERR_PAIR_FENCED');
+    w.network.healAll();
+    await until(w, () => state(w) === 'mirroring' && identical(w), 'resynced');
+    await close(w);
+  });
+
+  it('suspend with journal-full behind a slow link, then recover by bitmap resync', async () => {
+    const w = await world({}, { journalCapacityBytes: 256 * 1024 });
+    await until(w, () => state(w) === 'mirroring', 'mirroring');
+    w.network.setLink('a', 'b', { bandwidthBytesPerSecond: 64 * 1024 });
+    for (let index = 0; index < 200; index++) randomWrite(w);
+    await until(w, () => w.a.pairs?.primary('p0').status().reason === 'journal-full' || state(w) === 'suspended', 'journal-full');
+    w.network.setLink('a', 'b', { bandwidthBytesPerSecond: Infinity });
+    await until(w, () => state(w) === 'mirroring' && identical(w), 'recovered', 60_000);
+    await close(w);
+  });
+
+  it('refuse a pair the secondary did not declare, and change nothing', async () => {
+    const clock = new SimClock();
+    const random = new SeededRandom(5);
+    const network = new SimNetwork({ clock, random: random.fork('network') });
+    const a = new Controller({
+      id: 'a', network: network.node('a'), clock, random: random.fork('a'),
+      volumes: [{ name: 'vol0', capacityBytes: CAPACITY }],
+      replication: { ...TUNING, listen: { host: 'a', port: 7000 } },
+      peers: [{ id: 'b', address: { host: 'b', port: 7000 } }],
+      pairs: [{ name: 'sneaky', mode: 'async', volume: 'vol0', peer: 'b', remoteVolume: 'vol0', role: 'primary' }],
+    });
+    const b = new Controller({
+      id: 'b', network: network.node('b'), clock, random: random.fork('b'),
+      volumes: [{ name: 'vol0', capacityBytes: CAPACITY }],
+      replication: { ...TUNING, listen: { host: 'b', port: 7000 } },
+      peers: [{ id: 'a', address: { host: 'a', port: 7000 } }],
+    });
+    await b.start();
+    await a.start();
+    (a.exportVolume('vol0') as ReplicatedVolume).write(0, Buffer.alloc(4096, 1));
+    const ok = await clock.runUntil(() => a.pairs?.primary('sneaky').currentState === 'suspended', { maxTimeMs: 5000 });
+    assert.ok(ok);
+    assert.equal(a.pairs?.primary('sneaky').status().reason, 'secondary-error', JSON.stringify(a.pairs?.primary('sneaky').status()));
+    assert.match(String(a.pairs?.primary('sneaky').status().detail), /ERR_PAIR_UNKNOWN/);
+    const check = Buffer.alloc(4096);
+    (b.volume('vol0') as Volume).read(0, check);
+    assert.equal(check[0], 0, 'nothing was written to the undeclared secondary');
+    await a.close();
+    await b.close();
+  });
+});
