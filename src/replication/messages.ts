@@ -4,8 +4,11 @@
 // malformed payload from the network only ever raises ERR_LINK_BAD_MESSAGE). Every message
 // names its pair; the secondary checks the name against the pairs its own controller declared.
 //
-//   PAIR_OPEN        request  {name, primaryVolume, secondaryVolume, mode, capacityBytes, blockSize}
-//                    response {nextSequence, applied}: where the secondary's ordered stream stands
+//   PAIR_OPEN        request  {name, primaryVolume, secondaryVolume, mode, capacityBytes, blockSize,
+//                             firstCopy: the primary has not mirrored this pair since it started}
+//                    response {nextSequence, applied, synced}: where the secondary's ordered stream
+//                    stands, and whether its image ever completed a copy (a restarted secondary
+//                    did not: it gets a full copy, never a resync of dirty tracks only)
 //   PAIR_RECORDS     message  {name, records: [{sequence, kind, byteOffset, byteLength, data}]}
 //   PAIR_POSITION    message  {name, received, applied, flushed}
 //   PAIR_FLUSH       request  {name} -> {flushed}
@@ -36,6 +39,7 @@ export interface PairOpen {
   mode: PairMode;
   capacityBytes: number;
   blockSize: number;
+  firstCopy: boolean;
 }
 
 export interface ShippedRecord {
@@ -48,7 +52,7 @@ export interface ShippedRecord {
 
 export function encodePairOpen(message: PairOpen): Buffer {
   return new BinaryWriter().string(message.name).string(message.primaryVolume).string(message.secondaryVolume)
-    .u8(MODES.indexOf(message.mode)).u64(message.capacityBytes).u32(message.blockSize).encode();
+    .u8(MODES.indexOf(message.mode)).u64(message.capacityBytes).u32(message.blockSize).u8(message.firstCopy ? 1 : 0).encode();
 }
 
 export function decodePairOpen(payload: Buffer): PairOpen {
@@ -59,18 +63,25 @@ export function decodePairOpen(payload: Buffer): PairOpen {
   const modeIndex = reader.u8();
   const capacityBytes = reader.u64();
   const blockSize = reader.u32();
+  const firstCopy = reader.u8() === 1;
   reader.end();
   const mode = MODES[modeIndex] ?? bad('PAIR_OPEN', `unknown mode ${modeIndex}`);
-  return { name, primaryVolume, secondaryVolume, mode, capacityBytes, blockSize };
+  return { name, primaryVolume, secondaryVolume, mode, capacityBytes, blockSize, firstCopy };
 }
 
-export function encodeOpenReply(nextSequence: number, applied: number): Buffer {
-  return new BinaryWriter().u64(nextSequence).u64(applied).encode();
+export interface OpenReply {
+  nextSequence: number;
+  applied: number;
+  synced: boolean;
 }
 
-export function decodeOpenReply(payload: Buffer): { nextSequence: number; applied: number } {
+export function encodeOpenReply(reply: OpenReply): Buffer {
+  return new BinaryWriter().u64(reply.nextSequence).u64(reply.applied).u8(reply.synced ? 1 : 0).encode();
+}
+
+export function decodeOpenReply(payload: Buffer): OpenReply {
   const reader = new BinaryReader(payload, 'PAIR_OPEN reply');
-  const reply = { nextSequence: reader.u64(), applied: reader.u64() };
+  const reply = { nextSequence: reader.u64(), applied: reader.u64(), synced: reader.u8() === 1 };
   reader.end();
   return reply;
 }

@@ -144,8 +144,7 @@ export class PairManager extends EventEmitter {
     const maxDataBytes = link.tuning.maxFrameBytes;
     link.handle(MessageType.PAIR_OPEN, (payload) => {
       const request = decodePairOpen(payload);
-      const reply = this.secondaryFor(link, request.name).open(request);
-      return encodeOpenReply(reply.nextSequence, reply.applied);
+      return encodeOpenReply(this.secondaryFor(link, request.name).open(request));
     });
     link.handle(MessageType.PAIR_RESYNC_DONE, (payload) => {
       const done = decodeResyncDone(payload);

@@ -40,6 +40,7 @@ import {
   type PairPosition,
   type RecordKind,
   type ShippedRecord,
+  type OpenReply,
   decodeOpenReply,
   encodeName,
   encodePairOpen,
@@ -220,11 +221,11 @@ export class PrimaryPair extends EventEmitter {
   /** Opens the pair on the secondary, then runs the copy (first time) or resync pass. */
   private async open(): Promise<void> {
     const generation = ++this.passGeneration;
-    let reply: { nextSequence: number; applied: number };
+    let reply: OpenReply;
     try {
       reply = decodeOpenReply(await this.link.request(MessageType.PAIR_OPEN, encodePairOpen({
         name: this.name, primaryVolume: this.volumeName, secondaryVolume: this.remoteVolume, mode: this.mode,
-        capacityBytes: this.volume.capacityBytes, blockSize: this.volume.blockSize,
+        capacityBytes: this.volume.capacityBytes, blockSize: this.volume.blockSize, firstCopy: !this.everMirrored,
       })));
     } catch (error) {
       if (generation !== this.passGeneration || this.closed) return;
@@ -236,8 +237,9 @@ export class PrimaryPair extends EventEmitter {
     }
     if (generation !== this.passGeneration || this.closed) return;
     this.received = this.applied = this.flushed = reply.applied;
-    if (this.state === 'simplex') {
-      // The first copy: every allocated track (holes travel as holes: the secondary is new).
+    if (!reply.synced) {
+      // A first copy (this pair never mirrored, or the secondary's image never completed one,
+      // e.g. it restarted): every allocated track; holes travel as holes.
       for (const extent of this.volume.allocationMap()) {
         if (extent.allocated) this.oos.markBytes(extent.byteOffset, extent.byteLength);
       }

@@ -17,7 +17,7 @@ import type { Clock } from '../runtime/clock';
 import type { Volume } from '../storage/volume';
 import type { Link, LinkLogger, LinkStateEvent } from '../transport/link';
 import { MessageType } from '../transport/message-types';
-import { type PairMode, type PairOpen, type ShippedRecord, encodePairError, encodePosition } from './messages';
+import { type OpenReply, type PairMode, type PairOpen, type ShippedRecord, encodePairError, encodePosition } from './messages';
 import { type Consistency, PairError, type PairState } from './pair-state';
 
 /** Options of a secondary pair. */
@@ -42,6 +42,11 @@ export class SecondaryPair extends EventEmitter {
   private applied = 0;
   private flushed = 0;
   private closed = false;
+  /**
+   * True once a copy completed into this object's volume. Kept in memory only: a restarted
+   * secondary gets a first copy again (safe, not minimal; generation ids will make it minimal).
+   */
+  private synced = false;
   appliedBytes = 0;
   refusedCount = 0;
 
@@ -84,7 +89,7 @@ export class SecondaryPair extends EventEmitter {
   };
 
   /** PAIR_OPEN from the primary: checked against this controller's declaration. */
-  open(request: PairOpen): { nextSequence: number; applied: number } {
+  open(request: PairOpen): OpenReply {
     const { options, volume } = this;
     if (request.secondaryVolume !== options.volumeName || request.primaryVolume !== options.remoteVolume) {
       throw new PairError('ERR_PAIR_MISMATCH', `pair ${this.name}: declared here as ${options.remoteVolume} -> ${options.volumeName}, ` +
@@ -98,8 +103,16 @@ export class SecondaryPair extends EventEmitter {
         `${volume.blockSize}, the primary ${request.capacityBytes} and ${request.blockSize}`);
     }
     this.consistencyValue = 'inconsistent';
-    this.move(this.state === 'simplex' ? 'copying' : 'resyncing', 'opened by the primary');
-    return { nextSequence: this.nextSequence, applied: this.applied };
+    if (request.firstCopy || !this.synced) {
+      // A first copy sends the primary's allocated tracks only: start from an empty image, so
+      // what is a hole there is a hole here.
+      this.volume.trim(0, this.volume.capacityBytes);
+      this.synced = false;
+      this.nextSequence = 1;
+      this.received = this.applied = this.flushed = 0;
+    }
+    this.move(this.synced ? 'resyncing' : 'copying', 'opened by the primary');
+    return { nextSequence: this.nextSequence, applied: this.applied, synced: this.synced };
   }
 
   private refuse(error: PairError): void {
@@ -177,6 +190,7 @@ export class SecondaryPair extends EventEmitter {
     this.nextSequence = nextSequence;
     this.received = this.applied = nextSequence - 1;
     this.consistencyValue = 'consistent';
+    this.synced = true;
     this.move('mirroring', 'resync done');
   }
 

@@ -23,6 +23,7 @@ interface World {
   network: SimNetwork;
   a: Controller;
   b: Controller;
+  /** Replaced when the secondary restarts. */
   primary: ReplicatedVolume;
   secondary: Volume;
   random: SeededRandom;
@@ -179,6 +180,31 @@ describe('81 pairs on the simulated network', () => {
     await until(w, () => w.a.pairs?.primary('p0').status().reason === 'journal-full' || state(w) === 'suspended', 'journal-full');
     w.network.setLink('a', 'b', { bandwidthBytesPerSecond: Infinity });
     await until(w, () => state(w) === 'mirroring' && identical(w), 'recovered', 60_000);
+    await close(w);
+  });
+
+  it('give a restarted secondary a first copy again, never a resync of dirty tracks only', async () => {
+    const w = await world();
+    await until(w, () => state(w) === 'mirroring', 'mirroring');
+    for (let index = 0; index < 40; index++) randomWrite(w);
+    await until(w, () => identical(w), 'identical');
+    // The secondary's process dies: its memory volume is gone; a new one starts empty.
+    w.network.crash('b');
+    w.b.crash();
+    w.network.restart('b');
+    await until(w, () => state(w) === 'suspended', 'suspended');
+    w.primary.write(0, Buffer.alloc(4096, 0xee));
+    const b2 = new Controller({
+      id: 'b', network: w.network.node('b'), clock: w.clock, random: w.random.fork('b2'),
+      volumes: [{ name: 'vol0', capacityBytes: CAPACITY }],
+      replication: { ...TUNING, listen: { host: 'b', port: 7000 } },
+      peers: [{ id: 'a', address: { host: 'a', port: 7000 } }],
+      pairs: [{ name: 'p0', mode: 'async', volume: 'vol0', peer: 'a', remoteVolume: 'vol0', role: 'secondary' }],
+    });
+    await b2.start();
+    w.b = b2;
+    w.secondary = b2.volume('vol0') as Volume;
+    await until(w, () => state(w) === 'mirroring' && identical(w), 'a full copy, then identical');
     await close(w);
   });
 
