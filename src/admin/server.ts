@@ -12,6 +12,8 @@
 //   POST /links/fault   {controller?, peer, delayMs?, jitterMs?, bandwidthBytesPerSecond?, drop?,
 //                       partition?, direction?} -> target.setLinkFaults
 //   POST /links/heal    {controller?, peer} -> target.healLink
+//   POST /pairs/suspend {controller?, pair} -> target.suspendPair
+//   POST /pairs/resume  {controller?, pair} -> target.resumePair
 //
 // Error contract: every failure is JSON {"error": {"code": "ERR_...", "message": "..."}} with an
 // HTTP status from STATUS_OF_CODE; an error without a known code is a bug somewhere behind the
@@ -102,6 +104,8 @@ export const STATUS_OF_CODE: Readonly<Record<string, number>> = Object.freeze({
   'ERR_ADMIN_NOT_FOUND': 404,
   'ERR_ADMIN_UNKNOWN_CONTROLLER': 404,
   'ERR_LINK_UNKNOWN_PEER': 404,
+  'ERR_PAIR_UNKNOWN': 404,
+  'ERR_PAIR_STATE': 409,
   'ERR_ADMIN_METHOD': 405,
   'ERR_LINK_CLOSED': 409,
   'ERR_ADMIN_TOO_LARGE': 413,
@@ -186,7 +190,7 @@ export class AdminServer {
   constructor(options: AdminServerOptions) {
     if (options === null || typeof options !== 'object') throw new TypeError('options must be an object');
     const target = options.target;
-    for (const method of ['status', 'currentEvents', 'subscribe', 'controllerIds', 'setLinkFaults', 'healLink', 'metrics'] as const) {
+    for (const method of ['status', 'currentEvents', 'subscribe', 'controllerIds', 'setLinkFaults', 'healLink', 'suspendPair', 'resumePair', 'metrics'] as const) {
       if (typeof (target as unknown as Record<string, unknown> | undefined)?.[method] !== 'function') {
         throw new TypeError(`options.target must be an AdminTarget (it has no ${method}())`);
       }
@@ -222,6 +226,8 @@ export class AdminServer {
       '/metrics': { GET: (_request, response) => this.getMetrics(response) },
       '/links/fault': { POST: (request, response) => this.postFault(request, response) },
       '/links/heal': { POST: (request, response) => this.postHeal(request, response) },
+      '/pairs/suspend': { POST: (request, response) => this.postPair(request, response, 'suspend') },
+      '/pairs/resume': { POST: (request, response) => this.postPair(request, response, 'resume') },
     });
   }
 
@@ -645,6 +651,23 @@ export class AdminServer {
     }
     this.target.healLink(controller, peer);
     this.sendJson(response, 200, { ok: true, link: this.findLinkStatus(controller, peer) });
+  }
+
+  /** POST /pairs/suspend and /pairs/resume: {controller?, pair}. */
+  private async postPair(request: http.IncomingMessage, response: http.ServerResponse, verb: 'suspend' | 'resume'): Promise<void> {
+    const body = await this.readJsonObject(request);
+    for (const key of Object.keys(body)) {
+      if (key !== 'controller' && key !== 'pair') throw badRequest(`unknown field "${key}" (fields: controller, pair)`);
+    }
+    const controller = body.controller;
+    if (controller !== undefined && controller !== null && (typeof controller !== 'string' || controller === '' || controller.length > MAX_ID_CHARS)) {
+      throw badRequest('controller must be a non-empty string (a controller id)');
+    }
+    const pair = body.pair;
+    if (typeof pair !== 'string' || pair === '' || pair.length > MAX_ID_CHARS) throw badRequest('pair must be a non-empty string (a pair name)');
+    const controllerId = typeof controller === 'string' ? controller : undefined;
+    const result = verb === 'suspend' ? this.target.suspendPair(controllerId, pair) : this.target.resumePair(controllerId, pair);
+    this.sendJson(response, 200, { ok: true, pair: result });
   }
 
   /** The status of one link from target.status(), or null when the status does not show it. */

@@ -44,6 +44,13 @@ export interface AdminTarget {
   setLinkFaults(controllerId: string | undefined, peerId: string, settings: FaultSettings): void;
   /** Removes a link's faults (same errors). */
   healLink(controllerId: string | undefined, peerId: string): void;
+  /**
+   * Suspends a pair (its primary side) by the operator; resolves with the pair's status.
+   * Throws ERR_ADMIN_CONTROLLER_REQUIRED, ERR_ADMIN_UNKNOWN_CONTROLLER, ERR_PAIR_UNKNOWN.
+   */
+  suspendPair(controllerId: string | undefined, pairName: string): Record<string, unknown>;
+  /** Resumes a suspended pair (resync, then mirroring); same errors, and ERR_PAIR_STATE. */
+  resumePair(controllerId: string | undefined, pairName: string): Record<string, unknown>;
   /** Prometheus text exposition of every metric. */
   metrics(): Promise<{ contentType: string; text: string }>;
 }

@@ -150,7 +150,13 @@ export interface FormatStatusOptions {
   nowMs?: number;
 }
 
-/** The human-readable status of an array: per controller, its links and exports. */
+/** A 20-cell text progress bar for a fraction from 0 to 1. */
+function progressBar(fraction: number): string {
+  const cells = Math.max(0, Math.min(20, Math.round(fraction * 20)));
+  return `[${'#'.repeat(cells)}${'.'.repeat(20 - cells)}] ${Math.floor(Math.max(0, Math.min(1, fraction)) * 100)}%`;
+}
+
+/** The human-readable status of an array: per controller, its links, exports and pairs. */
 export function formatStatus(status: unknown, options: FormatStatusOptions = {}): string {
   const nowMs = options.nowMs ?? Date.now();
   const top = record(status) ?? {};
@@ -202,6 +208,30 @@ export function formatStatus(status: unknown, options: FormatStatusOptions = {})
           count(total),
           bytes(entry.bytesRead),
           bytes(entry.bytesWritten),
+        ]);
+      }
+      lines.push(...table(rows, '  '));
+    }
+    const pairs = records(controller.pairs);
+    if (pairs.length > 0) {
+      const rows = [['PAIR', 'ROLE', 'MODE', 'PEER', 'STATE', 'REASON', 'IMAGE', 'LAG', 'OOS', 'PROGRESS']];
+      for (const pair of pairs) {
+        const lag = record(pair.lag);
+        const oos = record(pair.oos);
+        const progress = record(pair.progress);
+        const done = typeof progress?.doneBytes === 'number' ? progress.doneBytes : 0;
+        const total = typeof progress?.totalBytes === 'number' ? progress.totalBytes : 0;
+        rows.push([
+          text(pair.name, '?'),
+          text(pair.role),
+          text(pair.mode),
+          text(pair.peer),
+          text(pair.state),
+          text(pair.reason),
+          text(pair.consistency),
+          lag === undefined ? '-' : `${count(lag.records)} rec`,
+          oos === undefined ? '-' : bytes(oos.bytes),
+          progress === undefined ? '-' : `${progressBar(total === 0 ? 1 : done / total)} ${bytes(done)}/${bytes(total)}`,
         ]);
       }
       lines.push(...table(rows, '  '));
@@ -482,4 +512,37 @@ ${exitCodes}`)
       if (options.controller !== undefined) body.controller = options.controller;
       printLinkAnswer(await clientFor(options).post('/links/heal', body), options, peer);
     }));
+
+  const pair = program
+    .command('pair')
+    .description('Steer the pairs of a running serve: suspend, resume.');
+  for (const [verb, description] of [
+    ['suspend', 'Suspend the pair NAME (its primary stops shipping; writes go on and are recorded in its OOS bitmap).'],
+    ['resume', 'Resume the suspended pair NAME: resync its dirty tracks, then mirror.'],
+  ] as const) {
+    pair
+      .command(verb)
+      .description(description)
+      .argument('<name>', 'the pair\'s name')
+      .addOption(adminOption())
+      .option('--controller <id>', 'the controller that is the pair\'s primary (found by itself when only one is)')
+      .option('--json', 'print the serve\'s answer as JSON')
+      .addHelpText('after', `
+Prints the pair's resulting state in one line.
+
+Examples:
+  $ blockmirror pair ${verb} vol0
+${exitCodes}`)
+      .action(adminAction(async (name: string, options: AdminOptions & { json?: boolean }) => {
+        const body: Record<string, unknown> = { pair: name };
+        if (options.controller !== undefined) body.controller = options.controller;
+        const answer = await clientFor(options).post(`/pairs/${verb}`, body) as { pair?: Record<string, unknown> };
+        if (options.json === true) {
+          process.stdout.write(`${JSON.stringify(answer, null, 2)}\n`);
+          return;
+        }
+        const status = answer.pair ?? {};
+        process.stdout.write(`pair ${name}: ${String(status.state ?? '?')} (${String(status.reason ?? '?')})\n`);
+      }));
+  }
 }

@@ -587,6 +587,7 @@ function completeController(
     exports?: ExportEntry[] | undefined;
     replication: z.output<typeof replicationSchema>;
     peers: z.output<typeof peerSchema>[];
+    pairs: z.output<typeof pairSchema>[];
   },
 ) {
   return {
@@ -598,8 +599,30 @@ function completeController(
     exports: controller.exports ?? implicitExports(controller.volumes.map((volume) => volume.name)),
     replication: controller.replication,
     peers: controller.peers,
+    pairs: controller.pairs,
   };
 }
+
+const PAIR_NAME_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
+
+export const pairSchema = strictObject({
+  name: doc(patterned(PAIR_NAME_PATTERN, '[A-Za-z0-9._-]{1,64}'), {
+    description: 'The pair\'s name: the same on both controllers (as a DRBD resource name), unique per controller.',
+  }),
+  volume: doc(nonEmptyString(), { description: 'This controller\'s volume: the primary volume (role primary) or the secondary one.' }),
+  peer: doc(controllerIdSchema, { description: 'The other controller of the pair: one of `peers[].id`.' }),
+  remoteVolume: doc(nonEmptyString(), { description: 'The volume of the pair on the peer.' }),
+  mode: doc(z.enum(['sync', 'async']).default('async'), {
+    description: '`sync`: a host write completes once the secondary applied it; `async`: once stored here.',
+  }),
+  role: doc(z.enum(['primary', 'secondary']), { description: 'This controller\'s role in the pair. Both controllers declare the pair.' }),
+  fence: doc(z.enum(['never', 'data']).default('never'), {
+    description: 'Sync only. `never`: suspend when the secondary is unreachable and keep serving; `data`: fail host writes (EIO) while it is.',
+  }),
+  autoResume: doc(z.boolean().default(true), {
+    description: 'Resume and resync by itself when the cause of a suspension (link down, journal full) clears.',
+  }),
+});
 
 export const controllerSchema = strictObject({
   id: doc(controllerIdSchema, { description: `The controller id, \`${CONTROLLER_ID_TEXT}\`, unique in the file; peers name it.` }),
@@ -613,6 +636,9 @@ export const controllerSchema = strictObject({
   replication: doc(replicationSchema.prefault({}), { description: 'The replication links of the controller.' }),
   peers: doc(list(peerSchema, { max: MAX_PEERS_PER_CONTROLLER }).default(() => []), {
     description: `The controllers this one keeps a link with, at most ${MAX_PEERS_PER_CONTROLLER}.`,
+  }),
+  pairs: doc(list(pairSchema, { max: MAX_VOLUMES }).default(() => []), {
+    description: 'The pairs this controller takes part in (docs/pairs.md): each mirrors a primary volume to a secondary volume on a peer.',
   }),
 }).transform((controller) => completeController('controllers', controller));
 
@@ -648,6 +674,7 @@ export const configDocumentSchema = strictObject({
     exports: document.exports,
     replication: replicationSchema.parse({}),
     peers: [],
+    pairs: [],
   })],
   listen: document.listen,
   admin: document.admin,
@@ -671,6 +698,7 @@ export interface BitmapConfig extends z.output<typeof bitmapSchema> {}
 export interface ExportConfig extends z.output<typeof exportSchema> {}
 export interface ReplicationConfig extends z.output<typeof replicationSchema> {}
 export interface PeerConfig extends z.output<typeof peerSchema> {}
+export interface PairConfig extends z.output<typeof pairSchema> {}
 export interface AdminConfig extends z.output<typeof adminSchema> {}
 export interface LimitsConfig extends z.output<typeof limitsSchema> {}
 /** Backing store of a volume's region. */
@@ -726,6 +754,7 @@ interface ControllerView {
   exports: ExportView[];
   replicationListen: { host: string; port: number } | undefined;
   rawPeers: unknown[];
+  rawPairs: unknown[];
 }
 
 function asList(value: unknown): unknown[] {
@@ -771,6 +800,7 @@ function viewController(raw: unknown, at: Array<string | number>, form: 'control
     exports: exportViews,
     replicationListen: parsed(replicationListenSchema, replication.listen),
     rawPeers: asList(record.peers),
+    rawPairs: asList(record.pairs),
   };
 }
 
@@ -914,6 +944,36 @@ export function crossFieldIssues(raw: unknown): ConfigIssue[] {
       if (peerId === id) add([...at, 'peers', index, 'id'], `must not be the controller's own id "${id}"`);
       else if (peerIds.has(peerId)) add([...at, 'peers', index, 'id'], `duplicate peer id "${peerId}"`);
       peerIds.add(peerId);
+    });
+
+    // Pairs name a volume of this controller and one of its peers; a volume is the secondary of
+    // at most one pair, and never also a primary.
+    const pairNames = new Set<string>();
+    const secondaryVolumes = new Set<string>();
+    const primaryVolumes = new Set<string>();
+    controller.rawPairs.forEach((rawPair, index) => {
+      if (!isRecord(rawPair)) return;
+      const pairAt = [...at, 'pairs', index];
+      const name = typeof rawPair.name === 'string' ? rawPair.name : undefined;
+      if (name !== undefined) {
+        if (pairNames.has(name)) add([...pairAt, 'name'], `duplicate pair name "${name}"`);
+        pairNames.add(name);
+      }
+      const volume = typeof rawPair.volume === 'string' ? rawPair.volume : undefined;
+      if (volume !== undefined && controller.volumesListed && !volumeNames.has(volume)) {
+        add([...pairAt, 'volume'], `no volume named "${volume}" on controller "${id}" (volumes: ${quoteList(volumeNames)})`);
+      }
+      const peer = typeof rawPair.peer === 'string' ? rawPair.peer : undefined;
+      if (peer !== undefined && !peerIds.has(peer)) add([...pairAt, 'peer'], `not a peer of controller "${id}" (peers: ${quoteList(peerIds)})`);
+      if (volume !== undefined && rawPair.role === 'secondary') {
+        if (secondaryVolumes.has(volume)) add([...pairAt, 'volume'], `"${volume}" is the secondary of another pair`);
+        if (primaryVolumes.has(volume)) add([...pairAt, 'volume'], `"${volume}" is the primary of another pair; it cannot also be a secondary`);
+        secondaryVolumes.add(volume);
+      } else if (volume !== undefined && rawPair.role === 'primary') {
+        if (secondaryVolumes.has(volume)) add([...pairAt, 'volume'], `"${volume}" is the secondary of another pair; it cannot also be a primary`);
+        primaryVolumes.add(volume);
+      }
+      if (rawPair.fence === 'data' && rawPair.mode !== 'sync') add([...pairAt, 'fence'], 'fence "data" needs mode "sync"');
     });
   }
 

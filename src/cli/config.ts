@@ -98,6 +98,7 @@ export type {
   ExportConfig,
   LimitsConfig,
   ListenConfig,
+  PairConfig,
   PeerConfig,
   ReplicationConfig,
   VolumeBacking,
@@ -190,6 +191,7 @@ export function defaultConfig(): BlockmirrorConfig {
         exports: [{ name: 'vol0', volume: 'vol0', readOnly: false, description: 'blockmirror default volume' }],
         replication: { listen: '127.0.0.1:10810' },
         peers: [{ id: 'site-b', address: '127.0.0.1:10811' }],
+        pairs: [{ name: 'vol0', volume: 'vol0', peer: 'site-b', remoteVolume: 'vol0', mode: 'sync', role: 'primary' }],
       },
       {
         id: 'site-b',
@@ -197,6 +199,7 @@ export function defaultConfig(): BlockmirrorConfig {
         exports: [{ name: 'vol0-b', volume: 'vol0', readOnly: true, description: 'site-b copy of vol0' }],
         replication: { listen: '127.0.0.1:10811' },
         peers: [{ id: 'site-a', address: '127.0.0.1:10810' }],
+        pairs: [{ name: 'vol0', volume: 'vol0', peer: 'site-a', remoteVolume: 'vol0', mode: 'sync', role: 'secondary' }],
       },
     ],
     listen: [{ host: DEFAULT_HOST, port: DEFAULT_PORT }],
@@ -257,6 +260,7 @@ export function toDocument(config: BlockmirrorConfig): Record<string, unknown> {
           if (peer.secretEnv !== undefined) document.secretEnv = peer.secretEnv;
           return document;
         }),
+        pairs: controller.pairs.map((pair) => ({ ...pair })),
       };
     }),
     listen: config.listen.map((entry) => ({ ...entry })),

@@ -101,6 +101,7 @@ export function controllerOptionsOf(config: ControllerConfig, index: number, log
     exports: config.exports.map((entry) => ({ ...entry })),
     replication: listen === undefined ? tuning : { ...tuning, listen },
     peers,
+    pairs: config.pairs.map((pair) => ({ ...pair })),
     logger,
   };
   const versions = linkVersionsFromEnvironment();
@@ -248,6 +249,10 @@ export class ServeSession {
       });
       this.print(`controller ${controller.id}: replication ${listen === undefined ? 'not listening' : `on ${formatAddress(listen)}`}; ` +
         `peers: ${peers.length === 0 ? 'none' : peers.join(', ')}`);
+      for (const pair of controller.pairs?.status() ?? []) {
+        this.print(`pair ${pair.name}: ${pair.role} on ${controller.id}, ${pair.mode}, volume ${pair.volume} ` +
+          `${pair.role === 'primary' ? '->' : '<-'} ${pair.peer}:${pair.remoteVolume}`);
+      }
     }
     const adminAddresses = this.admin?.addresses();
     const adminParts = [adminAddresses?.socketPath, adminAddresses?.tcp === undefined ? undefined : `http://${formatAddress(adminAddresses.tcp)}`]
@@ -278,7 +283,17 @@ export class ServeSession {
     for (const controller of this.host?.controllers ?? []) {
       for (const link of controller.links.values()) parts.push(`${controller.id}->${link.peerId} ${link.currentState}`);
     }
-    return parts.length === 0 ? '' : `  links ${parts.join(', ')}`;
+    const pairs: string[] = [];
+    for (const controller of this.host?.controllers ?? []) {
+      for (const pair of controller.pairs?.status() ?? []) {
+        if (pair.role !== 'primary') continue;
+        const lag = (pair.lag as { records: number } | undefined)?.records ?? 0;
+        const progress = pair.progress as { doneBytes: number; totalBytes: number } | null;
+        const done = progress === null || progress.totalBytes === 0 ? '' : ` ${Math.floor((100 * progress.doneBytes) / progress.totalBytes)}%`;
+        pairs.push(`${pair.name} ${pair.mode} ${pair.state}${done} lag ${lag}`);
+      }
+    }
+    return (parts.length === 0 ? '' : `  links ${parts.join(', ')}`) + (pairs.length === 0 ? '' : `  pairs ${pairs.join(', ')}`);
   }
 
   private startStatus(): void {

@@ -235,6 +235,31 @@ export class ControllerHost implements AdminTarget {
     this.pick(controllerId).healLink(peerId);
   }
 
+  suspendPair(controllerId: string | undefined, pairName: string): Record<string, unknown> {
+    const pair = this.primaryPair(controllerId, pairName);
+    pair.suspend('operator', 'suspended by the operator');
+    return pair.status();
+  }
+
+  resumePair(controllerId: string | undefined, pairName: string): Record<string, unknown> {
+    const pair = this.primaryPair(controllerId, pairName);
+    pair.resume();
+    return pair.status();
+  }
+
+  /** The primary side of a pair: on the named controller, or the one controller that has it. */
+  private primaryPair(controllerId: string | undefined, pairName: string): ReturnType<NonNullable<Controller['pairs']>['primary']> {
+    if (controllerId === undefined) {
+      const holders = this.controllers.filter((controller) => controller.pairs?.status().some((pair) => pair.name === pairName && pair.role === 'primary'));
+      if (holders.length === 1) return (holders[0] as Controller).pairs?.primary(pairName) as ReturnType<NonNullable<Controller['pairs']>['primary']>;
+    }
+    const controller = this.pick(controllerId);
+    if (controller.pairs === undefined) {
+      throw new BlockmirrorError('ERR_PAIR_UNKNOWN', `controller ${controller.id} has no pairs`);
+    }
+    return controller.pairs.primary(pairName);
+  }
+
   /** Sets where metrics() gets its text (the admin layer's registry). */
   useMetrics(source: () => Promise<{ contentType: string; text: string }>): void {
     this.metricsSource = source;

@@ -2,6 +2,7 @@
 // status with two controllers (or one), events pushed by the test, calls recorded, and a failure
 // the test can arm for the next link call.
 
+import { BlockmirrorError } from '../../src/errors';
 import type { AdminTarget, ArrayEvent, ArrayEventListener } from '../../src/admin/target';
 import type { FaultSettings } from '../../src/transport/faults';
 
@@ -101,6 +102,23 @@ export class FakeAdminTarget implements AdminTarget {
     this.calls.push({ method: 'healLink', controllerId, peerId });
     this.maybeFail();
     this.findLink(controllerId, peerId).faults = null;
+  }
+
+  /** Pair verbs: records the call; a pair named "missing" is unknown. */
+  readonly pairCalls: { verb: 'suspend' | 'resume'; controllerId: string | undefined; pairName: string }[] = [];
+
+  suspendPair(controllerId: string | undefined, pairName: string): Record<string, unknown> {
+    return this.pairVerb('suspend', controllerId, pairName);
+  }
+
+  resumePair(controllerId: string | undefined, pairName: string): Record<string, unknown> {
+    return this.pairVerb('resume', controllerId, pairName);
+  }
+
+  private pairVerb(verb: 'suspend' | 'resume', controllerId: string | undefined, pairName: string): Record<string, unknown> {
+    this.pairCalls.push({ verb, controllerId, pairName });
+    if (pairName === 'missing') throw new BlockmirrorError('ERR_PAIR_UNKNOWN', `no pair ${pairName}`);
+    return { name: pairName, state: verb === 'suspend' ? 'suspended' : 'resyncing' };
   }
 
   async metrics(): Promise<{ contentType: string; text: string }> {

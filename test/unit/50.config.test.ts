@@ -18,6 +18,7 @@ import {
   LimitsConfig,
   ListenConfig,
   MAX_VOLUME_CAPACITY_BYTES,
+  PairConfig,
   PeerConfig,
   ReplicationConfig,
   VolumeConfig,
@@ -95,6 +96,7 @@ const typeChecks: true[] = [
   }>,
   true satisfies Same<ControllerConfig, {
     id: string; volumes: VolumeConfig[]; exports: ExportConfig[]; replication: ReplicationConfig; peers: PeerConfig[];
+    pairs: PairConfig[];
   }>,
   true satisfies Same<VolumeConfig, {
     name: string; capacityBytes: number; blockSize: number; backing: 'memory' | 'shared' | 'file'; path?: string;
@@ -164,6 +166,7 @@ describe('50 config', () => {
           exports: [{ name: 'vol0', volume: 'vol0', readOnly: false, description: '' }],
           replication: DEFAULT_REPLICATION,
           peers: [],
+          pairs: [],
         }],
         listen: [{ host: '127.0.0.1', port: 10809 }],
         admin: { socket: defaultAdminSocketPath() },
@@ -228,7 +231,7 @@ describe('50 config', () => {
       assert.equal(controller(config, 0).volumes[0]?.sharedName, 'a.v');
       assert.equal(controller(config, 1).volumes[0]?.sharedName, 'b.w');
       assert.deepEqual(controller(config, 0).exports, [{ name: 'v', volume: 'v', readOnly: false, description: '' }]);
-      assert.deepEqual(controller(config, 2), { id: 'c', volumes: [], exports: [], replication: DEFAULT_REPLICATION, peers: [] });
+      assert.deepEqual(controller(config, 2), { id: 'c', volumes: [], exports: [], replication: DEFAULT_REPLICATION, peers: [], pairs: [] });
     });
 
     it('reads replication options (sizes with units) and peers ("host:port", "[::1]:port", secrets)', () => {
@@ -456,7 +459,7 @@ describe('50 config', () => {
       ['duplicate controller id', twoSites((d) => { (d.controllers[1] as { id: string }).id = 'a'; }),
         /^controllers\[1\]\.id: duplicate controller id "a"$/],
       ['unknown controller field', twoSites((d) => { (d.controllers[0] as Record<string, unknown>).listen = []; }),
-        /^controllers\[0\]\.listen: unknown field \(allowed: id, volumes, exports, replication, peers\)$/],
+        /^controllers\[0\]\.listen: unknown field \(allowed: id, volumes, exports, replication, peers, pairs\)$/],
       ['duplicate export across controllers', twoSites((d) => { d.controllers[1]!.exports = [{ name: 'va', volume: 'v' }]; }),
         /^controllers\[1\]\.exports\[0\]\.name: duplicate export name "va" \(also an export of controller "a"\)$/],
       ['implicit exports that clash across controllers', twoSites((d) => {
@@ -594,7 +597,7 @@ describe('50 config', () => {
         'controllers[0].peers[0].address: port must be from 1 to 65535, got "h:0"',
         'controllers[1].id: duplicate controller id "a"',
         'controllers[1].peers[0].secretEnv: cannot be combined with secretFile: give one of them',
-        'controllers[1].colour: unknown field (allowed: id, volumes, exports, replication, peers)',
+        'controllers[1].colour: unknown field (allowed: id, volumes, exports, replication, peers, pairs)',
         'listen[0].port: must be an integer from 0 to 65535 (0: any free port), got number 1.5',
         'admin.tcp: host must be a loopback address (127.0.0.1, ::1 or localhost): the admin endpoint must not be ' +
           'reachable from the network, got "10.0.0.1:1"',
@@ -764,5 +767,50 @@ describe('50 config', () => {
 
   it('the type checks above compiled', () => {
     assert.equal(typeChecks.length, 10);
+  });
+});
+
+describe('50 config: pairs', () => {
+  function withPairs(pairs: unknown[]): Record<string, unknown> {
+    return {
+      controllers: [{
+        id: 'a',
+        volumes: [{ name: 'v', capacity: '64MiB' }, { name: 'w', capacity: '64MiB' }],
+        peers: [{ id: 'b', address: '127.0.0.1:7001' }],
+        pairs,
+      }],
+    };
+  }
+
+  it('normalizes a pair with its defaults, and round-trips through toDocument', () => {
+    const config = validateConfig(withPairs([{ name: 'p', volume: 'v', peer: 'b', remoteVolume: 'v', role: 'primary' }]));
+    assert.deepEqual(config.controllers[0]?.pairs, [
+      { name: 'p', volume: 'v', peer: 'b', remoteVolume: 'v', mode: 'async', role: 'primary', fence: 'never', autoResume: true },
+    ]);
+    assert.deepEqual(validateConfig(toDocument(config)), config);
+    const builtIn = defaultConfig();
+    assert.equal(builtIn.controllers[0]?.pairs[0]?.mode, 'sync');
+    assert.equal(builtIn.controllers[1]?.pairs[0]?.role, 'secondary');
+  });
+
+  it('names the field of every pair problem', () => {
+    let issues: string[] = [];
+    try {
+      validateConfig(withPairs([
+        { name: 'p', volume: 'nope', peer: 'b', remoteVolume: 'v', role: 'primary' },
+        { name: 'p', volume: 'v', peer: 'z', remoteVolume: 'v', role: 'secondary' },
+        { name: 'q', volume: 'v', peer: 'b', remoteVolume: 'v', role: 'primary', fence: 'data' },
+        { name: 'r', volume: 'w', peer: 'b', remoteVolume: 'w', role: 'sideways' },
+      ]));
+    } catch (error) {
+      issues = (error as ConfigError).issues;
+    }
+    const text = issues.join('\n');
+    assert.match(text, /controllers\[0\]\.pairs\[0\]\.volume: no volume named "nope"/);
+    assert.match(text, /controllers\[0\]\.pairs\[1\]\.name: duplicate pair name "p"/);
+    assert.match(text, /controllers\[0\]\.pairs\[1\]\.peer: not a peer of controller "a"/);
+    assert.match(text, /controllers\[0\]\.pairs\[2\]\.volume: "v" is the secondary of another pair; it cannot also be a primary/);
+    assert.match(text, /controllers\[0\]\.pairs\[2\]\.fence: fence "data" needs mode "sync"/);
+    assert.match(text, /controllers\[0\]\.pairs\[3\]\.role:/);
   });
 });
