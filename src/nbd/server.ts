@@ -1256,9 +1256,11 @@ class Connection {
     const wait = entry.volume.writeCompletion === undefined ? null : entry.volume.writeCompletion(sequence);
     if (wait === null) return this.finishWrite(request, entry);
     this.inFlight += 1;
+    // The decoder reuses its request object for the next request: keep what the reply needs.
+    const held: P.NbdRequest = { ...request, payload: null };
     wait.then(
-      () => this.afterAckPoint(request, entry, undefined),
-      (error: unknown) => this.afterAckPoint(request, entry, error),
+      () => this.afterAckPoint(held, entry, undefined),
+      (error: unknown) => this.afterAckPoint(held, entry, error),
     );
   }
 

@@ -196,7 +196,10 @@ export class PrimaryPair extends EventEmitter {
   private readonly onLinkState = (event: LinkStateEvent): void => {
     if (this.closed) return;
     if (event.new === 'up') {
-      if (this.state === 'simplex' || (this.state === 'suspended' && this.autoResume && this.reason === 'link-down')) void this.open();
+      // A suspension the link or the journal caused resumes by itself; an operator's or a
+      // secondary's refusal waits for `resume`.
+      const resumable = this.reason === 'link-down' || this.reason === 'journal-full';
+      if (this.state === 'simplex' || (this.state === 'suspended' && this.autoResume && resumable)) void this.open();
     } else if (event.old === 'up') {
       this.suspend('link-down', `link ${event.reason}`);
     }
@@ -291,8 +294,15 @@ export class PrimaryPair extends EventEmitter {
       return;
     }
     if (generation !== this.passGeneration || this.closed) return;
+    // The pass gave the secondary everything written before J: it stands at J - 1.
+    this.received = Math.max(this.received, resumeAt - 1);
+    this.applied = Math.max(this.applied, resumeAt - 1);
+    this.flushed = Math.max(this.flushed, 0);
     this.everMirrored = true;
     this.setState('mirroring', this.reason === 'initial copy' ? 'copy done' : 'resync done');
+    this.resolveWaiters();
+    this.clearIfCaughtUp();
+    this.emit('progress');
     this.schedulePump();
   }
 
@@ -369,11 +379,15 @@ export class PrimaryPair extends EventEmitter {
     this.applied = Math.max(this.applied, position.applied);
     this.flushed = Math.max(this.flushed, position.flushed);
     this.resolveWaiters();
-    // Caught up at this instant: everything written so far is on the secondary.
+    this.clearIfCaughtUp();
+    this.emit('progress');
+  }
+
+  /** Caught up at this instant (everything written so far is on the secondary): clear OOS. */
+  private clearIfCaughtUp(): void {
     if (this.state === 'mirroring' && this.applied >= this.journal.nextSequence - 1 && this.nextToShip === this.journal.nextSequence) {
       this.oos.clearAll();
     }
-    this.emit('progress');
   }
 
   /** The secondary refused something: stop, and wait for an operator. */

@@ -27,6 +27,10 @@ export interface SiteOptions {
   directory: string;
   env?: NodeJS.ProcessEnv;
   replication?: Record<string, unknown>;
+  /** Pairs of this site's vol0 (config `pairs` entries). @default [] */
+  pairs?: Record<string, unknown>[];
+  /** Capacity of vol0. @default '16MiB' */
+  capacity?: string;
 }
 
 /** The config document of a one-controller serve. */
@@ -43,10 +47,11 @@ export function siteConfig(options: SiteOptions): Record<string, unknown> {
   return {
     controllers: [{
       id: options.id,
-      volumes: [{ name: 'vol0', capacity: '16MiB' }],
+      volumes: [{ name: 'vol0', capacity: options.capacity ?? '16MiB' }],
       exports: [{ name: `${options.id}-vol0`, volume: 'vol0' }],
       replication: { listen: `127.0.0.1:${options.replicationPort}`, ...FAST_LINK, ...options.replication },
       peers,
+      pairs: options.pairs ?? [],
     }],
     listen: [{ host: '127.0.0.1', port: 0 }],
   };
@@ -111,6 +116,14 @@ export class Site {
     } finally {
       watch.stop();
     }
+  }
+
+  /** The status of pair `name` on this site. */
+  async pair(name: string): Promise<Record<string, unknown>> {
+    const status = await this.admin.get('/status') as { controllers: { pairs: Record<string, unknown>[] }[] };
+    const pair = status.controllers[0]?.pairs.find((entry) => entry.name === name);
+    if (pair === undefined) throw new Error(`${this.options.id} has no pair ${name}`);
+    return pair;
   }
 
   /** Waits until the link to `peerId` is in `state` (now or later). */

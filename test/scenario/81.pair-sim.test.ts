@@ -153,6 +153,8 @@ describe('81 pairs on the simulated network', () => {
     assert.equal((w.b.pairs?.secondary('p0')?.status() as Record<string, unknown>).consistency, 'outdated');
     w.network.healAll();
     await until(w, () => state(w) === 'mirroring' && identical(w), 'resynced and identical');
+    await until(w, () => (w.a.pairs?.primary('p0').status().lag as { records: number }).records === 0 &&
+      (w.a.pairs?.primary('p0').status().journal as { recordCount: number }).recordCount === 0, 'no lag, and the journal released');
     const moved = (w.a.pairs?.primary('p0').resyncedBytes ?? 0) - resyncedBefore;
     assert.ok(moved <= dirtyOffsets.length * 65536 + 65536 * 4, `resync moved ${moved} bytes, not about 3 tracks`);
     await close(w);
@@ -180,6 +182,19 @@ describe('81 pairs on the simulated network', () => {
     await until(w, () => w.a.pairs?.primary('p0').status().reason === 'journal-full' || state(w) === 'suspended', 'journal-full');
     w.network.setLink('a', 'b', { bandwidthBytesPerSecond: Infinity });
     await until(w, () => state(w) === 'mirroring' && identical(w), 'recovered', 60_000);
+    await close(w);
+  });
+
+  it('resume a journal-full suspension whose resume attempt met a dead link, once the link is back', async () => {
+    const w = await world({}, { journalCapacityBytes: 256 * 1024 });
+    await until(w, () => state(w) === 'mirroring', 'mirroring');
+    // A black-holed link: still up for a while, then dead; meanwhile the journal fills.
+    w.a.setLinkFaults('b', { partition: true });
+    for (let index = 0; index < 200; index++) randomWrite(w);
+    await until(w, () => w.a.pairs?.primary('p0').status().reason === 'journal-full', 'journal-full');
+    await until(w, () => !w.a.link('b').isUp, 'the link declared dead');
+    w.a.healLink('b');
+    await until(w, () => state(w) === 'mirroring' && identical(w), 'mirroring again, identical');
     await close(w);
   });
 
