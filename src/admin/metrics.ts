@@ -134,6 +134,36 @@ export function createArrayMetrics(getStatus: () => ArrayStatusLike): ArrayMetri
     });
   };
 
+  // Pairs: the primary side carries lag, journal fill, shipped and resynced bytes.
+  const primaryPairs = (): { controller: string; pair: Record<string, unknown> & { name: string } }[] =>
+    controllers().flatMap((controller) => arrayOf<Record<string, unknown>>((controller as { pairs?: unknown }).pairs)
+      .filter((pair): pair is Record<string, unknown> & { name: string } => isName(pair.name) && pair.role === 'primary')
+      .map((pair) => ({ controller: controller.id as string, pair })));
+  const PAIR_STATES = ['simplex', 'copying', 'mirroring', 'suspended', 'resyncing', 'split-brain'];
+  gauge('blockmirror_pair_state', 'The state of a pair\'s primary side (1 for the state it is in).', ['controller', 'pair', 'state'], (set) => {
+    for (const { controller, pair } of primaryPairs()) {
+      for (const state of PAIR_STATES) set({ controller, pair: pair.name, state }, pair.state === state ? 1 : 0);
+    }
+  });
+  gauge('blockmirror_pair_lag_records', 'Journal records the secondary has not applied yet.', ['controller', 'pair'], (set) => {
+    for (const { controller, pair } of primaryPairs()) set({ controller, pair: pair.name }, (pair.lag as { records?: unknown } | undefined)?.records);
+  });
+  gauge('blockmirror_pair_journal_used_bytes', 'Bytes held by the primary volume\'s journal.', ['controller', 'pair'], (set) => {
+    for (const { controller, pair } of primaryPairs()) set({ controller, pair: pair.name }, (pair.journal as { usedBytes?: unknown } | undefined)?.usedBytes);
+  });
+  gauge('blockmirror_pair_journal_capacity_bytes', 'Capacity of the primary volume\'s journal.', ['controller', 'pair'], (set) => {
+    for (const { controller, pair } of primaryPairs()) set({ controller, pair: pair.name }, (pair.journal as { capacityBytes?: unknown } | undefined)?.capacityBytes);
+  });
+  gauge('blockmirror_pair_oos_bytes', 'Bytes the OOS bitmap marks as possibly different on the secondary.', ['controller', 'pair'], (set) => {
+    for (const { controller, pair } of primaryPairs()) set({ controller, pair: pair.name }, (pair.oos as { bytes?: unknown } | undefined)?.bytes);
+  });
+  total('blockmirror_pair_shipped_bytes_total', 'Record payload bytes shipped in order to the secondary.', ['controller', 'pair'], (set) => {
+    for (const { controller, pair } of primaryPairs()) set({ controller, pair: pair.name }, pair.shippedBytes);
+  });
+  total('blockmirror_pair_resynced_bytes_total', 'Track bytes sent by copy and resync passes.', ['controller', 'pair'], (set) => {
+    for (const { controller, pair } of primaryPairs()) set({ controller, pair: pair.name }, pair.resyncedBytes);
+  });
+
   gauge('blockmirror_controller_info', 'A controller of this array (always 1).', ['controller'], (set) => {
     for (const controller of controllers()) set({ controller: controller.id as string }, 1);
   });

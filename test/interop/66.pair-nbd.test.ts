@@ -73,6 +73,11 @@ describe('66 interop: pairs written by real NBD clients', function () {
     await compare(a.serve.uri('site-a-vol0'), b.serve.uri('site-b-vol0'));
     const pair = await a.pair('p0');
     assert.equal(pair.consistency, 'consistent');
+    const metrics = await a.admin.metricsText();
+    assert.match(metrics, /^blockmirror_pair_state\{[^}]*state="mirroring"[^}]*\} 1$/m);
+    assert.match(metrics, /^blockmirror_pair_lag_records\{[^}]*pair="p0"[^}]*\} 0$/m);
+    const shipped = /^blockmirror_pair_shipped_bytes_total\{[^}]*\} (\d+)$/m.exec(metrics);
+    assert.ok(shipped !== null && Number(shipped[1]) >= 24 * 1024 * 1024, `shipped ${shipped?.[1]}`);
     // The secondary's export refuses writes.
     const write = await run('qemu-io', ['-f', 'raw', '-c', 'write 0 4k', b.serve.uri('site-b-vol0')], { check: false });
     assert.notEqual(write.code === 0 && !/failed|error|Operation not permitted|read-only/i.test(write.stdout + write.stderr), true,
