@@ -360,6 +360,10 @@ export class Controller extends EventEmitter {
       if (status.faults !== null) event.faults = status.faults;
       events.push(event);
     }
+    for (const pair of this.pairManager?.status() ?? []) {
+      events.push({ time, controller: this.id, subject: `pair:${String(pair.name)}`, kind: 'exists', old: null,
+        new: String(pair.state), reason: String(pair.reason), role: pair.role, consistency: pair.consistency });
+    }
     return events;
   }
 
