@@ -127,6 +127,10 @@ export const CONTROLLER_ERROR_CODES = Object.freeze([
   'ERR_CONTROLLER_SECRET',
   /** The controller is closed (or closing). */
   'ERR_CONTROLLER_CLOSED',
+  /** The replication listener could not be opened (address in use, bad host, ...). */
+  'ERR_CONTROLLER_LISTEN',
+  /** Closing met problems (a volume flush or close failed); the log says which. */
+  'ERR_CONTROLLER_CLOSE',
 ] as const);
 
 /** Pairs (src/replication/). */

@@ -74,13 +74,15 @@ export function buildProgram(): Command {
   const program = new Command();
   program
     .name('blockmirror')
-    .description('An emulated enterprise storage array: volumes in shared memory, exported over NBD.')
+    .description('An emulated enterprise storage array: controllers with volumes in shared memory, mirrored over links, exported over NBD.')
     .version(packageVersion(), '-V, --version')
     .showHelpAfterError('(run with --help for usage)')
     .configureOutput({ outputError: (text, write) => write(text) })
     .addHelpText('after', `
 Examples:
-  $ blockmirror serve                               one 1 GiB memory volume on nbd://127.0.0.1:10809/vol0
+  $ blockmirror serve                               site-a mirrors vol0 to site-b (sync); nbd://127.0.0.1:10809/vol0
+  $ blockmirror status                              the controllers, links and pairs of a running serve
+  $ blockmirror link fault site-b --partition       cut a link; heal it with: blockmirror link heal site-b
   $ blockmirror serve --config array.yaml --port 0  a configured array on any free port
   $ blockmirror demo --size 64MiB                   exercise the native write path and verify it
   $ blockmirror config default > array.json         start a config from the built-in one
@@ -90,8 +92,8 @@ Exit codes: 0 success, 1 failure, 2 usage or config error.`);
 
   program
     .command('serve')
-    .description('Serve the configured volumes over NBD until SIGINT, SIGTERM or SIGHUP.')
-    .option('-c, --config <file>', 'JSON or YAML config (volumes, exports, listen, limits); default: one thin 1 GiB memory volume "vol0"')
+    .description('Run the configured controllers (volumes, links, pairs) and serve their volumes over NBD until SIGINT, SIGTERM or SIGHUP.')
+    .option('-c, --config <file>', 'JSON or YAML config (controllers, listen, admin, limits); default: site-a with a thin 1 GiB "vol0" mirrored in sync mode to site-b')
     .option('--host <host>', 'listen on this TCP host (replaces the config\'s listeners)')
     .option('-p, --port <port>', 'listen on this TCP port, 0 for any free one (replaces the config\'s listeners)', parsePort)
     .option('--socket <path>', 'listen on this Unix socket (replaces the config\'s listeners)')

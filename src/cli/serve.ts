@@ -80,7 +80,9 @@ function linkVersionsFromEnvironment(): VersionRange | undefined {
   const value = process.env.BLOCKMIRROR_LINK_PROTOCOL_VERSIONS;
   if (value === undefined || value === '') return undefined;
   const match = /^(\d+)(?:\.\.(\d+))?$/.exec(value);
-  if (match === null) throw new ServeError('ERR_CLI_SHUTDOWN', `BLOCKMIRROR_LINK_PROTOCOL_VERSIONS must be N or N..M, got ${value}`);
+  if (match === null) {
+    throw new BlockmirrorError('ERR_CONFIG_INVALID', `BLOCKMIRROR_LINK_PROTOCOL_VERSIONS must be N or N..M, got ${value}`);
+  }
   const min = Number(match[1]);
   return { min, max: match[2] === undefined ? min : Number(match[2]) };
 }

@@ -185,8 +185,15 @@ export class Controller extends EventEmitter {
     this.emit('event', event);
   }
 
-  /** Opens the volumes, starts the listener and the links. */
-  async start(): Promise<void> {
+  private startPromise: Promise<void> | undefined;
+
+  /** Opens the volumes, starts the listener, the pairs and the links. */
+  start(): Promise<void> {
+    if (this.startPromise === undefined) this.startPromise = this.doStart();
+    return this.startPromise;
+  }
+
+  private async doStart(): Promise<void> {
     this.setState('starting', 'start');
     try {
       for (const spec of this.options.volumes ?? []) {
@@ -241,7 +248,14 @@ export class Controller extends EventEmitter {
           maxPendingConnections: replication.maxPendingConnections ?? 16,
         });
         this.listener = listener;
-        const bound = await listener.listen();
+        let bound: NetworkAddress;
+        try {
+          bound = await listener.listen();
+        } catch (error) {
+          throw new BlockmirrorError('ERR_CONTROLLER_LISTEN',
+            `controller ${this.id}: cannot listen for links on ${formatAddress(replication.listen)}: ` +
+            `${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, { cause: error });
+        }
         this.log.info({ listen: formatAddress(bound) }, `controller ${this.id}: replication listener on ${formatAddress(bound)}`);
       }
       {
@@ -393,8 +407,9 @@ export class Controller extends EventEmitter {
   }
 
   /**
-   * Stops: links say goodbye, the listener closes, volumes are flushed and closed. Returns the
-   * number of steps that failed (logged). Idempotent.
+   * Stops: pairs stop, links say goodbye, the listener closes, volumes are flushed and closed.
+   * Rejects with ERR_CONTROLLER_CLOSE when a step failed (each is logged). Idempotent; called
+   * during start(), it waits for the start to end first.
    */
   close(): Promise<void> {
     if (this.closePromise === undefined) {
@@ -403,11 +418,12 @@ export class Controller extends EventEmitter {
           this.setState('stopped', 'closed before start');
           return;
         }
+        if (this.state === 'starting') await this.startPromise?.catch(() => undefined);
         if (this.state !== 'running') return;
         this.setState('stopping', 'close');
         const problems = await this.release();
         this.setState('stopped', problems === 0 ? 'closed' : `closed with ${problems} problem(s)`);
-        if (problems > 0) throw new BlockmirrorError('ERR_CLI_SHUTDOWN', `controller ${this.id}: ${problems} problem(s) while closing; see the log`);
+        if (problems > 0) throw new BlockmirrorError('ERR_CONTROLLER_CLOSE', `controller ${this.id}: ${problems} problem(s) while closing; see the log`);
       })();
     }
     return this.closePromise;

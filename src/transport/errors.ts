@@ -5,6 +5,8 @@ import { BlockmirrorError, LinkErrorCode } from '../errors';
 /** An operating error of a link, a frame or a handshake. */
 export class LinkError extends BlockmirrorError {
   declare readonly code: LinkErrorCode;
+  /** ERR_LINK_REMOTE: the code of the error the peer's request handler raised. */
+  remoteCode?: string;
   constructor(code: LinkErrorCode, message: string, options?: { cause?: unknown }) {
     super(code, message, options);
     this.name = 'LinkError';

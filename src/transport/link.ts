@@ -64,6 +64,7 @@ import {
   type VersionRange,
   parseRefusal,
 } from './handshake';
+import { isKnownMessageType } from './message-types';
 import { type Network, type NetworkAddress, formatAddress } from './wire';
 
 export type LinkState = 'connecting' | 'handshaking' | 'up' | 'down';
@@ -347,6 +348,8 @@ export class Link extends EventEmitter {
   private messagesReceived = 0;
   private reconnects = 0;
   private attempt = 0;
+  /** Downs since the link was last up: the backoff exponent (a lost link counts as one). */
+  private failures = 0;
   private rttMs: number | undefined;
   private unconfirmedReported = 0;
 
@@ -488,7 +491,7 @@ export class Link extends EventEmitter {
   private scheduleReconnect(): void {
     if (this.closed || !this.dials || this.reconnectTimer !== undefined || this.state !== 'down') return;
     if (this.partitionedBothWays()) return;
-    const delayMs = backoffDelayMs(Math.max(1, this.attempt), this.tuning, this.random);
+    const delayMs = backoffDelayMs(Math.max(1, this.failures), this.tuning, this.random);
     this.nextAttemptAtMs = this.clock.nowMs() + delayMs;
     this.reconnectTimer = this.clock.setTimer(() => this.dialNow(), delayMs, { unref: true });
   }
@@ -593,6 +596,7 @@ export class Link extends EventEmitter {
 
   private goDown(reason: LinkReason, code?: LinkErrorCode, detail?: string): void {
     if (this.state === 'down') return;
+    this.failures++;
     this.setState('down', reason, code, detail);
     this.scheduleReconnect();
   }
@@ -623,6 +627,9 @@ export class Link extends EventEmitter {
     if (this.everUp) this.reconnects++;
     this.everUp = true;
     this.attempt = 0;
+    this.failures = 0;
+    // The RTT of the previous connection says nothing about this one.
+    this.rttMs = undefined;
     this.lastFrameAtMs = this.clock.nowMs();
     this.setState('up', 'handshake-done', undefined,
       `protocol ${result.version}, ${result.authenticated ? 'authenticated (hmac-sha256)' : 'unauthenticated'}`);
@@ -763,7 +770,9 @@ export class Link extends EventEmitter {
   private sendFrame(type: number, payload: Buffer, flags: number, correlation: number,
     onUnconfirmed: ((message: UnconfirmedMessage) => void) | undefined): number {
     if (!Buffer.isBuffer(payload)) throw new TypeError('payload must be a Buffer');
-    if (!Number.isInteger(type) || type < 0x20 || type > 0xff) throw new RangeError(`message type must be 0x20..0xff, got ${type}`);
+    if (!isKnownMessageType(type)) {
+      throw new RangeError(`message type 0x${Number(type).toString(16)} is not registered (src/transport/message-types.ts): the peer would refuse it`);
+    }
     if (this.closed) throw new LinkError('ERR_LINK_CLOSED', `link to ${this.peerId} is closed`);
     const connection = this.connection;
     if (connection === undefined || this.state !== 'up') {
@@ -859,7 +868,7 @@ export class Link extends EventEmitter {
     reader.end();
     const error = new LinkError(code === 'ERR_LINK_NO_HANDLER' ? 'ERR_LINK_NO_HANDLER' : 'ERR_LINK_REMOTE',
       `${this.peerId}: ${code}: ${message}`);
-    (error as LinkError & { remoteCode?: string }).remoteCode = code;
+    error.remoteCode = code;
     pending.reject(error);
   }
 
@@ -941,6 +950,7 @@ export class Link extends EventEmitter {
       // must not leave a dialer that stopped dialing for it down for good. As heal() does.
       if (this.dials) {
         this.attempt = 0;
+        this.failures = 0;
         this.dialNow();
       } else if (this.reason === 'partitioned') {
         this.setState('down', 'healed');
@@ -960,6 +970,7 @@ export class Link extends EventEmitter {
     if (this.state === 'down') {
       // Healing is a reason to try again now.
       this.attempt = 0;
+      this.failures = 0;
       this.reconnectTimer?.cancel();
       this.reconnectTimer = undefined;
       if (this.dials) this.dialNow();

@@ -149,6 +149,13 @@ describe('56 admin metrics', () => {
       blockmirror_link_unconfirmed_messages_total: 'counter',
       blockmirror_nbd_requests_total: 'counter',
       blockmirror_nbd_bytes_total: 'counter',
+      blockmirror_pair_state: 'gauge',
+      blockmirror_pair_lag_records: 'gauge',
+      blockmirror_pair_journal_used_bytes: 'gauge',
+      blockmirror_pair_journal_capacity_bytes: 'gauge',
+      blockmirror_pair_oos_bytes: 'gauge',
+      blockmirror_pair_shipped_bytes_total: 'counter',
+      blockmirror_pair_resynced_bytes_total: 'counter',
     };
     assert.deepEqual(Object.fromEntries(exposition.types), expected);
     for (const name of Object.keys(expected)) assert.ok((exposition.helps.get(name) ?? '') !== '', `${name} has help`);
