@@ -20,7 +20,8 @@
 //
 // Delivery: in order or not at all. Every message gets a link-wide id and rides one
 // connection's frame sequence; the receiver acknowledges (ACK, cumulative, coalesced) what it
-// delivered, and the sender forgets acknowledged messages. When the connection ends, every
+// delivered (at once past 1 MiB or a quarter of maxQueuedBytes, else within 2 ms), and the
+// sender forgets acknowledged messages. When the connection ends, every
 // message sent on it and not acknowledged is reported, to its sender's onUnconfirmed callback
 // and in one 'unconfirmed' event. Messages are never resent by the link: the protocol above
 // decides (a pair falls back to its bitmap). Unacknowledged bytes are bounded by
@@ -278,7 +279,13 @@ interface ActiveHandshake {
   timer: TimerHandle;
 }
 
+/** Acknowledge at once after this many unacknowledged bytes... */
 const ACK_EVERY_BYTES = 1024 * 1024;
+/**
+ * ...else within this long: acknowledgements of small messages are coalesced, so a
+ * request/response exchange costs two frames, not four (and two wake-ups, not four).
+ */
+const ACK_DELAY_MS = 2;
 
 function positiveInteger(name: string, value: number | undefined, fallback: number, min: number, max: number): number {
   const result = value ?? fallback;
@@ -721,8 +728,8 @@ export class Link extends EventEmitter {
       const message: LinkMessage = { type: frame.type, payload: frame.payload };
       this.emit('message', message);
     }
-    if (this.unackedBytes >= ACK_EVERY_BYTES) this.sendAck();
-    else if (this.ackTimer === undefined) this.ackTimer = this.clock.setTimer(() => this.sendAck(), 0, { unref: true });
+    if (this.unackedBytes >= Math.min(ACK_EVERY_BYTES, this.tuning.maxQueuedBytes / 4)) this.sendAck();
+    else if (this.ackTimer === undefined) this.ackTimer = this.clock.setTimer(() => this.sendAck(), ACK_DELAY_MS, { unref: true });
   }
 
   private sendAck(): void {
