@@ -10,6 +10,8 @@
 //     the order they arrived (fault stages keep order).
 //   - A decoding error closes this connection only, with the LinkError as the reason; the
 //     process and every other connection go on. Nothing is handed out after close.
+//   - A frame's payload may be a view of a buffer the decoder reuses: it is valid until the
+//     handler returns (the link copies what outlives that: requests, held frames).
 //   - The frame limit can be lowered while the peer is not yet authenticated, so an
 //     unauthenticated connection cannot make this controller buffer a large frame.
 
@@ -77,7 +79,7 @@ export class Connection {
     },
   ) {
     this.encoder = new FrameEncoder({ maxFrameBytes: options.maxFrameBytes });
-    this.decoder = new FrameDecoder({ maxFrameBytes: options.maxFrameBytes, isKnownMessageType });
+    this.decoder = new FrameDecoder({ maxFrameBytes: options.maxFrameBytes, isKnownMessageType, reuseAssembly: true });
     this.decoder.setFrameLimit(Math.min(HANDSHAKE_MAX_FRAME_BYTES, options.maxFrameBytes));
     let faults = options.faults ?? (() => ({ in: noFaults(), out: noFaults() }));
     this.outStage = new FaultStage<OutgoingItem>(() => faults().out, options.clock, options.random, (item) => {
@@ -135,6 +137,8 @@ export class Connection {
     try {
       this.decoder.push(chunk, (frame) => {
         this.framesIn++;
+        // The decoder reuses its assembly buffer: a frame the fault stage holds keeps a copy.
+        if (this.inStage.wouldHold()) frame.payload = Buffer.from(frame.payload);
         this.inStage.push({ frame, byteLength: FRAME_HEADER_BYTES + frame.payload.length });
       });
     } catch (error) {

@@ -133,6 +133,11 @@ export class FaultStage<T extends { byteLength: number }> {
     return this.queue.length;
   }
 
+  /** True when push() would hold an item rather than release it at once. */
+  wouldHold(): boolean {
+    return !this.stopped && (this.queue.length > 0 || hasFaults(this.faults()));
+  }
+
   push(item: T): void {
     if (this.stopped) return;
     const faults = this.faults();

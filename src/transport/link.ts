@@ -120,6 +120,7 @@ export interface LinkStateEvent {
 /** A message delivered to 'message' listeners. */
 export interface LinkMessage {
   type: number;
+  /** Valid while the listener runs (the link reuses the buffer): copy what you keep. */
   payload: Buffer;
 }
 
@@ -671,7 +672,8 @@ export class Link extends EventEmitter {
           const reader = new BinaryReader(frame.payload, 'PING');
           reader.f64();
           reader.end();
-          connection.send(FrameType.PONG, frame.payload);
+          // A copy: the payload's buffer is reused by the decoder, and a delay fault holds frames.
+          connection.send(FrameType.PONG, Buffer.from(frame.payload));
           return;
         }
         case FrameType.PONG: {
@@ -721,7 +723,7 @@ export class Link extends EventEmitter {
     this.lastDeliveredSequence = frame.sequence;
     this.unackedBytes += FRAME_HEADER_BYTES + frame.payload.length;
     if ((frame.flags & FrameFlag.RESPONSE) !== 0) {
-      this.onResponse(frame);
+      this.onResponse({ ...frame, payload: Buffer.from(frame.payload) });
     } else if ((frame.flags & FrameFlag.REQUEST) !== 0) {
       this.onRequest(connection, frame);
     } else {
@@ -849,7 +851,9 @@ export class Link extends EventEmitter {
     }
     let result: Buffer | Promise<Buffer>;
     try {
-      result = handler(frame.payload);
+      // A copy: the handler may answer later, or answer with the payload itself, and the
+      // decoder reuses the buffer the frame arrived in.
+      result = handler(Buffer.from(frame.payload));
     } catch (error) {
       fail(isBlockmirrorError(error) ? error.code : 'ERR_LINK_REMOTE', (error as Error)?.message ?? String(error));
       return;
