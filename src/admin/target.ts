@@ -2,25 +2,13 @@
 // src/controller/host.ts). The admin server knows nothing else about controllers, so it can be
 // tested against a small fake and served over any socket.
 
+import type { ControllerEvent } from '../controller/controller';
 import type { FaultSettings } from '../transport/faults';
 
 /** One state change, as /events streams it (newline-delimited JSON, one object a line). */
-export interface ArrayEvent {
-  /** Increasing number of the event in this serve process, from 1. */
+export interface ArrayEvent extends ControllerEvent {
+  /** Increasing number of the event in this serve process, from 1 (0 for 'exists' events). */
   seq: number;
-  /** ISO 8601 wall time. */
-  time: string;
-  /** The controller the subject belongs to. */
-  controller: string;
-  /** What changed: "link:<peer>", "controller", "export:<name>", ... */
-  subject: string;
-  /** 'exists' (the current state, sent first to a new /events reader) or 'change'. */
-  kind: 'exists' | 'change';
-  old: string | null;
-  new: string;
-  reason: string | null;
-  /** More fields of the subject's event (code, detail, ...). */
-  [key: string]: unknown;
 }
 
 /** Receives events as they happen. */

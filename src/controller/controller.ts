@@ -102,15 +102,20 @@ export interface ControllerOptions {
   journal?: ReplicatedVolumeOptions;
 }
 
-/** An event of a controller (the host adds `seq`). */
+/** One state change of a controller, as /events streams it (the host adds `seq`). */
 export interface ControllerEvent {
+  /** ISO 8601 wall time. */
   time: string;
+  /** The controller the subject belongs to. */
   controller: string;
+  /** What changed: "controller", "link:<peer>", "pair:<name>". */
   subject: string;
+  /** 'exists' (the current state, sent first to a new /events reader) or 'change'. */
   kind: 'exists' | 'change';
   old: string | null;
   new: string;
   reason: string | null;
+  /** More fields of the subject's event (code, detail, faults, role, ...). */
   [key: string]: unknown;
 }
 
