@@ -447,11 +447,8 @@ export class PrimaryPair extends EventEmitter {
   suspend(reason: SuspendReason, detail?: string): void {
     if (this.closed || this.state === 'suspended' || this.state === 'split-brain') return;
     this.passGeneration++;
-    if (this.state === 'simplex') {
-      this.setState('suspended', reason, detail);
-    } else {
-      this.setState('suspended', reason, detail);
-    }
+    this.suspendedFromMirroring = this.state === 'mirroring';
+    this.setState('suspended', reason, detail);
     this.drainWaiter?.();
     const waiters = this.waiters;
     this.waiters = [];
@@ -475,16 +472,18 @@ export class PrimaryPair extends EventEmitter {
     void this.open();
   }
 
-  /** The secondary image as this side knows it. */
+  /**
+   * The secondary image as this side knows it: consistent while mirroring; outdated when the
+   * pair was suspended while mirroring (a write-order prefix that stopped advancing);
+   * inconsistent during a copy or resync pass, and after one was interrupted.
+   */
   get consistency(): Consistency {
     if (this.state === 'mirroring') return 'consistent';
-    if (this.state === 'suspended' && this.everMirrored && this.reasonOfEntryWasFromMirroring) return 'outdated';
-    return this.everMirrored && this.state === 'suspended' ? 'outdated' : 'inconsistent';
+    return this.state === 'suspended' && this.everMirrored && this.suspendedFromMirroring ? 'outdated' : 'inconsistent';
   }
 
-  private get reasonOfEntryWasFromMirroring(): boolean {
-    return this.everMirrored;
-  }
+  /** Whether the current suspension began while mirroring (not during a copy or resync pass). */
+  private suspendedFromMirroring = false;
 
   status(): Record<string, unknown> {
     const next = this.journal.nextSequence;
