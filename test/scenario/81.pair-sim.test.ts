@@ -223,6 +223,51 @@ describe('81 pairs on the simulated network', () => {
     await close(w);
   });
 
+  it('fan out: one primary volume, a sync and an async secondary sharing its journal, both identical', async () => {
+    const clock = new SimClock();
+    const random = new SeededRandom(21);
+    const network = new SimNetwork({ clock, random: random.fork('network') });
+    const node = (id: string, peers: string[], pairs: PairSpec[]): Controller => new Controller({
+      id, network: network.node(id), clock, random: random.fork(id),
+      volumes: [{ name: 'vol0', capacityBytes: CAPACITY }],
+      replication: { ...TUNING, listen: { host: id, port: 7000 } },
+      peers: peers.map((peer) => ({ id: peer, address: { host: peer, port: 7000 } })),
+      pairs,
+    });
+    const a = node('a', ['b', 'c'], [
+      { name: 'to-b', volume: 'vol0', peer: 'b', remoteVolume: 'vol0', mode: 'sync', role: 'primary' },
+      { name: 'to-c', volume: 'vol0', peer: 'c', remoteVolume: 'vol0', mode: 'async', role: 'primary' },
+    ]);
+    const b = node('b', ['a'], [{ name: 'to-b', volume: 'vol0', peer: 'a', remoteVolume: 'vol0', mode: 'sync', role: 'secondary' }]);
+    const c = node('c', ['a'], [{ name: 'to-c', volume: 'vol0', peer: 'a', remoteVolume: 'vol0', mode: 'async', role: 'secondary' }]);
+    await b.start();
+    await c.start();
+    await a.start();
+    const primary = a.exportVolume('vol0') as ReplicatedVolume;
+    const mirroring = (): boolean => a.pairs?.primary('to-b').currentState === 'mirroring' && a.pairs?.primary('to-c').currentState === 'mirroring';
+    assert.ok(await clock.runUntil(mirroring, { maxTimeMs: 5000 }));
+    // The slower async secondary holds the shared journal; the sync one never waits for it.
+    network.setLink('a', 'c', { latencyMs: 20 });
+    for (let index = 0; index < 100; index++) {
+      const offset = random.int(CAPACITY / 4096 - 1) * 4096;
+      primary.write(offset, Buffer.alloc(4096, 1 + random.int(250)));
+    }
+    const same = (volume: Volume): boolean => {
+      const left = Buffer.alloc(CAPACITY);
+      const right = Buffer.alloc(CAPACITY);
+      primary.read(0, left);
+      volume.read(0, right);
+      return left.equals(right);
+    };
+    assert.ok(await clock.runUntil(() => same(b.volume('vol0') as Volume), { maxTimeMs: 5000 }), 'the sync secondary');
+    assert.ok((primary.journal.stats().recordCount) > 0, 'the async pair still holds records');
+    assert.ok(await clock.runUntil(() => same(c.volume('vol0') as Volume) && primary.journal.stats().recordCount === 0,
+      { maxTimeMs: 10_000 }), 'the async secondary, then the journal released');
+    await a.close();
+    await b.close();
+    await c.close();
+  });
+
   it('refuse a pair the secondary did not declare, and change nothing', async () => {
     const clock = new SimClock();
     const random = new SeededRandom(5);
