@@ -148,6 +148,12 @@ export function createArrayMetrics(getStatus: () => ArrayStatusLike): ArrayMetri
   gauge('blockmirror_pair_lag_records', 'Journal records the secondary has not applied yet.', ['controller', 'pair'], (set) => {
     for (const { controller, pair } of primaryPairs()) set({ controller, pair: pair.name }, (pair.lag as { records?: unknown } | undefined)?.records);
   });
+  gauge('blockmirror_pair_lag_bytes', 'Bytes the secondary is behind: journal bytes held while mirroring, else dirty OOS bytes.', ['controller', 'pair'], (set) => {
+    for (const { controller, pair } of primaryPairs()) set({ controller, pair: pair.name }, (pair.lag as { bytes?: unknown } | undefined)?.bytes);
+  });
+  gauge('blockmirror_pair_lag_seconds', 'Seconds since the oldest write the secondary has not applied.', ['controller', 'pair'], (set) => {
+    for (const { controller, pair } of primaryPairs()) set({ controller, pair: pair.name }, (pair.lag as { seconds?: unknown } | undefined)?.seconds);
+  });
   gauge('blockmirror_pair_journal_used_bytes', 'Bytes held by the primary volume\'s journal.', ['controller', 'pair'], (set) => {
     for (const { controller, pair } of primaryPairs()) set({ controller, pair: pair.name }, (pair.journal as { usedBytes?: unknown } | undefined)?.usedBytes);
   });

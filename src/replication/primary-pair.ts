@@ -306,9 +306,27 @@ export class PrimaryPair extends EventEmitter {
     this.schedulePump();
   }
 
-  /** Something was written (or may have been): ship it. */
-  notifyWrite(): void {
+  /**
+   * Something was written (or may have been): ship it. `throughSequence` is the journal's last
+   * sequence now; its time is kept (a bounded ring) so status can say how far behind the
+   * secondary is in seconds.
+   */
+  notifyWrite(throughSequence?: number): void {
+    if (throughSequence !== undefined && throughSequence > (this.writeTimes.at(-1)?.sequence ?? 0)) {
+      this.writeTimes.push({ sequence: throughSequence, timeMs: this.clock.nowMs() });
+      if (this.writeTimes.length > 1024) this.writeTimes.splice(0, this.writeTimes.length - 1024);
+    }
     if (this.state === 'mirroring') this.schedulePump();
+  }
+
+  /** (last journal sequence, time it was seen), oldest first; trimmed as the secondary applies. */
+  private writeTimes: { sequence: number; timeMs: number }[] = [];
+
+  /** Seconds since the oldest write the secondary has not applied was seen (0 when none). */
+  private lagSeconds(): number {
+    while (this.writeTimes.length > 0 && (this.writeTimes[0] as { sequence: number }).sequence <= this.applied) this.writeTimes.shift();
+    const oldest = this.writeTimes[0];
+    return oldest === undefined ? 0 : Math.max(0, (this.clock.nowMs() - oldest.timeMs) / 1000);
   }
 
   /** The journal refused a record: the ordered stream is broken for every pair of the volume. */
@@ -507,7 +525,11 @@ export class PrimaryPair extends EventEmitter {
       consistency: this.consistency,
       link: this.link.currentState,
       positions: { journalNext: next, shipped: this.nextToShip - 1, received: this.received, applied: this.applied, flushed: this.flushed },
-      lag: { records: Math.max(0, next - 1 - this.applied) },
+      lag: {
+        records: Math.max(0, next - 1 - this.applied),
+        bytes: this.state === 'mirroring' ? this.journal.stats().usedBytes : (this.oos.count() * granularity),
+        seconds: Math.round(this.lagSeconds() * 1000) / 1000,
+      },
       journal: this.journal.stats(),
       oos: { tracks: oosTracks, bytes: oosTracks * granularity },
       progress: transient

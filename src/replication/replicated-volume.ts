@@ -66,7 +66,7 @@ export class ReplicatedVolume {
     }
     if (stats.nextSequence !== this.lastSeenSequence) {
       this.lastSeenSequence = stats.nextSequence;
-      for (const pair of this.pairs) pair.notifyWrite();
+      for (const pair of this.pairs) pair.notifyWrite(stats.nextSequence - 1);
     }
   }
 

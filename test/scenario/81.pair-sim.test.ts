@@ -94,7 +94,13 @@ describe('81 pairs on the simulated network', () => {
     for (let index = 0; index < 200; index++) randomWrite(w);
     w.primary.writeZeroes(0, 65536);
     w.primary.trim(65536 * 3, 65536);
+    const behind = w.a.pairs?.primary('p0').status().lag as { records: number; bytes: number; seconds: number };
+    assert.ok(behind.records > 0 && behind.bytes > 0, `lag right after the writes: ${JSON.stringify(behind)}`);
+    await w.clock.runFor(0.5);
+    assert.ok((w.a.pairs?.primary('p0').status().lag as { seconds: number }).seconds > 0, 'lag in seconds grows while behind');
     await until(w, () => (w.a.pairs?.primary('p0').status().lag as { records: number }).records === 0, 'caught up');
+    const caught = w.a.pairs?.primary('p0').status().lag as { bytes: number; seconds: number };
+    assert.deepEqual([caught.bytes, caught.seconds], [0, 0]);
     assert.ok(identical(w));
     const status = w.a.pairs?.primary('p0').status() as Record<string, unknown>;
     assert.equal(status.consistency, 'consistent');

@@ -151,6 +151,8 @@ describe('56 admin metrics', () => {
       blockmirror_nbd_bytes_total: 'counter',
       blockmirror_pair_state: 'gauge',
       blockmirror_pair_lag_records: 'gauge',
+      blockmirror_pair_lag_bytes: 'gauge',
+      blockmirror_pair_lag_seconds: 'gauge',
       blockmirror_pair_journal_used_bytes: 'gauge',
       blockmirror_pair_journal_capacity_bytes: 'gauge',
       blockmirror_pair_oos_bytes: 'gauge',
