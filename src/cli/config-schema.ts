@@ -30,6 +30,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { z } from 'zod';
+import { DEFAULT_MAX_FRAME_BYTES, LINK_DEFAULTS, MAX_MAX_FRAME_BYTES, MIN_MAX_FRAME_BYTES } from '../transport/limits';
 
 export const DEFAULT_HOST = '127.0.0.1';
 export const DEFAULT_PORT = 10809;
@@ -63,28 +64,26 @@ export const LEGACY_CONTROLLER_ID = 'local';
 export const ADMIN_LOOPBACK_HOSTS = Object.freeze(['127.0.0.1', '::1', 'localhost'] as const);
 
 /** Replication link defaults and bounds (controllers[].replication). */
-export const DEFAULT_HEARTBEAT_INTERVAL_MS = 1000;
+export const DEFAULT_HEARTBEAT_INTERVAL_MS = LINK_DEFAULTS.heartbeatIntervalMs;
 export const MIN_HEARTBEAT_INTERVAL_MS = 10;
 export const MAX_HEARTBEAT_INTERVAL_MS = 60_000;
-export const DEFAULT_DEAD_PEER_TIMEOUT_MS = 5000;
+export const DEFAULT_DEAD_PEER_TIMEOUT_MS = LINK_DEFAULTS.deadPeerTimeoutMs;
 export const MAX_DEAD_PEER_TIMEOUT_MS = 600_000;
-export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 5000;
+export const DEFAULT_HANDSHAKE_TIMEOUT_MS = LINK_DEFAULTS.handshakeTimeoutMs;
 export const MIN_HANDSHAKE_TIMEOUT_MS = 10;
 export const MAX_HANDSHAKE_TIMEOUT_MS = 600_000;
-export const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
+export const DEFAULT_CONNECT_TIMEOUT_MS = LINK_DEFAULTS.connectTimeoutMs;
 export const MIN_CONNECT_TIMEOUT_MS = 10;
 export const MAX_CONNECT_TIMEOUT_MS = 600_000;
-export const DEFAULT_RECONNECT_INITIAL_DELAY_MS = 100;
-export const DEFAULT_RECONNECT_MAX_DELAY_MS = 5000;
+export const DEFAULT_RECONNECT_INITIAL_DELAY_MS = LINK_DEFAULTS.reconnectInitialDelayMs;
+export const DEFAULT_RECONNECT_MAX_DELAY_MS = LINK_DEFAULTS.reconnectMaxDelayMs;
 export const MAX_RECONNECT_DELAY_MS = 600_000;
-export const DEFAULT_RECONNECT_JITTER = 0.2;
+export const DEFAULT_RECONNECT_JITTER = LINK_DEFAULTS.reconnectJitter;
 /** One largest NBD payload (32 MiB) plus room for the frame and message headers. */
-export const DEFAULT_MAX_FRAME_BYTES = 32 * 1024 * 1024 + 64 * 1024;
-export const MIN_MAX_FRAME_BYTES = 64 * 1024;
-export const MAX_MAX_FRAME_BYTES = 1024 * 1024 * 1024;
-export const DEFAULT_MAX_QUEUED_BYTES = 64 * 1024 * 1024;
+export { DEFAULT_MAX_FRAME_BYTES, MAX_MAX_FRAME_BYTES, MIN_MAX_FRAME_BYTES };
+export const DEFAULT_MAX_QUEUED_BYTES = LINK_DEFAULTS.maxQueuedBytes;
 export const MAX_MAX_QUEUED_BYTES = 4 * 1024 * 1024 * 1024;
-export const DEFAULT_MAX_PENDING_CONNECTIONS = 16;
+export const DEFAULT_MAX_PENDING_CONNECTIONS = LINK_DEFAULTS.maxPendingConnections;
 export const MAX_MAX_PENDING_CONNECTIONS = 1024;
 
 /** Names double as shared-memory object names, so they follow that alphabet. */

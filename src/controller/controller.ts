@@ -29,6 +29,7 @@ import type { FaultSettings } from '../transport/faults';
 import type { VersionRange } from '../transport/handshake';
 import { LINK_PROTOCOL_VERSION_MAX, LINK_PROTOCOL_VERSION_MIN } from '../transport/handshake';
 import { Link, type LinkLogger, type LinkStateEvent, type LinkStatus, type LinkTuning } from '../transport/link';
+import { LINK_DEFAULTS } from '../transport/limits';
 import { LinkListener, type LinkListenerStats } from '../transport/link-listener';
 import { tcpNetwork } from '../transport/tcp';
 import { type Network, type NetworkAddress, formatAddress } from '../transport/wire';
@@ -248,9 +249,9 @@ export class Controller extends EventEmitter {
           lookupLink: (peerId) => this.linkMap.get(peerId),
           versions,
           features: 0,
-          maxFrameBytes: this.linkMap.values().next().value?.tuning.maxFrameBytes ?? replication.maxFrameBytes ?? 32 * 1024 * 1024 + 64 * 1024,
-          handshakeTimeoutMs: replication.handshakeTimeoutMs ?? 5000,
-          maxPendingConnections: replication.maxPendingConnections ?? 16,
+          maxFrameBytes: replication.maxFrameBytes ?? LINK_DEFAULTS.maxFrameBytes,
+          handshakeTimeoutMs: replication.handshakeTimeoutMs ?? LINK_DEFAULTS.handshakeTimeoutMs,
+          maxPendingConnections: replication.maxPendingConnections ?? LINK_DEFAULTS.maxPendingConnections,
         });
         this.listener = listener;
         let bound: NetworkAddress;

@@ -30,14 +30,12 @@
 
 import { crc32c } from '../storage/crc32c';
 import { LinkError } from './errors';
+import { DEFAULT_MAX_FRAME_BYTES, MAX_MAX_FRAME_BYTES, MIN_MAX_FRAME_BYTES } from './limits';
 
 export const FRAME_MAGIC = 0x424d4c4b;
 export const FRAME_VERSION = 1;
 export const FRAME_HEADER_BYTES = 28;
-/** Largest frame (header + payload) by default: a 32 MiB payload plus room. @default 33619968 */
-export const DEFAULT_MAX_FRAME_BYTES = 32 * 1024 * 1024 + 64 * 1024;
-export const MIN_MAX_FRAME_BYTES = 64 * 1024;
-export const MAX_MAX_FRAME_BYTES = 1024 * 1024 * 1024;
+export { DEFAULT_MAX_FRAME_BYTES, MAX_MAX_FRAME_BYTES, MIN_MAX_FRAME_BYTES } from './limits';
 
 /** Link-level frame types (0x01-0x1f). Message types of the protocols above start at 0x20. */
 export const FrameType = Object.freeze({

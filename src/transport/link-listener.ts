@@ -19,6 +19,7 @@ import { LinkError } from './errors';
 import { FrameType } from './frame';
 import { AcceptorHandshake, NONCE_BYTES, type VersionRange } from './handshake';
 import type { Link, LinkLogger } from './link';
+import { LINK_DEFAULTS } from './limits';
 import type { Network, NetworkAddress, NetworkListener, Wire } from './wire';
 import { formatAddress } from './wire';
 
@@ -67,7 +68,7 @@ export class LinkListener {
   private readonly counters = { accepted: 0, handedOver: 0, refused: 0, protocolErrors: 0, timedOut: 0, overLimit: 0 };
 
   constructor(private readonly options: LinkListenerOptions) {
-    this.maxPending = options.maxPendingConnections ?? 16;
+    this.maxPending = options.maxPendingConnections ?? LINK_DEFAULTS.maxPendingConnections;
   }
 
   /** Starts listening; resolves with the bound address. */

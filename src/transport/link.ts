@@ -53,7 +53,7 @@ import {
   hasFaults,
   noFaults,
 } from './faults';
-import { DEFAULT_MAX_FRAME_BYTES, FRAME_HEADER_BYTES, type Frame, FrameFlag, FrameType } from './frame';
+import { FRAME_HEADER_BYTES, type Frame, FrameFlag, FrameType } from './frame';
 import {
   AcceptorHandshake,
   DialerHandshake,
@@ -65,6 +65,7 @@ import {
   type VersionRange,
   parseRefusal,
 } from './handshake';
+import { LINK_DEFAULTS, MAX_MAX_FRAME_BYTES, MIN_MAX_FRAME_BYTES } from './limits';
 import { isKnownMessageType } from './message-types';
 import { type Network, type NetworkAddress, formatAddress } from './wire';
 
@@ -378,20 +379,20 @@ export class Link extends EventEmitter {
     this.versions = options.versions ?? { min: LINK_PROTOCOL_VERSION_MIN, max: LINK_PROTOCOL_VERSION_MAX };
     this.features = options.features ?? 0;
     this.makeNonce = options.nonce ?? (() => crypto.randomBytes(NONCE_BYTES));
-    const heartbeatIntervalMs = positiveInteger('heartbeatIntervalMs', options.heartbeatIntervalMs, 1000, 1, 600_000);
-    const reconnectInitialDelayMs = positiveInteger('reconnectInitialDelayMs', options.reconnectInitialDelayMs, 100, 1, 600_000);
-    const maxFrameBytes = positiveInteger('maxFrameBytes', options.maxFrameBytes, DEFAULT_MAX_FRAME_BYTES, 64 * 1024, 1024 ** 3);
+    const heartbeatIntervalMs = positiveInteger('heartbeatIntervalMs', options.heartbeatIntervalMs, LINK_DEFAULTS.heartbeatIntervalMs, 1, 600_000);
+    const reconnectInitialDelayMs = positiveInteger('reconnectInitialDelayMs', options.reconnectInitialDelayMs, LINK_DEFAULTS.reconnectInitialDelayMs, 1, 600_000);
+    const maxFrameBytes = positiveInteger('maxFrameBytes', options.maxFrameBytes, LINK_DEFAULTS.maxFrameBytes, MIN_MAX_FRAME_BYTES, MAX_MAX_FRAME_BYTES);
     this.tuning = {
       heartbeatIntervalMs,
-      deadPeerTimeoutMs: positiveInteger('deadPeerTimeoutMs', options.deadPeerTimeoutMs, 5000, heartbeatIntervalMs + 1, 3_600_000),
-      handshakeTimeoutMs: positiveInteger('handshakeTimeoutMs', options.handshakeTimeoutMs, 5000, 1, 3_600_000),
-      connectTimeoutMs: positiveInteger('connectTimeoutMs', options.connectTimeoutMs, 5000, 1, 3_600_000),
+      deadPeerTimeoutMs: positiveInteger('deadPeerTimeoutMs', options.deadPeerTimeoutMs, LINK_DEFAULTS.deadPeerTimeoutMs, heartbeatIntervalMs + 1, 3_600_000),
+      handshakeTimeoutMs: positiveInteger('handshakeTimeoutMs', options.handshakeTimeoutMs, LINK_DEFAULTS.handshakeTimeoutMs, 1, 3_600_000),
+      connectTimeoutMs: positiveInteger('connectTimeoutMs', options.connectTimeoutMs, LINK_DEFAULTS.connectTimeoutMs, 1, 3_600_000),
       reconnectInitialDelayMs,
-      reconnectMaxDelayMs: positiveInteger('reconnectMaxDelayMs', options.reconnectMaxDelayMs, 5000, reconnectInitialDelayMs, 3_600_000),
-      reconnectJitter: options.reconnectJitter ?? 0.2,
+      reconnectMaxDelayMs: positiveInteger('reconnectMaxDelayMs', options.reconnectMaxDelayMs, LINK_DEFAULTS.reconnectMaxDelayMs, reconnectInitialDelayMs, 3_600_000),
+      reconnectJitter: options.reconnectJitter ?? LINK_DEFAULTS.reconnectJitter,
       maxFrameBytes,
-      maxQueuedBytes: positiveInteger('maxQueuedBytes', options.maxQueuedBytes, 64 * 1024 * 1024, maxFrameBytes, 2 ** 40),
-      requestTimeoutMs: positiveInteger('requestTimeoutMs', options.requestTimeoutMs, 10_000, 1, 3_600_000),
+      maxQueuedBytes: positiveInteger('maxQueuedBytes', options.maxQueuedBytes, LINK_DEFAULTS.maxQueuedBytes, maxFrameBytes, 2 ** 40),
+      requestTimeoutMs: positiveInteger('requestTimeoutMs', options.requestTimeoutMs, LINK_DEFAULTS.requestTimeoutMs, 1, 3_600_000),
     };
     if (!(this.tuning.reconnectJitter >= 0 && this.tuning.reconnectJitter <= 1)) {
       throw new RangeError(`reconnectJitter must be from 0 to 1, got ${options.reconnectJitter}`);
