@@ -458,6 +458,9 @@ export function errnoForVolumeError(error: unknown): number {
   const code = typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
   if (typeof code === 'string') {
     if (code.endsWith('_CLOSED')) return P.NBD_ESHUTDOWN;
+    // A pair's volume that stopped being writable under an open connection (its primary was
+    // demoted): the write is refused as on a read-only export.
+    if (code === 'ERR_PAIR_READ_ONLY') return P.NBD_EPERM;
   }
   return P.NBD_EIO;
 }
@@ -1740,6 +1743,17 @@ export class NbdServer extends EventEmitter {
       }
     }
     return result;
+  }
+
+  /**
+   * Makes an export read-only or read-write from now on (a pair's takeover or demotion). New
+   * connections see the new flags; a connection negotiated earlier keeps its flags, and its
+   * writes to a volume that stopped being writable fail (EPERM) in the volume.
+   */
+  setExportReadOnly(name: string, readOnly: boolean): void {
+    const entry = this.exportsByName.get(name);
+    if (entry === undefined) throw new RangeError(`no export named ${JSON.stringify(name)}`);
+    entry.readOnly = readOnly;
   }
 
   /** Per-export counters: requests by type and payload bytes, since the server was created. */
