@@ -1,0 +1,466 @@
+// Notes on the design
+// -------------------
+// One NBD connection: its state, its socket, the receive path, ending, and flow control. The
+// connection is one object built in three layers, one class each, as a chain:
+//   Connection (this file)                 all the state, the socket events, reading, dispatch;
+//   HandshakeConnection (handshake.ts)     option haggling up to enterTransmission;
+//   NbdConnection (transmission.ts)        request handling; the class the server creates.
+// The layers above this one add methods only (no fields, no constructor), so an instance is laid
+// out and constructed exactly as the single class they were split from, every instance has the
+// same shape, and a call across layers is an ordinary method call on `this`. Dispatch: a read
+// goes to runHandshake() (handshake) or into the RequestDecoder and pump() (transmission),
+// declared abstract here.
+//
+// Connection lifecycle (Connection.state, one setter, logged old -> new):
+//   handshake -> transmission -> closing -> closed, or handshake -> closed.
+//   The handshake has a deadline (handshakeTimeoutMs) and a bound on the number of options.
+//
+// Receive path: sockets are read into buffers the connection owns, never into a buffer per
+// read. net.Socket takes that (its `onread` option: a function that names the memory for the
+// next read, and a callback per read) only in its constructor, so listeners accept with
+// pauseOnConnect and the connection moves the accepted stream handle into a socket of its own
+// (adoptWithUserBuffers; the accepted socket is destroyed without it, never having read).
+// Connection.nextReadBuffer names the memory for each read:
+//   - normally the free end of a 256 KiB receive buffer (16 KiB in the handshake). Each read is
+//     pushed into the decoder as a view of it; consecutive reads are consecutive memory, which
+//     ByteQueue merges, so a request split over reads is still one piece and its payload goes
+//     to volume.write as a view of the receive buffer (the decoder waits without copying; see
+//     protocol.ts). When everything queued is consumed the buffer is reused from its start;
+//     when less than a quarter (or less than the missing part of a waiting payload) is free, the
+//     queued bytes (normally part of one request) move to the start of a spare buffer that holds
+//     none of them (ByteQueue.moveTo) and the two swap; when flow control holds more than that,
+//     reads go on into a fresh buffer and the old one is dropped once consumed;
+//   - a payload of 32 KiB or more still missing that cannot continue in the receive buffer
+//     (larger than it, or already being assembled) is read straight into the decoder's assembly
+//     buffer (payloadWindow): the kernel copies it into place, volume.write copies it once more,
+//     as nbdkit does. After a WRITE of 128 KiB or more the next read takes the next header
+//     alone, so a large payload behind it does not start in the receive buffer.
+//   Invariant: memory named for a read holds no queued byte and nothing else writes it before
+//   that read completes (net.Socket asks for the next target only after each read callback).
+//   Closing connections read into a shared discard buffer. BLOCKMIRROR_NBD_RECEIVE=stream (read
+//   when a server is constructed) selects the plain 'data'-event path instead (a fresh buffer
+//   per read); it is also the fallback when a socket's handle cannot take user buffers.
+//
+// Flow control: a connection stops decoding (and pauses its socket, so TCP pushes back on the
+// client) while maxInFlightRequests asynchronous requests are pending or while more than
+// OUTPUT_HIGH_WATER_BYTES of replies wait in the socket (transmission.ts pump); it resumes on
+// completion / 'drain'. With user buffers socket.pause() stops reading at the handle
+// (readStop), as with 'data'.
+//
+// Errors: nothing is thrown out of a socket callback. A protocol violation (an ERR_NBD_* error)
+// is recorded with the server ('protocol-error') and ends this connection; any other exception
+// is a bug that also ends this connection only.
+
+import * as net from 'node:net';
+
+import type { BlockmirrorError } from '../errors';
+import { isNbdError, nbdError } from './errors';
+import * as P from './protocol';
+import { EMPTY_ARENA, ReplyWriter } from './replies';
+import type { NbdServer } from './server';
+import type { ExportEntry, NbdLogger, ResolvedConfig, SelectedContext } from './types';
+
+/** Receive buffer of a connection in transmission (socket reads land here; see the design note). */
+const RECEIVE_BYTES = 256 * 1024;
+/** Receive buffer during the handshake (options are small; longer ones span buffers). */
+const HANDSHAKE_RECEIVE_BYTES = 16 * 1024;
+/** A read is never offered less room than this (receive size / 4); below it the buffer is compacted. */
+const RECEIVE_MIN_READ_DIVISOR = 4;
+/** The rest of a WRITE payload is read straight into its assembly buffer from this size up. */
+const DIRECT_PAYLOAD_MIN_BYTES = 32 * 1024;
+/** Where reads land once a connection no longer decodes (closing): bytes are dropped. */
+let discardBuffer: Buffer | null = null;
+function discardReadBuffer(): Buffer {
+  discardBuffer ??= Buffer.allocUnsafe(64 * 1024);
+  return discardBuffer;
+}
+
+export type ConnectionState = 'handshake' | 'transmission' | 'closing' | 'closed';
+
+const CONNECTION_TRANSITIONS: Record<ConnectionState, readonly ConnectionState[]> = {
+  handshake: ['transmission', 'closing', 'closed'],
+  transmission: ['closing', 'closed'],
+  closing: ['closed'],
+  closed: [],
+};
+
+/** The base layer of a connection: all its state, its socket and the receive path (see the design note). */
+export abstract class Connection {
+  state: ConnectionState = 'handshake';
+  protected readonly handshake: P.HandshakeDecoder;
+  protected decoder: P.RequestDecoder | null = null;
+  protected readonly out: ReplyWriter;
+  protected entry: ExportEntry | null = null;
+  protected limits: P.ExportLimits | null = null;
+  protected structured = false;
+  protected fixedNewstyle = false;
+  protected clientNoZeroes = false;
+  protected optionCount = 0;
+  protected contexts: SelectedContext[] = [];
+  protected contextsExport: string | null = null;
+  protected inFlight = 0;
+  private socketPaused = false;
+  protected writeScheduled = false;
+  protected shuttingDown = false;
+  protected discReceived = false;
+  protected handshakeTimer: NodeJS.Timeout | null = null;
+  private closeTimer: NodeJS.Timeout | null = null;
+  private endReason: { reason: string; error?: Error } | null = null;
+  protected readonly log: NbdLogger;
+  readonly socket: net.Socket;
+  // Receive path (see the design note): reads land in `receive` from `receiveEnd` on, or in the
+  // payload window `directWindow` of the decoder's assembly buffer.
+  private receive: Buffer = EMPTY_ARENA;
+  private receiveEnd = 0;
+  /** A receive buffer of the current size that holds no queued bytes (compaction target). */
+  private receiveSpare: Buffer | null = null;
+  private directWindow: Buffer | null = null;
+  /** The last request was a large WRITE: read the next header alone, then its payload in place. */
+  protected headerFirst = false;
+
+  /** `accepted` comes from a listener with pauseOnConnect (see adoptWithUserBuffers). */
+  constructor(
+    readonly id: number,
+    accepted: net.Socket,
+    readonly transport: 'tcp' | 'unix',
+    protected readonly server: NbdServer,
+    protected readonly config: ResolvedConfig,
+  ) {
+    this.log = config.logger;
+    this.handshake = new P.HandshakeDecoder({ maxOptionBytes: config.maxOptionBytes });
+    const adopted = config.userBufferReads
+      ? adoptWithUserBuffers(accepted, {
+          buffer: () => this.readTarget(),
+          // Flow control pauses the socket itself: always true (false would stop reading).
+          callback: (byteLength: number, buffer: Uint8Array) => {
+            this.onRead(byteLength, buffer as Buffer);
+            return true;
+          },
+        })
+      : null;
+    const socket = adopted ?? accepted;
+    this.socket = socket;
+    this.out = new ReplyWriter(socket);
+    socket.setNoDelay(true);
+    if (adopted === null) {
+      // Fallback: 'data' events (a fresh buffer per read).
+      socket.on('data', (chunk: Buffer) => this.onData(chunk));
+      socket.resume();
+    }
+    socket.on('drain', () => this.onDrain());
+    socket.on('end', () => this.onEnd());
+    socket.on('error', (error: Error) => this.onSocketError(error));
+    socket.on('close', () => this.onClose());
+    this.handshakeTimer = setTimeout(() => this.onHandshakeTimeout(), config.handshakeTimeoutMs);
+    this.handshakeTimer.unref();
+    socket.write(P.encodeGreeting(P.NBD_FLAG_FIXED_NEWSTYLE | P.NBD_FLAG_NO_ZEROES));
+  }
+
+  get exportName(): string | undefined {
+    return this.entry?.name;
+  }
+
+  // --- state ---------------------------------------------------------------------------------
+
+  protected setState(next: ConnectionState): void {
+    const previous = this.state;
+    if (previous === next) return;
+    if (!CONNECTION_TRANSITIONS[previous].includes(next)) {
+      throw new Error(`NBD connection ${this.id}: illegal transition ${previous} -> ${next}`);
+    }
+    this.state = next;
+    this.log.debug({ connectionId: this.id, from: previous, to: next }, `nbd connection ${previous} -> ${next}`);
+  }
+
+  // --- socket events -------------------------------------------------------------------------
+
+  /**
+   * Where the next socket read lands (net.Socket calls readTarget() once at adoption and after
+   * every read callback; the buffer it returns stays the read target until the next read completes).
+   * Invariant: the returned memory holds no queued byte and nothing else writes it until then.
+   */
+  private readTarget(): Buffer {
+    try {
+      return this.nextReadBuffer();
+    } catch (error) {
+      // A bug here must not escape into net.Socket: end this connection only.
+      this.directWindow = null;
+      queueMicrotask(() => this.protocolFailure(error));
+      return discardReadBuffer();
+    }
+  }
+
+  private nextReadBuffer(): Buffer {
+    this.directWindow = null;
+    const decoder = this.decoder;
+    const state = this.state;
+    if (state !== 'handshake' && (state !== 'transmission' || decoder === null)) return discardReadBuffer();
+    const queue = this.handshake.queue;
+    const size = state === 'handshake' ? HANDSHAKE_RECEIVE_BYTES : RECEIVE_BYTES;
+    // A WRITE payload short of `missing` bytes: is it better received in place (see the note)?
+    const missing = decoder === null ? 0 : decoder.missingPayloadBytes;
+    if (missing >= DIRECT_PAYLOAD_MIN_BYTES && ((decoder as P.RequestDecoder).payloadAssembling || missing > size - queue.length)) {
+      const window = this.directWindowOf(decoder as P.RequestDecoder);
+      if (window !== null) return window;
+    }
+    if (queue.length === 0) {
+      // Nothing refers to the receive buffers: start over at the front.
+      if (this.receive.length !== size) {
+        this.receive = Buffer.allocUnsafe(size);
+        this.receiveSpare = null;
+      }
+      this.receiveEnd = 0;
+    } else if (this.receive.length - this.receiveEnd < Math.max(size / RECEIVE_MIN_READ_DIVISOR, missing)) {
+      if (queue.length + missing <= size) {
+        // Compact: move the queued bytes (normally part of one request) to the front of the
+        // spare, which holds none of them, and swap.
+        let target = this.receiveSpare;
+        if (target === null || target.length !== size) target = Buffer.allocUnsafe(size);
+        queue.moveTo(target);
+        this.receiveSpare = this.receive.length === size ? this.receive : null;
+        this.receive = target;
+        this.receiveEnd = queue.length;
+      } else {
+        // Many bytes wait (flow control holds them): leave them where they are, read on in a
+        // fresh buffer; the old one goes once they are consumed.
+        this.receive = Buffer.allocUnsafe(size);
+        this.receiveEnd = 0;
+      }
+    }
+    const start = this.receiveEnd;
+    if (missing > 0 && !(decoder as P.RequestDecoder).payloadAssembling && !this.queueEndsAt(start)) {
+      // The payload cannot continue in one piece here (it waits in another buffer).
+      const window = missing >= DIRECT_PAYLOAD_MIN_BYTES ? this.directWindowOf(decoder as P.RequestDecoder) : null;
+      if (window !== null) return window;
+    }
+    if (this.headerFirst && decoder !== null && !decoder.payloadPending && queue.length < P.NBD_REQUEST_HEADER_BYTES) {
+      // After a large WRITE: take the next header alone, so that a large payload behind it is
+      // received in place rather than copied out of this buffer.
+      return this.receive.subarray(start, start + P.NBD_REQUEST_HEADER_BYTES - queue.length);
+    }
+    return start === 0 ? this.receive : this.receive.subarray(start);
+  }
+
+  /** The rest of the pending payload in the decoder's assembly buffer, as the next read target. */
+  private directWindowOf(decoder: P.RequestDecoder): Buffer | null {
+    const window = decoder.payloadWindow();
+    this.directWindow = window;
+    return window;
+  }
+
+  /** True when the queued bytes are one piece of memory ending at receive[end] (or none are queued). */
+  private queueEndsAt(end: number): boolean {
+    const queue = this.handshake.queue;
+    if (queue.length === 0) return true;
+    if (queue.contiguousLength() !== queue.length) return false;
+    const head = queue.head();
+    const receive = this.receive;
+    return head.buffer === receive.buffer && head.byteOffset + queue.headPosition() + queue.length === receive.byteOffset + end;
+  }
+
+  /** A read completed into the buffer nextReadBuffer() returned last. */
+  private onRead(byteLength: number, buffer: Buffer): void {
+    try {
+      if (buffer === this.directWindow) {
+        this.directWindow = null;
+        if (this.state === 'transmission' && this.decoder !== null) {
+          this.decoder.payloadReceived(byteLength);
+          this.pump();
+        }
+        return;
+      }
+      if (buffer === discardBuffer) return;
+      this.receiveEnd += byteLength;
+      this.onData(byteLength === buffer.length ? buffer : buffer.subarray(0, byteLength));
+    } catch (error) {
+      this.protocolFailure(error);
+    }
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.state === 'handshake') {
+      this.handshake.push(chunk);
+      this.runHandshake();
+      return;
+    }
+    if (this.state === 'transmission' && this.decoder !== null) {
+      this.decoder.push(chunk);
+      this.pump();
+    }
+    // closing/closed: late bytes are ignored.
+  }
+
+  private onDrain(): void {
+    if (this.state === 'handshake') {
+      this.resumeSocket();
+      this.runHandshake();
+    } else if (this.state === 'transmission') this.pump();
+    else if (this.state === 'closing') this.maybeFinishClosing();
+  }
+
+  private onEnd(): void {
+    // The client hung up. Between messages that is a normal end; inside one it is truncation.
+    const midMessage =
+      this.state === 'handshake' ? !this.handshake.idle : this.state === 'transmission' && this.decoder !== null && !this.decoder.idle && !this.discReceived;
+    if (midMessage) {
+      const error = nbdError('ERR_NBD_TRUNCATED', 'client closed the connection in the middle of a message');
+      this.server.recordProtocolError(this.id, error);
+      this.log.warn({ connectionId: this.id, code: error.code }, 'nbd client vanished mid-message');
+      this.end({ reason: 'truncated', error }, true);
+    } else {
+      this.end({ reason: 'client' }, this.state === 'handshake');
+    }
+  }
+
+  private onSocketError(error: Error): void {
+    this.log.debug({ connectionId: this.id, err: error.message }, 'nbd socket error');
+    this.end({ reason: 'error', error }, true);
+  }
+
+  private onClose(): void {
+    if (this.handshakeTimer !== null) clearTimeout(this.handshakeTimer);
+    if (this.closeTimer !== null) clearTimeout(this.closeTimer);
+    this.handshakeTimer = null;
+    this.closeTimer = null;
+    if (this.state !== 'closed') this.setState('closed');
+    this.closeBitmaps(this.contexts);
+    const ended = this.endReason ?? { reason: 'client' };
+    this.server.connectionClosed(this, ended);
+  }
+
+  private onHandshakeTimeout(): void {
+    this.handshakeTimer = null;
+    if (this.state !== 'handshake') return;
+    const error = nbdError('ERR_NBD_HANDSHAKE_TIMEOUT', `handshake not finished within ${this.config.handshakeTimeoutMs} ms`);
+    this.server.recordProtocolError(this.id, error);
+    this.end({ reason: 'timeout', error }, true);
+  }
+
+  private closeBitmaps(contexts: readonly SelectedContext[]): void {
+    for (const context of contexts) {
+      if (context.kind === 'dirty' && context.bitmap !== null) {
+        try {
+          context.bitmap.close();
+        } catch {
+          // Already closed with its volume.
+        }
+        context.bitmap = null;
+      }
+    }
+  }
+
+  // --- ending --------------------------------------------------------------------------------
+
+  /**
+   * Ends the connection. destroy: drop the socket now (hard disconnect); otherwise answer what is
+   * in flight, write out the replies and half-close, destroying after closeTimeoutMs.
+   */
+  end(why: { reason: string; error?: Error }, destroy: boolean): void {
+    if (this.endReason === null) this.endReason = why;
+    if (this.state === 'closed') return;
+    if (this.handshakeTimer !== null) {
+      clearTimeout(this.handshakeTimer);
+      this.handshakeTimer = null;
+    }
+    if (destroy) {
+      this.out.flush();
+      if (this.state !== 'closing') this.setState('closing');
+      this.socket.destroy();
+      return;
+    }
+    if (this.state !== 'closing') this.setState('closing');
+    this.pauseSocket();
+    this.maybeFinishClosing();
+  }
+
+  protected maybeFinishClosing(): void {
+    if (this.state !== 'closing' || this.inFlight > 0) return;
+    this.out.flush();
+    if (this.socket.destroyed) return;
+    if (this.closeTimer === null) {
+      // Half-close once the replies are out; destroy if the client never hangs up. Reading
+      // resumes (late bytes are ignored in 'closing') so the client's EOF is seen at once.
+      this.socket.end();
+      this.resumeSocket();
+      this.closeTimer = setTimeout(() => this.socket.destroy(), this.config.closeTimeoutMs);
+      this.closeTimer.unref();
+    }
+  }
+
+  /** Server shutdown: answer buffered requests with ESHUTDOWN, finish in-flight ones, close. */
+  shutdown(graceful: boolean): void {
+    this.shuttingDown = true;
+    if (!graceful || this.state === 'handshake') {
+      this.end({ reason: 'server' }, true);
+      return;
+    }
+    if (this.state === 'transmission') this.pump();
+    this.end({ reason: 'server' }, false);
+  }
+
+  protected protocolFailure(error: unknown): void {
+    if (!isNbdCoded(error)) {
+      // Not a protocol violation but a bug or an unexpected failure: end this connection only.
+      this.log.error({ connectionId: this.id, err: String((error as Error)?.stack ?? error) }, 'nbd connection failed');
+      this.end({ reason: 'error', error: error instanceof Error ? error : new Error(String(error)) }, true);
+      return;
+    }
+    const coded = error;
+    this.server.recordProtocolError(this.id, coded);
+    this.log.warn({ connectionId: this.id, code: coded.code, err: coded.message }, 'nbd protocol error');
+    this.end({ reason: 'protocol-error', error: coded }, true);
+  }
+
+  // --- flow control --------------------------------------------------------------------------
+
+  protected pauseSocket(): void {
+    if (!this.socketPaused) {
+      this.socketPaused = true;
+      this.socket.pause();
+    }
+  }
+
+  protected resumeSocket(): void {
+    if (this.socketPaused) {
+      this.socketPaused = false;
+      this.socket.resume();
+    }
+  }
+
+  // --- layers ------------------------------------------------------------------------------
+
+  /** Runs the options received so far (handshake.ts). */
+  protected abstract runHandshake(): void;
+
+  /** Handles every complete request buffered, within the flow-control limits (transmission.ts). */
+  protected abstract pump(): void;
+}
+
+/**
+ * Wraps the stream handle of `accepted` (a socket from a listener with pauseOnConnect, not
+ * reading yet) in a new net.Socket whose reads land in buffers the caller supplies: the `onread`
+ * option, which Node only takes in the net.Socket constructor, never for sockets a net.Server
+ * creates. `accepted` is destroyed without its handle (it never read a byte), which also gives
+ * back its slot in net.Server's connection count. Null, with `accepted` untouched, when the
+ * handle does not support user buffers (a Node without them): the caller then reads 'data'.
+ */
+function adoptWithUserBuffers(accepted: net.Socket, onread: net.OnReadOpts): net.Socket | null {
+  const internals = accepted as unknown as { _handle?: { useUserBuffer?: unknown; readStart?: unknown; readStop?: unknown } | null };
+  const handle = internals._handle;
+  if (
+    handle === null ||
+    handle === undefined ||
+    typeof handle.useUserBuffer !== 'function' ||
+    typeof handle.readStart !== 'function' ||
+    typeof handle.readStop !== 'function'
+  ) {
+    return null;
+  }
+  internals._handle = null;
+  accepted.destroy();
+  return new net.Socket({ handle, onread, allowHalfOpen: false, readable: true, writable: true } as net.SocketConstructorOpts);
+}
+
+function isNbdCoded(error: unknown): error is BlockmirrorError {
+  return isNbdError(error);
+}
