@@ -147,6 +147,18 @@ export const PAIR_ERROR_CODES = Object.freeze([
   'ERR_PAIR_FENCED',
   /** The operation is not allowed in the pair's state (e.g. resume of a mirroring pair). */
   'ERR_PAIR_STATE',
+  /** Both sides changed since their common generation: nothing is overwritten until `resolve`. */
+  'ERR_PAIR_SPLIT_BRAIN',
+  /** The two volumes share no generation: unrelated data, refused; nothing is touched. */
+  'ERR_PAIR_UNRELATED',
+  /** The peer holds the newer generation as primary: this side must become its secondary. */
+  'ERR_PAIR_DEMOTE',
+  /** A role change is impossible here (the volume is also the primary of another pair, or both sides claim a role they cannot hold). */
+  'ERR_PAIR_ROLE',
+  /** A write reached a pair's volume while it is a secondary (its primary was demoted under an open connection). EPERM to NBD clients. */
+  'ERR_PAIR_READ_ONLY',
+  /** The pair's metadata region is damaged or of another format. */
+  'ERR_PAIR_META',
 ] as const);
 
 /** The admin endpoint (src/admin/): HTTP on a Unix socket. */

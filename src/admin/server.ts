@@ -14,6 +14,9 @@
 //   POST /links/heal    {controller?, peer} -> target.healLink
 //   POST /pairs/suspend {controller?, pair} -> target.suspendPair
 //   POST /pairs/resume  {controller?, pair} -> target.resumePair
+//   POST /pairs/takeover {controller?, pair, force?} -> target.takeoverPair
+//   POST /pairs/failback {controller?, pair} -> target.failbackPair
+//   POST /pairs/resolve {controller?, pair, keep: primary|secondary} -> target.resolvePair
 //
 // Error contract: every failure is JSON {"error": {"code": "ERR_...", "message": "..."}} with an
 // HTTP status from STATUS_OF_CODE; an error without a known code is a bug somewhere behind the
@@ -190,7 +193,7 @@ export class AdminServer {
   constructor(options: AdminServerOptions) {
     if (options === null || typeof options !== 'object') throw new TypeError('options must be an object');
     const target = options.target;
-    for (const method of ['status', 'currentEvents', 'subscribe', 'controllerIds', 'setLinkFaults', 'healLink', 'suspendPair', 'resumePair', 'metrics'] as const) {
+    for (const method of ['status', 'currentEvents', 'subscribe', 'controllerIds', 'setLinkFaults', 'healLink', 'suspendPair', 'resumePair', 'takeoverPair', 'failbackPair', 'resolvePair', 'metrics'] as const) {
       if (typeof (target as unknown as Record<string, unknown> | undefined)?.[method] !== 'function') {
         throw new TypeError(`options.target must be an AdminTarget (it has no ${method}())`);
       }
@@ -228,6 +231,9 @@ export class AdminServer {
       '/links/heal': { POST: (request, response) => this.postHeal(request, response) },
       '/pairs/suspend': { POST: (request, response) => this.postPair(request, response, 'suspend') },
       '/pairs/resume': { POST: (request, response) => this.postPair(request, response, 'resume') },
+      '/pairs/takeover': { POST: (request, response) => this.postPair(request, response, 'takeover') },
+      '/pairs/failback': { POST: (request, response) => this.postPair(request, response, 'failback') },
+      '/pairs/resolve': { POST: (request, response) => this.postPair(request, response, 'resolve') },
     });
   }
 
@@ -653,12 +659,15 @@ export class AdminServer {
     this.sendJson(response, 200, { ok: true, link: this.findLinkStatus(controller, peer) });
   }
 
-  /** POST /pairs/suspend and /pairs/resume: {controller?, pair}. */
-  private async postPair(request: http.IncomingMessage, response: http.ServerResponse, verb: 'suspend' | 'resume'): Promise<void> {
+  /** POST /pairs/<verb>: {controller?, pair} (+ force for takeover, keep for resolve). */
+  private async postPair(request: http.IncomingMessage, response: http.ServerResponse, verb: 'suspend' | 'resume' | 'takeover' | 'failback' | 'resolve'): Promise<void> {
     const body = await this.readJsonObject(request);
+    const fields = ['controller', 'pair', ...(verb === 'takeover' ? ['force'] : []), ...(verb === 'resolve' ? ['keep'] : [])];
     for (const key of Object.keys(body)) {
-      if (key !== 'controller' && key !== 'pair') throw badRequest(`unknown field "${key}" (fields: controller, pair)`);
+      if (!fields.includes(key)) throw badRequest(`unknown field "${key}" (fields: ${fields.join(', ')})`);
     }
+    if (body.force !== undefined && typeof body.force !== 'boolean') throw badRequest('force must be true or false');
+    if (verb === 'resolve' && body.keep !== 'primary' && body.keep !== 'secondary') throw badRequest('keep must be "primary" or "secondary" (the side, by its declared role, whose data is kept)');
     const controller = body.controller;
     if (controller !== undefined && controller !== null && (typeof controller !== 'string' || controller === '' || controller.length > MAX_ID_CHARS)) {
       throw badRequest('controller must be a non-empty string (a controller id)');
@@ -666,7 +675,14 @@ export class AdminServer {
     const pair = body.pair;
     if (typeof pair !== 'string' || pair === '' || pair.length > MAX_ID_CHARS) throw badRequest('pair must be a non-empty string (a pair name)');
     const controllerId = typeof controller === 'string' ? controller : undefined;
-    const result = verb === 'suspend' ? this.target.suspendPair(controllerId, pair) : this.target.resumePair(controllerId, pair);
+    let result: Record<string, unknown>;
+    switch (verb) {
+      case 'suspend': result = this.target.suspendPair(controllerId, pair); break;
+      case 'resume': result = this.target.resumePair(controllerId, pair); break;
+      case 'takeover': result = await this.target.takeoverPair(controllerId, pair, { force: body.force === true }); break;
+      case 'failback': result = await this.target.failbackPair(controllerId, pair); break;
+      default: result = await this.target.resolvePair(controllerId, pair, body.keep as 'primary' | 'secondary');
+    }
     this.sendJson(response, 200, { ok: true, pair: result });
   }
 

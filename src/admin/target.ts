@@ -39,6 +39,15 @@ export interface AdminTarget {
   suspendPair(controllerId: string | undefined, pairName: string): Record<string, unknown>;
   /** Resumes a suspended pair (resync, then mirroring); same errors, and ERR_PAIR_STATE. */
   resumePair(controllerId: string | undefined, pairName: string): Record<string, unknown>;
+  /**
+   * Takes a pair over on its secondary (docs/pairs.md); resolves with its status. Same errors,
+   * and ERR_PAIR_STATE (already primary; an inconsistent image without force).
+   */
+  takeoverPair(controllerId: string | undefined, pairName: string, options: { force?: boolean }): Promise<Record<string, unknown>>;
+  /** Swaps a pair's roles back to the declared ones after a takeover; same errors. */
+  failbackPair(controllerId: string | undefined, pairName: string): Promise<Record<string, unknown>>;
+  /** Resolves a split brain keeping the data of the side declared `keep`; same errors. */
+  resolvePair(controllerId: string | undefined, pairName: string, keep: 'primary' | 'secondary'): Promise<Record<string, unknown>>;
   /** Prometheus text exposition of every metric. */
   metrics(): Promise<{ contentType: string; text: string }>;
 }

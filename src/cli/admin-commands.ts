@@ -515,34 +515,43 @@ ${exitCodes}`)
 
   const pair = program
     .command('pair')
-    .description('Steer the pairs of a running serve: suspend, resume.');
+    .description('Steer the pairs of a running serve: suspend, resume, takeover, failback, resolve.');
   for (const [verb, description] of [
     ['suspend', 'Suspend the pair NAME (its primary stops shipping; writes go on and are recorded in its OOS bitmap).'],
     ['resume', 'Resume the suspended pair NAME: resync its dirty tracks, then mirror.'],
+    ['takeover', 'Make the secondary of NAME its primary: at once when the primary is unreachable (a new generation), '
+      + 'by a drained switch when it is reachable and mirroring.'],
+    ['failback', 'Swap the roles of NAME back to the declared ones after a takeover (drains, then switches).'],
+    ['resolve', 'End the split brain of NAME: keep the data of the side declared --keep; the other side is resynced from it.'],
   ] as const) {
-    pair
+    const command = pair
       .command(verb)
       .description(description)
       .argument('<name>', 'the pair\'s name')
       .addOption(adminOption())
-      .option('--controller <id>', 'the controller that is the pair\'s primary (found by itself when only one is)')
-      .option('--json', 'print the serve\'s answer as JSON')
+      .option('--controller <id>', 'the controller whose side of the pair to act on (found by itself when only one fits)')
+      .option('--json', 'print the serve\'s answer as JSON');
+    if (verb === 'takeover') command.option('--force', 'take over even from an inconsistent image, or with the primary reachable but not mirroring');
+    if (verb === 'resolve') command.requiredOption('--keep <side>', 'primary or secondary: the side, by its declared role, whose data is kept');
+    command
       .addHelpText('after', `
 Prints the pair's resulting state in one line.
 
 Examples:
   $ blockmirror pair ${verb} vol0
 ${exitCodes}`)
-      .action(adminAction(async (name: string, options: AdminOptions & { json?: boolean }) => {
+      .action(adminAction(async (name: string, options: AdminOptions & { json?: boolean; force?: boolean; keep?: string }) => {
         const body: Record<string, unknown> = { pair: name };
         if (options.controller !== undefined) body.controller = options.controller;
+        if (options.force === true) body.force = true;
+        if (options.keep !== undefined) body.keep = options.keep;
         const answer = await clientFor(options).post(`/pairs/${verb}`, body) as { pair?: Record<string, unknown> };
         if (options.json === true) {
           process.stdout.write(`${JSON.stringify(answer, null, 2)}\n`);
           return;
         }
         const status = answer.pair ?? {};
-        process.stdout.write(`pair ${name}: ${String(status.state ?? '?')} (${String(status.reason ?? '?')})\n`);
+        process.stdout.write(`pair ${name}: ${String(status.role ?? '?')} ${String(status.state ?? '?')} (${String(status.reason ?? '?')})\n`);
       }));
   }
 }

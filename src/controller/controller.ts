@@ -34,7 +34,7 @@ import { LinkListener, type LinkListenerStats } from '../transport/link-listener
 import { tcpNetwork } from '../transport/tcp';
 import { type Network, type NetworkAddress, formatAddress } from '../transport/wire';
 import type { NbdVolume } from '../nbd/server';
-import { PairManager, type PairSpec } from '../replication/pairs';
+import { type PairRoleEvent, PairManager, type PairSpec } from '../replication/pairs';
 import type { ReplicatedVolumeOptions } from '../replication/replicated-volume';
 import { type ControllerVolumeSpec, type OpenedVolume, openConfiguredVolume } from './volumes';
 
@@ -274,6 +274,7 @@ export class Controller extends EventEmitter {
           links: () => this.linkMap.values(),
           clock: this.clock,
           logger: this.log,
+          random: this.random,
         };
         if (this.options.journal !== undefined) managerOptions.journal = this.options.journal;
         const manager = new PairManager(managerOptions);
@@ -284,6 +285,11 @@ export class Controller extends EventEmitter {
         });
         manager.on('stuck', (event: { name: string; state: string; idleMs: number }) => {
           this.emitEvent({ subject: `pair:${event.name}`, kind: 'change', old: event.state, new: event.state, reason: 'stuck', idleMs: event.idleMs });
+        });
+        manager.on('role', (event: PairRoleEvent) => {
+          this.emitEvent({ subject: `pair:${event.name}`, kind: 'change', old: null, new: event.role, reason: event.reason,
+            role: event.role, volume: event.volume, writable: event.writable });
+          this.emit('role', event);
         });
         this.pairManager = manager;
         manager.start();

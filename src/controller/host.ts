@@ -13,6 +13,7 @@
 
 import { BlockmirrorError } from '../errors';
 import type { AdminTarget, ArrayEvent, ArrayEventListener } from '../admin/target';
+import type { PairManager, PairRoleEvent } from '../replication/pairs';
 import { NbdServer, type NbdServerOptions } from '../nbd/server';
 import type { NbdListenOptions } from '../nbd/index';
 import type { FaultSettings } from '../transport/faults';
@@ -118,8 +119,19 @@ export class ControllerHost implements AdminTarget {
           const serverOptions: NbdServerOptions = { exports, listen: this.options.nbd.listen };
           if (this.options.nbd.maxPayloadBytes !== undefined) serverOptions.maxPayloadBytes = this.options.nbd.maxPayloadBytes;
           if (this.options.nbd.logger !== undefined) serverOptions.logger = this.options.nbd.logger;
-          this.server = new NbdServer(serverOptions);
-          await this.server.listen();
+          const server = new NbdServer(serverOptions);
+          this.server = server;
+          // A takeover makes a secondary's export read-write; a demotion or a handover makes a
+          // primary's read-only (connections opened before keep their flags; their writes get
+          // EPERM from the pair's volume).
+          for (const controller of this.controllers) {
+            controller.on('role', (event: PairRoleEvent) => {
+              for (const entry of controller.exports) {
+                if (entry.volume === event.volume) server.setExportReadOnly(entry.name, (entry.readOnly ?? false) || !event.writable);
+              }
+            });
+          }
+          await server.listen();
         }
       }
     } catch (error) {
@@ -245,6 +257,35 @@ export class ControllerHost implements AdminTarget {
     const pair = this.primaryPair(controllerId, pairName);
     pair.resume();
     return pair.status();
+  }
+
+  takeoverPair(controllerId: string | undefined, pairName: string, options: { force?: boolean } = {}): Promise<Record<string, unknown>> {
+    return this.pairsOf(controllerId, pairName, (pair) => pair.role === 'secondary').takeover(pairName, options);
+  }
+
+  failbackPair(controllerId: string | undefined, pairName: string): Promise<Record<string, unknown>> {
+    return this.pairsOf(controllerId, pairName, (pair) => pair.role !== pair.declaredRole).failback(pairName);
+  }
+
+  resolvePair(controllerId: string | undefined, pairName: string, keep: 'primary' | 'secondary'): Promise<Record<string, unknown>> {
+    return this.pairsOf(controllerId, pairName, (pair) => pair.state === 'split-brain').resolve(pairName, keep);
+  }
+
+  /**
+   * The pairs of the controller that holds `pairName`: the named one, or the only one that
+   * holds it, or the only one whose side of it matches `prefer` (both sides in one process).
+   */
+  private pairsOf(controllerId: string | undefined, pairName: string, prefer: (pair: Record<string, unknown>) => boolean): PairManager {
+    if (controllerId === undefined) {
+      const holders = this.controllers.filter((controller) => controller.pairs?.status().some((pair) => pair.name === pairName));
+      if (holders.length === 1) return (holders[0] as Controller).pairs as PairManager;
+      const preferred = holders.filter((controller) => controller.pairs?.status().some((pair) => pair.name === pairName && prefer(pair)));
+      if (preferred.length === 1) return (preferred[0] as Controller).pairs as PairManager;
+      if (holders.length === 0) throw new BlockmirrorError('ERR_PAIR_UNKNOWN', `no controller here declares a pair ${JSON.stringify(pairName)}`);
+    }
+    const controller = this.pick(controllerId);
+    if (controller.pairs === undefined) throw new BlockmirrorError('ERR_PAIR_UNKNOWN', `controller ${controller.id} has no pairs`);
+    return controller.pairs;
   }
 
   /** The primary side of a pair: on the named controller, or the one controller that has it. */

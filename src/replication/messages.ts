@@ -5,19 +5,26 @@
 // names its pair; the secondary checks the name against the pairs its own controller declared.
 //
 //   PAIR_OPEN        request  {name, primaryVolume, secondaryVolume, mode, capacityBytes, blockSize,
-//                             firstCopy: the primary has not mirrored this pair since it started}
-//                    response {nextSequence, applied, synced}: where the secondary's ordered stream
-//                    stands, and whether its image ever completed a copy (a restarted secondary
-//                    did not: it gets a full copy, never a resync of dirty tracks only)
+//                             generations, discard: the opener's generation ids (generations.ts)
+//                             and whether `resolve` told it to give up its data}
+//                    response {decision (from the opener's side), rule, nextSequence, applied,
+//                             generations, dirty: the byte ranges the answering side changed
+//                             since the common generation (a demoted primary's in-flight window,
+//                             a split brain's losing side), or all: true for "copy everything"}
 //   PAIR_RECORDS     message  {name, records: [{sequence, kind, byteOffset, byteLength, data}]}
 //   PAIR_POSITION    message  {name, received, applied, flushed}
 //   PAIR_FLUSH       request  {name} -> {flushed}
 //   PAIR_TRACK       message  {name, byteOffset, data}: current primary bytes (copy, resync)
-//   PAIR_RESYNC_DONE request  {name, nextSequence} -> {}: ordered records resume there
+//   PAIR_RESYNC_DONE request  {name, nextSequence, generations} -> {}: ordered records resume
+//                             there; the target adopts the source's generation
+//   PAIR_PROMOTE     request  {name, generations} -> {}: the drained primary hands its role over
+//   PAIR_SWITCH      request  {name} -> {}: the secondary asks the primary to hand over
+//   PAIR_RESOLVE     request  {name, keepSender} -> {}: a split brain's operator decision
 //   PAIR_ERROR       message  {name, code, message}
 
 import { BinaryReader, BinaryWriter } from '../transport/codec';
 import { LinkError } from '../transport/errors';
+import type { Decision, Generations } from './generations';
 
 export type PairMode = 'sync' | 'async';
 export type RecordKind = 'write' | 'zero' | 'trim';
@@ -39,7 +46,20 @@ export interface PairOpen {
   mode: PairMode;
   capacityBytes: number;
   blockSize: number;
-  firstCopy: boolean;
+  generations: Generations;
+  discard: boolean;
+}
+
+/** Most dirty ranges in a PAIR_OPEN reply (more: the reply says "all"). */
+export const MAX_DIRTY_RANGES = 65536;
+const DECISIONS: readonly Decision[] = ['none', 'bitmap-source', 'bitmap-target', 'full-source', 'full-target', 'split-brain', 'unrelated'];
+
+function writeGenerations(writer: BinaryWriter, generations: Generations): BinaryWriter {
+  return writer.u64(generations.current).u64(generations.bitmap).u64(generations.history[0]).u64(generations.history[1]);
+}
+
+function readGenerations(reader: BinaryReader): Generations {
+  return { current: reader.u64(), bitmap: reader.u64(), history: [reader.u64(), reader.u64()] };
 }
 
 export interface ShippedRecord {
@@ -51,8 +71,9 @@ export interface ShippedRecord {
 }
 
 export function encodePairOpen(message: PairOpen): Buffer {
-  return new BinaryWriter().string(message.name).string(message.primaryVolume).string(message.secondaryVolume)
-    .u8(MODES.indexOf(message.mode)).u64(message.capacityBytes).u32(message.blockSize).u8(message.firstCopy ? 1 : 0).encode();
+  const writer = new BinaryWriter().string(message.name).string(message.primaryVolume).string(message.secondaryVolume)
+    .u8(MODES.indexOf(message.mode)).u64(message.capacityBytes).u32(message.blockSize);
+  return writeGenerations(writer, message.generations).u8(message.discard ? 1 : 0).encode();
 }
 
 export function decodePairOpen(payload: Buffer): PairOpen {
@@ -63,27 +84,79 @@ export function decodePairOpen(payload: Buffer): PairOpen {
   const modeIndex = reader.u8();
   const capacityBytes = reader.u64();
   const blockSize = reader.u32();
-  const firstCopy = reader.u8() === 1;
+  const generations = readGenerations(reader);
+  const discard = reader.u8() === 1;
   reader.end();
   const mode = MODES[modeIndex] ?? bad('PAIR_OPEN', `unknown mode ${modeIndex}`);
-  return { name, primaryVolume, secondaryVolume, mode, capacityBytes, blockSize, firstCopy };
+  return { name, primaryVolume, secondaryVolume, mode, capacityBytes, blockSize, generations, discard };
+}
+
+/** A byte range. */
+export interface ByteRange {
+  byteOffset: number;
+  byteLength: number;
 }
 
 export interface OpenReply {
+  /** The decision from the opener's point of view. */
+  decision: Decision;
+  rule: number;
   nextSequence: number;
   applied: number;
-  synced: boolean;
+  generations: Generations;
+  /** Copy everything allocated (a full copy, or more dirty ranges than a reply carries). */
+  all: boolean;
+  dirty: ByteRange[];
 }
 
 export function encodeOpenReply(reply: OpenReply): Buffer {
-  return new BinaryWriter().u64(reply.nextSequence).u64(reply.applied).u8(reply.synced ? 1 : 0).encode();
+  const writer = new BinaryWriter().u8(DECISIONS.indexOf(reply.decision)).u8(reply.rule).u64(reply.nextSequence).u64(reply.applied);
+  writeGenerations(writer, reply.generations).u8(reply.all ? 1 : 0).u32(reply.dirty.length);
+  for (const range of reply.dirty) writer.u64(range.byteOffset).u64(range.byteLength);
+  return writer.encode();
 }
 
 export function decodeOpenReply(payload: Buffer): OpenReply {
   const reader = new BinaryReader(payload, 'PAIR_OPEN reply');
-  const reply = { nextSequence: reader.u64(), applied: reader.u64(), synced: reader.u8() === 1 };
+  const decisionIndex = reader.u8();
+  const rule = reader.u8();
+  const nextSequence = reader.u64();
+  const applied = reader.u64();
+  const generations = readGenerations(reader);
+  const all = reader.u8() === 1;
+  const count = reader.u32();
+  if (count > MAX_DIRTY_RANGES) bad('PAIR_OPEN reply', `${count} dirty ranges, more than ${MAX_DIRTY_RANGES}`);
+  const dirty: ByteRange[] = [];
+  for (let index = 0; index < count; index++) dirty.push({ byteOffset: reader.u64(), byteLength: reader.u64() });
   reader.end();
-  return reply;
+  const decision = DECISIONS[decisionIndex] ?? bad('PAIR_OPEN reply', `unknown decision ${decisionIndex}`);
+  return { decision, rule, nextSequence, applied, generations, all, dirty };
+}
+
+/** PAIR_PROMOTE: {name, generations}. */
+export function encodePromote(name: string, generations: Generations): Buffer {
+  return writeGenerations(new BinaryWriter().string(name), generations).encode();
+}
+
+export function decodePromote(payload: Buffer): { name: string; generations: Generations } {
+  const reader = new BinaryReader(payload, 'PAIR_PROMOTE');
+  const message = { name: reader.string(MAX_NAME_BYTES), generations: readGenerations(reader) };
+  reader.end();
+  return message;
+}
+
+/** PAIR_RESOLVE: {name, keepSender}. */
+export function encodeResolve(name: string, keepSender: boolean): Buffer {
+  return new BinaryWriter().string(name).u8(keepSender ? 1 : 0).encode();
+}
+
+export function decodeResolve(payload: Buffer): { name: string; keepSender: boolean } {
+  const reader = new BinaryReader(payload, 'PAIR_RESOLVE');
+  const name = reader.string(MAX_NAME_BYTES);
+  const flag = reader.u8();
+  reader.end();
+  if (flag > 1) bad('PAIR_RESOLVE', `keepSender must be 0 or 1, not ${flag}`);
+  return { name, keepSender: flag === 1 };
 }
 
 /** Encodes a batch of records; the data is copied once, into the message. */
@@ -167,13 +240,13 @@ export function decodeTrack(payload: Buffer, maxDataBytes: number): { name: stri
   return track;
 }
 
-export function encodeResyncDone(name: string, nextSequence: number): Buffer {
-  return new BinaryWriter().string(name).u64(nextSequence).encode();
+export function encodeResyncDone(name: string, nextSequence: number, generations: Generations): Buffer {
+  return writeGenerations(new BinaryWriter().string(name).u64(nextSequence), generations).encode();
 }
 
-export function decodeResyncDone(payload: Buffer): { name: string; nextSequence: number } {
+export function decodeResyncDone(payload: Buffer): { name: string; nextSequence: number; generations: Generations } {
   const reader = new BinaryReader(payload, 'PAIR_RESYNC_DONE');
-  const done = { name: reader.string(MAX_NAME_BYTES), nextSequence: reader.u64() };
+  const done = { name: reader.string(MAX_NAME_BYTES), nextSequence: reader.u64(), generations: readGenerations(reader) };
   reader.end();
   return done;
 }

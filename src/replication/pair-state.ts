@@ -5,8 +5,8 @@
 //   simplex --open--> copying --pass done--> mirroring <--> suspended(reason) --> resyncing --> mirroring
 //   (any of copying, mirroring, resyncing) --> suspended      (link down, journal full, operator,
 //                                                              secondary error)
-//   split-brain is in the table for the generation-id rules of a later change; nothing enters
-//   it yet.
+//   (simplex, mirroring, suspended) --> split-brain   (the generation ids say both sides changed;
+//                                                     left only by `resolve`: copying/resyncing)
 //
 // The secondary's image is stated, not implied: 'consistent' while it is a write-order prefix of
 // the primary (mirroring), 'inconsistent' while a copy or resync pass runs (tracks arrive in
@@ -21,7 +21,7 @@ export type SuspendReason = 'link-down' | 'journal-full' | 'operator' | 'seconda
 export type Consistency = 'consistent' | 'inconsistent' | 'outdated';
 
 export const PAIR_TRANSITIONS: Readonly<Record<PairState, readonly PairState[]>> = Object.freeze({
-  simplex: ['copying', 'suspended'],
+  simplex: ['copying', 'suspended', 'split-brain'],
   copying: ['mirroring', 'suspended'],
   mirroring: ['suspended', 'split-brain'],
   suspended: ['copying', 'resyncing', 'split-brain'],

@@ -1,38 +1,68 @@
 // Notes on the design
 // -------------------
-// A controller's pairs: it builds each declared pair's primary or secondary side, the replicated
-// volume (journal) of each primary volume, and routes the pair protocol's messages from each link
-// to the pair they name. Rules it enforces:
-//   - A peer can only open a pair this controller declared, with this controller as the
-//     secondary, for that peer, volumes and mode (else ERR_PAIR_UNKNOWN / ERR_PAIR_MISMATCH).
-//   - A volume that is the secondary of a pair is exported read-only.
+// A controller's pairs: for each declared pair it holds one side, primary or secondary, with the
+// side's persisted metadata (pair-meta.ts) and tracking bitmaps (tracking.ts); the replicated
+// volume (journal) of each volume it is the primary of; and one PairVolume per paired volume,
+// which is what the NBD server exports. It routes the pair protocol's messages from each link to
+// the pair they name. Rules it enforces:
+//   - A peer can only open a pair this controller declared, for that peer, volumes and mode
+//     (else ERR_PAIR_UNKNOWN / ERR_PAIR_MISMATCH). Roles change only by the generation rules,
+//     takeover, failback and resolve, all on pairs declared here.
+//   - The role a side has now is persisted; the config's role is only the first one.
+//   - A volume that is a secondary is read-only to hosts (its export follows the role).
 //   - A malformed pair message is a protocol error of the link (the connection drops; the pairs
 //     on it suspend with link-down); a well-formed message the pair refuses is answered with
-//     PAIR_ERROR and changes nothing.
+//     PAIR_ERROR (or the request's error) and changes nothing.
+//
+// Role changes (each one swaps the side object; meta and tracking carry over):
+//   takeover (on the secondary)  link down: becomes primary at once with a new generation
+//                                (the old primary, when it returns, is demoted: generation rule
+//                                5/6, or a split brain if it wrote meanwhile). Link up and
+//                                mirroring: a planned switch (PAIR_SWITCH, then as failback).
+//   failback / handover (on the primary, or asked by the secondary with PAIR_SWITCH): host writes
+//                                are held (EPERM), the secondary catches up and flushes, it is
+//                                sent PAIR_PROMOTE with the generation, this side demotes.
+//   demotion on open             an open whose generations make this primary the target: it
+//                                becomes the secondary and answers with its dirty ranges.
+//   resolve --keep primary|secondary (a split brain; the roles named are the declared ones):
+//                                the losing side demotes with `discard`, the kept side opens it:
+//                                generation rule 7 or 10 with discard, a resync of both sides'
+//                                changes since the split.
 
 import { EventEmitter } from 'node:events';
 
 import type { Clock } from '../runtime/clock';
+import { type Random, realRandom } from '../runtime/random';
 import type { Volume } from '../storage/volume';
 import type { Link, LinkLogger, LinkMessage } from '../transport/link';
 import { MessageType } from '../transport/message-types';
+import { EMPTY_GENERATIONS, decide, startGeneration } from './generations';
 import {
   type PairMode,
+  type PairOpen,
   decodeName,
   decodePairError,
   decodePairOpen,
   decodePosition,
+  decodePromote,
   decodeRecords,
+  decodeResolve,
   decodeResyncDone,
   decodeTrack,
+  encodeName,
   encodeOpenReply,
   encodePairError,
+  encodePromote,
+  encodeResolve,
   encodeSequence,
 } from './messages';
+import { PairMeta, type PairMetaState } from './pair-meta';
 import { PairError, type PairRole } from './pair-state';
+import { PairVolume } from './pair-volume';
 import { PrimaryPair, type PairStateEvent } from './primary-pair';
 import { ReplicatedVolume, type ReplicatedVolumeOptions } from './replicated-volume';
 import { SecondaryPair } from './secondary-pair';
+import { Tracking } from './tracking';
 
 /** A declared pair (the config's `pairs` entry). */
 export interface PairSpec {
@@ -43,6 +73,7 @@ export interface PairSpec {
   /** The volume on the peer. */
   remoteVolume: string;
   mode: PairMode;
+  /** The declared role (the first one; takeover, failback and resolve change it). */
   role: PairRole;
   /** Sync only. @default 'never' */
   fence?: 'never' | 'data';
@@ -60,100 +91,294 @@ export interface PairManagerOptions {
   links: () => Iterable<Link>;
   clock: Clock;
   logger: LinkLogger;
+  /** New generation ids. @default realRandom */
+  random?: Random;
   journal?: ReplicatedVolumeOptions;
+  /** How long a failback waits for the secondary to catch up. @default 30000 */
+  handoverTimeoutMs?: number;
+}
+
+/** A role change of a volume (the host sets its exports' read-only flag from it). */
+export interface PairRoleEvent {
+  name: string;
+  volume: string;
+  role: PairRole;
+  writable: boolean;
+  reason: string;
+}
+
+interface Side {
+  spec: PairSpec;
+  volume: Volume;
+  link: Link;
+  meta: PairMeta;
+  tracking: Tracking;
+  primary?: PrimaryPair;
+  secondary?: SecondaryPair;
+}
+
+function initialMeta(role: PairRole): PairMetaState {
+  return {
+    role, generations: EMPTY_GENERATIONS, synced: false, consistency: 'inconsistent', applied: 0, nextSequence: 1,
+    discard: false, active: 0, sealedThrough: 0, newGeneration: false,
+  };
 }
 
 /** The pairs of one controller. */
 export class PairManager extends EventEmitter {
-  private readonly primaries = new Map<string, PrimaryPair>();
-  private readonly secondaries = new Map<string, SecondaryPair>();
+  private readonly sides = new Map<string, Side>();
   private readonly replicated = new Map<string, ReplicatedVolume>();
-  private readonly secondaryVolumes = new Set<string>();
+  private readonly facades = new Map<string, PairVolume>();
+  private readonly random: Random;
+  private started = false;
 
   constructor(private readonly options: PairManagerOptions) {
     super();
+    this.random = options.random ?? realRandom;
     const names = new Set<string>();
+    const secondaryVolumes = new Set<string>();
     for (const [index, spec] of options.pairs.entries()) {
       if (names.has(spec.name)) throw new TypeError(`pairs[${index}].name: duplicate pair ${spec.name}`);
       names.add(spec.name);
       if (options.volume(spec.volume) === undefined) throw new TypeError(`pairs[${index}].volume: no volume ${spec.volume}`);
       if (spec.role === 'secondary') {
-        if (this.secondaryVolumes.has(spec.volume)) throw new TypeError(`pairs[${index}].volume: ${spec.volume} is the secondary of two pairs`);
-        this.secondaryVolumes.add(spec.volume);
+        if (secondaryVolumes.has(spec.volume)) throw new TypeError(`pairs[${index}].volume: ${spec.volume} is the secondary of two pairs`);
+        secondaryVolumes.add(spec.volume);
       }
     }
     for (const [index, spec] of options.pairs.entries()) {
-      if (spec.role === 'primary' && this.secondaryVolumes.has(spec.volume)) {
+      if (spec.role === 'primary' && secondaryVolumes.has(spec.volume)) {
         throw new TypeError(`pairs[${index}].volume: ${spec.volume} is a secondary; it cannot also be a primary`);
       }
     }
+    for (const spec of options.pairs) {
+      if (!this.facades.has(spec.volume)) this.facades.set(spec.volume, new PairVolume(options.volume(spec.volume) as Volume, spec.volume));
+    }
   }
 
-  /** Builds every pair and starts the primaries. */
+  /** Builds every pair (in the role its metadata says) and starts the primaries. */
   start(): void {
     const { options } = this;
     const links = new Set<Link>();
     for (const spec of options.pairs) {
       const volume = options.volume(spec.volume) as Volume;
+      const meta = PairMeta.open(volume, spec.name, initialMeta(spec.role));
+      if (meta.restored && meta.state.role !== spec.role) {
+        options.logger.info({ pair: spec.name, role: meta.state.role }, `pair ${spec.name}: restarts as ${meta.state.role} (declared ${spec.role}; changed by a takeover, failback or resolve)`);
+      }
+      const tracking = new Tracking(volume, spec.name, meta.state.active, false);
       const link = options.link(spec.peer);
       links.add(link);
-      if (spec.role === 'primary') {
-        let replicated = this.replicated.get(spec.volume);
-        if (replicated === undefined) {
-          replicated = new ReplicatedVolume(volume, options.clock, options.journal);
-          this.replicated.set(spec.volume, replicated);
-        }
-        const pairOptions: ConstructorParameters<typeof PrimaryPair>[0] = {
-          name: spec.name, volumeName: spec.volume, remoteVolume: spec.remoteVolume, mode: spec.mode,
-        };
-        if (spec.fence !== undefined) pairOptions.fence = spec.fence;
-        if (spec.autoResume !== undefined) pairOptions.autoResume = spec.autoResume;
-        const pair = new PrimaryPair(pairOptions, volume, replicated.journal, link, options.clock, options.logger);
-        pair.on('state', (event: PairStateEvent) => this.emit('state', { ...event, role: 'primary' }));
-        pair.on('stuck', (event: unknown) => this.emit('stuck', event));
-        replicated.add(pair);
-        this.primaries.set(spec.name, pair);
-      } else {
-        const pair = new SecondaryPair({ name: spec.name, volumeName: spec.volume, remoteVolume: spec.remoteVolume, mode: spec.mode },
-          volume, link, options.clock, options.logger);
-        pair.on('state', (event: PairStateEvent) => this.emit('state', { ...event, role: 'secondary' }));
-        this.secondaries.set(spec.name, pair);
+      this.sides.set(spec.name, { spec, volume, link, meta, tracking });
+    }
+    // The restored roles must still make sense together.
+    for (const side of this.sides.values()) {
+      if (side.meta.state.role !== 'secondary') continue;
+      const others = [...this.sides.values()].filter((other) => other !== side && other.spec.volume === side.spec.volume);
+      if (others.length > 0) {
+        throw new PairError('ERR_PAIR_ROLE', `pair ${side.spec.name}: volume ${side.spec.volume} is its secondary and also in pair ${others[0]?.spec.name}`);
       }
+    }
+    for (const side of this.sides.values()) {
+      if (side.meta.state.role === 'primary') this.buildPrimary(side, 'declared');
+      else this.buildSecondary(side, 'declared');
     }
     for (const link of options.links()) links.add(link);
     for (const link of links) this.attach(link);
-    for (const pair of this.primaries.values()) pair.start();
+    this.started = true;
+    for (const side of this.sides.values()) side.primary?.start();
   }
 
-  private secondaryFor(link: Link, name: string): SecondaryPair {
-    const pair = this.secondaries.get(name);
-    const spec = this.options.pairs.find((entry) => entry.name === name);
-    if (pair === undefined || spec?.peer !== link.peerId) {
-      throw new PairError('ERR_PAIR_UNKNOWN', `controller ${this.options.controllerId} declares no pair ${JSON.stringify(name)} ` +
-        `as secondary of ${link.peerId}`);
+  // ---- sides -----------------------------------------------------------------------------------
+
+  private buildPrimary(side: Side, reason: string): PrimaryPair {
+    const { options } = this;
+    const { spec } = side;
+    let replicated = this.replicated.get(spec.volume);
+    if (replicated === undefined) {
+      replicated = new ReplicatedVolume(side.volume, options.clock, options.journal);
+      this.replicated.set(spec.volume, replicated);
     }
+    const pairOptions: ConstructorParameters<typeof PrimaryPair>[0] = {
+      name: spec.name, volumeName: spec.volume, remoteVolume: spec.remoteVolume, mode: spec.mode, initialReason: reason,
+    };
+    if (spec.fence !== undefined) pairOptions.fence = spec.fence;
+    if (spec.autoResume !== undefined) pairOptions.autoResume = spec.autoResume;
+    const pair = new PrimaryPair(pairOptions, side.volume, replicated.journal, side.link, options.clock, options.logger, side.meta, side.tracking, this.random);
+    pair.on('state', (event: PairStateEvent) => this.emit('state', { ...event, role: 'primary' }));
+    pair.on('stuck', (event: unknown) => this.emit('stuck', event));
+    pair.on('demote', (detail: string) => this.demoteOnPeerRequest(side, pair, detail));
+    replicated.add(pair);
+    side.primary = pair;
+    side.secondary = undefined;
+    const facade = this.facades.get(spec.volume) as PairVolume;
+    facade.replicated = replicated;
+    facade.holdWrites = false;
+    this.emitRole(side, reason);
     return pair;
   }
 
+  private buildSecondary(side: Side, reason: string): SecondaryPair {
+    const { options } = this;
+    const { spec } = side;
+    const pair = new SecondaryPair({ name: spec.name, volumeName: spec.volume, remoteVolume: spec.remoteVolume, mode: spec.mode, initialReason: reason },
+      side.volume, side.link, options.clock, options.logger, side.meta, side.tracking);
+    pair.on('state', (event: PairStateEvent) => this.emit('state', { ...event, role: 'secondary' }));
+    side.secondary = pair;
+    side.primary = undefined;
+    const facade = this.facades.get(spec.volume) as PairVolume;
+    if (![...this.sides.values()].some((other) => other.spec.volume === spec.volume && other.primary !== undefined)) facade.replicated = undefined;
+    this.emitRole(side, reason);
+    return pair;
+  }
+
+  private emitRole(side: Side, reason: string): void {
+    const facade = this.facades.get(side.spec.volume) as PairVolume;
+    const event: PairRoleEvent = { name: side.spec.name, volume: side.spec.volume, role: side.meta.state.role, writable: facade.writable, reason };
+    if (this.started) this.options.logger.info({ ...event }, `pair ${side.spec.name}: ${side.spec.volume} is now ${event.role} (${reason}); hosts may ${event.writable ? 'write' : 'only read'}`);
+    this.emit('role', event);
+  }
+
+  /** Makes this side the secondary (close the primary, keep meta and tracking). */
+  private demote(side: Side, reason: string, options: { discard?: boolean } = {}): SecondaryPair {
+    const pair = side.primary;
+    if (pair === undefined) {
+      if (options.discard === true) side.meta.update({ discard: true });
+      return side.secondary as SecondaryPair;
+    }
+    const others = [...this.sides.values()].filter((other) => other !== side && other.spec.volume === side.spec.volume && other.primary !== undefined);
+    if (others.length > 0) {
+      throw new PairError('ERR_PAIR_ROLE', `pair ${side.spec.name}: volume ${side.spec.volume} is also the primary of ${others.map((other) => other.spec.name).join(', ')}; it cannot become a secondary`);
+    }
+    pair.close({ keepTracking: true });
+    const replicated = this.replicated.get(side.spec.volume);
+    if (replicated !== undefined && replicated.remove(pair)) {
+      this.replicated.delete(side.spec.volume);
+      void replicated.close();
+    }
+    // A demoted primary holds its generation's data: a resync, never a full copy, unless the
+    // generations say otherwise.
+    side.meta.update({ role: 'secondary', synced: true, consistency: 'inconsistent', discard: options.discard === true });
+    return this.buildSecondary(side, reason);
+  }
+
+  /** Makes this side the primary (close the secondary, keep meta and tracking). */
+  private promote(side: Side, reason: string, change: Partial<PairMetaState>): PrimaryPair {
+    side.secondary?.close({ keepTracking: true });
+    side.meta.update({ role: 'primary', newGeneration: false, discard: false, ...change });
+    const pair = this.buildPrimary(side, reason);
+    return pair;
+  }
+
+  private demoteOnPeerRequest(side: Side, pair: PrimaryPair, detail: string): void {
+    if (side.primary !== pair) return;
+    try {
+      this.demote(side, 'demoted: the peer took over');
+    } catch (error) {
+      if (!(error instanceof PairError)) throw error;
+      this.options.logger.warn({ pair: side.spec.name, code: error.code }, error.message);
+      pair.onSecondaryError(error.code, `${error.message} (${detail})`);
+    }
+  }
+
+  // ---- messages --------------------------------------------------------------------------------
+
+  private sideFor(link: Link, name: string): Side {
+    const side = this.sides.get(name);
+    if (side === undefined || side.spec.peer !== link.peerId) {
+      throw new PairError('ERR_PAIR_UNKNOWN', `controller ${this.options.controllerId} declares no pair ${JSON.stringify(name)} with ${link.peerId}`);
+    }
+    return side;
+  }
+
+  private secondaryFor(link: Link, name: string): SecondaryPair {
+    const side = this.sideFor(link, name);
+    if (side.secondary === undefined) {
+      throw new PairError('ERR_PAIR_UNKNOWN', `controller ${this.options.controllerId} is not the secondary of pair ${JSON.stringify(name)}`);
+    }
+    return side.secondary;
+  }
+
   private primaryFor(link: Link, name: string): PrimaryPair | undefined {
-    const pair = this.primaries.get(name);
-    return pair !== undefined && this.options.pairs.find((entry) => entry.name === name)?.peer === link.peerId ? pair : undefined;
+    const side = this.sides.get(name);
+    return side !== undefined && side.spec.peer === link.peerId ? side.primary : undefined;
+  }
+
+  /** PAIR_OPEN: answered by the secondary; a primary first compares generations. */
+  private onOpen(link: Link, request: PairOpen): Buffer {
+    const side = this.sideFor(link, request.name);
+    const primary = side.primary;
+    if (primary !== undefined) {
+      if (primary.handingOver) {
+        // A failback in progress: the peer was promoted and opens before this side saw the answer.
+        this.demote(side, 'handed over');
+      } else {
+        const result = decide(side.meta.state.generations, request.generations, { discardPeer: request.discard });
+        switch (result.decision) {
+          case 'bitmap-target':
+          case 'full-target':
+            this.demote(side, `demoted: the peer holds the newer generation (rule ${result.rule})`);
+            break;
+          case 'bitmap-source':
+          case 'full-source':
+            throw new PairError('ERR_PAIR_DEMOTE', `pair ${request.name}: ${this.options.controllerId} is the primary with the newer generation (rule ${result.rule}: ${result.text})`);
+          case 'split-brain':
+            primary.enterSplitBrain(`rule ${result.rule}: ${result.text}`);
+            throw new PairError('ERR_PAIR_SPLIT_BRAIN', `pair ${request.name}: split brain (rule ${result.rule}: ${result.text}); nothing is overwritten until \`resolve\``);
+          case 'unrelated':
+            throw new PairError('ERR_PAIR_UNRELATED', `pair ${request.name}: ${result.text}; refused, nothing is touched`);
+          default:
+            throw new PairError('ERR_PAIR_ROLE', `pair ${request.name}: both sides are primary of the same generation; take one over or fail back`);
+        }
+      }
+    }
+    return encodeOpenReply((side.secondary as SecondaryPair).open(request));
   }
 
   private attach(link: Link): void {
     const maxDataBytes = link.tuning.maxFrameBytes;
-    link.handle(MessageType.PAIR_OPEN, (payload) => {
-      const request = decodePairOpen(payload);
-      return encodeOpenReply(this.secondaryFor(link, request.name).open(request));
-    });
+    link.handle(MessageType.PAIR_OPEN, (payload) => this.onOpen(link, decodePairOpen(payload)));
     link.handle(MessageType.PAIR_RESYNC_DONE, (payload) => {
       const done = decodeResyncDone(payload);
-      this.secondaryFor(link, done.name).resyncDone(done.nextSequence);
+      this.secondaryFor(link, done.name).resyncDone(done.nextSequence, done.generations);
       return Buffer.alloc(0);
     });
     link.handle(MessageType.PAIR_FLUSH, async (payload) => {
       const name = decodeName(payload, 'PAIR_FLUSH');
       return encodeSequence(await this.secondaryFor(link, name).flush());
+    });
+    link.handle(MessageType.PAIR_PROMOTE, (payload) => {
+      const message = decodePromote(payload);
+      const side = this.sideFor(link, message.name);
+      const secondary = side.secondary;
+      if (secondary === undefined) throw new PairError('ERR_PAIR_STATE', `pair ${message.name}: ${this.options.controllerId} is already its primary`);
+      if (secondary.currentState !== 'mirroring' || side.meta.state.generations.current !== message.generations.current) {
+        throw new PairError('ERR_PAIR_STATE', `pair ${message.name}: the secondary is ${secondary.currentState} on another generation; it cannot be promoted`);
+      }
+      // A drained handover: both images are the same generation and identical.
+      side.tracking.clearAll();
+      const pair = this.promote(side, 'promoted by a handover', {});
+      setImmediate(() => pair.start());
+      return Buffer.alloc(0);
+    });
+    link.handle(MessageType.PAIR_SWITCH, async (payload) => {
+      const name = decodeName(payload, 'PAIR_SWITCH');
+      const side = this.sideFor(link, name);
+      if (side.primary === undefined) throw new PairError('ERR_PAIR_STATE', `pair ${name}: ${this.options.controllerId} is not its primary`);
+      await this.handOver(side);
+      return Buffer.alloc(0);
+    });
+    link.handle(MessageType.PAIR_RESOLVE, (payload) => {
+      const message = decodeResolve(payload);
+      const side = this.sideFor(link, message.name);
+      if (message.keepSender) {
+        this.demote(side, 'resolve: the peer\'s data is kept', { discard: true });
+      } else {
+        const primary = side.primary;
+        if (primary === undefined) throw new PairError('ERR_PAIR_STATE', `pair ${message.name}: ${this.options.controllerId} holds no primary to keep`);
+        setImmediate(() => { try { primary.reopen(); } catch { /* the link went down: it opens when it is back */ } });
+      }
+      return Buffer.alloc(0);
     });
     link.on('message', (message: LinkMessage) => {
       switch (message.type) {
@@ -199,35 +424,147 @@ export class PairManager extends EventEmitter {
     apply(pair);
   }
 
-  /** What the NBD server exports for `volumeName`: the replicated volume of a primary. */
-  exportVolume(volumeName: string): ReplicatedVolume | undefined {
-    return this.replicated.get(volumeName);
+  // ---- operator verbs --------------------------------------------------------------------------
+
+  private side(name: string): Side {
+    const side = this.sides.get(name);
+    if (side === undefined) throw new PairError('ERR_PAIR_UNKNOWN', `controller ${this.options.controllerId} declares no pair ${JSON.stringify(name)}`);
+    return side;
   }
 
-  /** True when `volumeName` is the secondary of a pair (its export is read-only). */
+  /**
+   * Hands the primary role to the secondary: holds host writes, waits until the secondary has
+   * applied and flushed everything, promotes it, and demotes this side. On failure the writes
+   * are released and this side stays the primary.
+   */
+  private async handOver(side: Side): Promise<void> {
+    const pair = side.primary;
+    if (pair === undefined) throw new PairError('ERR_PAIR_STATE', `pair ${side.spec.name}: ${this.options.controllerId} is not its primary`);
+    if (pair.currentState !== 'mirroring') throw new PairError('ERR_PAIR_STATE', `pair ${side.spec.name} is ${pair.currentState}; a handover needs it mirroring`);
+    const others = [...this.sides.values()].filter((other) => other !== side && other.spec.volume === side.spec.volume && other.primary !== undefined);
+    if (others.length > 0) throw new PairError('ERR_PAIR_ROLE', `pair ${side.spec.name}: volume ${side.spec.volume} is also the primary of ${others.map((other) => other.spec.name).join(', ')}`);
+    const facade = this.facades.get(side.spec.volume) as PairVolume;
+    facade.holdWrites = true;
+    pair.handingOver = true;
+    this.emitRole(side, 'handover: host writes held');
+    try {
+      await pair.waitCaughtUp(this.options.handoverTimeoutMs ?? 30_000);
+      await side.link.request(MessageType.PAIR_PROMOTE, encodePromote(side.spec.name, side.meta.state.generations));
+    } catch (error) {
+      if (side.primary === pair) {
+        pair.handingOver = false;
+        facade.holdWrites = false;
+        this.emitRole(side, 'handover failed: host writes released');
+      }
+      throw error instanceof PairError ? error : new PairError('ERR_PAIR_STATE', `pair ${side.spec.name}: handover failed: ${(error as Error).message}`);
+    }
+    if (side.primary === pair) this.demote(side, 'handed over');
+    side.tracking.clearAll();
+  }
+
+  /**
+   * Takes the pair over on its secondary. Link down: becomes the primary now, with a new
+   * generation. Link up and mirroring: a planned switch. `force`: also from an inconsistent
+   * image, or with the link up while not mirroring.
+   */
+  async takeover(name: string, options: { force?: boolean } = {}): Promise<Record<string, unknown>> {
+    const side = this.side(name);
+    const secondary = side.secondary;
+    if (secondary === undefined) throw new PairError('ERR_PAIR_STATE', `pair ${name}: ${this.options.controllerId} is already its primary`);
+    if (side.link.isUp && secondary.currentState === 'mirroring' && options.force !== true) {
+      await side.link.request(MessageType.PAIR_SWITCH, encodeName(name));
+      return this.statusOf(side);
+    }
+    if (options.force !== true) {
+      if (side.link.isUp) throw new PairError('ERR_PAIR_STATE', `pair ${name}: the primary is reachable and the pair is ${secondary.currentState}; wait for mirroring, or --force`);
+      if (!secondary.takeoverSafe) throw new PairError('ERR_PAIR_STATE', `pair ${name}: the secondary's image is ${secondary.consistency}; --force takes it over anyway`);
+    }
+    const generations = startGeneration(side.meta.state.generations, this.random);
+    const pair = this.promote(side, 'takeover', { generations });
+    pair.start();
+    return this.statusOf(side);
+  }
+
+  /** Swaps the roles back to the declared ones (run on either side). */
+  async failback(name: string): Promise<Record<string, unknown>> {
+    const side = this.side(name);
+    if (side.primary !== undefined && side.spec.role === 'secondary') {
+      await this.handOver(side);
+    } else if (side.secondary !== undefined && side.spec.role === 'primary') {
+      await side.link.request(MessageType.PAIR_SWITCH, encodeName(name));
+    } else {
+      throw new PairError('ERR_PAIR_STATE', `pair ${name}: ${this.options.controllerId} already holds its declared role (${side.spec.role})`);
+    }
+    return this.statusOf(side);
+  }
+
+  /** Resolves a split brain: keeps the data of the side declared `keep`. */
+  async resolve(name: string, keep: PairRole): Promise<Record<string, unknown>> {
+    const side = this.side(name);
+    const state = side.primary?.currentState ?? side.secondary?.currentState;
+    if (state !== 'split-brain') throw new PairError('ERR_PAIR_STATE', `pair ${name} is ${state}, not in split brain`);
+    const keepLocal = keep === side.spec.role;
+    if (keepLocal) {
+      if (!side.link.isUp) throw new PairError('ERR_PAIR_STATE', `pair ${name}: the link is down; run resolve on the other side, or when the link is up`);
+      await side.link.request(MessageType.PAIR_RESOLVE, encodeResolve(name, true));
+      side.primary?.reopen();
+    } else {
+      this.demote(side, 'resolve: this side\'s changes are discarded', { discard: true });
+      if (side.link.isUp) await side.link.request(MessageType.PAIR_RESOLVE, encodeResolve(name, false));
+    }
+    return this.statusOf(side);
+  }
+
+  private statusOf(side: Side): Record<string, unknown> {
+    return (side.primary ?? side.secondary as SecondaryPair).status();
+  }
+
+  // ---- queries ---------------------------------------------------------------------------------
+
+  /** What the NBD server exports for `volumeName`: its PairVolume when it is in a pair. */
+  exportVolume(volumeName: string): PairVolume | undefined {
+    return this.facades.get(volumeName);
+  }
+
+  /** True when `volumeName` is in a pair and hosts may not write it now. */
   isSecondaryVolume(volumeName: string): boolean {
-    return this.secondaryVolumes.has(volumeName);
+    const facade = this.facades.get(volumeName);
+    return facade !== undefined && !facade.writable;
+  }
+
+  /** The replicated volume of a volume this controller is the primary of. */
+  replicatedVolume(volumeName: string): ReplicatedVolume | undefined {
+    return this.replicated.get(volumeName);
   }
 
   /** The primary side of `name`; throws ERR_PAIR_UNKNOWN. */
   primary(name: string): PrimaryPair {
-    const pair = this.primaries.get(name);
+    const pair = this.sides.get(name)?.primary;
     if (pair === undefined) throw new PairError('ERR_PAIR_UNKNOWN', `controller ${this.options.controllerId} is not the primary of a pair ${JSON.stringify(name)}`);
     return pair;
   }
 
   /** The secondary side of `name`, if this controller holds it. */
   secondary(name: string): SecondaryPair | undefined {
-    return this.secondaries.get(name);
+    return this.sides.get(name)?.secondary;
+  }
+
+  /** The declared pairs. */
+  get specs(): readonly PairSpec[] {
+    return this.options.pairs;
   }
 
   status(): Record<string, unknown>[] {
-    return [...this.primaries.values(), ...this.secondaries.values()].map((pair) => pair.status());
+    return [...this.sides.values()].map((side) => ({ ...this.statusOf(side), declaredRole: side.spec.role }));
   }
 
-  /** Stops every pair and closes the journals. */
+  /** Stops every pair and closes the journals and metadata. */
   async close(): Promise<void> {
-    for (const pair of this.secondaries.values()) pair.close();
+    for (const side of this.sides.values()) side.secondary?.close();
     for (const replicated of this.replicated.values()) await replicated.close();
+    for (const side of this.sides.values()) {
+      side.tracking.close();
+      await side.meta.close();
+    }
   }
 }

@@ -20,6 +20,12 @@
 // behind the cursor), so nothing is missed; replaying records from J over tracks copied later
 // ends with the latest bytes. The secondary is 'inconsistent' during the pass.
 //
+// Tracking is two rotating bitmaps (tracking.ts), so that while mirroring it holds about the
+// in-flight window, and it survives a SIGKILL with the volume. Generation ids (generations.ts)
+// are compared on every open: the secondary answers with the decision (a resync of the tracked
+// tracks plus its own dirty ranges, a full copy, or a refusal: split brain, unrelated data, or
+// "you must demote": the peer took over and holds the newer generation).
+//
 // Ack points: an async write completes when stored locally. A sync write completes when the
 // secondary reports it applied (waitApplied); while the pair cannot mirror, with fence level
 // 'never' it completes at once (the pair is suspended and OOS records it), with 'data' it fails
@@ -29,12 +35,13 @@
 import { EventEmitter } from 'node:events';
 
 import type { Clock, TimerHandle } from '../runtime/clock';
-import type { Bitmap } from '../storage/bitmap';
+import type { Random } from '../runtime/random';
 import type { Journal, JournalRecord } from '../storage/journal';
 import type { Volume } from '../storage/volume';
 import { isLinkError } from '../transport/errors';
 import type { Link, LinkLogger, LinkStateEvent } from '../transport/link';
 import { MessageType } from '../transport/message-types';
+import { type DecisionResult, type Generations, completeAsSource, formatGeneration, formatGenerations, newGenerationId, startGeneration } from './generations';
 import {
   type PairMode,
   type PairPosition,
@@ -48,7 +55,9 @@ import {
   encodeResyncDone,
   encodeTrack,
 } from './messages';
+import type { PairMeta } from './pair-meta';
 import { type Consistency, PairError, type PairState, type SuspendReason, isPairTransition } from './pair-state';
+import type { Tracking } from './tracking';
 
 /** Options of a primary pair. */
 export interface PrimaryPairOptions {
@@ -64,6 +73,10 @@ export interface PrimaryPairOptions {
   maxBatchBytes?: number;
   /** No progress for this long in copying/resyncing: the stuck detector reports it. @default 30000 */
   stuckAfterMs?: number;
+  /** Least time between two rotations of the tracking bitmaps while mirroring. @default 50 */
+  rotateIntervalMs?: number;
+  /** The reason the pair starts with (e.g. 'takeover'). @default 'declared' */
+  initialReason?: string;
 }
 
 /** A pair's event (state changes). */
@@ -93,10 +106,16 @@ export class PrimaryPair extends EventEmitter {
   private readonly maxBatchBytes: number;
   private readonly stuckAfterMs: number;
   private state: PairState = 'simplex';
-  private reason = 'declared';
+  private reason: string;
   private detail: string | undefined;
   private sinceMs: number;
   private everMirrored = false;
+  private readonly rotateIntervalMs: number;
+  private lastRotateMs = -Infinity;
+  private peerGenerations: Generations | undefined;
+  private lastDecision: DecisionResult | undefined;
+  /** Set while the pair hands its role over: host writes are refused. */
+  handingOver = false;
   /** The next journal sequence to ship while mirroring. */
   private nextToShip = 1;
   private received = 0;
@@ -110,7 +129,6 @@ export class PrimaryPair extends EventEmitter {
   private stuckTimer: TimerHandle | undefined;
   private stuckReported = false;
   private closed = false;
-  readonly oos: Bitmap;
   shippedBytes = 0;
   resyncedBytes = 0;
 
@@ -121,6 +139,9 @@ export class PrimaryPair extends EventEmitter {
     private readonly link: Link,
     private readonly clock: Clock,
     private readonly log: LinkLogger,
+    readonly meta: PairMeta,
+    readonly tracking: Tracking,
+    private readonly random: Random,
   ) {
     super();
     this.name = options.name;
@@ -129,13 +150,12 @@ export class PrimaryPair extends EventEmitter {
     this.autoResume = options.autoResume ?? true;
     this.maxBatchBytes = options.maxBatchBytes ?? 1024 * 1024;
     this.stuckAfterMs = options.stuckAfterMs ?? 30_000;
+    this.rotateIntervalMs = options.rotateIntervalMs ?? 50;
+    this.reason = options.initialReason ?? 'declared';
     this.sinceMs = clock.nowMs();
     this.volumeName = options.volumeName;
     this.remoteVolume = options.remoteVolume;
-    const bitmapName = `pair:${options.name}`;
-    const existing = volume.listBitmaps().find((bitmap) => bitmap.name === bitmapName);
-    this.oos = existing === undefined ? volume.createBitmap(bitmapName, { recording: true }) : volume.openBitmap(bitmapName);
-    if (existing !== undefined && !existing.recording) volume.setBitmapRecording(bitmapName, true);
+    tracking.setRecording(true);
     link.on('state', this.onLinkState);
     link.on('drain', this.onDrain);
   }
@@ -198,8 +218,9 @@ export class PrimaryPair extends EventEmitter {
     if (event.new === 'up') {
       // A suspension the link or the journal caused resumes by itself; an operator's or a
       // secondary's refusal waits for `resume`.
+      // A split brain is looked at again (an operator may have resolved it on the other side).
       const resumable = this.reason === 'link-down' || this.reason === 'journal-full';
-      if (this.state === 'simplex' || (this.state === 'suspended' && this.autoResume && resumable)) void this.open();
+      if (this.state === 'simplex' || this.state === 'split-brain' || (this.state === 'suspended' && this.autoResume && resumable)) void this.open();
     } else if (event.old === 'up') {
       this.suspend('link-down', `link ${event.reason}`);
     }
@@ -224,31 +245,52 @@ export class PrimaryPair extends EventEmitter {
   /** Opens the pair on the secondary, then runs the copy (first time) or resync pass. */
   private async open(): Promise<void> {
     const generation = ++this.passGeneration;
+    let generations = this.meta.state.generations;
+    if (generations.current === 0) {
+      // The first open of a new primary: its data becomes a generation.
+      generations = { ...generations, current: newGenerationId(this.random) };
+      this.meta.update({ generations });
+    }
+    // Connected again: the next suspension decides about a new generation afresh.
+    if (this.meta.state.newGeneration) this.meta.update({ newGeneration: false });
     let reply: OpenReply;
     try {
       reply = decodeOpenReply(await this.link.request(MessageType.PAIR_OPEN, encodePairOpen({
         name: this.name, primaryVolume: this.volumeName, secondaryVolume: this.remoteVolume, mode: this.mode,
-        capacityBytes: this.volume.capacityBytes, blockSize: this.volume.blockSize, firstCopy: !this.everMirrored,
+        capacityBytes: this.volume.capacityBytes, blockSize: this.volume.blockSize, generations, discard: false,
       })));
     } catch (error) {
       if (generation !== this.passGeneration || this.closed) return;
       const code = (error as { remoteCode?: string }).remoteCode ?? (error as { code?: string }).code ?? 'error';
       this.log.warn({ pair: this.name, code }, `pair ${this.name}: the secondary refused to open: ${(error as Error).message}`);
+      if (code === 'ERR_PAIR_DEMOTE') {
+        // The peer took over and holds the newer generation: this side becomes its secondary.
+        this.emit('demote', (error as Error).message);
+        return;
+      }
+      if (code === 'ERR_PAIR_SPLIT_BRAIN') {
+        this.enterSplitBrain((error as Error).message);
+        return;
+      }
       const refused = isLinkError(error, 'ERR_LINK_REMOTE') || isLinkError(error, 'ERR_LINK_NO_HANDLER');
-      if (this.state !== 'suspended') this.suspend(refused ? 'secondary-error' : 'link-down', (error as Error).message);
+      if (this.state !== 'suspended' && this.state !== 'split-brain') this.suspend(refused ? 'secondary-error' : 'link-down', (error as Error).message);
       return;
     }
     if (generation !== this.passGeneration || this.closed) return;
+    this.peerGenerations = reply.generations;
+    this.lastDecision = { decision: reply.decision, rule: reply.rule, text: '' };
     this.received = this.applied = this.flushed = reply.applied;
-    if (!reply.synced) {
-      // A first copy (this pair never mirrored, or the secondary's image never completed one,
-      // e.g. it restarted): every allocated track; holes travel as holes.
+    if (reply.decision === 'full-source' || reply.all) {
+      // A first copy (the secondary holds no generation, or an older one than the bitmap
+      // covers): every allocated track; holes travel as holes.
       for (const extent of this.volume.allocationMap()) {
-        if (extent.allocated) this.oos.markBytes(extent.byteOffset, extent.byteLength);
+        if (extent.allocated) this.tracking.mark(extent.byteOffset, extent.byteLength);
       }
-      this.setState('copying', 'initial copy');
+      this.setState('copying', reply.decision === 'full-source' ? 'initial copy' : 'full resync');
     } else {
-      this.setState('resyncing', 'resync dirty tracks');
+      // The tracked tracks, and what the other side changed since the common generation.
+      for (const range of reply.dirty) this.tracking.mark(range.byteOffset, range.byteLength);
+      this.setState('resyncing', reply.dirty.length > 0 ? 'resync dirty tracks of both sides' : 'resync dirty tracks');
     }
     await this.pass(generation);
   }
@@ -257,22 +299,29 @@ export class PrimaryPair extends EventEmitter {
   private async pass(generation: number): Promise<void> {
     const resumeAt = this.journal.nextSequence;
     this.nextToShip = resumeAt;
-    const granularity = this.oos.granularityBytes;
+    const granularity = this.tracking.granularityBytes;
     const capacity = this.volume.capacityBytes;
-    this.progress = { doneBytes: 0, totalBytes: this.oos.count() * granularity, startedAtMs: this.clock.nowMs(), lastProgressAtMs: this.clock.nowMs() };
+    // The pass walks a snapshot of the union; the live bitmaps are cleared bit by bit just
+    // before each track is read, so a racing write marks its bit again.
+    const union = this.tracking.union();
+    this.progress = { doneBytes: 0, totalBytes: union.count() * granularity, startedAtMs: this.clock.nowMs(), lastProgressAtMs: this.clock.nowMs() };
     const buffer = Buffer.allocUnsafe(granularity);
-    let bit = this.oos.findNextSet(0);
+    let bit = union.findNextSet(0);
     while (bit >= 0) {
       if (generation !== this.passGeneration || this.closed) return;
       const byteOffset = bit * granularity;
       const byteLength = Math.min(granularity, capacity - byteOffset);
-      this.oos.clear(bit);
+      this.tracking.clearBit(bit);
       const data = buffer.subarray(0, byteLength);
       this.volume.read(byteOffset, data);
       try {
-        this.link.send(MessageType.PAIR_TRACK, encodeTrack(this.name, byteOffset, data));
+        // A track the link cannot confirm (the connection died with it in flight) is marked
+        // again, so the next pass sends it.
+        this.link.send(MessageType.PAIR_TRACK, encodeTrack(this.name, byteOffset, data), {
+          onUnconfirmed: () => { if (!this.closed) this.tracking.mark(byteOffset, byteLength); },
+        });
       } catch (error) {
-        this.oos.set(bit);
+        this.tracking.mark(byteOffset, byteLength);
         if (isLinkError(error, 'ERR_LINK_FULL')) {
           await this.waitDrain();
           continue;
@@ -283,12 +332,13 @@ export class PrimaryPair extends EventEmitter {
       this.resyncedBytes += byteLength;
       this.progress.doneBytes += byteLength;
       this.progress.lastProgressAtMs = this.clock.nowMs();
-      bit = this.oos.findNextSet(bit + 1);
+      bit = this.tracking.union().findNextSet(bit + 1);
       // Yield now and then so host I/O and the link run during a long pass.
       if ((this.progress.doneBytes / granularity) % 64 === 0) await new Promise<void>((resolve) => setImmediate(resolve));
     }
+    const generations = this.meta.state.generations;
     try {
-      await this.link.request(MessageType.PAIR_RESYNC_DONE, encodeResyncDone(this.name, resumeAt));
+      await this.link.request(MessageType.PAIR_RESYNC_DONE, encodeResyncDone(this.name, resumeAt, generations));
     } catch (error) {
       if (generation === this.passGeneration && !this.closed && this.state !== 'suspended') this.suspend('link-down', (error as Error).message);
       return;
@@ -299,6 +349,10 @@ export class PrimaryPair extends EventEmitter {
     this.applied = Math.max(this.applied, resumeAt - 1);
     this.flushed = Math.max(this.flushed, 0);
     this.everMirrored = true;
+    // The target adopted this side's generation: the bitmap generation is history now. What the
+    // tracking holds was written since J and is in the journal: seal it at the journal's end.
+    this.peerGenerations = { current: generations.current, bitmap: 0, history: this.peerGenerations?.history ?? [0, 0] };
+    this.meta.update({ generations: completeAsSource(generations), sealedThrough: this.journal.nextSequence - 1, active: this.tracking.active });
     this.setState('mirroring', this.reason === 'initial copy' ? 'copy done' : 'resync done');
     this.resolveWaiters();
     this.clearIfCaughtUp();
@@ -312,11 +366,29 @@ export class PrimaryPair extends EventEmitter {
    * secondary is in seconds.
    */
   notifyWrite(throughSequence?: number): void {
+    if (this.state !== 'mirroring' && this.meta.state.newGeneration) this.beginGeneration();
     if (throughSequence !== undefined && throughSequence > (this.writeTimes.at(-1)?.sequence ?? 0)) {
       this.writeTimes.push({ sequence: throughSequence, timeMs: this.clock.nowMs() });
       if (this.writeTimes.length > 1024) this.writeTimes.splice(0, this.writeTimes.length - 1024);
     }
     if (this.state === 'mirroring') this.schedulePump();
+  }
+
+  /**
+   * Before a host write reaches the store: mark it in the tracking (so a SIGKILL in the middle
+   * of the copy leaves it tracked), and start a new generation at the first write after the
+   * pair stopped mirroring (DRBD's new current UUID), so a takeover on the other side meanwhile
+   * is caught as a split brain.
+   */
+  beforeWrite(byteOffset: number, byteLength: number): void {
+    this.tracking.premark(byteOffset, byteLength);
+    if (this.state !== 'mirroring' && this.meta.state.newGeneration) this.beginGeneration();
+  }
+
+  private beginGeneration(): void {
+    const generations = startGeneration(this.meta.state.generations, this.random);
+    this.meta.update({ generations, newGeneration: false });
+    this.log.info({ pair: this.name, current: formatGeneration(generations.current) }, `pair ${this.name}: new generation ${formatGeneration(generations.current)} (writes while not mirroring)`);
   }
 
   /** (last journal sequence, time it was seen), oldest first; trimmed as the secondary applies. */
@@ -398,14 +470,25 @@ export class PrimaryPair extends EventEmitter {
     this.flushed = Math.max(this.flushed, position.flushed);
     this.resolveWaiters();
     this.clearIfCaughtUp();
+    this.maybeRotate();
     this.emit('progress');
   }
 
   /** Caught up at this instant (everything written so far is on the secondary): clear OOS. */
   private clearIfCaughtUp(): void {
     if (this.state === 'mirroring' && this.applied >= this.journal.nextSequence - 1 && this.nextToShip === this.journal.nextSequence) {
-      this.oos.clearAll();
+      this.tracking.clearAll();
     }
+  }
+
+  /** The sealed bitmap's writes are all applied: it becomes the active one (tracking.ts). */
+  private maybeRotate(): void {
+    if (this.state !== 'mirroring' || this.applied < this.meta.state.sealedThrough) return;
+    const now = this.clock.nowMs();
+    if (now - this.lastRotateMs < this.rotateIntervalMs) return;
+    this.lastRotateMs = now;
+    const active = this.tracking.rotate();
+    this.meta.update({ active, sealedThrough: this.journal.nextSequence - 1 });
   }
 
   /** The secondary refused something: stop, and wait for an operator. */
@@ -431,7 +514,7 @@ export class PrimaryPair extends EventEmitter {
   ackPoint(sequence: number): Promise<void> | null {
     if (this.mode !== 'sync') return null;
     if (this.state !== 'mirroring') {
-      if (this.fence === 'data' && this.state === 'suspended') {
+      if (this.fence === 'data' && (this.state === 'suspended' || this.state === 'split-brain')) {
         return Promise.reject(new PairError('ERR_PAIR_FENCED', `pair ${this.name} is suspended (${this.reason}) and fenced: the write is not on the secondary`));
       }
       return null;
@@ -449,7 +532,7 @@ export class PrimaryPair extends EventEmitter {
   /** Flushes the secondary (a FLUSH or FUA on a sync primary). */
   async flushRemote(): Promise<void> {
     if (this.mode !== 'sync' || this.state !== 'mirroring') {
-      if (this.mode === 'sync' && this.fence === 'data' && this.state === 'suspended') {
+      if (this.mode === 'sync' && this.fence === 'data' && (this.state === 'suspended' || this.state === 'split-brain')) {
         throw new PairError('ERR_PAIR_FENCED', `pair ${this.name} is suspended and fenced: the secondary was not flushed`);
       }
       return;
@@ -466,14 +549,11 @@ export class PrimaryPair extends EventEmitter {
     if (this.closed || this.state === 'suspended' || this.state === 'split-brain') return;
     this.passGeneration++;
     this.suspendedFromMirroring = this.state === 'mirroring';
+    // The peer may keep this generation (or take over from it): the next write here starts a
+    // new one.
+    if (this.meta.state.generations.current !== 0 && !this.meta.state.newGeneration) this.meta.update({ newGeneration: true });
     this.setState('suspended', reason, detail);
-    this.drainWaiter?.();
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const waiter of waiters) {
-      if (this.fence === 'data') waiter.reject(new PairError('ERR_PAIR_FENCED', `pair ${this.name} suspended (${reason}) before the secondary applied the write`));
-      else waiter.resolve();
-    }
+    this.releaseWaiters(reason);
     this.emit('released');
     if (reason === 'journal-full' && this.autoResume) {
       // The journal is released (OOS covers everything); resume as soon as it has room.
@@ -481,6 +561,54 @@ export class PrimaryPair extends EventEmitter {
         if (this.state === 'suspended' && this.reason === 'journal-full' && this.link.isUp) void this.open();
       }, 10, { unref: true });
     }
+  }
+
+  private releaseWaiters(reason: string): void {
+    this.drainWaiter?.();
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const waiter of waiters) {
+      if (this.fence === 'data') waiter.reject(new PairError('ERR_PAIR_FENCED', `pair ${this.name} ${reason} before the secondary applied the write`));
+      else waiter.resolve();
+    }
+  }
+
+  /** The generations say both sides changed: nothing is shipped until `resolve`. */
+  enterSplitBrain(detail: string): void {
+    if (this.closed || this.state === 'split-brain') return;
+    this.passGeneration++;
+    if (this.meta.state.generations.current !== 0 && !this.meta.state.newGeneration) this.meta.update({ newGeneration: true });
+    this.releaseWaiters('split brain');
+    this.setState('split-brain', 'generations', detail);
+  }
+
+  /**
+   * Resolves once the secondary has applied everything the journal holds and flushed it (a
+   * handover drains the pair this way, with host writes held); rejects after `timeoutMs` or
+   * when the pair stops mirroring.
+   */
+  async waitCaughtUp(timeoutMs: number): Promise<void> {
+    const deadline = this.clock.nowMs() + timeoutMs;
+    const caughtUp = (): boolean => this.applied >= this.journal.nextSequence - 1 && this.nextToShip === this.journal.nextSequence;
+    while (!caughtUp()) {
+      if (this.state !== 'mirroring') throw new PairError('ERR_PAIR_STATE', `pair ${this.name} is ${this.state}; the handover stopped`);
+      if (this.clock.nowMs() >= deadline) throw new PairError('ERR_PAIR_STATE', `pair ${this.name}: the secondary did not catch up within ${timeoutMs} ms`);
+      await new Promise<void>((resolve) => {
+        const timer = this.clock.setTimer(() => { this.off('progress', done); this.off('state', done); resolve(); }, 10, { unref: true });
+        const done = (): void => { timer.cancel(); this.off('progress', done); this.off('state', done); resolve(); };
+        this.once('progress', done);
+        this.once('state', done);
+      });
+    }
+    if (this.state !== 'mirroring') throw new PairError('ERR_PAIR_STATE', `pair ${this.name} is ${this.state}; the handover stopped`);
+    await this.link.request(MessageType.PAIR_FLUSH, encodeName(this.name));
+  }
+
+  /** Opens again after a split brain was resolved in this side's favour. */
+  reopen(): void {
+    if (this.closed) return;
+    if (!this.link.isUp) throw new PairError('ERR_PAIR_STATE', `pair ${this.name}: the link to its peer is ${this.link.currentState}`);
+    void this.open();
   }
 
   /** Resumes a suspended pair (an operator's command). */
@@ -505,8 +633,9 @@ export class PrimaryPair extends EventEmitter {
 
   status(): Record<string, unknown> {
     const next = this.journal.nextSequence;
-    const granularity = this.oos.granularityBytes;
-    const oosTracks = this.oos.count();
+    const granularity = this.tracking.granularityBytes;
+    const oosTracks = this.tracking.count();
+    const generations = this.meta.state.generations;
     const elapsedMs = this.clock.nowMs() - this.progress.startedAtMs;
     const rate = elapsedMs > 0 ? (this.progress.doneBytes * 1000) / elapsedMs : 0;
     const transient = this.state === 'copying' || this.state === 'resyncing';
@@ -527,7 +656,7 @@ export class PrimaryPair extends EventEmitter {
       positions: { journalNext: next, shipped: this.nextToShip - 1, received: this.received, applied: this.applied, flushed: this.flushed },
       lag: {
         records: Math.max(0, next - 1 - this.applied),
-        bytes: this.state === 'mirroring' ? this.journal.stats().usedBytes : (this.oos.count() * granularity),
+        bytes: this.state === 'mirroring' ? this.journal.stats().usedBytes : (oosTracks * granularity),
         seconds: Math.round(this.lagSeconds() * 1000) / 1000,
       },
       journal: this.journal.stats(),
@@ -539,10 +668,17 @@ export class PrimaryPair extends EventEmitter {
         : null,
       shippedBytes: this.shippedBytes,
       resyncedBytes: this.resyncedBytes,
+      generations: formatGenerations(generations),
+      peerGenerations: this.peerGenerations === undefined ? null : formatGenerations(this.peerGenerations),
+      decision: this.lastDecision === undefined ? null : { decision: this.lastDecision.decision, rule: this.lastDecision.rule },
     };
   }
 
-  close(): void {
+  /**
+   * Stops this side. `keepTracking`: the bitmaps stay open for the side that replaces this one
+   * (a demotion); otherwise they are closed (they stay in the volume's region).
+   */
+  close(options: { keepTracking?: boolean } = {}): void {
     if (this.closed) return;
     this.closed = true;
     this.passGeneration++;
@@ -552,6 +688,6 @@ export class PrimaryPair extends EventEmitter {
     for (const waiter of this.waiters) waiter.resolve();
     this.waiters = [];
     this.drainWaiter?.();
-    if (!this.oos.closed) this.oos.close();
+    if (options.keepTracking !== true) this.tracking.close();
   }
 }

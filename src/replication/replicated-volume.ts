@@ -44,8 +44,20 @@ export class ReplicatedVolume {
 
   add(pair: PrimaryPair): void {
     this.pairs.push(pair);
-    pair.on('progress', () => this.release());
-    pair.on('released', () => this.release());
+    pair.on('progress', this.onRelease);
+    pair.on('released', this.onRelease);
+  }
+
+  private readonly onRelease = (): void => this.release();
+
+  /** Takes a pair out (it was demoted); true when none is left. */
+  remove(pair: PrimaryPair): boolean {
+    const index = this.pairs.indexOf(pair);
+    if (index >= 0) this.pairs.splice(index, 1);
+    pair.off('progress', this.onRelease);
+    pair.off('released', this.onRelease);
+    this.release();
+    return this.pairs.length === 0;
   }
 
   private poll(): void {
@@ -101,19 +113,28 @@ export class ReplicatedVolume {
     this.volume.read(byteOffset, target);
   }
 
+  /** Tracks the range in every pair before it reaches the store (tracking.ts). */
+  private beforeWrite(byteOffset: number, byteLength: number): void {
+    const { pairs } = this;
+    for (let index = 0; index < pairs.length; index++) (pairs[index] as PrimaryPair).beforeWrite(byteOffset, byteLength);
+  }
+
   write(byteOffset: number, source: Uint8Array): number {
+    this.beforeWrite(byteOffset, source.length);
     const sequence = this.volume.write(byteOffset, source);
     this.check();
     return sequence;
   }
 
   writeZeroes(byteOffset: number, byteLength: number, options?: { mayPunchHole?: boolean }): number {
+    this.beforeWrite(byteOffset, byteLength);
     const sequence = this.volume.writeZeroes(byteOffset, byteLength, options);
     this.check();
     return sequence;
   }
 
   trim(byteOffset: number, byteLength: number): number {
+    this.beforeWrite(byteOffset, byteLength);
     const sequence = this.volume.trim(byteOffset, byteLength);
     this.check();
     return sequence;

@@ -10,6 +10,13 @@
 // before any byte of it is applied.
 //
 // The volume is read-only to hosts (its export is forced read-only) until taken over.
+//
+// What it must find again after a SIGKILL is in its PairMeta (pair-meta.ts): generations,
+// whether its image ever completed a copy, its consistency and its applied position, saved
+// after each applied batch (the data is in the volume's region before the position says so).
+// On PAIR_OPEN it compares generations (generations.ts decide()) and answers with the decision
+// and its own dirty ranges (the tracking of a demoted primary or a split brain's discarded
+// side); at PAIR_RESYNC_DONE it adopts the source's generation and clears that tracking.
 
 import { EventEmitter } from 'node:events';
 
@@ -17,8 +24,21 @@ import type { Clock } from '../runtime/clock';
 import type { Volume } from '../storage/volume';
 import type { Link, LinkLogger, LinkStateEvent } from '../transport/link';
 import { MessageType } from '../transport/message-types';
-import { type OpenReply, type PairMode, type PairOpen, type ShippedRecord, encodePairError, encodePosition } from './messages';
+import { type Decision, type Generations, completeAsTarget, decide, formatGenerations } from './generations';
+import { MAX_DIRTY_RANGES, type OpenReply, type PairMode, type PairOpen, type ShippedRecord, encodePairError, encodePosition } from './messages';
+import type { PairMeta } from './pair-meta';
 import { type Consistency, PairError, type PairState } from './pair-state';
+import type { Tracking } from './tracking';
+
+const OPENER_VIEW: Record<Decision, Decision> = {
+  none: 'none',
+  'bitmap-source': 'bitmap-target',
+  'bitmap-target': 'bitmap-source',
+  'full-source': 'full-target',
+  'full-target': 'full-source',
+  'split-brain': 'split-brain',
+  unrelated: 'unrelated',
+};
 
 /** Options of a secondary pair. */
 export interface SecondaryPairOptions {
@@ -27,6 +47,8 @@ export interface SecondaryPairOptions {
   /** The primary's volume name on the peer. */
   remoteVolume: string;
   mode: PairMode;
+  /** The reason the side starts with (e.g. 'demoted'). @default 'declared' */
+  initialReason?: string;
 }
 
 /** The secondary side of a pair. */
@@ -34,19 +56,18 @@ export class SecondaryPair extends EventEmitter {
   readonly name: string;
   readonly mode: PairMode;
   private state: PairState = 'simplex';
-  private reason = 'declared';
+  private reason: string;
   private sinceMs: number;
-  private consistencyValue: Consistency = 'inconsistent';
-  private nextSequence = 1;
-  private received = 0;
-  private applied = 0;
-  private flushed = 0;
+  private consistencyValue: Consistency;
+  private nextSequence: number;
+  private received: number;
+  private applied: number;
+  private flushed: number;
   private closed = false;
-  /**
-   * True once a copy completed into this object's volume. Kept in memory only: a restarted
-   * secondary gets a first copy again (safe, not minimal; generation ids will make it minimal).
-   */
-  private synced = false;
+  /** True once a copy completed into this volume (persisted: a restarted secondary resyncs). */
+  private synced: boolean;
+  private peerGenerations: Generations | undefined;
+  private lastDecision: { decision: Decision; rule: number } | undefined;
   appliedBytes = 0;
   refusedCount = 0;
 
@@ -56,11 +77,21 @@ export class SecondaryPair extends EventEmitter {
     private readonly link: Link,
     private readonly clock: Clock,
     private readonly log: LinkLogger,
+    readonly meta: PairMeta,
+    readonly tracking: Tracking,
   ) {
     super();
     this.name = options.name;
     this.mode = options.mode;
+    this.reason = options.initialReason ?? 'declared';
     this.sinceMs = clock.nowMs();
+    const state = meta.state;
+    this.synced = state.synced;
+    this.consistencyValue = state.consistency;
+    this.nextSequence = state.nextSequence;
+    this.received = this.applied = this.flushed = state.applied;
+    // Applied records must not mark the tracking: it holds only this side's own changes.
+    tracking.setRecording(false);
     link.on('state', this.onLinkState);
   }
 
@@ -84,9 +115,19 @@ export class SecondaryPair extends EventEmitter {
 
   private readonly onLinkState = (event: LinkStateEvent): void => {
     if (this.closed || event.new === 'up' || event.old !== 'up') return;
-    if (this.state === 'mirroring') this.consistencyValue = 'outdated';
-    if (this.state !== 'simplex') this.move('suspended', 'link-down');
+    if (this.state === 'mirroring') this.setConsistency('outdated');
+    if (this.state !== 'simplex' && this.state !== 'split-brain') this.move('suspended', 'link-down');
   };
+
+  private setConsistency(consistency: Consistency): void {
+    this.consistencyValue = consistency;
+    if (this.meta.state.consistency !== consistency) this.meta.update({ consistency });
+  }
+
+  /** Whether this side's image may be taken over without --force. */
+  get takeoverSafe(): boolean {
+    return this.synced && this.consistencyValue !== 'inconsistent';
+  }
 
   /** PAIR_OPEN from the primary: checked against this controller's declaration. */
   open(request: PairOpen): OpenReply {
@@ -102,17 +143,40 @@ export class SecondaryPair extends EventEmitter {
       throw new PairError('ERR_PAIR_MISMATCH', `pair ${this.name}: the secondary volume has capacity ${volume.capacityBytes} and block size ` +
         `${volume.blockSize}, the primary ${request.capacityBytes} and ${request.blockSize}`);
     }
-    this.consistencyValue = 'inconsistent';
-    if (request.firstCopy || !this.synced) {
-      // A first copy sends the primary's allocated tracks only: start from an empty image, so
+    const local = this.meta.state;
+    const result = decide(local.generations, request.generations, { discardLocal: local.discard, discardPeer: request.discard });
+    this.peerGenerations = request.generations;
+    this.lastDecision = { decision: result.decision, rule: result.rule };
+    this.log.info({ pair: this.name, decision: result.decision, rule: result.rule }, `pair ${this.name}: generations: ${result.decision} (rule ${result.rule}: ${result.text})`);
+    switch (result.decision) {
+      case 'split-brain':
+        this.move('split-brain', 'generations');
+        throw new PairError('ERR_PAIR_SPLIT_BRAIN', `pair ${this.name}: split brain (rule ${result.rule}: ${result.text}); nothing is overwritten until \`resolve\``);
+      case 'unrelated':
+        throw new PairError('ERR_PAIR_UNRELATED', `pair ${this.name}: ${result.text}; refused, nothing is touched`);
+      case 'bitmap-source':
+      case 'full-source':
+        throw new PairError('ERR_PAIR_ROLE', `pair ${this.name}: the secondary holds the newer generation (rule ${result.rule}); take it over or resolve`);
+      default:
+    }
+    this.setConsistency('inconsistent');
+    let dirty = this.tracking.ranges(MAX_DIRTY_RANGES);
+    if (result.decision === 'full-target' || !this.synced) {
+      // A full copy sends the primary's allocated tracks only: start from an empty image, so
       // what is a hole there is a hole here.
       this.volume.trim(0, this.volume.capacityBytes);
       this.synced = false;
       this.nextSequence = 1;
       this.received = this.applied = this.flushed = 0;
+      this.meta.update({ synced: false, applied: 0, nextSequence: 1 });
+      dirty = [];
     }
-    this.move(this.synced ? 'resyncing' : 'copying', 'opened by the primary');
-    return { nextSequence: this.nextSequence, applied: this.applied, synced: this.synced };
+    const full = result.decision === 'full-target' || !this.synced;
+    this.move(full ? 'copying' : 'resyncing', 'opened by the primary');
+    return {
+      decision: full ? 'full-source' : OPENER_VIEW[result.decision], rule: result.rule,
+      nextSequence: this.nextSequence, applied: this.applied, generations: local.generations, all: dirty === null, dirty: dirty ?? [],
+    };
   }
 
   private refuse(error: PairError): void {
@@ -162,6 +226,7 @@ export class SecondaryPair extends EventEmitter {
       const last = (records[records.length - 1] as ShippedRecord).sequence;
       this.nextSequence = last + 1;
       this.received = this.applied = last;
+      this.meta.update({ applied: last, nextSequence: last + 1 });
       this.reportPosition();
     }
   }
@@ -183,7 +248,7 @@ export class SecondaryPair extends EventEmitter {
   }
 
   /** PAIR_RESYNC_DONE: the pass is complete; ordered records resume at `nextSequence`. */
-  resyncDone(nextSequence: number): void {
+  resyncDone(nextSequence: number, source: Generations): void {
     if (this.state !== 'copying' && this.state !== 'resyncing') {
       throw new PairError('ERR_PAIR_STATE', `pair ${this.name}: resync done while ${this.state}`);
     }
@@ -191,6 +256,13 @@ export class SecondaryPair extends EventEmitter {
     this.received = this.applied = nextSequence - 1;
     this.consistencyValue = 'consistent';
     this.synced = true;
+    // This side's own changes were sent to the source in the open reply and overwritten by it.
+    this.tracking.clearAll();
+    this.meta.update({
+      generations: completeAsTarget(this.meta.state.generations, source), synced: true, consistency: 'consistent',
+      applied: nextSequence - 1, nextSequence, discard: false,
+    });
+    this.peerGenerations = source;
     this.move('mirroring', 'resync done');
   }
 
@@ -227,11 +299,19 @@ export class SecondaryPair extends EventEmitter {
       positions: { received: this.received, applied: this.applied, flushed: this.flushed, next: this.nextSequence },
       appliedBytes: this.appliedBytes,
       refused: this.refusedCount,
+      oos: { tracks: this.tracking.count(), bytes: this.tracking.count() * this.tracking.granularityBytes },
+      generations: formatGenerations(this.meta.state.generations),
+      peerGenerations: this.peerGenerations === undefined ? null : formatGenerations(this.peerGenerations),
+      decision: this.lastDecision ?? null,
+      discard: this.meta.state.discard,
     };
   }
 
-  close(): void {
+  /** Stops this side (`keepTracking`: the bitmaps stay open for the side that replaces it). */
+  close(options: { keepTracking?: boolean } = {}): void {
+    if (this.closed) return;
     this.closed = true;
     this.link.off('state', this.onLinkState);
+    if (options.keepTracking !== true) this.tracking.close();
   }
 }

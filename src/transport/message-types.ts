@@ -23,6 +23,12 @@ export const MessageType = Object.freeze({
   PAIR_RESYNC_DONE: 0x35,
   /** Pairs: the secondary refused a message; the pair suspends with secondary-error (message). */
   PAIR_ERROR: 0x36,
+  /** Pairs: become the primary of a pair whose primary handed it over, drained (request). */
+  PAIR_PROMOTE: 0x37,
+  /** Pairs: hand the primary role over to the sender (a planned takeover or a failback) (request). */
+  PAIR_SWITCH: 0x38,
+  /** Pairs: a split brain is resolved; keep the sender's or the receiver's data (request). */
+  PAIR_RESOLVE: 0x39,
 });
 
 const KNOWN = new Set<number>(Object.values(MessageType));

@@ -105,7 +105,7 @@ export class FakeAdminTarget implements AdminTarget {
   }
 
   /** Pair verbs: records the call; a pair named "missing" is unknown. */
-  readonly pairCalls: { verb: 'suspend' | 'resume'; controllerId: string | undefined; pairName: string }[] = [];
+  readonly pairCalls: { verb: string; controllerId: string | undefined; pairName: string; options?: unknown }[] = [];
 
   suspendPair(controllerId: string | undefined, pairName: string): Record<string, unknown> {
     return this.pairVerb('suspend', controllerId, pairName);
@@ -115,10 +115,25 @@ export class FakeAdminTarget implements AdminTarget {
     return this.pairVerb('resume', controllerId, pairName);
   }
 
-  private pairVerb(verb: 'suspend' | 'resume', controllerId: string | undefined, pairName: string): Record<string, unknown> {
-    this.pairCalls.push({ verb, controllerId, pairName });
+  async takeoverPair(controllerId: string | undefined, pairName: string, options: { force?: boolean }): Promise<Record<string, unknown>> {
+    this.pairCalls.push({ verb: 'takeover', controllerId, pairName, options });
+    return this.pairVerb('takeover', controllerId, pairName);
+  }
+
+  async failbackPair(controllerId: string | undefined, pairName: string): Promise<Record<string, unknown>> {
+    return this.pairVerb('failback', controllerId, pairName);
+  }
+
+  async resolvePair(controllerId: string | undefined, pairName: string, keep: 'primary' | 'secondary'): Promise<Record<string, unknown>> {
+    this.pairCalls.push({ verb: 'resolve', controllerId, pairName, options: { keep } });
+    return this.pairVerb('resolve', controllerId, pairName);
+  }
+
+  private pairVerb(verb: string, controllerId: string | undefined, pairName: string): Record<string, unknown> {
+    if (verb !== 'takeover' && verb !== 'resolve') this.pairCalls.push({ verb, controllerId, pairName });
     if (pairName === 'missing') throw new BlockmirrorError('ERR_PAIR_UNKNOWN', `no pair ${pairName}`);
-    return { name: pairName, state: verb === 'suspend' ? 'suspended' : 'resyncing' };
+    const states: Record<string, string> = { suspend: 'suspended', resume: 'resyncing', takeover: 'simplex', failback: 'mirroring', resolve: 'resyncing' };
+    return { name: pairName, state: states[verb] };
   }
 
   async metrics(): Promise<{ contentType: string; text: string }> {

@@ -249,7 +249,7 @@ describe('81 pairs on the simulated network', () => {
     await b.start();
     await c.start();
     await a.start();
-    const primary = a.exportVolume('vol0') as ReplicatedVolume;
+    const primary = a.pairs?.replicatedVolume('vol0') as ReplicatedVolume;
     const mirroring = (): boolean => a.pairs?.primary('to-b').currentState === 'mirroring' && a.pairs?.primary('to-c').currentState === 'mirroring';
     assert.ok(await clock.runUntil(mirroring, { maxTimeMs: 5000 }));
     // The slower async secondary holds the shared journal; the sync one never waits for it.
