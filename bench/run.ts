@@ -1,6 +1,6 @@
 // Runs every benchmark suite in its own child process (so one suite's heap, JIT state and page
 // cache do not colour the next), then prints the ratios each suite reported.
-// Usage: node dist/bench/run.js [suite ...]   (suites: storage, nbd-fio)
+// Usage: node dist/bench/run.js [suite ...]   (suites: storage, nbd-fio, link, pair-fio)
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 
@@ -8,6 +8,7 @@ const SUITES: Record<string, string> = {
   storage: 'storage.bench.js',
   'nbd-fio': 'nbd-fio.js',
   link: 'link.bench.js',
+  'pair-fio': 'pair-fio.js',
 };
 
 function main(): number {

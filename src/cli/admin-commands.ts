@@ -551,7 +551,7 @@ ${exitCodes}`)
           return;
         }
         const status = answer.pair ?? {};
-        process.stdout.write(`pair ${name}: ${String(status.role ?? '?')} ${String(status.state ?? '?')} (${String(status.reason ?? '?')})\n`);
+        process.stdout.write(`pair ${name}: ${String(status.state ?? '?')} (${String(status.reason ?? '?')}); role ${String(status.role ?? '?')}\n`);
       }));
   }
 }

@@ -23,6 +23,7 @@ import {
 } from './config';
 import type { DemoOptions } from './demo';
 import { registerAdminCommands } from './admin-commands';
+import { registerBenchCommand } from './bench-command';
 
 const EXIT_FAILURE = 1;
 const EXIT_USAGE = 2;
@@ -188,6 +189,7 @@ at once.`)
     });
 
   registerAdminCommands(program);
+  registerBenchCommand(program);
 
   return program;
 }
