@@ -476,6 +476,7 @@ export class Controller extends EventEmitter {
    * object is unusable afterwards.
    */
   crash(): void {
+    this.pairManager?.crash();
     for (const link of this.linkMap.values()) link.abandon();
     void this.listener?.close();
     this.removeAllListeners();

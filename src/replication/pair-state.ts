@@ -3,6 +3,7 @@
 // The state of a pair, as both sides show it, and the one table its setter checks:
 //
 //   simplex --open--> copying --pass done--> mirroring <--> suspended(reason) --> resyncing --> mirroring
+//   simplex --open--> resyncing        (a restarted or promoted side whose peer holds its generation)
 //   (any of copying, mirroring, resyncing) --> suspended      (link down, journal full, operator,
 //                                                              secondary error)
 //   (simplex, mirroring, suspended) --> split-brain   (the generation ids say both sides changed;
@@ -21,7 +22,7 @@ export type SuspendReason = 'link-down' | 'journal-full' | 'operator' | 'seconda
 export type Consistency = 'consistent' | 'inconsistent' | 'outdated';
 
 export const PAIR_TRANSITIONS: Readonly<Record<PairState, readonly PairState[]>> = Object.freeze({
-  simplex: ['copying', 'suspended', 'split-brain'],
+  simplex: ['copying', 'resyncing', 'suspended', 'split-brain'],
   copying: ['mirroring', 'suspended'],
   mirroring: ['suspended', 'split-brain'],
   suspended: ['copying', 'resyncing', 'split-brain'],

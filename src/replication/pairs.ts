@@ -558,6 +558,13 @@ export class PairManager extends EventEmitter {
     return [...this.sides.values()].map((side) => ({ ...this.statusOf(side), declaredRole: side.spec.role }));
   }
 
+  /** A crash (the simulator's SIGKILL): every side stops at once; nothing is written or acknowledged. */
+  crash(): void {
+    for (const side of this.sides.values()) side.secondary?.crash();
+    for (const replicated of this.replicated.values()) replicated.crash();
+    this.removeAllListeners();
+  }
+
   /** Stops every pair and closes the journals and metadata. */
   async close(): Promise<void> {
     for (const side of this.sides.values()) side.secondary?.close();

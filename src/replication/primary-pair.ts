@@ -95,6 +95,9 @@ interface Waiter {
   reject(error: Error): void;
 }
 
+/** Entries of the (sequence, time) ring behind the lag in seconds. */
+const TIMES_RING = 1024;
+
 const KIND_OF: Record<string, RecordKind | undefined> = { write: 'write', zero: 'zero', trim: 'trim' };
 
 /** The primary side of a pair. */
@@ -210,7 +213,7 @@ export class PrimaryPair extends EventEmitter {
 
   /** Starts: opens the pair when the link is up (or once it comes up). */
   start(): void {
-    if (this.link.isUp) void this.open();
+    if (this.link.isUp) this.runOpen();
   }
 
   private readonly onLinkState = (event: LinkStateEvent): void => {
@@ -220,7 +223,7 @@ export class PrimaryPair extends EventEmitter {
       // secondary's refusal waits for `resume`.
       // A split brain is looked at again (an operator may have resolved it on the other side).
       const resumable = this.reason === 'link-down' || this.reason === 'journal-full';
-      if (this.state === 'simplex' || this.state === 'split-brain' || (this.state === 'suspended' && this.autoResume && resumable)) void this.open();
+      if (this.state === 'simplex' || this.state === 'split-brain' || (this.state === 'suspended' && this.autoResume && resumable)) this.runOpen();
     } else if (event.old === 'up') {
       this.suspend('link-down', `link ${event.reason}`);
     }
@@ -239,6 +242,13 @@ export class PrimaryPair extends EventEmitter {
         this.drainWaiter = undefined;
         resolve();
       };
+    });
+  }
+
+  /** open(), whose failure is a bug: logged loudly, never an unhandled rejection. */
+  private runOpen(): void {
+    this.open().catch((error: unknown) => {
+      this.log.error({ pair: this.name, err: String((error as Error)?.stack ?? error) }, `pair ${this.name}: open failed: ${String((error as Error)?.message ?? error)}`);
     });
   }
 
@@ -367,9 +377,19 @@ export class PrimaryPair extends EventEmitter {
    */
   notifyWrite(throughSequence?: number): void {
     if (this.state !== 'mirroring' && this.meta.state.newGeneration) this.beginGeneration();
-    if (throughSequence !== undefined && throughSequence > (this.writeTimes.at(-1)?.sequence ?? 0)) {
-      this.writeTimes.push({ sequence: throughSequence, timeMs: this.clock.nowMs() });
-      if (this.writeTimes.length > 1024) this.writeTimes.splice(0, this.writeTimes.length - 1024);
+    if (throughSequence !== undefined && throughSequence > this.lastTimedSequence) {
+      // A ring of (sequence, time): when full, the oldest entry is overwritten (the lag in
+      // seconds then reads a little low, never high), O(1) per write.
+      const ring = this.writeTimes;
+      if (this.timesCount === TIMES_RING) {
+        this.timesHead = (this.timesHead + 1) % TIMES_RING;
+        this.timesCount--;
+      }
+      const at = (this.timesHead + this.timesCount) % TIMES_RING;
+      ring.sequences[at] = throughSequence;
+      ring.times[at] = this.clock.nowMs();
+      this.timesCount++;
+      this.lastTimedSequence = throughSequence;
     }
     if (this.state === 'mirroring') this.schedulePump();
   }
@@ -392,13 +412,19 @@ export class PrimaryPair extends EventEmitter {
   }
 
   /** (last journal sequence, time it was seen), oldest first; trimmed as the secondary applies. */
-  private writeTimes: { sequence: number; timeMs: number }[] = [];
+  private readonly writeTimes = { sequences: new Float64Array(TIMES_RING), times: new Float64Array(TIMES_RING) };
+  private timesHead = 0;
+  private timesCount = 0;
+  private lastTimedSequence = 0;
 
   /** Seconds since the oldest write the secondary has not applied was seen (0 when none). */
   private lagSeconds(): number {
-    while (this.writeTimes.length > 0 && (this.writeTimes[0] as { sequence: number }).sequence <= this.applied) this.writeTimes.shift();
-    const oldest = this.writeTimes[0];
-    return oldest === undefined ? 0 : Math.max(0, (this.clock.nowMs() - oldest.timeMs) / 1000);
+    const ring = this.writeTimes;
+    while (this.timesCount > 0 && (ring.sequences[this.timesHead] as number) <= this.applied) {
+      this.timesHead = (this.timesHead + 1) % TIMES_RING;
+      this.timesCount--;
+    }
+    return this.timesCount === 0 ? 0 : Math.max(0, (this.clock.nowMs() - (ring.times[this.timesHead] as number)) / 1000);
   }
 
   /** The journal refused a record: the ordered stream is broken for every pair of the volume. */
@@ -558,7 +584,7 @@ export class PrimaryPair extends EventEmitter {
     if (reason === 'journal-full' && this.autoResume) {
       // The journal is released (OOS covers everything); resume as soon as it has room.
       this.clock.setTimer(() => {
-        if (this.state === 'suspended' && this.reason === 'journal-full' && this.link.isUp) void this.open();
+        if (this.state === 'suspended' && this.reason === 'journal-full' && this.link.isUp) this.runOpen();
       }, 10, { unref: true });
     }
   }
@@ -608,14 +634,14 @@ export class PrimaryPair extends EventEmitter {
   reopen(): void {
     if (this.closed) return;
     if (!this.link.isUp) throw new PairError('ERR_PAIR_STATE', `pair ${this.name}: the link to its peer is ${this.link.currentState}`);
-    void this.open();
+    this.runOpen();
   }
 
   /** Resumes a suspended pair (an operator's command). */
   resume(): void {
     if (this.state !== 'suspended') throw new PairError('ERR_PAIR_STATE', `pair ${this.name} is ${this.state}, not suspended`);
     if (!this.link.isUp) throw new PairError('ERR_PAIR_STATE', `pair ${this.name}: the link to its secondary is ${this.link.currentState}`);
-    void this.open();
+    this.runOpen();
   }
 
   /**
@@ -672,6 +698,20 @@ export class PrimaryPair extends EventEmitter {
       peerGenerations: this.peerGenerations === undefined ? null : formatGenerations(this.peerGenerations),
       decision: this.lastDecision === undefined ? null : { decision: this.lastDecision.decision, rule: this.lastDecision.rule },
     };
+  }
+
+  /**
+   * A crash (the simulator's, standing for SIGKILL): stops at once; waiters are never settled
+   * (no host sees an acknowledgement), nothing is written to the metadata or the bitmaps.
+   */
+  crash(): void {
+    this.closed = true;
+    this.passGeneration++;
+    this.stuckTimer?.cancel();
+    this.link.off('state', this.onLinkState);
+    this.link.off('drain', this.onDrain);
+    this.waiters = [];
+    this.removeAllListeners();
   }
 
   /**

@@ -172,6 +172,13 @@ export class ReplicatedVolume {
     return this.volume.openBitmap(name);
   }
 
+  /** A crash: stops polling; the pairs stop without acknowledging anything. */
+  crash(): void {
+    this.stopped = true;
+    this.pollTimer?.cancel();
+    for (const pair of this.pairs) pair.crash();
+  }
+
   /** Stops polling and closes the pairs and the journal (the volume is its controller's). */
   async close(): Promise<void> {
     if (this.stopped) return;

@@ -307,6 +307,13 @@ export class SecondaryPair extends EventEmitter {
     };
   }
 
+  /** A crash: stops at once, writes nothing. */
+  crash(): void {
+    this.closed = true;
+    this.link.off('state', this.onLinkState);
+    this.removeAllListeners();
+  }
+
   /** Stops this side (`keepTracking`: the bitmaps stay open for the side that replaces it). */
   close(options: { keepTracking?: boolean } = {}): void {
     if (this.closed) return;
