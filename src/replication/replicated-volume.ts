@@ -113,6 +113,20 @@ export class ReplicatedVolume {
     this.volume.read(byteOffset, target);
   }
 
+  /**
+   * After a host write: its sequence tells what to do without asking the journal (the hot
+   * path); a full journal, or a gap (a write by another path came first), takes the slow check.
+   */
+  private afterWrite(sequence: number): void {
+    if (sequence <= 0 || sequence !== this.lastSeenSequence) {
+      this.check();
+      return;
+    }
+    this.lastSeenSequence = sequence + 1;
+    const { pairs } = this;
+    for (let index = 0; index < pairs.length; index++) (pairs[index] as PrimaryPair).notifyWrite(sequence);
+  }
+
   /** Tracks the range in every pair before it reaches the store (tracking.ts). */
   private beforeWrite(byteOffset: number, byteLength: number): void {
     const { pairs } = this;
@@ -122,21 +136,21 @@ export class ReplicatedVolume {
   write(byteOffset: number, source: Uint8Array): number {
     this.beforeWrite(byteOffset, source.length);
     const sequence = this.volume.write(byteOffset, source);
-    this.check();
+    this.afterWrite(sequence);
     return sequence;
   }
 
   writeZeroes(byteOffset: number, byteLength: number, options?: { mayPunchHole?: boolean }): number {
     this.beforeWrite(byteOffset, byteLength);
     const sequence = this.volume.writeZeroes(byteOffset, byteLength, options);
-    this.check();
+    this.afterWrite(sequence);
     return sequence;
   }
 
   trim(byteOffset: number, byteLength: number): number {
     this.beforeWrite(byteOffset, byteLength);
     const sequence = this.volume.trim(byteOffset, byteLength);
-    this.check();
+    this.afterWrite(sequence);
     return sequence;
   }
 
