@@ -159,6 +159,10 @@ export const PAIR_ERROR_CODES = Object.freeze([
   'ERR_PAIR_READ_ONLY',
   /** The pair's metadata region is damaged or of another format. */
   'ERR_PAIR_META',
+  /** `pair create`: a pair of that name exists on this controller. */
+  'ERR_PAIR_EXISTS',
+  /** `pair create`: the pair does not fit this controller (no such volume or peer, the volume is already a secondary, ...). */
+  'ERR_PAIR_BAD_SPEC',
 ] as const);
 
 /** The admin endpoint (src/admin/): HTTP on a Unix socket. */

@@ -17,6 +17,8 @@
 //   POST /pairs/takeover {controller?, pair, force?} -> target.takeoverPair
 //   POST /pairs/failback {controller?, pair} -> target.failbackPair
 //   POST /pairs/resolve {controller?, pair, keep: primary|secondary} -> target.resolvePair
+//   POST /pairs/create {controller?, pair, volume, peer, remoteVolume, mode?, role, fence?, autoResume?} -> target.createPair
+//   POST /pairs/delete {controller?, pair} -> target.deletePair
 //
 // Error contract: every failure is JSON {"error": {"code": "ERR_...", "message": "..."}} with an
 // HTTP status from STATUS_OF_CODE; an error without a known code is a bug somewhere behind the
@@ -109,6 +111,11 @@ export const STATUS_OF_CODE: Readonly<Record<string, number>> = Object.freeze({
   'ERR_LINK_UNKNOWN_PEER': 404,
   'ERR_PAIR_UNKNOWN': 404,
   'ERR_PAIR_STATE': 409,
+  'ERR_PAIR_EXISTS': 409,
+  'ERR_PAIR_BAD_SPEC': 400,
+  'ERR_PAIR_ROLE': 409,
+  'ERR_PAIR_SPLIT_BRAIN': 409,
+  'ERR_PAIR_UNRELATED': 409,
   'ERR_ADMIN_METHOD': 405,
   'ERR_LINK_CLOSED': 409,
   'ERR_ADMIN_TOO_LARGE': 413,
@@ -193,7 +200,7 @@ export class AdminServer {
   constructor(options: AdminServerOptions) {
     if (options === null || typeof options !== 'object') throw new TypeError('options must be an object');
     const target = options.target;
-    for (const method of ['status', 'currentEvents', 'subscribe', 'controllerIds', 'setLinkFaults', 'healLink', 'suspendPair', 'resumePair', 'takeoverPair', 'failbackPair', 'resolvePair', 'metrics'] as const) {
+    for (const method of ['status', 'currentEvents', 'subscribe', 'controllerIds', 'setLinkFaults', 'healLink', 'suspendPair', 'resumePair', 'takeoverPair', 'failbackPair', 'resolvePair', 'createPair', 'deletePair', 'metrics'] as const) {
       if (typeof (target as unknown as Record<string, unknown> | undefined)?.[method] !== 'function') {
         throw new TypeError(`options.target must be an AdminTarget (it has no ${method}())`);
       }
@@ -234,6 +241,8 @@ export class AdminServer {
       '/pairs/takeover': { POST: (request, response) => this.postPair(request, response, 'takeover') },
       '/pairs/failback': { POST: (request, response) => this.postPair(request, response, 'failback') },
       '/pairs/resolve': { POST: (request, response) => this.postPair(request, response, 'resolve') },
+      '/pairs/create': { POST: (request, response) => this.postPairCreate(request, response) },
+      '/pairs/delete': { POST: (request, response) => this.postPair(request, response, 'delete') },
     });
   }
 
@@ -660,7 +669,7 @@ export class AdminServer {
   }
 
   /** POST /pairs/<verb>: {controller?, pair} (+ force for takeover, keep for resolve). */
-  private async postPair(request: http.IncomingMessage, response: http.ServerResponse, verb: 'suspend' | 'resume' | 'takeover' | 'failback' | 'resolve'): Promise<void> {
+  private async postPair(request: http.IncomingMessage, response: http.ServerResponse, verb: 'suspend' | 'resume' | 'takeover' | 'failback' | 'resolve' | 'delete'): Promise<void> {
     const body = await this.readJsonObject(request);
     const fields = ['controller', 'pair', ...(verb === 'takeover' ? ['force'] : []), ...(verb === 'resolve' ? ['keep'] : [])];
     for (const key of Object.keys(body)) {
@@ -681,8 +690,41 @@ export class AdminServer {
       case 'resume': result = this.target.resumePair(controllerId, pair); break;
       case 'takeover': result = await this.target.takeoverPair(controllerId, pair, { force: body.force === true }); break;
       case 'failback': result = await this.target.failbackPair(controllerId, pair); break;
+      case 'delete': result = await this.target.deletePair(controllerId, pair); break;
       default: result = await this.target.resolvePair(controllerId, pair, body.keep as 'primary' | 'secondary');
     }
+    this.sendJson(response, 200, { ok: true, pair: result });
+  }
+
+  /** POST /pairs/create: a pair declared at run time, with the fields of the config's `pairs[]`. */
+  private async postPairCreate(request: http.IncomingMessage, response: http.ServerResponse): Promise<void> {
+    const body = await this.readJsonObject(request);
+    const fields = ['controller', 'pair', 'volume', 'peer', 'remoteVolume', 'mode', 'role', 'fence', 'autoResume'];
+    for (const key of Object.keys(body)) {
+      if (!fields.includes(key)) throw badRequest(`unknown field "${key}" (fields: ${fields.join(', ')})`);
+    }
+    const text = (key: string, pattern?: RegExp): string => {
+      const value = body[key];
+      if (typeof value !== 'string' || value === '' || value.length > MAX_ID_CHARS || (pattern !== undefined && !pattern.test(value))) {
+        throw badRequest(`${key} must be a non-empty string${pattern === undefined ? '' : ` matching ${String(pattern)}`}`);
+      }
+      return value;
+    };
+    const controller = body.controller;
+    if (controller !== undefined && controller !== null && (typeof controller !== 'string' || controller === '' || controller.length > MAX_ID_CHARS)) {
+      throw badRequest('controller must be a non-empty string (a controller id)');
+    }
+    const mode = body.mode ?? 'async';
+    if (mode !== 'sync' && mode !== 'async') throw badRequest('mode must be "sync" or "async"');
+    if (body.role !== 'primary' && body.role !== 'secondary') throw badRequest('role must be "primary" or "secondary"');
+    const fence = body.fence ?? 'never';
+    if (fence !== 'never' && fence !== 'data') throw badRequest('fence must be "never" or "data"');
+    if (body.autoResume !== undefined && typeof body.autoResume !== 'boolean') throw badRequest('autoResume must be true or false');
+    const spec = {
+      name: text('pair', /^[A-Za-z0-9._-]{1,64}$/), volume: text('volume'), peer: text('peer'), remoteVolume: text('remoteVolume'),
+      mode, role: body.role, fence, autoResume: body.autoResume !== false,
+    } as const;
+    const result = this.target.createPair(typeof controller === 'string' ? controller : undefined, spec);
     this.sendJson(response, 200, { ok: true, pair: result });
   }
 

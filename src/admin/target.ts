@@ -46,6 +46,16 @@ export interface AdminTarget {
   takeoverPair(controllerId: string | undefined, pairName: string, options: { force?: boolean }): Promise<Record<string, unknown>>;
   /** Swaps a pair's roles back to the declared ones after a takeover; same errors. */
   failbackPair(controllerId: string | undefined, pairName: string): Promise<Record<string, unknown>>;
+  /**
+   * Declares a pair at run time on a controller; resolves with its status. Throws
+   * ERR_PAIR_EXISTS, ERR_PAIR_BAD_SPEC, and the controller errors above.
+   */
+  createPair(controllerId: string | undefined, spec: {
+    name: string; volume: string; peer: string; remoteVolume: string; mode: 'sync' | 'async'; role: 'primary' | 'secondary';
+    fence?: 'never' | 'data'; autoResume?: boolean;
+  }): Record<string, unknown>;
+  /** Removes a pair (its bitmaps and metadata; the volume keeps its data). */
+  deletePair(controllerId: string | undefined, pairName: string): Promise<Record<string, unknown>>;
   /** Resolves a split brain keeping the data of the side declared `keep`; same errors. */
   resolvePair(controllerId: string | undefined, pairName: string, keep: 'primary' | 'secondary'): Promise<Record<string, unknown>>;
   /** Prometheus text exposition of every metric. */

@@ -515,7 +515,41 @@ ${exitCodes}`)
 
   const pair = program
     .command('pair')
-    .description('Steer the pairs of a running serve: suspend, resume, takeover, failback, resolve.');
+    .description('Steer the pairs of a running serve: create, suspend, resume, takeover, failback, resolve, delete.');
+  pair
+    .command('create')
+    .description('Declare the pair NAME on a running controller (both controllers declare it: run this on each side, with its own role).')
+    .argument('<name>', 'the pair\'s name, [A-Za-z0-9._-]{1,64}, the same on both controllers')
+    .requiredOption('--volume <name>', 'this controller\'s volume')
+    .requiredOption('--peer <id>', 'the other controller')
+    .requiredOption('--remote-volume <name>', 'the volume on the peer')
+    .requiredOption('--role <role>', 'primary or secondary: this controller\'s role')
+    .option('--mode <mode>', 'sync or async', 'async')
+    .option('--fence <level>', 'sync only: never or data', 'never')
+    .option('--no-auto-resume', 'wait for `pair resume` after a suspension')
+    .addOption(adminOption())
+    .option('--controller <id>', 'the controller to declare it on (required when the serve runs several)')
+    .option('--json', 'print the serve\'s answer as JSON')
+    .addHelpText('after', `
+The declaration lasts until the serve stops; put the pair in the config file to keep it.
+
+Examples:
+  $ blockmirror pair create p1 --volume vol1 --peer site-b --remote-volume vol1 --role primary --mode sync --controller site-a
+  $ blockmirror pair create p1 --volume vol1 --peer site-a --remote-volume vol1 --role secondary --mode sync --controller site-b
+${exitCodes}`)
+    .action(adminAction(async (name: string, options: AdminOptions & { json?: boolean; volume: string; peer: string; remoteVolume: string;
+      role: string; mode: string; fence: string; autoResume: boolean }) => {
+      const body: Record<string, unknown> = { pair: name, volume: options.volume, peer: options.peer, remoteVolume: options.remoteVolume,
+        role: options.role, mode: options.mode, fence: options.fence, autoResume: options.autoResume };
+      if (options.controller !== undefined) body.controller = options.controller;
+      const answer = await clientFor(options).post('/pairs/create', body) as { pair?: Record<string, unknown> };
+      if (options.json === true) {
+        process.stdout.write(`${JSON.stringify(answer, null, 2)}\n`);
+        return;
+      }
+      const status = answer.pair ?? {};
+      process.stdout.write(`pair ${name}: ${String(status.state ?? '?')} (${String(status.reason ?? '?')}); role ${String(status.role ?? '?')}\n`);
+    }));
   for (const [verb, description] of [
     ['suspend', 'Suspend the pair NAME (its primary stops shipping; writes go on and are recorded in its OOS bitmap).'],
     ['resume', 'Resume the suspended pair NAME: resync its dirty tracks, then mirror.'],
@@ -523,6 +557,7 @@ ${exitCodes}`)
       + 'by a drained switch when it is reachable and mirroring.'],
     ['failback', 'Swap the roles of NAME back to the declared ones after a takeover (drains, then switches).'],
     ['resolve', 'End the split brain of NAME: keep the data of the side declared --keep; the other side is resynced from it.'],
+    ['delete', 'Remove the pair NAME from a controller: its bitmaps and metadata go, the volume keeps its data and is a plain volume again.'],
   ] as const) {
     const command = pair
       .command(verb)

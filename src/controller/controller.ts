@@ -291,6 +291,7 @@ export class Controller extends EventEmitter {
             role: event.role, volume: event.volume, writable: event.writable });
           this.emit('role', event);
         });
+        manager.on('export', (event: { volume: string; target: NbdVolume }) => this.emit('export', event));
         this.pairManager = manager;
         manager.start();
       }

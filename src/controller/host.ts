@@ -13,7 +13,9 @@
 
 import { BlockmirrorError } from '../errors';
 import type { AdminTarget, ArrayEvent, ArrayEventListener } from '../admin/target';
-import type { PairManager, PairRoleEvent } from '../replication/pairs';
+import type { PairManager, PairRoleEvent, PairSpec } from '../replication/pairs';
+import type { NbdVolume } from '../nbd/server';
+import type { Volume } from '../storage/volume';
 import { NbdServer, type NbdServerOptions } from '../nbd/server';
 import type { NbdListenOptions } from '../nbd/index';
 import type { FaultSettings } from '../transport/faults';
@@ -128,6 +130,15 @@ export class ControllerHost implements AdminTarget {
             controller.on('role', (event: PairRoleEvent) => {
               for (const entry of controller.exports) {
                 if (entry.volume === event.volume) server.setExportReadOnly(entry.name, (entry.readOnly ?? false) || !event.writable);
+              }
+            });
+            // A pair created or deleted at run time: the export is served through the pair's
+            // volume, or through the plain volume again.
+            controller.on('export', (event: { volume: string; target: NbdVolume & { writable?: boolean } }) => {
+              for (const entry of controller.exports) {
+                if (entry.volume !== event.volume) continue;
+                server.setExportVolume(entry.name, event.target as unknown as Volume);
+                server.setExportReadOnly(entry.name, (entry.readOnly ?? false) || event.target.writable === false);
               }
             });
           }
@@ -265,6 +276,17 @@ export class ControllerHost implements AdminTarget {
 
   failbackPair(controllerId: string | undefined, pairName: string): Promise<Record<string, unknown>> {
     return this.pairsOf(controllerId, pairName, (pair) => pair.role !== pair.declaredRole).failback(pairName);
+  }
+
+  createPair(controllerId: string | undefined, spec: PairSpec): Record<string, unknown> {
+    const controller = this.pick(controllerId);
+    if (controller.pairs === undefined) throw new BlockmirrorError('ERR_PAIR_BAD_SPEC', `controller ${controller.id} is not running`);
+    return controller.pairs.create(spec);
+  }
+
+  async deletePair(controllerId: string | undefined, pairName: string): Promise<Record<string, unknown>> {
+    await this.pairsOf(controllerId, pairName, () => true).delete(pairName);
+    return { name: pairName, state: 'deleted' };
   }
 
   resolvePair(controllerId: string | undefined, pairName: string, keep: 'primary' | 'secondary'): Promise<Record<string, unknown>> {

@@ -349,6 +349,22 @@ export class NbdServer extends EventEmitter {
     entry.readOnly = readOnly;
   }
 
+  /**
+   * Serves an export from another volume object over the same data from now on (a pair created
+   * or deleted at run time puts its PairVolume in front of the volume, or takes it away). The
+   * geometry must be the same; requests already running finish on the old object.
+   */
+  setExportVolume(name: string, volume: Volume): void {
+    const entry = this.exportsByName.get(name);
+    if (entry === undefined) throw new RangeError(`no export named ${JSON.stringify(name)}`);
+    if (volume.capacityBytes !== entry.volume.capacityBytes || volume.blockSize !== entry.volume.blockSize || volume.strict !== entry.volume.strict) {
+      throw new RangeError(`export ${JSON.stringify(name)}: the new volume's geometry differs`);
+    }
+    const shared = this.exports.find((other) => other !== entry && other.volume === volume);
+    entry.flushes = shared?.flushes ?? new FlushCoordinator(volume);
+    entry.volume = volume;
+  }
+
   /** Per-export counters: requests by type and payload bytes, since the server was created. */
   exportStats(): NbdExportStats[] {
     return this.exports.map((entry) => ({

@@ -130,11 +130,14 @@ export class PairManager extends EventEmitter {
   private readonly replicated = new Map<string, ReplicatedVolume>();
   private readonly facades = new Map<string, PairVolume>();
   private readonly random: Random;
+  private readonly attached = new Set<Link>();
+  private readonly specList: PairSpec[];
   private started = false;
 
   constructor(private readonly options: PairManagerOptions) {
     super();
     this.random = options.random ?? realRandom;
+    this.specList = [...options.pairs];
     const names = new Set<string>();
     const secondaryVolumes = new Set<string>();
     for (const [index, spec] of options.pairs.entries()) {
@@ -336,6 +339,8 @@ export class PairManager extends EventEmitter {
   }
 
   private attach(link: Link): void {
+    if (this.attached.has(link)) return;
+    this.attached.add(link);
     const maxDataBytes = link.tuning.maxFrameBytes;
     link.handle(MessageType.PAIR_OPEN, (payload) => this.onOpen(link, decodePairOpen(payload)));
     link.handle(MessageType.PAIR_RESYNC_DONE, (payload) => {
@@ -549,9 +554,83 @@ export class PairManager extends EventEmitter {
     return this.sides.get(name)?.secondary;
   }
 
-  /** The declared pairs. */
+  /** The declared pairs (the config's, and those created at run time). */
   get specs(): readonly PairSpec[] {
-    return this.options.pairs;
+    return this.specList;
+  }
+
+  /**
+   * Declares a pair at run time (`pair create`): checked as the config's pairs are, then built
+   * and started. Its metadata and tracking live beside the volume as for a configured pair; the
+   * declaration itself lasts until the serve stops (put it in the config to keep it).
+   */
+  create(spec: PairSpec): Record<string, unknown> {
+    const { options } = this;
+    if (this.sides.has(spec.name)) throw new PairError('ERR_PAIR_EXISTS', `controller ${options.controllerId} already has a pair ${JSON.stringify(spec.name)}`);
+    const volume = options.volume(spec.volume);
+    if (volume === undefined) throw new PairError('ERR_PAIR_BAD_SPEC', `controller ${options.controllerId} has no volume ${JSON.stringify(spec.volume)}`);
+    const sameVolume = [...this.sides.values()].filter((other) => other.spec.volume === spec.volume);
+    if (spec.role === 'secondary' && sameVolume.length > 0) {
+      throw new PairError('ERR_PAIR_BAD_SPEC', `volume ${spec.volume} is in pair ${sameVolume[0]?.spec.name}; a secondary volume belongs to one pair only`);
+    }
+    if (spec.role === 'primary' && sameVolume.some((other) => other.secondary !== undefined)) {
+      throw new PairError('ERR_PAIR_BAD_SPEC', `volume ${spec.volume} is a secondary; it cannot also be a primary`);
+    }
+    let link: Link;
+    try {
+      link = options.link(spec.peer);
+    } catch (error) {
+      throw new PairError('ERR_PAIR_BAD_SPEC', `controller ${options.controllerId} has no link to ${JSON.stringify(spec.peer)}: ${(error as Error).message}`);
+    }
+    let facade = this.facades.get(spec.volume);
+    const newFacade = facade === undefined;
+    if (facade === undefined) {
+      facade = new PairVolume(volume, spec.volume);
+      this.facades.set(spec.volume, facade);
+    }
+    const meta = PairMeta.open(volume, spec.name, initialMeta(spec.role));
+    const tracking = new Tracking(volume, spec.name, meta.state.active, false);
+    const side: Side = { spec, volume, link, meta, tracking };
+    this.sides.set(spec.name, side);
+    this.specList.push(spec);
+    this.attach(link);
+    if (meta.state.role === 'primary') this.buildPrimary(side, 'created');
+    else this.buildSecondary(side, 'created');
+    if (newFacade) this.emit('export', { volume: spec.volume, target: facade });
+    side.primary?.start();
+    return this.statusOf(side);
+  }
+
+  /**
+   * Removes a pair (`pair delete`): its side stops, its tracking bitmaps and metadata are
+   * deleted; the volume keeps its data and, in no other pair, is a plain read-write volume again.
+   */
+  async delete(name: string): Promise<void> {
+    const side = this.side(name);
+    const primary = side.primary;
+    if (primary !== undefined) {
+      primary.close({ keepTracking: true });
+      const replicated = this.replicated.get(side.spec.volume);
+      if (replicated !== undefined && replicated.remove(primary)) {
+        this.replicated.delete(side.spec.volume);
+        await replicated.close();
+      }
+    }
+    side.secondary?.close({ keepTracking: true });
+    side.tracking.delete();
+    await side.meta.close();
+    PairMeta.unlink(side.volume, name);
+    this.sides.delete(name);
+    this.specList.splice(this.specList.indexOf(side.spec), 1);
+    this.emit('state', { name, old: (primary ?? side.secondary)?.currentState ?? 'simplex', new: 'deleted', reason: 'operator', timeMs: this.options.clock.nowMs(), role: side.meta.state.role });
+    if (![...this.sides.values()].some((other) => other.spec.volume === side.spec.volume)) {
+      this.facades.delete(side.spec.volume);
+      this.emit('export', { volume: side.spec.volume, target: side.volume });
+    } else {
+      const facade = this.facades.get(side.spec.volume) as PairVolume;
+      facade.replicated = this.replicated.get(side.spec.volume);
+      this.emitRole(side, 'deleted');
+    }
   }
 
   status(): Record<string, unknown>[] {

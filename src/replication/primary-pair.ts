@@ -95,6 +95,9 @@ interface Waiter {
   reject(error: Error): void;
 }
 
+/** How often a primary asks again a peer that does not declare the pair. */
+const UNDECLARED_RETRY_MS = 1000;
+
 /** Entries of the (sequence, time) ring behind the lag in seconds. */
 const TIMES_RING = 1024;
 
@@ -284,12 +287,23 @@ export class PrimaryPair extends EventEmitter {
       }
       const refused = isLinkError(error, 'ERR_LINK_REMOTE') || isLinkError(error, 'ERR_LINK_NO_HANDLER');
       if (this.state !== 'suspended' && this.state !== 'split-brain') this.suspend(refused ? 'secondary-error' : 'link-down', (error as Error).message);
+      if (code === 'ERR_PAIR_UNKNOWN' && this.autoResume) {
+        // The peer does not declare the pair (yet: `pair create` on the other side comes
+        // second): ask again now and then while the link is up.
+        const retryGeneration = this.passGeneration;
+        this.clock.setTimer(() => {
+          if (!this.closed && this.state === 'suspended' && this.reason === 'secondary-error' && this.link.isUp && retryGeneration === this.passGeneration) this.runOpen();
+        }, UNDECLARED_RETRY_MS, { unref: true });
+      }
       return;
     }
     if (generation !== this.passGeneration || this.closed) return;
     this.peerGenerations = reply.generations;
     this.lastDecision = { decision: reply.decision, rule: reply.rule, text: '' };
-    this.received = this.applied = this.flushed = reply.applied;
+    // The secondary's position is in the sequence space of the journal that last fed it, which
+    // may be another one (this side restarted, or was promoted): this journal's records before
+    // its next sequence are covered by the pass, never by that position.
+    this.received = this.applied = this.flushed = Math.min(reply.applied, this.journal.nextSequence - 1);
     if (reply.decision === 'full-source' || reply.all) {
       // A first copy (the secondary holds no generation, or an older one than the bitmap
       // covers): every allocated track; holes travel as holes.

@@ -129,10 +129,20 @@ export class FakeAdminTarget implements AdminTarget {
     return this.pairVerb('resolve', controllerId, pairName);
   }
 
+  createPair(controllerId: string | undefined, spec: { name: string }): Record<string, unknown> {
+    this.pairCalls.push({ verb: 'create', controllerId, pairName: spec.name, options: spec });
+    if (spec.name === 'taken') throw new BlockmirrorError('ERR_PAIR_EXISTS', `pair ${spec.name} exists`);
+    return { name: spec.name, state: 'simplex' };
+  }
+
+  async deletePair(controllerId: string | undefined, pairName: string): Promise<Record<string, unknown>> {
+    return this.pairVerb('delete', controllerId, pairName);
+  }
+
   private pairVerb(verb: string, controllerId: string | undefined, pairName: string): Record<string, unknown> {
     if (verb !== 'takeover' && verb !== 'resolve') this.pairCalls.push({ verb, controllerId, pairName });
     if (pairName === 'missing') throw new BlockmirrorError('ERR_PAIR_UNKNOWN', `no pair ${pairName}`);
-    const states: Record<string, string> = { suspend: 'suspended', resume: 'resyncing', takeover: 'simplex', failback: 'mirroring', resolve: 'resyncing' };
+    const states: Record<string, string> = { suspend: 'suspended', resume: 'resyncing', takeover: 'simplex', failback: 'mirroring', resolve: 'resyncing', delete: 'deleted' };
     return { name: pairName, state: states[verb] };
   }
 

@@ -283,4 +283,45 @@ describe('82 pair roles on the simulated network', function () {
       await dispose(w);
     }
   });
+
+  it('creates a pair at run time on both sides, mirrors it, and deletes it: the volumes keep their data and are plain again', async () => {
+    const w = await world('async', 35);
+    try {
+      await until(w, () => side(w.a).state === 'mirroring', 'mirroring');
+      // A second volume pair on volumes that exist but are in no pair: vol1 on both.
+      const volumes = { a: w.a.volume('vol0') as Volume, b: w.b.volume('vol0') as Volume };
+      void volumes;
+      assert.throws(() => w.a.pairs?.create({ name: 'p0', volume: 'vol0', peer: 'b', remoteVolume: 'vol0', mode: 'async', role: 'primary' }),
+        (error: { code?: string }) => error.code === 'ERR_PAIR_EXISTS');
+      assert.throws(() => w.a.pairs?.create({ name: 'p9', volume: 'nope', peer: 'b', remoteVolume: 'vol0', mode: 'async', role: 'primary' }),
+        (error: { code?: string }) => error.code === 'ERR_PAIR_BAD_SPEC');
+      assert.throws(() => w.b.pairs?.create({ name: 'p9', volume: 'vol0', peer: 'a', remoteVolume: 'vol0', mode: 'async', role: 'secondary' }),
+        (error: { code?: string }) => error.code === 'ERR_PAIR_BAD_SPEC', 'a volume is the secondary of one pair only');
+      assert.throws(() => w.a.pairs?.create({ name: 'p9', volume: 'vol0', peer: 'zz', remoteVolume: 'vol0', mode: 'async', role: 'primary' }),
+        (error: { code?: string }) => error.code === 'ERR_PAIR_BAD_SPEC', 'an unknown peer');
+      // Delete p0 on both sides: the volumes are plain and writable again, their data kept.
+      hostWrites(w.a, 1, [0, 1], new Map());
+      await until(w, () => identical(w), 'identical');
+      await settle(w, w.b.pairs?.delete('p0') as Promise<void>);
+      await settle(w, w.a.pairs?.delete('p0') as Promise<void>);
+      assert.equal(w.a.exportVolume('vol0'), w.a.volume('vol0'), 'the export is the plain volume again');
+      assert.ok(blockOf(w.b, 1).equals(pattern(1, 1)), 'the secondary kept its data');
+      assert.equal((w.a.volume('vol0') as Volume).listBitmaps().length, 0, 'the tracking bitmaps are gone');
+      // Declare it again at run time (the other way round) and let it copy.
+      w.b.pairs?.create({ name: 'p1', volume: 'vol0', peer: 'a', remoteVolume: 'vol0', mode: 'sync', role: 'primary' });
+      const p1 = (c: Controller): Record<string, unknown> => (c.pairs?.status() ?? []).find((entry) => entry.name === 'p1') ?? {};
+      // The primary side first: the peer does not declare it yet, so it waits and asks again.
+      await until(w, () => p1(w.b).state === 'suspended' && p1(w.b).reason === 'secondary-error', 'refused by the peer that does not declare it');
+      await w.clock.runFor(500);
+      w.a.pairs?.create({ name: 'p1', volume: 'vol0', peer: 'b', remoteVolume: 'vol0', mode: 'sync', role: 'secondary' });
+      await until(w, () => p1(w.b).state === 'mirroring' && p1(w.a).state === 'mirroring', 'the created pair mirrors');
+      hostWrites(w.b, 7, [3], new Map());
+      await until(w, () => identical(w), 'identical through the created pair');
+      assert.equal(host(w.a).writable, false, 'the new secondary is read-only');
+      await settle(w, w.a.pairs?.delete('p1') as Promise<void>);
+      await settle(w, w.b.pairs?.delete('p1') as Promise<void>);
+    } finally {
+      await dispose(w);
+    }
+  });
 });
