@@ -170,6 +170,30 @@ export function createArrayMetrics(getStatus: () => ArrayStatusLike): ArrayMetri
     for (const { controller, pair } of primaryPairs()) set({ controller, pair: pair.name }, pair.resyncedBytes);
   });
 
+  // Host write latency by ack point (local: stored here; remote: applied by a sync secondary),
+  // from the volume's log2 histogram: p50/p99 are bucket upper bounds.
+  const latencies = (fill: (labels: Record<string, string>, value: Record<string, unknown>) => void): void => {
+    for (const { controller, pair } of primaryPairs()) {
+      const latency = pair.writeLatency as Record<string, Record<string, unknown> | undefined> | undefined;
+      for (const ack of ['local', 'remote']) {
+        const value = latency?.[ack];
+        if (value !== undefined) fill({ controller, pair: pair.name, ack }, value);
+      }
+    }
+  };
+  total('blockmirror_pair_write_latency_count_total', 'Host writes of the pair\'s volume completed, by ack point.', ['controller', 'pair', 'ack'], (set) => {
+    latencies((labels, value) => set(labels, value.count));
+  });
+  total('blockmirror_pair_write_latency_seconds_total', 'Sum of host write latencies (write to ack point), by ack point.', ['controller', 'pair', 'ack'], (set) => {
+    latencies((labels, value) => set(labels, value.sumSeconds));
+  });
+  gauge('blockmirror_pair_write_latency_p50_seconds', 'Median host write latency by ack point (a log2 bucket\'s upper bound).', ['controller', 'pair', 'ack'], (set) => {
+    latencies((labels, value) => set(labels, value.p50Seconds));
+  });
+  gauge('blockmirror_pair_write_latency_p99_seconds', '99th percentile host write latency by ack point (a log2 bucket\'s upper bound).', ['controller', 'pair', 'ack'], (set) => {
+    latencies((labels, value) => set(labels, value.p99Seconds));
+  });
+
   gauge('blockmirror_controller_info', 'A controller of this array (always 1).', ['controller'], (set) => {
     for (const controller of controllers()) set({ controller: controller.id as string }, 1);
   });

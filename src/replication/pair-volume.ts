@@ -7,13 +7,56 @@
 // primary). Reads always come from the volume. The export's read-only flag follows the role (the
 // controller host sets it on every role change), so new connections see the right flags.
 
+import { performance } from 'node:perf_hooks';
+
 import type { Bitmap } from '../storage/bitmap';
 import type { Volume } from '../storage/volume';
 import { PairError } from './pair-state';
 import type { ReplicatedVolume } from './replicated-volume';
 
+/**
+ * Write latency by ack point: log2 buckets of microseconds (bucket i holds [2^(i-1), 2^i) us),
+ * so recording costs a clz and an increment.
+ */
+export class LatencyHistogram {
+  readonly buckets = new Float64Array(40);
+  count = 0;
+  sumSeconds = 0;
+
+  record(seconds: number): void {
+    const micros = Math.max(0, Math.round(seconds * 1e6));
+    const index = Math.min(this.buckets.length - 1, micros === 0 ? 0 : 32 - Math.clz32(micros));
+    this.buckets[index] = (this.buckets[index] as number) + 1;
+    this.count++;
+    this.sumSeconds += seconds;
+  }
+
+  /** The upper bound (seconds) of the bucket holding quantile q, or null when empty. */
+  quantile(q: number): number | null {
+    if (this.count === 0) return null;
+    const rank = q * this.count;
+    let seen = 0;
+    for (let index = 0; index < this.buckets.length; index++) {
+      seen += this.buckets[index] as number;
+      if (seen >= rank) return 2 ** index / 1e6;
+    }
+    return 2 ** (this.buckets.length - 1) / 1e6;
+  }
+
+  toJSON(): Record<string, unknown> {
+    return { count: this.count, sumSeconds: this.sumSeconds, p50Seconds: this.quantile(0.5), p99Seconds: this.quantile(0.99) };
+  }
+}
+
 /** A pair's volume as hosts see it. */
 export class PairVolume {
+  /**
+   * Host write latency (write to ack point) of writes completed when stored here ('local':
+   * async pairs, or no sync pair mirroring) and of writes that waited for a sync secondary
+   * ('remote'). Recorded for writes whose caller asks for the ack point (the NBD server does).
+   */
+  readonly latency = { local: new LatencyHistogram(), remote: new LatencyHistogram() };
+  private lastWriteStart = 0;
   /** Set while this controller is the primary of the volume's pairs. */
   replicated: ReplicatedVolume | undefined;
   /** Host writes are refused while set (a failback or planned takeover drains the primary). */
@@ -55,19 +98,31 @@ export class PairVolume {
   }
 
   write(byteOffset: number, source: Uint8Array): number {
+    this.lastWriteStart = performance.now();
     return this.target().write(byteOffset, source);
   }
 
   writeZeroes(byteOffset: number, byteLength: number, options?: { mayPunchHole?: boolean }): number {
+    this.lastWriteStart = performance.now();
     return this.target().writeZeroes(byteOffset, byteLength, options);
   }
 
   trim(byteOffset: number, byteLength: number): number {
+    this.lastWriteStart = performance.now();
     return this.target().trim(byteOffset, byteLength);
   }
 
+  /** The ack point of the write that just returned `sequence` (called right after it). */
   writeCompletion(sequence: number): Promise<void> | null {
-    return this.replicated === undefined ? null : this.replicated.writeCompletion(sequence);
+    const started = this.lastWriteStart;
+    const wait = this.replicated === undefined ? null : this.replicated.writeCompletion(sequence);
+    if (wait === null) {
+      this.latency.local.record((performance.now() - started) / 1000);
+      return null;
+    }
+    return wait.then(() => {
+      this.latency.remote.record((performance.now() - started) / 1000);
+    });
   }
 
   flush(): Promise<void> {

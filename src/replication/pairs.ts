@@ -634,7 +634,14 @@ export class PairManager extends EventEmitter {
   }
 
   status(): Record<string, unknown>[] {
-    return [...this.sides.values()].map((side) => ({ ...this.statusOf(side), declaredRole: side.spec.role }));
+    return [...this.sides.values()].map((side) => {
+      const entry: Record<string, unknown> = { ...this.statusOf(side), declaredRole: side.spec.role };
+      if (side.primary !== undefined) {
+        const latency = (this.facades.get(side.spec.volume) as PairVolume).latency;
+        entry.writeLatency = { local: latency.local.toJSON(), remote: latency.remote.toJSON() };
+      }
+      return entry;
+    });
   }
 
   /** A crash (the simulator's SIGKILL): every side stops at once; nothing is written or acknowledged. */

@@ -158,6 +158,10 @@ describe('56 admin metrics', () => {
       blockmirror_pair_oos_bytes: 'gauge',
       blockmirror_pair_shipped_bytes_total: 'counter',
       blockmirror_pair_resynced_bytes_total: 'counter',
+      blockmirror_pair_write_latency_count_total: 'counter',
+      blockmirror_pair_write_latency_seconds_total: 'counter',
+      blockmirror_pair_write_latency_p50_seconds: 'gauge',
+      blockmirror_pair_write_latency_p99_seconds: 'gauge',
     };
     assert.deepEqual(Object.fromEntries(exposition.types), expected);
     for (const name of Object.keys(expected)) assert.ok((exposition.helps.get(name) ?? '') !== '', `${name} has help`);
@@ -187,6 +191,18 @@ describe('56 admin metrics', () => {
     assert.equal(value(exposition, 'blockmirror_nbd_requests_total', { controller: 'a', export: 'vol0', kind: 'flush' }), 1);
     assert.equal(value(exposition, 'blockmirror_nbd_bytes_total', { controller: 'a', export: 'vol0', direction: 'read' }), 20480);
     assert.equal(value(exposition, 'blockmirror_nbd_bytes_total', { controller: 'a', export: 'vol0', direction: 'write' }), 24576);
+  });
+
+  it('write latency by ack point comes from the primary pair\'s status', async () => {
+    const exposition = parseExposition(await createArrayMetrics(() => ({
+      controllers: [{ id: 'a', pairs: [{ name: 'p0', role: 'primary', state: 'mirroring',
+        writeLatency: { local: { count: 3, sumSeconds: 0.003, p50Seconds: 0.001, p99Seconds: 0.002 }, remote: { count: 0, sumSeconds: 0, p50Seconds: null, p99Seconds: null } } },
+      { name: 'p1', role: 'secondary', state: 'mirroring' }] } as never],
+    })).text());
+    assert.equal(value(exposition, 'blockmirror_pair_write_latency_count_total', { controller: 'a', pair: 'p0', ack: 'local' }), 3);
+    assert.equal(value(exposition, 'blockmirror_pair_write_latency_p99_seconds', { controller: 'a', pair: 'p0', ack: 'local' }), 0.002);
+    assert.equal(value(exposition, 'blockmirror_pair_write_latency_p50_seconds', { controller: 'a', pair: 'p0', ack: 'remote' }), undefined, 'no writes: no series');
+    assert.equal(value(exposition, 'blockmirror_pair_write_latency_count_total', { controller: 'a', pair: 'p1', ack: 'local' }), undefined, 'secondaries have none');
   });
 
   it('label values with quotes, backslashes and newlines are escaped and parse back', async () => {

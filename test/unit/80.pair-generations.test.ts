@@ -15,6 +15,7 @@ import {
 } from '../../src/replication/generations';
 import { PairMeta, type PairMetaState } from '../../src/replication/pair-meta';
 import { PAIR_TRANSITIONS, isPairTransition } from '../../src/replication/pair-state';
+import { LatencyHistogram } from '../../src/replication/pair-volume';
 import { trackingBitmapNames } from '../../src/replication/tracking';
 import { SeededRandom } from '../../src/runtime/random';
 import { Region } from '../../src/storage/region';
@@ -120,6 +121,18 @@ describe('80 pair generations and state', () => {
       for (let index = 0; index < 1000; index++) assert.notEqual(newGenerationId(random), 0);
       assert.equal(formatGeneration(255), '00000000000000ff');
     });
+  });
+
+  it('the write latency histogram puts each value in its log2 bucket and reads quantiles as bucket bounds', () => {
+    const histogram = new LatencyHistogram();
+    assert.equal(histogram.quantile(0.5), null);
+    for (let index = 0; index < 98; index++) histogram.record(3e-6); // bucket [2, 4) us
+    histogram.record(1e-3);
+    histogram.record(0.5);
+    assert.equal(histogram.count, 100);
+    assert.equal(histogram.quantile(0.5), 4e-6);
+    assert.equal(histogram.quantile(0.99), 1024e-6);
+    assert.ok(Math.abs(histogram.sumSeconds - (98 * 3e-6 + 1e-3 + 0.5)) < 1e-12);
   });
 
   describe('the persisted metadata', () => {
