@@ -129,6 +129,8 @@ export class PrimaryPair extends EventEmitter {
   private flushed = 0;
   private waiters: Waiter[] = [];
   private passGeneration = 0;
+  /** A PAIR_RESYNC_DONE not yet answered: the next open waits for it (the peer may adopt its ids). */
+  private resyncDoneInFlight: Promise<unknown> | undefined;
   private pumping = false;
   private pumpAgain = false;
   private progress = { doneBytes: 0, totalBytes: 0, startedAtMs: 0, lastProgressAtMs: 0 };
@@ -258,6 +260,9 @@ export class PrimaryPair extends EventEmitter {
   /** Opens the pair on the secondary, then runs the copy (first time) or resync pass. */
   private async open(): Promise<void> {
     const generation = ++this.passGeneration;
+    // An abandoned pass's PAIR_RESYNC_DONE still in flight may change this side's ids (pass()).
+    if (this.resyncDoneInFlight !== undefined) await this.resyncDoneInFlight;
+    if (generation !== this.passGeneration || this.closed) return;
     let generations = this.meta.state.generations;
     if (generations.current === 0) {
       // The first open of a new primary: its data becomes a generation.
@@ -362,12 +367,22 @@ export class PrimaryPair extends EventEmitter {
     }
     const generations = this.meta.state.generations;
     try {
-      await this.link.request(MessageType.PAIR_RESYNC_DONE, encodeResyncDone(this.name, resumeAt, generations));
+      const done = this.link.request(MessageType.PAIR_RESYNC_DONE, encodeResyncDone(this.name, resumeAt, generations));
+      this.resyncDoneInFlight = done.catch(() => undefined);
+      await done;
     } catch (error) {
       if (generation === this.passGeneration && !this.closed && this.state !== 'suspended') this.suspend('link-down', (error as Error).message);
       return;
     }
-    if (generation !== this.passGeneration || this.closed) return;
+    if (generation !== this.passGeneration || this.closed) {
+      // The secondary completed a pass this side had already abandoned (suspended meanwhile): it
+      // now holds `generations.current`, and the tracking covers every change since that image.
+      // Say so in this side's ids, or the next open sees a split brain (rule 10) that is none.
+      const now = this.meta.state.generations;
+      if (!this.closed && now.current === generations.current) this.meta.update({ generations: completeAsSource(now) });
+      else if (!this.closed && now.bitmap === generations.bitmap) this.meta.update({ generations: { ...now, bitmap: generations.current } });
+      return;
+    }
     // The pass gave the secondary everything written before J: it stands at J - 1.
     this.received = Math.max(this.received, resumeAt - 1);
     this.applied = Math.max(this.applied, resumeAt - 1);
