@@ -568,9 +568,12 @@ export class PrimaryPair extends EventEmitter {
    */
   ackPoint(sequence: number): Promise<void> | null {
     if (this.mode !== 'sync') return null;
-    if (this.state !== 'mirroring') {
-      if (this.fence === 'data' && (this.state === 'suspended' || this.state === 'split-brain')) {
-        return Promise.reject(new PairError('ERR_PAIR_FENCED', `pair ${this.name} is suspended (${this.reason}) and fenced: the write is not on the secondary`));
+    // Fence 'data': a write during a copy or resync pass waits like one while mirroring (it is
+    // in the journal from J on); before the first open (simplex) it fails like a suspended one.
+    const passing = this.fence === 'data' && (this.state === 'copying' || this.state === 'resyncing');
+    if (this.state !== 'mirroring' && !passing) {
+      if (this.fence === 'data' && (this.state === 'suspended' || this.state === 'split-brain' || this.state === 'simplex')) {
+        return Promise.reject(new PairError('ERR_PAIR_FENCED', `pair ${this.name} is ${this.state} (${this.reason}) and fenced: the write is not on the secondary`));
       }
       return null;
     }
