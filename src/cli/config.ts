@@ -196,7 +196,7 @@ export function defaultConfig(): BlockmirrorConfig {
       {
         id: 'site-b',
         volumes: [volume],
-        exports: [{ name: 'vol0-b', volume: 'vol0', readOnly: true, description: 'site-b copy of vol0' }],
+        exports: [{ name: 'vol0-b', volume: 'vol0', description: 'site-b copy of vol0 (read-only while it is the secondary)' }],
         replication: { listen: '127.0.0.1:10811' },
         peers: [{ id: 'site-a', address: '127.0.0.1:10810' }],
         pairs: [{ name: 'vol0', volume: 'vol0', peer: 'site-a', remoteVolume: 'vol0', mode: 'sync', role: 'secondary' }],

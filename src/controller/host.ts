@@ -275,7 +275,8 @@ export class ControllerHost implements AdminTarget {
   }
 
   failbackPair(controllerId: string | undefined, pairName: string): Promise<Record<string, unknown>> {
-    return this.pairsOf(controllerId, pairName, (pair) => pair.role !== pair.declaredRole).failback(pairName);
+    // Both sides are out of their declared roles; the current primary drains and hands over.
+    return this.pairsOf(controllerId, pairName, (pair) => pair.role === 'primary' && pair.declaredRole === 'secondary').failback(pairName);
   }
 
   createPair(controllerId: string | undefined, spec: PairSpec): Record<string, unknown> {

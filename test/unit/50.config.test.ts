@@ -321,7 +321,7 @@ describe('50 config', () => {
         assert.equal(site.volumes[0]?.sharedName, `${site.id}.vol0`);
       }
       assert.deepEqual(siteA.exports, [{ name: 'vol0', volume: 'vol0', readOnly: false, description: 'blockmirror default volume' }]);
-      assert.deepEqual(siteB.exports, [{ name: 'vol0-b', volume: 'vol0', readOnly: true, description: 'site-b copy of vol0' }]);
+      assert.deepEqual(siteB.exports, [{ name: 'vol0-b', volume: 'vol0', readOnly: false, description: 'site-b copy of vol0 (read-only while it is the secondary)' }]);
       assert.deepEqual(siteA.replication, { ...DEFAULT_REPLICATION, listen: { host: '127.0.0.1', port: 10810 } });
       assert.deepEqual(siteB.replication, { ...DEFAULT_REPLICATION, listen: { host: '127.0.0.1', port: 10811 } });
       assert.deepEqual(siteA.peers, [{ id: 'site-b', address: { host: '127.0.0.1', port: 10811 } }]);
