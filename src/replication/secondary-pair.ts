@@ -21,7 +21,7 @@
 import { EventEmitter } from 'node:events';
 
 import type { Clock } from '../runtime/clock';
-import type { Volume } from '../storage/volume';
+import { Volume, type WriteOp } from '../storage/volume';
 import type { Link, LinkLogger, LinkStateEvent } from '../transport/link';
 import { MessageType } from '../transport/message-types';
 import { type Decision, type Generations, completeAsTarget, decide, formatGenerations } from './generations';
@@ -216,12 +216,20 @@ export class SecondaryPair extends EventEmitter {
       }
       throw error;
     }
+    // Runs of writes go down in one native call each (in order); zeroes and trims one by one.
+    const batch = this.batch;
     for (const record of records) {
-      if (record.kind === 'write') this.volume.write(record.byteOffset, record.data);
-      else if (record.kind === 'zero') this.volume.writeZeroes(record.byteOffset, record.byteLength);
-      else this.volume.trim(record.byteOffset, record.byteLength);
+      if (record.kind === 'write') {
+        batch.push({ byteOffset: record.byteOffset, data: record.data });
+        if (batch.length === Volume.MAX_WRITEV_COUNT) this.flushBatch();
+      } else {
+        this.flushBatch();
+        if (record.kind === 'zero') this.volume.writeZeroes(record.byteOffset, record.byteLength);
+        else this.volume.trim(record.byteOffset, record.byteLength);
+      }
       this.appliedBytes += record.byteLength;
     }
+    this.flushBatch();
     if (records.length > 0) {
       const last = (records[records.length - 1] as ShippedRecord).sequence;
       this.nextSequence = last + 1;
@@ -229,6 +237,16 @@ export class SecondaryPair extends EventEmitter {
       this.meta.update({ applied: last, nextSequence: last + 1 });
       this.reportPosition();
     }
+  }
+
+  private readonly batch: WriteOp[] = [];
+
+  private flushBatch(): void {
+    const batch = this.batch;
+    if (batch.length === 0) return;
+    if (batch.length === 1) this.volume.write((batch[0] as WriteOp).byteOffset, (batch[0] as WriteOp).data);
+    else this.volume.writev(batch);
+    batch.length = 0;
   }
 
   /** PAIR_TRACK: current primary bytes during a copy or resync pass. */
