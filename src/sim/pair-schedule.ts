@@ -1,0 +1,780 @@
+// Notes on the design
+// -------------------
+// One seeded schedule of a pair's life on the simulator, checked against the model of
+// pair-invariants.ts. It sits above the controller (it drives Controllers), like mesh.ts, so
+// that a `blockmirror sim` command can run it as the tests do.
+//
+// The world: two controllers, `a` (declared primary) and `b` (declared secondary) of pair `p0`
+// on volume `vol0`, or three with `fanOut` (`a` is also the primary of `p1` to `c`). Volumes are
+// small shared-memory volumes (unique names; unlinked at the end, also on failure), so a
+// controller.crash() keeps their bytes, tracking bitmaps and pair metadata, as a SIGKILL would,
+// and a restart builds a new Controller over the same regions. Link tuning is tight (heartbeat
+// 50 ms, dead peer 250 ms), journals small (a slow link fills them: journal-full).
+//
+// The schedule: `steps` operations drawn from the seed, each followed by a little virtual time:
+// host writes, zeroes and trims through controller.exportVolume('vol0') (a PairVolume) on
+// whichever controller accepts host writes; link drops, one-way and two-way partitions, delays,
+// bandwidth caps and heals; crashes (controller.crash(), then network.crash(id)) and restarts
+// (network.restart(id), a new Controller with the same options); operator suspend and resume;
+// takeover on the secondary (after waiting for its link to go down when the primary is cut off
+// or dead), failback, and resolve after a split brain. Then everything is healed, restarted and
+// resumed, split brains resolved, and the clock runs until every pair is mirroring with no lag
+// (bounded in virtual time).
+//
+// The model (pair-invariants.ts): a lineage per controller while it is a primary, started from
+// a snapshot of its image at the instant it became one (the PairManager's 'role' event is
+// synchronous with the promotion, and host writes happen only in steps, never while the clock
+// runs). A restart keeps the lineage (the image survives); a demotion ends it. A write counts as
+// acknowledged-on-the-secondary (what a sync takeover must keep) when its ack point resolved and
+// the pair guarantees it: with fence 'data' every acknowledgement (the write is never
+// acknowledged while missing from the secondary, docs/pairs.md); with fence 'never' only one
+// resolved while the pair was mirroring (after a link timeout it acknowledges local writes by
+// design). Checked: after each step, every secondary that says consistent and mirroring is a
+// write-order prefix of its primary's lineage, and no side stays copying/resyncing past the
+// bound while its link is up and unfaulted; at each sync takeover, the acknowledged writes;
+// at each handover, the new primary equals the old one; at the end, the sides are identical and
+// the primary holds its lineage's last image.
+//
+// Determinism: every consumer of chance has its own fork of the seed (the network, each
+// controller incarnation, the schedule), every action happens at a virtual time, so a seed
+// replays exactly. Errors: what the checks find is returned as sentences, never thrown; an
+// exception of the pair code is caught and returned as a violation too (with its stack).
+
+import { Controller } from '../controller/controller';
+import type { ControllerVolumeSpec } from '../controller/volumes';
+import type { PairRoleEvent, PairSpec } from '../replication/pairs';
+import type { PairVolume } from '../replication/pair-volume';
+import { SeededRandom } from '../runtime/random';
+import { Region } from '../storage/region';
+import { Volume } from '../storage/volume';
+import type { LinkLogger } from '../transport/link';
+import { SimNetwork } from './network';
+import {
+  Lineage,
+  checkAcknowledgedPresent,
+  checkIdentical,
+  checkPrimaryModel,
+  checkTransientBound,
+  checkWriteOrderPrefix,
+  decodeImage,
+  fillBlocks,
+} from './pair-invariants';
+import { SimClock } from './sim-clock';
+
+/** Options of one schedule. */
+export interface PairScheduleOptions {
+  seed: number;
+  mode: 'sync' | 'async';
+  /** Operations before healing. @default 20 */
+  steps?: number;
+  /** A third controller `c`, a second secondary of `a`'s volume (no takeovers then). @default false */
+  fanOut?: boolean;
+  /** Sync only. @default drawn from the seed */
+  fence?: 'never' | 'data';
+  /** Blocks of each volume. @default 64 */
+  blockCount?: number;
+  /** @default 4096 */
+  blockBytes?: number;
+  /** Journal ring of each primary. @default drawn from the seed: 128 KiB or 1 MiB */
+  journalCapacityBytes?: number;
+  /** Longest a side may stay copying or resyncing with its link up and unfaulted. @default 3000 */
+  transientBoundMs?: number;
+  /** Longest the final quiescence may take, in virtual ms. @default 30000 */
+  quiesceMaxMs?: number;
+  /** The most virtual ms between two operations. @default 30 */
+  stepMaxMs?: number;
+  /** Prefix of the shared-memory names. @default 'bm-ps' */
+  namePrefix?: string;
+  /** Receives the controllers' log lines (a replay prints them). @default none */
+  onLog?: (line: string) => void;
+}
+
+/** Totals of one schedule. */
+export interface PairScheduleCounters {
+  writes: number;
+  acknowledged: number;
+  zeroes: number;
+  trims: number;
+  faults: number;
+  heals: number;
+  crashes: number;
+  restarts: number;
+  suspends: number;
+  resumes: number;
+  takeovers: number;
+  failbacks: number;
+  resolves: number;
+  splitBrains: number;
+  refused: number;
+  prefixChecks: number;
+  takeoverChecks: number;
+  virtualMs: number;
+}
+
+/** What one schedule found. */
+export interface PairScheduleResult {
+  seed: number;
+  mode: 'sync' | 'async';
+  fanOut: boolean;
+  fence: 'never' | 'data';
+  /** Violations of the invariants (empty: the schedule passed). */
+  violations: string[];
+  /** One line per operation and per finding ("<virtual ms> <what>"). */
+  trace: string[];
+  counters: PairScheduleCounters;
+}
+
+const TUNING = {
+  heartbeatIntervalMs: 50, deadPeerTimeoutMs: 250, handshakeTimeoutMs: 250, connectTimeoutMs: 250,
+  reconnectInitialDelayMs: 20, reconnectMaxDelayMs: 200,
+};
+const VOLUME = 'vol0';
+
+type Id = 'a' | 'b' | 'c';
+
+interface PairLink {
+  pair: string;
+  primary: Id;
+  secondary: Id;
+}
+
+let scheduleCounter = 0;
+
+/** Runs one schedule; never throws for what it finds. */
+export async function runPairSchedule(options: PairScheduleOptions): Promise<PairScheduleResult> {
+  const schedule = new PairSchedule(options);
+  try {
+    await schedule.run();
+  } catch (error) {
+    schedule.violation(`the schedule threw: ${String((error as Error)?.stack ?? error)}`);
+  } finally {
+    await schedule.dispose();
+  }
+  return schedule.result();
+}
+
+class PairSchedule {
+  private readonly seed: number;
+  private readonly mode: 'sync' | 'async';
+  private readonly fanOut: boolean;
+  private readonly fence: 'never' | 'data';
+  private readonly steps: number;
+  private readonly blockCount: number;
+  private readonly blockBytes: number;
+  private readonly capacityBytes: number;
+  private readonly journalCapacityBytes: number;
+  private readonly transientBoundMs: number;
+  private readonly quiesceMaxMs: number;
+  private readonly stepMaxMs: number;
+  private readonly clock = new SimClock();
+  private readonly random: SeededRandom;
+  private readonly choose: SeededRandom;
+  private readonly network: SimNetwork;
+  private readonly ids: Id[];
+  private readonly links: PairLink[];
+  private readonly names = new Map<Id, string>();
+  private readonly controllers = new Map<Id, Controller | undefined>();
+  private readonly incarnations = new Map<Id, number>();
+  private readonly lineages = new Map<Id, Lineage>();
+  /** Lasting network faults per host pair ('a|b'). */
+  private readonly faults = new Map<string, Set<string>>();
+  /** Per pair side: since when its link has been seen up and unfaulted. */
+  private readonly cleanSince = new Map<string, number>();
+  private readonly violations: string[] = [];
+  private readonly trace: string[] = [];
+  private readonly logger: LinkLogger;
+  private nextWriteId = 1;
+  readonly counters: PairScheduleCounters = {
+    writes: 0, acknowledged: 0, zeroes: 0, trims: 0, faults: 0, heals: 0, crashes: 0, restarts: 0, suspends: 0, resumes: 0,
+    takeovers: 0, failbacks: 0, resolves: 0, splitBrains: 0, refused: 0, prefixChecks: 0, takeoverChecks: 0, virtualMs: 0,
+  };
+
+  constructor(private readonly options: PairScheduleOptions) {
+    if (!Number.isSafeInteger(options.seed) || options.seed < 0) throw new RangeError(`seed must be a non-negative integer, got ${String(options.seed)}`);
+    if (options.mode !== 'sync' && options.mode !== 'async') throw new RangeError(`mode must be 'sync' or 'async', got ${String(options.mode)}`);
+    this.seed = options.seed;
+    this.mode = options.mode;
+    this.fanOut = options.fanOut ?? false;
+    this.random = new SeededRandom(options.seed);
+    this.choose = this.random.fork('schedule');
+    this.network = new SimNetwork({ clock: this.clock, random: this.random.fork('network') });
+    this.fence = options.mode === 'sync' ? (options.fence ?? (this.choose.int(2) === 0 ? 'data' : 'never')) : 'never';
+    this.steps = options.steps ?? 20;
+    this.blockCount = options.blockCount ?? 64;
+    this.blockBytes = options.blockBytes ?? 4096;
+    this.capacityBytes = this.blockCount * this.blockBytes;
+    this.journalCapacityBytes = options.journalCapacityBytes ?? (this.choose.int(2) === 0 ? 128 * 1024 : 1024 * 1024);
+    this.transientBoundMs = options.transientBoundMs ?? 3000;
+    this.quiesceMaxMs = options.quiesceMaxMs ?? 30_000;
+    this.stepMaxMs = options.stepMaxMs ?? 30;
+    this.ids = this.fanOut ? ['a', 'b', 'c'] : ['a', 'b'];
+    this.links = [{ pair: 'p0', primary: 'a', secondary: 'b' }];
+    if (this.fanOut) this.links.push({ pair: 'p1', primary: 'a', secondary: 'c' });
+    scheduleCounter++;
+    for (const id of this.ids) this.names.set(id, `${options.namePrefix ?? 'bm-ps'}-${process.pid}-${scheduleCounter}-${id}`);
+    const onLog = options.onLog;
+    const line = (level: string) => (object: object, message?: string): void => {
+      if (onLog !== undefined) onLog(`${this.now()} ${level} ${message ?? JSON.stringify(object)}`);
+    };
+    this.logger = { debug: () => undefined, info: line('info'), warn: line('warn'), error: line('error') };
+  }
+
+  // ---- the world ---------------------------------------------------------------------------------
+
+  private now(): number {
+    return Math.round(this.clock.nowMs() - this.startMs);
+  }
+
+  private readonly startMs = this.clock.nowMs();
+
+  private note(text: string): void {
+    this.trace.push(`${this.now()} ${text}`);
+  }
+
+  violation(text: string): void {
+    const line = `${this.now()} ms: ${text}`;
+    this.violations.push(line);
+    this.trace.push(`${this.now()} VIOLATION ${text}`);
+  }
+
+  private build(id: Id): Controller {
+    const incarnation = (this.incarnations.get(id) ?? 0) + 1;
+    this.incarnations.set(id, incarnation);
+    const pairs: PairSpec[] = [];
+    const peers = new Set<Id>();
+    for (const link of this.links) {
+      const fence = this.mode === 'sync' ? { fence: this.fence } : {};
+      if (link.primary === id) {
+        pairs.push({ name: link.pair, mode: this.mode, volume: VOLUME, peer: link.secondary, remoteVolume: VOLUME, role: 'primary', ...fence });
+        peers.add(link.secondary);
+      } else if (link.secondary === id) {
+        pairs.push({ name: link.pair, mode: this.mode, volume: VOLUME, peer: link.primary, remoteVolume: VOLUME, role: 'secondary', ...fence });
+        peers.add(link.primary);
+      }
+    }
+    const volume: ControllerVolumeSpec = { name: VOLUME, backing: 'shared', sharedName: this.names.get(id) as string, capacityBytes: this.capacityBytes };
+    return new Controller({
+      id, network: this.network.node(id), clock: this.clock, random: this.random.fork(`${id}-${incarnation}`), logger: this.logger,
+      volumes: [volume],
+      replication: { ...TUNING, listen: { host: id, port: 7000 } },
+      peers: [...peers].map((peer) => ({ id: peer, address: { host: peer, port: 7000 } })),
+      pairs,
+      journal: { journalCapacityBytes: this.journalCapacityBytes },
+    });
+  }
+
+  private async startController(id: Id): Promise<void> {
+    const controller = this.build(id);
+    await controller.start();
+    this.controllers.set(id, controller);
+    controller.pairs?.on('role', (event: PairRoleEvent) => this.onRole(id, event));
+    this.syncLineages();
+  }
+
+  private onRole(id: Id, event: PairRoleEvent): void {
+    this.note(`${id}: ${event.name} ${event.role} (${event.reason})`);
+    this.syncLineages();
+  }
+
+  /** A controller that is a primary now gets a lineage (a snapshot of its image); one that is not loses it. */
+  private syncLineages(): void {
+    for (const id of this.ids) {
+      const controller = this.controllers.get(id);
+      if (controller === undefined) continue; // crashed: its image and lineage stay as they were
+      const primary = this.isPrimary(id);
+      if (primary && !this.lineages.has(id)) this.lineages.set(id, new Lineage(id, this.values(id)));
+      else if (!primary && this.lineages.has(id)) this.lineages.delete(id);
+    }
+  }
+
+  private controller(id: Id): Controller | undefined {
+    return this.controllers.get(id);
+  }
+
+  private host(id: Id): PairVolume | undefined {
+    return this.controller(id)?.exportVolume(VOLUME) as PairVolume | undefined;
+  }
+
+  private isPrimary(id: Id): boolean {
+    return this.host(id)?.replicated !== undefined;
+  }
+
+  private image(id: Id): Buffer {
+    const volume = this.controller(id)?.volume(VOLUME) as Volume;
+    const data = Buffer.alloc(this.capacityBytes);
+    volume.read(0, data);
+    return data;
+  }
+
+  private values(id: Id): Int32Array {
+    return decodeImage(this.image(id), this.blockBytes);
+  }
+
+  private side(id: Id, pair: string): Record<string, unknown> | undefined {
+    return this.controller(id)?.pairs?.status().find((entry) => entry.name === pair);
+  }
+
+  private alive(): Id[] {
+    return this.ids.filter((id) => this.controllers.get(id) !== undefined);
+  }
+
+  private pick<T>(items: readonly T[]): T | undefined {
+    return items.length === 0 ? undefined : items[this.choose.int(items.length)];
+  }
+
+  private hostKey(x: string, y: string): string {
+    return x < y ? `${x}|${y}` : `${y}|${x}`;
+  }
+
+  private faulted(x: string, y: string): boolean {
+    return (this.faults.get(this.hostKey(x, y))?.size ?? 0) > 0;
+  }
+
+  private addFault(x: Id, y: Id, kind: string): void {
+    const key = this.hostKey(x, y);
+    let set = this.faults.get(key);
+    if (set === undefined) this.faults.set(key, (set = new Set()));
+    set.add(kind);
+    this.counters.faults++;
+  }
+
+  /** Runs the clock until `done` settles (or `maxMs` passes); returns the outcome. */
+  private async settle<T>(promise: Promise<T>, maxMs = 10_000): Promise<{ ok: true; value: T } | { ok: false; error: unknown }> {
+    let outcome: { ok: true; value: T } | { ok: false; error: unknown } | undefined;
+    promise.then((value) => { outcome = { ok: true, value }; }, (error: unknown) => { outcome = { ok: false, error }; });
+    await this.clock.runUntil(() => outcome !== undefined, { maxTimeMs: maxMs });
+    return outcome ?? { ok: false, error: new Error(`not settled within ${maxMs} ms`) };
+  }
+
+  private code(error: unknown): string {
+    return (error as { code?: string })?.code ?? (error as Error)?.message ?? String(error);
+  }
+
+  // ---- operations ------------------------------------------------------------------------------
+
+  /** One host write, zero or trim on a controller that takes host writes. */
+  private hostWrite(kind: 'write' | 'zero' | 'trim'): void {
+    const writers = this.alive().filter((id) => this.host(id)?.writable === true);
+    const id = this.pick(writers);
+    if (id === undefined) return;
+    const target = this.host(id) as PairVolume;
+    const lineage = this.lineages.get(id);
+    if (lineage === undefined) {
+      this.violation(`${id} takes host writes but holds no lineage (role bookkeeping)`);
+      return;
+    }
+    const blockCount = 1 + this.choose.int(4);
+    const firstBlock = this.choose.int(this.blockCount - blockCount + 1);
+    const writeId = this.nextWriteId++;
+    const byteOffset = firstBlock * this.blockBytes;
+    const byteLength = blockCount * this.blockBytes;
+    let sequence: number;
+    try {
+      if (kind === 'write') {
+        const data = Buffer.allocUnsafe(byteLength);
+        fillBlocks(data, writeId, firstBlock, this.blockBytes);
+        sequence = target.write(byteOffset, data);
+        this.counters.writes++;
+      } else if (kind === 'zero') {
+        sequence = target.writeZeroes(byteOffset, byteLength);
+        this.counters.zeroes++;
+      } else {
+        sequence = target.trim(byteOffset, byteLength);
+        this.counters.trims++;
+      }
+    } catch (error) {
+      this.note(`${kind} on ${id} refused: ${this.code(error)}`);
+      return;
+    }
+    const write = lineage.append({ id: writeId, firstBlock, blockCount, value: kind === 'write' ? writeId : 0, acknowledged: false, issuedAtMs: this.now() });
+    const controller = this.controller(id) as Controller;
+    const counts = (): boolean => {
+      if (this.mode !== 'sync') return true;
+      if (this.fence === 'data') return true;
+      // Fence 'never': only an acknowledgement while every pair of the volume mirrors is one
+      // from the secondary.
+      return this.links.filter((link) => link.primary === id || link.secondary === id).every((link) => {
+        try {
+          return controller.pairs?.primary(link.pair).currentState === 'mirroring';
+        } catch {
+          return false;
+        }
+      });
+    };
+    const acknowledge = (): void => {
+      if (this.controller(id) !== controller || !counts()) return;
+      write.acknowledged = true;
+      this.counters.acknowledged++;
+    };
+    const wait = target.writeCompletion(sequence);
+    if (wait === null) acknowledge();
+    else wait.then(acknowledge, () => undefined);
+  }
+
+  private async crash(): Promise<void> {
+    const id = this.pick(this.alive());
+    if (id === undefined) return;
+    this.note(`crash ${id}`);
+    (this.controller(id) as Controller).crash();
+    this.network.crash(id);
+    this.controllers.set(id, undefined);
+    this.counters.crashes++;
+  }
+
+  private async restart(id: Id): Promise<void> {
+    this.note(`restart ${id}`);
+    this.network.restart(id);
+    await this.startController(id);
+    this.counters.restarts++;
+  }
+
+  private linkFault(): void {
+    const link = this.pick(this.links) as PairLink;
+    const [x, y] = this.choose.int(2) === 0 ? [link.primary, link.secondary] : [link.secondary, link.primary];
+    switch (this.choose.int(5)) {
+      case 0:
+        this.note(`drop ${x}-${y}`);
+        this.network.reset(x, y);
+        this.counters.faults++;
+        // A drop is over at once, but the link is down until it reconnects.
+        this.cleanSince.clear();
+        return;
+      case 1:
+        this.note(`partition ${x}-${y} both ways`);
+        this.network.partition(x, y);
+        this.addFault(x, y, 'partition');
+        return;
+      case 2:
+        this.note(`partition ${x}->${y} one way`);
+        this.network.partition(x, y, { direction: 'a-to-b' });
+        this.addFault(x, y, 'partition');
+        return;
+      case 3: {
+        const latencyMs = 2 + this.choose.int(60);
+        const jitterMs = this.choose.int(20);
+        this.note(`delay ${x}->${y} ${latencyMs} ms (jitter ${jitterMs})`);
+        this.network.setLink(x, y, { latencyMs, jitterMs });
+        this.addFault(x, y, 'delay');
+        return;
+      }
+      default: {
+        const bandwidthBytesPerSecond = (64 + this.choose.int(1024)) * 1024;
+        this.note(`bandwidth ${x}->${y} ${bandwidthBytesPerSecond} B/s`);
+        this.network.setLink(x, y, { bandwidthBytesPerSecond });
+        this.addFault(x, y, 'bandwidth');
+      }
+    }
+  }
+
+  private healAll(): void {
+    this.note('heal all');
+    this.network.healAll();
+    for (const x of this.ids) for (const y of this.ids) if (x !== y) this.network.clearLink(x, y);
+    this.faults.clear();
+    this.counters.heals++;
+  }
+
+  private suspendOrResume(suspend: boolean): void {
+    const candidates: { id: Id; pair: string }[] = [];
+    for (const link of this.links) {
+      for (const id of [link.primary, link.secondary]) {
+        const status = this.side(id, link.pair);
+        if (status?.role !== 'primary') continue;
+        if (suspend ? status.state !== 'suspended' : status.state === 'suspended') candidates.push({ id, pair: link.pair });
+      }
+    }
+    const chosen = this.pick(candidates);
+    if (chosen === undefined) return;
+    const pair = this.controller(chosen.id)?.pairs?.primary(chosen.pair);
+    try {
+      if (suspend) {
+        pair?.suspend('operator', 'the schedule');
+        this.counters.suspends++;
+      } else {
+        pair?.resume();
+        this.counters.resumes++;
+      }
+      this.note(`${suspend ? 'suspend' : 'resume'} ${chosen.pair} on ${chosen.id}`);
+    } catch (error) {
+      this.note(`${suspend ? 'suspend' : 'resume'} ${chosen.pair} on ${chosen.id} refused: ${this.code(error)}`);
+    }
+  }
+
+  /** Takeover on the secondary of p0 (two controllers only). */
+  private async takeover(): Promise<void> {
+    const secondary = this.alive().find((id) => this.side(id, 'p0')?.role === 'secondary');
+    if (secondary === undefined) return;
+    const other: Id = secondary === 'a' ? 'b' : 'a';
+    const cutOff = this.controller(other) === undefined || this.faulted(secondary, other);
+    if (cutOff) {
+      // The operator sees the primary gone and waits for the secondary to notice.
+      await this.clock.runUntil(() => this.side(secondary, 'p0')?.link !== 'up', { maxTimeMs: 1000 });
+    }
+    const force = this.choose.int(20) === 0;
+    const before = this.side(secondary, 'p0') ?? {};
+    const planned = before.link === 'up' && before.state === 'mirroring' && !force;
+    const oldLineage = this.lineages.get(other);
+    const oldPosition = oldLineage?.writes.length ?? 0;
+    this.note(`takeover p0 on ${secondary}${force ? ' --force' : ''} (secondary ${String(before.state)}, ${String(before.consistency)}, link ${String(before.link)})`);
+    const manager = this.controller(secondary)?.pairs;
+    if (manager === undefined) return;
+    const outcome = await this.settle(manager.takeover('p0', force ? { force: true } : {}));
+    if (!outcome.ok) {
+      this.counters.refused++;
+      this.note(`takeover on ${secondary} refused: ${this.code(outcome.error)}`);
+      return;
+    }
+    this.counters.takeovers++;
+    const lineage = this.lineages.get(secondary);
+    if (lineage === undefined) {
+      this.violation(`takeover on ${secondary} succeeded, but it is not the primary (${JSON.stringify(this.side(secondary, 'p0'))})`);
+      return;
+    }
+    if (force || oldLineage === undefined) return;
+    this.counters.takeoverChecks++;
+    if (planned) {
+      this.checkHandover(oldLineage, oldPosition, lineage, `planned takeover on ${secondary}`);
+    } else if (this.mode === 'sync') {
+      for (const text of checkAcknowledgedPresent(oldLineage, lineage.base, `sync takeover on ${secondary} (fence ${this.fence})`)) this.violation(text);
+    }
+  }
+
+  /** A drained handover: the new primary started from exactly the old one's image. */
+  private checkHandover(oldLineage: Lineage, position: number, lineage: Lineage, what: string): void {
+    const expected = oldLineage.imageAt(position);
+    for (const text of checkPrimaryModel(new Lineage(oldLineage.owner, expected), lineage.base, `${what}: the new primary ${lineage.owner}`)) this.violation(text);
+  }
+
+  private async failback(): Promise<void> {
+    const id = this.pick(this.alive().filter((candidate) => {
+      const status = this.side(candidate, 'p0');
+      return status !== undefined && status.role !== status.declaredRole;
+    }));
+    if (id === undefined) return;
+    const other: Id = id === 'a' ? 'b' : 'a';
+    const primaryNow: Id = this.side(id, 'p0')?.role === 'primary' ? id : other;
+    const oldLineage = this.lineages.get(primaryNow);
+    const oldPosition = oldLineage?.writes.length ?? 0;
+    this.note(`failback p0 on ${id}`);
+    const manager = this.controller(id)?.pairs;
+    if (manager === undefined) return;
+    const outcome = await this.settle(manager.failback('p0'));
+    if (!outcome.ok) {
+      this.counters.refused++;
+      this.note(`failback on ${id} refused: ${this.code(outcome.error)}`);
+      return;
+    }
+    this.counters.failbacks++;
+    const newPrimary: Id = primaryNow === 'a' ? 'b' : 'a';
+    const lineage = this.lineages.get(newPrimary);
+    if (oldLineage !== undefined && lineage !== undefined && this.controller(newPrimary) !== undefined) {
+      this.counters.takeoverChecks++;
+      this.checkHandover(oldLineage, oldPosition, lineage, `failback to ${newPrimary}`);
+    }
+  }
+
+  /** The declared role whose data the resolves of the current split brain keep. */
+  private keep: 'primary' | 'secondary' | undefined;
+
+  private async resolve(): Promise<boolean> {
+    const inSplit = this.alive().filter((id) => this.links.some((link) => this.side(id, link.pair)?.state === 'split-brain'));
+    if (this.ids.every((id) => this.side(id, 'p0')?.state !== 'split-brain' && this.side(id, 'p0')?.role !== undefined)) this.keep = undefined;
+    const id = this.pick(inSplit);
+    if (id === undefined) return false;
+    const link = this.links.find((candidate) => this.side(id, candidate.pair)?.state === 'split-brain') as PairLink;
+    // An operator keeps one side per split brain: a second resolve that kept the other one
+    // would discard both (each side demotes itself) and leave no primary.
+    const keep = this.keep ?? (this.choose.int(2) === 0 ? 'primary' : 'secondary');
+    this.keep = keep;
+    this.note(`resolve ${link.pair} on ${id}, keep the declared ${keep}`);
+    const manager = this.controller(id)?.pairs;
+    if (manager === undefined) return false;
+    const outcome = await this.settle(manager.resolve(link.pair, keep));
+    if (!outcome.ok) {
+      this.counters.refused++;
+      this.note(`resolve on ${id} refused: ${this.code(outcome.error)}`);
+      return false;
+    }
+    this.counters.resolves++;
+    return true;
+  }
+
+  // ---- checks ----------------------------------------------------------------------------------
+
+  private splitSeen = false;
+
+  /** After a step: consistent secondaries are prefixes; no side overstays a transient state. */
+  private checkStep(): void {
+    const now = this.clock.nowMs() - this.startMs;
+    for (const link of this.links) {
+      for (const id of [link.primary, link.secondary]) {
+        const status = this.side(id, link.pair);
+        if (status === undefined) continue;
+        const peer = status.peer as Id;
+        const key = `${link.pair}@${id}`;
+        if (status.state === 'split-brain' && !this.splitSeen) {
+          this.splitSeen = true;
+          this.counters.splitBrains++;
+        }
+        const clean = status.link === 'up' && !this.faulted(id, peer) && this.controller(peer) !== undefined;
+        if (!clean) this.cleanSince.delete(key);
+        else if (!this.cleanSince.has(key)) this.cleanSince.set(key, now);
+        for (const text of checkTransientBound({
+          what: `pair ${link.pair} on ${id} (${String(status.role)})`, state: String(status.state),
+          enteredAtMs: now - (status.sinceMs as number), linkCleanSinceMs: this.cleanSince.get(key),
+        }, now, this.transientBoundMs)) this.violation(`${text}; ${JSON.stringify(status)}`);
+        if (status.role === 'secondary' && status.state === 'mirroring' && status.consistency === 'consistent') {
+          const lineage = this.lineages.get(peer);
+          if (lineage === undefined) continue;
+          this.counters.prefixChecks++;
+          for (const text of checkWriteOrderPrefix(lineage, this.values(id), `pair ${link.pair}: secondary ${id}`)) this.violation(text);
+        }
+      }
+    }
+  }
+
+  private quiesced(): boolean {
+    if (this.alive().length !== this.ids.length) return false;
+    for (const link of this.links) {
+      // The cheap look first (the clock asks after every timer), the full status only then.
+      const managers = [link.primary, link.secondary].map((id) => this.controller(id)?.pairs);
+      const primaries = managers.filter((manager) => {
+        try {
+          return manager?.primary(link.pair).currentState === 'mirroring';
+        } catch {
+          return false;
+        }
+      });
+      const secondaries = managers.filter((manager) => manager?.secondary(link.pair)?.currentState === 'mirroring');
+      if (primaries.length !== 1 || secondaries.length !== 1) return false;
+      const sides = [link.primary, link.secondary].map((id) => this.side(id, link.pair));
+      const primary = sides.find((status) => status?.role === 'primary');
+      const secondary = sides.find((status) => status?.role === 'secondary');
+      if (primary === undefined || secondary === undefined) return false;
+      if (primary.state !== 'mirroring' || secondary.state !== 'mirroring' || secondary.consistency !== 'consistent') return false;
+      if ((primary.lag as { records: number }).records !== 0) return false;
+    }
+    return true;
+  }
+
+  private describe(): string {
+    return this.links.map((link) => [link.primary, link.secondary].map((id) => {
+      const status = this.side(id, link.pair);
+      return status === undefined ? `${link.pair}@${id}: down` : `${link.pair}@${id}: ${String(status.role)} ${String(status.state)} (${String(status.reason)}) ${String(status.consistency)} link ${String(status.link)}` +
+        (status.lag === undefined ? '' : ` lag ${JSON.stringify(status.lag)}`);
+    }).join('; ')).join(' | ');
+  }
+
+  // ---- the run ---------------------------------------------------------------------------------
+
+  async run(): Promise<void> {
+    // The secondaries first, as a site comes up.
+    for (const id of [...this.ids].reverse()) await this.startController(id);
+    this.note(`start: ${this.mode}${this.mode === 'sync' ? ` fence ${this.fence}` : ''}${this.fanOut ? ' fan-out' : ''}, ${this.blockCount} blocks, journal ${this.journalCapacityBytes} bytes`);
+    await this.clock.runUntil(() => this.quiesced(), { maxTimeMs: 2000 });
+    for (let step = 0; step < this.steps; step++) {
+      await this.step();
+      await this.clock.runFor(this.choose.int(this.stepMaxMs + 1));
+      this.checkStep();
+    }
+    await this.quiesce();
+  }
+
+  private async step(): Promise<void> {
+    const crashed = this.ids.filter((id) => this.controllers.get(id) === undefined);
+    const roll = this.choose.int(100);
+    if (roll < 40) {
+      const count = 1 + this.choose.int(6);
+      for (let index = 0; index < count; index++) this.hostWrite('write');
+    } else if (roll < 44) this.hostWrite('zero');
+    else if (roll < 47) this.hostWrite('trim');
+    else if (roll < 50) await this.clock.runFor(50 + this.choose.int(300));
+    else if (roll < 62) this.linkFault();
+    else if (roll < 69) this.healAll();
+    else if (roll < 74) await this.crash();
+    else if (roll < 82) {
+      const id = this.pick(crashed);
+      if (id !== undefined) await this.restart(id);
+    } else if (roll < 85) this.suspendOrResume(true);
+    else if (roll < 88) this.suspendOrResume(false);
+    else if (roll < 93) {
+      if (!this.fanOut) await this.takeover();
+    } else if (roll < 96) {
+      if (!this.fanOut) await this.failback();
+    } else await this.resolve();
+  }
+
+  private async quiesce(): Promise<void> {
+    this.healAll();
+    for (const id of this.ids) if (this.controllers.get(id) === undefined) await this.restart(id);
+    const startMs = this.clock.nowMs();
+    while (!this.quiesced()) {
+      if (this.clock.nowMs() - startMs > this.quiesceMaxMs) {
+        this.violation(`not quiesced within ${this.quiesceMaxMs} ms of healing: ${this.describe()}`);
+        return;
+      }
+      await this.clock.runUntil(() => this.quiesced(), { maxTimeMs: 100 });
+      this.checkStep();
+      if (this.quiesced()) break;
+      // What an operator does after a storm: resolve split brains, resume what waits for resume.
+      if (await this.resolve()) continue;
+      for (const link of this.links) {
+        for (const id of [link.primary, link.secondary]) {
+          const status = this.side(id, link.pair);
+          if (status?.role === 'primary' && status.state === 'suspended' && status.link === 'up' && (status.reason === 'operator' || status.reason === 'secondary-error')) {
+            try {
+              this.controller(id)?.pairs?.primary(link.pair).resume();
+              this.counters.resumes++;
+              this.note(`resume ${link.pair} on ${id} (${String(status.reason)})`);
+            } catch (error) {
+              this.note(`resume ${link.pair} on ${id} refused: ${this.code(error)}`);
+            }
+          }
+        }
+      }
+    }
+    this.note(`quiesced: ${this.describe()}`);
+    this.checkStep();
+    const primaries = this.ids.filter((id) => this.isPrimary(id));
+    if (primaries.length !== 1) {
+      this.violation(`after quiescence ${primaries.length} primaries: ${primaries.join(', ')}`);
+      return;
+    }
+    const primary = primaries[0] as Id;
+    const lineage = this.lineages.get(primary);
+    const image = this.image(primary);
+    if (lineage === undefined) this.violation(`the primary ${primary} holds no lineage`);
+    else for (const text of checkPrimaryModel(lineage, decodeImage(image, this.blockBytes))) this.violation(text);
+    for (const id of this.ids) {
+      if (id === primary) continue;
+      for (const text of checkIdentical(image, this.image(id), this.blockBytes, `after quiescence, primary ${primary} and ${id}`)) this.violation(text);
+    }
+  }
+
+  async dispose(): Promise<void> {
+    this.counters.virtualMs = this.now();
+    for (const id of this.ids) {
+      const controller = this.controllers.get(id);
+      this.controllers.set(id, undefined);
+      if (controller !== undefined) {
+        try {
+          await controller.close();
+        } catch {
+          // Closing is best effort; the regions go below either way.
+        }
+      }
+    }
+    for (const id of this.ids) {
+      const name = this.names.get(id) as string;
+      Volume.unlink({ name });
+      for (const link of this.links) Region.unlink('shared', `blockmirror.pair.${name}.${link.pair}`);
+    }
+  }
+
+  result(): PairScheduleResult {
+    return {
+      seed: this.seed, mode: this.mode, fanOut: this.fanOut, fence: this.fence,
+      violations: [...this.violations], trace: [...this.trace], counters: { ...this.counters },
+    };
+  }
+}
