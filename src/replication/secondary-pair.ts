@@ -272,6 +272,8 @@ export class SecondaryPair extends EventEmitter {
     }
     this.nextSequence = nextSequence;
     this.received = this.applied = nextSequence - 1;
+    // A new stream: nothing of it is known to be flushed until the next PAIR_FLUSH.
+    this.flushed = 0;
     this.consistencyValue = 'consistent';
     this.synced = true;
     // This side's own changes were sent to the source in the open reply and overwritten by it.
