@@ -16,6 +16,15 @@ import * as path from 'node:path';
 /** dist/src/cli/main.js, from dist/src/bench. */
 export const CLI_MAIN_PATH = path.join(__dirname, '..', 'cli', 'main.js');
 
+/**
+ * Node options for every serve child, from BLOCKMIRROR_SERVE_NODE_ARGS (space-separated), e.g.
+ * `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile the serves of a bench (NODE_OPTIONS refuses
+ * --cpu-prof). Empty by default.
+ */
+function serveNodeArgs(): string[] {
+  return (process.env.BLOCKMIRROR_SERVE_NODE_ARGS ?? '').split(' ').filter((argument) => argument !== '');
+}
+
 /** Options of a serve child. */
 export interface ServeChildOptions {
   /** The config document, written as JSON into `directory`. */
@@ -61,7 +70,7 @@ export class ServeChild {
     const configPath = path.join(options.directory, `${options.name}.json`);
     fs.writeFileSync(configPath, JSON.stringify(options.config, null, 2));
     const args = options.args ?? ['--port', '0', '--admin', 'none', '--quiet', '--log-level', 'error'];
-    const child = spawn(process.execPath, [CLI_MAIN_PATH, 'serve', '--config', configPath, ...args], {
+    const child = spawn(process.execPath, [...serveNodeArgs(), CLI_MAIN_PATH, 'serve', '--config', configPath, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const serve = new ServeChild(child, options.name, configPath);
