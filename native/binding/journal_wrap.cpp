@@ -53,6 +53,7 @@ class JournalWrap final : public Napi::ObjectWrap<JournalWrap> {
             prototypeMethod<JournalWrap, &JournalWrap::info>(env, "info"),
             prototypeMethod<JournalWrap, &JournalWrap::append>(env, "append"),
             prototypeMethod<JournalWrap, &JournalWrap::read>(env, "read"),
+            prototypeMethod<JournalWrap, &JournalWrap::readPacked>(env, "readPacked"),
             prototypeMethod<JournalWrap, &JournalWrap::release>(env, "release"),
             prototypeMethod<JournalWrap, &JournalWrap::stats>(env, "stats"),
             prototypeMethod<JournalWrap, &JournalWrap::headSequence>(env, "headSequence"),
@@ -208,6 +209,59 @@ class JournalWrap final : public Napi::ObjectWrap<JournalWrap> {
     result.Set(0u, fields);
     result.Set(1u, Napi::Value(env, volumeIds));
     result.Set(2u, Napi::Buffer<uint8_t>::Copy(env, payload_.data(), payloadUsed));
+    return result;
+  }
+
+  // readPacked(fromSequence, maxRecords, maxDataBytes, prefixBytes, gapBytes) -> [fields:
+  // Float64Array (as read(), payloadOffset counted from the buffer's start), buffer: Buffer,
+  // usedBytes: the bytes of it that hold something]. The
+  // buffer is the caller's to keep: `prefixBytes` free at its start, then per record `gapBytes`
+  // free and its data, copied once from the ring (no scratch). It is sized from the ring bytes
+  // after fromSequence, so it is at most a record header per record larger than what it holds.
+  Napi::Value readPacked(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const uint64_t fromSequence = argIndex(env, arg(info, 0), "fromSequence");
+    const uint64_t maxRecords = argIndexAtMost(env, arg(info, 1), "maxRecords", kMaxReadRecords);
+    const uint64_t maxDataBytes = argIndex(env, arg(info, 2), "maxDataBytes");
+    const uint64_t prefixBytes = argIndexAtMost(env, arg(info, 3), "prefixBytes", 65536);
+    const uint64_t gapBytes = argIndexAtMost(env, arg(info, 4), "gapBytes", 64);
+    if (maxRecords == 0) throwRangeError(env, "maxRecords must be at least 1");
+    bm::Journal& journal = core();
+    if (records_.size() < maxRecords) records_.resize(maxRecords);
+    // Each record takes at least a 48-byte header in the ring, and gapBytes <= 64: room for the
+    // gaps of every record is ringBytes + 16 per record at most.
+    const uint64_t ringBytes = journal.ringBytesFrom(fromSequence);
+    const uint64_t dataLimit = maxDataBytes;
+    uint64_t capacity = std::min<uint64_t>(ringBytes + 16 * maxRecords, dataLimit + gapBytes * maxRecords);
+    Napi::Buffer<uint8_t> buffer = Napi::Buffer<uint8_t>::New(env, prefixBytes + capacity);
+    size_t count = journal.readFrom(fromSequence, maxRecords, records_.data(), buffer.Data() + prefixBytes, capacity,
+                                    static_cast<uint32_t>(gapBytes), dataLimit);
+    if (count == 0 && fromSequence < journal.nextSequence()) {
+      // The first record alone exceeds maxDataBytes: return it anyway, so a reader makes progress.
+      capacity = gapBytes + journal.maxRecordBytes();
+      buffer = Napi::Buffer<uint8_t>::New(env, prefixBytes + capacity);
+      count = journal.readFrom(fromSequence, 1, records_.data(), buffer.Data() + prefixBytes, capacity,
+                               static_cast<uint32_t>(gapBytes), journal.maxRecordBytes());
+    }
+    uint64_t used = prefixBytes;
+    Napi::Float64Array fields = Napi::Float64Array::New(env, count * kRecordFieldCount);
+    for (size_t i = 0; i < count; ++i) {
+      const bm::JournalRecord& record = records_[i];
+      double* out = fields.Data() + i * kRecordFieldCount;
+      out[0] = static_cast<double>(record.sequence);
+      out[1] = static_cast<double>(record.byteOffset);
+      out[2] = static_cast<double>(record.byteLength);
+      out[3] = static_cast<double>(static_cast<uint16_t>(record.kind));
+      out[4] = static_cast<double>(record.flags);
+      out[5] = static_cast<double>(record.dataCrc);
+      out[6] = static_cast<double>(prefixBytes + record.payloadOffset);
+      out[7] = static_cast<double>(record.payloadBytes);
+      used = std::max<uint64_t>(used, prefixBytes + record.payloadOffset + record.payloadBytes);
+    }
+    Napi::Array result = Napi::Array::New(env, 3);
+    result.Set(0u, fields);
+    result.Set(1u, buffer);
+    result.Set(2u, Napi::Number::New(env, static_cast<double>(used)));
     return result;
   }
 

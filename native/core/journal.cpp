@@ -457,6 +457,23 @@ uint64_t Journal::append(RecordKind kind, uint64_t volumeId, uint64_t byteOffset
 
 size_t Journal::readFrom(uint64_t fromSequence, size_t maxRecords, JournalRecord* records,
                          uint8_t* payload, uint64_t payloadCapacity) {
+  return readFrom(fromSequence, maxRecords, records, payload, payloadCapacity, 0, UINT64_MAX);
+}
+
+uint64_t Journal::ringBytesFrom(uint64_t fromSequence) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  checkOpen();
+  if (fromSequence >= nextSequence_) return 0;
+  if (readCacheSequence_ != 0 && readCacheSequence_ == fromSequence && readCacheSequence_ >= headSequence_) {
+    const uint64_t distance = (tailOffset_ + capacityBytes_ - readCacheOffset_) % capacityBytes_;
+    return distance == 0 && fromSequence == headSequence_ ? usedBytes_ : distance;
+  }
+  return usedBytes_;
+}
+
+size_t Journal::readFrom(uint64_t fromSequence, size_t maxRecords, JournalRecord* records,
+                         uint8_t* payload, uint64_t payloadCapacity, uint32_t gapBytes,
+                         uint64_t maxDataBytes) {
   std::lock_guard<std::mutex> lock(mutex_);
   checkOpen();
   if (fromSequence < headSequence_) {
@@ -494,9 +511,13 @@ size_t Journal::readFrom(uint64_t fromSequence, size_t maxRecords, JournalRecord
 
   size_t copied = 0;
   uint64_t payloadUsed = 0;
+  uint64_t dataUsed = 0;
   while (copied < maxRecords && sequence < nextSequence_) {
     const Step step = stepOrThrow(offset, sequence, bytesAfter);
-    if (step.payloadBytes > payloadCapacity - payloadUsed) break;
+    if (gapBytes > payloadCapacity - payloadUsed) break;
+    if (step.payloadBytes > payloadCapacity - payloadUsed - gapBytes) break;
+    if (step.payloadBytes > maxDataBytes - dataUsed) break;
+    payloadUsed += gapBytes;
     if (step.payloadBytes > 0 && payload == nullptr) {
       throw ArgumentError("journal readFrom: payload must not be null");
     }
@@ -524,6 +545,7 @@ size_t Journal::readFrom(uint64_t fromSequence, size_t maxRecords, JournalRecord
     record.payloadOffset = payloadUsed;
     record.payloadBytes = step.payloadBytes;
     payloadUsed += step.payloadBytes;
+    dataUsed += step.payloadBytes;
     bytesAfter -= step.consumedBytes;
     offset = step.nextOffset;
     sequence++;

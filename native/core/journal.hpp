@@ -111,6 +111,14 @@ class Journal {
   // fits in payloadCapacity), into `records` / `payload`. Returns the number copied.
   size_t readFrom(uint64_t fromSequence, size_t maxRecords, JournalRecord* records,
                   uint8_t* payload, uint64_t payloadCapacity);
+  // The same, leaving `gapBytes` free in `payload` before each record's data (a caller that
+  // frames records writes its per-record header there, so the data is copied only once), and
+  // stopping before the data bytes pass maxDataBytes or the buffer (gaps included) is full.
+  size_t readFrom(uint64_t fromSequence, size_t maxRecords, JournalRecord* records,
+                  uint8_t* payload, uint64_t payloadCapacity, uint32_t gapBytes, uint64_t maxDataBytes);
+  // An upper bound of the ring bytes (record headers included) from fromSequence to the tail:
+  // exact when the read cursor stands there (a reader that follows the journal), else usedBytes.
+  uint64_t ringBytesFrom(uint64_t fromSequence) const;
   // Frees all records with sequence <= throughSequence (clamped to what exists). Returns how many.
   uint64_t release(uint64_t throughSequence);
 

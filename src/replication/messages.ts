@@ -183,6 +183,44 @@ export function encodeRecords(name: string, records: readonly ShippedRecord[]): 
   return out;
 }
 
+/** Bytes before each record's data in PAIR_RECORDS: u64 sequence, u8 kind, u64 byteOffset, u32 byteLength, u32 data length. */
+export const RECORD_HEADER_BYTES = 25;
+
+/** The journal's record kinds by number (storage/journal.ts), as PAIR_RECORDS kind indexes (-1: not shipped as such). */
+const WIRE_KIND_OF_JOURNAL_KIND: readonly number[] = [-1, ...(['write', 'zero', 'trim', 'marker'] as const).map((kind) => (KINDS as readonly string[]).indexOf(kind))];
+
+/** Bytes of a PAIR_RECORDS message before its first record: u16-prefixed name and u32 count. */
+export function recordsPrefixBytes(nameBytes: Buffer): number {
+  return 2 + nameBytes.length + 4;
+}
+
+/**
+ * Turns records the journal read with Journal.readPacked (prefixBytes =
+ * recordsPrefixBytes(nameBytes), gapBytes = RECORD_HEADER_BYTES) into a PAIR_RECORDS message in
+ * place, byte for byte what encodeRecords makes of the same records, without copying the data
+ * again. Returns null when a record's kind has no PAIR_RECORDS kind (the caller takes the
+ * copying path).
+ */
+export function packRecords(nameBytes: Buffer, fields: Float64Array, buffer: Buffer, usedBytes: number): Buffer | null {
+  if (nameBytes.length > MAX_NAME_BYTES) throw new RangeError(`pair name longer than ${MAX_NAME_BYTES} bytes`);
+  const count = fields.length / 8;
+  let at = buffer.writeUInt16BE(nameBytes.length, 0);
+  at += nameBytes.copy(buffer, at);
+  buffer.writeUInt32BE(count, at);
+  for (let index = 0; index < count; index++) {
+    const f = index * 8;
+    const kind = WIRE_KIND_OF_JOURNAL_KIND[fields[f + 3] as number] ?? -1;
+    if (kind < 0) return null;
+    let header = (fields[f + 6] as number) - RECORD_HEADER_BYTES;
+    header = writeU64(buffer, fields[f] as number, header);
+    header = buffer.writeUInt8(kind, header);
+    header = writeU64(buffer, fields[f + 1] as number, header);
+    header = buffer.writeUInt32BE(fields[f + 2] as number, header);
+    buffer.writeUInt32BE(fields[f + 7] as number, header);
+  }
+  return buffer.subarray(0, usedBytes);
+}
+
 function writeU64(out: Buffer, value: number, at: number): number {
   if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`u64 field must be a safe non-negative integer, got ${value}`);
   out.writeUInt32BE(Math.floor(value / 2 ** 32), at);

@@ -52,6 +52,9 @@ import {
   encodeName,
   encodePairOpen,
   encodeRecords,
+  packRecords,
+  RECORD_HEADER_BYTES,
+  recordsPrefixBytes,
   encodeResyncDone,
   encodeTrack,
 } from './messages';
@@ -153,6 +156,7 @@ export class PrimaryPair extends EventEmitter {
   ) {
     super();
     this.name = options.name;
+    this.nameBytes = Buffer.from(options.name, 'utf8');
     this.mode = options.mode;
     this.fence = options.fence ?? 'never';
     this.autoResume = options.autoResume ?? true;
@@ -484,32 +488,55 @@ export class PrimaryPair extends EventEmitter {
 
   private pump(): void {
     while (this.state === 'mirroring' && !this.link.isFull && this.nextToShip < this.journal.nextSequence) {
-      let records: JournalRecord[];
+      // The hot path: the journal copies the records' data straight into the message, with room
+      // left for the per-record headers (packRecords writes them in place).
+      let message: Buffer | null;
+      let last: number;
+      let dataBytes = 0;
       try {
-        records = this.journal.read(this.nextToShip, { maxRecords: 1024, maxBytes: this.maxBatchBytes });
+        const packed = this.journal.readPacked(this.nextToShip, {
+          maxRecords: 1024, maxDataBytes: this.maxBatchBytes, prefixBytes: recordsPrefixBytes(this.nameBytes), gapBytes: RECORD_HEADER_BYTES,
+        });
+        if (packed.count === 0) return;
+        message = packRecords(this.nameBytes, packed.fields, packed.buffer, packed.usedBytes);
+        last = packed.fields[(packed.count - 1) * 8] as number;
+        for (let index = 0; index < packed.count; index++) dataBytes += packed.fields[index * 8 + 7] as number;
       } catch (error) {
         this.suspend('journal-full', `journal read: ${(error as Error).message}`);
         return;
       }
-      if (records.length === 0) return;
-      const shipped: ShippedRecord[] = [];
-      for (const record of records) {
-        const kind = KIND_OF[record.kind];
-        if (kind === undefined) continue; // markers are for other protocols
-        shipped.push({ sequence: record.sequence, kind, byteOffset: record.byteOffset, byteLength: record.byteLength, data: record.data });
-      }
-      const last = (records[records.length - 1] as JournalRecord).sequence;
-      if (shipped.length > 0) {
+      if (message === null) {
+        // A record kind PAIR_RECORDS does not carry as such: the copying path filters it out.
+        let records: JournalRecord[];
         try {
-          this.link.send(MessageType.PAIR_RECORDS, encodeRecords(this.name, shipped), {
-            onUnconfirmed: () => this.suspend('link-down', 'records unconfirmed'),
+          records = this.journal.read(this.nextToShip, { maxRecords: 1024, maxBytes: this.maxBatchBytes });
+        } catch (error) {
+          this.suspend('journal-full', `journal read: ${(error as Error).message}`);
+          return;
+        }
+        if (records.length === 0) return;
+        const shipped: ShippedRecord[] = [];
+        for (const record of records) {
+          const kind = KIND_OF[record.kind];
+          if (kind === undefined) continue; // markers are for other protocols
+          shipped.push({ sequence: record.sequence, kind, byteOffset: record.byteOffset, byteLength: record.byteLength, data: record.data });
+        }
+        last = (records[records.length - 1] as JournalRecord).sequence;
+        dataBytes = 0;
+        for (const record of shipped) dataBytes += record.data.length;
+        message = shipped.length > 0 ? encodeRecords(this.name, shipped) : null;
+      }
+      if (message !== null) {
+        try {
+          this.link.send(MessageType.PAIR_RECORDS, message, {
+            onUnconfirmed: this.onRecordsUnconfirmed,
           });
         } catch (error) {
           if (isLinkError(error, 'ERR_LINK_FULL')) return; // 'drain' pumps again
           this.suspend('link-down', (error as Error).message);
           return;
         }
-        for (const record of shipped) this.shippedBytes += record.data.length;
+        this.shippedBytes += dataBytes;
       } else {
         // Only markers: nothing to apply, but the secondary's position moves past them.
         this.applied = Math.max(this.applied, last);
@@ -517,6 +544,11 @@ export class PrimaryPair extends EventEmitter {
       this.nextToShip = last + 1;
     }
   }
+
+  private readonly onRecordsUnconfirmed = (): void => this.suspend('link-down', 'records unconfirmed');
+
+  /** The pair's name as PAIR_RECORDS carries it (encoded once). */
+  private readonly nameBytes: Buffer;
 
   /** The secondary's positions arrived. */
   onPosition(position: PairPosition): void {

@@ -272,6 +272,33 @@ export class Journal {
     return records;
   }
 
+  /**
+   * Reads records with sequence >= fromSequence into one new buffer laid out for a caller that
+   * frames them (a pair's PAIR_RECORDS message): `prefixBytes` left free at its start, then per
+   * record `gapBytes` left free and its data, copied once from the ring. `fields` holds 8 numbers
+   * per record: sequence, byteOffset, byteLength, kind (1 write, 2 zero, 3 trim, 4 marker),
+   * flags, dataCrc, dataOffset (in `buffer`), dataBytes. At least one record is returned when one
+   * exists, even if its data alone exceeds maxDataBytes. `buffer` holds `usedBytes` bytes and is
+   * the caller's; nothing in it but the data is written.
+   */
+  readPacked(fromSequence: number, options: { maxRecords?: number; maxDataBytes?: number; prefixBytes?: number; gapBytes?: number } = {}):
+    { fields: Float64Array; buffer: Buffer; usedBytes: number; count: number } {
+    const handle = this.#open();
+    checkIndex(fromSequence, 'fromSequence');
+    if (fromSequence === 0) throw new RangeError('fromSequence must be at least 1 (sequences start at 1)');
+    checkOptions(options, 'options');
+    const maxRecords = orDefault(options.maxRecords, 256);
+    checkIntegerIn(maxRecords, 'options.maxRecords', 1, Journal.MAX_READ_RECORDS);
+    const maxDataBytes = orDefault(options.maxDataBytes, Journal.DEFAULT_MAX_RECORD_BYTES);
+    checkIndex(maxDataBytes, 'options.maxDataBytes');
+    const prefixBytes = orDefault(options.prefixBytes, 0);
+    checkIntegerIn(prefixBytes, 'options.prefixBytes', 0, 65536);
+    const gapBytes = orDefault(options.gapBytes, 0);
+    checkIntegerIn(gapBytes, 'options.gapBytes', 0, 64);
+    const [fields, buffer, usedBytes] = handle.readPacked(fromSequence, maxRecords, maxDataBytes, prefixBytes, gapBytes);
+    return { fields, buffer, usedBytes, count: fields.length / 8 };
+  }
+
   /** Frees every record with sequence <= throughSequence; returns how many. */
   release(throughSequence: number): number {
     const handle = this.#open();
