@@ -487,7 +487,7 @@ export class PrimaryPair extends EventEmitter {
   }
 
   private pump(): void {
-    while (this.state === 'mirroring' && !this.link.isFull && this.nextToShip < this.journal.nextSequence) {
+    while (!this.closed && this.state === 'mirroring' && !this.link.isFull && this.nextToShip < this.journal.nextSequence) {
       // The hot path: the journal copies the records' data straight into the message, with room
       // left for the per-record headers (packRecords writes them in place).
       let message: Buffer | null;
