@@ -1,6 +1,6 @@
 // Runs every benchmark suite in its own child process (so one suite's heap, JIT state and page
 // cache do not colour the next), then prints the ratios each suite reported.
-// Usage: node dist/bench/run.js [suite ...]   (suites: storage, nbd-fio, link, pair-fio)
+// Usage: node dist/bench/run.js [suite ...]   (suites: storage, nbd-fio, link, pair-fio, pair-resync)
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 
@@ -9,6 +9,7 @@ const SUITES: Record<string, string> = {
   'nbd-fio': 'nbd-fio.js',
   link: 'link.bench.js',
   'pair-fio': 'pair-fio.js',
+  'pair-resync': 'pair-resync.js',
 };
 
 function main(): number {
