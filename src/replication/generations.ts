@@ -22,6 +22,11 @@
 //   5  the peer's bitmap = my current       bitmap-target: the peer moved on from my generation
 //                                           and its bitmap holds every change since
 //   6  my bitmap = the peer's current       bitmap-source
+//  12  my bitmap is 0 and the peer's bitmap = my history[0]
+//                                          bitmap-target: a resync to me finished but the peer
+//                                          never heard (its answer was lost), and it moved on
+//  13  the mirror image of 12               bitmap-source
+//      (12 and 13 are tried right after 6; they were added after the others were numbered)
 //   7  both bitmaps equal and not 0         split-brain: both moved on from the same generation
 //   8  the peer's history has my current    full-target: I am older than the peer's bitmap covers
 //   9  my history has the peer's current    full-source
@@ -96,6 +101,16 @@ export function decide(local: Generations, peer: Generations, flags: { discardLo
   if (mine === theirs) return result('none', 4, 'same generation on both sides');
   if (peer.bitmap === mine) return result('bitmap-target', 5, "the peer moved on from this side's generation: resync its changes here");
   if (local.bitmap === theirs) return result('bitmap-source', 6, "this side moved on from the peer's generation: resync its changes there");
+  // A resync finished on its target, but the source never heard (the answer was lost with the
+  // link) and has moved on since: the target adopted a generation whose own bitmap generation,
+  // still the source's, is the target's history[0]. The source's bitmap covers all it needs.
+  // Only while the target has not changed since (its bitmap is 0): else it is a split brain.
+  if (local.bitmap === 0 && peer.bitmap !== 0 && peer.bitmap === local.history[0]) {
+    return result('bitmap-target', 12, "a resync to this side finished but the peer never heard: resync its changes here");
+  }
+  if (peer.bitmap === 0 && local.bitmap !== 0 && local.bitmap === peer.history[0]) {
+    return result('bitmap-source', 13, "a resync to the peer finished but this side never heard: resync its changes there");
+  }
   if (local.bitmap !== 0 && local.bitmap === peer.bitmap) {
     if (flags.discardLocal === true) return result('bitmap-target', 7, "split brain resolved: this side's changes are discarded");
     if (flags.discardPeer === true) return result('bitmap-source', 7, "split brain resolved: the peer's changes are discarded");

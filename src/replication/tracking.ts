@@ -12,9 +12,12 @@
 //   - a bitmap is cleared only when the secondary has applied every record that could have
 //     marked it: the sealed one once applied >= sealedThrough (then it becomes the active one
 //     and the other is sealed at the journal's last sequence: rotate), both once the secondary
-//     has applied everything the journal holds (caught up), or a bit by the resync pass just
-//     before that track is read and sent (clear-then-read; a track whose send is unconfirmed
-//     is marked again).
+//     has applied everything the journal holds (caught up), or the sealed one when the secondary
+//     confirmed a whole resync pass: a pass first merges the active bitmap into the sealed one
+//     (sealForPass), sends the sealed tracks without clearing any, and clears the sealed bitmap
+//     only once PAIR_RESYNC_DONE is answered (clearSealed); writes during the pass mark the
+//     active one and are journaled after the pass's start. A pass cut by a crash or a link loss
+//     leaves every track it had to send still tracked.
 // So the tracking covers about two rotation intervals of writes while mirroring (the in-flight
 // window), and a resync after a crash moves about that window, not the volume.
 
@@ -93,10 +96,21 @@ export class Tracking {
     this.bitmaps[1].clearAll();
   }
 
-  /** Clears one bit in both (the resync pass, before reading the track). */
-  clearBit(bit: number): void {
-    this.bitmaps[0].clear(bit);
-    this.bitmaps[1].clear(bit);
+  /**
+   * A resync pass starts: merges the active bitmap into the sealed one and clears the active
+   * one (which keeps recording). Returns the sealed bitmap: the tracks the pass sends.
+   */
+  sealForPass(): Bitmap {
+    const active = this.bitmaps[this.activeIndex];
+    const sealed = this.bitmaps[this.activeIndex === 0 ? 1 : 0];
+    sealed.orMerge(active);
+    active.clearAll();
+    return sealed;
+  }
+
+  /** The secondary confirmed a whole pass: the sealed tracks are there. */
+  clearSealed(): void {
+    this.bitmaps[this.activeIndex === 0 ? 1 : 0].clearAll();
   }
 
   /** The union, in a scratch bitmap (valid until the next call). */

@@ -34,6 +34,17 @@ export interface Clock {
   wallTimeMs(): number;
   /** Runs `callback` once after `delayMs` (>= 0). */
   setTimer(callback: () => void, delayMs: number, options?: TimerOptions): TimerHandle;
+  /**
+   * Real asynchronous work (a volume flush on the thread pool) whose completion a simulated
+   * clock must wait for before it fires the next timer, so runs replay identically. A real
+   * clock has nothing to wait for. @default absent: the promise is used as it is
+   */
+  settle?<T>(promise: Promise<T>): Promise<T>;
+}
+
+/** `clock.settle(promise)` when the clock has it, else the promise. */
+export function settled<T>(clock: Clock, promise: Promise<T>): Promise<T> {
+  return clock.settle === undefined ? promise : clock.settle(promise);
 }
 
 class RealClock implements Clock {

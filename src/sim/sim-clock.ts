@@ -141,6 +141,27 @@ export class SimClock implements Clock {
     };
   }
 
+  private readonly outstanding = new Set<Promise<unknown>>();
+
+  /**
+   * Registers real asynchronous work (Clock.settle): no timer fires until it has settled, so
+   * the virtual time at which its continuation runs does not depend on how fast the machine is.
+   */
+  settle<T>(promise: Promise<T>): Promise<T> {
+    const tracked: Promise<unknown> = promise.then(() => undefined, () => undefined);
+    this.outstanding.add(tracked);
+    void tracked.then(() => this.outstanding.delete(tracked));
+    return promise;
+  }
+
+  /** Waits for the registered real work, then yields so its continuations run. */
+  private async drainOutstanding(): Promise<void> {
+    while (this.outstanding.size > 0) {
+      await Promise.all([...this.outstanding]);
+      await yieldToEventLoop();
+    }
+  }
+
   /**
    * Fires the next timer, advancing time to its due time. Returns false when no timer is pending.
    * Does not run promise continuations; use the run methods for async code.
@@ -182,6 +203,7 @@ export class SimClock implements Clock {
       let steps = 0;
       for (;;) {
         await yieldToEventLoop();
+        await this.drainOutstanding();
         if (predicate()) return true;
         const dueMs = this.nextDueMs();
         if (dueMs === undefined) return false;
@@ -212,6 +234,7 @@ export class SimClock implements Clock {
       let steps = 0;
       for (;;) {
         await yieldToEventLoop();
+        await this.drainOutstanding();
         const dueMs = this.nextDueMs();
         if (dueMs === undefined || dueMs > timeMs) break;
         if (steps >= maxSteps) {

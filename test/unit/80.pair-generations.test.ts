@@ -54,6 +54,8 @@ describe('80 pair generations and state', () => {
       { rule: 4, local: g(7, 3), peer: g(7), decision: 'none' },
       { rule: 5, local: g(7), peer: g(9, 7), decision: 'bitmap-target' },
       { rule: 6, local: g(9, 7), peer: g(7), decision: 'bitmap-source' },
+      { rule: 12, local: g(9, 0, [7, 0]), peer: g(11, 7), decision: 'bitmap-target' },
+      { rule: 13, local: g(11, 7), peer: g(9, 0, [7, 0]), decision: 'bitmap-source' },
       { rule: 7, local: g(9, 7), peer: g(11, 7), decision: 'split-brain' },
       { rule: 7, local: g(9, 7), peer: g(11, 7), decision: 'bitmap-target', flags: { discardLocal: true } },
       { rule: 7, local: g(9, 7), peer: g(11, 7), decision: 'bitmap-source', flags: { discardPeer: true } },
@@ -110,6 +112,20 @@ describe('80 pair generations and state', () => {
       const taken = startGeneration(g(shared), random);
       assert.equal(decide(oldPrimary, taken).decision, 'split-brain');
       assert.equal(decide(taken, oldPrimary).decision, 'split-brain');
+    });
+    it('a resync whose end the source never heard, then a new generation on the source: a bitmap resync, not a split brain', () => {
+      const base = newGenerationId(random);
+      let primary = startGeneration(g(base), random); // the link dropped, writes followed
+      let secondary = g(base);
+      assert.equal(decide(secondary, primary).decision, 'bitmap-target');
+      secondary = completeAsTarget(secondary, primary); // PAIR_RESYNC_DONE applied; its answer is lost
+      primary = startGeneration(primary, random); // the primary moved on, still tracking from base
+      const result = decide(secondary, primary);
+      assert.deepEqual([result.decision, result.rule], ['bitmap-target', 12]);
+      assert.equal(decide(primary, secondary).decision, 'bitmap-source');
+      // The same ids after a takeover on the secondary are a split brain, not rule 12.
+      const taken = startGeneration(secondary, random);
+      assert.equal(decide(taken, primary).decision, 'split-brain');
     });
     it('a second generation while still not caught up keeps the bitmap generation', () => {
       const first = startGeneration(g(5), random);
