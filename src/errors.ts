@@ -165,6 +165,12 @@ export const PAIR_ERROR_CODES = Object.freeze([
   'ERR_PAIR_BAD_SPEC',
 ] as const);
 
+/** The lockstep barrier (src/replication/lockstep.ts). */
+export const LOCKSTEP_ERROR_CODES = Object.freeze([
+  /** A lockstep call gave a timeout and its marker was not safe-stored on every receiver in time. */
+  'ERR_LOCKSTEP_TIMEOUT',
+] as const);
+
 /** The admin endpoint (src/admin/): HTTP on a Unix socket. */
 export const ADMIN_ERROR_CODES = Object.freeze([
   /** The request is malformed: bad JSON, a missing or wrong-typed field. HTTP 400. */
@@ -210,9 +216,10 @@ export type LinkErrorCode = (typeof LINK_ERROR_CODES)[number];
 export type AdminErrorCode = (typeof ADMIN_ERROR_CODES)[number];
 export type ControllerErrorCode = (typeof CONTROLLER_ERROR_CODES)[number];
 export type PairErrorCode = (typeof PAIR_ERROR_CODES)[number];
+export type LockstepErrorCode = (typeof LOCKSTEP_ERROR_CODES)[number];
 export type ConfigErrorCode = (typeof CONFIG_ERROR_CODES)[number];
 export type CliErrorCode = (typeof CLI_ERROR_CODES)[number];
-export type ErrorCode = NativeErrorCode | NbdErrorCode | LinkErrorCode | ControllerErrorCode | PairErrorCode | AdminErrorCode | ConfigErrorCode | CliErrorCode;
+export type ErrorCode = NativeErrorCode | NbdErrorCode | LinkErrorCode | ControllerErrorCode | PairErrorCode | LockstepErrorCode | AdminErrorCode | ConfigErrorCode | CliErrorCode;
 
 /**
  * Every operating error code of blockmirror, one list per area: the native ones (which must equal
@@ -225,6 +232,7 @@ export const ERROR_CODES: readonly ErrorCode[] = Object.freeze([
   ...LINK_ERROR_CODES,
   ...CONTROLLER_ERROR_CODES,
   ...PAIR_ERROR_CODES,
+  ...LOCKSTEP_ERROR_CODES,
   ...ADMIN_ERROR_CODES,
   ...CONFIG_ERROR_CODES,
   ...CLI_ERROR_CODES,

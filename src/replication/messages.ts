@@ -20,6 +20,7 @@
 //   PAIR_PROMOTE     request  {name, generations} -> {}: the drained primary hands its role over
 //   PAIR_SWITCH      request  {name} -> {}: the secondary asks the primary to hand over
 //   PAIR_RESOLVE     request  {name, keepSender} -> {}: a split brain's operator decision
+//   PAIR_MARKER      request  {name, sequence} -> {flushed}: flush through a lockstep marker
 //   PAIR_ERROR       message  {name, code, message}
 
 import { BinaryReader, BinaryWriter } from '../transport/codec';
@@ -27,10 +28,11 @@ import { LinkError } from '../transport/errors';
 import type { Decision, Generations } from './generations';
 
 export type PairMode = 'sync' | 'async';
-export type RecordKind = 'write' | 'zero' | 'trim';
+/** 'marker': a lockstep marker (no data, nothing to apply; it keeps the sequence contiguous). */
+export type RecordKind = 'write' | 'zero' | 'trim' | 'marker';
 
 const MODES: readonly PairMode[] = ['sync', 'async'];
-const KINDS: readonly RecordKind[] = ['write', 'zero', 'trim'];
+const KINDS: readonly RecordKind[] = ['write', 'zero', 'trim', 'marker'];
 /** Most records in one PAIR_RECORDS message. */
 export const MAX_RECORDS_PER_MESSAGE = 4096;
 const MAX_NAME_BYTES = 256;
@@ -145,6 +147,18 @@ export function decodePromote(payload: Buffer): { name: string; generations: Gen
   return message;
 }
 
+/** PAIR_MARKER: {name, sequence}. */
+export function encodeMarker(name: string, sequence: number): Buffer {
+  return new BinaryWriter().string(name).u64(sequence).encode();
+}
+
+export function decodeMarker(payload: Buffer): { name: string; sequence: number } {
+  const reader = new BinaryReader(payload, 'PAIR_MARKER');
+  const message = { name: reader.string(MAX_NAME_BYTES), sequence: reader.u64() };
+  reader.end();
+  return message;
+}
+
 /** PAIR_RESOLVE: {name, keepSender}. */
 export function encodeResolve(name: string, keepSender: boolean): Buffer {
   return new BinaryWriter().string(name).u8(keepSender ? 1 : 0).encode();
@@ -242,6 +256,7 @@ export function decodeRecords(payload: Buffer, maxDataBytes: number): { name: st
     const kind = KINDS[kindIndex] ?? bad('PAIR_RECORDS', `unknown record kind ${kindIndex}`);
     if (kind === 'write' && data.length !== byteLength) bad('PAIR_RECORDS', 'write data length differs from byteLength');
     if (kind !== 'write' && data.length !== 0) bad('PAIR_RECORDS', `a ${kind} record carries data`);
+    if (kind === 'marker' && (byteLength !== 0 || byteOffset !== 0)) bad('PAIR_RECORDS', 'a marker record describes bytes');
     records.push({ sequence, kind, byteOffset, byteLength, data });
   }
   reader.end();

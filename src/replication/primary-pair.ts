@@ -49,6 +49,8 @@ import {
   type ShippedRecord,
   type OpenReply,
   decodeOpenReply,
+  decodeSequence,
+  encodeMarker,
   encodeName,
   encodePairOpen,
   encodeRecords,
@@ -104,7 +106,7 @@ const UNDECLARED_RETRY_MS = 1000;
 /** Entries of the (sequence, time) ring behind the lag in seconds. */
 const TIMES_RING = 1024;
 
-const KIND_OF: Record<string, RecordKind | undefined> = { write: 'write', zero: 'zero', trim: 'trim' };
+const KIND_OF: Record<string, RecordKind | undefined> = { write: 'write', zero: 'zero', trim: 'trim', marker: 'marker' };
 
 /** The primary side of a pair. */
 export class PrimaryPair extends EventEmitter {
@@ -334,27 +336,23 @@ export class PrimaryPair extends EventEmitter {
     this.nextToShip = resumeAt;
     const granularity = this.tracking.granularityBytes;
     const capacity = this.volume.capacityBytes;
-    // The pass walks a snapshot of the union; the live bitmaps are cleared bit by bit just
-    // before each track is read, so a racing write marks its bit again.
-    const union = this.tracking.union();
-    this.progress = { doneBytes: 0, totalBytes: union.count() * granularity, startedAtMs: this.clock.nowMs(), lastProgressAtMs: this.clock.nowMs() };
+    // The pass sends the tracks of the sealed bitmap, into which the active one was merged
+    // (tracking.ts sealForPass); writes from now on mark the active one and are journaled from
+    // J. No bit is cleared before the secondary confirms the whole pass (PAIR_RESYNC_DONE): a
+    // track in flight when either side dies is still tracked, and sent again.
+    const sealed = this.tracking.sealForPass();
+    this.progress = { doneBytes: 0, totalBytes: sealed.count() * granularity, startedAtMs: this.clock.nowMs(), lastProgressAtMs: this.clock.nowMs() };
     const buffer = Buffer.allocUnsafe(granularity);
-    let bit = union.findNextSet(0);
+    let bit = sealed.findNextSet(0);
     while (bit >= 0) {
       if (generation !== this.passGeneration || this.closed) return;
       const byteOffset = bit * granularity;
       const byteLength = Math.min(granularity, capacity - byteOffset);
-      this.tracking.clearBit(bit);
       const data = buffer.subarray(0, byteLength);
       this.volume.read(byteOffset, data);
       try {
-        // A track the link cannot confirm (the connection died with it in flight) is marked
-        // again, so the next pass sends it.
-        this.link.send(MessageType.PAIR_TRACK, encodeTrack(this.name, byteOffset, data), {
-          onUnconfirmed: () => { if (!this.closed) this.tracking.mark(byteOffset, byteLength); },
-        });
+        this.link.send(MessageType.PAIR_TRACK, encodeTrack(this.name, byteOffset, data));
       } catch (error) {
-        this.tracking.mark(byteOffset, byteLength);
         if (isLinkError(error, 'ERR_LINK_FULL')) {
           await this.waitDrain();
           continue;
@@ -365,7 +363,7 @@ export class PrimaryPair extends EventEmitter {
       this.resyncedBytes += byteLength;
       this.progress.doneBytes += byteLength;
       this.progress.lastProgressAtMs = this.clock.nowMs();
-      bit = this.tracking.union().findNextSet(bit + 1);
+      bit = sealed.findNextSet(bit + 1);
       // Yield now and then so host I/O and the link run during a long pass.
       if ((this.progress.doneBytes / granularity) % 64 === 0) await new Promise<void>((resolve) => setImmediate(resolve));
     }
@@ -395,7 +393,9 @@ export class PrimaryPair extends EventEmitter {
     // The target adopted this side's generation: the bitmap generation is history now. What the
     // tracking holds was written since J and is in the journal: seal it at the journal's end.
     this.peerGenerations = { current: generations.current, bitmap: 0, history: this.peerGenerations?.history ?? [0, 0] };
-    this.meta.update({ generations: completeAsSource(generations), sealedThrough: this.journal.nextSequence - 1, active: this.tracking.active });
+    // The secondary holds every sealed track: only writes since J remain, in the active bitmap.
+    this.tracking.clearSealed();
+    this.meta.update({ generations: completeAsSource(generations), sealedThrough: resumeAt - 1, active: this.tracking.active });
     this.setState('mirroring', this.reason === 'initial copy' ? 'copy done' : 'resync done');
     this.resolveWaiters();
     this.clearIfCaughtUp();
@@ -518,7 +518,7 @@ export class PrimaryPair extends EventEmitter {
         const shipped: ShippedRecord[] = [];
         for (const record of records) {
           const kind = KIND_OF[record.kind];
-          if (kind === undefined) continue; // markers are for other protocols
+          if (kind === undefined) continue;
           shipped.push({ sequence: record.sequence, kind, byteOffset: record.byteOffset, byteLength: record.byteLength, data: record.data });
         }
         last = (records[records.length - 1] as JournalRecord).sequence;
@@ -692,6 +692,38 @@ export class PrimaryPair extends EventEmitter {
     }
     if (this.state !== 'mirroring') throw new PairError('ERR_PAIR_STATE', `pair ${this.name} is ${this.state}; the handover stopped`);
     await this.link.request(MessageType.PAIR_FLUSH, encodeName(this.name));
+  }
+
+  /**
+   * Resolves once the secondary has safe-stored (applied and flushed) through journal sequence
+   * `marker`: the pair mirrors with applied >= marker, then PAIR_MARKER asks the secondary to
+   * flush and say so. While the pair cannot ship it waits (a resync brings applied past the
+   * marker); it never gives up by itself. Rejects ERR_PAIR_STATE once the pair is closed.
+   */
+  async safeStore(marker: number): Promise<void> {
+    for (;;) {
+      if (this.closed) throw new PairError('ERR_PAIR_STATE', `pair ${this.name} is closed`);
+      if (this.state === 'mirroring' && this.applied >= marker && this.link.isUp) {
+        try {
+          const flushed = decodeSequence(await this.link.request(MessageType.PAIR_MARKER, encodeMarker(this.name, marker)), 'PAIR_MARKER reply');
+          this.flushed = Math.max(this.flushed, flushed);
+          if (flushed >= marker) return;
+        } catch {
+          // The link dropped or the secondary was not there yet: wait for the next change.
+        }
+      }
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          timer.cancel();
+          this.off('progress', done);
+          this.off('state', done);
+          resolve();
+        };
+        const timer = this.clock.setTimer(done, 100, { unref: true });
+        this.once('progress', done);
+        this.once('state', done);
+      });
+    }
   }
 
   /** Opens again after a split brain was resolved in this side's favour. */

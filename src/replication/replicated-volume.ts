@@ -10,7 +10,7 @@
 // name) are journaled by the same native write path; a poll on the journal's next sequence
 // ships them, and a rise of the journal's full counter suspends the pairs with journal-full.
 
-import type { Clock, TimerHandle } from '../runtime/clock';
+import { type Clock, type TimerHandle, settled } from '../runtime/clock';
 import { Journal } from '../storage/journal';
 import { Volume } from '../storage/volume';
 import type { PrimaryPair } from './primary-pair';
@@ -170,7 +170,7 @@ export class ReplicatedVolume {
 
   /** Flushes locally, then every sync secondary. */
   async flush(): Promise<void> {
-    await this.volume.flush();
+    await settled(this.clock, this.volume.flush());
     await Promise.all(this.pairs.map((pair) => pair.flushRemote()));
   }
 

@@ -20,7 +20,7 @@
 
 import { EventEmitter } from 'node:events';
 
-import type { Clock } from '../runtime/clock';
+import { type Clock, settled } from '../runtime/clock';
 import { Volume, type WriteOp } from '../storage/volume';
 import type { Link, LinkLogger, LinkStateEvent } from '../transport/link';
 import { MessageType } from '../transport/message-types';
@@ -222,6 +222,8 @@ export class SecondaryPair extends EventEmitter {
       if (record.kind === 'write') {
         batch.push({ byteOffset: record.byteOffset, data: record.data });
         if (batch.length === Volume.MAX_WRITEV_COUNT) this.flushBatch();
+      } else if (record.kind === 'marker') {
+        // A lockstep marker: nothing to apply; PAIR_MARKER later asks for it to be safe-stored.
       } else {
         this.flushBatch();
         if (record.kind === 'zero') this.volume.writeZeroes(record.byteOffset, record.byteLength);
@@ -286,10 +288,26 @@ export class SecondaryPair extends EventEmitter {
     this.move('mirroring', 'resync done');
   }
 
+  /** The last lockstep marker this side safe-stored (flushed through), 0 for none. */
+  lastMarker = 0;
+
+  /**
+   * PAIR_MARKER: the primary's lockstep marker `sequence` is applied here; flush, then record
+   * it as safe-stored. Resolves with the flushed position (ERR_PAIR_STATE before it is applied).
+   */
+  async safeStoreMarker(sequence: number): Promise<number> {
+    if (this.state !== 'mirroring' || this.applied < sequence) {
+      throw new PairError('ERR_PAIR_STATE', `pair ${this.name}: marker ${sequence} is not applied here (applied ${this.applied}, ${this.state})`);
+    }
+    const flushed = await this.flush();
+    if (flushed >= sequence) this.lastMarker = Math.max(this.lastMarker, sequence);
+    return flushed;
+  }
+
   /** PAIR_FLUSH: flushes the volume; resolves with the flushed position. */
   async flush(): Promise<number> {
     const through = this.applied;
-    await this.volume.flush();
+    await settled(this.clock, this.volume.flush());
     this.flushed = Math.max(this.flushed, through);
     this.reportPosition();
     return this.flushed;
@@ -324,6 +342,7 @@ export class SecondaryPair extends EventEmitter {
       peerGenerations: this.peerGenerations === undefined ? null : formatGenerations(this.peerGenerations),
       decision: this.lastDecision ?? null,
       discard: this.meta.state.discard,
+      lastMarker: this.lastMarker,
     };
   }
 

@@ -29,6 +29,8 @@ export const MessageType = Object.freeze({
   PAIR_SWITCH: 0x38,
   /** Pairs: a split brain is resolved; keep the sender's or the receiver's data (request). */
   PAIR_RESOLVE: 0x39,
+  /** Pairs: safe-store (flush) through a lockstep marker the secondary has applied (request). */
+  PAIR_MARKER: 0x3a,
 });
 
 const KNOWN = new Set<number>(Object.values(MessageType));
