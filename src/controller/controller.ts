@@ -34,6 +34,7 @@ import { LinkListener, type LinkListenerStats } from '../transport/link-listener
 import { tcpNetwork } from '../transport/tcp';
 import { type Network, type NetworkAddress, formatAddress } from '../transport/wire';
 import type { NbdVolume } from '../nbd/server';
+import { Lockstep, type LockstepResult, type LockstepTarget } from '../replication/lockstep';
 import { type PairRoleEvent, PairManager, type PairSpec } from '../replication/pairs';
 import type { ReplicatedVolumeOptions } from '../replication/replicated-volume';
 import { type ControllerVolumeSpec, type OpenedVolume, openConfiguredVolume } from './volumes';
@@ -127,6 +128,8 @@ export interface ControllerStatus {
   replication: { listen: string | null; listener: LinkListenerStats | null };
   links: LinkStatus[];
   pairs: Record<string, unknown>[];
+  /** The lockstep barrier (src/replication/lockstep.ts); null before start. */
+  lockstep: Record<string, unknown> | null;
   volumes: { name: string; sharedName: string; backing: string; capacityBytes: number; blockSize: number; opened: string }[];
   exports: { name: string; volume: string; readOnly: boolean; description: string }[];
 }
@@ -293,6 +296,7 @@ export class Controller extends EventEmitter {
         });
         manager.on('export', (event: { volume: string; target: NbdVolume }) => this.emit('export', event));
         this.pairManager = manager;
+        this.lockstepBarrier = new Lockstep(() => manager.lockstepMembers(), this.clock, this.log);
         manager.start();
       }
       for (const link of this.linkMap.values()) link.start();
@@ -330,6 +334,24 @@ export class Controller extends EventEmitter {
   /** True when `volumeName` is a pair's secondary: hosts may only read it. */
   isSecondaryVolume(volumeName: string): boolean {
     return this.pairManager?.isSecondaryVolume(volumeName) ?? false;
+  }
+
+  private lockstepBarrier: Lockstep | undefined;
+
+  /**
+   * The lockstep barrier: resolves 'done' once every write acknowledged before the call is
+   * safe-stored on every receiver of the target's pairs; 'not-done' when the target protects
+   * nothing here; 'disabled' when the operator switched it off. See src/replication/lockstep.ts.
+   */
+  lockstep(target: LockstepTarget = {}): Promise<LockstepResult> {
+    if (this.lockstepBarrier === undefined || this.state !== 'running') return Promise.resolve('not-done');
+    return this.lockstepBarrier.lockstep(target);
+  }
+
+  /** The operator switch of the lockstep barrier. */
+  setLockstepEnabled(enabled: boolean): void {
+    if (this.lockstepBarrier === undefined) throw new BlockmirrorError('ERR_PAIR_STATE', `controller ${this.id} is not running`);
+    this.lockstepBarrier.setEnabled(enabled);
   }
 
   /** The pairs of this controller (after start). */
@@ -404,6 +426,7 @@ export class Controller extends EventEmitter {
       },
       links: [...this.linkMap.values()].map((link) => link.status()),
       pairs: this.pairManager?.status() ?? [],
+      lockstep: this.lockstepBarrier?.status() ?? null,
       volumes: this.opened.map(({ spec, volume, opened }) => ({
         name: spec.name,
         sharedName: spec.sharedName ?? spec.name,
@@ -447,6 +470,7 @@ export class Controller extends EventEmitter {
 
   private async release(): Promise<number> {
     let problems = 0;
+    this.lockstepBarrier?.close();
     if (this.pairManager !== undefined) await this.pairManager.close();
     for (const link of this.linkMap.values()) await link.close();
     if (this.listener !== undefined) await this.listener.close();

@@ -40,6 +40,7 @@ import { EMPTY_GENERATIONS, decide, startGeneration } from './generations';
 import {
   type PairMode,
   type PairOpen,
+  decodeMarker,
   decodeName,
   decodePairError,
   decodePairOpen,
@@ -56,6 +57,7 @@ import {
   encodeResolve,
   encodeSequence,
 } from './messages';
+import type { LockstepMember } from './lockstep';
 import { PairMeta, type PairMetaState } from './pair-meta';
 import { PairError, type PairRole } from './pair-state';
 import { PairVolume } from './pair-volume';
@@ -352,6 +354,10 @@ export class PairManager extends EventEmitter {
       const name = decodeName(payload, 'PAIR_FLUSH');
       return encodeSequence(await this.secondaryFor(link, name).flush());
     });
+    link.handle(MessageType.PAIR_MARKER, async (payload) => {
+      const message = decodeMarker(payload);
+      return encodeSequence(await this.secondaryFor(link, message.name).safeStoreMarker(message.sequence));
+    });
     link.handle(MessageType.PAIR_PROMOTE, (payload) => {
       const message = decodePromote(payload);
       const side = this.sideFor(link, message.name);
@@ -535,6 +541,21 @@ export class PairManager extends EventEmitter {
   isSecondaryVolume(volumeName: string): boolean {
     const facade = this.facades.get(volumeName);
     return facade !== undefined && !facade.writable;
+  }
+
+  /** The primary pairs, as the lockstep barrier sees them (lockstep.ts). */
+  lockstepMembers(): LockstepMember[] {
+    const members: LockstepMember[] = [];
+    for (const side of this.sides.values()) {
+      const pair = side.primary;
+      const replicated = this.replicated.get(side.spec.volume);
+      if (pair === undefined || replicated === undefined) continue;
+      members.push({
+        pair, volume: side.spec.volume, journal: replicated.journal,
+        notify: (sequence) => { for (const each of replicated.pairs) each.notifyWrite(sequence); },
+      });
+    }
+    return members;
   }
 
   /** The replicated volume of a volume this controller is the primary of. */
