@@ -194,6 +194,29 @@ export function createArrayMetrics(getStatus: () => ArrayStatusLike): ArrayMetri
     latencies((labels, value) => set(labels, value.p99Seconds));
   });
 
+  // The lockstep barrier of each controller.
+  const lockstepOf = (fill: (labels: { controller: string }, value: Record<string, unknown>) => void): void => {
+    for (const controller of controllers()) {
+      const lockstep = (controller as { lockstep?: unknown }).lockstep;
+      if (lockstep !== null && typeof lockstep === 'object') fill({ controller: controller.id as string }, lockstep as Record<string, unknown>);
+    }
+  };
+  total('blockmirror_lockstep_markers_total', 'Lockstep markers written into journals.', ['controller'], (set) => {
+    lockstepOf((labels, value) => set(labels, value.markersIssued));
+  });
+  total('blockmirror_lockstep_callers_total', 'Lockstep calls that waited for a marker.', ['controller'], (set) => {
+    lockstepOf((labels, value) => set(labels, value.callers));
+  });
+  gauge('blockmirror_lockstep_callers_per_marker', 'Callers released by the last wave of markers.', ['controller'], (set) => {
+    lockstepOf((labels, value) => set(labels, value.lastWaveCallers));
+  });
+  gauge('blockmirror_lockstep_latency_p50_seconds', 'Median lockstep call latency (a log2 bucket\'s upper bound).', ['controller'], (set) => {
+    lockstepOf((labels, value) => set(labels, (value.latency as Record<string, unknown> | undefined)?.p50Seconds));
+  });
+  gauge('blockmirror_lockstep_latency_p99_seconds', '99th percentile lockstep call latency (a log2 bucket\'s upper bound).', ['controller'], (set) => {
+    lockstepOf((labels, value) => set(labels, (value.latency as Record<string, unknown> | undefined)?.p99Seconds));
+  });
+
   gauge('blockmirror_controller_info', 'A controller of this array (always 1).', ['controller'], (set) => {
     for (const controller of controllers()) set({ controller: controller.id as string }, 1);
   });

@@ -19,6 +19,8 @@
 //   POST /pairs/resolve {controller?, pair, keep: primary|secondary} -> target.resolvePair
 //   POST /pairs/create {controller?, pair, volume, peer, remoteVolume, mode?, role, fence?, autoResume?} -> target.createPair
 //   POST /pairs/delete {controller?, pair} -> target.deletePair
+//   POST /lockstep {controller?, pairs?, volumes?, journals?, timeoutMs?} -> target.lockstep
+//   POST /lockstep/enable, /lockstep/disable {controller?} -> target.setLockstepEnabled
 //
 // Error contract: every failure is JSON {"error": {"code": "ERR_...", "message": "..."}} with an
 // HTTP status from STATUS_OF_CODE; an error without a known code is a bug somewhere behind the
@@ -101,6 +103,9 @@ export interface AdminAddresses {
 
 export type AdminServerState = 'new' | 'listening' | 'closing' | 'closed';
 
+/** NonStop RDF's numbers of the lockstep results (src/replication/lockstep.ts). */
+const LOCKSTEP_NUMBERS: Readonly<Record<string, number>> = Object.freeze({ done: 31428, 'not-done': 31426, disabled: 31429 });
+
 /** HTTP status of each error code the endpoint answers with. Any other code: 500. */
 export const STATUS_OF_CODE: Readonly<Record<string, number>> = Object.freeze({
   'ERR_ADMIN_BAD_REQUEST': 400,
@@ -116,6 +121,7 @@ export const STATUS_OF_CODE: Readonly<Record<string, number>> = Object.freeze({
   'ERR_PAIR_ROLE': 409,
   'ERR_PAIR_SPLIT_BRAIN': 409,
   'ERR_PAIR_UNRELATED': 409,
+  'ERR_LOCKSTEP_TIMEOUT': 504,
   'ERR_ADMIN_METHOD': 405,
   'ERR_LINK_CLOSED': 409,
   'ERR_ADMIN_TOO_LARGE': 413,
@@ -200,7 +206,7 @@ export class AdminServer {
   constructor(options: AdminServerOptions) {
     if (options === null || typeof options !== 'object') throw new TypeError('options must be an object');
     const target = options.target;
-    for (const method of ['status', 'currentEvents', 'subscribe', 'controllerIds', 'setLinkFaults', 'healLink', 'suspendPair', 'resumePair', 'takeoverPair', 'failbackPair', 'resolvePair', 'createPair', 'deletePair', 'metrics'] as const) {
+    for (const method of ['status', 'currentEvents', 'subscribe', 'controllerIds', 'setLinkFaults', 'healLink', 'suspendPair', 'resumePair', 'takeoverPair', 'failbackPair', 'resolvePair', 'createPair', 'deletePair', 'lockstep', 'setLockstepEnabled', 'metrics'] as const) {
       if (typeof (target as unknown as Record<string, unknown> | undefined)?.[method] !== 'function') {
         throw new TypeError(`options.target must be an AdminTarget (it has no ${method}())`);
       }
@@ -243,6 +249,9 @@ export class AdminServer {
       '/pairs/resolve': { POST: (request, response) => this.postPair(request, response, 'resolve') },
       '/pairs/create': { POST: (request, response) => this.postPairCreate(request, response) },
       '/pairs/delete': { POST: (request, response) => this.postPair(request, response, 'delete') },
+      '/lockstep': { POST: (request, response) => this.postLockstep(request, response) },
+      '/lockstep/enable': { POST: (request, response) => this.postLockstepSwitch(request, response, true) },
+      '/lockstep/disable': { POST: (request, response) => this.postLockstepSwitch(request, response, false) },
     });
   }
 
@@ -694,6 +703,50 @@ export class AdminServer {
       default: result = await this.target.resolvePair(controllerId, pair, body.keep as 'primary' | 'secondary');
     }
     this.sendJson(response, 200, { ok: true, pair: result });
+  }
+
+  private controllerField(body: Record<string, unknown>): string | undefined {
+    const controller = body.controller;
+    if (controller !== undefined && controller !== null && (typeof controller !== 'string' || controller === '' || controller.length > MAX_ID_CHARS)) {
+      throw badRequest('controller must be a non-empty string (a controller id)');
+    }
+    return typeof controller === 'string' ? controller : undefined;
+  }
+
+  /** POST /lockstep: {controller?, pairs?, volumes?, journals?, timeoutMs?} -> {result, number}. */
+  private async postLockstep(request: http.IncomingMessage, response: http.ServerResponse): Promise<void> {
+    const body = await this.readJsonObject(request);
+    const fields = ['controller', 'pairs', 'volumes', 'journals', 'timeoutMs'];
+    for (const key of Object.keys(body)) {
+      if (!fields.includes(key)) throw badRequest(`unknown field "${key}" (fields: ${fields.join(', ')})`);
+    }
+    const target: { pairs?: string[]; volumes?: string[]; journals?: string[]; timeoutMs?: number } = {};
+    for (const key of ['pairs', 'volumes', 'journals'] as const) {
+      const list = body[key];
+      if (list === undefined) continue;
+      if (!Array.isArray(list) || list.length > 1024 || list.some((entry) => typeof entry !== 'string' || entry === '' || entry.length > MAX_ID_CHARS)) {
+        throw badRequest(`${key} must be an array of names`);
+      }
+      target[key] = list as string[];
+    }
+    if (body.timeoutMs !== undefined) {
+      if (typeof body.timeoutMs !== 'number' || !Number.isFinite(body.timeoutMs) || body.timeoutMs < 0 || body.timeoutMs > 86_400_000) {
+        throw badRequest('timeoutMs must be a number of milliseconds from 0 to 86400000');
+      }
+      target.timeoutMs = body.timeoutMs;
+    }
+    const result = await this.target.lockstep(this.controllerField(body), target);
+    this.sendJson(response, 200, { ok: true, result, number: LOCKSTEP_NUMBERS[result] ?? null });
+  }
+
+  /** POST /lockstep/enable and /lockstep/disable: {controller?}. */
+  private async postLockstepSwitch(request: http.IncomingMessage, response: http.ServerResponse, enabled: boolean): Promise<void> {
+    const body = await this.readJsonObject(request);
+    for (const key of Object.keys(body)) {
+      if (key !== 'controller') throw badRequest(`unknown field "${key}" (fields: controller)`);
+    }
+    this.target.setLockstepEnabled(this.controllerField(body), enabled);
+    this.sendJson(response, 200, { ok: true, enabled });
   }
 
   /** POST /pairs/create: a pair declared at run time, with the fields of the config's `pairs[]`. */

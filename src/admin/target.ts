@@ -56,6 +56,13 @@ export interface AdminTarget {
   }): Record<string, unknown>;
   /** Removes a pair (its bitmaps and metadata; the volume keeps its data). */
   deletePair(controllerId: string | undefined, pairName: string): Promise<Record<string, unknown>>;
+  /**
+   * A lockstep call on a controller (src/replication/lockstep.ts): resolves with 'done',
+   * 'not-done' or 'disabled'; rejects ERR_LOCKSTEP_TIMEOUT.
+   */
+  lockstep(controllerId: string | undefined, target: { pairs?: string[]; volumes?: string[]; journals?: string[]; timeoutMs?: number }): Promise<string>;
+  /** The lockstep operator switch of a controller. */
+  setLockstepEnabled(controllerId: string | undefined, enabled: boolean): void;
   /** Resolves a split brain keeping the data of the side declared `keep`; same errors. */
   resolvePair(controllerId: string | undefined, pairName: string, keep: 'primary' | 'secondary'): Promise<Record<string, unknown>>;
   /** Prometheus text exposition of every metric. */

@@ -13,6 +13,7 @@
 
 import { BlockmirrorError } from '../errors';
 import type { AdminTarget, ArrayEvent, ArrayEventListener } from '../admin/target';
+import type { LockstepTarget } from '../replication/lockstep';
 import type { PairManager, PairRoleEvent, PairSpec } from '../replication/pairs';
 import type { NbdVolume } from '../nbd/server';
 import type { Volume } from '../storage/volume';
@@ -288,6 +289,29 @@ export class ControllerHost implements AdminTarget {
   async deletePair(controllerId: string | undefined, pairName: string): Promise<Record<string, unknown>> {
     await this.pairsOf(controllerId, pairName, () => true).delete(pairName);
     return { name: pairName, state: 'deleted' };
+  }
+
+  lockstep(controllerId: string | undefined, target: LockstepTarget): Promise<string> {
+    return this.lockstepController(controllerId, target).lockstep(target);
+  }
+
+  setLockstepEnabled(controllerId: string | undefined, enabled: boolean): void {
+    if (controllerId === undefined && this.controllers.length > 1) {
+      for (const controller of this.controllers) controller.setLockstepEnabled(enabled);
+      return;
+    }
+    this.pick(controllerId).setLockstepEnabled(enabled);
+  }
+
+  /** The named controller, or the one that is the primary of every named pair or volume. */
+  private lockstepController(controllerId: string | undefined, target: LockstepTarget): Controller {
+    if (controllerId !== undefined || this.controllers.length === 1) return this.pick(controllerId);
+    const holders = this.controllers.filter((controller) => (controller.pairs?.status() ?? []).some((pair) => pair.role === 'primary' &&
+      ((target.pairs ?? []).includes(pair.name as string) || [...(target.volumes ?? []), ...(target.journals ?? [])].includes(pair.volume as string))));
+    if (holders.length === 1) return holders[0] as Controller;
+    const primaries = this.controllers.filter((controller) => (controller.pairs?.status() ?? []).some((pair) => pair.role === 'primary'));
+    if (target.pairs === undefined && target.volumes === undefined && target.journals === undefined && primaries.length === 1) return primaries[0] as Controller;
+    return this.pick(controllerId);
   }
 
   resolvePair(controllerId: string | undefined, pairName: string, keep: 'primary' | 'secondary'): Promise<Record<string, unknown>> {

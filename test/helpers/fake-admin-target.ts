@@ -139,6 +139,19 @@ export class FakeAdminTarget implements AdminTarget {
     return this.pairVerb('delete', controllerId, pairName);
   }
 
+  lockstepEnabled = true;
+
+  async lockstep(controllerId: string | undefined, target: { pairs?: string[] }): Promise<string> {
+    this.pairCalls.push({ verb: 'lockstep', controllerId, pairName: (target.pairs ?? []).join(','), options: target });
+    if (!this.lockstepEnabled) return 'disabled';
+    return (target.pairs ?? []).includes('missing') ? 'not-done' : 'done';
+  }
+
+  setLockstepEnabled(controllerId: string | undefined, enabled: boolean): void {
+    this.pairCalls.push({ verb: enabled ? 'lockstep-enable' : 'lockstep-disable', controllerId, pairName: '' });
+    this.lockstepEnabled = enabled;
+  }
+
   private pairVerb(verb: string, controllerId: string | undefined, pairName: string): Record<string, unknown> {
     if (verb !== 'takeover' && verb !== 'resolve') this.pairCalls.push({ verb, controllerId, pairName });
     if (pairName === 'missing') throw new BlockmirrorError('ERR_PAIR_UNKNOWN', `no pair ${pairName}`);

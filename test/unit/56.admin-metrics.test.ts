@@ -162,6 +162,11 @@ describe('56 admin metrics', () => {
       blockmirror_pair_write_latency_seconds_total: 'counter',
       blockmirror_pair_write_latency_p50_seconds: 'gauge',
       blockmirror_pair_write_latency_p99_seconds: 'gauge',
+      blockmirror_lockstep_markers_total: 'counter',
+      blockmirror_lockstep_callers_total: 'counter',
+      blockmirror_lockstep_callers_per_marker: 'gauge',
+      blockmirror_lockstep_latency_p50_seconds: 'gauge',
+      blockmirror_lockstep_latency_p99_seconds: 'gauge',
     };
     assert.deepEqual(Object.fromEntries(exposition.types), expected);
     for (const name of Object.keys(expected)) assert.ok((exposition.helps.get(name) ?? '') !== '', `${name} has help`);
