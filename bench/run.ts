@@ -1,6 +1,6 @@
 // Runs every benchmark suite in its own child process (so one suite's heap, JIT state and page
 // cache do not colour the next), then prints the ratios each suite reported.
-// Usage: node dist/bench/run.js [suite ...]   (suites: storage, nbd-fio, link, pair-fio, pair-resync)
+// Usage: node dist/bench/run.js [suite ...]   (suites: storage, nbd-fio, link, pair-fio, pair-resync, lockstep)
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 
@@ -10,6 +10,7 @@ const SUITES: Record<string, string> = {
   link: 'link.bench.js',
   'pair-fio': 'pair-fio.js',
   'pair-resync': 'pair-resync.js',
+  lockstep: 'lockstep.bench.js',
 };
 
 function main(): number {

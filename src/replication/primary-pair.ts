@@ -696,14 +696,17 @@ export class PrimaryPair extends EventEmitter {
 
   /**
    * Resolves once the secondary has safe-stored (applied and flushed) through journal sequence
-   * `marker`: the pair mirrors with applied >= marker, then PAIR_MARKER asks the secondary to
-   * flush and say so. While the pair cannot ship it waits (a resync brings applied past the
+   * `marker`: once the pair mirrors and the marker is shipped, PAIR_MARKER asks the secondary to
+   * flush through it and say so. While the pair cannot ship it waits (a resync brings applied past the
    * marker); it never gives up by itself. Rejects ERR_PAIR_STATE once the pair is closed.
    */
   async safeStore(marker: number): Promise<void> {
     for (;;) {
       if (this.closed) throw new PairError('ERR_PAIR_STATE', `pair ${this.name} is closed`);
-      if (this.state === 'mirroring' && this.applied >= marker && this.link.isUp) {
+      // Once the marker record is shipped, PAIR_MARKER can follow it at once: the link delivers
+      // in order, so the secondary has applied the record when it handles the request (if not,
+      // it refuses and this side waits for the next change).
+      if (this.state === 'mirroring' && (this.applied >= marker || this.nextToShip > marker) && this.link.isUp) {
         try {
           const flushed = decodeSequence(await this.link.request(MessageType.PAIR_MARKER, encodeMarker(this.name, marker)), 'PAIR_MARKER reply');
           this.flushed = Math.max(this.flushed, flushed);
