@@ -24,6 +24,7 @@ import {
 import type { DemoOptions } from './demo';
 import { registerAdminCommands } from './admin-commands';
 import { registerBenchCommand } from './bench-command';
+import { registerSimCommand } from './sim-command';
 
 const EXIT_FAILURE = 1;
 const EXIT_USAGE = 2;
@@ -190,6 +191,7 @@ at once.`)
 
   registerAdminCommands(program);
   registerBenchCommand(program);
+  registerSimCommand(program);
 
   return program;
 }
