@@ -35,7 +35,7 @@ import { tcpNetwork } from '../transport/tcp';
 import { type Network, type NetworkAddress, formatAddress } from '../transport/wire';
 import type { NbdVolume } from '../nbd/server';
 import { Lockstep, type LockstepResult, type LockstepTarget } from '../replication/lockstep';
-import { type PairRoleEvent, PairManager, type PairSpec } from '../replication/pairs';
+import { type PairMutation, type PairRoleEvent, PairManager, type PairSpec } from '../replication/pairs';
 import type { ReplicatedVolumeOptions } from '../replication/replicated-volume';
 import { type ControllerVolumeSpec, type OpenedVolume, openConfiguredVolume } from './volumes';
 
@@ -102,6 +102,11 @@ export interface ControllerOptions {
   pairs?: PairSpec[];
   /** Journal of each primary volume. @default 64 MiB ring, 32 MiB records */
   journal?: ReplicatedVolumeOptions;
+  /**
+   * A deliberate bug in the pair logic, to prove the simulator's checkers can fail (the
+   * mutation check, test/scenario/86). Never set outside such a test. @default none
+   */
+  pairMutation?: PairMutation;
 }
 
 /** One state change of a controller, as /events streams it (the host adds `seq`). */
@@ -280,6 +285,7 @@ export class Controller extends EventEmitter {
           random: this.random,
         };
         if (this.options.journal !== undefined) managerOptions.journal = this.options.journal;
+        if (this.options.pairMutation !== undefined) managerOptions.mutation = this.options.pairMutation;
         const manager = new PairManager(managerOptions);
         manager.on('state', (event: { name: string; old: string; new: string; reason: string; detail?: string; role: string }) => {
           const fields: Record<string, unknown> = { role: event.role };

@@ -98,7 +98,17 @@ export interface PairManagerOptions {
   journal?: ReplicatedVolumeOptions;
   /** How long a failback waits for the secondary to catch up. @default 30000 */
   handoverTimeoutMs?: number;
+  /** See PairMutation. @default none */
+  mutation?: PairMutation;
 }
+
+/**
+ * A deliberate bug, for the mutation check of the simulator's invariant checkers only:
+ *   apply-out-of-order  the secondary applies each batch of records backwards
+ *   drop-write          the secondary skips every 5th write record but reports it applied
+ *   skip-track          a resync pass leaves out every 3rd track
+ */
+export type PairMutation = 'apply-out-of-order' | 'drop-write' | 'skip-track';
 
 /** A role change of a volume (the host sets its exports' read-only flag from it). */
 export interface PairRoleEvent {
@@ -209,6 +219,7 @@ export class PairManager extends EventEmitter {
     };
     if (spec.fence !== undefined) pairOptions.fence = spec.fence;
     if (spec.autoResume !== undefined) pairOptions.autoResume = spec.autoResume;
+    if (options.mutation === 'skip-track') pairOptions.mutation = 'skip-track';
     const pair = new PrimaryPair(pairOptions, side.volume, replicated.journal, side.link, options.clock, options.logger, side.meta, side.tracking, this.random);
     pair.on('state', (event: PairStateEvent) => this.emit('state', { ...event, role: 'primary' }));
     pair.on('stuck', (event: unknown) => this.emit('stuck', event));
@@ -226,7 +237,9 @@ export class PairManager extends EventEmitter {
   private buildSecondary(side: Side, reason: string): SecondaryPair {
     const { options } = this;
     const { spec } = side;
-    const pair = new SecondaryPair({ name: spec.name, volumeName: spec.volume, remoteVolume: spec.remoteVolume, mode: spec.mode, initialReason: reason },
+    const secondaryOptions: ConstructorParameters<typeof SecondaryPair>[0] = { name: spec.name, volumeName: spec.volume, remoteVolume: spec.remoteVolume, mode: spec.mode, initialReason: reason };
+    if (options.mutation === 'apply-out-of-order' || options.mutation === 'drop-write') secondaryOptions.mutation = options.mutation;
+    const pair = new SecondaryPair(secondaryOptions,
       side.volume, side.link, options.clock, options.logger, side.meta, side.tracking);
     pair.on('state', (event: PairStateEvent) => this.emit('state', { ...event, role: 'secondary' }));
     side.secondary = pair;

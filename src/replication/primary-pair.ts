@@ -82,6 +82,8 @@ export interface PrimaryPairOptions {
   rotateIntervalMs?: number;
   /** The reason the pair starts with (e.g. 'takeover'). @default 'declared' */
   initialReason?: string;
+  /** A deliberate bug for the mutation check (pairs.ts PairMutation). @default none */
+  mutation?: 'skip-track';
 }
 
 /** A pair's event (state changes). */
@@ -125,6 +127,8 @@ export class PrimaryPair extends EventEmitter {
   private lastRotateMs = -Infinity;
   private peerGenerations: Generations | undefined;
   private lastDecision: DecisionResult | undefined;
+  private readonly mutation: 'skip-track' | undefined;
+  private mutationCounter = 0;
   /** Set while the pair hands its role over: host writes are refused. */
   handingOver = false;
   /** The next journal sequence to ship while mirroring. */
@@ -166,6 +170,7 @@ export class PrimaryPair extends EventEmitter {
     this.stuckAfterMs = options.stuckAfterMs ?? 30_000;
     this.rotateIntervalMs = options.rotateIntervalMs ?? 50;
     this.reason = options.initialReason ?? 'declared';
+    this.mutation = options.mutation;
     this.sinceMs = clock.nowMs();
     this.volumeName = options.volumeName;
     this.remoteVolume = options.remoteVolume;
@@ -350,6 +355,10 @@ export class PrimaryPair extends EventEmitter {
       const byteLength = Math.min(granularity, capacity - byteOffset);
       const data = buffer.subarray(0, byteLength);
       this.volume.read(byteOffset, data);
+      if (this.mutation === 'skip-track' && ++this.mutationCounter % 3 === 0) {
+        bit = sealed.findNextSet(bit + 1);
+        continue;
+      }
       try {
         this.link.send(MessageType.PAIR_TRACK, encodeTrack(this.name, byteOffset, data));
       } catch (error) {

@@ -49,6 +49,8 @@ export interface SecondaryPairOptions {
   mode: PairMode;
   /** The reason the side starts with (e.g. 'demoted'). @default 'declared' */
   initialReason?: string;
+  /** A deliberate bug for the mutation check (pairs.ts PairMutation). @default none */
+  mutation?: 'apply-out-of-order' | 'drop-write';
 }
 
 /** The secondary side of a pair. */
@@ -70,6 +72,7 @@ export class SecondaryPair extends EventEmitter {
   private lastDecision: { decision: Decision; rule: number } | undefined;
   appliedBytes = 0;
   refusedCount = 0;
+  private mutationCounter = 0;
 
   constructor(
     private readonly options: SecondaryPairOptions,
@@ -218,7 +221,10 @@ export class SecondaryPair extends EventEmitter {
     }
     // Runs of writes go down in one native call each (in order); zeroes and trims one by one.
     const batch = this.batch;
-    for (const record of records) {
+    const mutation = this.options.mutation;
+    const ordered = mutation === 'apply-out-of-order' ? [...records].reverse() : records;
+    for (const record of ordered) {
+      if (mutation === 'drop-write' && record.kind === 'write' && ++this.mutationCounter % 5 === 0) continue;
       if (record.kind === 'write') {
         batch.push({ byteOffset: record.byteOffset, data: record.data });
         if (batch.length === Volume.MAX_WRITEV_COUNT) this.flushBatch();

@@ -42,7 +42,7 @@
 
 import { Controller } from '../controller/controller';
 import type { ControllerVolumeSpec } from '../controller/volumes';
-import type { PairRoleEvent, PairSpec } from '../replication/pairs';
+import type { PairMutation, PairRoleEvent, PairSpec } from '../replication/pairs';
 import type { PairVolume } from '../replication/pair-volume';
 import { SeededRandom } from '../runtime/random';
 import { Region } from '../storage/region';
@@ -87,6 +87,8 @@ export interface PairScheduleOptions {
   namePrefix?: string;
   /** Receives the controllers' log lines (a replay prints them). @default none */
   onLog?: (line: string) => void;
+  /** A deliberate bug in the pair logic (the mutation check). @default none */
+  mutation?: PairMutation;
 }
 
 /** Totals of one schedule. */
@@ -260,6 +262,7 @@ class PairSchedule {
       peers: [...peers].map((peer) => ({ id: peer, address: { host: peer, port: 7000 } })),
       pairs,
       journal: { journalCapacityBytes: this.journalCapacityBytes },
+      ...(this.options.mutation === undefined ? {} : { pairMutation: this.options.mutation }),
     });
   }
 
