@@ -236,7 +236,9 @@ export class ServeSession {
       for (const entry of controller.exports) {
         const spec = controller.volumes.find((opened) => opened.spec.name === entry.volume)?.spec;
         details.set(entry.name, `(export ${entry.name}: controller ${controller.id}, volume ${entry.volume}, ` +
-          `${formatSize(spec?.capacityBytes ?? 0)}, ${spec?.backing ?? 'memory'}, ${entry.readOnly === true ? 'read-only' : 'read-write'})`);
+          `${formatSize(spec?.capacityBytes ?? 0)}, ${spec?.backing ?? 'memory'}, ` +
+          // A pair's secondary is read-only by its role (until a takeover), not by the config.
+          `${entry.readOnly === true || controller.isSecondaryVolume(entry.volume) ? 'read-only' : 'read-write'})`);
       }
     }
     for (const address of host.nbd?.addresses() ?? []) {
