@@ -203,7 +203,7 @@ export class SimClock implements Clock {
       let steps = 0;
       for (;;) {
         await yieldToEventLoop();
-        await this.drainOutstanding();
+        if (this.outstanding.size > 0) await this.drainOutstanding();
         if (predicate()) return true;
         const dueMs = this.nextDueMs();
         if (dueMs === undefined) return false;
@@ -234,7 +234,7 @@ export class SimClock implements Clock {
       let steps = 0;
       for (;;) {
         await yieldToEventLoop();
-        await this.drainOutstanding();
+        if (this.outstanding.size > 0) await this.drainOutstanding();
         const dueMs = this.nextDueMs();
         if (dueMs === undefined || dueMs > timeMs) break;
         if (steps >= maxSteps) {
