@@ -1,6 +1,6 @@
 // Runs every benchmark suite in its own child process (so one suite's heap, JIT state and page
 // cache do not colour the next), then prints the ratios each suite reported.
-// Usage: node dist/bench/run.js [suite ...]   (suites: storage, nbd-fio, link, pair-fio, pair-resync, lockstep)
+// Usage: node dist/bench/run.js [suite ...]   (suites: storage, nbd-fio, link, pair-fio, pair-resync, lockstep, sim-scale)
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 
@@ -11,6 +11,7 @@ const SUITES: Record<string, string> = {
   'pair-fio': 'pair-fio.js',
   'pair-resync': 'pair-resync.js',
   lockstep: 'lockstep.bench.js',
+  'sim-scale': 'sim-scale.js',
 };
 
 function main(): number {
