@@ -17,6 +17,8 @@ export const SIM_INVARIANTS: readonly { name: string; description: string; match
     matches: (text: string) => text.includes('quiescence') || text.includes('quiesced') || text.includes('differ') },
   { name: 'transient-bound', description: 'no pair stays copying or resyncing past its bound with its link up',
     matches: (text: string) => text.includes('with its link up and unfaulted') },
+  { name: 'lockstep-done-covers', description: 'a lockstep call that answers done has every write issued before it on every receiver',
+    matches: (text: string) => text.includes('lockstep was done') },
   { name: 'primary-model', description: 'the primary holds what its host wrote (the model agrees)',
     matches: (text: string) => text.includes('its history ends with') || text.includes('lineage') },
 ]);

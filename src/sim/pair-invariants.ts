@@ -178,6 +178,34 @@ export function checkAcknowledgedPresent(lineage: Lineage, image: Int32Array, wh
   return capped(violations);
 }
 
+/**
+ * Lockstep: `done` for a call made when the history held `cutoff` writes means every one of them
+ * is on the receiver: each block holds the value of the last write before the cutoff that
+ * touched it (the base value if none did), or of any later write, never an older one.
+ */
+export function checkCoveredThrough(lineage: Lineage, image: Int32Array, cutoff: number, what = 'receiver'): string[] {
+  const violations: string[] = [];
+  for (let block = 0; block < lineage.blockCount; block++) {
+    const changes = lineage.changesOf(block);
+    let last = -1;
+    for (let at = changes.length - 1; at >= 0; at--) {
+      if ((changes[at] as number) < cutoff) {
+        last = at;
+        break;
+      }
+    }
+    const allowed = new Set<number>();
+    if (last < 0) allowed.add(lineage.base[block] as number);
+    for (let at = Math.max(0, last); at < changes.length; at++) allowed.add((lineage.writes[changes[at] as number] as HistoryWrite).value);
+    const found = image[block] as number;
+    if (!allowed.has(found)) {
+      const needed = last < 0 ? 'the image before any write' : `write ${(lineage.writes[changes[last] as number] as HistoryWrite).id} or a later one`;
+      violations.push(`${what}: lockstep was done for the first ${cutoff} writes, but block ${block} holds ${show(found)}, not ${needed}`);
+    }
+  }
+  return capped(violations);
+}
+
 type Interval = [number, number];
 
 function intersect(left: readonly Interval[], right: readonly Interval[]): Interval[] {

@@ -52,6 +52,7 @@ import { SimNetwork } from './network';
 import {
   Lineage,
   checkAcknowledgedPresent,
+  checkCoveredThrough,
   checkIdentical,
   checkPrimaryModel,
   checkTransientBound,
@@ -110,6 +111,10 @@ export interface PairScheduleCounters {
   refused: number;
   prefixChecks: number;
   takeoverChecks: number;
+  /** Lockstep calls started, answered done, and checked against the receivers. */
+  lockstepCalls: number;
+  lockstepDone: number;
+  lockstepChecks: number;
   virtualMs: number;
 }
 
@@ -188,7 +193,8 @@ class PairSchedule {
   private nextWriteId = 1;
   readonly counters: PairScheduleCounters = {
     writes: 0, acknowledged: 0, zeroes: 0, trims: 0, faults: 0, heals: 0, crashes: 0, restarts: 0, suspends: 0, resumes: 0,
-    takeovers: 0, failbacks: 0, resolves: 0, splitBrains: 0, refused: 0, prefixChecks: 0, takeoverChecks: 0, virtualMs: 0,
+    takeovers: 0, failbacks: 0, resolves: 0, splitBrains: 0, refused: 0, prefixChecks: 0, takeoverChecks: 0,
+    lockstepCalls: 0, lockstepDone: 0, lockstepChecks: 0, virtualMs: 0,
   };
 
   constructor(private readonly options: PairScheduleOptions) {
@@ -354,6 +360,34 @@ class PairSchedule {
   }
 
   // ---- operations ------------------------------------------------------------------------------
+
+  /**
+   * A lockstep call on the controller that takes host writes (no random draw: the schedule's
+   * other operations stay as they were): when it answers done, every write issued before it must
+   * be on every receiver of the volume's pairs, at that instant.
+   */
+  private startLockstep(): void {
+    const id = this.alive().find((candidate) => this.host(candidate)?.writable === true);
+    if (id === undefined) return;
+    const lineage = this.lineages.get(id);
+    const controller = this.controller(id);
+    if (lineage === undefined || controller === undefined) return;
+    const receivers = this.links.filter((link) => this.side(id, link.pair)?.role === 'primary')
+      .map((link) => ({ pair: link.pair, id: link.primary === id ? link.secondary : link.primary }));
+    if (receivers.length === 0) return;
+    const cutoff = lineage.writes.length;
+    this.counters.lockstepCalls++;
+    controller.lockstep({ pairs: receivers.map((receiver) => receiver.pair) }).then((result) => {
+      if (result !== 'done') return;
+      this.counters.lockstepDone++;
+      for (const receiver of receivers) {
+        const other = this.controller(receiver.id);
+        if (other === undefined || this.lineages.get(id) !== lineage) continue;
+        this.counters.lockstepChecks++;
+        for (const text of checkCoveredThrough(lineage, this.values(receiver.id), cutoff, `lockstep on ${id}: receiver ${receiver.id} of ${receiver.pair}`)) this.violation(text);
+      }
+    }, (error: unknown) => this.note(`lockstep on ${id} failed: ${this.code(error)}`));
+  }
 
   /** One host write, zero or trim on a controller that takes host writes. */
   private hostWrite(kind: 'write' | 'zero' | 'trim'): void {
@@ -691,7 +725,10 @@ class PairSchedule {
       for (let index = 0; index < count; index++) this.hostWrite('write');
     } else if (roll < 44) this.hostWrite('zero');
     else if (roll < 47) this.hostWrite('trim');
-    else if (roll < 50) await this.clock.runFor(50 + this.choose.int(300));
+    else if (roll < 50) {
+      this.startLockstep();
+      await this.clock.runFor(50 + this.choose.int(300));
+    }
     else if (roll < 62) this.linkFault();
     else if (roll < 69) this.healAll();
     else if (roll < 74) await this.crash();
