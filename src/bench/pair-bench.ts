@@ -183,7 +183,7 @@ const PREFILL_CHUNK_BYTES = MIB;
 const PREFILL_DRAIN_EVERY_BYTES = 16 * MIB;
 const TICK_MS = 200;
 
-/** What a mode writes to: a plain Volume or a pair's ReplicatedVolume. */
+/** What a mode writes to: a plain Volume or a pair's PairVolume. */
 interface WriteTarget {
   write(byteOffset: number, source: Uint8Array): number;
   writeCompletion?(sequence: number): Promise<void> | null;

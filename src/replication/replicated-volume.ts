@@ -1,8 +1,9 @@
 // Notes on the design
 // -------------------
-// A primary volume with its pairs, as hosts see it: the NbdVolume the NBD server exports in place
-// of the plain Volume. It owns the volume's journal (attached to the volume, so every write of
-// every path is journaled natively), tells its pairs when something was written, gives the NBD
+// A primary volume with its pairs: the write path behind the PairVolume that the NBD server
+// exports (pair-volume.ts; reads, geometry and bitmaps go to the volume directly). It owns the
+// volume's journal (attached to the volume, so every write of every path is journaled
+// natively), tells its pairs when something was written, gives the NBD
 // server each write's ack point, makes a FLUSH also flush every sync secondary, and releases
 // journal space through the lowest sequence any pair still needs.
 //
@@ -91,27 +92,7 @@ export class ReplicatedVolume {
     if (through >= this.journal.headSequence) this.journal.release(through);
   }
 
-  // ---- NbdVolume -----------------------------------------------------------------------------
-
-  get capacityBytes(): number {
-    return this.volume.capacityBytes;
-  }
-
-  get blockSize(): number {
-    return this.volume.blockSize;
-  }
-
-  get strict(): boolean {
-    return this.volume.strict;
-  }
-
-  get closed(): boolean {
-    return this.volume.closed;
-  }
-
-  read(byteOffset: number, target: Uint8Array): void {
-    this.volume.read(byteOffset, target);
-  }
+  // ---- the replicated write path (PairVolume, the export, reads the volume itself) ---------
 
   /**
    * After a host write: its sequence tells what to do without asking the journal (the hot
@@ -172,18 +153,6 @@ export class ReplicatedVolume {
   async flush(): Promise<void> {
     await settled(this.clock, this.volume.flush());
     await Promise.all(this.pairs.map((pair) => pair.flushRemote()));
-  }
-
-  allocationMap(byteOffset: number, byteLength: number): { byteOffset: number; byteLength: number; allocated: boolean }[] {
-    return this.volume.allocationMap(byteOffset, byteLength);
-  }
-
-  listBitmaps(): { name: string; granularityBytes: number; bitCount: number; recording: boolean }[] {
-    return this.volume.listBitmaps();
-  }
-
-  openBitmap(name: string): ReturnType<Volume['openBitmap']> {
-    return this.volume.openBitmap(name);
   }
 
   /** A crash: stops polling; the pairs stop without acknowledging anything. */

@@ -8,6 +8,7 @@ import * as assert from 'node:assert/strict';
 
 import { Controller } from '../../src/controller/controller';
 import type { PairSpec } from '../../src/replication/pairs';
+import type { PairVolume } from '../../src/replication/pair-volume';
 import type { ReplicatedVolume } from '../../src/replication/replicated-volume';
 import { SeededRandom } from '../../src/runtime/random';
 import { SimNetwork } from '../../src/sim/network';
@@ -24,7 +25,7 @@ interface World {
   a: Controller;
   b: Controller;
   /** Replaced when the secondary restarts. */
-  primary: ReplicatedVolume;
+  primary: PairVolume;
   secondary: Volume;
   random: SeededRandom;
 }
@@ -51,7 +52,7 @@ async function world(pair: Partial<PairSpec> = {}, options: { journalCapacityByt
   });
   await b.start();
   await a.start();
-  return { clock, network, a, b, primary: a.exportVolume('vol0') as ReplicatedVolume, secondary: b.volume('vol0') as Volume, random };
+  return { clock, network, a, b, primary: a.exportVolume('vol0') as PairVolume, secondary: b.volume('vol0') as Volume, random };
 }
 
 function state(w: World): string {
@@ -261,7 +262,7 @@ describe('81 pairs on the simulated network', () => {
     const same = (volume: Volume): boolean => {
       const left = Buffer.alloc(CAPACITY);
       const right = Buffer.alloc(CAPACITY);
-      primary.read(0, left);
+      primary.volume.read(0, left);
       volume.read(0, right);
       return left.equals(right);
     };
@@ -293,7 +294,7 @@ describe('81 pairs on the simulated network', () => {
     });
     await b.start();
     await a.start();
-    (a.exportVolume('vol0') as ReplicatedVolume).write(0, Buffer.alloc(4096, 1));
+    (a.exportVolume('vol0') as PairVolume).write(0, Buffer.alloc(4096, 1));
     const ok = await clock.runUntil(() => a.pairs?.primary('sneaky').currentState === 'suspended', { maxTimeMs: 5000 });
     assert.ok(ok);
     assert.equal(a.pairs?.primary('sneaky').status().reason, 'secondary-error', JSON.stringify(a.pairs?.primary('sneaky').status()));
