@@ -681,6 +681,21 @@ export class PrimaryPair extends EventEmitter {
     this.setState('split-brain', 'generations', detail);
   }
 
+  /** Resolves at the next position report or state change, or after `maxWaitMs`. */
+  private nextChange(maxWaitMs: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        timer.cancel();
+        this.off('progress', done);
+        this.off('state', done);
+        resolve();
+      };
+      const timer = this.clock.setTimer(done, maxWaitMs, { unref: true });
+      this.once('progress', done);
+      this.once('state', done);
+    });
+  }
+
   /**
    * Resolves once the secondary has applied everything the journal holds and flushed it (a
    * handover drains the pair this way, with host writes held); rejects after `timeoutMs` or
@@ -692,12 +707,7 @@ export class PrimaryPair extends EventEmitter {
     while (!caughtUp()) {
       if (this.state !== 'mirroring') throw new PairError('ERR_PAIR_STATE', `pair ${this.name} is ${this.state}; the handover stopped`);
       if (this.clock.nowMs() >= deadline) throw new PairError('ERR_PAIR_STATE', `pair ${this.name}: the secondary did not catch up within ${timeoutMs} ms`);
-      await new Promise<void>((resolve) => {
-        const timer = this.clock.setTimer(() => { this.off('progress', done); this.off('state', done); resolve(); }, 10, { unref: true });
-        const done = (): void => { timer.cancel(); this.off('progress', done); this.off('state', done); resolve(); };
-        this.once('progress', done);
-        this.once('state', done);
-      });
+      await this.nextChange(10);
     }
     if (this.state !== 'mirroring') throw new PairError('ERR_PAIR_STATE', `pair ${this.name} is ${this.state}; the handover stopped`);
     await this.link.request(MessageType.PAIR_FLUSH, encodeName(this.name));
@@ -724,17 +734,7 @@ export class PrimaryPair extends EventEmitter {
           // The link dropped or the secondary was not there yet: wait for the next change.
         }
       }
-      await new Promise<void>((resolve) => {
-        const done = (): void => {
-          timer.cancel();
-          this.off('progress', done);
-          this.off('state', done);
-          resolve();
-        };
-        const timer = this.clock.setTimer(done, 100, { unref: true });
-        this.once('progress', done);
-        this.once('state', done);
-      });
+      await this.nextChange(100);
     }
   }
 

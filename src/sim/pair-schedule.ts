@@ -131,10 +131,12 @@ export interface PairScheduleResult {
   counters: PairScheduleCounters;
 }
 
-const TUNING = {
+/** Link timing for controllers on the simulated network: a dead peer is noticed in 250 ms. */
+export const SIM_LINK_TUNING = Object.freeze({
   heartbeatIntervalMs: 50, deadPeerTimeoutMs: 250, handshakeTimeoutMs: 250, connectTimeoutMs: 250,
   reconnectInitialDelayMs: 20, reconnectMaxDelayMs: 200,
-};
+});
+const TUNING = SIM_LINK_TUNING;
 const VOLUME = 'vol0';
 
 type Id = 'a' | 'b' | 'c';

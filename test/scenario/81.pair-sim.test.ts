@@ -12,11 +12,11 @@ import type { PairVolume } from '../../src/replication/pair-volume';
 import type { ReplicatedVolume } from '../../src/replication/replicated-volume';
 import { SeededRandom } from '../../src/runtime/random';
 import { SimNetwork } from '../../src/sim/network';
+import { SIM_LINK_TUNING } from '../../src/sim/pair-schedule';
 import { SimClock } from '../../src/sim/sim-clock';
 import type { Volume } from '../../src/storage/volume';
 
-const TUNING = { heartbeatIntervalMs: 50, deadPeerTimeoutMs: 250, handshakeTimeoutMs: 250, connectTimeoutMs: 250,
-  reconnectInitialDelayMs: 20, reconnectMaxDelayMs: 200 };
+const TUNING = SIM_LINK_TUNING;
 const CAPACITY = 8 * 1024 * 1024;
 
 interface World {

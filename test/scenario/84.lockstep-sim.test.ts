@@ -9,12 +9,12 @@ import type { PairSpec } from '../../src/replication/pairs';
 import type { PairVolume } from '../../src/replication/pair-volume';
 import { SeededRandom } from '../../src/runtime/random';
 import { SimNetwork } from '../../src/sim/network';
+import { SIM_LINK_TUNING } from '../../src/sim/pair-schedule';
 import { SimClock } from '../../src/sim/sim-clock';
 import { Region } from '../../src/storage/region';
 import { Volume } from '../../src/storage/volume';
 
-const TUNING = { heartbeatIntervalMs: 50, deadPeerTimeoutMs: 250, handshakeTimeoutMs: 250, connectTimeoutMs: 250,
-  reconnectInitialDelayMs: 20, reconnectMaxDelayMs: 200 };
+const TUNING = SIM_LINK_TUNING;
 const CAPACITY = 2 * 1024 * 1024;
 const BLOCK = 4096;
 let counter = 0;
