@@ -9,10 +9,7 @@ import { performance } from 'node:perf_hooks';
 
 import pino from 'pino';
 
-import { validateConfig } from '../src/cli/config';
-import { controllerOptionsOf } from '../src/cli/serve';
-import { ControllerHost } from '../src/controller/host';
-import { pairBenchConfigs, spreadOf } from '../src/bench/pair-bench';
+import { hostOf, pairBenchConfigs, spreadOf } from '../src/bench/pair-bench';
 import type { PairVolume } from '../src/replication/pair-volume';
 
 function argument(name: string, fallback: number): number {
@@ -62,15 +59,11 @@ async function tcpRoundTripsUs(count: number): Promise<number[]> {
 async function main(): Promise<void> {
   const logger = pino({ level: 'silent' });
   const configs = pairBenchConfigs(['async'], 64 * 1024 * 1024);
-  const hostOf = (document: Record<string, unknown>, source: string): ControllerHost => {
-    const config = validateConfig(document, source);
-    return new ControllerHost({ controllers: config.controllers.map((controller, index) => controllerOptionsOf(controller, index, logger)) });
-  };
-  const secondaryHost = hostOf(configs.secondary as Record<string, unknown>, 'lockstep bench secondary');
+  const secondaryHost = hostOf(configs.secondary as Record<string, unknown>, 'lockstep bench secondary', logger);
   await secondaryHost.start();
   const secondary = secondaryHost.controllers[0];
   const port = secondary?.replicationAddress?.port;
-  const primaryHost = hostOf(pairBenchConfigs(['async'], 64 * 1024 * 1024, port).primary, 'lockstep bench primary');
+  const primaryHost = hostOf(pairBenchConfigs(['async'], 64 * 1024 * 1024, port).primary, 'lockstep bench primary', logger);
   await primaryHost.start();
   const primary = primaryHost.controllers[0];
   if (primary === undefined || secondary === undefined) throw new Error('lockstep bench: controllers missing');

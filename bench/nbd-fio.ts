@@ -25,11 +25,11 @@
 
 import { ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { writeResults } from './results';
+import { fixed, freePort, parseSizeText, runFio, warnIfBusy } from './common';
 
 const MIB = 1024 * 1024;
 const CLI_PATH = path.join(__dirname, '..', 'src', 'cli', 'main.js');
@@ -87,12 +87,6 @@ function usage(message: string): never {
   process.exit(2);
 }
 
-function parseSizeArgument(text: string): number {
-  const match = /^(\d+)(KiB|MiB|GiB)?$/.exec(text);
-  if (match === null) usage(`bad size ${text}`);
-  const unit = { KiB: 1024, MiB: MIB, GiB: 1024 * MIB } as Record<string, number>;
-  return Number(match[1]) * (match[2] === undefined ? 1 : (unit[match[2]] as number));
-}
 
 function parseOptions(argv: string[]): Options {
   const options: Options = { runtimeSeconds: 10, rampSeconds: 2, sizeBytes: 256 * MIB, only: undefined, repeat: 1 };
@@ -107,7 +101,7 @@ function parseOptions(argv: string[]): Options {
     switch (argument) {
       case '--runtime': options.runtimeSeconds = Number(take()); break;
       case '--ramp': options.rampSeconds = Number(take()); break;
-      case '--size': options.sizeBytes = parseSizeArgument(take()); break;
+      case '--size': options.sizeBytes = (parseSizeText(take()) ?? usage('bad --size')); break;
       case '--only': options.only = take().split(','); break;
       case '--repeat': options.repeat = Number(take()); break;
       case '--help': case '-h': usage('help');
@@ -146,16 +140,6 @@ function clockTicksPerSecond(): number {
   return cachedClockTicks;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 async function waitFor(probe: () => boolean, what: string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -221,34 +205,6 @@ interface FioDirection {
   clat_ns: { percentile?: Record<string, number> };
 }
 
-function runFio(args: string[]): Promise<FioResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('fio', ['--output-format=json', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8');
-    child.stderr.setEncoding('utf8');
-    child.stdout.on('data', (text: string) => {
-      stdout += text;
-    });
-    child.stderr.on('data', (text: string) => {
-      stderr += text;
-    });
-    child.on('error', reject);
-    child.on('close', (code) => {
-      const start = stdout.indexOf('{');
-      if (code !== 0 || start < 0) {
-        reject(new Error(`fio exit ${code}: ${stderr}${stdout.slice(0, 2000)}`));
-        return;
-      }
-      try {
-        resolve(JSON.parse(stdout.slice(start)) as FioResult);
-      } catch (error) {
-        reject(error);
-      }
-    });
-  });
-}
 
 function fioArgs(job: JobSpec, uri: string, options: Options): string[] {
   return [
@@ -267,7 +223,7 @@ async function measure(target: Target, job: JobSpec, options: Options): Promise<
   const cpuAtStart = cpuSeconds(target.pid);
   let result: FioResult;
   try {
-    result = await runFio(fioArgs(job, target.uri, options));
+    result = await runFio<FioResult>(fioArgs(job, target.uri, options));
   } finally {
     clearTimeout(rampTimer);
   }
@@ -295,7 +251,7 @@ async function measure(target: Target, job: JobSpec, options: Options): Promise<
 async function prefill(target: Target, options: Options): Promise<void> {
   // Reads of never-written memory are cheaper than reads of data on both servers; fill first so
   // the read jobs read data.
-  await runFio([`--name=prefill-${target.name}`, '--ioengine=nbd', `--uri=${target.uri}`, '--rw=write', '--bs=1M',
+  await runFio<FioResult>([`--name=prefill-${target.name}`, '--ioengine=nbd', `--uri=${target.uri}`, '--rw=write', '--bs=1M',
     '--iodepth=8', `--size=${options.sizeBytes}`, '--numjobs=1']);
 }
 
@@ -307,18 +263,11 @@ function median(rounds: Measurement[]): Measurement {
   return chosen;
 }
 
-function fixed(value: number, digits = 1): string {
-  return Number.isFinite(value) ? value.toFixed(digits) : 'n/a';
-}
 
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
   const jobs = JOBS.filter((job) => options.only === undefined || options.only.includes(job.name));
-  const loadAtStart = os.loadavg();
-  if ((loadAtStart[0] ?? 0) > os.cpus().length * 0.5) {
-    process.stderr.write(`nbd-fio: warning: load average ${loadAtStart.map((l) => l.toFixed(2)).join(' ')} on ` +
-      `${os.cpus().length} CPUs; other work competes with fio and both servers, the numbers will be noisy\n`);
-  }
+  const loadAtStart = warnIfBusy('nbd-fio', 'fio and both servers');
   const directory = fs.mkdtempSync(path.join(os.tmpdir(), 'bm-nbd-fio-'));
   const targets: Target[] = [];
   const measurements: Array<Measurement & { round: number }> = [];

@@ -42,8 +42,12 @@ import { AdminClient } from '../src/admin/client';
 import { type PairBenchMode, type Spread, pairBenchConfigs, spreadOf } from '../src/bench/pair-bench';
 import { ServeChild } from '../src/bench/serve-child';
 import { writeResults } from './results';
+import { fixed, parseSizeText, runFio, warnIfBusy } from './common';
 
 const MIB = 1024 * 1024;
+
+/** fio's JSON output, the part read here. */
+type FioJobs = { jobs: { error: number; write: FioDirection }[] };
 const MODES: readonly PairBenchMode[] = ['none', 'async', 'sync'];
 const ASYNC_QD32_TARGET = 0.9;
 const SYNC_QD32_TARGET = 0.6;
@@ -100,12 +104,6 @@ function usage(message: string): never {
   process.exit(2);
 }
 
-function parseSizeArgument(text: string): number {
-  const match = /^(\d+)(KiB|MiB|GiB)?$/.exec(text);
-  if (match === null) usage(`bad size ${text}`);
-  const unit: Record<string, number> = { KiB: 1024, MiB: MIB, GiB: 1024 * MIB };
-  return Number(match[1]) * (match[2] === undefined ? 1 : (unit[match[2]] as number));
-}
 
 function parseOptions(argv: string[]): Options {
   const options: Options = { runtimeSeconds: 5, rampSeconds: 1, rounds: 3, sizeBytes: 256 * MIB, only: undefined, modes: [...MODES] };
@@ -121,7 +119,7 @@ function parseOptions(argv: string[]): Options {
       case '--runtime': options.runtimeSeconds = Number(take()); break;
       case '--ramp': options.rampSeconds = Number(take()); break;
       case '--rounds': options.rounds = Number(take()); break;
-      case '--size': options.sizeBytes = parseSizeArgument(take()); break;
+      case '--size': options.sizeBytes = (parseSizeText(take()) ?? usage('bad --size')); break;
       case '--only': options.only = take().split(','); break;
       case '--modes': options.modes = take().split(',') as PairBenchMode[]; break;
       case '--help': case '-h': usage('help');
@@ -147,30 +145,6 @@ interface FioDirection {
   lat_ns: { percentile?: Record<string, number> };
 }
 
-function runFio(args: string[]): Promise<{ jobs: { error: number; write: FioDirection }[] }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('fio', ['--output-format=json', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8');
-    child.stderr.setEncoding('utf8');
-    child.stdout.on('data', (text: string) => { stdout += text; });
-    child.stderr.on('data', (text: string) => { stderr += text; });
-    child.on('error', reject);
-    child.on('close', (code) => {
-      const start = stdout.indexOf('{');
-      if (code !== 0 || start < 0) {
-        reject(new Error(`fio exit ${code}: ${stderr}${stdout.slice(0, 2000)}`));
-        return;
-      }
-      try {
-        resolve(JSON.parse(stdout.slice(start)) as { jobs: { error: number; write: FioDirection }[] });
-      } catch (error) {
-        reject(error);
-      }
-    });
-  });
-}
 
 /** The primary pair `name`'s status from the primary serve's admin endpoint. */
 async function pairStatus(admin: AdminClient, name: string): Promise<{ state: string; lag: { records: number; bytes: number } }> {
@@ -238,9 +212,6 @@ async function loopbackRoundTrip(): Promise<{ p50Us: number; p99Us: number; coun
   }
 }
 
-function fixed(value: number, digits = 1): string {
-  return Number.isFinite(value) ? value.toFixed(digits) : 'n/a';
-}
 
 function spreadText(spread: Spread, digits = 0): string {
   return spread.min === spread.max ? fixed(spread.median, digits) : `${fixed(spread.median, digits)} (${fixed(spread.min, digits)}..${fixed(spread.max, digits)})`;
@@ -249,11 +220,7 @@ function spreadText(spread: Spread, digits = 0): string {
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
   const jobs = JOBS.filter((job) => options.only === undefined || options.only.includes(job.name));
-  const loadAtStart = os.loadavg();
-  if ((loadAtStart[0] ?? 0) > os.cpus().length * 0.5) {
-    process.stderr.write(`pair-fio: warning: load average ${loadAtStart.map((load) => load.toFixed(2)).join(' ')} on ` +
-      `${os.cpus().length} CPUs; other work competes with fio and both servers, the numbers will be noisy\n`);
-  }
+  const loadAtStart = warnIfBusy('pair-fio', 'fio and both servers');
   const directory = fs.mkdtempSync(path.join(os.tmpdir(), 'bm-pair-fio-'));
   const replicated = options.modes.filter((mode) => mode !== 'none');
   let secondary: ServeChild | undefined;
@@ -295,9 +262,9 @@ async function main(): Promise<void> {
           let atRampEnd: { primary: number; secondary: number } | undefined;
           const atStart = cpuOf();
           const rampTimer = setTimeout(() => { atRampEnd = cpuOf(); }, options.rampSeconds * 1000);
-          let result: Awaited<ReturnType<typeof runFio>>;
+          let result: FioJobs;
           try {
-            result = await runFio([
+            result = await runFio<FioJobs>([
               `--name=${job.name}-${mode}`, '--ioengine=nbd', `--uri=${uri(mode)}`, `--rw=${job.rw}`, `--bs=${job.blockBytes}`,
               `--iodepth=${job.iodepth}`, `--size=${options.sizeBytes}`, '--numjobs=1', '--time_based',
               `--runtime=${options.runtimeSeconds}`, `--ramp_time=${options.rampSeconds}`, '--norandommap', '--randrepeat=1', '--lat_percentiles=1',

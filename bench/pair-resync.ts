@@ -28,18 +28,16 @@
 // so the default is 2 rounds. Owns: both hosts of a round (closed in every case) and the
 // results file.
 import { randomFillSync } from 'node:crypto';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 
 import pino from 'pino';
 
-import { spreadOf } from '../src/bench/pair-bench';
-import { validateConfig } from '../src/cli/config';
-import { controllerOptionsOf } from '../src/cli/serve';
-import { ControllerHost } from '../src/controller/host';
+import { hostOf, spreadOf } from '../src/bench/pair-bench';
+import type { ControllerHost } from '../src/controller/host';
 import type { PrimaryPair } from '../src/replication/primary-pair';
+import { freePort, parseSizeText } from './common';
 import { writeResults } from './results';
 
 const MIB = 1024 * 1024;
@@ -63,12 +61,6 @@ function usage(message: string): never {
   process.exit(2);
 }
 
-function parseSize(text: string): number {
-  const match = /^(\d+)(KiB|MiB|GiB)?$/.exec(text);
-  if (match === null) usage(`bad size ${text}`);
-  const unit: Record<string, number> = { KiB: 1024, MiB: MIB, GiB: GIB };
-  return Number(match[1]) * (match[2] === undefined ? 1 : (unit[match[2]] as number));
-}
 
 function parseOptions(argv: string[]): Options {
   const options: Options = { sizeBytes: 4 * GIB, dirtyPercent: 1, rounds: 2, timeoutMs: 120_000 };
@@ -81,7 +73,7 @@ function parseOptions(argv: string[]): Options {
       return value;
     };
     switch (argument) {
-      case '--size': options.sizeBytes = parseSize(take()); break;
+      case '--size': options.sizeBytes = (parseSizeText(take()) ?? usage('bad --size')); break;
       case '--dirty': options.dirtyPercent = Number(take()); break;
       case '--rounds': options.rounds = Number(take()); break;
       case '--timeout-seconds': options.timeoutMs = Number(take()) * 1000; break;
@@ -97,22 +89,7 @@ function parseOptions(argv: string[]): Options {
   return options;
 }
 
-/** A free TCP port on 127.0.0.1 (closed again: the secondary binds it later). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen({ host: '127.0.0.1', port: 0 }, () => {
-      const port = (server.address() as net.AddressInfo).port;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
-function hostOf(document: Record<string, unknown>, source: string, logger: pino.Logger): ControllerHost {
-  const config = validateConfig(document, source);
-  return new ControllerHost({ controllers: config.controllers.map((controller, index) => controllerOptionsOf(controller, index, logger)) });
-}
 
 function configs(sizeBytes: number, port: number): { primary: Record<string, unknown>; secondary: Record<string, unknown> } {
   // Quick redials: the primary starts long before the secondary listens.

@@ -233,8 +233,8 @@ export function pairBenchConfigs(modes: readonly PairBenchMode[], sizeBytes: num
   return { primary, secondary };
 }
 
-/** A host of the document's controllers, without NBD (the bench writes through the API). */
-function hostOf(document: Record<string, unknown>, source: string, logger: pino.Logger): ControllerHost {
+/** A host of the document's controllers, without NBD (the benches write through the API). */
+export function hostOf(document: Record<string, unknown>, source: string, logger: pino.Logger): ControllerHost {
   const config = validateConfig(document, source);
   return new ControllerHost({ controllers: config.controllers.map((controller, index) => controllerOptionsOf(controller, index, logger)) });
 }
