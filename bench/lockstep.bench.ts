@@ -3,7 +3,7 @@
 // secondary's volume: the target is p99 <= 2 round trips + flush), and calls per second with 1
 // to 64 concurrent callers. Two controllers in this process over a real loopback TCP link (the
 // same builders as `blockmirror bench`), an async pair, interleaved rounds.
-// Usage: node dist/bench/lockstep.bench.js [--rounds N] [--calls N] [--seconds S]
+// Usage: node dist/bench/lockstep.bench.js [--rounds N] [--calls N (3000: fewer measure code the JIT has not compiled yet)] [--seconds S]
 import * as net from 'node:net';
 import { performance } from 'node:perf_hooks';
 
@@ -18,7 +18,7 @@ function argument(name: string, fallback: number): number {
 }
 
 const ROUNDS = argument('--rounds', 3);
-const CALLS = argument('--calls', 300);
+const CALLS = argument('--calls', 3000);
 const SECONDS = argument('--seconds', 2);
 const CONCURRENCY = [1, 4, 16, 64];
 
