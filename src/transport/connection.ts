@@ -14,6 +14,8 @@
 //     handler returns (the link copies what outlives that: requests, held frames).
 //   - The frame limit can be lowered while the peer is not yet authenticated, so an
 //     unauthenticated connection cannot make this controller buffer a large frame.
+//   - The wire may read into the decoder's payload (readTarget): only into the missing part of
+//     a payload whose header passed every check, never after close.
 
 import type { Clock } from '../runtime/clock';
 import type { Random } from '../runtime/random';
@@ -25,6 +27,13 @@ import type { Wire } from './wire';
 
 /** Frames larger than this are refused before the handshake finishes. */
 export const HANDSHAKE_MAX_FRAME_BYTES = 64 * 1024;
+
+/**
+ * The wire reads straight into a payload being assembled when at least this much of it is
+ * missing: a smaller rest comes with the next header in one ordinary read (one copy of under
+ * 32 KiB instead of one more read syscall per frame).
+ */
+export const DIRECT_READ_MIN_BYTES = 32 * 1024;
 
 /** Why a connection closed. */
 export interface ConnectionClose {
@@ -116,6 +125,7 @@ export class Connection {
     this.handlers = handlers;
     this.wire.attach({
       data: (chunk) => this.onData(chunk),
+      readTarget: () => (this.closedInfo === undefined ? this.decoder.readTarget(DIRECT_READ_MIN_BYTES) : undefined),
       drain: () => undefined,
       close: (reason) => this.finish({ reason: 'closed-by-peer', detail: reason }),
     });

@@ -27,8 +27,18 @@
 // `reuseAssembly`, into one buffer the decoder keeps and reuses: then a payload is valid only
 // until the next push (the caller copies what it keeps). Reuse spares a fresh large allocation
 // per frame (page faults and GC pressure from external memory dominate the cost of 1 MiB frames).
+//
+// Large payloads need not be copied at all: readTarget() names the rest of the payload being
+// assembled, and a wire that can read into a buffer of the caller's choosing (tcp.ts) reads the
+// socket straight into it. A chunk pushed that lies exactly where the payload's next byte goes
+// (same memory, same offset) is taken in place; any other chunk is copied as before, so the
+// target is only an offer: whatever the wire does, the decoded frames are the same.
+//
+// The CRC of a spanning payload is computed piece by piece as the pieces arrive (while they are
+// still in the cache the kernel or the copy just wrote them through), not in a second pass over
+// the whole payload at its end; crc32c(b, crc32c(a)) === crc32c(a + b) makes the result equal.
 
-import { crc32c } from '../storage/crc32c';
+import { addon } from '../native';
 import { LinkError } from './errors';
 import { DEFAULT_MAX_FRAME_BYTES, MAX_MAX_FRAME_BYTES, MIN_MAX_FRAME_BYTES } from './limits';
 
@@ -116,6 +126,7 @@ export class FrameEncoder {
    * until written) and the sequence it was given.
    */
   encode(type: number, payload: Buffer, flags = 0, correlation = 0): { chunks: Buffer[]; sequence: number } {
+    if (!(payload instanceof Uint8Array)) throw new TypeError('payload must be a Buffer');
     if (!Number.isInteger(type) || type < 1 || type > 0xff) throw new RangeError(`type must be 1..255, got ${type}`);
     if ((flags & ~KNOWN_FLAGS) !== 0) throw new RangeError(`unknown flags 0x${flags.toString(16)}`);
     if (!Number.isInteger(correlation) || correlation < 0 || correlation > 0xffffffff) {
@@ -135,8 +146,9 @@ export class FrameEncoder {
     header.writeUInt32BE(sequence >>> 0, 12);
     header.writeUInt32BE(correlation, 16);
     header.writeUInt32BE(payload.length, 20);
-    const crc = crc32c(payload, crc32c(header.subarray(0, 24)));
-    header.writeUInt32BE(crc, 24);
+    // The addon's crc32c directly: both arguments are ours and known good (a Buffer, a CRC).
+    const headerCrc = addon.crc32c(header.subarray(0, 24), 0);
+    header.writeUInt32BE(payload.length === 0 ? headerCrc : addon.crc32c(payload, headerCrc), 24);
     return { chunks: payload.length === 0 ? [header] : [header, payload], sequence };
   }
 }
@@ -192,6 +204,20 @@ export class FrameDecoder {
   }
 
   /**
+   * Where the next bytes of the stream go when they belong to the payload being assembled and at
+   * least `minByteLength` of it are missing: a view of exactly the missing part, into which a
+   * wire may read (then push the part it filled, as a view of the same memory: it is taken
+   * without a copy). Undefined between payloads, for a rest shorter than `minByteLength`, and
+   * once poisoned. Valid until the next push.
+   */
+  readTarget(minByteLength: number): Buffer | undefined {
+    const payload = this.payload;
+    if (payload === undefined || this.failure !== undefined) return undefined;
+    if (payload.length - this.payloadFill < Math.max(1, minByteLength)) return undefined;
+    return payload.subarray(this.payloadFill);
+  }
+
+  /**
    * Feeds bytes; calls `onFrame` for each complete frame in order. Throws LinkError on the
    * first bad frame (frames before it in the same chunk have been delivered).
    */
@@ -216,13 +242,13 @@ export class FrameDecoder {
           }
           const length = this.pendingLength;
           if (length === 0) {
-            this.finish(Buffer.alloc(0), onFrame);
+            this.finish(Buffer.alloc(0), this.headerCrc, onFrame);
             continue;
           }
           if (this.payloadFill === 0 && chunk.length - offset >= length) {
             const view = chunk.subarray(offset, offset + length);
             offset += length;
-            this.finish(view, onFrame);
+            this.finish(view, addon.crc32c(view, this.headerCrc), onFrame);
             continue;
           }
           if (this.reuseAssembly) {
@@ -232,16 +258,21 @@ export class FrameDecoder {
             this.payload = Buffer.allocUnsafe(length);
           }
           this.payloadFill = 0;
+          this.payloadCrc = this.headerCrc;
         }
         const payload = this.payload;
-        const take = Math.min(payload.length - this.payloadFill, chunk.length - offset);
-        chunk.copy(payload, this.payloadFill, offset, offset + take);
-        this.payloadFill += take;
+        const fill = this.payloadFill;
+        const take = Math.min(payload.length - fill, chunk.length - offset);
+        // A chunk the wire read straight into readTarget() is in place already.
+        const inPlace = offset === 0 && chunk.buffer === payload.buffer && chunk.byteOffset === payload.byteOffset + fill;
+        if (!inPlace) chunk.copy(payload, fill, offset, offset + take);
+        this.payloadCrc = addon.crc32c(payload.subarray(fill, fill + take), this.payloadCrc);
+        this.payloadFill = fill + take;
         offset += take;
         if (this.payloadFill === payload.length) {
           this.payload = undefined;
           this.payloadFill = 0;
-          this.finish(payload, onFrame);
+          this.finish(payload, this.payloadCrc, onFrame);
         }
       }
     } catch (error) {
@@ -255,6 +286,8 @@ export class FrameDecoder {
 
   private pendingLength = 0;
   private headerCrc = 0;
+  /** The CRC of the header and of the payload bytes assembled so far. */
+  private payloadCrc = 0;
   private readonly reuseAssembly: boolean;
   /** The reused assembly buffer (grown to the largest spanning payload seen). */
   private assembly: Buffer | undefined;
@@ -286,7 +319,7 @@ export class FrameDecoder {
     const sequenceHigh = source.readUInt32BE(at + 8);
     const sequence = sequenceHigh * 2 ** 32 + source.readUInt32BE(at + 12);
     // The CRC is checked before the sequence, so a corrupted sequence reads as corruption.
-    this.headerCrc = crc32c(source.subarray(at, at + 24));
+    this.headerCrc = addon.crc32c(source.subarray(at, at + 24), 0);
     this.crc = source.readUInt32BE(at + 24);
     this.type = type;
     this.flags = flags;
@@ -295,8 +328,7 @@ export class FrameDecoder {
     this.pendingLength = length;
   }
 
-  private finish(payload: Buffer, onFrame: (frame: Frame) => void): void {
-    const crc = payload.length === 0 ? this.headerCrc : crc32c(payload, this.headerCrc);
+  private finish(payload: Buffer, crc: number, onFrame: (frame: Frame) => void): void {
     if (crc !== this.crc) {
       throw new LinkError('ERR_LINK_CHECKSUM',
         `frame CRC32C mismatch: computed 0x${crc.toString(16)}, frame says 0x${this.crc.toString(16)}`);

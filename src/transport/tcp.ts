@@ -4,11 +4,74 @@
 // small and latency-bound); keep-alive is left to the link's own heartbeats, which also catch a
 // stopped (SIGSTOP) peer that TCP keep-alive would not. A socket is read only after attach(),
 // so no byte is lost between accept and the link taking the wire.
+//
+// Reads are steered (net.Socket's `onread` option, no stream 'data' events): before each read
+// the wire asks its handler for a target (WireHandlers.readTarget; the frame decoder offers the
+// missing part of a large payload), and the kernel copies the bytes straight there, so a 1 MiB
+// frame is not first read into 64 KiB socket buffers and then copied into its payload. Without a
+// target each read gets a fresh READ_BUFFER_BYTES buffer that belongs to the handler, as a
+// 'data' chunk would. Bytes read before attach() (a dialer's socket reads from connect on) are
+// kept and handed over at attach, in order.
+//
+// node:net takes `onread` only when it makes a socket: net.connect() for a dialer; for an
+// accepted socket, whose net.Server gives no such option, the accepted (paused, never read)
+// handle is moved into a new net.Socket made with it (adoptAccepted). That uses the socket's
+// `_handle` property, which node:net documents nowhere; when it is missing the accepted socket
+// is used as it is, with 'data' events and one copy per spanning payload, as before.
 
 import * as net from 'node:net';
 
 import type { DialHandle, Network, NetworkAddress, NetworkListener, Wire, WireHandlers } from './wire';
 import { formatAddress } from './wire';
+
+/** The size of a read with no target: what node:net's own reads use. */
+export const READ_BUFFER_BYTES = 64 * 1024;
+
+/** Where a steered socket's reads go: built before the socket, bound to its wire at attach. */
+class ReadSteering {
+  private handlers: WireHandlers | undefined;
+  /** Bytes read before attach (kept in order). */
+  private early: Buffer[] | undefined = [];
+  readonly onread: net.OnReadOpts = {
+    buffer: () => this.handlers?.readTarget?.() ?? Buffer.allocUnsafe(READ_BUFFER_BYTES),
+    callback: (byteCount: number, buffer: Uint8Array) => {
+      const chunk = (buffer as Buffer).subarray(0, byteCount);
+      if (this.handlers !== undefined) this.handlers.data(chunk);
+      else this.early?.push(chunk);
+      return true;
+    },
+  };
+
+  attach(handlers: WireHandlers): void {
+    const early = this.early ?? [];
+    this.early = undefined;
+    this.handlers = handlers;
+    for (const chunk of early) {
+      if (this.handlers === undefined) return; // closed by a handler
+      this.handlers.data(chunk);
+    }
+  }
+
+  detach(): void {
+    this.handlers = undefined;
+    this.early = undefined;
+  }
+}
+
+/**
+ * Moves an accepted socket's handle (paused by pauseOnConnect: no byte read yet) into a new
+ * socket whose reads are steered (see the design note); returns the socket unchanged when node:net
+ * does not look as expected.
+ */
+function adoptAccepted(socket: net.Socket, steering: ReadSteering): net.Socket {
+  const holder = socket as unknown as { _handle?: unknown };
+  const handle = holder._handle;
+  if (handle === null || typeof handle !== 'object' || socket.destroyed || socket.bytesRead !== 0) return socket;
+  holder._handle = null;
+  // The old socket has no handle left: destroying it only settles the server's bookkeeping.
+  socket.destroy();
+  return new net.Socket({ handle, onread: steering.onread, readable: true, writable: true, pauseOnCreate: true } as net.SocketConstructorOpts);
+}
 
 class TcpWire implements Wire {
   readonly description: string;
@@ -16,7 +79,8 @@ class TcpWire implements Wire {
   private handlers: WireHandlers | undefined;
   private closedReason: string | undefined;
 
-  constructor(private readonly socket: net.Socket) {
+  /** `steering` when the socket was made with its onread option, else undefined ('data' events). */
+  constructor(private readonly socket: net.Socket, private readonly steering: ReadSteering | undefined) {
     socket.setNoDelay(true);
     this.remote = { host: socket.remoteAddress ?? '?', port: socket.remotePort ?? 0 };
     this.description = `tcp:${formatAddress({ host: socket.localAddress ?? '?', port: socket.localPort ?? 0 })}->${formatAddress(this.remote)}`;
@@ -38,6 +102,7 @@ class TcpWire implements Wire {
     this.closedReason = reason;
     const handlers = this.handlers;
     this.handlers = undefined;
+    this.steering?.detach();
     handlers?.close(reason);
   }
 
@@ -48,9 +113,10 @@ class TcpWire implements Wire {
       return;
     }
     this.handlers = handlers;
-    this.socket.on('data', (chunk: Buffer) => this.handlers?.data(chunk));
     this.socket.on('drain', () => this.handlers?.drain());
-    this.socket.resume();
+    if (this.steering !== undefined) this.steering.attach(handlers);
+    else this.socket.on('data', (chunk: Buffer) => this.handlers?.data(chunk));
+    if (this.handlers !== undefined) this.socket.resume();
   }
 
   write(chunks: readonly Buffer[]): boolean {
@@ -92,7 +158,8 @@ class TcpWire implements Wire {
 export class TcpNetwork implements Network {
   dial(address: NetworkAddress, timeoutMs: number, callback: (error: string | undefined, wire?: Wire) => void): DialHandle {
     let settled = false;
-    const socket = net.connect({ host: address.host, port: address.port });
+    const steering = new ReadSteering();
+    const socket = net.connect({ host: address.host, port: address.port, onread: steering.onread });
     const timer = setTimeout(() => finish('ETIMEDOUT'), timeoutMs);
     timer.unref();
     const finish = (error: string | undefined): void => {
@@ -105,7 +172,7 @@ export class TcpNetwork implements Network {
         return;
       }
       socket.removeAllListeners('error');
-      callback(undefined, new TcpWire(socket));
+      callback(undefined, new TcpWire(socket, steering));
     };
     socket.once('connect', () => finish(undefined));
     socket.once('error', (error: NodeJS.ErrnoException) => finish(error.code ?? error.message));
@@ -122,7 +189,11 @@ export class TcpNetwork implements Network {
 
   listen(address: NetworkAddress, onWire: (wire: Wire) => void): Promise<NetworkListener> {
     return new Promise((resolve, reject) => {
-      const server = net.createServer({ pauseOnConnect: true }, (socket) => onWire(new TcpWire(socket)));
+      const server = net.createServer({ pauseOnConnect: true }, (accepted) => {
+        const steering = new ReadSteering();
+        const socket = adoptAccepted(accepted, steering);
+        onWire(new TcpWire(socket, socket === accepted ? undefined : steering));
+      });
       server.once('error', reject);
       server.listen({ host: address.host, port: address.port }, () => {
         server.off('error', reject);

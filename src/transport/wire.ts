@@ -7,7 +7,9 @@
 //   Wire     is one connected, ordered, reliable byte stream, like a TCP connection.
 //
 // A Wire delivers bytes in order and without loss until it closes; it never reframes, so the
-// frame decoder sees arbitrary splits. Handlers are attached once; a wire that closed before
+// frame decoder sees arbitrary splits. A wire may read into memory its handler names
+// (readTarget), which lets a large frame's payload go from the kernel to its final buffer with
+// no copy in between. Handlers are attached once; a wire that closed before
 // its handlers were attached reports the close at attach. destroy() is idempotent, and after
 // close no handler runs again. write() never throws: writing to a closed wire drops the bytes
 // (the close has been or will be reported).
@@ -25,8 +27,18 @@ export function formatAddress(address: NetworkAddress): string {
 
 /** What a Wire reports. */
 export interface WireHandlers {
-  /** Bytes in order; the buffer belongs to the handler. */
+  /**
+   * Bytes in order; the buffer belongs to the handler (or, when it is a view of what
+   * readTarget() returned, is that memory, filled in place).
+   */
   data(chunk: Buffer): void;
+  /**
+   * Optional: asked before each read, where the next bytes should go. A wire that can read into
+   * a buffer of the caller's choosing (TCP) reads at most its length into it and reports the
+   * bytes as data() of a view of it; one that cannot (the simulated network) never asks. Return
+   * undefined to let the wire use a buffer of its own.
+   */
+  readTarget?(): Buffer | undefined;
   /** The wire's send buffer fell below its high-water mark after write() returned false. */
   drain(): void;
   /** The wire closed (by either side, or failed); called once. */
