@@ -179,6 +179,41 @@ describe('70 link frame codec (property)', function () {
     );
   });
 
+  it('frame streams read through readTarget (in place) in reads of any size decode to the same frames', () => {
+    // A steering wire (tcp.ts) asks readTarget() before each read and fills the target in place;
+    // the read sizes come from the splitter, the minimum offered rest is arbitrary too.
+    fc.assert(
+      fc.property(fc.array(frameArbitrary, { minLength: 1, maxLength: 12 }), splitterArbitrary, fc.integer({ min: 1, max: 5000 }),
+        fc.boolean(), (frames, splitter, minByteLength, reuseAssembly) => {
+          const stream = encodeStream(frames);
+          const decoder = new FrameDecoder({ maxFrameBytes: MAX_FRAME_BYTES, isKnownMessageType, reuseAssembly });
+          const decoded: Frame[] = [];
+          const onFrame = (frame: Frame): void => {
+            decoded.push({ ...frame, payload: Buffer.from(frame.payload) });
+          };
+          const sizes = split(stream, splitter).map((chunk) => chunk.length).filter((length) => length > 0);
+          let at = 0;
+          for (let step = 0; at < stream.length; step++) {
+            const size = Math.min(sizes[step % sizes.length] as number, stream.length - at);
+            const target = decoder.readTarget(minByteLength);
+            if (target === undefined) {
+              decoder.push(Buffer.from(stream.subarray(at, at + size)), onFrame);
+              at += size;
+            } else {
+              const byteCount = Math.min(size, target.length);
+              stream.copy(target, 0, at, at + byteCount);
+              at += byteCount;
+              decoder.push(target.subarray(0, byteCount), onFrame);
+            }
+            assert.ok(decoder.bufferedBytes <= MAX_FRAME_BYTES);
+          }
+          assert.equal(decoder.bufferedBytes, 0, 'bytes left over');
+          assert.deepEqual(decoded, frames.map((frame, index) => ({ ...frame, sequence: index + 1 })));
+        }),
+      { seed: SEED, numRuns: RUNS },
+    );
+  });
+
   it('garbage only ever throws a coded LinkError, and the decoder stays within maxFrameBytes', () => {
     fc.assert(
       fc.property(garbageArbitrary, splitterArbitrary, (bytes, splitter) => {
