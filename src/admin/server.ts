@@ -17,7 +17,7 @@
 //   POST /pairs/takeover {controller?, pair, force?} -> target.takeoverPair
 //   POST /pairs/failback {controller?, pair} -> target.failbackPair
 //   POST /pairs/resolve {controller?, pair, keep: primary|secondary} -> target.resolvePair
-//   POST /pairs/create {controller?, pair, volume, peer, remoteVolume, mode?, role, fence?, autoResume?} -> target.createPair
+//   POST /pairs/create {controller?, pair, volume, peer, remoteVolume, mode?, role, fence?, autoResume?, journalGroup?} -> target.createPair
 //   POST /pairs/delete {controller?, pair} -> target.deletePair
 //   POST /lockstep {controller?, pairs?, volumes?, journals?, timeoutMs?} -> target.lockstep
 //   POST /lockstep/enable, /lockstep/disable {controller?} -> target.setLockstepEnabled
@@ -752,7 +752,7 @@ export class AdminServer {
   /** POST /pairs/create: a pair declared at run time, with the fields of the config's `pairs[]`. */
   private async postPairCreate(request: http.IncomingMessage, response: http.ServerResponse): Promise<void> {
     const body = await this.readJsonObject(request);
-    const fields = ['controller', 'pair', 'volume', 'peer', 'remoteVolume', 'mode', 'role', 'fence', 'autoResume'];
+    const fields = ['controller', 'pair', 'volume', 'peer', 'remoteVolume', 'mode', 'role', 'fence', 'autoResume', 'journalGroup'];
     for (const key of Object.keys(body)) {
       if (!fields.includes(key)) throw badRequest(`unknown field "${key}" (fields: ${fields.join(', ')})`);
     }
@@ -773,10 +773,11 @@ export class AdminServer {
     const fence = body.fence ?? 'never';
     if (fence !== 'never' && fence !== 'data') throw badRequest('fence must be "never" or "data"');
     if (body.autoResume !== undefined && typeof body.autoResume !== 'boolean') throw badRequest('autoResume must be true or false');
-    const spec = {
+    const spec: Parameters<AdminTarget['createPair']>[1] = {
       name: text('pair', /^[A-Za-z0-9._-]{1,64}$/), volume: text('volume'), peer: text('peer'), remoteVolume: text('remoteVolume'),
       mode, role: body.role, fence, autoResume: body.autoResume !== false,
-    } as const;
+    };
+    if (body.journalGroup !== undefined) spec.journalGroup = text('journalGroup', /^[A-Za-z0-9._-]{1,64}$/);
     const result = this.target.createPair(typeof controller === 'string' ? controller : undefined, spec);
     this.sendJson(response, 200, { ok: true, pair: result });
   }

@@ -569,6 +569,7 @@ ${exitCodes}`)
     .option('--mode <mode>', 'sync or async', 'async')
     .option('--fence <level>', 'sync only: never or data', 'never')
     .option('--no-auto-resume', 'wait for `pair resume` after a suspension')
+    .option('--journal-group <name>', 'share a journal with the other pairs of this group: one write order across their volumes')
     .addOption(adminOption())
     .option('--controller <id>', 'the controller to declare it on (required when the serve runs several)')
     .option('--json', 'print the serve\'s answer as JSON')
@@ -580,9 +581,10 @@ Examples:
   $ blockmirror pair create p1 --volume vol1 --peer site-a --remote-volume vol1 --role secondary --mode sync --controller site-b
 ${exitCodes}`)
     .action(adminAction(async (name: string, options: AdminOptions & { json?: boolean; volume: string; peer: string; remoteVolume: string;
-      role: string; mode: string; fence: string; autoResume: boolean }) => {
+      role: string; mode: string; fence: string; autoResume: boolean; journalGroup?: string }) => {
       const body: Record<string, unknown> = { pair: name, volume: options.volume, peer: options.peer, remoteVolume: options.remoteVolume,
         role: options.role, mode: options.mode, fence: options.fence, autoResume: options.autoResume };
+      if (options.journalGroup !== undefined) body.journalGroup = options.journalGroup;
       if (options.controller !== undefined) body.controller = options.controller;
       const answer = await clientFor(options).post('/pairs/create', body) as { pair?: Record<string, unknown> };
       if (options.json === true) {

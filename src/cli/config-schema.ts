@@ -621,6 +621,11 @@ export const pairSchema = strictObject({
   autoResume: doc(z.boolean().default(true), {
     description: 'Resume and resync by itself when the cause of a suspension (link down, journal full) clears.',
   }),
+  journalGroup: doc(patterned(PAIR_NAME_PATTERN, '[A-Za-z0-9._-]{1,64}').optional(), {
+    description: 'The journal group (docs/pairs.md): pairs with the same group share one journal and are applied on the secondary in one write order '
+      + 'across their volumes. One peer, mode and role per group; a grouped volume is in no other pair; both controllers name the same group.',
+    docDefault: 'none: the pair has a journal of its own',
+  }),
 });
 
 export const controllerSchema = strictObject({
@@ -950,6 +955,8 @@ export function crossFieldIssues(raw: unknown): ConfigIssue[] {
     const pairNames = new Set<string>();
     const secondaryVolumes = new Set<string>();
     const primaryVolumes = new Set<string>();
+    const groupFirst = new Map<string, { peer: string; mode: string; role: string; index: number }>();
+    const volumePairs = new Map<string, { grouped: boolean; index: number }>();
     controller.rawPairs.forEach((rawPair, index) => {
       if (!isRecord(rawPair)) return;
       const pairAt = [...at, 'pairs', index];
@@ -973,6 +980,24 @@ export function crossFieldIssues(raw: unknown): ConfigIssue[] {
         primaryVolumes.add(volume);
       }
       if (rawPair.fence === 'data' && rawPair.mode !== 'sync') add([...pairAt, 'fence'], 'fence "data" needs mode "sync"');
+      if (typeof rawPair.journalGroup === 'string') {
+        const group = rawPair.journalGroup;
+        const fields = { peer: String(rawPair.peer), mode: String(rawPair.mode ?? 'async'), role: String(rawPair.role) };
+        const first = groupFirst.get(group);
+        if (first === undefined) {
+          groupFirst.set(group, { ...fields, index });
+        } else {
+          for (const field of ['peer', 'mode', 'role'] as const) {
+            if (fields[field] !== first[field]) add([...pairAt, 'journalGroup'], `journal group "${group}" has ${field} "${first[field]}" (pairs[${first.index}]); one ${field} per group`);
+          }
+        }
+      }
+      if (volume !== undefined) {
+        const grouped = typeof rawPair.journalGroup === 'string';
+        const seen = volumePairs.get(volume);
+        if (seen !== undefined && (seen.grouped || grouped)) add([...pairAt, 'volume'], `"${volume}" is in a journal group; a grouped volume is in no other pair (pairs[${seen.index}])`);
+        if (seen === undefined) volumePairs.set(volume, { grouped, index });
+      }
     });
   }
 

@@ -260,15 +260,11 @@ export class ControllerHost implements AdminTarget {
   }
 
   suspendPair(controllerId: string | undefined, pairName: string): Record<string, unknown> {
-    const pair = this.primaryPair(controllerId, pairName);
-    pair.suspend('operator', 'suspended by the operator');
-    return pair.status();
+    return this.primaryPairs(controllerId, pairName).suspend(pairName);
   }
 
   resumePair(controllerId: string | undefined, pairName: string): Record<string, unknown> {
-    const pair = this.primaryPair(controllerId, pairName);
-    pair.resume();
-    return pair.status();
+    return this.primaryPairs(controllerId, pairName).resume(pairName);
   }
 
   takeoverPair(controllerId: string | undefined, pairName: string, options: { force?: boolean } = {}): Promise<Record<string, unknown>> {
@@ -336,16 +332,18 @@ export class ControllerHost implements AdminTarget {
   }
 
   /** The primary side of a pair: on the named controller, or the one controller that has it. */
-  private primaryPair(controllerId: string | undefined, pairName: string): ReturnType<NonNullable<Controller['pairs']>['primary']> {
+  /** The pairs of the controller holding the primary side of `pairName` (ERR_PAIR_UNKNOWN). */
+  private primaryPairs(controllerId: string | undefined, pairName: string): NonNullable<Controller['pairs']> {
     if (controllerId === undefined) {
       const holders = this.controllers.filter((controller) => controller.pairs?.status().some((pair) => pair.name === pairName && pair.role === 'primary'));
-      if (holders.length === 1) return (holders[0] as Controller).pairs?.primary(pairName) as ReturnType<NonNullable<Controller['pairs']>['primary']>;
+      if (holders.length === 1) return (holders[0] as Controller).pairs as NonNullable<Controller['pairs']>;
     }
     const controller = this.pick(controllerId);
     if (controller.pairs === undefined) {
       throw new BlockmirrorError('ERR_PAIR_UNKNOWN', `controller ${controller.id} has no pairs`);
     }
-    return controller.pairs.primary(pairName);
+    controller.pairs.primary(pairName);
+    return controller.pairs;
   }
 
   /** Sets where metrics() gets its text (the admin layer's registry). */

@@ -22,6 +22,10 @@
 //   PAIR_RESOLVE     request  {name, keepSender} -> {}: a split brain's operator decision
 //   PAIR_MARKER      request  {name, sequence} -> {flushed}: flush through a lockstep marker
 //   PAIR_ERROR       message  {name, code, message}
+//   PAIR_GROUP_RECORDS message {group, through, members: [{name, previous}], records: [{member,
+//                             sequence, kind, byteOffset, byteLength, data}]}: one batch of a
+//                             journal group's shared journal (journal-group.ts), in its one write
+//                             order; it covers (previous, through] of every member it lists
 
 import { BinaryReader, BinaryWriter } from '../transport/codec';
 import { LinkError } from '../transport/errors';
@@ -261,6 +265,88 @@ export function decodeRecords(payload: Buffer, maxDataBytes: number): { name: st
   }
   reader.end();
   return { name, records };
+}
+
+/** Most member pairs a PAIR_GROUP_RECORDS message lists (the most pairs a journal group holds). */
+export const MAX_GROUP_MEMBERS = 64;
+
+/** A member pair of a PAIR_GROUP_RECORDS batch: the batch covers its records in (previous, through]. */
+export interface GroupMemberWindow {
+  name: string;
+  previous: number;
+}
+
+/** A record of a PAIR_GROUP_RECORDS batch; `member` indexes the batch's member list. */
+export interface GroupRecord extends ShippedRecord {
+  member: number;
+}
+
+export interface GroupRecords {
+  group: string;
+  /** The last journal sequence the batch covers (records of other volumes and markers included). */
+  through: number;
+  members: GroupMemberWindow[];
+  records: GroupRecord[];
+}
+
+/** Encodes a journal group's batch; the data is copied once, into the message. */
+export function encodeGroupRecords(batch: GroupRecords): Buffer {
+  if (batch.members.length > MAX_GROUP_MEMBERS) throw new RangeError(`a group batch lists at most ${MAX_GROUP_MEMBERS} members`);
+  if (batch.records.length > MAX_RECORDS_PER_MESSAGE) throw new RangeError(`a group batch holds at most ${MAX_RECORDS_PER_MESSAGE} records`);
+  const writer = new BinaryWriter().string(batch.group).u64(batch.through).u16(batch.members.length);
+  for (const member of batch.members) writer.string(member.name).u64(member.previous);
+  const head = writer.u32(batch.records.length).encode();
+  let total = head.length;
+  for (const record of batch.records) total += GROUP_RECORD_HEADER_BYTES + record.data.length;
+  const out = Buffer.allocUnsafe(total);
+  let at = head.copy(out, 0);
+  for (const record of batch.records) {
+    if (record.kind === 'marker') throw new RangeError('a group batch covers markers, it does not carry them');
+    at = out.writeUInt16BE(record.member, at);
+    at = writeU64(out, record.sequence, at);
+    at = out.writeUInt8(KINDS.indexOf(record.kind), at);
+    at = writeU64(out, record.byteOffset, at);
+    at = out.writeUInt32BE(record.byteLength, at);
+    at = out.writeUInt32BE(record.data.length, at);
+    at += record.data.copy(out, at);
+  }
+  return out;
+}
+
+/** Bytes before each record's data in PAIR_GROUP_RECORDS: u16 member, then as PAIR_RECORDS. */
+const GROUP_RECORD_HEADER_BYTES = 2 + RECORD_HEADER_BYTES;
+
+/**
+ * Decodes PAIR_GROUP_RECORDS. The structure is checked here (ERR_LINK_BAD_MESSAGE); what the
+ * positions mean (a gap, a repeat, a record outside its member's window) is the secondary's.
+ */
+export function decodeGroupRecords(payload: Buffer, maxDataBytes: number): GroupRecords {
+  const reader = new BinaryReader(payload, 'PAIR_GROUP_RECORDS');
+  const group = reader.string(MAX_NAME_BYTES);
+  const through = reader.u64();
+  const memberCount = reader.u16();
+  if (memberCount > MAX_GROUP_MEMBERS) bad('PAIR_GROUP_RECORDS', `${memberCount} members, more than ${MAX_GROUP_MEMBERS}`);
+  const members: GroupMemberWindow[] = [];
+  for (let index = 0; index < memberCount; index++) members.push({ name: reader.string(MAX_NAME_BYTES), previous: reader.u64() });
+  const count = reader.u32();
+  if (count > MAX_RECORDS_PER_MESSAGE) bad('PAIR_GROUP_RECORDS', `${count} records, more than ${MAX_RECORDS_PER_MESSAGE}`);
+  const records: GroupRecord[] = [];
+  for (let index = 0; index < count; index++) {
+    const member = reader.u16();
+    const sequence = reader.u64();
+    const kindIndex = reader.u8();
+    const byteOffset = reader.u64();
+    const byteLength = reader.u32();
+    const data = reader.bytes(maxDataBytes);
+    if (member >= memberCount) bad('PAIR_GROUP_RECORDS', `record for member ${member} of ${memberCount}`);
+    const kind = KINDS[kindIndex] ?? bad('PAIR_GROUP_RECORDS', `unknown record kind ${kindIndex}`);
+    if (kind === 'marker') bad('PAIR_GROUP_RECORDS', 'a group batch carries no marker records');
+    if (kind === 'write' && data.length !== byteLength) bad('PAIR_GROUP_RECORDS', 'write data length differs from byteLength');
+    if (kind !== 'write' && data.length !== 0) bad('PAIR_GROUP_RECORDS', `a ${kind} record carries data`);
+    records.push({ member, sequence, kind, byteOffset, byteLength, data });
+  }
+  reader.end();
+  return { group, through, members, records };
 }
 
 export interface PairPosition {

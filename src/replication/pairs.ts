@@ -28,6 +28,12 @@
 //                                the losing side demotes with `discard`, the kept side opens it:
 //                                generation rule 7 or 10 with discard, a resync of both sides'
 //                                changes since the split.
+//
+// Journal groups (journal-group.ts): pairs declared with the same `journalGroup` share one
+// journal on the side that is their primary, and are shipped as one stream; they have one peer
+// and one mode, and a grouped volume is in no other pair. Each member keeps its own role, so a
+// takeover is per member (take over every member of the group for the group's image); suspend
+// and resume act on the whole group.
 
 import { EventEmitter } from 'node:events';
 
@@ -48,6 +54,7 @@ import {
   decodePromote,
   decodeRecords,
   decodeResolve,
+  decodeGroupRecords,
   decodeResyncDone,
   decodeTrack,
   encodeName,
@@ -59,6 +66,9 @@ import {
 } from './messages';
 import type { LockstepMember } from './lockstep';
 import { PairMeta, type PairMetaState } from './pair-meta';
+import { JournalFeed } from './journal-feed';
+import { type GroupBatchMember, JournalGroup, applyGroupBatch } from './journal-group';
+import { MAX_GROUP_MEMBERS } from './messages';
 import { PairError, type PairRole } from './pair-state';
 import { PairVolume } from './pair-volume';
 import { PrimaryPair, type PairStateEvent } from './primary-pair';
@@ -81,6 +91,8 @@ export interface PairSpec {
   fence?: 'never' | 'data';
   /** @default true */
   autoResume?: boolean;
+  /** The journal group: pairs with the same one share a journal and one write order. @default none */
+  journalGroup?: string;
 }
 
 /** Options of a PairManager. */
@@ -129,6 +141,33 @@ interface Side {
   secondary?: SecondaryPair;
 }
 
+/** Journal group names: as pair names are written in configs and commands. */
+const GROUP_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+/**
+ * Why `spec` cannot sit beside `others` (the controller's other pairs) as far as journal groups
+ * go, or undefined: one peer, one mode and one declared role per group; a grouped volume is in
+ * no other pair; at most MAX_GROUP_MEMBERS pairs per group.
+ */
+export function groupProblem(spec: PairSpec, others: readonly PairSpec[]): string | undefined {
+  const sameVolume = others.filter((other) => other.volume === spec.volume);
+  if (spec.journalGroup === undefined) {
+    const grouped = sameVolume.find((other) => other.journalGroup !== undefined);
+    return grouped === undefined ? undefined : `volume ${spec.volume} is in journal group ${grouped.journalGroup} (pair ${grouped.name}); a grouped volume is in no other pair`;
+  }
+  const group = spec.journalGroup;
+  if (typeof group !== 'string' || !GROUP_NAME.test(group)) return `${JSON.stringify(group)} is not a journal group name (letters, digits, . _ -, at most 64)`;
+  if (sameVolume.length > 0) return `volume ${spec.volume} is also in pair ${sameVolume[0]?.name}; a grouped volume is in no other pair`;
+  const members = others.filter((other) => other.journalGroup === group);
+  if (members.length + 1 > MAX_GROUP_MEMBERS) return `journal group ${group} holds at most ${MAX_GROUP_MEMBERS} pairs`;
+  for (const other of members) {
+    if (other.peer !== spec.peer) return `journal group ${group} has pair ${other.name} with peer ${other.peer}; pair ${spec.name} names ${spec.peer} (one peer per group)`;
+    if (other.mode !== spec.mode) return `journal group ${group} has pair ${other.name} in mode ${other.mode}; pair ${spec.name} is ${spec.mode} (one mode per group)`;
+    if (other.role !== spec.role) return `journal group ${group} has pair ${other.name} declared ${other.role}; pair ${spec.name} is ${spec.role} (one role per group)`;
+  }
+  return undefined;
+}
+
 function initialMeta(role: PairRole): PairMetaState {
   return {
     role, generations: EMPTY_GENERATIONS, synced: false, consistency: 'inconsistent', applied: 0, nextSequence: 1,
@@ -140,6 +179,8 @@ function initialMeta(role: PairRole): PairMetaState {
 export class PairManager extends EventEmitter {
   private readonly sides = new Map<string, Side>();
   private readonly replicated = new Map<string, ReplicatedVolume>();
+  /** The journal groups this controller is the primary of (some of) the members of. */
+  private readonly groups = new Map<string, JournalGroup>();
   private readonly facades = new Map<string, PairVolume>();
   private readonly random: Random;
   private readonly attached = new Set<Link>();
@@ -165,6 +206,10 @@ export class PairManager extends EventEmitter {
       if (spec.role === 'primary' && secondaryVolumes.has(spec.volume)) {
         throw new TypeError(`pairs[${index}].volume: ${spec.volume} is a secondary; it cannot also be a primary`);
       }
+    }
+    for (const [index, spec] of options.pairs.entries()) {
+      const problem = groupProblem(spec, options.pairs.filter((other) => other !== spec));
+      if (problem !== undefined) throw new TypeError(`pairs[${index}].journalGroup: ${problem}`);
     }
     for (const spec of options.pairs) {
       if (!this.facades.has(spec.volume)) this.facades.set(spec.volume, new PairVolume(options.volume(spec.volume) as Volume, spec.volume));
@@ -209,14 +254,23 @@ export class PairManager extends EventEmitter {
   private buildPrimary(side: Side, reason: string): PrimaryPair {
     const { options } = this;
     const { spec } = side;
+    let group: JournalGroup | undefined;
+    if (spec.journalGroup !== undefined) {
+      group = this.groups.get(spec.journalGroup);
+      if (group === undefined) {
+        group = new JournalGroup(spec.journalGroup, new JournalFeed(options.clock, options.journal), side.link);
+        this.groups.set(spec.journalGroup, group);
+      }
+    }
     let replicated = this.replicated.get(spec.volume);
     if (replicated === undefined) {
-      replicated = new ReplicatedVolume(side.volume, options.clock, options.journal);
+      replicated = new ReplicatedVolume(side.volume, options.clock, options.journal, group?.feed);
       this.replicated.set(spec.volume, replicated);
     }
     const pairOptions: ConstructorParameters<typeof PrimaryPair>[0] = {
       name: spec.name, volumeName: spec.volume, remoteVolume: spec.remoteVolume, mode: spec.mode, initialReason: reason,
     };
+    if (group !== undefined) pairOptions.group = group;
     if (spec.fence !== undefined) pairOptions.fence = spec.fence;
     if (spec.autoResume !== undefined) pairOptions.autoResume = spec.autoResume;
     if (options.mutation === 'skip-track') pairOptions.mutation = 'skip-track';
@@ -225,6 +279,7 @@ export class PairManager extends EventEmitter {
     pair.on('stuck', (event: unknown) => this.emit('stuck', event));
     pair.on('demote', (detail: string) => this.demoteOnPeerRequest(side, pair, detail));
     replicated.add(pair);
+    group?.add(pair, side.volume.id);
     side.primary = pair;
     side.secondary = undefined;
     const facade = this.facades.get(spec.volume) as PairVolume;
@@ -238,6 +293,7 @@ export class PairManager extends EventEmitter {
     const { options } = this;
     const { spec } = side;
     const secondaryOptions: ConstructorParameters<typeof SecondaryPair>[0] = { name: spec.name, volumeName: spec.volume, remoteVolume: spec.remoteVolume, mode: spec.mode, initialReason: reason };
+    if (spec.journalGroup !== undefined) secondaryOptions.journalGroup = spec.journalGroup;
     if (options.mutation === 'apply-out-of-order' || options.mutation === 'drop-write') secondaryOptions.mutation = options.mutation;
     const pair = new SecondaryPair(secondaryOptions,
       side.volume, side.link, options.clock, options.logger, side.meta, side.tracking);
@@ -269,15 +325,22 @@ export class PairManager extends EventEmitter {
       throw new PairError('ERR_PAIR_ROLE', `pair ${side.spec.name}: volume ${side.spec.volume} is also the primary of ${others.map((other) => other.spec.name).join(', ')}; it cannot become a secondary`);
     }
     pair.close({ keepTracking: true });
-    const replicated = this.replicated.get(side.spec.volume);
-    if (replicated !== undefined && replicated.remove(pair)) {
-      this.replicated.delete(side.spec.volume);
-      void replicated.close();
-    }
+    void this.retirePrimary(side, pair);
     // A demoted primary holds its generation's data: a resync, never a full copy, unless the
     // generations say otherwise.
     side.meta.update({ role: 'secondary', synced: true, consistency: 'inconsistent', discard: options.discard === true });
     return this.buildSecondary(side, reason);
+  }
+
+  /** A closed primary leaves its replicated volume and journal group (closing them when empty). */
+  private async retirePrimary(side: Side, pair: PrimaryPair): Promise<void> {
+    const group = side.spec.journalGroup === undefined ? undefined : this.groups.get(side.spec.journalGroup);
+    if (group !== undefined && group.remove(pair)) this.groups.delete(group.name);
+    const replicated = this.replicated.get(side.spec.volume);
+    if (replicated !== undefined && replicated.remove(pair)) {
+      this.replicated.delete(side.spec.volume);
+      await replicated.close();
+    }
   }
 
   /** Makes this side the primary (close the secondary, keep meta and tracking). */
@@ -411,6 +474,10 @@ export class PairManager extends EventEmitter {
           this.withSecondary(link, batch.name, (pair) => pair.applyRecords(batch.records));
           return;
         }
+        case MessageType.PAIR_GROUP_RECORDS: {
+          this.onGroupRecords(link, message.payload, maxDataBytes);
+          return;
+        }
         case MessageType.PAIR_TRACK: {
           const track = decodeTrack(message.payload, maxDataBytes);
           this.withSecondary(link, track.name, (pair) => pair.applyTrack(track.byteOffset, track.data));
@@ -429,6 +496,28 @@ export class PairManager extends EventEmitter {
         default:
       }
     });
+  }
+
+  /** PAIR_GROUP_RECORDS: a journal group's batch, applied as a whole or refused as a whole. */
+  private onGroupRecords(link: Link, payload: Buffer, maxDataBytes: number): void {
+    const batch = decodeGroupRecords(payload, maxDataBytes);
+    const members: GroupBatchMember[] = [];
+    try {
+      for (const window of batch.members) members.push({ pair: this.secondaryFor(link, window.name), previous: window.previous });
+      applyGroupBatch(batch, members);
+    } catch (error) {
+      if (!(error instanceof PairError)) throw error;
+      // Every member the batch names hears of it: its primary suspends (and with it the group).
+      this.options.logger.warn({ peer: link.peerId, group: batch.group, code: error.code }, error.message);
+      for (const window of batch.members) {
+        try {
+          link.send(MessageType.PAIR_ERROR, encodePairError(window.name, error.code, error.message));
+        } catch {
+          // The link is gone: the primaries suspend anyway.
+        }
+      }
+      for (const member of members) member.pair.refusedCount++;
+    }
   }
 
   private withSecondary(link: Link, name: string, apply: (pair: SecondaryPair) => void): void {
@@ -565,7 +654,7 @@ export class PairManager extends EventEmitter {
       if (pair === undefined || replicated === undefined) continue;
       members.push({
         pair, volume: side.spec.volume, journal: replicated.journal,
-        notify: (sequence) => { for (const each of replicated.pairs) each.notifyWrite(sequence); },
+        notify: (sequence) => replicated.feed.notify(sequence),
       });
     }
     return members;
@@ -581,6 +670,36 @@ export class PairManager extends EventEmitter {
     const pair = this.sides.get(name)?.primary;
     if (pair === undefined) throw new PairError('ERR_PAIR_UNKNOWN', `controller ${this.options.controllerId} is not the primary of a pair ${JSON.stringify(name)}`);
     return pair;
+  }
+
+  /**
+   * Suspends a primary pair for the operator; a journal group suspends as a whole (its stream
+   * propagates the suspension, journal-group.ts).
+   */
+  suspend(name: string): Record<string, unknown> {
+    const pair = this.primary(name);
+    pair.suspend('operator', 'suspended by the operator');
+    return pair.status();
+  }
+
+  /** Resumes a suspended primary pair, and every suspended member of its journal group here. */
+  resume(name: string): Record<string, unknown> {
+    const side = this.side(name);
+    const pair = this.primary(name);
+    pair.resume();
+    const group = side.spec.journalGroup;
+    if (group !== undefined) {
+      for (const other of this.sides.values()) {
+        if (other === side || other.spec.journalGroup !== group || other.primary?.currentState !== 'suspended') continue;
+        other.primary.resume();
+      }
+    }
+    return pair.status();
+  }
+
+  /** The journal groups this controller is the primary of some members of. */
+  groupStatus(): Record<string, unknown>[] {
+    return [...this.groups.values()].map((group) => group.status());
   }
 
   /** The secondary side of `name`, if this controller holds it. */
@@ -604,6 +723,8 @@ export class PairManager extends EventEmitter {
     const volume = options.volume(spec.volume);
     if (volume === undefined) throw new PairError('ERR_PAIR_BAD_SPEC', `controller ${options.controllerId} has no volume ${JSON.stringify(spec.volume)}`);
     const sameVolume = [...this.sides.values()].filter((other) => other.spec.volume === spec.volume);
+    const problem = groupProblem(spec, [...this.sides.values()].map((other) => other.spec));
+    if (problem !== undefined) throw new PairError('ERR_PAIR_BAD_SPEC', problem);
     if (spec.role === 'secondary' && sameVolume.length > 0) {
       throw new PairError('ERR_PAIR_BAD_SPEC', `volume ${spec.volume} is in pair ${sameVolume[0]?.spec.name}; a secondary volume belongs to one pair only`);
     }
@@ -644,11 +765,7 @@ export class PairManager extends EventEmitter {
     const primary = side.primary;
     if (primary !== undefined) {
       primary.close({ keepTracking: true });
-      const replicated = this.replicated.get(side.spec.volume);
-      if (replicated !== undefined && replicated.remove(primary)) {
-        this.replicated.delete(side.spec.volume);
-        await replicated.close();
-      }
+      await this.retirePrimary(side, primary);
     }
     side.secondary?.close({ keepTracking: true });
     side.tracking.delete();
@@ -670,6 +787,7 @@ export class PairManager extends EventEmitter {
   status(): Record<string, unknown>[] {
     return [...this.sides.values()].map((side) => {
       const entry: Record<string, unknown> = { ...this.statusOf(side), declaredRole: side.spec.role };
+      if (side.spec.journalGroup !== undefined) entry.journalGroup = side.spec.journalGroup;
       if (side.primary !== undefined) {
         const latency = (this.facades.get(side.spec.volume) as PairVolume).latency;
         entry.writeLatency = { local: latency.local.toJSON(), remote: latency.remote.toJSON() };

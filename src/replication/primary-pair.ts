@@ -84,6 +84,13 @@ export interface PrimaryPairOptions {
   initialReason?: string;
   /** A deliberate bug for the mutation check (pairs.ts PairMutation). @default none */
   mutation?: 'skip-track';
+  /** The journal group whose one stream ships this pair's records (journal-group.ts). @default none */
+  group?: GroupStream;
+}
+
+/** What ships a journal group member's records (journal-group.ts). */
+export interface GroupStream {
+  schedulePump(): void;
 }
 
 /** A pair's event (state changes). */
@@ -108,7 +115,7 @@ const UNDECLARED_RETRY_MS = 1000;
 /** Entries of the (sequence, time) ring behind the lag in seconds. */
 const TIMES_RING = 1024;
 
-const KIND_OF: Record<string, RecordKind | undefined> = { write: 'write', zero: 'zero', trim: 'trim', marker: 'marker' };
+export const KIND_OF: Record<string, RecordKind | undefined> = { write: 'write', zero: 'zero', trim: 'trim', marker: 'marker' };
 
 /** The primary side of a pair. */
 export class PrimaryPair extends EventEmitter {
@@ -171,6 +178,7 @@ export class PrimaryPair extends EventEmitter {
     this.rotateIntervalMs = options.rotateIntervalMs ?? 50;
     this.reason = options.initialReason ?? 'declared';
     this.mutation = options.mutation;
+    this.group = options.group;
     this.sinceMs = clock.nowMs();
     this.volumeName = options.volumeName;
     this.remoteVolume = options.remoteVolume;
@@ -181,6 +189,7 @@ export class PrimaryPair extends EventEmitter {
 
   readonly volumeName: string;
   readonly remoteVolume: string;
+  private readonly group: GroupStream | undefined;
 
   get currentState(): PairState {
     return this.state;
@@ -477,6 +486,11 @@ export class PrimaryPair extends EventEmitter {
   }
 
   private schedulePump(): void {
+    if (this.group !== undefined) {
+      // A journal group member: the group's one stream ships its records (journal-group.ts).
+      if (this.state === 'mirroring') this.group.schedulePump();
+      return;
+    }
     if (this.pumping) {
       this.pumpAgain = true;
       return;
@@ -555,6 +569,24 @@ export class PrimaryPair extends EventEmitter {
   }
 
   private readonly onRecordsUnconfirmed = (): void => this.suspend('link-down', 'records unconfirmed');
+
+  // ---- a journal group's stream (journal-group.ts) ships for its members -------------------
+
+  /** Whether the group's stream ships this member's records now. */
+  get streaming(): boolean {
+    return !this.closed && this.state === 'mirroring';
+  }
+
+  /** The member's next journal sequence to ship. */
+  get shipFrom(): number {
+    return this.nextToShip;
+  }
+
+  /** The group's stream shipped a batch covering this member's records through `through`. */
+  shipped(through: number, dataBytes: number): void {
+    if (through + 1 > this.nextToShip) this.nextToShip = through + 1;
+    this.shippedBytes += dataBytes;
+  }
 
   /** The pair's name as PAIR_RECORDS carries it (encoded once). */
   private readonly nameBytes: Buffer;

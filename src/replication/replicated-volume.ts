@@ -1,46 +1,37 @@
 // Notes on the design
 // -------------------
 // A primary volume with its pairs: the write path behind the PairVolume that the NBD server
-// exports (pair-volume.ts; reads, geometry and bitmaps go to the volume directly). It owns the
-// volume's journal (attached to the volume, so every write of every path is journaled
-// natively), tells its pairs when something was written, gives the NBD
-// server each write's ack point, makes a FLUSH also flush every sync secondary, and releases
-// journal space through the lowest sequence any pair still needs.
-//
-// Writes that reach the volume by another path (the API, another process that opened it by
-// name) are journaled by the same native write path; a poll on the journal's next sequence
-// ships them, and a rise of the journal's full counter suspends the pairs with journal-full.
+// exports (pair-volume.ts; reads, geometry and bitmaps go to the volume directly). It writes
+// into a journal (attached to the volume, so every write of every path is journaled natively):
+// its own, or its journal group's (journal-feed.ts watches the journal, ships what any path
+// wrote, suspends on a full journal and releases space). It gives the NBD server each write's
+// ack point, and makes a FLUSH also flush every sync secondary.
 
-import { type Clock, type TimerHandle, settled } from '../runtime/clock';
-import { Journal } from '../storage/journal';
+import { type Clock, settled } from '../runtime/clock';
+import type { Journal } from '../storage/journal';
 import { Volume } from '../storage/volume';
+import { JournalFeed, type JournalFeedOptions } from './journal-feed';
 import type { PrimaryPair } from './primary-pair';
 
-/** Options of a replicated volume. */
-export interface ReplicatedVolumeOptions {
-  /** Journal ring bytes. @default 67108864 (64 MiB) */
-  journalCapacityBytes?: number;
-  /** Largest record (a larger write suspends the pairs as journal-full). @default 33554432 (32 MiB) */
-  maxRecordBytes?: number;
-  /** How often writes from other paths are looked for. @default 20 */
-  pollIntervalMs?: number;
-}
+/** Options of a replicated volume (of its journal, when it has its own). */
+export type ReplicatedVolumeOptions = JournalFeedOptions;
 
 /** A primary volume and its pairs. */
 export class ReplicatedVolume {
   readonly journal: Journal;
   readonly pairs: PrimaryPair[] = [];
-  private lastFullCount = 0;
-  private lastSeenSequence = 0;
-  private pollTimer: TimerHandle | undefined;
+  /** The journal's watch; shared with the other volumes of a journal group. */
+  readonly feed: JournalFeed;
+  private readonly ownFeed: boolean;
   private stopped = false;
 
-  constructor(readonly volume: Volume, private readonly clock: Clock, private readonly options: ReplicatedVolumeOptions = {}) {
-    const capacityBytes = options.journalCapacityBytes ?? 64 * 1024 * 1024;
-    this.journal = Journal.create({ capacityBytes, maxRecordBytes: Math.min(options.maxRecordBytes ?? 32 * 1024 * 1024, Math.floor(capacityBytes / 4)) });
+  /** `feed`: a journal group's (shared); without one the volume gets a journal of its own. */
+  constructor(readonly volume: Volume, private readonly clock: Clock, options: ReplicatedVolumeOptions = {}, feed?: JournalFeed) {
+    this.ownFeed = feed === undefined;
+    this.feed = feed ?? new JournalFeed(clock, options);
+    this.journal = this.feed.journal;
     volume.attachJournal(this.journal);
-    this.lastSeenSequence = this.journal.nextSequence;
-    this.poll();
+    this.feed.join(this);
   }
 
   add(pair: PrimaryPair): void {
@@ -61,52 +52,12 @@ export class ReplicatedVolume {
     return this.pairs.length === 0;
   }
 
-  private poll(): void {
-    this.pollTimer = this.clock.setTimer(() => {
-      if (this.stopped) return;
-      this.check();
-      this.poll();
-    }, this.options.pollIntervalMs ?? 20, { unref: true });
-  }
-
-  /** After any write: ship, or suspend on a full journal. */
-  private check(): void {
-    const stats = this.journal.stats();
-    if (stats.fullCount !== this.lastFullCount) {
-      this.lastFullCount = stats.fullCount;
-      for (const pair of this.pairs) pair.journalFull();
-      this.release();
-    }
-    if (stats.nextSequence !== this.lastSeenSequence) {
-      this.lastSeenSequence = stats.nextSequence;
-      for (const pair of this.pairs) pair.notifyWrite(stats.nextSequence - 1);
-    }
-  }
-
-  /** Releases journal records no pair needs any more. */
+  /** Releases journal records no pair (of any volume of the journal) needs any more. */
   release(): void {
-    if (this.stopped) return;
-    let needed = Infinity;
-    for (const pair of this.pairs) needed = Math.min(needed, pair.neededSequence);
-    const through = needed === Infinity ? this.journal.nextSequence - 1 : needed - 1;
-    if (through >= this.journal.headSequence) this.journal.release(through);
+    if (!this.stopped) this.feed.release();
   }
 
   // ---- the replicated write path (PairVolume, the export, reads the volume itself) ---------
-
-  /**
-   * After a host write: its sequence tells what to do without asking the journal (the hot
-   * path); a full journal, or a gap (a write by another path came first), takes the slow check.
-   */
-  private afterWrite(sequence: number): void {
-    if (sequence <= 0 || sequence !== this.lastSeenSequence) {
-      this.check();
-      return;
-    }
-    this.lastSeenSequence = sequence + 1;
-    const { pairs } = this;
-    for (let index = 0; index < pairs.length; index++) (pairs[index] as PrimaryPair).notifyWrite(sequence);
-  }
 
   /** Tracks the range in every pair before it reaches the store (tracking.ts). */
   private beforeWrite(byteOffset: number, byteLength: number): void {
@@ -117,21 +68,21 @@ export class ReplicatedVolume {
   write(byteOffset: number, source: Uint8Array): number {
     this.beforeWrite(byteOffset, source.length);
     const sequence = this.volume.write(byteOffset, source);
-    this.afterWrite(sequence);
+    this.feed.afterWrite(sequence);
     return sequence;
   }
 
   writeZeroes(byteOffset: number, byteLength: number, options?: { mayPunchHole?: boolean }): number {
     this.beforeWrite(byteOffset, byteLength);
     const sequence = this.volume.writeZeroes(byteOffset, byteLength, options);
-    this.afterWrite(sequence);
+    this.feed.afterWrite(sequence);
     return sequence;
   }
 
   trim(byteOffset: number, byteLength: number): number {
     this.beforeWrite(byteOffset, byteLength);
     const sequence = this.volume.trim(byteOffset, byteLength);
-    this.afterWrite(sequence);
+    this.feed.afterWrite(sequence);
     return sequence;
   }
 
@@ -155,20 +106,22 @@ export class ReplicatedVolume {
     await Promise.all(this.pairs.map((pair) => pair.flushRemote()));
   }
 
-  /** A crash: stops polling; the pairs stop without acknowledging anything. */
+  /** A crash: the pairs stop without acknowledging anything. */
   crash(): void {
     this.stopped = true;
-    this.pollTimer?.cancel();
+    this.feed.crash();
     for (const pair of this.pairs) pair.crash();
   }
 
-  /** Stops polling and closes the pairs and the journal (the volume is its controller's). */
+  /**
+   * Closes the pairs and leaves the journal; its own journal (or a group's, once its last volume
+   * left) is closed. The volume is its controller's.
+   */
   async close(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    this.pollTimer?.cancel();
     for (const pair of this.pairs) pair.close();
     if (!this.volume.closed) this.volume.attachJournal(null);
-    await this.journal.close();
+    if (this.feed.leave(this) || this.ownFeed) await this.feed.close();
   }
 }

@@ -51,6 +51,8 @@ export interface SecondaryPairOptions {
   initialReason?: string;
   /** A deliberate bug for the mutation check (pairs.ts PairMutation). @default none */
   mutation?: 'apply-out-of-order' | 'drop-write';
+  /** The journal group this side is declared in (journal-group.ts). @default none */
+  journalGroup?: string;
 }
 
 /** The secondary side of a pair. */
@@ -201,6 +203,9 @@ export class SecondaryPair extends EventEmitter {
   /** PAIR_RECORDS: validated as a whole, then applied in order. */
   applyRecords(records: readonly ShippedRecord[]): void {
     try {
+      if (this.options.journalGroup !== undefined) {
+        throw new PairError('ERR_PAIR_MISMATCH', `pair ${this.name}: declared here in journal group ${this.options.journalGroup}; the primary ships it alone`);
+      }
       if (this.state !== 'mirroring' && this.state !== 'copying' && this.state !== 'resyncing') {
         throw new PairError('ERR_PAIR_STATE', `pair ${this.name}: records while ${this.state}`);
       }
@@ -209,7 +214,7 @@ export class SecondaryPair extends EventEmitter {
         if (record.sequence !== expected) {
           throw new PairError('ERR_PAIR_SEQUENCE', `pair ${this.name}: record ${record.sequence}, expected ${expected}`);
         }
-        this.checkRange(record.byteOffset, record.byteLength, `a ${record.kind} record`);
+        this.checkRecordRange(record);
         expected++;
       }
     } catch (error) {
@@ -219,32 +224,65 @@ export class SecondaryPair extends EventEmitter {
       }
       throw error;
     }
-    // Runs of writes go down in one native call each (in order); zeroes and trims one by one.
+    const ordered = this.options.mutation === 'apply-out-of-order' ? [...records].reverse() : records;
+    for (const record of ordered) this.applyOne(record);
+    this.flushApplied();
+    if (records.length > 0) this.standAt((records[records.length - 1] as ShippedRecord).sequence);
+  }
+
+  /** A record's bytes must lie inside the volume (throws ERR_PAIR_RANGE). */
+  checkRecordRange(record: ShippedRecord): void {
+    this.checkRange(record.byteOffset, record.byteLength, `a ${record.kind} record`);
+  }
+
+  /**
+   * A journal group's batch covers this side's records after `previous` (journal-group.ts):
+   * it must be declared in that group, mirroring, and the window must continue the last one.
+   */
+  checkGroupWindow(group: string, previous: number): void {
+    if (this.options.journalGroup !== group) {
+      throw new PairError('ERR_PAIR_MISMATCH', `pair ${this.name}: ${this.options.journalGroup === undefined ? 'declared here in no journal group' : `declared here in journal group ${this.options.journalGroup}`}, the primary ships it in ${group}`);
+    }
+    if (this.state !== 'mirroring') throw new PairError('ERR_PAIR_STATE', `pair ${this.name}: group records while ${this.state}`);
+    if (previous !== this.nextSequence - 1) {
+      throw new PairError('ERR_PAIR_SEQUENCE', `pair ${this.name}: a group batch continues after ${previous}, this side stands at ${this.nextSequence - 1}`);
+    }
+  }
+
+  /** Sends the refusal of a message to the primary (it suspends with secondary-error). */
+  refuseWith(error: PairError): void {
+    this.refuse(error);
+  }
+
+  /** Applies one validated record (runs of writes are batched until flushApplied()). */
+  applyOne(record: ShippedRecord): void {
+    if (this.options.mutation === 'drop-write' && record.kind === 'write' && ++this.mutationCounter % 5 === 0) return;
     const batch = this.batch;
-    const mutation = this.options.mutation;
-    const ordered = mutation === 'apply-out-of-order' ? [...records].reverse() : records;
-    for (const record of ordered) {
-      if (mutation === 'drop-write' && record.kind === 'write' && ++this.mutationCounter % 5 === 0) continue;
-      if (record.kind === 'write') {
-        batch.push({ byteOffset: record.byteOffset, data: record.data });
-        if (batch.length === Volume.MAX_WRITEV_COUNT) this.flushBatch();
-      } else if (record.kind === 'marker') {
-        // A lockstep marker: nothing to apply; PAIR_MARKER later asks for it to be safe-stored.
-      } else {
-        this.flushBatch();
-        if (record.kind === 'zero') this.volume.writeZeroes(record.byteOffset, record.byteLength);
-        else this.volume.trim(record.byteOffset, record.byteLength);
-      }
-      this.appliedBytes += record.byteLength;
+    if (record.kind === 'write') {
+      batch.push({ byteOffset: record.byteOffset, data: record.data });
+      if (batch.length === Volume.MAX_WRITEV_COUNT) this.flushBatch();
+    } else if (record.kind === 'marker') {
+      // A lockstep marker: nothing to apply; PAIR_MARKER later asks for it to be safe-stored.
+    } else {
+      this.flushBatch();
+      if (record.kind === 'zero') this.volume.writeZeroes(record.byteOffset, record.byteLength);
+      else this.volume.trim(record.byteOffset, record.byteLength);
     }
+    this.appliedBytes += record.byteLength;
+  }
+
+  /** Writes the batched run of writes down (in order). */
+  flushApplied(): void {
     this.flushBatch();
-    if (records.length > 0) {
-      const last = (records[records.length - 1] as ShippedRecord).sequence;
-      this.nextSequence = last + 1;
-      this.received = this.applied = last;
-      this.meta.update({ applied: last, nextSequence: last + 1 });
-      this.reportPosition();
-    }
+  }
+
+  /** Everything through `sequence` is applied: persist the position and report it. */
+  standAt(sequence: number): void {
+    if (sequence < this.nextSequence - 1) return;
+    this.nextSequence = sequence + 1;
+    this.received = this.applied = sequence;
+    this.meta.update({ applied: sequence, nextSequence: sequence + 1 });
+    this.reportPosition();
   }
 
   private readonly batch: WriteOp[] = [];

@@ -31,6 +31,8 @@ export const MessageType = Object.freeze({
   PAIR_RESOLVE: 0x39,
   /** Pairs: safe-store (flush) through a lockstep marker the secondary has applied (request). */
   PAIR_MARKER: 0x3a,
+  /** Pairs: a batch of a journal group's shared journal, in its one write order (message). */
+  PAIR_GROUP_RECORDS: 0x3b,
 });
 
 const KNOWN = new Set<number>(Object.values(MessageType));

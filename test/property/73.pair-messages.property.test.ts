@@ -53,6 +53,15 @@ const CODECS: { what: string; message: fc.Arbitrary<unknown>; encode: (m: never)
     decode: (bytes) => M.decodeRecords(bytes, MAX_DATA),
   },
   {
+    what: 'PAIR_GROUP_RECORDS',
+    message: fc.array(fc.record({ name, previous: u64 }), { minLength: 1, maxLength: 4 }).chain((members) => fc.record({
+      group: name, through: u64, members: fc.constant(members),
+      records: fc.array(fc.tuple(fc.integer({ min: 0, max: members.length - 1 }), record).map(([member, r]) => ({ ...r, member })), { maxLength: 8 }),
+    })),
+    encode: M.encodeGroupRecords as (m: never) => Buffer,
+    decode: (bytes) => M.decodeGroupRecords(bytes, MAX_DATA),
+  },
+  {
     what: 'PAIR_POSITION',
     message: fc.record({ name, received: u64, applied: u64, flushed: u64 }),
     encode: M.encodePosition as (m: never) => Buffer,

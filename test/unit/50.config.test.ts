@@ -813,4 +813,29 @@ describe('50 config: pairs', () => {
     assert.match(text, /controllers\[0\]\.pairs\[2\]\.fence: fence "data" needs mode "sync"/);
     assert.match(text, /controllers\[0\]\.pairs\[3\]\.role:/);
   });
+
+  it('accepts a journal group of pairs with one peer, mode and role, and names each group problem', () => {
+    const grouped = [
+      { name: 'p', volume: 'v', peer: 'b', remoteVolume: 'v', role: 'primary', journalGroup: 'db' },
+      { name: 'q', volume: 'w', peer: 'b', remoteVolume: 'w', role: 'primary', journalGroup: 'db' },
+    ];
+    const config = validateConfig(withPairs(grouped));
+    assert.deepEqual(config.controllers[0]?.pairs.map((pair) => pair.journalGroup), ['db', 'db']);
+    assert.deepEqual(validateConfig(toDocument(config)), config);
+    let issues: string[] = [];
+    try {
+      validateConfig(withPairs([
+        grouped[0],
+        { ...grouped[1], mode: 'sync' },
+        { name: 'r', volume: 'v', peer: 'b', remoteVolume: 'x', role: 'primary' },
+        { name: 's', volume: 'w', peer: 'b', remoteVolume: 'w', role: 'primary', journalGroup: 'bad group!' },
+      ]));
+    } catch (error) {
+      issues = (error as ConfigError).issues;
+    }
+    const text = issues.join('\n');
+    assert.match(text, /controllers\[0\]\.pairs\[1\]\.journalGroup: journal group "db" has mode "async" \(pairs\[0\]\); one mode per group/);
+    assert.match(text, /controllers\[0\]\.pairs\[2\]\.volume: "v" is in a journal group; a grouped volume is in no other pair/);
+    assert.match(text, /controllers\[0\]\.pairs\[3\]\.journalGroup:/);
+  });
 });

@@ -1,0 +1,295 @@
+// Journal groups on the simulated network and clock (src/replication/journal-group.ts): two
+// volumes whose pairs share one journal are applied on the secondary in one write order, so the
+// secondary image is a write-order prefix of the group at every instant, also when one member
+// is suspended (the group suspends as one) and across a partition, a full journal and a
+// restart of the primary. The same workload without the group runs one volume ahead of the
+// other (the check can fail). Bad group batches are refused as a whole, nothing applied.
+import * as assert from 'node:assert/strict';
+
+import { Controller } from '../../src/controller/controller';
+import { MessageType } from '../../src/transport/message-types';
+import { encodeGroupRecords, encodeRecords } from '../../src/replication/messages';
+import { type PairSpec, groupProblem } from '../../src/replication/pairs';
+import type { PairVolume } from '../../src/replication/pair-volume';
+import { SeededRandom } from '../../src/runtime/random';
+import { SimNetwork } from '../../src/sim/network';
+import { SIM_LINK_TUNING } from '../../src/sim/pair-schedule';
+import { SimClock } from '../../src/sim/sim-clock';
+import type { Volume } from '../../src/storage/volume';
+
+const CAPACITY = 1024 * 1024;
+const BLOCK = 4096;
+const BLOCKS = CAPACITY / BLOCK;
+const VOLUMES = ['log', 'data'] as const;
+
+interface World {
+  clock: SimClock;
+  network: SimNetwork;
+  a: Controller;
+  b: Controller;
+  grouped: boolean;
+  random: SeededRandom;
+}
+
+function specs(role: 'primary' | 'secondary', peer: string, grouped: boolean, mode: 'sync' | 'async'): PairSpec[] {
+  return VOLUMES.map((volume) => ({
+    name: `g-${volume}`, volume, peer, remoteVolume: volume, mode, role, ...(grouped ? { journalGroup: 'db' } : {}),
+  }));
+}
+
+function controllerA(w: Pick<World, 'clock' | 'network' | 'grouped' | 'random'>, options: { mode?: 'sync' | 'async'; journalCapacityBytes?: number } = {}): Controller {
+  return new Controller({
+    id: 'a', network: w.network.node('a'), clock: w.clock, random: w.random.fork('a'),
+    volumes: VOLUMES.map((name) => ({ name, capacityBytes: CAPACITY })),
+    replication: { ...SIM_LINK_TUNING, listen: { host: 'a', port: 7000 } },
+    peers: [{ id: 'b', address: { host: 'b', port: 7000 } }],
+    pairs: specs('primary', 'b', w.grouped, options.mode ?? 'async'),
+    ...(options.journalCapacityBytes === undefined ? {} : { journal: { journalCapacityBytes: options.journalCapacityBytes } }),
+  });
+}
+
+async function world(grouped: boolean, options: { mode?: 'sync' | 'async'; journalCapacityBytes?: number; seed?: number } = {}): Promise<World> {
+  const clock = new SimClock();
+  const random = new SeededRandom(options.seed ?? 21);
+  const network = new SimNetwork({ clock, random: random.fork('network') });
+  const base = { clock, network, grouped, random };
+  const a = controllerA(base, options);
+  const b = new Controller({
+    id: 'b', network: network.node('b'), clock, random: random.fork('b'),
+    volumes: VOLUMES.map((name) => ({ name, capacityBytes: CAPACITY })),
+    replication: { ...SIM_LINK_TUNING, listen: { host: 'b', port: 7000 } },
+    peers: [{ id: 'a', address: { host: 'a', port: 7000 } }],
+    pairs: specs('secondary', 'a', grouped, options.mode ?? 'async'),
+  });
+  await b.start();
+  await a.start();
+  return { ...base, a, b };
+}
+
+function states(w: World): string[] {
+  return VOLUMES.map((volume) => w.a.pairs?.primary(`g-${volume}`).currentState ?? 'none');
+}
+
+async function until(w: World, predicate: () => boolean, what: string, maxTimeMs = 20_000): Promise<void> {
+  const ok = await w.clock.runUntil(predicate, { maxTimeMs });
+  assert.ok(ok, `${what}: not reached; ${JSON.stringify(VOLUMES.map((volume) => w.a.pairs?.primary(`g-${volume}`).status()))}`);
+}
+
+/** The content of step `step` of the workload on `volume`: the stamp and the volume's index. */
+function content(volume: number, step: number): Buffer {
+  const data = Buffer.alloc(BLOCK);
+  for (let at = 0; at < BLOCK; at += 8) {
+    data.writeUInt32LE(step + 1, at);
+    data.writeUInt32LE(volume + 1, at + 4);
+  }
+  return data;
+}
+
+/** The workload's global order: step i writes log block i, then data block i. */
+function writeStep(w: World, step: number): void {
+  VOLUMES.forEach((volume, index) => (w.a.exportVolume(volume) as PairVolume).write((step % BLOCKS) * BLOCK, content(index, step)));
+}
+
+/** How many leading blocks of the secondary's `volume` hold the workload's steps; -1 if anything else is there. */
+function prefixLength(w: World, index: number): number {
+  const volume = w.b.volume(VOLUMES[index] as string) as Volume;
+  const all = Buffer.alloc(CAPACITY);
+  volume.read(0, all);
+  let length = 0;
+  while (length < BLOCKS && all.subarray(length * BLOCK, (length + 1) * BLOCK).equals(content(index, length))) length++;
+  for (let at = length * BLOCK; at < CAPACITY; at++) if (all[at] !== 0) return -1;
+  return length;
+}
+
+/**
+ * Whether the secondary's two volumes together are a write-order prefix of the workload
+ * (log 0, data 0, log 1, data 1, ...): the data volume holds as many steps as the log or one fewer.
+ */
+function writeOrderPrefix(w: World): { ok: boolean; log: number; data: number } {
+  const log = prefixLength(w, 0);
+  const data = prefixLength(w, 1);
+  return { ok: log >= 0 && data >= 0 && (data === log || data === log - 1), log, data };
+}
+
+function identical(w: World): boolean {
+  return VOLUMES.every((name) => {
+    const left = Buffer.alloc(CAPACITY);
+    const right = Buffer.alloc(CAPACITY);
+    (w.a.exportVolume(name) as PairVolume).read(0, left);
+    (w.b.volume(name) as Volume).read(0, right);
+    return left.equals(right);
+  });
+}
+
+/** Runs `steps` workload steps from `first`, a little simulated time after each, checking the prefix after each. */
+async function runChecked(w: World, first: number, steps: number, during?: (step: number) => void): Promise<{ violations: number; worst: string; seen: number }> {
+  let violations = 0;
+  let worst = '';
+  const seen = new Set<string>();
+  for (let step = first; step < first + steps; step++) {
+    writeStep(w, step);
+    during?.(step);
+    await w.clock.runFor(0.5 + w.random.int(3));
+    const prefix = writeOrderPrefix(w);
+    seen.add(`${prefix.log}/${prefix.data}`);
+    if (!prefix.ok) {
+      violations++;
+      worst = `after step ${step}: log ${prefix.log}, data ${prefix.data}`;
+    }
+  }
+  return { violations, worst, seen: seen.size };
+}
+
+async function close(w: World): Promise<void> {
+  await w.a.close();
+  await w.b.close();
+}
+
+describe('87 journal groups on the simulated network', () => {
+  it('ships two volumes as one stream: the secondary is a write-order prefix of the group at every instant, and identical at the end', async () => {
+    const w = await world(true);
+    await until(w, () => states(w).every((state) => state === 'mirroring'), 'mirroring');
+    const result = await runChecked(w, 0, 120);
+    assert.equal(result.violations, 0, result.worst);
+    assert.ok(result.seen >= 20, `the check saw ${result.seen} distinct secondary images (it must see the stream move)`);
+    await until(w, () => identical(w), 'identical');
+    const groups = w.a.pairs?.groupStatus() ?? [];
+    assert.equal(groups.length, 1);
+    assert.deepEqual((groups[0] as { pairs: string[] }).pairs, ['g-log', 'g-data']);
+    assert.ok(((groups[0] as { batchesShipped: number }).batchesShipped) > 0);
+    assert.equal((groups[0] as { consistency: string }).consistency, 'consistent');
+    // One journal for both volumes: the pairs see one sequence space, and it is released.
+    const journals = VOLUMES.map((volume) => w.a.pairs?.replicatedVolume(volume)?.journal);
+    assert.equal(journals[0], journals[1]);
+    await until(w, () => (journals[0]?.stats().recordCount ?? -1) === 0, 'the shared journal released');
+    assert.equal((w.a.pairs?.status().find((pair) => pair.name === 'g-log') as { journalGroup?: string }).journalGroup, 'db');
+    await close(w);
+  });
+
+  for (const grouped of [true, false]) {
+    it(grouped
+      ? 'suspending one member suspends the group: the secondary image stays a write-order prefix; resume of one member resumes all'
+      : 'without the group, suspending one pair lets the other volume run ahead (the prefix check fails)', async () => {
+      const w = await world(grouped);
+      await until(w, () => states(w).every((state) => state === 'mirroring'), 'mirroring');
+      const before = await runChecked(w, 0, 20);
+      assert.equal(before.violations, 0, before.worst);
+      (w.a.pairs as NonNullable<Controller['pairs']>).suspend('g-log');
+      const during = await runChecked(w, 20, 40);
+      if (!grouped) {
+        assert.ok(during.violations > 0, 'two independent pairs: the data volume runs ahead of the log');
+        await close(w);
+        return;
+      }
+      assert.equal(during.violations, 0, during.worst);
+      assert.deepEqual(states(w), ['suspended', 'suspended']);
+      assert.equal(w.a.pairs?.primary('g-data').status().reason, 'operator');
+      assert.match(String(w.a.pairs?.primary('g-data').status().detail), /journal group db: pair g-log suspended/);
+      assert.equal((w.a.pairs?.groupStatus()[0] as { consistency: string }).consistency, 'inconsistent');
+      (w.a.pairs as NonNullable<Controller['pairs']>).resume('g-data');
+      await until(w, () => states(w).every((state) => state === 'mirroring') && identical(w), 'resumed together and identical');
+      const after = await runChecked(w, 60, 20);
+      assert.equal(after.violations, 0, after.worst);
+      await until(w, () => identical(w), 'identical');
+      await close(w);
+    });
+  }
+
+  it('a partition suspends both members; healing resyncs both by themselves; a full shared journal suspends both with journal-full', async () => {
+    const w = await world(true, { journalCapacityBytes: 128 * 1024, seed: 5 });
+    await until(w, () => states(w).every((state) => state === 'mirroring'), 'mirroring');
+    await runChecked(w, 0, 10);
+    w.network.partition('a', 'b', { direction: 'both' });
+    await until(w, () => states(w).every((state) => state === 'suspended'), 'both suspended');
+    for (const volume of VOLUMES) assert.equal(w.a.pairs?.primary(`g-${volume}`).status().reason, 'link-down');
+    // The secondary kept the last write-order prefix it had.
+    assert.ok(writeOrderPrefix(w).ok, JSON.stringify(writeOrderPrefix(w)));
+    for (let step = 10; step < 30; step++) writeStep(w, step);
+    w.network.healAll();
+    await until(w, () => states(w).every((state) => state === 'mirroring') && identical(w), 'resynced and identical');
+    // A slow link and a small shared journal: the journal fills, both members suspend, both recover.
+    w.network.setLink('a', 'b', { bandwidthBytesPerSecond: 32 * 1024 });
+    const reasons = new Set<string>();
+    w.a.pairs?.on('state', (event: { new: string; reason: string }) => { if (event.new === 'suspended') reasons.add(event.reason); });
+    for (let step = 30; step < 120; step++) writeStep(w, step);
+    await until(w, () => states(w).every((state) => state === 'suspended'), 'journal-full on both');
+    assert.deepEqual([...reasons], ['journal-full']);
+    w.network.setLink('a', 'b', { bandwidthBytesPerSecond: Infinity });
+    await until(w, () => states(w).every((state) => state === 'mirroring') && identical(w), 'recovered and identical', 60_000);
+    await close(w);
+  });
+
+  it('sync: a write completes once the secondary applied it, in the group\'s order; one lockstep marker covers both members', async () => {
+    const w = await world(true, { mode: 'sync' });
+    await until(w, () => states(w).every((state) => state === 'mirroring'), 'mirroring');
+    const log = w.a.exportVolume('log') as PairVolume;
+    const data = w.a.exportVolume('data') as PairVolume;
+    const first = log.write(0, content(0, 0));
+    const second = data.write(0, content(1, 0));
+    const waits = [log.writeCompletion(first), data.writeCompletion(second)];
+    assert.ok(waits.every((wait) => wait !== null), 'sync writes wait for the secondary');
+    let completed = 0;
+    for (const wait of waits) void wait?.then(() => { completed++; });
+    await until(w, () => completed === 2, 'both writes completed');
+    assert.ok(writeOrderPrefix(w).ok && writeOrderPrefix(w).data === 1, JSON.stringify(writeOrderPrefix(w)));
+    const issued = (w.a.status().lockstep as { markersIssued: number }).markersIssued;
+    let result: string | undefined;
+    void w.a.lockstep({ pairs: ['g-log', 'g-data'] }).then((answer) => { result = answer; });
+    await until(w, () => result !== undefined, 'lockstep answered');
+    assert.equal(result, 'done');
+    assert.equal((w.a.status().lockstep as { markersIssued: number }).markersIssued - issued, 1, 'one marker for the one journal');
+    await close(w);
+  });
+
+  it('refuses bad group batches as a whole: a gap, a record outside its window, an undeclared member, a mismatched declaration', async () => {
+    const w = await world(true);
+    await until(w, () => states(w).every((state) => state === 'mirroring'), 'mirroring');
+    const link = w.a.link('b');
+    const logSecondary = w.b.pairs?.secondary('g-log');
+    const stand = (): number => Number((logSecondary?.status().positions as { applied?: number } | undefined)?.applied ?? (logSecondary?.status() as { applied?: number }).applied);
+    const before = Buffer.alloc(CAPACITY);
+    (w.b.volume('log') as Volume).read(0, before);
+    const write = { member: 0, kind: 'write' as const, byteOffset: 0, byteLength: BLOCK, data: Buffer.alloc(BLOCK, 0xee) };
+    const bad = [
+      // A gap: the window does not continue where the secondary stands.
+      encodeGroupRecords({ group: 'db', through: 1000, members: [{ name: 'g-log', previous: 900 }], records: [{ ...write, sequence: 950 }] }),
+      // A record outside its member's window.
+      encodeGroupRecords({ group: 'db', through: 10, members: [{ name: 'g-log', previous: stand() }], records: [{ ...write, sequence: 11 }] }),
+      // Records out of order.
+      encodeGroupRecords({ group: 'db', through: stand() + 5, members: [{ name: 'g-log', previous: stand() }], records: [{ ...write, sequence: stand() + 3 }, { ...write, sequence: stand() + 2 }] }),
+      // A member this controller does not declare, and one declared in no group.
+      encodeGroupRecords({ group: 'db', through: stand() + 1, members: [{ name: 'nobody', previous: 0 }], records: [] }),
+      encodeGroupRecords({ group: 'other', through: stand() + 1, members: [{ name: 'g-log', previous: stand() }], records: [{ ...write, sequence: stand() + 1 }] }),
+      // Past the end of the volume.
+      encodeGroupRecords({ group: 'db', through: stand() + 1, members: [{ name: 'g-log', previous: stand() }], records: [{ ...write, sequence: stand() + 1, byteOffset: CAPACITY }] }),
+    ];
+    const refusedBefore = logSecondary?.refusedCount ?? 0;
+    for (const payload of bad) link.send(MessageType.PAIR_GROUP_RECORDS, payload);
+    // A grouped secondary refuses records shipped for the pair alone.
+    link.send(MessageType.PAIR_RECORDS, encodeRecords('g-log', [{ sequence: stand() + 1, kind: 'write', byteOffset: 0, byteLength: BLOCK, data: Buffer.alloc(BLOCK, 0xee) }]));
+    await w.clock.runFor(200);
+    const after = Buffer.alloc(CAPACITY);
+    (w.b.volume('log') as Volume).read(0, after);
+    assert.ok(after.equals(before), 'nothing of a refused batch was applied');
+    assert.ok((logSecondary?.refusedCount ?? 0) - refusedBefore >= 5, `refused ${(logSecondary?.refusedCount ?? 0) - refusedBefore}`);
+    // The primaries heard of it: the group suspended with secondary-error; the controller is up.
+    await until(w, () => states(w).every((state) => state === 'suspended'), 'suspended');
+    assert.equal(w.a.pairs?.primary('g-log').status().reason, 'secondary-error');
+    (w.a.pairs as NonNullable<Controller['pairs']>).resume('g-log');
+    await until(w, () => states(w).every((state) => state === 'mirroring') && identical(w), 'resumed and identical');
+    await close(w);
+  });
+
+  it('refuses a group across peers, modes or roles, and a grouped volume in a second pair', () => {
+    const base = specs('primary', 'b', true, 'async');
+    const [log, data] = base as [PairSpec, PairSpec];
+    assert.equal(groupProblem(data, [log]), undefined);
+    assert.match(String(groupProblem({ ...data, peer: 'c' }, [log])), /one peer per group/);
+    assert.match(String(groupProblem({ ...data, mode: 'sync' }, [log])), /one mode per group/);
+    assert.match(String(groupProblem({ ...data, role: 'secondary' }, [log])), /one role per group/);
+    const fan: PairSpec = { name: 'fan', volume: 'log', peer: 'c', remoteVolume: 'log', mode: 'async', role: 'primary' };
+    assert.match(String(groupProblem(fan, base)), /grouped volume is in no other pair/);
+    assert.match(String(groupProblem(log, [fan])), /grouped volume is in no other pair/);
+    assert.match(String(groupProblem({ ...log, journalGroup: '' }, [])), /not a journal group name/);
+  });
+});
