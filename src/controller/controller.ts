@@ -133,6 +133,8 @@ export interface ControllerStatus {
   replication: { listen: string | null; listener: LinkListenerStats | null };
   links: LinkStatus[];
   pairs: Record<string, unknown>[];
+  /** The journal groups this controller is the primary of (members of) (docs/pairs.md). */
+  journalGroups: Record<string, unknown>[];
   /** The lockstep barrier (src/replication/lockstep.ts); null before start. */
   lockstep: Record<string, unknown> | null;
   volumes: { name: string; sharedName: string; backing: string; capacityBytes: number; blockSize: number; opened: string }[];
@@ -432,6 +434,7 @@ export class Controller extends EventEmitter {
       },
       links: [...this.linkMap.values()].map((link) => link.status()),
       pairs: this.pairManager?.status() ?? [],
+      journalGroups: this.pairManager?.groupStatus() ?? [],
       lockstep: this.lockstepBarrier?.status() ?? null,
       volumes: this.opened.map(({ spec, volume, opened }) => ({
         name: spec.name,

@@ -15,7 +15,8 @@ import { SeededRandom } from '../../src/runtime/random';
 import { SimNetwork } from '../../src/sim/network';
 import { SIM_LINK_TUNING } from '../../src/sim/pair-schedule';
 import { SimClock } from '../../src/sim/sim-clock';
-import type { Volume } from '../../src/storage/volume';
+import { Region } from '../../src/storage/region';
+import { Volume } from '../../src/storage/volume';
 
 const CAPACITY = 1024 * 1024;
 const BLOCK = 4096;
@@ -72,7 +73,8 @@ function states(w: World): string[] {
 
 async function until(w: World, predicate: () => boolean, what: string, maxTimeMs = 20_000): Promise<void> {
   const ok = await w.clock.runUntil(predicate, { maxTimeMs });
-  assert.ok(ok, `${what}: not reached; ${JSON.stringify(VOLUMES.map((volume) => w.a.pairs?.primary(`g-${volume}`).status()))}`);
+  const brief = (c: Controller): unknown => (c.pairs?.status() ?? []).map((pair) => `${String(pair.name)}:${String(pair.role)}:${String(pair.state)}(${String(pair.reason)}${pair.detail === undefined ? '' : `: ${String(pair.detail)}`})`);
+  assert.ok(ok, `${what}: not reached; a ${JSON.stringify(brief(w.a))}; b ${JSON.stringify(brief(w.b))}`);
 }
 
 /** The content of step `step` of the workload on `volume`: the stamp and the volume's index. */
@@ -143,6 +145,29 @@ async function runChecked(w: World, first: number, steps: number, during?: (step
 async function close(w: World): Promise<void> {
   await w.a.close();
   await w.b.close();
+}
+
+let worldCounter = 0;
+
+/** Controller `id` of a world whose volumes are shared (they outlive a crash), in its declared role. */
+function sharedController(w: World, id: 'a' | 'b', names: Record<'a' | 'b', string>, label: string): Controller {
+  const peer = id === 'a' ? 'b' : 'a';
+  return new Controller({
+    id, network: w.network.node(id), clock: w.clock, random: w.random.fork(label),
+    volumes: VOLUMES.map((name) => ({ name, capacityBytes: CAPACITY, backing: 'shared' as const, sharedName: `${names[id]}-${name}` })),
+    replication: { ...SIM_LINK_TUNING, listen: { host: id, port: 7000 } },
+    peers: [{ id: peer, address: { host: peer, port: 7000 } }],
+    pairs: specs(id === 'a' ? 'primary' : 'secondary', peer, true, 'async'),
+  });
+}
+
+function removeShared(names: Record<'a' | 'b', string>): void {
+  for (const id of ['a', 'b'] as const) {
+    for (const volume of VOLUMES) {
+      Volume.unlink({ name: `${names[id]}-${volume}` });
+      for (const pair of VOLUMES) Region.unlink('shared', `blockmirror.pair.${names[id]}-${volume}.g-${pair}`);
+    }
+  }
 }
 
 describe('87 journal groups on the simulated network', () => {
@@ -278,6 +303,61 @@ describe('87 journal groups on the simulated network', () => {
     (w.a.pairs as NonNullable<Controller['pairs']>).resume('g-log');
     await until(w, () => states(w).every((state) => state === 'mirroring') && identical(w), 'resumed and identical');
     await close(w);
+  });
+
+  it('a crash of the primary mid-stream leaves the secondary a write-order prefix; both members are taken over, the old primary returns demoted and resyncs', async () => {
+    worldCounter++;
+    const names = { a: `bm-sim87-${process.pid}-${worldCounter}-a`, b: `bm-sim87-${process.pid}-${worldCounter}-b` };
+    const clock = new SimClock();
+    const random = new SeededRandom(41);
+    const network = new SimNetwork({ clock, random: random.fork('network') });
+    const w: World = { clock, network, grouped: true, random, a: undefined as unknown as Controller, b: undefined as unknown as Controller };
+    try {
+      w.b = sharedController(w, 'b', names, 'b');
+      w.a = sharedController(w, 'a', names, 'a');
+      await w.b.start();
+      await w.a.start();
+      await until(w, () => states(w).every((state) => state === 'mirroring'), 'mirroring');
+      network.setLink('a', 'b', { latencyMs: 3 });
+      // Steps go on while records are in flight; the primary dies between two of them.
+      for (let step = 0; step < 40; step++) {
+        writeStep(w, step);
+        await clock.runFor(0.7);
+      }
+      w.a.crash();
+      network.crash('a');
+      const cut = writeOrderPrefix(w);
+      assert.ok(cut.ok, `the secondary after the crash: ${JSON.stringify(cut)}`);
+      assert.ok(cut.log > 0 && cut.log < 40, `the crash fell mid-stream (log ${cut.log})`);
+      await until(w, () => VOLUMES.every((volume) => w.b.pairs?.secondary(`g-${volume}`)?.currentState === 'suspended' ||
+        w.b.links.get('a')?.currentState !== 'up'), 'the link to the dead primary is down');
+      for (const volume of VOLUMES) {
+        let taken = false;
+        void (w.b.pairs as NonNullable<Controller['pairs']>).takeover(`g-${volume}`).then(() => { taken = true; });
+        await until(w, () => taken, `takeover of g-${volume}`);
+      }
+      // The new primary writes through its own shared journal for the group.
+      const stepsOnB = [cut.log + 100, cut.log + 101];
+      for (const step of stepsOnB) VOLUMES.forEach((volume, index) => (w.b.exportVolume(volume) as PairVolume).write((step % BLOCKS) * BLOCK, content(index, step)));
+      assert.equal(w.b.pairs?.groupStatus().length, 1);
+      // The old primary returns: demoted by the generations, resynced from the new primary.
+      network.restart('a');
+      w.a = sharedController(w, 'a', names, 'a-restarted');
+      await w.a.start();
+      const bSide = (volume: string): string => w.b.pairs?.primary(`g-${volume}`).currentState ?? 'none';
+      await until(w, () => VOLUMES.every((volume) => bSide(volume) === 'mirroring' && w.a.pairs?.secondary(`g-${volume}`) !== undefined), 'the old primary demoted and resynced');
+      await until(w, () => VOLUMES.every((name) => {
+        const left = Buffer.alloc(CAPACITY);
+        const right = Buffer.alloc(CAPACITY);
+        (w.b.exportVolume(name) as PairVolume).read(0, left);
+        (w.a.volume(name) as Volume).read(0, right);
+        return left.equals(right);
+      }), 'identical after the resync');
+    } finally {
+      await w.a?.close().catch(() => undefined);
+      await w.b?.close().catch(() => undefined);
+      removeShared(names);
+    }
   });
 
   it('refuses a group across peers, modes or roles, and a grouped volume in a second pair', () => {
