@@ -1,40 +1,24 @@
 // `blockmirror sim`: runs seeded pair schedules on the simulated network and clock
 // (src/sim/pair-schedule.ts) and prints each run's event timeline and the verdict of every
-// invariant, so users can check their own expectations of the system. A seed replays exactly.
+// invariant, so users can check their own expectations of the system. A seed replays exactly;
+// so does a written-down event list (`--replay FILE`, src/sim/schedule-spec.ts), which is what
+// `--shrink` prints and writes for a failing seed (src/sim/shrink.ts) and what the permanent
+// regression cases in test/scenario/regressions/ are.
+
+import { readFileSync, writeFileSync } from 'node:fs';
 
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 
-import { type PairScheduleResult, runPairSchedule } from '../sim/pair-schedule';
+import type { PairMutation } from '../replication/pairs';
+import { CONTROLLER_IDS, type PairScheduleOptions, type PairScheduleResult, runPairSchedule } from '../sim/pair-schedule';
+import { type ScheduleSpec, formatScheduleSpec, optionsOfSpec, parseScheduleSpec, specOf } from '../sim/schedule-spec';
+import { describeEvents, shrinkSchedule } from '../sim/shrink';
+import { verdicts } from '../sim/verdicts';
 
-/** The invariants a schedule checks, and how a violation names each. */
-export const SIM_INVARIANTS: readonly { name: string; description: string; matches: (violation: string) => boolean }[] = Object.freeze([
-  { name: 'sync-no-acknowledged-loss', description: 'no write a sync pair acknowledged is missing after a takeover',
-    matches: (text: string) => text.includes('takeover') },
-  { name: 'consistent-is-prefix', description: 'an async secondary that says it is consistent is a write-order prefix of the primary\'s history',
-    matches: (text: string) => text.includes('write-order prefix') },
-  { name: 'identical-after-quiescence', description: 'after healing and quiescence every pair mirrors and both sides are identical',
-    matches: (text: string) => text.includes('quiescence') || text.includes('quiesced') || text.includes('differ') },
-  { name: 'transient-bound', description: 'no pair stays copying or resyncing past its bound with its link up',
-    matches: (text: string) => text.includes('with its link up and unfaulted') },
-  { name: 'lockstep-done-covers', description: 'a lockstep call that answers done has every write issued before it on every receiver',
-    matches: (text: string) => text.includes('lockstep was done') },
-  { name: 'primary-model', description: 'the primary holds what its host wrote (the model agrees)',
-    matches: (text: string) => text.includes('its history ends with') || text.includes('lineage') },
-]);
+export { SIM_INVARIANTS, verdicts } from '../sim/verdicts';
 
-/** The verdict per invariant of one run (a violation no invariant claims counts as 'other'). */
-export function verdicts(result: PairScheduleResult): { name: string; pass: boolean; violations: string[] }[] {
-  const claimed = new Set<string>();
-  const list = SIM_INVARIANTS.map((invariant) => {
-    const violations = result.violations.filter((text) => invariant.matches(text));
-    for (const text of violations) claimed.add(text);
-    return { name: invariant.name, pass: violations.length === 0, violations };
-  });
-  const other = result.violations.filter((text) => !claimed.has(text));
-  if (other.length > 0) list.push({ name: 'other', pass: false, violations: other });
-  return list;
-}
+const MUTATIONS: readonly PairMutation[] = ['apply-out-of-order', 'drop-write', 'skip-track'];
 
 function integer(name: string, min: number, max: number): (value: string) => number {
   return (value: string) => {
@@ -42,6 +26,46 @@ function integer(name: string, min: number, max: number): (value: string) => num
     if (!Number.isSafeInteger(parsed) || parsed < min || parsed > max) throw new InvalidArgumentError(`${name} must be an integer from ${min} to ${max}`);
     return parsed;
   };
+}
+
+interface SimCommandOptions {
+  seed?: number; runs: number; mode?: string; steps: number; blocks: number; fanOut?: boolean; controllers?: number;
+  replay?: string; shrink?: boolean; out?: string; maxReplays: number; mutation?: string; quiet?: boolean; json?: boolean;
+}
+
+function usage(message: string): void {
+  process.stderr.write(`blockmirror: sim: ${message}\n`);
+  process.exitCode = 2;
+}
+
+/** Reads `--replay`: a file, or the spec itself when it starts with '{'. */
+function readSpec(source: string): ScheduleSpec {
+  const text = source.trimStart().startsWith('{') ? source : readFileSync(source, 'utf8');
+  return parseScheduleSpec(JSON.parse(text));
+}
+
+function header(result: PairScheduleResult, what: string): string {
+  const shape = result.controllers === 2 ? '' : `, ${result.controllers} controllers (fan-out)`;
+  return `\n${what}: ${result.mode}${result.mode === 'sync' ? ` fence ${result.fence}` : ''}${shape}\n`;
+}
+
+function printVerdicts(result: PairScheduleResult): void {
+  for (const verdict of verdicts(result)) {
+    process.stdout.write(`  ${verdict.pass ? 'pass' : 'FAIL'}  ${verdict.name}\n`);
+    for (const text of verdict.violations) process.stdout.write(`        ${text}\n`);
+  }
+}
+
+async function shrinkAndWrite(spec: ScheduleSpec, options: SimCommandOptions): Promise<void> {
+  process.stdout.write(`  shrinking ${spec.events.length} events (at most ${options.maxReplays} replays) ...\n`);
+  const shrunk = await shrinkSchedule(spec, { maxRuns: options.maxReplays });
+  const file = options.out ?? `blockmirror-sim-${spec.seed}.json`;
+  writeFileSync(file, formatScheduleSpec(shrunk.minimal));
+  process.stdout.write(`  shrunk to ${shrunk.minimal.events.length} of ${spec.events.length} events, still failing ${shrunk.invariant} ` +
+    `(${shrunk.runs} replays${shrunk.oneMinimal ? ', 1-minimal' : ', budget spent: not proven 1-minimal'}):\n`);
+  for (const line of describeEvents(shrunk.minimal)) process.stdout.write(`    ${line}\n`);
+  for (const text of shrunk.result.violations.slice(0, 3)) process.stdout.write(`    -> ${text}\n`);
+  process.stdout.write(`  written to ${file}\n  replay: blockmirror sim --replay ${file}\n`);
 }
 
 /** Registers `blockmirror sim`. */
@@ -54,32 +78,67 @@ export function registerSimCommand(program: Command): void {
     .option('--mode <mode>', 'sync or async (default: drawn from each seed)')
     .option('--steps <n>', 'operations before healing', integer('--steps', 1, 10_000), 20)
     .option('--blocks <n>', 'blocks of 4 KiB per volume', integer('--blocks', 8, 65_536), 64)
-    .option('--fan-out', 'a third controller: a second secondary of the primary volume (no takeovers then)')
+    .option('--controllers <k>', `controllers a, b, c, ...: a is the primary of one pair to each other one (2: a pair with takeovers; 3 or more: a fan-out) (default: 2)`,
+      integer('--controllers', 2, CONTROLLER_IDS.length))
+    .option('--fan-out', 'the same as --controllers 3')
+    .option('--replay <file>', 'replay a written-down event list (a file, or the JSON itself) instead of a seed')
+    .option('--shrink', 'shrink a failing run to a minimal event list, print it and write it (see --out)')
+    .option('--out <file>', 'where --shrink writes the minimal list (default: blockmirror-sim-<seed>.json)')
+    .option('--max-replays <n>', 'replays a shrink may spend', integer('--max-replays', 1, 100_000), 1000)
+    .option('--mutation <name>', `a deliberate bug in the pair logic, to check the checkers (${MUTATIONS.join(', ')}; none: replay a list without its own)`)
     .option('--quiet', 'no timeline, only the verdicts')
     .option('--json', 'one JSON document per run')
     .addHelpText('after', `
-Exit codes: 0 every invariant held in every run, 1 a violation (its seed replays it), 2 usage.
+Exit codes: 0 every invariant held in every run, 1 a violation (its seed or list replays it), 2 usage.
 
 Examples:
   $ blockmirror sim --seed 42
+  $ blockmirror sim --seed 7 --controllers 4
   $ blockmirror sim --runs 1000 --quiet
+  $ blockmirror sim --seed 5003 --mode async --mutation apply-out-of-order --shrink --out case.json
+  $ blockmirror sim --replay case.json
 `)
-    .action(async (options: { seed?: number; runs: number; mode?: string; steps: number; blocks: number; fanOut?: boolean; quiet?: boolean; json?: boolean }) => {
-      if (options.mode !== undefined && options.mode !== 'sync' && options.mode !== 'async') {
-        process.stderr.write('blockmirror: sim: --mode must be sync or async\n');
-        process.exitCode = 2;
+    .action(async (options: SimCommandOptions) => {
+      if (options.mode !== undefined && options.mode !== 'sync' && options.mode !== 'async') return usage('--mode must be sync or async');
+      if (options.mutation !== undefined && options.mutation !== 'none' && !MUTATIONS.includes(options.mutation as PairMutation)) return usage(`--mutation must be none or one of ${MUTATIONS.join(', ')}`);
+      if (options.fanOut === true && options.controllers !== undefined && options.controllers < 3) return usage('--fan-out means 3 controllers or more');
+      const mutation = options.mutation === 'none' ? undefined : options.mutation as PairMutation | undefined;
+      if (options.replay !== undefined) {
+        let spec: ScheduleSpec;
+        try {
+          spec = readSpec(options.replay);
+        } catch (error) {
+          return usage(`--replay: ${(error as Error).message}`);
+        }
+        if (options.mutation === 'none') delete spec.mutation;
+        else if (mutation !== undefined) spec = { ...spec, mutation };
+        const result = await runPairSchedule({ ...optionsOfSpec(spec), namePrefix: `bm-sim-${process.pid}` });
+        if (options.json === true) process.stdout.write(`${JSON.stringify({ ...result, verdicts: verdicts(result) })}\n`);
+        else {
+          if (options.quiet !== true) {
+            process.stdout.write(header(result, `replay of ${spec.events.length} events (seed ${spec.seed}${spec.mutation === undefined ? '' : `, mutation ${spec.mutation}`})`));
+            if (spec.found !== undefined) process.stdout.write(`  found: ${spec.found}\n`);
+            for (const line of result.trace) process.stdout.write(`  ${line}\n`);
+          }
+          printVerdicts(result);
+          if (result.violations.length > 0 && options.shrink === true) await shrinkAndWrite(spec, options);
+        }
+        if (result.violations.length > 0) process.exitCode = 1;
         return;
       }
       const first = options.seed ?? Date.now() % 2 ** 31;
       if (options.seed === undefined && options.json !== true) process.stdout.write(`seed ${first} (replay: blockmirror sim --seed ${first})\n`);
+      const controllers = options.controllers ?? (options.fanOut === true ? 3 : 2);
       let failed = 0;
       const startedAt = Date.now();
       for (let run = 0; run < options.runs; run++) {
         const seed = first + run;
-        const result = await runPairSchedule({
+        const scheduleOptions: PairScheduleOptions = {
           seed, mode: (options.mode as 'sync' | 'async' | undefined) ?? (seed % 2 === 1 ? 'sync' : 'async'),
-          steps: options.steps, blockCount: options.blocks, fanOut: options.fanOut === true, namePrefix: `bm-sim-${process.pid}`,
-        });
+          steps: options.steps, blockCount: options.blocks, controllers, namePrefix: `bm-sim-${process.pid}`,
+          ...(mutation === undefined ? {} : { mutation }),
+        };
+        const result = await runPairSchedule(scheduleOptions);
         const list = verdicts(result);
         if (result.violations.length > 0) failed++;
         if (options.json === true) {
@@ -88,15 +147,16 @@ Examples:
         }
         const showTimeline = options.quiet !== true && (options.runs === 1 || result.violations.length > 0);
         if (showTimeline) {
-          process.stdout.write(`\nseed ${seed}: ${result.mode}${result.mode === 'sync' ? ` fence ${result.fence}` : ''}${result.fanOut ? ', fan-out' : ''}\n`);
+          process.stdout.write(header(result, `seed ${seed}`));
           for (const line of result.trace) process.stdout.write(`  ${line}\n`);
         }
         if (options.runs === 1 || result.violations.length > 0) {
-          for (const verdict of list) {
-            process.stdout.write(`  ${verdict.pass ? 'pass' : 'FAIL'}  ${verdict.name}\n`);
-            for (const text of verdict.violations) process.stdout.write(`        ${text}\n`);
+          printVerdicts(result);
+          if (result.violations.length > 0) {
+            process.stdout.write(`  replay: blockmirror sim --seed ${seed}${options.mode === undefined ? '' : ` --mode ${options.mode}`} --steps ${options.steps} --blocks ${options.blocks}` +
+              `${controllers === 2 ? '' : ` --controllers ${controllers}`}${mutation === undefined ? '' : ` --mutation ${mutation}`}\n`);
+            if (options.shrink === true) await shrinkAndWrite(specOf(result, mutation === undefined ? {} : { mutation }), options);
           }
-          if (result.violations.length > 0) process.stdout.write(`  replay: blockmirror sim --seed ${seed}${options.mode === undefined ? '' : ` --mode ${options.mode}`} --steps ${options.steps} --blocks ${options.blocks}${options.fanOut === true ? ' --fan-out' : ''}\n`);
         }
       }
       if (options.json !== true) {

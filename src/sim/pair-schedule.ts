@@ -44,6 +44,7 @@ import { Controller } from '../controller/controller';
 import type { ControllerVolumeSpec } from '../controller/volumes';
 import type { PairMutation, PairRoleEvent, PairSpec } from '../replication/pairs';
 import type { PairVolume } from '../replication/pair-volume';
+import type { PrimaryPair } from '../replication/primary-pair';
 import { SeededRandom } from '../runtime/random';
 import { Region } from '../storage/region';
 import { Volume } from '../storage/volume';
@@ -68,8 +69,22 @@ export interface PairScheduleOptions {
   mode: 'sync' | 'async';
   /** Operations before healing. @default 20 */
   steps?: number;
-  /** A third controller `c`, a second secondary of `a`'s volume (no takeovers then). @default false */
+  /** A third controller `c`, a second secondary of `a`'s volume (no takeovers then); the same as `controllers: 3`. @default false */
   fanOut?: boolean;
+  /**
+   * Controllers `a`, `b`, `c`, ...: `a` is the primary of pair `p<i-1>` to the i-th of the
+   * others (a fan-out; takeovers, failbacks and resolves of role only with two). From 2 to 8.
+   * @default 2, or 3 with `fanOut`
+   */
+  controllers?: number;
+  /**
+   * Replays this event list (a ScheduleSpec's, see schedule-spec.ts) instead of drawing `steps`
+   * operations from the seed; the seed still drives the network and the controllers.
+   * @default none: drawn from the seed
+   */
+  events?: readonly ScheduleEvent[];
+  /** With `events`: the draws of the final quiescence (resolves). @default [] */
+  tail?: readonly number[];
   /** Sync only. @default drawn from the seed */
   fence?: 'never' | 'data';
   /** Blocks of each volume. @default 64 */
@@ -90,6 +105,32 @@ export interface PairScheduleOptions {
   onLog?: (line: string) => void;
   /** A deliberate bug in the pair logic (the mutation check). @default none */
   mutation?: PairMutation;
+}
+
+/** What a schedule step does; the first draw of a seeded step picks it (see OPERATIONS). */
+export type ScheduleOperation = 'writes' | 'zero' | 'trim' | 'lockstep' | 'link-fault' | 'heal' | 'crash' | 'restart'
+  | 'suspend' | 'resume' | 'takeover' | 'failback' | 'resolve';
+
+/** The operations by the roll (0..99) below which each is drawn, in order. */
+export const OPERATIONS: readonly { operation: ScheduleOperation; below: number }[] = Object.freeze([
+  { operation: 'writes', below: 40 }, { operation: 'zero', below: 44 }, { operation: 'trim', below: 47 },
+  { operation: 'lockstep', below: 50 }, { operation: 'link-fault', below: 62 }, { operation: 'heal', below: 69 },
+  { operation: 'crash', below: 74 }, { operation: 'restart', below: 82 }, { operation: 'suspend', below: 85 },
+  { operation: 'resume', below: 88 }, { operation: 'takeover', below: 93 }, { operation: 'failback', below: 96 },
+  { operation: 'resolve', below: 100 },
+]);
+
+/**
+ * One step of a schedule as it can be replayed alone: the operation, the raw 32-bit draws it
+ * made (which controller, which blocks, which fault; a replay reads them in the same order, so
+ * a step means the same wherever the state lets it), and the virtual ms run after it. `trace`
+ * is what the step printed when it was recorded (for people; a replay ignores it).
+ */
+export interface ScheduleEvent {
+  operation: ScheduleOperation;
+  draws: number[];
+  afterMs: number;
+  trace?: string[];
 }
 
 /** Totals of one schedule. */
@@ -129,6 +170,47 @@ export interface PairScheduleResult {
   /** One line per operation and per finding ("<virtual ms> <what>"). */
   trace: string[];
   counters: PairScheduleCounters;
+  /** Controllers in the run (2, or more for a fan-out). */
+  controllers: number;
+  /** Everything that decided the run, as a replayable list (schedule-spec.ts). */
+  setup: { blockCount: number; blockBytes: number; journalCapacityBytes: number; stepMaxMs: number; transientBoundMs: number; quiesceMaxMs: number };
+  events: ScheduleEvent[];
+  tail: number[];
+}
+
+/**
+ * The schedule's source of choices. Seeded: 32-bit draws from the seed's 'schedule' fork, each
+ * kept in the current bucket (a step's event, or the tail); `int()` is SeededRandom.int() on
+ * them, so recording changes no draw. Replayed: a step's recorded draws in order, then (a step
+ * whose state asks for more than it recorded) draws from a fork named after its place in the
+ * list, so a shortened list still replays identically on every run.
+ */
+class ScheduleChoices {
+  private bucket: number[] = [];
+  private queue: readonly number[] = [];
+  private queueIndex = 0;
+  private fallback: SeededRandom | undefined;
+
+  constructor(private readonly source: SeededRandom, private readonly replaying: boolean) {}
+
+  /** Starts a bucket: draws go there (seeded) or come from `recorded` (replayed). */
+  begin(recorded: readonly number[], fallbackLabel: string): number[] {
+    this.bucket = [];
+    this.queue = recorded;
+    this.queueIndex = 0;
+    this.fallback = this.replaying ? this.source.fork(fallbackLabel) : undefined;
+    return this.bucket;
+  }
+
+  int(bound: number): number {
+    if (!Number.isInteger(bound) || bound < 1 || bound > 2 ** 32) throw new RangeError(`bound must be an integer from 1 to 2^32, got ${bound}`);
+    let draw: number;
+    if (!this.replaying) draw = this.source.uint32();
+    else if (this.queueIndex < this.queue.length) draw = this.queue[this.queueIndex++] as number;
+    else draw = (this.fallback as SeededRandom).uint32();
+    this.bucket.push(draw);
+    return Math.floor((draw / 2 ** 32) * bound);
+  }
 }
 
 /** Link timing for controllers on the simulated network: a dead peer is noticed in 250 ms. */
@@ -139,7 +221,10 @@ export const SIM_LINK_TUNING = Object.freeze({
 const TUNING = SIM_LINK_TUNING;
 const VOLUME = 'vol0';
 
-type Id = 'a' | 'b' | 'c';
+type Id = string;
+
+/** Controller ids in order: the first is the declared primary of every pair. */
+export const CONTROLLER_IDS: readonly string[] = Object.freeze(['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h']);
 
 interface PairLink {
   pair: string;
@@ -177,7 +262,10 @@ class PairSchedule {
   private readonly stepMaxMs: number;
   private readonly clock = new SimClock();
   private readonly random: SeededRandom;
-  private readonly choose: SeededRandom;
+  private readonly choose: ScheduleChoices;
+  private readonly replay: readonly ScheduleEvent[] | undefined;
+  private readonly events: ScheduleEvent[] = [];
+  private tail: number[] = [];
   private readonly network: SimNetwork;
   private readonly ids: Id[];
   private readonly links: PairLink[];
@@ -204,12 +292,21 @@ class PairSchedule {
     if (options.mode !== 'sync' && options.mode !== 'async') throw new RangeError(`mode must be 'sync' or 'async', got ${String(options.mode)}`);
     this.seed = options.seed;
     this.mode = options.mode;
-    this.fanOut = options.fanOut ?? false;
+    const controllers = options.controllers ?? (options.fanOut === true ? 3 : 2);
+    if (!Number.isSafeInteger(controllers) || controllers < 2 || controllers > CONTROLLER_IDS.length) {
+      throw new RangeError(`controllers must be an integer from 2 to ${CONTROLLER_IDS.length}, got ${String(options.controllers)}`);
+    }
+    if (options.fanOut === true && controllers < 3) throw new RangeError('fanOut needs at least 3 controllers');
+    this.fanOut = controllers >= 3;
     this.random = new SeededRandom(options.seed);
-    this.choose = this.random.fork('schedule');
+    this.replay = options.events;
+    this.choose = new ScheduleChoices(this.random.fork('schedule'), this.replay !== undefined);
+    if (this.replay !== undefined && (options.mode === 'sync' ? options.fence === undefined : false)) throw new TypeError('a replayed schedule names its fence');
+    if (this.replay !== undefined && options.journalCapacityBytes === undefined) throw new TypeError('a replayed schedule names its journalCapacityBytes');
+    this.choose.begin([], 'setup');
     this.network = new SimNetwork({ clock: this.clock, random: this.random.fork('network') });
     this.fence = options.mode === 'sync' ? (options.fence ?? (this.choose.int(2) === 0 ? 'data' : 'never')) : 'never';
-    this.steps = options.steps ?? 20;
+    this.steps = this.replay?.length ?? options.steps ?? 20;
     this.blockCount = options.blockCount ?? 64;
     this.blockBytes = options.blockBytes ?? 4096;
     this.capacityBytes = this.blockCount * this.blockBytes;
@@ -217,9 +314,8 @@ class PairSchedule {
     this.transientBoundMs = options.transientBoundMs ?? 3000;
     this.quiesceMaxMs = options.quiesceMaxMs ?? 30_000;
     this.stepMaxMs = options.stepMaxMs ?? 30;
-    this.ids = this.fanOut ? ['a', 'b', 'c'] : ['a', 'b'];
-    this.links = [{ pair: 'p0', primary: 'a', secondary: 'b' }];
-    if (this.fanOut) this.links.push({ pair: 'p1', primary: 'a', secondary: 'c' });
+    this.ids = CONTROLLER_IDS.slice(0, controllers);
+    this.links = this.ids.slice(1).map((secondary, index) => ({ pair: `p${index}`, primary: 'a', secondary }));
     scheduleCounter++;
     for (const id of this.ids) this.names.set(id, `${options.namePrefix ?? 'bm-ps'}-${process.pid}-${scheduleCounter}-${id}`);
     const onLog = options.onLog;
@@ -322,7 +418,27 @@ class PairSchedule {
   }
 
   private side(id: Id, pair: string): Record<string, unknown> | undefined {
-    return this.controller(id)?.pairs?.status().find((entry) => entry.name === pair);
+    const cache = this.statusCache;
+    if (cache === undefined) return this.controller(id)?.pairs?.status().find((entry) => entry.name === pair);
+    let list = cache.get(id);
+    if (list === undefined) cache.set(id, (list = this.controller(id)?.pairs?.status() ?? []));
+    return list.find((entry) => entry.name === pair);
+  }
+
+  /**
+   * Statuses read while `cache` is set come from one status() per controller: a synchronous
+   * check changes nothing, and status() (every pair, generations, latency) is the costly part.
+   */
+  private statusCache: Map<Id, Record<string, unknown>[]> | undefined;
+
+  private cached<T>(body: () => T): T {
+    if (this.statusCache !== undefined) return body();
+    this.statusCache = new Map();
+    try {
+      return body();
+    } finally {
+      this.statusCache = undefined;
+    }
   }
 
   private alive(): Id[] {
@@ -379,7 +495,9 @@ class PairSchedule {
     if (receivers.length === 0) return;
     const cutoff = lineage.writes.length;
     this.counters.lockstepCalls++;
+    this.note(`lockstep on ${id} after write ${lineage.writes[cutoff - 1]?.id ?? 'none'} (${receivers.map((receiver) => receiver.pair).join(', ')})`);
     controller.lockstep({ pairs: receivers.map((receiver) => receiver.pair) }).then((result) => {
+      this.note(`lockstep on ${id}: ${result}`);
       if (result !== 'done') return;
       this.counters.lockstepDone++;
       for (const receiver of receivers) {
@@ -426,6 +544,7 @@ class PairSchedule {
       return;
     }
     const write = lineage.append({ id: writeId, firstBlock, blockCount, value: kind === 'write' ? writeId : 0, acknowledged: false, issuedAtMs: this.now() });
+    this.note(`${kind} #${writeId} on ${id}: blocks ${firstBlock}..${firstBlock + blockCount - 1} (sequence ${sequence})`);
     const controller = this.controller(id) as Controller;
     const counts = (): boolean => {
       if (this.mode !== 'sync') return true;
@@ -644,6 +763,10 @@ class PairSchedule {
 
   /** After a step: consistent secondaries are prefixes; no side overstays a transient state. */
   private checkStep(): void {
+    this.cached(() => this.checkStepCached());
+  }
+
+  private checkStepCached(): void {
     const now = this.clock.nowMs() - this.startMs;
     for (const link of this.links) {
       for (const id of [link.primary, link.secondary]) {
@@ -673,25 +796,37 @@ class PairSchedule {
   }
 
   private quiesced(): boolean {
+    return this.cached(() => this.quiescedCached());
+  }
+
+  private quiescedCached(): boolean {
     if (this.alive().length !== this.ids.length) return false;
     for (const link of this.links) {
-      // The cheap look first (the clock asks after every timer), the full status only then.
-      const managers = [link.primary, link.secondary].map((id) => this.controller(id)?.pairs);
-      const primaries = managers.filter((manager) => {
-        try {
-          return manager?.primary(link.pair).currentState === 'mirroring';
-        } catch {
-          return false;
+      // The clock asks after every timer: the state getters only, and one pair's status for its
+      // lag (a manager's status() formats every pair, its generations and its latency).
+      // primary() throws (an error with a stack: costly in a loop) where there is no primary
+      // side, so it is asked only of the controller whose volume is replicated.
+      let primary: PrimaryPair | undefined;
+      let secondaryCount = 0;
+      for (const id of [link.primary, link.secondary]) {
+        const manager = this.controller(id)?.pairs;
+        if (manager === undefined) return false;
+        const secondary = manager.secondary(link.pair);
+        if (secondary !== undefined) {
+          if (secondary.currentState !== 'mirroring' || secondary.consistency !== 'consistent') return false;
+          secondaryCount++;
+        } else if (this.isPrimary(id)) {
+          if (primary !== undefined) return false;
+          try {
+            primary = manager.primary(link.pair);
+          } catch {
+            return false;
+          }
+          if (primary.currentState !== 'mirroring') return false;
         }
-      });
-      const secondaries = managers.filter((manager) => manager?.secondary(link.pair)?.currentState === 'mirroring');
-      if (primaries.length !== 1 || secondaries.length !== 1) return false;
-      const sides = [link.primary, link.secondary].map((id) => this.side(id, link.pair));
-      const primary = sides.find((status) => status?.role === 'primary');
-      const secondary = sides.find((status) => status?.role === 'secondary');
-      if (primary === undefined || secondary === undefined) return false;
-      if (primary.state !== 'mirroring' || secondary.state !== 'mirroring' || secondary.consistency !== 'consistent') return false;
-      if ((primary.lag as { records: number }).records !== 0) return false;
+      }
+      if (primary === undefined || secondaryCount !== 1) return false;
+      if ((primary.status().lag as { records: number }).records !== 0) return false;
     }
     return true;
   }
@@ -709,41 +844,60 @@ class PairSchedule {
   async run(): Promise<void> {
     // The secondaries first, as a site comes up.
     for (const id of [...this.ids].reverse()) await this.startController(id);
-    this.note(`start: ${this.mode}${this.mode === 'sync' ? ` fence ${this.fence}` : ''}${this.fanOut ? ' fan-out' : ''}, ${this.blockCount} blocks, journal ${this.journalCapacityBytes} bytes`);
+    this.note(`start: ${this.mode}${this.mode === 'sync' ? ` fence ${this.fence}` : ''}${this.fanOut ? (this.ids.length === 3 ? ' fan-out' : ` fan-out to ${this.ids.length - 1}`) : ''}, ${this.blockCount} blocks, journal ${this.journalCapacityBytes} bytes`);
     await this.clock.runUntil(() => this.quiesced(), { maxTimeMs: 2000 });
     for (let step = 0; step < this.steps; step++) {
-      await this.step();
-      await this.clock.runFor(this.choose.int(this.stepMaxMs + 1));
+      const recorded = this.replay?.[step];
+      const draws = this.choose.begin(recorded?.draws ?? [], `replay-${step}`);
+      const traceFrom = this.trace.length;
+      let operation: ScheduleOperation;
+      if (recorded !== undefined) operation = recorded.operation;
+      else {
+        const roll = this.choose.int(100);
+        draws.length = 0; // the roll is the operation's name in the event
+        operation = (OPERATIONS.find((entry) => roll < entry.below) as { operation: ScheduleOperation }).operation;
+      }
+      await this.step(operation);
+      const event: ScheduleEvent = { operation, draws: [...draws], afterMs: 0 };
+      this.choose.begin([], 'after');
+      event.afterMs = recorded?.afterMs ?? this.choose.int(this.stepMaxMs + 1);
+      this.events.push(event);
+      await this.clock.runFor(event.afterMs);
       this.checkStep();
+      event.trace = this.trace.slice(traceFrom);
     }
+    this.tail = this.choose.begin(this.options.tail ?? [], 'replay-tail');
     await this.quiesce();
   }
 
-  private async step(): Promise<void> {
-    const crashed = this.ids.filter((id) => this.controllers.get(id) === undefined);
-    const roll = this.choose.int(100);
-    if (roll < 40) {
-      const count = 1 + this.choose.int(6);
-      for (let index = 0; index < count; index++) this.hostWrite('write');
-    } else if (roll < 44) this.hostWrite('zero');
-    else if (roll < 47) this.hostWrite('trim');
-    else if (roll < 50) {
-      this.startLockstep();
-      await this.clock.runFor(50 + this.choose.int(300));
+  private async step(operation: ScheduleOperation): Promise<void> {
+    switch (operation) {
+      case 'writes': {
+        const count = 1 + this.choose.int(6);
+        for (let index = 0; index < count; index++) this.hostWrite('write');
+        return;
+      }
+      case 'zero': return this.hostWrite('zero');
+      case 'trim': return this.hostWrite('trim');
+      case 'lockstep':
+        this.startLockstep();
+        await this.clock.runFor(50 + this.choose.int(300));
+        return;
+      case 'link-fault': return this.linkFault();
+      case 'heal': return this.healAll();
+      case 'crash': return this.crash();
+      case 'restart': {
+        const id = this.pick(this.ids.filter((candidate) => this.controllers.get(candidate) === undefined));
+        if (id !== undefined) await this.restart(id);
+        return;
+      }
+      case 'suspend': return this.suspendOrResume(true);
+      case 'resume': return this.suspendOrResume(false);
+      case 'takeover': if (!this.fanOut) await this.takeover(); return;
+      case 'failback': if (!this.fanOut) await this.failback(); return;
+      case 'resolve': await this.resolve(); return;
+      default: throw new TypeError(`unknown schedule operation ${JSON.stringify(operation)}`);
     }
-    else if (roll < 62) this.linkFault();
-    else if (roll < 69) this.healAll();
-    else if (roll < 74) await this.crash();
-    else if (roll < 82) {
-      const id = this.pick(crashed);
-      if (id !== undefined) await this.restart(id);
-    } else if (roll < 85) this.suspendOrResume(true);
-    else if (roll < 88) this.suspendOrResume(false);
-    else if (roll < 93) {
-      if (!this.fanOut) await this.takeover();
-    } else if (roll < 96) {
-      if (!this.fanOut) await this.failback();
-    } else await this.resolve();
   }
 
   private async quiesce(): Promise<void> {
@@ -798,12 +952,23 @@ class PairSchedule {
     for (const id of this.ids) {
       const controller = this.controllers.get(id);
       this.controllers.set(id, undefined);
-      if (controller !== undefined) {
-        try {
-          await controller.close();
-        } catch {
-          // Closing is best effort; the regions go below either way.
-        }
+      if (controller === undefined) continue;
+      // The run is over and nothing more is checked, so the controller stops as a SIGKILL
+      // would (no graceful link close, no flush: real waits that are most of a short
+      // schedule's close), then what it held is released here, not left to finalizers: its
+      // pairs' journals, bitmaps and metadata, and its volume.
+      const volume = controller.volume(VOLUME);
+      const pairs = controller.pairs;
+      controller.crash();
+      try {
+        await pairs?.close();
+      } catch {
+        // Best effort; the regions are unlinked below either way.
+      }
+      try {
+        await volume?.close();
+      } catch {
+        // As above.
       }
     }
     for (const id of this.ids) {
@@ -817,6 +982,10 @@ class PairSchedule {
     return {
       seed: this.seed, mode: this.mode, fanOut: this.fanOut, fence: this.fence,
       violations: [...this.violations], trace: [...this.trace], counters: { ...this.counters },
+      controllers: this.ids.length,
+      setup: { blockCount: this.blockCount, blockBytes: this.blockBytes, journalCapacityBytes: this.journalCapacityBytes,
+        stepMaxMs: this.stepMaxMs, transientBoundMs: this.transientBoundMs, quiesceMaxMs: this.quiesceMaxMs },
+      events: this.events.map((event) => ({ ...event, draws: [...event.draws] })), tail: [...this.tail],
     };
   }
 }
