@@ -1,20 +1,23 @@
 // The receiving side of the link benchmark (link.bench.ts), in a process of its own so that the
 // sender and the receiver each have their own event loop (and, on a 2-core machine, a core).
-// Forked by link.bench.ts with one argument:
+// One process holds both receivers, so the link and its raw TCP baseline are received by the
+// same process, on the same CPU, with the same heap and JIT state:
 //
 //   link   a Controller "receiver" with a replication listener on 127.0.0.1:0 and one peer,
 //          "sender" (no address: it only accepts). It counts LINK_TEST messages (count and
 //          payload bytes) and answers LINK_TEST_REQUEST by echoing the payload.
-//   raw    the same shape without the link: a net.Server that only counts bytes (the stream
-//          baseline) and a second one that echoes length-prefixed messages (u32 big-endian
-//          length, then the payload) for the ping-pong baseline. Nagle is off, as in tcp.ts.
+//   raw    the same shape without the link: a net.Server that reads every byte as a user of
+//          a socket would ('data' events) and counts them (the stream baseline), and a second
+//          one that echoes length-prefixed messages (u32 big-endian length, then the payload)
+//          for the ping-pong baseline. Nagle is off, as in tcp.ts.
 //
+// Ready message: {ready: true, ports: [link, raw stream, raw echo]}.
 // The parent talks to it over IPC, one request and one reply per command:
 //   {id, cmd: 'reset'}                      zero the counters and the CPU clock
 //   {id, cmd: 'expect', messages, bytes}    reply once that many messages/bytes have arrived
 //   {id, cmd: 'exit'}                       close and exit
 // Replies carry {id, messages, bytes, cpuUserUs, cpuSystemUs, minorPageFaults, contextSwitches}
-// (since the last reset).
+// (since the last reset). One measurement runs at a time, so the counters are shared.
 import * as net from 'node:net';
 
 import { Controller } from '../src/controller/controller';
@@ -123,10 +126,10 @@ async function startRaw(): Promise<{ ports: number[]; close(): Promise<void> }> 
 }
 
 async function main(): Promise<void> {
-  const mode = process.argv[2];
-  if (mode !== 'link' && mode !== 'raw') throw new Error(`usage: link-peer.js link|raw (got ${String(mode)})`);
   if (process.send === undefined) throw new Error('link-peer.js must be forked with an IPC channel');
-  const peer = mode === 'link' ? await startLink() : await startRaw();
+  const link = await startLink();
+  const raw = await startRaw();
+  const peer = { ports: [...link.ports, ...raw.ports], close: () => Promise.all([link.close(), raw.close()]) };
   process.on('disconnect', () => process.exit(0));
   process.on('message', (command: Command) => {
     switch (command.cmd) {
