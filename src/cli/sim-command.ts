@@ -95,7 +95,7 @@ Examples:
   $ blockmirror sim --seed 42
   $ blockmirror sim --seed 7 --controllers 4
   $ blockmirror sim --runs 1000 --quiet
-  $ blockmirror sim --seed 5003 --mode async --mutation apply-out-of-order --shrink --out case.json
+  $ blockmirror sim --seed 5000 --mode async --mutation skip-track --shrink --out case.json
   $ blockmirror sim --replay case.json
 `)
     .action(async (options: SimCommandOptions) => {

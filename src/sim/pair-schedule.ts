@@ -5,7 +5,9 @@
 // that a `blockmirror sim` command can run it as the tests do.
 //
 // The world: two controllers, `a` (declared primary) and `b` (declared secondary) of pair `p0`
-// on volume `vol0`, or three with `fanOut` (`a` is also the primary of `p1` to `c`). Volumes are
+// on volume `vol0`, or K with `controllers: K` (a fan-out: `a` is also the primary of `p1` to
+// `c`, `p2` to `d`, ...; `fanOut` is K = 3; takeover, failback and resolve of roles only with
+// two). Volumes are
 // small shared-memory volumes (unique names; unlinked at the end, also on failure), so a
 // controller.crash() keeps their bytes, tracking bitmaps and pair metadata, as a SIGKILL would,
 // and a restart builds a new Controller over the same regions. Link tuning is tight (heartbeat
@@ -37,7 +39,20 @@
 //
 // Determinism: every consumer of chance has its own fork of the seed (the network, each
 // controller incarnation, the schedule), every action happens at a virtual time, so a seed
-// replays exactly. Errors: what the checks find is returned as sentences, never thrown; an
+// replays exactly.
+//
+// Event lists: every step is recorded as a ScheduleEvent (its operation, the raw 32-bit draws
+// it made, the virtual ms after it), and the result carries the list; `events` replays a list
+// instead of drawing (ScheduleChoices: a step reads its own draws in order, then a fork named
+// after its place), so a list from a seeded run replays it line for line and a shortened list
+// (shrink.ts) is a schedule of its own that replays identically. schedule-spec.ts writes lists
+// down; test/scenario/regressions/ holds the permanent ones.
+//
+// Costs: the clock asks quiesced() after every timer, so it reads state getters and one pair's
+// status, never a manager's status() (which formats every pair); a check after a step reads each
+// controller's status once. The end of a run stops each controller as a crash would (no
+// graceful link close, no flush: nothing is checked after it) and then closes its pairs and
+// volume itself, so nothing is left to finalizers. Errors: what the checks find is returned as sentences, never thrown; an
 // exception of the pair code is caught and returned as a violation too (with its stack).
 
 import { Controller } from '../controller/controller';
