@@ -29,9 +29,9 @@ import type { Wire } from './wire';
 export const HANDSHAKE_MAX_FRAME_BYTES = 64 * 1024;
 
 /**
- * The wire reads straight into a payload being assembled when at least this much of it is
- * missing: a smaller rest comes with the next header in one ordinary read (one copy of under
- * 32 KiB instead of one more read syscall per frame).
+ * Frames with payloads of at least this many bytes are read straight into place (header alone,
+ * then payload: two reads, no copy); smaller ones are read in bulk and copied or viewed, where
+ * one more read syscall per frame would cost more than the copy saves.
  */
 export const DIRECT_READ_MIN_BYTES = 32 * 1024;
 

@@ -32,7 +32,12 @@
 // assembled, and a wire that can read into a buffer of the caller's choosing (tcp.ts) reads the
 // socket straight into it. A chunk pushed that lies exactly where the payload's next byte goes
 // (same memory, same offset) is taken in place; any other chunk is copied as before, so the
-// target is only an offer: whatever the wire does, the decoded frames are the same.
+// target is only an offer: whatever the wire does, the decoded frames are the same. Of a large
+// payload the rest is offered however short it is, and after one the decoder offers its 28-byte
+// header buffer for the next header alone: frames of one stream tend to be alike, and a header
+// read on its own lets the next payload be read straight into place from its first byte (a
+// 64 KiB frame read in 64 KiB chunks would otherwise almost always start inside a chunk of the
+// wire's own, and be copied whole). Small frames are read in bulk as before.
 //
 // The CRC of a spanning payload is computed piece by piece as the pieces arrive (while they are
 // still in the cache the kernel or the copy just wrote them through), not in a second pass over
@@ -204,16 +209,23 @@ export class FrameDecoder {
   }
 
   /**
-   * Where the next bytes of the stream go when they belong to the payload being assembled and at
-   * least `minByteLength` of it are missing: a view of exactly the missing part, into which a
-   * wire may read (then push the part it filled, as a view of the same memory: it is taken
-   * without a copy). Undefined between payloads, for a rest shorter than `minByteLength`, and
-   * once poisoned. Valid until the next push.
+   * Where the next bytes of the stream should go, for frames whose payload has at least
+   * `minByteLength` bytes: inside such a payload, a view of exactly its missing part (however
+   * short: reading the rest alone keeps the next header out of the same read); between payloads,
+   * when the last payload was such a one, a view of the missing part of the next header. A wire
+   * may read into it and push the part it filled, as a view of the same memory: it is taken
+   * without a copy. Undefined otherwise (small frames, no frame yet) and once poisoned. Valid
+   * until the next push.
    */
   readTarget(minByteLength: number): Buffer | undefined {
+    if (this.failure !== undefined) return undefined;
     const payload = this.payload;
-    if (payload === undefined || this.failure !== undefined) return undefined;
-    if (payload.length - this.payloadFill < Math.max(1, minByteLength)) return undefined;
+    const minimum = Math.max(1, minByteLength);
+    if (payload === undefined) {
+      // Between payloads: the rest of the header, when the last payload was a large one.
+      return this.lastPayloadBytes >= minimum ? this.header.subarray(this.headerFill) : undefined;
+    }
+    if (payload.length < minimum) return undefined;
     return payload.subarray(this.payloadFill);
   }
 
@@ -288,6 +300,8 @@ export class FrameDecoder {
   private headerCrc = 0;
   /** The CRC of the header and of the payload bytes assembled so far. */
   private payloadCrc = 0;
+  /** The payload length of the last frame decoded (readTarget offers a header after a large one). */
+  private lastPayloadBytes = 0;
   private readonly reuseAssembly: boolean;
   /** The reused assembly buffer (grown to the largest spanning payload seen). */
   private assembly: Buffer | undefined;
@@ -338,6 +352,7 @@ export class FrameDecoder {
     }
     this.expectedSequence++;
     this.framesDecoded++;
+    this.lastPayloadBytes = payload.length;
     onFrame({ type: this.type, flags: this.flags, sequence: this.sequence, correlation: this.correlation, payload });
   }
 }

@@ -9,9 +9,17 @@
 // the wire asks its handler for a target (WireHandlers.readTarget; the frame decoder offers the
 // missing part of a large payload), and the kernel copies the bytes straight there, so a 1 MiB
 // frame is not first read into 64 KiB socket buffers and then copied into its payload. Without a
-// target each read gets a fresh READ_BUFFER_BYTES buffer that belongs to the handler, as a
-// 'data' chunk would. Bytes read before attach() (a dialer's socket reads from connect on) are
-// kept and handed over at attach, in order.
+// target a read goes into memory of the wire's own that belongs to the handler once read, as a
+// 'data' chunk would: the unread rest of the last READ_BUFFER_BYTES buffer while at least
+// MIN_SPARE_BYTES are left (an acknowledgement does not cost a 64 KiB allocation), else a fresh
+// one; no byte handed to the handler is ever read into again. Bytes read before attach() (a
+// dialer's socket reads from connect on) are kept and handed over at attach, in order.
+//
+// Writes are batched: the first write() of a tick corks the socket and the end of the tick
+// (process.nextTick) uncorks it, so the frames one piece of code sends in a row go out in one
+// writev(2) instead of one syscall each; a batch is flushed at once when it reaches
+// FLUSH_BYTES, so a long burst of sends still feeds the kernel as it goes. A 1 MiB frame is
+// past that at once: it goes out as it is, header and payload as two chunks (never copied).
 //
 // node:net takes `onread` only when it makes a socket: net.connect() for a dialer; for an
 // accepted socket, whose net.Server gives no such option, the accepted (paused, never read)
@@ -24,18 +32,31 @@ import * as net from 'node:net';
 import type { DialHandle, Network, NetworkAddress, NetworkListener, Wire, WireHandlers } from './wire';
 import { formatAddress } from './wire';
 
-/** The size of a read with no target: what node:net's own reads use. */
+/** The size of a read buffer of the wire's own: what node:net's own reads use. */
 export const READ_BUFFER_BYTES = 64 * 1024;
+/** A read goes into the rest of the last buffer while at least this much of it is left. */
+export const MIN_SPARE_BYTES = 16 * 1024;
+/** A batch of writes is handed to the kernel at once when it reaches this size. */
+export const FLUSH_BYTES = 128 * 1024;
 
 /** Where a steered socket's reads go: built before the socket, bound to its wire at attach. */
 class ReadSteering {
   private handlers: WireHandlers | undefined;
   /** Bytes read before attach (kept in order). */
   private early: Buffer[] | undefined = [];
+  /** The unread rest of the last buffer of our own (never a view of a handler's target). */
+  private spare: Buffer | undefined;
   readonly onread: net.OnReadOpts = {
-    buffer: () => this.handlers?.readTarget?.() ?? Buffer.allocUnsafe(READ_BUFFER_BYTES),
+    buffer: () => {
+      const target = this.handlers?.readTarget?.();
+      if (target !== undefined) return target;
+      if (this.spare === undefined || this.spare.length < MIN_SPARE_BYTES) this.spare = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+      return this.spare;
+    },
     callback: (byteCount: number, buffer: Uint8Array) => {
       const chunk = (buffer as Buffer).subarray(0, byteCount);
+      // What was read now belongs to the handler: the next read goes after it.
+      if (buffer === this.spare) this.spare = this.spare.subarray(byteCount);
       if (this.handlers !== undefined) this.handlers.data(chunk);
       else this.early?.push(chunk);
       return true;
@@ -119,13 +140,29 @@ class TcpWire implements Wire {
     if (this.handlers !== undefined) this.socket.resume();
   }
 
+  /** Whether this wire holds a cork on the socket (see the design note), and the bytes under it. */
+  private corked = false;
+  private corkedBytes = 0;
+  private readonly flush = (): void => {
+    if (!this.corked) return;
+    this.corked = false;
+    this.corkedBytes = 0;
+    this.socket.uncork();
+  };
+
   write(chunks: readonly Buffer[]): boolean {
     if (this.closedReason !== undefined || this.socket.destroyed) return true;
-    if (chunks.length === 1) return this.socket.write(chunks[0] as Buffer);
-    this.socket.cork();
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(this.flush);
+    }
     let ok = true;
-    for (const chunk of chunks) ok = this.socket.write(chunk);
-    this.socket.uncork();
+    for (const chunk of chunks) {
+      ok = this.socket.write(chunk);
+      this.corkedBytes += chunk.length;
+    }
+    if (this.corkedBytes >= FLUSH_BYTES) this.flush();
     return ok;
   }
 
@@ -139,6 +176,7 @@ class TcpWire implements Wire {
 
   end(reason = 'closed'): void {
     if (this.closedReason === undefined) {
+      this.flush();
       this.socket.end();
       // A peer that never reads must not keep the socket: destroy it after a grace period.
       setTimeout(() => this.socket.destroy(), 2000).unref();

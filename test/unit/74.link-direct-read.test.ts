@@ -86,8 +86,8 @@ describe('74 link direct read: FrameDecoder.readTarget', () => {
     const target = decoder.readTarget(1);
     assert.ok(target !== undefined);
     assert.equal(target.length, payload.length - 1000);
-    assert.equal(decoder.readTarget(target.length)?.length, target.length, 'a rest of exactly the minimum is offered');
-    assert.equal(decoder.readTarget(target.length + 1), undefined, 'a rest below the minimum is not offered');
+    assert.equal(decoder.readTarget(payload.length)?.length, target.length, 'a payload of exactly the minimum is offered');
+    assert.equal(decoder.readTarget(payload.length + 1), undefined, 'a payload below the minimum is not offered');
     // Half of the rest read in place, the other half as a chunk of the wire's own.
     const half = 40_000;
     stream.copy(target, 0, FRAME_HEADER_BYTES + 1000, FRAME_HEADER_BYTES + 1000 + half);
@@ -98,7 +98,9 @@ describe('74 link direct read: FrameDecoder.readTarget', () => {
       seen = Buffer.from(frame.payload);
     });
     assert.deepEqual(seen, payload);
-    assert.equal(decoder.readTarget(1), undefined, 'between frames again');
+    // Between frames after a large payload: the next header alone is offered.
+    assert.equal(decoder.readTarget(1)?.length, FRAME_HEADER_BYTES, 'the next header after a large payload');
+    assert.equal(decoder.readTarget(payload.length + 1), undefined, 'not after a payload below the minimum');
 
     // Poisoned: a bad header, then no offer.
     const bad = newDecoder();
@@ -131,8 +133,33 @@ describe('74 link direct read: FrameDecoder.readTarget', () => {
       `the decoder copied ${decoderCopiedBytes} bytes besides ${delivery.inPlaceBytes} read in place, of ${stream.length}`);
     assert.deepEqual(delivery.frames.map((frame) => frame.payload), payloads);
     assert.deepEqual(delivery.frames.map((frame) => frame.sequence), [1, 2, 3]);
-    assert.equal(delivery.inPlacePayloads, 2, 'both large payloads were assembled where the reads went');
+    // (The 5-byte payload after a header read alone lands in the reused assembly buffer too.)
+    assert.ok(delivery.inPlacePayloads >= 2, 'both large payloads were assembled where the reads went');
     assert.ok(delivery.inPlaceBytes > 0.7 * (300_000 + 200_000), `only ${delivery.inPlaceBytes} bytes were read in place`);
+  });
+
+  it('reads a stream of 64 KiB frames in 64 KiB reads with no payload copied (the header read alone)', () => {
+    const payloads = Array.from({ length: 12 }, (_, index) => payloadOf(64 * 1024, 20 + index));
+    const stream = encodeStream(payloads);
+    const copy = Buffer.prototype.copy;
+    let copiedBytes = 0;
+    Buffer.prototype.copy = function (this: Buffer, ...args: Parameters<Buffer['copy']>): number {
+      const byteCount = copy.apply(this, args);
+      copiedBytes += byteCount;
+      return byteCount;
+    };
+    let delivery: Delivery;
+    try {
+      delivery = steer(newDecoder(), stream, 32 * 1024, () => 64 * 1024);
+    } finally {
+      Buffer.prototype.copy = copy;
+    }
+    assert.deepEqual(delivery.frames.map((frame) => frame.payload), payloads);
+    // The first payload starts inside the first read (nothing large came before it); every later
+    // one is read in place from its first byte.
+    assert.ok(delivery.inPlacePayloads >= payloads.length - 1, `${delivery.inPlacePayloads} of ${payloads.length} payloads in place`);
+    const decoderCopiedBytes = copiedBytes - delivery.inPlaceBytes;
+    assert.ok(decoderCopiedBytes <= 64 * 1024 + 28 * payloads.length, `the decoder copied ${decoderCopiedBytes} bytes`);
   });
 
   it('decodes the same frames with the stream split at every byte boundary, the rest read in place', () => {
