@@ -214,7 +214,7 @@ export function formatStatus(status: unknown, options: FormatStatusOptions = {})
     }
     const pairs = records(controller.pairs);
     if (pairs.length > 0) {
-      const rows = [['PAIR', 'ROLE', 'MODE', 'PEER', 'STATE', 'REASON', 'IMAGE', 'LAG', 'OOS', 'PROGRESS']];
+      const rows = [['PAIR', 'ROLE', 'MODE', 'PEER', 'STATE', 'REASON', 'IMAGE', 'LAG', 'OOS', 'GEN', 'GROUP', 'PROGRESS']];
       for (const pair of pairs) {
         const lag = record(pair.lag);
         const oos = record(pair.oos);
@@ -231,6 +231,9 @@ export function formatStatus(status: unknown, options: FormatStatusOptions = {})
           text(pair.consistency),
           lag === undefined ? '-' : `${count(lag.records)} rec`,
           oos === undefined ? '-' : bytes(oos.bytes),
+          // The current generation id, its first 8 hex digits (status --json has them all).
+          typeof record(pair.generations)?.current === 'string' ? String(record(pair.generations)?.current).slice(0, 8) : '-',
+          text(pair.journalGroup, '-'),
           progress === undefined ? '-' : `${progressBar(total === 0 ? 1 : done / total)} ${bytes(done)}/${bytes(total)}`,
         ]);
       }
