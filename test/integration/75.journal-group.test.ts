@@ -100,7 +100,7 @@ function prefixLength(image: Buffer, volume: number): number {
   return length;
 }
 
-describe('74 a journal group across serve processes: SIGKILL mid-stream, takeover, return', function () {
+describe('75 a journal group across serve processes: SIGKILL mid-stream, takeover, return', function () {
   this.timeout(180_000);
   let directory: string;
   let prefix: string;
@@ -108,7 +108,7 @@ describe('74 a journal group across serve processes: SIGKILL mid-stream, takeove
 
   beforeEach(() => {
     directory = makeTempDir('group');
-    prefix = shmPrefix('74');
+    prefix = shmPrefix('75');
   });
 
   afterEach(async () => {
