@@ -106,6 +106,50 @@ describe('74 link TCP wire: steered reads', function () {
     assert.ok(Buffer.concat(chunks).equals(bytes));
   });
 
+  it('sends the writes of one tick together, in order, and flushes them at the end of the tick or on end()', async () => {
+    const { listener, dialed, accepted } = await wirePair();
+    cleanup.push(() => listener.close(), () => dialed.destroy(), () => accepted.destroy());
+    dialed.attach({ data: () => undefined, drain: () => undefined, close: () => undefined });
+    const received: Buffer[] = [];
+    let receivedBytes = 0;
+    let onBytes: () => void = () => undefined;
+    const closed = new Promise<string>((resolve) => {
+      accepted.attach({
+        data: (chunk) => {
+          received.push(Buffer.from(chunk));
+          receivedBytes += chunk.length;
+          onBytes();
+        },
+        drain: () => undefined,
+        close: resolve,
+      });
+    });
+    const until = (byteCount: number): Promise<void> => new Promise((resolve) => {
+      onBytes = () => {
+        if (receivedBytes >= byteCount) resolve();
+      };
+      onBytes();
+    });
+    // One small write, alone in its tick: it must still leave at the end of the tick.
+    dialed.write([Buffer.from('hello')]);
+    await until(5);
+    // Many small writes in one tick (more than FLUSH_BYTES in all), then more after an await.
+    const expected: Buffer[] = [Buffer.from('hello')];
+    for (let index = 0; index < 2000; index++) {
+      const chunk = patterned(100 + (index % 50), index);
+      expected.push(chunk);
+      dialed.write([chunk.subarray(0, 10), chunk.subarray(10)]);
+    }
+    await new Promise((done) => setImmediate(done));
+    // The last writes and end() in the same tick: end() must not leave them corked.
+    const last = patterned(3000, 99999);
+    expected.push(last);
+    dialed.write([last]);
+    dialed.end('test');
+    assert.equal(await closed, 'closed by peer');
+    assert.ok(Buffer.concat(received).equals(Buffer.concat(expected)), 'every byte arrived, in order');
+  });
+
   it('reports a close to a handler that has no readTarget, and never calls it after close', async () => {
     const { listener, dialed, accepted } = await wirePair();
     cleanup.push(() => listener.close());
