@@ -112,6 +112,9 @@ interface Waiter {
 /** How often a primary asks again a peer that does not declare the pair. */
 const UNDECLARED_RETRY_MS = 1000;
 
+/** How long a shipped lockstep marker waits for the secondary's flushed position before PAIR_MARKER asks. */
+const MARKER_REPORT_WAIT_MS = 50;
+
 /** Entries of the (sequence, time) ring behind the lag in seconds. */
 const TIMES_RING = 1024;
 
@@ -328,7 +331,9 @@ export class PrimaryPair extends EventEmitter {
     // The secondary's position is in the sequence space of the journal that last fed it, which
     // may be another one (this side restarted, or was promoted): this journal's records before
     // its next sequence are covered by the pass, never by that position.
-    this.received = this.applied = this.flushed = Math.min(reply.applied, this.journal.nextSequence - 1);
+    this.received = this.applied = Math.min(reply.applied, this.journal.nextSequence - 1);
+    // Flushed is only what the secondary reports flushed from now on (a lockstep marker waits for it).
+    this.flushed = 0;
     if (reply.decision === 'full-source' || reply.all) {
       // A first copy (the secondary holds no generation, or an older one than the bitmap
       // covers): every allocated track; holes travel as holes.
@@ -752,12 +757,24 @@ export class PrimaryPair extends EventEmitter {
    * marker); it never gives up by itself. Rejects ERR_PAIR_STATE once the pair is closed.
    */
   async safeStore(marker: number): Promise<void> {
+    let shippedAtMs: number | undefined;
     for (;;) {
       if (this.closed) throw new PairError('ERR_PAIR_STATE', `pair ${this.name} is closed`);
-      // Once the marker record is shipped, PAIR_MARKER can follow it at once: the link delivers
-      // in order, so the secondary has applied the record when it handles the request (if not,
-      // it refuses and this side waits for the next change).
-      if (this.state === 'mirroring' && (this.applied >= marker || this.nextToShip > marker) && this.link.isUp) {
+      if (this.state === 'mirroring' && this.flushed >= marker) return;
+      // A shipped marker record makes the secondary flush and report its position (the answer
+      // in one message). A group's stream covers markers without carrying them, and a report
+      // may be lost with a link: then (or after MARKER_REPORT_WAIT_MS) PAIR_MARKER asks. The
+      // link delivers in order, so the secondary has applied the record when it handles the
+      // request (if not, it refuses and this side waits for the next change).
+      const shipped = this.state === 'mirroring' && (this.applied >= marker || this.nextToShip > marker);
+      if (shipped && shippedAtMs === undefined) shippedAtMs = this.clock.nowMs();
+      const reportDue = this.group !== undefined || (shippedAtMs !== undefined && this.clock.nowMs() - shippedAtMs >= MARKER_REPORT_WAIT_MS);
+      if (!shipped) shippedAtMs = undefined;
+      if (shipped && !reportDue) {
+        await this.nextChange(MARKER_REPORT_WAIT_MS);
+        continue;
+      }
+      if (shipped && this.link.isUp) {
         try {
           const flushed = decodeSequence(await this.link.request(MessageType.PAIR_MARKER, encodeMarker(this.name, marker)), 'PAIR_MARKER reply');
           this.flushed = Math.max(this.flushed, flushed);

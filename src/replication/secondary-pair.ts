@@ -225,9 +225,16 @@ export class SecondaryPair extends EventEmitter {
       throw error;
     }
     const ordered = this.options.mutation === 'apply-out-of-order' ? [...records].reverse() : records;
-    for (const record of ordered) this.applyOne(record);
+    let marker = 0;
+    for (const record of ordered) {
+      this.applyOne(record);
+      if (record.kind === 'marker' && record.sequence > marker) marker = record.sequence;
+    }
     this.flushApplied();
     if (records.length > 0) this.standAt((records[records.length - 1] as ShippedRecord).sequence);
+    // A lockstep marker is safe-stored at once: flush, then the position report (flushed at or
+    // past the marker) is the primary's answer, one message instead of a PAIR_MARKER round trip.
+    if (marker > 0) void this.safeStoreMarker(marker).catch(() => undefined);
   }
 
   /** A record's bytes must lie inside the volume (throws ERR_PAIR_RANGE). */
