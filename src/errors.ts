@@ -39,6 +39,22 @@ export const NATIVE_ERROR_CODES = Object.freeze([
   'ERR_JOURNAL_NOT_YET',
   'ERR_JOURNAL_RECORD_TOO_LARGE',
   'ERR_JOURNAL_BAD_HEADER',
+  /** The snapshot store (or the Snapshot's store) is closed. */
+  'ERR_SNAPSHOT_CLOSED',
+  /** A snapshot of that name exists on the volume. */
+  'ERR_SNAPSHOT_EXISTS',
+  /** No snapshot of that name, or the Snapshot object's snapshot was deleted. */
+  'ERR_SNAPSHOT_NOT_FOUND',
+  /** All 32 snapshot slots of the volume are in use (or the store's create epoch is exhausted). */
+  'ERR_SNAPSHOT_LIMIT',
+  /** The snapshot overflowed (its chunk store was full when a chunk needed preserving): its image is lost. */
+  'ERR_SNAPSHOT_INVALID',
+  /** The snapshot store's region is damaged, of another format, or belongs to another volume. */
+  'ERR_SNAPSHOT_BAD_HEADER',
+  /** The Volume object has a snapshot store (or another write interceptor) attached already. */
+  'ERR_SNAPSHOT_ATTACHED',
+  /** A write to a volume that has snapshots, through a Volume object with no snapshot store open. */
+  'ERR_SNAPSHOT_DETACHED',
 ] as const);
 
 export type NativeErrorCode = (typeof NATIVE_ERROR_CODES)[number];

@@ -33,6 +33,8 @@ export type {
   JournalRecordKind,
   JournalStats,
 } from './storage/journal';
+export { Snapshot, SnapshotStore } from './storage/snapshot';
+export type { SnapshotCloneOptions, SnapshotState, SnapshotStatus, SnapshotStoreCreateOptions, SnapshotStoreStats } from './storage/snapshot';
 export { crc32c } from './storage/crc32c';
 export { NbdServer, NBD_ERROR_CODES, isNbdError } from './nbd/index';
 export type {

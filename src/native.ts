@@ -128,6 +128,32 @@ export interface NativeJournalConstructor {
   new (kind: NativeRegionKindValue, name: string, create: boolean, capacityBytes: number, maxRecordBytes: number): NativeJournal;
 }
 
+/** [slot, id, createdMs, state (1 valid, 2 invalid), preservedChunkCount, name] */
+export type NativeSnapshotRecord = [number, bigint, number, 1 | 2, number, string];
+
+export interface NativeSnapshotStore {
+  /** [chunkBytes, chunkCount, storeChunkCount, capacityBytes, kind, region name] */
+  info(): [number, number, number, number, NativeRegionKindValue, string];
+  createSnapshot(name: string): NativeSnapshotRecord;
+  deleteSnapshot(name: string): void;
+  find(name: string): NativeSnapshotRecord;
+  snapshotInfo(slot: number, id: bigint): NativeSnapshotRecord;
+  list(): NativeSnapshotRecord[];
+  read(slot: number, id: bigint, byteOffset: number, target: Uint8Array): void;
+  /** [byteOffset, byteLength, allocated 0|1] triples */
+  allocationMap(slot: number, id: bigint, byteOffset: number, byteLength: number): Float64Array;
+  /** Bytes written back. */
+  restore(slot: number, id: bigint): number;
+  /** chunkBytes, storeChunkCount, storeChunksUsed, preserveCount, preserveBytes, sharedCount, zeroChunkCount, overflowCount, snapshotCount */
+  stats(): Float64Array;
+  destroy(): void;
+  close(): void;
+}
+
+export interface NativeSnapshotStoreConstructor {
+  new (volume: NativeVolume, kind: NativeRegionKindValue, name: string, create: boolean, chunkBytes: number, storeBytes: number): NativeSnapshotStore;
+}
+
 export interface NativeAddon {
   setErrorConstructor(constructor: new (code: string, message: string, options?: { errno?: number }) => Error): void;
   /** bm::codeNames() */
@@ -146,6 +172,9 @@ export interface NativeAddon {
   readonly Volume: NativeVolumeConstructor;
   readonly Bitmap: NativeBitmapConstructor;
   readonly Journal: NativeJournalConstructor;
+  readonly SnapshotStore: NativeSnapshotStoreConstructor;
+  readonly MAX_SNAPSHOTS: number;
+  readonly MAX_SNAPSHOT_CHUNK_BYTES: number;
 }
 
 function load(): NativeAddon {

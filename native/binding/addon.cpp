@@ -348,6 +348,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   initVolume(env, exports);
   initBitmap(env, exports);
   initJournal(env, exports);
+  initSnapshot(env, exports);
   initCrc32c(env, exports);
   return exports;
 }

@@ -1,7 +1,7 @@
 // Notes on the design
 // -------------------
-// The binding is the only code that includes napi.h. It turns the core's C++ objects into four
-// JavaScript classes (Region, Volume, Bitmap, Journal) plus a few functions, and nothing more:
+// The binding is the only code that includes napi.h. It turns the core's C++ objects into five
+// JavaScript classes (Region, Volume, Bitmap, Journal, SnapshotStore) plus a few functions, and nothing more:
 // roles, sequences and protocols live in TypeScript (src/storage), which checks every argument
 // before it calls in. The binding checks them again, because a native call must never trust JS.
 //
@@ -278,6 +278,7 @@ void initRegion(Napi::Env env, Napi::Object exports);
 void initVolume(Napi::Env env, Napi::Object exports);
 void initBitmap(Napi::Env env, Napi::Object exports);
 void initJournal(Napi::Env env, Napi::Object exports);
+void initSnapshot(Napi::Env env, Napi::Object exports);
 void initCrc32c(Napi::Env env, Napi::Object exports);
 Napi::Object initModule(Napi::Env env, Napi::Object exports);
 

@@ -24,6 +24,7 @@
 #include "journal_wrap.hpp"
 #include "region.hpp"
 #include "volume.hpp"
+#include "volume_wrap.hpp"
 
 namespace bmjs {
 namespace {
@@ -133,6 +134,12 @@ class VolumeWrap final : public Napi::ObjectWrap<VolumeWrap> {
 
   ~VolumeWrap() override {
     if (resource_) resource_->requestClose();
+  }
+
+  // The core volume, for wrappers that build on it (snapshot stores). ERR_VOLUME_CLOSED after close.
+  std::shared_ptr<bm::Volume> shared() const {
+    core();
+    return resource_->core;
   }
 
  private:
@@ -331,6 +338,10 @@ class VolumeWrap final : public Napi::ObjectWrap<VolumeWrap> {
 };
 
 }  // namespace
+
+std::shared_ptr<bm::Volume> volumeFromObject(napi_env env, napi_value value, const char* name) {
+  return unwrapArgument<VolumeWrap>(env, value, name)->shared();
+}
 
 void initVolume(Napi::Env env, Napi::Object exports) { VolumeWrap::init(env, exports); }
 

@@ -42,7 +42,15 @@ namespace bm {
   X(ERR_JOURNAL_RELEASED)                                                                        \
   X(ERR_JOURNAL_NOT_YET)                                                                         \
   X(ERR_JOURNAL_RECORD_TOO_LARGE)                                                                \
-  X(ERR_JOURNAL_BAD_HEADER)
+  X(ERR_JOURNAL_BAD_HEADER)                                                                      \
+  X(ERR_SNAPSHOT_CLOSED)                                                                         \
+  X(ERR_SNAPSHOT_EXISTS)                                                                         \
+  X(ERR_SNAPSHOT_NOT_FOUND)                                                                      \
+  X(ERR_SNAPSHOT_LIMIT)                                                                          \
+  X(ERR_SNAPSHOT_INVALID)                                                                        \
+  X(ERR_SNAPSHOT_BAD_HEADER)                                                                     \
+  X(ERR_SNAPSHOT_ATTACHED)                                                                       \
+  X(ERR_SNAPSHOT_DETACHED)
 
 enum class Code {
 #define BM_ENUM(name) name,

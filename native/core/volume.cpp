@@ -5,7 +5,9 @@
 // Superblock bytes (little endian): [0,8) magic "BMVOLUM1", [8,12) version, [12,16) blockSize,
 // [16,20) flags (bit 0: strict), [20,24) slot count, [24,32) capacityBytes, [32,40)
 // dataByteOffset, [40,48) slotBytes, [48,56) volumeId, [56,60) crc32c of [0,56). Then the shared
-// words: [64,68) directoryGeneration, [68,72) directory lock (pid of the holder, 0 when free).
+// words: [64,68) directoryGeneration, [68,72) directory lock (pid of the holder, 0 when free),
+// [72,76) "needs interceptor" (non-zero while a snapshot store exists; changed under the
+// directory lock with a generation bump, like a directory entry).
 // The directory starts at 128: kBitmapSlotCount entries of 72 bytes: state u32 (0 free,
 // 1 in use), recording u32, granularityBytes u64, bitCount u64, name[48] NUL-terminated.
 // slotBytes is a whole number of 4 KiB pages, so the data area starts page-aligned and trims
@@ -93,6 +95,7 @@ constexpr uint32_t kFlagStrict = 1;
 constexpr uint64_t kStaticCrcByteOffset = 56;
 constexpr uint64_t kGenerationByteOffset = 64;
 constexpr uint64_t kLockByteOffset = 68;
+constexpr uint64_t kInterceptorRequiredByteOffset = 72;
 constexpr uint64_t kDirectoryByteOffset = 128;
 constexpr uint64_t kEntryBytes = 72;
 constexpr uint64_t kEntryNameBytes = 48;
@@ -438,6 +441,11 @@ size_t Volume::writeBatch(const WriteRequest* requests, size_t count, uint64_t* 
     }
   }
   refreshDirectoryIfChanged();
+  if (interceptorRequired_ && interceptor_ == nullptr) {
+    throw Error(Code::ERR_SNAPSHOT_DETACHED,
+                "the volume has snapshots and this volume object has no snapshot store "
+                "attached: open the store before writing");
+  }
 
   // Steps 2-4 for every request, then one full fence, then steps 5-6 for every request. The
   // order inside each write is kept (its data is stored before its bits are set and before its
@@ -590,6 +598,8 @@ void Volume::loadDirectoryLocked() {
   // Swapped in only after every entry was read, so a damaged entry leaves the old cache intact.
   for (uint32_t i = 0; i < kBitmapSlotCount; i++) recording_[i] = std::move(loaded[i]);
   recordingCount_ = loadedCount;
+  interceptorRequired_ =
+      sharedWord(superblock_, kInterceptorRequiredByteOffset).load(std::memory_order_acquire) != 0;
   cachedGeneration_ = sharedWord(superblock_, kGenerationByteOffset).load(std::memory_order_acquire);
 }
 
@@ -698,6 +708,20 @@ std::vector<BitmapSlotInfo> Volume::listBitmaps() const {
                                      entry.bitCount, entry.recording});
   }
   return bitmaps;
+}
+
+void Volume::setInterceptorRequired(bool required) {
+  checkOpen();
+  DirectoryLock lock(superblock_);
+  sharedWord(superblock_, kInterceptorRequiredByteOffset)
+      .store(required ? 1 : 0, std::memory_order_release);
+  bumpGeneration(superblock_);
+  loadDirectoryLocked();
+}
+
+bool Volume::interceptorRequired() const {
+  checkOpen();
+  return sharedWord(superblock_, kInterceptorRequiredByteOffset).load(std::memory_order_acquire) != 0;
 }
 
 void Volume::attachJournal(std::shared_ptr<Journal> journal) {

@@ -163,6 +163,14 @@ class Volume {
 
   // Interceptor seam (not owned).
   void setInterceptor(WriteInterceptor* interceptor) noexcept { interceptor_ = interceptor; }
+  WriteInterceptor* interceptor() const noexcept { return interceptor_; }
+  // The "needs interceptor" word of the superblock, shared by every process mapping the volume:
+  // while it is set (a snapshot store exists), a Volume object with no interceptor installed
+  // refuses writes with ERR_SNAPSHOT_DETACHED instead of changing bytes a snapshot still reads
+  // from the volume. Part of the directory: changing it bumps the directory generation, so the
+  // write path reads the cached copy and pays nothing per batch.
+  void setInterceptorRequired(bool required);
+  bool interceptorRequired() const;
 
   VolumeStats stats() const noexcept;
   void close() noexcept;
@@ -200,6 +208,7 @@ class Volume {
   uint32_t cachedGeneration_ = UINT32_MAX;
   std::shared_ptr<Bitmap> recording_[kBitmapSlotCount];
   uint32_t recordingCount_ = 0;
+  bool interceptorRequired_ = false;
   // Counters, atomic so stats() may read them from any thread. The write-path ones have one
   // writer (the thread that calls writeBatch; a Volume object is used by one thread at a time,
   // each worker or process opens its own) and are updated by relaxed load+store once per batch;

@@ -145,6 +145,6 @@ export function checkPath(value: unknown, name: string): asserts value is string
 }
 
 /** The error for use after close. */
-export function closedError(area: 'region' | 'volume' | 'bitmap' | 'journal'): BlockmirrorError {
-  return new BlockmirrorError(`ERR_${area.toUpperCase()}_CLOSED`, `${area} is closed`);
+export function closedError(area: 'region' | 'volume' | 'bitmap' | 'journal' | 'snapshot'): BlockmirrorError {
+  return new BlockmirrorError(`ERR_${area.toUpperCase()}_CLOSED`, area === 'snapshot' ? 'snapshot store is closed' : `${area} is closed`);
 }
