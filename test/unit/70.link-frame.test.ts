@@ -18,6 +18,8 @@ import {
   FrameFlag,
   FrameType,
   MIN_MAX_FRAME_BYTES,
+  SMALL_CRC_BYTES,
+  crc32cSmall,
   isLinkFrameType,
 } from '../../src/transport/frame';
 import { MessageType, isKnownMessageType } from '../../src/transport/message-types';
@@ -140,6 +142,33 @@ describe('70 link frame: encoder, byte-exact', () => {
     // Pinned, so a change to the covered bytes or their order shows up here.
     assert.equal(crc, 0xc1fc68ad);
     assert.deepEqual(header, hex('424d4c4b 01 20 0001 0000000000000001 01020304 00000005 c1fc68ad'));
+  });
+
+  it('sums headers and small payloads in JS exactly as the addon does (crc32cSmall)', () => {
+    // Deterministic pseudo-random bytes, every length up to past SMALL_CRC_BYTES, odd offsets,
+    // and chained previous values.
+    const bytes = Buffer.alloc(600);
+    let state = 0x12345678;
+    for (let index = 0; index < bytes.length; index++) {
+      state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+      bytes[index] = state >>> 24;
+    }
+    for (let length = 0; length <= SMALL_CRC_BYTES * 2; length++) {
+      for (const start of [0, 1, 7, 300]) {
+        for (const previous of [0, 1, 0xffffffff, 0x9a3c17e5]) {
+          assert.equal(crc32cSmall(bytes, start, start + length, previous), crc32c(bytes.subarray(start, start + length), previous),
+            `length ${length} at ${start} after 0x${previous.toString(16)}`);
+        }
+      }
+    }
+    // The check value of CRC32C: "123456789" -> 0xe3069283.
+    assert.equal(crc32cSmall(Buffer.from('123456789'), 0, 9, 0), 0xe3069283);
+    // Small payloads are summed in JS, larger ones by the addon: the frames are the same either way.
+    for (const length of [SMALL_CRC_BYTES, SMALL_CRC_BYTES + 1]) {
+      const payload = bytes.subarray(0, length);
+      const [header] = new FrameEncoder().encode(MessageType.LINK_TEST, payload).chunks as [Buffer];
+      assert.equal(header.readUInt32BE(24), referenceCrc32c(Buffer.concat([header.subarray(0, 24), payload])));
+    }
   });
 
   it('numbers frames 1, 2, 3, ... in the 64-bit sequence field', () => {
