@@ -745,7 +745,12 @@ class Pipe {
     if (this.timer !== undefined || this.stallReason !== undefined) return;
     const head = this.head();
     if (head === undefined) return;
-    const delayMs = Math.max(0, head.arrivalMs - this.core.clock.nowMs());
+    // The clock computes the due time as now + delay; with a fractional arrival (bandwidth
+    // caps) that sum can round one ulp below the arrival, and the piece would be delivered
+    // early (found by the pair simulation, test/scenario/regressions/bandwidth-arrival-rounding.json).
+    const nowMs = this.core.clock.nowMs();
+    let delayMs = Math.max(0, head.arrivalMs - nowMs);
+    while (nowMs + delayMs < head.arrivalMs) delayMs += Number.EPSILON * Math.max(1, head.arrivalMs);
     this.timer = this.core.clock.setTimer(() => {
       this.timer = undefined;
       this.deliverHead();
