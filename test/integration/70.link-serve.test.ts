@@ -240,9 +240,10 @@ describe('70 links between serve processes', function () {
     assert.equal((await a.link('site-b')).faults, null);
 
     const reconnectsBefore = (await a.link('site-b')).reconnects as number;
+    // Counted before the drop: the link may be up again before the command has exited.
+    const upsBefore = eventsA.events.filter((event) => event.subject === 'link:site-b' && event.kind === 'change' && event.new === 'up').length;
     const dropped = await cli('link', 'fault', 'site-b', '--drop', '--admin', a.adminSocket);
     assert.equal(dropped.code, 0, dropped.stderr);
-    const upsBefore = eventsA.events.filter((event) => event.subject === 'link:site-b' && event.kind === 'change' && event.new === 'up').length;
     await eventsA.until((event) => event.subject === 'link:site-b' && event.reason === 'dropped', 'dropped');
     await eventsA.until((event) => event.subject === 'link:site-b' && event.kind === 'change' && event.new === 'up' &&
       eventsA.events.filter((e) => e.subject === 'link:site-b' && e.kind === 'change' && e.new === 'up').length > upsBefore, 'up after drop');
