@@ -1,11 +1,12 @@
 // Runs every benchmark suite in its own child process (so one suite's heap, JIT state and page
 // cache do not colour the next), then prints the ratios each suite reported.
-// Usage: node dist/bench/run.js [suite ...]   (suites: storage, nbd-fio, link, pair-fio, pair-resync, lockstep, sim-scale)
+// Usage: node dist/bench/run.js [suite ...]   (suites: storage, snapshot, nbd-fio, link, pair-fio, pair-resync, lockstep, sim-scale)
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 
 const SUITES: Record<string, string> = {
   storage: 'storage.bench.js',
+  snapshot: 'snapshot.bench.js',
   'nbd-fio': 'nbd-fio.js',
   link: 'link.bench.js',
   'pair-fio': 'pair-fio.js',

@@ -269,6 +269,27 @@ void Region::write(uint64_t byteOffset, const void* source, uint64_t byteLength)
   if (byteLength > 0) std::memmove(base_ + byteOffset, source, byteLength);
 }
 
+void Region::copyFrom(uint64_t byteOffset, const Region& source, uint64_t sourceByteOffset,
+                      uint64_t byteLength) {
+  checkRange("copyFrom", byteOffset, byteLength);
+  source.checkRange("copyFrom", sourceByteOffset, byteLength);
+  uint64_t done = 0;
+  while (done < byteLength) {
+    off_t from = static_cast<off_t>(sourceByteOffset + done);
+    off_t to = static_cast<off_t>(byteOffset + done);
+    const ssize_t copied = copy_file_range(source.fd_, &from, fd_, &to,
+                                           static_cast<size_t>(byteLength - done), 0);
+    if (copied > 0) {
+      done += static_cast<uint64_t>(copied);
+      continue;
+    }
+    if (copied < 0 && errno == EINTR) continue;
+    // Not supported between these two backings (or nothing copied): the portable way.
+    source.read(sourceByteOffset + done, base_ + byteOffset + done, byteLength - done);
+    return;
+  }
+}
+
 void Region::trim(uint64_t byteOffset, uint64_t byteLength) {
   checkRange("trim", byteOffset, byteLength);
   if (byteLength == 0) return;
@@ -368,6 +389,20 @@ bool Region::nextAllocated(uint64_t byteOffset, uint64_t endByteOffset,
   const uint64_t end = std::min(std::max(static_cast<uint64_t>(holeStart), start + 1), endByteOffset);
   extent = RegionExtent{start, end - start, true};
   return true;
+}
+
+bool Region::hasData(uint64_t byteOffset, uint64_t endByteOffset) const {
+  if (endByteOffset < byteOffset) endByteOffset = byteOffset;
+  checkRange("hasData", byteOffset, endByteOffset - byteOffset);
+  if (byteOffset == endByteOffset) return false;
+  const off_t dataStart = lseek(fd_, static_cast<off_t>(byteOffset), SEEK_DATA);
+  if (dataStart < 0) {
+    const int e = errno;
+    if (e == ENXIO) return false;
+    if (e == EINVAL || e == EOPNOTSUPP) return true;  // no SEEK_DATA support: assume data
+    throw Error(Code::ERR_REGION_OPEN, systemMessage("lseek(SEEK_DATA)", e), e);
+  }
+  return static_cast<uint64_t>(dataStart) < endByteOffset;
 }
 
 uint64_t Region::allocatedBytes() const {

@@ -72,6 +72,12 @@ class Region {
   // holes allocates nothing (reading them through data() would, for shared memory).
   void read(uint64_t byteOffset, void* target, uint64_t byteLength) const;
   void write(uint64_t byteOffset, const void* source, uint64_t byteLength);
+  // Copies [sourceByteOffset, +byteLength) of `source` to byteOffset of this region inside the
+  // kernel (copy_file_range; pread into the mapping where that is not supported): holes of the
+  // source are read without being allocated, and the target's fresh pages are allocated without
+  // a page fault each.
+  void copyFrom(uint64_t byteOffset, const Region& source, uint64_t sourceByteOffset,
+                uint64_t byteLength);
   // Zero [byteOffset, byteOffset+byteLength) and release whole pages inside it.
   void trim(uint64_t byteOffset, uint64_t byteLength);
   // Data/hole extents covering exactly [byteOffset, byteOffset+byteLength), merged, in order.
@@ -80,6 +86,10 @@ class Region {
   // false when the rest of the range is a hole. Lets scanners skip holes without reading them
   // (a read through data() would allocate the pages of a shared-memory hole).
   bool nextAllocated(uint64_t byteOffset, uint64_t endByteOffset, RegionExtent& extent) const;
+  // Whether any of [byteOffset, endByteOffset) is allocated: one lseek(SEEK_DATA). Cheaper than
+  // nextAllocated, whose SEEK_HOLE walks every allocated page after the extent it finds (the
+  // whole rest of a fully written region).
+  bool hasData(uint64_t byteOffset, uint64_t endByteOffset) const;
   // Bytes of backing actually allocated (st_blocks * 512).
   uint64_t allocatedBytes() const;
   // File: msync(MS_SYNC) + fsync. Memory: a full fence (orders, stores are already visible).

@@ -577,9 +577,8 @@ void SnapshotStore::preserveChunkLocked(uint64_t chunkIndex, uint32_t epoch) {
     const uint64_t length = chunkLength(chunkIndex);
     const uint64_t source = volume_->dataByteOffset() + (chunkIndex << chunkShift_);
     const std::shared_ptr<Region>& volumeRegion = volume_->region();
-    RegionExtent extent{};
     uint32_t entry = kZeroChunk;
-    if (!volumeRegion->nextAllocated(source, source + length, extent)) {
+    if (!volumeRegion->hasData(source, source + length)) {
       // A hole reads as zeros: preserved without a store chunk.
       addRelaxed(header_, kZeroChunkCountByteOffset, 1);
     } else {
@@ -590,9 +589,9 @@ void SnapshotStore::preserveChunkLocked(uint64_t chunkIndex, uint32_t epoch) {
         invalidateLocked(need);
         need = 0;
       } else {
-        // Through pread: reading the holes of a shared-memory volume through the mapping would
-        // allocate them.
-        volumeRegion->read(source, storeChunk(index), length);
+        // In the kernel: reading the holes of a shared-memory volume through the mapping would
+        // allocate them, and faulting in the fresh store pages one by one costs twice as much.
+        region_->copyFrom(storeByteOffset_ + uint64_t{index} * chunkBytes_, *volumeRegion, source, length);
         const auto shareCount = static_cast<uint32_t>(std::popcount(need));
         std::atomic_ref<uint32_t>(reinterpret_cast<uint32_t*>(header_ + countsByteOffset_)[index])
             .store(shareCount, std::memory_order_relaxed);
