@@ -30,6 +30,7 @@ const VOLUME_BYTES = 256 * 1024 * 1024;
 const CHUNK_BYTES = 64 * 1024;
 const WRITE_BYTES = 4096;
 const CHUNKS_PER_ROUND = 2048;
+const SUB_BATCH = 128;
 const ROUNDS = Number(process.env.SNAPSHOT_BENCH_ROUNDS ?? 9);
 
 type Variant = 'plain' | 'none' | 'first1' | 'later1' | 'first8' | 'later8';
@@ -65,10 +66,19 @@ function offsetsFor(round: number): { first: Float64Array; later: Float64Array }
   return { first, later };
 }
 
+/**
+ * ns per write: the median over sub-batches of SUB_BATCH writes, so a sub-batch that another
+ * process interrupted (a 2-core machine shared with other work) does not colour the sample.
+ */
 function timeWrites(volume: Volume, offsets: Float64Array, data: Buffer): number {
-  const start = process.hrtime.bigint();
-  for (let i = 0; i < offsets.length; i++) volume.write(offsets[i] as number, data);
-  return Number(process.hrtime.bigint() - start) / offsets.length;
+  const perWrite: number[] = [];
+  for (let first = 0; first < offsets.length; first += SUB_BATCH) {
+    const end = Math.min(offsets.length, first + SUB_BATCH);
+    const start = process.hrtime.bigint();
+    for (let i = first; i < end; i++) volume.write(offsets[i] as number, data);
+    perWrite.push(Number(process.hrtime.bigint() - start) / (end - first));
+  }
+  return median(perWrite);
 }
 
 function median(values: number[]): number {
