@@ -13,7 +13,8 @@
 // 'data' chunk would: the unread rest of the last READ_BUFFER_BYTES buffer while at least
 // MIN_SPARE_BYTES are left (an acknowledgement does not cost a 64 KiB allocation), else a fresh
 // one; no byte handed to the handler is ever read into again. Bytes read before attach() (a
-// dialer's socket reads from connect on) are kept and handed over at attach, in order.
+// dialer's socket reads from connect on) are kept, at most MAX_EARLY_BYTES (then the socket
+// stops reading), and handed over at attach, in order.
 //
 // Writes are batched: the first write() of a tick corks the socket and the end of the tick
 // (process.nextTick) uncorks it, so the frames one piece of code sends in a row go out in one
@@ -38,12 +39,15 @@ export const READ_BUFFER_BYTES = 64 * 1024;
 export const MIN_SPARE_BYTES = 16 * 1024;
 /** A batch of writes is handed to the kernel at once when it reaches this size. */
 export const FLUSH_BYTES = 128 * 1024;
+/** Bytes kept before attach() at most: past them the socket stops reading until attach. */
+export const MAX_EARLY_BYTES = 256 * 1024;
 
 /** Where a steered socket's reads go: built before the socket, bound to its wire at attach. */
 class ReadSteering {
   private handlers: WireHandlers | undefined;
   /** Bytes read before attach (kept in order). */
   private early: Buffer[] | undefined = [];
+  private earlyBytes = 0;
   /** The unread rest of the last buffer of our own (never a view of a handler's target). */
   private spare: Buffer | undefined;
   readonly onread: net.OnReadOpts = {
@@ -57,9 +61,14 @@ class ReadSteering {
       const chunk = (buffer as Buffer).subarray(0, byteCount);
       // What was read now belongs to the handler: the next read goes after it.
       if (buffer === this.spare) this.spare = this.spare.subarray(byteCount);
-      if (this.handlers !== undefined) this.handlers.data(chunk);
-      else this.early?.push(chunk);
-      return true;
+      if (this.handlers !== undefined) {
+        this.handlers.data(chunk);
+        return true;
+      }
+      this.early?.push(chunk);
+      this.earlyBytes += byteCount;
+      // false stops the socket reading (back-pressure on the peer); attach() resumes it.
+      return this.earlyBytes < MAX_EARLY_BYTES;
     },
   };
 

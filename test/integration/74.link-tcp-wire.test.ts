@@ -9,7 +9,7 @@ import { realClock } from '../../src/runtime/clock';
 import { realRandom } from '../../src/runtime/random';
 import { Connection } from '../../src/transport/connection';
 import { MessageType } from '../../src/transport/message-types';
-import { tcpNetwork } from '../../src/transport/tcp';
+import { MAX_EARLY_BYTES, tcpNetwork } from '../../src/transport/tcp';
 import type { NetworkListener, Wire } from '../../src/transport/wire';
 
 function patterned(byteLength: number, seed: number): Buffer {
@@ -81,11 +81,12 @@ describe('74 link TCP wire: steered reads', function () {
     });
   }
 
-  it('hands bytes that arrived before attach() over at attach, in order', async () => {
+  it('hands bytes that arrived before attach() over at attach, in order (reading stops past MAX_EARLY_BYTES)', async () => {
     const { listener, dialed, accepted } = await wirePair();
     cleanup.push(() => listener.close(), () => dialed.destroy(), () => accepted.destroy());
     accepted.attach({ data: () => undefined, drain: () => undefined, close: () => undefined });
-    const bytes = patterned(300_000, 2);
+    // More than MAX_EARLY_BYTES: the dialer stops reading until attach, then reads the rest.
+    const bytes = patterned(MAX_EARLY_BYTES * 8, 2);
     accepted.write([bytes.subarray(0, 1000)]);
     accepted.write([bytes.subarray(1000)]);
     // Let them reach the dialer (which reads from connect on) before it attaches.
