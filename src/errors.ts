@@ -187,6 +187,12 @@ export const LOCKSTEP_ERROR_CODES = Object.freeze([
   'ERR_LOCKSTEP_TIMEOUT',
 ] as const);
 
+/** A controller's snapshots (src/controller/snapshots.ts); the storage layer's are native. */
+export const SNAPSHOT_OPERATION_ERROR_CODES = Object.freeze([
+  /** A write reached a snapshot's export, or a restore was asked of a pair's secondary volume. EPERM to NBD clients. */
+  'ERR_SNAPSHOT_READ_ONLY',
+] as const);
+
 /** The admin endpoint (src/admin/): HTTP on a Unix socket. */
 export const ADMIN_ERROR_CODES = Object.freeze([
   /** The request is malformed: bad JSON, a missing or wrong-typed field. HTTP 400. */
@@ -233,9 +239,10 @@ export type AdminErrorCode = (typeof ADMIN_ERROR_CODES)[number];
 export type ControllerErrorCode = (typeof CONTROLLER_ERROR_CODES)[number];
 export type PairErrorCode = (typeof PAIR_ERROR_CODES)[number];
 export type LockstepErrorCode = (typeof LOCKSTEP_ERROR_CODES)[number];
+export type SnapshotOperationErrorCode = (typeof SNAPSHOT_OPERATION_ERROR_CODES)[number];
 export type ConfigErrorCode = (typeof CONFIG_ERROR_CODES)[number];
 export type CliErrorCode = (typeof CLI_ERROR_CODES)[number];
-export type ErrorCode = NativeErrorCode | NbdErrorCode | LinkErrorCode | ControllerErrorCode | PairErrorCode | LockstepErrorCode | AdminErrorCode | ConfigErrorCode | CliErrorCode;
+export type ErrorCode = NativeErrorCode | NbdErrorCode | LinkErrorCode | ControllerErrorCode | PairErrorCode | LockstepErrorCode | SnapshotOperationErrorCode | AdminErrorCode | ConfigErrorCode | CliErrorCode;
 
 /**
  * Every operating error code of blockmirror, one list per area: the native ones (which must equal
@@ -249,6 +256,7 @@ export const ERROR_CODES: readonly ErrorCode[] = Object.freeze([
   ...CONTROLLER_ERROR_CODES,
   ...PAIR_ERROR_CODES,
   ...LOCKSTEP_ERROR_CODES,
+  ...SNAPSHOT_OPERATION_ERROR_CODES,
   ...ADMIN_ERROR_CODES,
   ...CONFIG_ERROR_CODES,
   ...CLI_ERROR_CODES,

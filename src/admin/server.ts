@@ -21,6 +21,8 @@
 //   POST /pairs/delete {controller?, pair} -> target.deletePair
 //   POST /lockstep {controller?, pairs?, volumes?, journals?, timeoutMs?} -> target.lockstep
 //   POST /lockstep/enable, /lockstep/disable {controller?} -> target.setLockstepEnabled
+//   POST /snapshots/create|list|delete|restore|clone {controller?, volume, name, clone?} -> target.snapshot
+//                       (snapshot-routes.ts checks the bodies)
 //
 // Error contract: every failure is JSON {"error": {"code": "ERR_...", "message": "..."}} with an
 // HTTP status from STATUS_OF_CODE; an error without a known code is a bug somewhere behind the
@@ -48,6 +50,7 @@ import type { Duplex } from 'node:stream';
 import { BlockmirrorError, isBlockmirrorError } from '../errors';
 import { type FaultSettings, checkFaultSettings } from '../transport/faults';
 import { ensureSocketDirectory, removeStaleSocket } from './socket';
+import { SNAPSHOT_VERBS, type SnapshotVerb, snapshotRequest } from './snapshot-routes';
 import type { AdminTarget, ArrayEvent } from './target';
 
 /** A logger with pino's calling convention. */
@@ -122,6 +125,11 @@ export const STATUS_OF_CODE: Readonly<Record<string, number>> = Object.freeze({
   'ERR_PAIR_SPLIT_BRAIN': 409,
   'ERR_PAIR_UNRELATED': 409,
   'ERR_LOCKSTEP_TIMEOUT': 504,
+  'ERR_SNAPSHOT_NOT_FOUND': 404,
+  'ERR_SNAPSHOT_EXISTS': 409,
+  'ERR_SNAPSHOT_LIMIT': 409,
+  'ERR_SNAPSHOT_INVALID': 409,
+  'ERR_SNAPSHOT_READ_ONLY': 409,
   'ERR_ADMIN_METHOD': 405,
   'ERR_LINK_CLOSED': 409,
   'ERR_ADMIN_TOO_LARGE': 413,
@@ -252,6 +260,7 @@ export class AdminServer {
       '/lockstep': { POST: (request, response) => this.postLockstep(request, response) },
       '/lockstep/enable': { POST: (request, response) => this.postLockstepSwitch(request, response, true) },
       '/lockstep/disable': { POST: (request, response) => this.postLockstepSwitch(request, response, false) },
+      ...Object.fromEntries(SNAPSHOT_VERBS.map((verb) => [`/snapshots/${verb}`, { POST: (request: http.IncomingMessage, response: http.ServerResponse) => this.postSnapshot(request, response, verb) }])),
     });
   }
 
@@ -703,6 +712,12 @@ export class AdminServer {
       default: result = await this.target.resolvePair(controllerId, pair, body.keep as 'primary' | 'secondary');
     }
     this.sendJson(response, 200, { ok: true, pair: result });
+  }
+
+  /** POST /snapshots/<verb> (snapshot-routes.ts). */
+  private async postSnapshot(request: http.IncomingMessage, response: http.ServerResponse, verb: SnapshotVerb): Promise<void> {
+    const { controllerId, request: snapshotAsk } = snapshotRequest(verb, await this.readJsonObject(request));
+    this.sendJson(response, 200, { ok: true, result: await this.target.snapshot(controllerId, snapshotAsk) });
   }
 
   private controllerField(body: Record<string, unknown>): string | undefined {

@@ -65,6 +65,21 @@ export interface AdminTarget {
   setLockstepEnabled(controllerId: string | undefined, enabled: boolean): void;
   /** Resolves a split brain keeping the data of the side declared `keep`; same errors. */
   resolvePair(controllerId: string | undefined, pairName: string, keep: 'primary' | 'secondary'): Promise<Record<string, unknown>>;
+  /**
+   * A snapshot verb on a controller's volume (src/controller/snapshots.ts): create, list (every
+   * volume's when `volume` is absent), delete, restore, clone (into the volume `clone`). Throws
+   * ERR_SNAPSHOT_* codes and the controller errors above.
+   */
+  snapshot(controllerId: string | undefined, request: SnapshotRequest): Promise<unknown>;
   /** Prometheus text exposition of every metric. */
   metrics(): Promise<{ contentType: string; text: string }>;
+}
+
+/** What POST /snapshots/<verb> asks for. */
+export interface SnapshotRequest {
+  verb: 'create' | 'list' | 'delete' | 'restore' | 'clone';
+  volume?: string;
+  name?: string;
+  /** clone: the new volume's name. */
+  clone?: string;
 }

@@ -255,7 +255,7 @@ export function formatStatus(status: unknown, options: FormatStatusOptions = {})
 // ---------------------------------------------------------------------------------------------
 // Commands.
 
-interface AdminOptions {
+export interface AdminOptions {
   admin: string;
   controller?: string;
 }
@@ -272,7 +272,7 @@ function reportError(error: BlockmirrorError): void {
 }
 
 /** Runs an action; a BlockmirrorError becomes a message on stderr and exit code 1. */
-function adminAction<A extends unknown[]>(action: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
+export function adminAction<A extends unknown[]>(action: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
   return async (...args: A) => {
     try {
       await action(...args);
@@ -284,11 +284,11 @@ function adminAction<A extends unknown[]>(action: (...args: A) => Promise<void>)
   };
 }
 
-function clientFor(options: AdminOptions): AdminClient {
+export function clientFor(options: AdminOptions): AdminClient {
   return new AdminClient(parseAdminAddress(options.admin));
 }
 
-function adminOption(): Option {
+export function adminOption(): Option {
   return new Option('--admin <path>', 'the admin socket of the serve (or 127.0.0.1:PORT for its admin.tcp)')
     .default(defaultAdminSocketPath());
 }

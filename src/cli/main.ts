@@ -25,6 +25,7 @@ import type { DemoOptions } from './demo';
 import { registerAdminCommands } from './admin-commands';
 import { registerBenchCommand } from './bench-command';
 import { registerSimCommand } from './sim-command';
+import { registerSnapshotCommand } from './snapshot-command';
 
 const EXIT_FAILURE = 1;
 const EXIT_USAGE = 2;
@@ -192,6 +193,7 @@ at once.`)
   registerAdminCommands(program);
   registerBenchCommand(program);
   registerSimCommand(program);
+  registerSnapshotCommand(program);
 
   return program;
 }

@@ -37,6 +37,7 @@ import type { NbdVolume } from '../nbd/server';
 import { Lockstep, type LockstepResult, type LockstepTarget } from '../replication/lockstep';
 import { type PairMutation, type PairRoleEvent, PairManager, type PairSpec } from '../replication/pairs';
 import type { ReplicatedVolumeOptions } from '../replication/replicated-volume';
+import { ControllerSnapshots, type SnapshotEvent } from './snapshots';
 import { type ControllerVolumeSpec, type OpenedVolume, openConfiguredVolume } from './volumes';
 
 export type ControllerState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
@@ -137,6 +138,8 @@ export interface ControllerStatus {
   journalGroups: Record<string, unknown>[];
   /** The lockstep barrier (src/replication/lockstep.ts); null before start. */
   lockstep: Record<string, unknown> | null;
+  /** The snapshots of the volumes that have any (src/controller/snapshots.ts). */
+  snapshots: { volume: string; snapshots: Record<string, unknown>[] }[];
   volumes: { name: string; sharedName: string; backing: string; capacityBytes: number; blockSize: number; opened: string }[];
   exports: { name: string; volume: string; readOnly: boolean; description: string }[];
 }
@@ -157,6 +160,7 @@ export class Controller extends EventEmitter {
   private readonly linkMap = new Map<string, Link>();
   private listener: LinkListener | undefined;
   private pairManager: PairManager | undefined;
+  private readonly snapshotManager: ControllerSnapshots;
   private closePromise: Promise<void> | undefined;
 
   constructor(options: ControllerOptions) {
@@ -182,6 +186,18 @@ export class Controller extends EventEmitter {
     for (const [index, entry] of (options.exports ?? []).entries()) {
       if (!exportVolumes.has(entry.volume)) throw new TypeError(`options.exports[${index}].volume: no volume named ${entry.volume}`);
     }
+    this.snapshotManager = new ControllerSnapshots({
+      controllerId: this.id,
+      volumes: () => this.opened,
+      isSecondaryVolume: (name) => this.isSecondaryVolume(name),
+      addVolume: (opened) => { this.opened.push(opened); },
+      logger: this.log,
+    });
+    this.snapshotManager.on('snapshot', (event: SnapshotEvent) => {
+      this.emitEvent({ subject: `snapshot:${event.volume}@${event.snapshot}`, kind: 'change', old: null, new: event.kind, reason: 'operator',
+        ...(event.kind === 'cloned' ? { clone: event.name } : {}) });
+      this.emit('snapshot', event);
+    });
   }
 
   get currentState(): ControllerState {
@@ -217,6 +233,9 @@ export class Controller extends EventEmitter {
         this.opened.push(opened);
         this.log.info({ volume: spec.name, backing: spec.backing ?? 'memory', opened: opened.opened }, `volume ${spec.name} open`);
       }
+      // Before anything writes: a volume whose snapshots outlived the process refuses writes
+      // through an object without its snapshot store.
+      this.snapshotManager.openExisting();
       const replication = this.options.replication ?? {};
       const versions = this.options.linkVersions ?? { min: LINK_PROTOCOL_VERSION_MIN, max: LINK_PROTOCOL_VERSION_MAX };
       for (const peer of this.options.peers ?? []) {
@@ -314,6 +333,11 @@ export class Controller extends EventEmitter {
       throw error;
     }
     this.setState('running', 'started');
+  }
+
+  /** The point-in-time copies of this controller's volumes (src/controller/snapshots.ts). */
+  get snapshots(): ControllerSnapshots {
+    return this.snapshotManager;
   }
 
   /** The replication listener's bound address (after start), or undefined. */
@@ -434,6 +458,10 @@ export class Controller extends EventEmitter {
       },
       links: [...this.linkMap.values()].map((link) => link.status()),
       pairs: this.pairManager?.status() ?? [],
+      snapshots: this.snapshotManager.list().filter((entry) => entry.snapshots.length > 0).map((entry) => ({
+        volume: entry.volume,
+        snapshots: entry.snapshots.map((snapshot) => ({ ...snapshot, id: snapshot.id.toString(16).padStart(16, '0') })),
+      })),
       journalGroups: this.pairManager?.groupStatus() ?? [],
       lockstep: this.lockstepBarrier?.status() ?? null,
       volumes: this.opened.map(({ spec, volume, opened }) => ({
@@ -481,6 +509,12 @@ export class Controller extends EventEmitter {
     let problems = 0;
     this.lockstepBarrier?.close();
     if (this.pairManager !== undefined) await this.pairManager.close();
+    try {
+      await this.snapshotManager.close();
+    } catch (error) {
+      problems++;
+      this.log.error({ err: error }, 'closing the snapshot stores failed');
+    }
     for (const link of this.linkMap.values()) await link.close();
     if (this.listener !== undefined) await this.listener.close();
     const stats: ReturnType<Volume['stats']>[] = new Array(this.opened.length);

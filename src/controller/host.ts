@@ -12,7 +12,7 @@
 // (the admin endpoint's /events readers) and into a bounded ring of recent events.
 
 import { BlockmirrorError } from '../errors';
-import type { AdminTarget, ArrayEvent, ArrayEventListener } from '../admin/target';
+import type { AdminTarget, ArrayEvent, ArrayEventListener, SnapshotRequest } from '../admin/target';
 import type { LockstepTarget } from '../replication/lockstep';
 import type { PairManager, PairRoleEvent, PairSpec } from '../replication/pairs';
 import type { NbdVolume } from '../nbd/server';
@@ -21,6 +21,8 @@ import { NbdServer, type NbdServerOptions } from '../nbd/server';
 import type { NbdListenOptions } from '../nbd/index';
 import type { FaultSettings } from '../transport/faults';
 import { Controller, type ControllerEvent, type ControllerOptions } from './controller';
+import type { SnapshotEvent } from './snapshots';
+import type { SnapshotStatus } from '../storage/snapshot';
 
 /** Options of a ControllerHost. */
 export interface ControllerHostOptions {
@@ -142,6 +144,15 @@ export class ControllerHost implements AdminTarget {
                 server.setExportReadOnly(entry.name, (entry.readOnly ?? false) || event.target.writable === false);
               }
             });
+            controller.on('snapshot', (event: SnapshotEvent) => this.exportSnapshot(server, controller, event));
+            // Snapshots that outlived the process are exported again.
+            for (const { volume, snapshots } of controller.snapshots.list()) {
+              for (const snapshot of snapshots) {
+                this.exportSnapshot(server, controller, {
+                  kind: 'created', volume, name: snapshot.name, snapshot: snapshot.name, target: controller.snapshots.exportOf(volume, snapshot.name),
+                });
+              }
+            }
           }
           await server.listen();
         }
@@ -150,6 +161,41 @@ export class ControllerHost implements AdminTarget {
       if (this.server !== undefined) await this.server.close({ graceful: false }).catch(() => undefined);
       for (const controller of started.reverse()) await controller.close().catch(() => undefined);
       throw error;
+    }
+  }
+
+  /**
+   * A snapshot of an exported volume is exported read-only as <export>@<snapshot> (for each
+   * export of the volume); a deleted one stops being exported; a clone is exported read-write
+   * under its own name.
+   */
+  private exportSnapshot(server: NbdServer, controller: Controller, event: SnapshotEvent): void {
+    if (event.kind === 'cloned') {
+      server.addExport({ name: event.name, volume: event.target as unknown as Volume, description: `clone of ${event.volume}@${event.snapshot}` });
+      return;
+    }
+    const names = controller.exports.filter((entry) => entry.volume === event.volume).map((entry) => `${entry.name}@${event.snapshot}`);
+    if (event.kind === 'created') {
+      for (const name of names) {
+        server.addExport({ name, volume: event.target as unknown as Volume, readOnly: true, description: `snapshot ${event.snapshot} of ${event.volume}` });
+      }
+    } else {
+      for (const name of names) server.removeExport(name);
+    }
+  }
+
+  /** A snapshot verb (src/controller/snapshots.ts) on a controller; ids shown as hex. */
+  async snapshot(controllerId: string | undefined, request: SnapshotRequest): Promise<unknown> {
+    const snapshots = this.pick(controllerId).snapshots;
+    const shown = (status: SnapshotStatus): Record<string, unknown> => ({ ...status, id: status.id.toString(16).padStart(16, '0') });
+    const volume = request.volume as string;
+    const name = request.name as string;
+    switch (request.verb) {
+      case 'create': return shown(snapshots.create(volume, name));
+      case 'list': return snapshots.list(request.volume).map((entry) => ({ volume: entry.volume, snapshots: entry.snapshots.map(shown) }));
+      case 'delete': snapshots.delete(volume, name); return { volume, name, deleted: true };
+      case 'restore': return { volume, name, restoredBytes: snapshots.restore(volume, name) };
+      default: return snapshots.clone(volume, name, request.clone as string);
     }
   }
 

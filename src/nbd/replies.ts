@@ -37,7 +37,7 @@ export function errnoForVolumeError(error: unknown): number {
     if (code.endsWith('_CLOSED')) return P.NBD_ESHUTDOWN;
     // A pair's volume that stopped being writable under an open connection (its primary was
     // demoted): the write is refused as on a read-only export.
-    if (code === 'ERR_PAIR_READ_ONLY') return P.NBD_EPERM;
+    if (code === 'ERR_PAIR_READ_ONLY' || code === 'ERR_SNAPSHOT_READ_ONLY') return P.NBD_EPERM;
   }
   return P.NBD_EIO;
 }

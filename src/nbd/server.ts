@@ -47,6 +47,7 @@ import type {
   NbdAddress,
   NbdConnectionEvent,
   NbdDisconnectEvent,
+  NbdExportOptions,
   NbdExportStats,
   NbdListenOptions,
   NbdLogger,
@@ -212,45 +213,7 @@ export class NbdServer extends EventEmitter {
       userBufferReads: process.env.BLOCKMIRROR_NBD_RECEIVE !== 'stream',
     };
     this.log = this.config.logger;
-    const coordinators = new Map<Volume, FlushCoordinator>();
-    for (const [index, spec] of options.exports.entries()) {
-      const at = `exports[${index}]`;
-      if (typeof spec !== 'object' || spec === null) throw new TypeError(`${at} must be an object`);
-      if (typeof spec.name !== 'string' || spec.name.length === 0) throw new TypeError(`${at}.name must be a non-empty string`);
-      if (P.decodeNbdString(Buffer.from(spec.name, 'utf8')) === null) throw new RangeError(`${at}.name must be at most 4096 bytes of UTF-8 without NUL`);
-      if (this.exportsByName.has(spec.name)) throw new RangeError(`${at}.name ${JSON.stringify(spec.name)} is used twice`);
-      const volume = spec.volume;
-      if (typeof volume !== 'object' || volume === null || typeof volume.read !== 'function') throw new TypeError(`${at}.volume must be a Volume`);
-      const description = spec.description ?? '';
-      if (typeof description !== 'string') throw new TypeError(`${at}.description must be a string`);
-      if (Buffer.byteLength(description) > P.NBD_MAX_STRING_BYTES) throw new RangeError(`${at}.description must be at most 4096 bytes`);
-      const minimumBlockBytes = volume.strict ? volume.blockSize : 1;
-      const preferredBlockBytes = Math.max(volume.blockSize, PREFERRED_BLOCK_BYTES);
-      const maximumBlockBytes = maxPayloadBytes - (maxPayloadBytes % minimumBlockBytes);
-      if (maximumBlockBytes < preferredBlockBytes) {
-        throw new RangeError(`maxPayloadBytes ${maxPayloadBytes} is below the preferred block size ${preferredBlockBytes} of ${at}`);
-      }
-      let flushes = coordinators.get(volume);
-      if (flushes === undefined) {
-        flushes = new FlushCoordinator(volume);
-        coordinators.set(volume, flushes);
-      }
-      const entry: ExportEntry = {
-        name: spec.name,
-        description,
-        readOnly: spec.readOnly === true,
-        volume,
-        flushes,
-        minimumBlockBytes,
-        preferredBlockBytes,
-        maximumBlockBytes,
-        requestCounts: new Float64Array(P.NBD_CMD_COUNT + 1),
-        bytesRead: 0,
-        bytesWritten: 0,
-      };
-      this.exports.push(entry);
-      this.exportsByName.set(entry.name, entry);
-    }
+    for (const [index, spec] of options.exports.entries()) this.addEntry(spec, `exports[${index}]`);
     const listen = options.listen ?? DEFAULT_LISTEN;
     if (!Array.isArray(listen) || listen.length === 0) throw new TypeError('options.listen must be a non-empty array');
     for (const [index, spec] of listen.entries()) {
@@ -263,6 +226,67 @@ export class NbdServer extends EventEmitter {
       }
     }
     this.listenSpecs = listen.map((spec) => ({ ...spec }));
+  }
+
+  /** Checks an export's options and adds it (the name must be new). */
+  private addEntry(spec: NbdExportOptions, at: string): ExportEntry {
+    const { maxPayloadBytes } = this.config;
+    if (typeof spec !== 'object' || spec === null) throw new TypeError(`${at} must be an object`);
+    if (typeof spec.name !== 'string' || spec.name.length === 0) throw new TypeError(`${at}.name must be a non-empty string`);
+    if (P.decodeNbdString(Buffer.from(spec.name, 'utf8')) === null) throw new RangeError(`${at}.name must be at most 4096 bytes of UTF-8 without NUL`);
+    if (this.exportsByName.has(spec.name)) throw new RangeError(`${at}.name ${JSON.stringify(spec.name)} is used twice`);
+    const volume = spec.volume;
+    if (typeof volume !== 'object' || volume === null || typeof volume.read !== 'function') throw new TypeError(`${at}.volume must be a Volume`);
+    const description = spec.description ?? '';
+    if (typeof description !== 'string') throw new TypeError(`${at}.description must be a string`);
+    if (Buffer.byteLength(description) > P.NBD_MAX_STRING_BYTES) throw new RangeError(`${at}.description must be at most 4096 bytes`);
+    const minimumBlockBytes = volume.strict ? volume.blockSize : 1;
+    const preferredBlockBytes = Math.max(volume.blockSize, PREFERRED_BLOCK_BYTES);
+    const maximumBlockBytes = maxPayloadBytes - (maxPayloadBytes % minimumBlockBytes);
+    if (maximumBlockBytes < preferredBlockBytes) {
+      throw new RangeError(`maxPayloadBytes ${maxPayloadBytes} is below the preferred block size ${preferredBlockBytes} of ${at}`);
+    }
+    // Exports of one volume object share its flush coordinator (multi-conn flush semantics).
+    const flushes = this.exports.find((other) => other.volume === volume)?.flushes ?? new FlushCoordinator(volume);
+    const entry: ExportEntry = {
+      name: spec.name,
+      description,
+      readOnly: spec.readOnly === true,
+      volume,
+      flushes,
+      minimumBlockBytes,
+      preferredBlockBytes,
+      maximumBlockBytes,
+      requestCounts: new Float64Array(P.NBD_CMD_COUNT + 1),
+      bytesRead: 0,
+      bytesWritten: 0,
+    };
+    this.exports.push(entry);
+    this.exportsByName.set(entry.name, entry);
+    return entry;
+  }
+
+  /**
+   * Adds an export at run time (a snapshot or a clone): new connections can negotiate it at
+   * once. Throws RangeError for a name in use.
+   */
+  addExport(spec: NbdExportOptions): void {
+    if (this.isClosing) throw nbdError('ERR_NBD_SERVER_CLOSED', 'the NBD server is closing');
+    this.addEntry(spec, 'export');
+  }
+
+  /**
+   * Removes an export (a deleted snapshot): new connections no longer see it; a connection
+   * negotiated earlier keeps its entry, and its requests fail in the volume. False when there
+   * was none.
+   */
+  removeExport(name: string): boolean {
+    const entry = this.exportsByName.get(name);
+    if (entry === undefined) return false;
+    if (this.exports[0] === entry) throw new RangeError(`export ${JSON.stringify(name)} is the default export; it cannot be removed`);
+    this.exportsByName.delete(name);
+    this.exports.splice(this.exports.indexOf(entry), 1);
+    return true;
   }
 
   /** True once close() was called. */

@@ -141,6 +141,15 @@ export class FakeAdminTarget implements AdminTarget {
 
   lockstepEnabled = true;
 
+  /** Snapshot requests seen; a volume named 'missing' has none (ERR_SNAPSHOT_NOT_FOUND). */
+  readonly snapshotCalls: { controllerId: string | undefined; request: Record<string, unknown> }[] = [];
+
+  async snapshot(controllerId: string | undefined, request: { verb: string; volume?: string; name?: string; clone?: string }): Promise<unknown> {
+    this.snapshotCalls.push({ controllerId, request: { ...request } });
+    if (request.volume === 'missing') throw new BlockmirrorError('ERR_SNAPSHOT_NOT_FOUND', `volume ${request.volume} has no snapshot ${String(request.name)}`);
+    return { verb: request.verb, volume: request.volume ?? null, name: request.name ?? null };
+  }
+
   async lockstep(controllerId: string | undefined, target: { pairs?: string[] }): Promise<string> {
     this.pairCalls.push({ verb: 'lockstep', controllerId, pairName: (target.pairs ?? []).join(','), options: target });
     if (!this.lockstepEnabled) return 'disabled';
