@@ -108,6 +108,11 @@ export interface ControllerOptions {
    * mutation check, test/scenario/86). Never set outside such a test. @default none
    */
   pairMutation?: PairMutation;
+  /**
+   * A resyncing secondary keeps its last consistent image as a snapshot `resync.<pair>` until it
+   * is consistent again (docs/snapshots.md). @default true
+   */
+  keepResyncImages?: boolean;
 }
 
 /** One state change of a controller, as /events streams it (the host adds `seq`). */
@@ -307,6 +312,14 @@ export class Controller extends EventEmitter {
         };
         if (this.options.journal !== undefined) managerOptions.journal = this.options.journal;
         if (this.options.pairMutation !== undefined) managerOptions.mutation = this.options.pairMutation;
+        if (this.options.keepResyncImages !== false) {
+          const snapshots = this.snapshotManager;
+          managerOptions.snapshots = {
+            create: (volume, name) => { snapshots.create(volume, name); },
+            delete: (volume, name) => snapshots.delete(volume, name),
+            has: (volume, name) => snapshots.list(volume).some((entry) => entry.snapshots.some((snapshot) => snapshot.name === name)),
+          };
+        }
         const manager = new PairManager(managerOptions);
         manager.on('state', (event: { name: string; old: string; new: string; reason: string; detail?: string; role: string }) => {
           const fields: Record<string, unknown> = { role: event.role };

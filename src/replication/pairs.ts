@@ -73,7 +73,7 @@ import { PairError, type PairRole } from './pair-state';
 import { PairVolume } from './pair-volume';
 import { PrimaryPair, type PairStateEvent } from './primary-pair';
 import { ReplicatedVolume, type ReplicatedVolumeOptions } from './replicated-volume';
-import { SecondaryPair } from './secondary-pair';
+import { type ImageKeeper, SecondaryPair } from './secondary-pair';
 import { Tracking } from './tracking';
 
 /** A declared pair (the config's `pairs` entry). */
@@ -112,6 +112,18 @@ export interface PairManagerOptions {
   handoverTimeoutMs?: number;
   /** See PairMutation. @default none */
   mutation?: PairMutation;
+  /**
+   * Snapshots of a volume, for the last consistent image of a resyncing secondary
+   * (secondary-pair.ts ImageKeeper). @default none: a resyncing secondary keeps no image
+   */
+  snapshots?: PairSnapshots;
+}
+
+/** What a controller's snapshots give the pairs. */
+export interface PairSnapshots {
+  create(volume: string, name: string): void;
+  delete(volume: string, name: string): void;
+  has(volume: string, name: string): boolean;
 }
 
 /**
@@ -133,6 +145,8 @@ export interface PairRoleEvent {
 
 interface Side {
   spec: PairSpec;
+  /** The last consistent image while the side resyncs as a secondary (or was just demoted). */
+  images?: ImageKeeper;
   volume: Volume;
   link: Link;
   meta: PairMeta;
@@ -294,6 +308,8 @@ export class PairManager extends EventEmitter {
     const { spec } = side;
     const secondaryOptions: ConstructorParameters<typeof SecondaryPair>[0] = { name: spec.name, volumeName: spec.volume, remoteVolume: spec.remoteVolume, mode: spec.mode, initialReason: reason };
     if (spec.journalGroup !== undefined) secondaryOptions.journalGroup = spec.journalGroup;
+    const images = this.imagesOf(side);
+    if (images !== undefined) secondaryOptions.images = images;
     if (options.mutation === 'apply-out-of-order' || options.mutation === 'drop-write') secondaryOptions.mutation = options.mutation;
     const pair = new SecondaryPair(secondaryOptions,
       side.volume, side.link, options.clock, options.logger, side.meta, side.tracking);
@@ -324,12 +340,52 @@ export class PairManager extends EventEmitter {
     if (others.length > 0) {
       throw new PairError('ERR_PAIR_ROLE', `pair ${side.spec.name}: volume ${side.spec.volume} is also the primary of ${others.map((other) => other.spec.name).join(', ')}; it cannot become a secondary`);
     }
+    // The old primary's image, before the resync from the new primary overwrites it (a split
+    // brain's discarded side included): readable until the resync completes.
+    this.imagesOf(side)?.keep(`demotion of pair ${side.spec.name}`);
     pair.close({ keepTracking: true });
     void this.retirePrimary(side, pair);
     // A demoted primary holds its generation's data: a resync, never a full copy, unless the
     // generations say otherwise.
     side.meta.update({ role: 'secondary', synced: true, consistency: 'inconsistent', discard: options.discard === true });
     return this.buildSecondary(side, reason);
+  }
+
+  /** The side's keeper of its last consistent image, when the controller has snapshots. */
+  private imagesOf(side: Side): ImageKeeper | undefined {
+    const snapshots = this.options.snapshots;
+    if (snapshots === undefined) return undefined;
+    if (side.images !== undefined) return side.images;
+    const { spec } = side;
+    // Snapshot names: [A-Za-z0-9._:-]{1,47}.
+    const name = `resync.${spec.name}`.slice(0, 47);
+    const log = this.options.logger;
+    let current: string | null = snapshots.has(spec.volume, name) ? name : null;
+    side.images = {
+      get current() {
+        return current;
+      },
+      keep(reason: string): void {
+        if (current !== null) return;
+        try {
+          snapshots.create(spec.volume, name);
+          current = name;
+          log.info({ pair: spec.name, volume: spec.volume, snapshot: name }, `pair ${spec.name}: the last consistent image of ${spec.volume} is kept as snapshot ${name} (${reason})`);
+        } catch (error) {
+          log.warn({ pair: spec.name, volume: spec.volume, err: String(error) }, `pair ${spec.name}: cannot keep the last consistent image of ${spec.volume}: ${(error as Error).message}`);
+        }
+      },
+      release(): void {
+        if (current === null) return;
+        try {
+          snapshots.delete(spec.volume, current);
+        } catch (error) {
+          log.warn({ pair: spec.name, volume: spec.volume, err: String(error) }, `pair ${spec.name}: deleting snapshot ${current} failed: ${(error as Error).message}`);
+        }
+        current = null;
+      },
+    };
+    return side.images;
   }
 
   /** A closed primary leaves its replicated volume and journal group (closing them when empty). */

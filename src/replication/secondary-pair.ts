@@ -53,6 +53,22 @@ export interface SecondaryPairOptions {
   mutation?: 'apply-out-of-order' | 'drop-write';
   /** The journal group this side is declared in (journal-group.ts). @default none */
   journalGroup?: string;
+  /** Keeps the last consistent image while a resync runs (a snapshot of the volume). @default none */
+  images?: ImageKeeper;
+}
+
+/**
+ * The last consistent image of a secondary while its resync overwrites it (DRBD leaves the
+ * secondary inconsistent): keep() takes a snapshot of the volume as it is (unless one is kept
+ * already: after an interrupted resync the image is no longer consistent, the kept one is),
+ * release() deletes it once the secondary is consistent again. `current` names what is kept
+ * (status shows it); a keeper that cannot keep (no room for another snapshot) says so in the log
+ * and the resync goes on.
+ */
+export interface ImageKeeper {
+  keep(reason: string): void;
+  release(): void;
+  readonly current: string | null;
 }
 
 /** The secondary side of a pair. */
@@ -164,6 +180,9 @@ export class SecondaryPair extends EventEmitter {
         throw new PairError('ERR_PAIR_ROLE', `pair ${this.name}: the secondary holds the newer generation (rule ${result.rule}); take it over or resolve`);
       default:
     }
+    // The image is about to be overwritten out of order: keep it (a snapshot) while it is still
+    // a consistent one (a completed copy, not an interrupted resync).
+    if (this.synced && this.consistencyValue !== 'inconsistent') this.options.images?.keep(`resync of pair ${this.name}`);
     this.setConsistency('inconsistent');
     let dirty = this.tracking.ranges(MAX_DIRTY_RANGES);
     if (result.decision === 'full-target' || !this.synced) {
@@ -337,6 +356,8 @@ export class SecondaryPair extends EventEmitter {
     });
     this.peerGenerations = source;
     this.move('mirroring', 'resync done');
+    // Consistent again: the image kept during the resync goes.
+    this.options.images?.release();
   }
 
   /** The last lockstep marker this side safe-stored (flushed through), 0 for none. */
@@ -394,6 +415,8 @@ export class SecondaryPair extends EventEmitter {
       decision: this.lastDecision ?? null,
       discard: this.meta.state.discard,
       lastMarker: this.lastMarker,
+      // While inconsistent: the snapshot that holds the last consistent image (readable as <export>@<name>).
+      lastConsistentImage: this.options.images?.current ?? null,
     };
   }
 
