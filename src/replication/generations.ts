@@ -124,6 +124,10 @@ export function decide(local: Generations, peer: Generations, flags: { discardLo
     if (flags.discardPeer === true) return result('full-source', 10, "split brain resolved: the peer's data is replaced");
     return result('split-brain', 10, 'both sides changed since a generation older than either bitmap');
   }
+  // No common generation (unrelated volumes, or sides whose split brains went on so long that
+  // their histories no longer meet): refused, unless an operator chose a side with `resolve`.
+  if (flags.discardLocal === true) return result('full-target', 14, "no common generation, and this side's data is discarded: full copy from the peer");
+  if (flags.discardPeer === true) return result('full-source', 14, "no common generation, and the peer's data is discarded: full copy to it");
   return result('unrelated', 11, 'the two volumes share no generation: unrelated data');
 }
 

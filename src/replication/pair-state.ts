@@ -6,8 +6,9 @@
 //   simplex --open--> resyncing        (a restarted or promoted side whose peer holds its generation)
 //   (any of copying, mirroring, resyncing) --> suspended      (link down, journal full, operator,
 //                                                              secondary error)
-//   (simplex, mirroring, suspended) --> split-brain   (the generation ids say both sides changed;
-//                                                     left only by `resolve`: copying/resyncing)
+//   (any state) --> split-brain   (the generation ids say both sides changed: found on connect,
+//                                 also by a primary in a pass whose secondary was taken over
+//                                 with --force meanwhile; left only by `resolve`: copying/resyncing)
 //
 // The secondary's image is stated, not implied: 'consistent' while it is a write-order prefix of
 // the primary (mirroring), 'inconsistent' while a copy or resync pass runs (tracks arrive in
@@ -23,10 +24,10 @@ export type Consistency = 'consistent' | 'inconsistent' | 'outdated';
 
 export const PAIR_TRANSITIONS: Readonly<Record<PairState, readonly PairState[]>> = Object.freeze({
   simplex: ['copying', 'resyncing', 'suspended', 'split-brain'],
-  copying: ['mirroring', 'suspended'],
+  copying: ['mirroring', 'suspended', 'split-brain'],
   mirroring: ['suspended', 'split-brain'],
   suspended: ['copying', 'resyncing', 'split-brain'],
-  resyncing: ['mirroring', 'suspended'],
+  resyncing: ['mirroring', 'suspended', 'split-brain'],
   'split-brain': ['copying', 'resyncing'],
 });
 

@@ -463,7 +463,8 @@ export class PairManager extends EventEmitter {
             primary.enterSplitBrain(`rule ${result.rule}: ${result.text}`);
             throw new PairError('ERR_PAIR_SPLIT_BRAIN', `pair ${request.name}: split brain (rule ${result.rule}: ${result.text}); nothing is overwritten until \`resolve\``);
           case 'unrelated':
-            throw new PairError('ERR_PAIR_UNRELATED', `pair ${request.name}: ${result.text}; refused, nothing is touched`);
+            primary.enterSplitBrain(`rule ${result.rule}: ${result.text}`);
+            throw new PairError('ERR_PAIR_UNRELATED', `pair ${request.name}: ${result.text}; refused, nothing is touched until \`resolve\` (a full copy)`);
           default:
             throw new PairError('ERR_PAIR_ROLE', `pair ${request.name}: both sides are primary of the same generation; take one over or fail back`);
         }

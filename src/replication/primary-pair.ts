@@ -309,7 +309,9 @@ export class PrimaryPair extends EventEmitter {
         this.emit('demote', (error as Error).message);
         return;
       }
-      if (code === 'ERR_PAIR_SPLIT_BRAIN') {
+      if (code === 'ERR_PAIR_SPLIT_BRAIN' || code === 'ERR_PAIR_UNRELATED') {
+        // Unrelated data is refused like a split brain: nothing is touched until an operator
+        // chooses the side to keep (`resolve`; generations.ts rule 14: a full copy).
         this.enterSplitBrain((error as Error).message);
         return;
       }

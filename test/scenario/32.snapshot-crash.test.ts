@@ -50,6 +50,8 @@ describe('32 snapshot crash survival', function () {
           if (++writes === killAfterWrites) process.kill(child.pid as number, 'SIGKILL');
         } else if (message.kind === 'snapshot') {
           images.set(message.name, Buffer.from(live));
+          // The writer goes on once this side has seen the snapshot (children/snapshotter.ts).
+          if (child.connected) child.send({ kind: 'ack' }, () => undefined);
         } else {
           images.delete(message.name);
           deleted.add(message.name);

@@ -39,7 +39,10 @@ describe('80 pair generations and state', () => {
       assert.deepEqual([...PAIR_TRANSITIONS['split-brain']].sort(), ['copying', 'resyncing']);
       assert.equal(isPairTransition('mirroring', 'split-brain'), true);
       assert.equal(isPairTransition('split-brain', 'mirroring'), false);
-      assert.equal(isPairTransition('copying', 'split-brain'), false);
+      // A primary in a pass finds a split brain when its secondary was taken over with --force.
+      assert.equal(isPairTransition('copying', 'split-brain'), true);
+      assert.equal(isPairTransition('resyncing', 'split-brain'), true);
+      assert.equal(isPairTransition('split-brain', 'suspended'), false);
     });
     it('has no state that cannot be left', () => {
       for (const [state, next] of Object.entries(PAIR_TRANSITIONS)) assert.ok(next.length > 0, state);
@@ -64,6 +67,8 @@ describe('80 pair generations and state', () => {
       { rule: 10, local: g(9, 8, [5, 0]), peer: g(11, 6, [5, 0]), decision: 'split-brain' },
       { rule: 10, local: g(9, 8, [5, 0]), peer: g(11, 6, [5, 0]), decision: 'full-target', flags: { discardLocal: true } },
       { rule: 11, local: g(9, 8, [5, 4]), peer: g(11, 6, [3, 2]), decision: 'unrelated' },
+      { rule: 14, local: g(9, 8, [5, 4]), peer: g(11, 6, [3, 2]), decision: 'full-target', flags: { discardLocal: true } },
+      { rule: 14, local: g(9, 8, [5, 4]), peer: g(11, 6, [3, 2]), decision: 'full-source', flags: { discardPeer: true } },
     ];
     for (const row of rows) {
       const flags = row.flags === undefined ? '' : ` with ${Object.keys(row.flags).join(', ')}`;

@@ -29,6 +29,12 @@ const names: string[] = [];
 let writeCount = 0;
 let snapshotCount = 0;
 
+// After each snapshot the writer waits for the parent's ack, so it never runs more than one
+// snapshot ahead of what the parent has seen (a loaded machine delays the parent, not the kill).
+process.on('message', (message: { kind?: string }) => {
+  if (message?.kind === 'ack') setImmediate(step);
+});
+
 const step = (): void => {
   for (let k = 0; k < 16; k++) {
     const byteLength = 4096 * (1 + (next() % 17));
@@ -46,6 +52,7 @@ const step = (): void => {
         store.deleteSnapshot(oldest);
         send({ kind: 'delete', name: oldest });
       }
+      return;
     }
   }
   setImmediate(step);
