@@ -31,6 +31,7 @@
 // sequences increasing, records inside their volume), then applies it in order, and each listed
 // member stands at `through`.
 
+import { Coalesced } from '../runtime/coalesce';
 import type { JournalRecord } from '../storage/journal';
 import type { Link } from '../transport/link';
 import { isLinkError } from '../transport/errors';
@@ -53,8 +54,6 @@ export class JournalGroup implements GroupStream {
   private readonly byVolume = new Map<bigint, PrimaryPair>();
   private readonly listeners = new Map<PrimaryPair, (event: PairStateEvent) => void>();
   private readonly maxBatchBytes: number;
-  private pumping = false;
-  private pumpAgain = false;
   private propagating = false;
   batchesShipped = 0;
 
@@ -114,23 +113,11 @@ export class JournalGroup implements GroupStream {
   }
 
   schedulePump(): void {
-    if (this.pumping) {
-      this.pumpAgain = true;
-      return;
-    }
-    this.pumping = true;
-    queueMicrotask(() => {
-      try {
-        this.pump();
-      } finally {
-        this.pumping = false;
-        if (this.pumpAgain) {
-          this.pumpAgain = false;
-          this.schedulePump();
-        }
-      }
-    });
+    this.pumpTask.schedule();
   }
+
+  /** One pump per burst of writes (runtime/coalesce.ts). */
+  private readonly pumpTask = new Coalesced(() => this.pump());
 
   private pump(): void {
     const { journal } = this.feed;

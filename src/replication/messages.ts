@@ -190,15 +190,32 @@ export function encodeRecords(name: string, records: readonly ShippedRecord[]): 
   let at = out.writeUInt16BE(nameBytes.length, 0);
   at += nameBytes.copy(out, at);
   at = out.writeUInt32BE(records.length, at);
-  for (const record of records) {
-    at = writeU64(out, record.sequence, at);
-    at = out.writeUInt8(KINDS.indexOf(record.kind), at);
-    at = writeU64(out, record.byteOffset, at);
-    at = out.writeUInt32BE(record.byteLength, at);
-    at = out.writeUInt32BE(record.data.length, at);
-    at += record.data.copy(out, at);
-  }
+  for (const record of records) at = writeRecord(out, record, at);
   return out;
+}
+
+/** One record as PAIR_RECORDS and PAIR_GROUP_RECORDS carry it (RECORD_HEADER_BYTES, then the data). */
+function writeRecord(out: Buffer, record: ShippedRecord, at: number): number {
+  at = writeU64(out, record.sequence, at);
+  at = out.writeUInt8(KINDS.indexOf(record.kind), at);
+  at = writeU64(out, record.byteOffset, at);
+  at = out.writeUInt32BE(record.byteLength, at);
+  at = out.writeUInt32BE(record.data.length, at);
+  return at + record.data.copy(out, at);
+}
+
+/** Reads what writeRecord wrote, with the checks every record gets (`what` names the message). */
+function readRecord(reader: BinaryReader, maxDataBytes: number, what: string): ShippedRecord {
+  const sequence = reader.u64();
+  const kindIndex = reader.u8();
+  const byteOffset = reader.u64();
+  const byteLength = reader.u32();
+  const data = reader.bytes(maxDataBytes);
+  const kind = KINDS[kindIndex] ?? bad(what, `unknown record kind ${kindIndex}`);
+  if (kind === 'write' && data.length !== byteLength) bad(what, 'write data length differs from byteLength');
+  if (kind !== 'write' && data.length !== 0) bad(what, `a ${kind} record carries data`);
+  if (kind === 'marker' && (byteLength !== 0 || byteOffset !== 0)) bad(what, 'a marker record describes bytes');
+  return { sequence, kind, byteOffset, byteLength, data };
 }
 
 /** Bytes before each record's data in PAIR_RECORDS: u64 sequence, u8 kind, u64 byteOffset, u32 byteLength, u32 data length. */
@@ -251,18 +268,7 @@ export function decodeRecords(payload: Buffer, maxDataBytes: number): { name: st
   const count = reader.u32();
   if (count > MAX_RECORDS_PER_MESSAGE) bad('PAIR_RECORDS', `${count} records, more than ${MAX_RECORDS_PER_MESSAGE}`);
   const records: ShippedRecord[] = [];
-  for (let index = 0; index < count; index++) {
-    const sequence = reader.u64();
-    const kindIndex = reader.u8();
-    const byteOffset = reader.u64();
-    const byteLength = reader.u32();
-    const data = reader.bytes(maxDataBytes);
-    const kind = KINDS[kindIndex] ?? bad('PAIR_RECORDS', `unknown record kind ${kindIndex}`);
-    if (kind === 'write' && data.length !== byteLength) bad('PAIR_RECORDS', 'write data length differs from byteLength');
-    if (kind !== 'write' && data.length !== 0) bad('PAIR_RECORDS', `a ${kind} record carries data`);
-    if (kind === 'marker' && (byteLength !== 0 || byteOffset !== 0)) bad('PAIR_RECORDS', 'a marker record describes bytes');
-    records.push({ sequence, kind, byteOffset, byteLength, data });
-  }
+  for (let index = 0; index < count; index++) records.push(readRecord(reader, maxDataBytes, 'PAIR_RECORDS'));
   reader.end();
   return { name, records };
 }
@@ -302,13 +308,7 @@ export function encodeGroupRecords(batch: GroupRecords): Buffer {
   let at = head.copy(out, 0);
   for (const record of batch.records) {
     if (record.kind === 'marker') throw new RangeError('a group batch covers markers, it does not carry them');
-    at = out.writeUInt16BE(record.member, at);
-    at = writeU64(out, record.sequence, at);
-    at = out.writeUInt8(KINDS.indexOf(record.kind), at);
-    at = writeU64(out, record.byteOffset, at);
-    at = out.writeUInt32BE(record.byteLength, at);
-    at = out.writeUInt32BE(record.data.length, at);
-    at += record.data.copy(out, at);
+    at = writeRecord(out, record, out.writeUInt16BE(record.member, at));
   }
   return out;
 }
@@ -333,17 +333,10 @@ export function decodeGroupRecords(payload: Buffer, maxDataBytes: number): Group
   const records: GroupRecord[] = [];
   for (let index = 0; index < count; index++) {
     const member = reader.u16();
-    const sequence = reader.u64();
-    const kindIndex = reader.u8();
-    const byteOffset = reader.u64();
-    const byteLength = reader.u32();
-    const data = reader.bytes(maxDataBytes);
+    const record = readRecord(reader, maxDataBytes, 'PAIR_GROUP_RECORDS');
     if (member >= memberCount) bad('PAIR_GROUP_RECORDS', `record for member ${member} of ${memberCount}`);
-    const kind = KINDS[kindIndex] ?? bad('PAIR_GROUP_RECORDS', `unknown record kind ${kindIndex}`);
-    if (kind === 'marker') bad('PAIR_GROUP_RECORDS', 'a group batch carries no marker records');
-    if (kind === 'write' && data.length !== byteLength) bad('PAIR_GROUP_RECORDS', 'write data length differs from byteLength');
-    if (kind !== 'write' && data.length !== 0) bad('PAIR_GROUP_RECORDS', `a ${kind} record carries data`);
-    records.push({ member, sequence, kind, byteOffset, byteLength, data });
+    if (record.kind === 'marker') bad('PAIR_GROUP_RECORDS', 'a group batch carries no marker records');
+    records.push({ ...record, member });
   }
   reader.end();
   return { group, through, members, records };

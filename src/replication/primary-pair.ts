@@ -32,6 +32,7 @@
 // with ERR_PAIR_FENCED (EIO to NBD clients): no acknowledged write is ever missing from the
 // secondary.
 
+import { Coalesced } from '../runtime/coalesce';
 import { EventEmitter } from 'node:events';
 
 import type { Clock, TimerHandle } from '../runtime/clock';
@@ -150,8 +151,6 @@ export class PrimaryPair extends EventEmitter {
   private passGeneration = 0;
   /** A PAIR_RESYNC_DONE not yet answered: the next open waits for it (the peer may adopt its ids). */
   private resyncDoneInFlight: Promise<unknown> | undefined;
-  private pumping = false;
-  private pumpAgain = false;
   private progress = { doneBytes: 0, totalBytes: 0, startedAtMs: 0, lastProgressAtMs: 0 };
   private stuckTimer: TimerHandle | undefined;
   private stuckReported = false;
@@ -498,23 +497,11 @@ export class PrimaryPair extends EventEmitter {
       if (this.state === 'mirroring') this.group.schedulePump();
       return;
     }
-    if (this.pumping) {
-      this.pumpAgain = true;
-      return;
-    }
-    this.pumping = true;
-    queueMicrotask(() => {
-      try {
-        this.pump();
-      } finally {
-        this.pumping = false;
-        if (this.pumpAgain) {
-          this.pumpAgain = false;
-          this.schedulePump();
-        }
-      }
-    });
+    this.pumpTask.schedule();
   }
+
+  /** One pump per burst of writes (runtime/coalesce.ts). */
+  private readonly pumpTask = new Coalesced(() => this.pump());
 
   private pump(): void {
     while (!this.closed && this.state === 'mirroring' && !this.link.isFull && this.nextToShip < this.journal.nextSequence) {
