@@ -122,13 +122,8 @@ export class ControllerSnapshots extends EventEmitter {
   openExisting(): void {
     for (const opened of this.options.volumes()) {
       if (opened.volume.backing === 'memory') continue;
-      let store: SnapshotStore;
-      try {
-        store = SnapshotStore.open(opened.volume);
-      } catch (error) {
-        if ((error as { code?: string }).code === 'ERR_REGION_NOT_FOUND') continue;
-        throw error;
-      }
+      const store = SnapshotStore.tryOpen(opened.volume);
+      if (store === null) continue;
       this.stores.set(opened.spec.name, store);
       const names = store.list().map((status) => status.name);
       this.options.logger.info({ volume: opened.spec.name, snapshots: names }, `volume ${opened.spec.name}: ${names.length} snapshot(s) kept from before`);

@@ -4,7 +4,8 @@
 // would reinterpret its bytes), and so must the granularity of existing configured bitmaps.
 
 import { BlockmirrorError } from '../errors';
-import { Volume, type VolumeBacking, type VolumeCreateOptions } from '../storage/volume';
+import { Region } from '../storage/region';
+import { Volume, sharedVolumeRegionName, type VolumeBacking, type VolumeCreateOptions } from '../storage/volume';
 
 /** A volume as a controller is configured with it (the config's normalized volume entry). */
 export interface ControllerVolumeSpec {
@@ -44,10 +45,12 @@ export async function openConfiguredVolume(spec: ControllerVolumeSpec): Promise<
   const sharedName = spec.sharedName ?? spec.name;
   let volume: Volume | undefined;
   let opened: OpenedVolume['opened'] = 'created';
-  if (backing !== 'memory') {
+  // A probe, not an error: Region.exists first (a miss is the common case of a first start).
+  if (backing !== 'memory' && (backing === 'file' ? Region.exists('file', spec.path as string) : Region.exists('shared', sharedVolumeRegionName(sharedName)))) {
     try {
       volume = Volume.open(backing === 'file' ? { path: spec.path as string } : { name: sharedName });
     } catch (error) {
+      // Removed between the look and the open.
       if (errorCode(error) !== 'ERR_REGION_NOT_FOUND') throw error;
     }
   }

@@ -118,15 +118,12 @@ export class PairMeta {
       meta.save(initial);
       return meta;
     }
-    let region: Region;
-    try {
-      region = Region.open(target.kind === 'shared' ? { kind: 'shared', name: target.name } : { kind: 'file', path: target.name });
-    } catch (error) {
-      if ((error as { code?: string }).code !== 'ERR_REGION_NOT_FOUND') throw error;
-      region = Region.create(target.kind === 'shared'
+    const region = Region.tryOpen(target.kind === 'shared' ? { kind: 'shared', name: target.name } : { kind: 'file', path: target.name });
+    if (region === null) {
+      const created = Region.create(target.kind === 'shared'
         ? { kind: 'shared', name: target.name, byteLength: REGION_BYTES }
         : { kind: 'file', path: target.name, byteLength: REGION_BYTES });
-      const meta = new PairMeta(region, initial, 0, false);
+      const meta = new PairMeta(created, initial, 0, false);
       meta.save(initial);
       return meta;
     }

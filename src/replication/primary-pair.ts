@@ -197,6 +197,11 @@ export class PrimaryPair extends EventEmitter {
     return this.state;
   }
 
+  /** Journal records not yet applied on the secondary: status().lag.records without the rest of status(). */
+  get lagRecords(): number {
+    return Math.max(0, this.journal.nextSequence - 1 - this.applied);
+  }
+
   /** The lowest journal sequence this pair still needs (Infinity when it needs none). */
   get neededSequence(): number {
     return this.state === 'mirroring' || this.state === 'copying' || this.state === 'resyncing'
@@ -827,7 +832,7 @@ export class PrimaryPair extends EventEmitter {
       link: this.link.currentState,
       positions: { journalNext: next, shipped: this.nextToShip - 1, received: this.received, applied: this.applied, flushed: this.flushed },
       lag: {
-        records: Math.max(0, next - 1 - this.applied),
+        records: this.lagRecords,
         bytes: this.state === 'mirroring' ? this.journal.stats().usedBytes : (oosTracks * granularity),
         seconds: Math.round(this.lagSeconds() * 1000) / 1000,
       },

@@ -394,6 +394,7 @@ export class SecondaryPair extends EventEmitter {
   }
 
   status(): Record<string, unknown> {
+    const oosTracks = this.tracking.count();
     return {
       name: this.name,
       role: 'secondary',
@@ -409,7 +410,7 @@ export class SecondaryPair extends EventEmitter {
       positions: { received: this.received, applied: this.applied, flushed: this.flushed, next: this.nextSequence },
       appliedBytes: this.appliedBytes,
       refused: this.refusedCount,
-      oos: { tracks: this.tracking.count(), bytes: this.tracking.count() * this.tracking.granularityBytes },
+      oos: { tracks: oosTracks, bytes: oosTracks * this.tracking.granularityBytes },
       generations: formatGenerations(this.meta.state.generations),
       peerGenerations: this.peerGenerations === undefined ? null : formatGenerations(this.peerGenerations),
       decision: this.lastDecision ?? null,

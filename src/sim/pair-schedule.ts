@@ -428,9 +428,15 @@ class PairSchedule {
     return data;
   }
 
+  /** The block values of a controller's image, read into one buffer the schedule reuses (they are decoded at once). */
   private values(id: Id): Int32Array {
-    return decodeImage(this.image(id), this.blockBytes);
+    const volume = this.controller(id)?.volume(VOLUME) as Volume;
+    this.valuesScratch ??= Buffer.allocUnsafe(this.capacityBytes);
+    volume.read(0, this.valuesScratch);
+    return decodeImage(this.valuesScratch, this.blockBytes);
   }
+
+  private valuesScratch: Buffer | undefined;
 
   private side(id: Id, pair: string): Record<string, unknown> | undefined {
     const cache = this.statusCache;
@@ -841,12 +847,16 @@ class PairSchedule {
         }
       }
       if (primary === undefined || secondaryCount !== 1) return false;
-      if ((primary.status().lag as { records: number }).records !== 0) return false;
+      if (primary.lagRecords !== 0) return false;
     }
     return true;
   }
 
   private describe(): string {
+    return this.cached(() => this.describeCached());
+  }
+
+  private describeCached(): string {
     return this.links.map((link) => [link.primary, link.secondary].map((id) => {
       const status = this.side(id, link.pair);
       return status === undefined ? `${link.pair}@${id}: down` : `${link.pair}@${id}: ${String(status.role)} ${String(status.state)} (${String(status.reason)}) ${String(status.consistency)} link ${String(status.link)}` +

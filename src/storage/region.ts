@@ -13,6 +13,8 @@
 // Errors: caller mistakes are TypeError / RangeError (checked here, then natively); operating
 // errors (exists, not found, map failure, closed) are BlockmirrorError with ERR_REGION_* codes.
 
+import { existsSync } from 'node:fs';
+
 import { addon, NativeRegion, NativeRegionKind } from '../native';
 import {
   checkBytes,
@@ -60,6 +62,9 @@ export interface RegionOpenOptions {
 
 const REGION_KINDS: readonly RegionKind[] = ['anonymous', 'shared', 'file'];
 const KIND_NAMES: readonly RegionKind[] = ['anonymous', 'shared', 'file'];
+
+/** Where shm_open(3) keeps shared objects on Linux (what Region.exists looks at). */
+const SHM_DIRECTORY = '/dev/shm';
 
 /** Largest region the core maps (64 TiB). */
 const MAX_REGION_BYTES = 2 ** 46;
@@ -123,6 +128,38 @@ export class Region {
     checkOneOf(options.kind, 'options.kind', ['shared', 'file'] as const);
     const name = nativeName(options.kind, options.name, options.path, 'options');
     return new Region(new addon.Region(NativeRegionKind[options.kind], name, 0, false, true));
+  }
+
+  /**
+   * Whether a shared object or a file exists, without opening it: "not found" is a value here,
+   * not an error (callers that probe, like a controller reopening what a crash left, ask this
+   * instead of catching ERR_REGION_NOT_FOUND, whose stack is the costly part of a miss). A
+   * shared name is looked up where shm_open keeps it (/dev/shm, as on every Linux).
+   */
+  static exists(kind: 'shared' | 'file', nameOrPath: string): boolean {
+    checkOneOf(kind, 'kind', ['shared', 'file'] as const);
+    if (kind === 'shared') {
+      checkSharedName(nameOrPath, 'name');
+      return existsSync(`${SHM_DIRECTORY}/${nameOrPath}`);
+    }
+    checkPath(nameOrPath, 'path');
+    return existsSync(nameOrPath);
+  }
+
+  /** Region.open, or null when the region does not exist (other failures still throw). */
+  static tryOpen(options: RegionOpenOptions): Region | null {
+    checkOptions(options, 'options');
+    if (options === undefined) throw new TypeError('options must be an object (got undefined)');
+    checkOneOf(options.kind, 'options.kind', ['shared', 'file'] as const);
+    const name = nativeName(options.kind, options.name, options.path, 'options');
+    if (!Region.exists(options.kind, name)) return null;
+    try {
+      return new Region(new addon.Region(NativeRegionKind[options.kind], name, 0, false, true));
+    } catch (error) {
+      // Removed between the look and the open.
+      if ((error as { code?: unknown }).code === 'ERR_REGION_NOT_FOUND') return null;
+      throw error;
+    }
   }
 
   /** Removes a shared object or a file; false when it did not exist. */

@@ -33,7 +33,7 @@
 // first makes every snapshot call throw ERR_VOLUME_CLOSED.
 
 import { addon, NativeRegionKind, NativeSnapshotRecord, NativeSnapshotStore } from '../native';
-import { RegionExtent, unpackExtents } from './region';
+import { Region, RegionExtent, unpackExtents } from './region';
 import { checkIndex, checkObject, checkOptions, checkPowerOfTwo, checkString, closedError, describe, checkIntegerIn, orDefault, MAX_REGION_NAME_LENGTH } from './validate';
 import { Volume, VolumeBacking, kNativeHandle as kVolumeHandle } from './volume';
 
@@ -193,6 +193,30 @@ export class SnapshotStore {
     const native = volume[kVolumeHandle];
     const { kind, regionName } = storeRegionOf(volume);
     return new SnapshotStore(volume, new addon.SnapshotStore(native, NATIVE_KIND[kind], regionName, false, 0, 0));
+  }
+
+  /**
+   * Whether a shared or file volume has a store, without opening it ("none" is a value, not an
+   * error: a controller that reopens its volumes asks this; a 'memory' volume's store lives
+   * only in its object, so this is false for one).
+   */
+  static exists(volume: Volume): boolean {
+    checkVolume(volume);
+    if (volume.backing === 'memory') return false;
+    const { kind, regionName } = storeRegionOf(volume);
+    return Region.exists(kind as 'shared' | 'file', regionName);
+  }
+
+  /** SnapshotStore.open, or null when the volume has no store (other failures still throw). */
+  static tryOpen(volume: Volume): SnapshotStore | null {
+    if (!SnapshotStore.exists(volume)) return null;
+    try {
+      return SnapshotStore.open(volume);
+    } catch (error) {
+      // Removed between the look and the open.
+      if ((error as { code?: unknown }).code === 'ERR_REGION_NOT_FOUND') return null;
+      throw error;
+    }
   }
 
   /**
