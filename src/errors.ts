@@ -187,6 +187,24 @@ export const LOCKSTEP_ERROR_CODES = Object.freeze([
   'ERR_LOCKSTEP_TIMEOUT',
 ] as const);
 
+/** Consistency groups (src/cgroup/). */
+export const CGROUP_ERROR_CODES = Object.freeze([
+  /** No consistency group of that name is declared here, or the message did not come from its master. */
+  'ERR_CGROUP_UNKNOWN',
+  /** The relationship table or a limit is invalid (names, one master controller, unique rows, ranges). */
+  'ERR_CGROUP_BAD_SPEC',
+  /** `group create`: a group of that name exists on this controller. */
+  'ERR_CGROUP_EXISTS',
+  /** A member cannot take part in a cycle now (its pair is not mirroring, or its secondary is still catching up). */
+  'ERR_CGROUP_NOT_READY',
+  /** A cycle message older than the last one this controller prepared. */
+  'ERR_CGROUP_STALE',
+  /** A secondary could not take its consistent copy (no room for another snapshot, ...). */
+  'ERR_CGROUP_COPY',
+  /** `group recover`: no cycle is held for every member volume. */
+  'ERR_CGROUP_NO_COPY',
+] as const);
+
 /** A controller's snapshots (src/controller/snapshots.ts); the storage layer's are native. */
 export const SNAPSHOT_OPERATION_ERROR_CODES = Object.freeze([
   /** A write reached a snapshot's export, or a restore was asked of a pair's secondary volume. EPERM to NBD clients. */
@@ -239,10 +257,11 @@ export type AdminErrorCode = (typeof ADMIN_ERROR_CODES)[number];
 export type ControllerErrorCode = (typeof CONTROLLER_ERROR_CODES)[number];
 export type PairErrorCode = (typeof PAIR_ERROR_CODES)[number];
 export type LockstepErrorCode = (typeof LOCKSTEP_ERROR_CODES)[number];
+export type CgroupErrorCode = (typeof CGROUP_ERROR_CODES)[number];
 export type SnapshotOperationErrorCode = (typeof SNAPSHOT_OPERATION_ERROR_CODES)[number];
 export type ConfigErrorCode = (typeof CONFIG_ERROR_CODES)[number];
 export type CliErrorCode = (typeof CLI_ERROR_CODES)[number];
-export type ErrorCode = NativeErrorCode | NbdErrorCode | LinkErrorCode | ControllerErrorCode | PairErrorCode | LockstepErrorCode | SnapshotOperationErrorCode | AdminErrorCode | ConfigErrorCode | CliErrorCode;
+export type ErrorCode = NativeErrorCode | NbdErrorCode | LinkErrorCode | ControllerErrorCode | PairErrorCode | LockstepErrorCode | CgroupErrorCode | SnapshotOperationErrorCode | AdminErrorCode | ConfigErrorCode | CliErrorCode;
 
 /**
  * Every operating error code of blockmirror, one list per area: the native ones (which must equal
@@ -256,6 +275,7 @@ export const ERROR_CODES: readonly ErrorCode[] = Object.freeze([
   ...CONTROLLER_ERROR_CODES,
   ...PAIR_ERROR_CODES,
   ...LOCKSTEP_ERROR_CODES,
+  ...CGROUP_ERROR_CODES,
   ...SNAPSHOT_OPERATION_ERROR_CODES,
   ...ADMIN_ERROR_CODES,
   ...CONFIG_ERROR_CODES,

@@ -38,6 +38,8 @@ import { Lockstep, type LockstepResult, type LockstepTarget } from '../replicati
 import { type PairMutation, type PairRoleEvent, PairManager, type PairSpec } from '../replication/pairs';
 import type { ReplicatedVolumeOptions } from '../replication/replicated-volume';
 import { ControllerSnapshots, type SnapshotEvent } from './snapshots';
+import { ControllerGroups, type GroupEvent } from '../cgroup/groups';
+import type { CgroupSpec } from '../cgroup/types';
 import { type ControllerVolumeSpec, type OpenedVolume, openConfiguredVolume } from './volumes';
 
 export type ControllerState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
@@ -113,6 +115,8 @@ export interface ControllerOptions {
    * is consistent again (docs/snapshots.md). @default true
    */
   keepResyncImages?: boolean;
+  /** Consistency groups this controller takes part in (src/cgroup/, docs/cgroups.md). @default [] */
+  consistencyGroups?: CgroupSpec[];
 }
 
 /** One state change of a controller, as /events streams it (the host adds `seq`). */
@@ -141,6 +145,8 @@ export interface ControllerStatus {
   pairs: Record<string, unknown>[];
   /** The journal groups this controller is the primary of (members of) (docs/pairs.md). */
   journalGroups: Record<string, unknown>[];
+  /** The consistency groups declared here and the copies held here (src/cgroup/); null before start. */
+  consistencyGroups: ReturnType<ControllerGroups['status']> | null;
   /** The lockstep barrier (src/replication/lockstep.ts); null before start. */
   lockstep: Record<string, unknown> | null;
   /** The snapshots of the volumes that have any (src/controller/snapshots.ts). */
@@ -199,7 +205,7 @@ export class Controller extends EventEmitter {
       logger: this.log,
     });
     this.snapshotManager.on('snapshot', (event: SnapshotEvent) => {
-      this.emitEvent({ subject: `snapshot:${event.volume}@${event.snapshot}`, kind: 'change', old: null, new: event.kind, reason: 'operator',
+      if (event.quiet !== true) this.emitEvent({ subject: `snapshot:${event.volume}@${event.snapshot}`, kind: 'change', old: null, new: event.kind, reason: 'operator',
         ...(event.kind === 'cloned' ? { clone: event.name } : {}) });
       this.emit('snapshot', event);
     });
@@ -320,6 +326,35 @@ export class Controller extends EventEmitter {
             has: (volume, name) => snapshots.list(volume).some((entry) => entry.snapshots.some((snapshot) => snapshot.name === name)),
           };
         }
+        const snapshots = this.snapshotManager;
+        const groups = new ControllerGroups({
+          controllerId: this.id,
+          groups: this.options.consistencyGroups ?? [],
+          clock: this.clock,
+          logger: this.log,
+          link: (peerId) => this.link(peerId),
+          links: () => this.linkMap.values(),
+          replicated: (volume) => this.pairManager?.replicatedVolume(volume),
+          snapshots: {
+            create: (volume, name) => { snapshots.create(volume, name, { quiet: true }); },
+            delete: (volume, name) => snapshots.delete(volume, name, { quiet: true }),
+            names: (volume) => snapshots.list(volume)[0]?.snapshots.map((snapshot) => snapshot.name) ?? [],
+          },
+          volumes: () => this.opened.map((entry) => entry.spec.name),
+          takeover: async (volume) => {
+            const manager = this.pairManager as PairManager;
+            for (const pair of manager.status()) {
+              if (pair.volume === volume && pair.role === 'secondary') await manager.takeover(String(pair.name), { force: true });
+            }
+          },
+          restore: (volume, name) => snapshots.restore(volume, name),
+        });
+        groups.on('event', (event: GroupEvent) => {
+          const { group, old, new: next, reason, ...rest } = event;
+          this.emitEvent({ subject: `cgroup:${group}`, kind: 'change', old, new: next, reason, ...rest });
+        });
+        this.groupManager = groups;
+        managerOptions.copies = groups.copies;
         const manager = new PairManager(managerOptions);
         manager.on('state', (event: { name: string; old: string; new: string; reason: string; detail?: string; role: string }) => {
           const fields: Record<string, unknown> = { role: event.role };
@@ -338,6 +373,7 @@ export class Controller extends EventEmitter {
         this.pairManager = manager;
         this.lockstepBarrier = new Lockstep(() => manager.lockstepMembers(), this.clock, this.log);
         manager.start();
+        groups.start();
       }
       for (const link of this.linkMap.values()) link.start();
     } catch (error) {
@@ -382,6 +418,12 @@ export class Controller extends EventEmitter {
   }
 
   private lockstepBarrier: Lockstep | undefined;
+  private groupManager: ControllerGroups | undefined;
+
+  /** The consistency groups of this controller (after start; src/cgroup/groups.ts). */
+  get groups(): ControllerGroups | undefined {
+    return this.groupManager;
+  }
 
   /**
    * The lockstep barrier: resolves 'done' once every write acknowledged before the call is
@@ -477,6 +519,7 @@ export class Controller extends EventEmitter {
       })),
       journalGroups: this.pairManager?.groupStatus() ?? [],
       lockstep: this.lockstepBarrier?.status() ?? null,
+      consistencyGroups: this.groupManager?.status() ?? null,
       volumes: this.opened.map(({ spec, volume, opened }) => ({
         name: spec.name,
         sharedName: spec.sharedName ?? spec.name,
@@ -521,6 +564,7 @@ export class Controller extends EventEmitter {
   private async release(): Promise<number> {
     let problems = 0;
     this.lockstepBarrier?.close();
+    this.groupManager?.close();
     if (this.pairManager !== undefined) await this.pairManager.close();
     try {
       await this.snapshotManager.close();
@@ -557,6 +601,7 @@ export class Controller extends EventEmitter {
    * object is unusable afterwards.
    */
   crash(): void {
+    this.groupManager?.crash();
     this.pairManager?.crash();
     for (const link of this.linkMap.values()) link.abandon();
     void this.listener?.close();

@@ -37,6 +37,8 @@ export interface SnapshotEvent {
   snapshot: string;
   /** What to export ('created', 'cloned'). */
   target?: NbdVolume;
+  /** A consistency group's copy (taken and pruned every cycle): exported, but not an event on /events. */
+  quiet?: boolean;
 }
 
 /** A snapshot as the NBD server sees it: read-only, with its own allocation map. */
@@ -152,11 +154,12 @@ export class ControllerSnapshots extends EventEmitter {
   }
 
   /** Takes a snapshot of the volume now (instant); emits 'snapshot' created. */
-  create(volumeName: string, name: string): SnapshotStatus {
+  create(volumeName: string, name: string, options: { quiet?: boolean } = {}): SnapshotStatus {
     const volume = this.opened(volumeName).volume;
     const snapshot = (this.store(volumeName, true) as SnapshotStore).createSnapshot(name);
-    this.options.logger.info({ volume: volumeName, snapshot: name }, `volume ${volumeName}: snapshot ${name} taken`);
-    this.emit('snapshot', { kind: 'created', volume: volumeName, name, snapshot: name, target: new SnapshotExport(snapshot, volume) } satisfies SnapshotEvent);
+    this.options.logger[options.quiet === true ? 'debug' : 'info']({ volume: volumeName, snapshot: name }, `volume ${volumeName}: snapshot ${name} taken`);
+    this.emit('snapshot', { kind: 'created', volume: volumeName, name, snapshot: name, target: new SnapshotExport(snapshot, volume),
+      ...(options.quiet === true ? { quiet: true } : {}) } satisfies SnapshotEvent);
     return snapshot.status();
   }
 
@@ -167,11 +170,11 @@ export class ControllerSnapshots extends EventEmitter {
   }
 
   /** Deletes a snapshot (its memory goes back); emits 'snapshot' deleted. */
-  delete(volumeName: string, name: string): void {
+  delete(volumeName: string, name: string, options: { quiet?: boolean } = {}): void {
     this.snapshotOf(volumeName, name);
     (this.store(volumeName, false) as SnapshotStore).deleteSnapshot(name);
-    this.options.logger.info({ volume: volumeName, snapshot: name }, `volume ${volumeName}: snapshot ${name} deleted`);
-    this.emit('snapshot', { kind: 'deleted', volume: volumeName, name, snapshot: name } satisfies SnapshotEvent);
+    this.options.logger[options.quiet === true ? 'debug' : 'info']({ volume: volumeName, snapshot: name }, `volume ${volumeName}: snapshot ${name} deleted`);
+    this.emit('snapshot', { kind: 'deleted', volume: volumeName, name, snapshot: name, ...(options.quiet === true ? { quiet: true } : {}) } satisfies SnapshotEvent);
   }
 
   /** Makes the volume's content the snapshot's, through the write path; returns the bytes written. */

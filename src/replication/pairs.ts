@@ -73,6 +73,7 @@ import { PairError, type PairRole } from './pair-state';
 import { PairVolume } from './pair-volume';
 import { PrimaryPair, type PairStateEvent } from './primary-pair';
 import { ReplicatedVolume, type ReplicatedVolumeOptions } from './replicated-volume';
+import { decodeCutRequest, encodeCutReply } from '../cgroup/messages';
 import { type ImageKeeper, SecondaryPair } from './secondary-pair';
 import { Tracking } from './tracking';
 
@@ -117,6 +118,16 @@ export interface PairManagerOptions {
    * (secondary-pair.ts ImageKeeper). @default none: a resyncing secondary keeps no image
    */
   snapshots?: PairSnapshots;
+  /**
+   * The consistency groups' copies on this controller as a secondary (src/cgroup/copies.ts):
+   * PAIR_CG_CUT takes one. @default none: cuts are refused
+   */
+  copies?: PairCopies;
+}
+
+/** What PAIR_CG_CUT needs of the controller (src/cgroup/copies.ts SecondaryCopies). */
+export interface PairCopies {
+  take(volume: string, group: string, cycle: number, formed: number): { snapshot: string; holdings: number[] };
 }
 
 /** What a controller's snapshots give the pairs. */
@@ -486,6 +497,18 @@ export class PairManager extends EventEmitter {
     link.handle(MessageType.PAIR_FLUSH, async (payload) => {
       const name = decodeName(payload, 'PAIR_FLUSH');
       return encodeSequence(await this.secondaryFor(link, name).flush());
+    });
+    link.handle(MessageType.PAIR_CG_CUT, (payload) => {
+      // In order behind the records through the cut: this side stands exactly at it, or refuses.
+      const request = decodeCutRequest(payload);
+      const side = this.sideFor(link, request.name);
+      const secondary = side.secondary;
+      if (secondary === undefined) throw new PairError('ERR_PAIR_STATE', `pair ${request.name}: ${this.options.controllerId} is its primary, not its secondary`);
+      const problem = secondary.cutProblem(request.through);
+      if (problem !== undefined) throw new PairError('ERR_PAIR_STATE', problem);
+      const copies = this.options.copies;
+      if (copies === undefined) throw new PairError('ERR_PAIR_STATE', `controller ${this.options.controllerId} keeps no consistent copies (snapshots are off)`);
+      return encodeCutReply(copies.take(side.spec.volume, request.group, request.cycle, request.formed));
     });
     link.handle(MessageType.PAIR_MARKER, async (payload) => {
       const message = decodeMarker(payload);

@@ -64,6 +64,7 @@ import {
 import type { PairMeta } from './pair-meta';
 import { type Consistency, PairError, type PairState, type SuspendReason, isPairTransition } from './pair-state';
 import type { Tracking } from './tracking';
+import { type CutReply, decodeCutReply, encodeCutRequest } from '../cgroup/messages';
 
 /** Options of a primary pair. */
 export interface PrimaryPairOptions {
@@ -102,6 +103,16 @@ export interface PairStateEvent {
   reason: string;
   detail?: string;
   timeMs: number;
+}
+
+/** A consistency group's cut waiting to be shipped (see fenceAt / cutAt). */
+interface PendingCut {
+  group: string;
+  cycle: number;
+  formed: number;
+  timeoutMs: number;
+  resolve(reply: CutReply): void;
+  reject(error: Error): void;
 }
 
 interface Waiter {
@@ -157,6 +168,14 @@ export class PrimaryPair extends EventEmitter {
   private closed = false;
   shippedBytes = 0;
   resyncedBytes = 0;
+  /**
+   * The first journal sequence at which the secondary's image is the primary's at that sequence
+   * (set when a pass completes: tracks read during a pass may hold writes up to the journal's end
+   * then). A consistency group's cut before it gives no consistent copy.
+   */
+  private consistentFrom = Infinity;
+  /** A consistency group's fence: nothing after `through` ships until the cut is sent or lifted. */
+  private cgFence: { through: number; cut?: PendingCut } | undefined;
 
   constructor(
     options: PrimaryPairOptions,
@@ -215,6 +234,7 @@ export class PrimaryPair extends EventEmitter {
     this.state = next;
     this.reason = reason;
     this.detail = detail;
+    if (old === 'mirroring' && next !== 'mirroring') this.dropFence(`pair ${this.name} is ${next} (${reason})`);
     this.sinceMs = this.clock.nowMs();
     this.log[next === 'suspended' ? 'warn' : 'info']({ pair: this.name, old, new: next, reason, detail },
       `pair ${this.name}: ${old} -> ${next} (${reason}${detail === undefined ? '' : `: ${detail}`})`);
@@ -397,6 +417,9 @@ export class PrimaryPair extends EventEmitter {
       if ((this.progress.doneBytes / granularity) % 64 === 0) await new Promise<void>((resolve) => setImmediate(resolve));
     }
     const generations = this.meta.state.generations;
+    // Every track was read by now: from this sequence on, the secondary's image at a sequence is
+    // the primary's at that sequence.
+    const consistentFrom = this.journal.nextSequence - 1;
     try {
       const done = this.link.request(MessageType.PAIR_RESYNC_DONE, encodeResyncDone(this.name, resumeAt, generations));
       this.resyncDoneInFlight = done.catch(() => undefined);
@@ -419,6 +442,7 @@ export class PrimaryPair extends EventEmitter {
     this.applied = Math.max(this.applied, resumeAt - 1);
     this.flushed = Math.max(this.flushed, 0);
     this.everMirrored = true;
+    this.consistentFrom = consistentFrom;
     // The target adopted this side's generation: the bitmap generation is history now. What the
     // tracking holds was written since J and is in the journal: seal it at the journal's end.
     this.peerGenerations = { current: generations.current, bitmap: 0, history: this.peerGenerations?.history ?? [0, 0] };
@@ -509,7 +533,21 @@ export class PrimaryPair extends EventEmitter {
   private readonly pumpTask = new Coalesced(() => this.pump());
 
   private pump(): void {
-    while (!this.closed && this.state === 'mirroring' && !this.link.isFull && this.nextToShip < this.journal.nextSequence) {
+    for (;;) {
+      if (this.closed || this.state !== 'mirroring') return;
+      const fence = this.cgFence;
+      if (fence !== undefined && this.nextToShip > fence.through) {
+        // Shipped through a consistency group's cut: wait for the run (or the release), then the
+        // cut goes out before any later record, and the fence lifts.
+        if (fence.cut === undefined) return;
+        this.cgFence = undefined;
+        this.sendCut(fence.through, fence.cut);
+        continue;
+      }
+      if (this.link.isFull) return;
+      const limit = fence === undefined ? this.journal.nextSequence : fence.through + 1;
+      if (this.nextToShip >= limit) return;
+      const maxRecords = Math.min(1024, limit - this.nextToShip);
       // The hot path: the journal copies the records' data straight into the message, with room
       // left for the per-record headers (packRecords writes them in place).
       let message: Buffer | null;
@@ -517,7 +555,7 @@ export class PrimaryPair extends EventEmitter {
       let dataBytes = 0;
       try {
         const packed = this.journal.readPacked(this.nextToShip, {
-          maxRecords: 1024, maxDataBytes: this.maxBatchBytes, prefixBytes: recordsPrefixBytes(this.nameBytes), gapBytes: RECORD_HEADER_BYTES,
+          maxRecords, maxDataBytes: this.maxBatchBytes, prefixBytes: recordsPrefixBytes(this.nameBytes), gapBytes: RECORD_HEADER_BYTES,
         });
         if (packed.count === 0) return;
         message = packRecords(this.nameBytes, packed.fields, packed.buffer, packed.usedBytes);
@@ -531,7 +569,7 @@ export class PrimaryPair extends EventEmitter {
         // A record kind PAIR_RECORDS does not carry as such: the copying path filters it out.
         let records: JournalRecord[];
         try {
-          records = this.journal.read(this.nextToShip, { maxRecords: 1024, maxBytes: this.maxBatchBytes });
+          records = this.journal.read(this.nextToShip, { maxRecords, maxBytes: this.maxBatchBytes });
         } catch (error) {
           this.suspend('journal-full', `journal read: ${(error as Error).message}`);
           return;
@@ -568,6 +606,77 @@ export class PrimaryPair extends EventEmitter {
   }
 
   private readonly onRecordsUnconfirmed = (): void => this.suspend('link-down', 'records unconfirmed');
+
+  // ---- consistency groups (src/cgroup/): the cut ------------------------------------------
+
+  /**
+   * Why a consistency group's cut at `through` cannot give a consistent copy now, or undefined:
+   * the pair must mirror alone (not in a journal group's stream), with its secondary consistent
+   * at that sequence.
+   */
+  cutProblem(through: number): string | undefined {
+    if (this.closed) return `pair ${this.name} is closed`;
+    if (this.group !== undefined) return `pair ${this.name} ships in a journal group's stream; consistency groups take pairs that ship alone`;
+    if (this.state !== 'mirroring') return `pair ${this.name} is ${this.state} (${this.reason})`;
+    if (through < this.consistentFrom) return `pair ${this.name}: the secondary is still catching up after its resync (consistent from ${this.consistentFrom})`;
+    if (this.cgFence !== undefined) return `pair ${this.name} is fenced at ${this.cgFence.through} already`;
+    return undefined;
+  }
+
+  /**
+   * Holds shipping after `through` (the cut of a consistency group's cycle, taken while host
+   * write completions are held): records after it stay in the journal until cutAt() or
+   * unfence(). Throws ERR_PAIR_STATE when cutProblem() names one.
+   */
+  fenceAt(through: number): void {
+    if (!Number.isSafeInteger(through) || through < 0 || through >= this.journal.nextSequence) {
+      throw new RangeError(`through must be a journal sequence before ${this.journal.nextSequence}, got ${through}`);
+    }
+    const problem = this.cutProblem(through);
+    if (problem !== undefined) throw new PairError('ERR_PAIR_STATE', problem);
+    this.cgFence = { through };
+  }
+
+  /**
+   * The run: once everything through the fence is shipped, PAIR_CG_CUT goes out (in order, before
+   * any later record) and the fence lifts; resolves with the secondary's answer (its copy).
+   * Rejects when the pair stops mirroring first, or the secondary refuses.
+   */
+  cutAt(options: { group: string; cycle: number; formed: number; timeoutMs: number }): Promise<CutReply> {
+    const fence = this.cgFence;
+    if (fence === undefined || fence.cut !== undefined) return Promise.reject(new PairError('ERR_PAIR_STATE', `pair ${this.name} has no fence to cut at`));
+    return new Promise<CutReply>((resolve, reject) => {
+      fence.cut = { ...options, resolve, reject };
+      this.pumpTask.schedule();
+    });
+  }
+
+  /** Lifts the fence without a cut (the cycle did not run). */
+  unfence(): void {
+    if (this.cgFence === undefined) return;
+    const cut = this.cgFence.cut;
+    this.cgFence = undefined;
+    cut?.reject(new PairError('ERR_PAIR_STATE', `pair ${this.name}: the fence was lifted`));
+    if (this.state === 'mirroring') this.pumpTask.schedule();
+  }
+
+  private dropFence(why: string): void {
+    const cut = this.cgFence?.cut;
+    this.cgFence = undefined;
+    cut?.reject(new PairError('ERR_PAIR_STATE', why));
+  }
+
+  private sendCut(through: number, cut: PendingCut): void {
+    let reply: Promise<Buffer>;
+    try {
+      reply = this.link.request(MessageType.PAIR_CG_CUT,
+        encodeCutRequest({ name: this.name, group: cut.group, cycle: cut.cycle, formed: cut.formed, through }), { timeoutMs: cut.timeoutMs });
+    } catch (error) {
+      cut.reject(error as Error);
+      return;
+    }
+    reply.then((payload) => cut.resolve(decodeCutReply(payload)), (error: unknown) => cut.reject(error as Error));
+  }
 
   // ---- a journal group's stream (journal-group.ts) ships for its members -------------------
 
@@ -857,6 +966,7 @@ export class PrimaryPair extends EventEmitter {
    */
   crash(): void {
     this.closed = true;
+    this.cgFence = undefined;
     this.passGeneration++;
     this.stuckTimer?.cancel();
     this.link.off('state', this.onLinkState);
@@ -873,6 +983,7 @@ export class PrimaryPair extends EventEmitter {
     if (this.closed) return;
     this.closed = true;
     this.passGeneration++;
+    this.dropFence(`pair ${this.name} is closed`);
     this.stuckTimer?.cancel();
     this.link.off('state', this.onLinkState);
     this.link.off('drain', this.onDrain);

@@ -13,6 +13,19 @@ import { Volume } from '../storage/volume';
 import { JournalFeed, type JournalFeedOptions } from './journal-feed';
 import type { PrimaryPair } from './primary-pair';
 
+/**
+ * A consistency group's hold (src/cgroup/slave.ts): while set, a host write journaled after
+ * `cut` (or not journaled: the journal was full) completes only once `released` resolves. The
+ * write reaches the store and the journal at once; only its acknowledgement waits, so no host
+ * sees it complete before every controller of the group has taken its cut.
+ */
+export interface WriteHold {
+  readonly cut: number;
+  readonly released: Promise<void>;
+  /** Counts the writes it held. */
+  held: number;
+}
+
 /** Options of a replicated volume (of its journal, when it has its own). */
 export type ReplicatedVolumeOptions = JournalFeedOptions;
 
@@ -24,6 +37,8 @@ export class ReplicatedVolume {
   readonly feed: JournalFeed;
   private readonly ownFeed: boolean;
   private stopped = false;
+  /** A consistency group's hold, while one is in force. */
+  hold: WriteHold | undefined;
 
   /** `feed`: a journal group's (shared); without one the volume gets a journal of its own. */
   constructor(readonly volume: Volume, private readonly clock: Clock, options: ReplicatedVolumeOptions = {}, feed?: JournalFeed) {
@@ -92,6 +107,11 @@ export class ReplicatedVolume {
    */
   writeCompletion(sequence: number): Promise<void> | null {
     let waits: Promise<void>[] | undefined;
+    const hold = this.hold;
+    if (hold !== undefined && (sequence === Volume.JOURNAL_FULL || sequence > hold.cut)) {
+      hold.held++;
+      waits = [hold.released];
+    }
     for (const pair of this.pairs) {
       const wait = pair.ackPoint(sequence === Volume.JOURNAL_FULL ? 0 : sequence);
       if (wait !== null) (waits ??= []).push(wait);

@@ -360,6 +360,18 @@ export class SecondaryPair extends EventEmitter {
     this.options.images?.release();
   }
 
+  /**
+   * Why a consistency group's copy at the cut `through` cannot be taken here now, or undefined:
+   * this side must be mirroring and stand exactly at the cut (PAIR_CG_CUT follows the records
+   * through it and precedes every later one on the link).
+   */
+  cutProblem(through: number): string | undefined {
+    if (this.closed) return `pair ${this.name} is closed`;
+    if (this.state !== 'mirroring') return `pair ${this.name} is ${this.state} on the secondary`;
+    if (this.nextSequence - 1 !== through) return `pair ${this.name}: the secondary stands at ${this.nextSequence - 1}, the cut is at ${through}`;
+    return undefined;
+  }
+
   /** The last lockstep marker this side safe-stored (flushed through), 0 for none. */
   lastMarker = 0;
 

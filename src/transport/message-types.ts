@@ -33,6 +33,14 @@ export const MessageType = Object.freeze({
   PAIR_MARKER: 0x3a,
   /** Pairs: a batch of a journal group's shared journal, in its one write order (message). */
   PAIR_GROUP_RECORDS: 0x3b,
+  /** Pairs: take the consistency group's copy at a cut the secondary has applied exactly through (request). */
+  PAIR_CG_CUT: 0x3c,
+  /** Consistency groups (src/cgroup/messages.ts): hold host writes and take the cut (request). */
+  CGROUP_PREPARE: 0x50,
+  /** Consistency groups: release the hold, drain to the cut, answer with the copies (request). */
+  CGROUP_RUN: 0x51,
+  /** Consistency groups: a cycle's outcome (message). */
+  CGROUP_RESULT: 0x52,
 });
 
 const KNOWN = new Set<number>(Object.values(MessageType));
