@@ -55,6 +55,24 @@ export const NATIVE_ERROR_CODES = Object.freeze([
   'ERR_SNAPSHOT_ATTACHED',
   /** A write to a volume that has snapshots, through a Volume object with no snapshot store open. */
   'ERR_SNAPSHOT_DETACHED',
+  /** The disk is closed. */
+  'ERR_DISK_CLOSED',
+  /** The region is not a disk, or its header is damaged. */
+  'ERR_DISK_BAD_HEADER',
+  /** All 8 fault rules of the disk are in use. */
+  'ERR_DISK_FAULT_LIMIT',
+  /** The emulated disk failed the I/O (an injected fault or a failed disk); .errno says how. */
+  'ERR_DISK_IO',
+  /** The RAID group is closed. */
+  'ERR_RAID_CLOSED',
+  /** The group's metadata region is damaged, of another format, or its disks are not the group's members. */
+  'ERR_RAID_BAD_HEADER',
+  /** No member (nor parity) could supply the bytes: data lost in that range, reported, never zeros. */
+  'ERR_RAID_READ_FAILED',
+  /** The write could not be stored with the group's redundancy: too many members failed. */
+  'ERR_RAID_WRITE_FAILED',
+  /** The member is not in a state that allows the operation (rebuild of an active member, a second rebuild, ...). */
+  'ERR_RAID_MEMBER_STATE',
 ] as const);
 
 export type NativeErrorCode = (typeof NATIVE_ERROR_CODES)[number];

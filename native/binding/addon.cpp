@@ -1,6 +1,7 @@
 // Module entry, per-environment state, error conversion and argument checks shared by every
 // wrapper. See addon.hpp for the design note.
 #include "addon.hpp"
+#include "disk_wrap.hpp"
 
 #include <cmath>
 #include <cstdio>
@@ -349,6 +350,8 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   initBitmap(env, exports);
   initJournal(env, exports);
   initSnapshot(env, exports);
+  initDisk(env, exports);
+  initRaid(env, exports);
   initCrc32c(env, exports);
   return exports;
 }

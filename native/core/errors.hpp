@@ -50,7 +50,16 @@ namespace bm {
   X(ERR_SNAPSHOT_INVALID)                                                                        \
   X(ERR_SNAPSHOT_BAD_HEADER)                                                                     \
   X(ERR_SNAPSHOT_ATTACHED)                                                                       \
-  X(ERR_SNAPSHOT_DETACHED)
+  X(ERR_SNAPSHOT_DETACHED)                                                                       \
+  X(ERR_DISK_CLOSED)                                                                             \
+  X(ERR_DISK_BAD_HEADER)                                                                         \
+  X(ERR_DISK_FAULT_LIMIT)                                                                        \
+  X(ERR_DISK_IO)                                                                                 \
+  X(ERR_RAID_CLOSED)                                                                             \
+  X(ERR_RAID_BAD_HEADER)                                                                         \
+  X(ERR_RAID_READ_FAILED)                                                                        \
+  X(ERR_RAID_WRITE_FAILED)                                                                       \
+  X(ERR_RAID_MEMBER_STATE)
 
 enum class Code {
 #define BM_ENUM(name) name,

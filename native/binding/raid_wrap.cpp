@@ -1,0 +1,247 @@
+// Notes on the design
+// -------------------
+// The native RaidGroup class over bm::RaidGroup. `new RaidGroup(kind, name, create, level,
+// stripeUnitBytes, disks)` formats (create) or opens the group's metadata region; `disks` is an
+// array of native Disk objects in member order. The group holds the core disks by shared_ptr, so
+// a member outlives its JS object until the group closes; closing a member's JS Disk first makes
+// the group's I/O on it fail with ERR_DISK_CLOSED (close the group first).
+//
+// Results cross as arrays: map() -> [member, diskByteOffset, runBytes, stripeIndex, parityMember
+// (-1 below raid5)]; members() -> [[member, state, diskId, rebuildCursorBytes], ...] with states
+// as numbers (bm::MemberState: 0 active, 1 failed, 2 rebuilding). Every call is synchronous and
+// bounded: read/write by their length, rebuildStep by its maxBytes.
+#include <napi.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "addon.hpp"
+#include "disk_wrap.hpp"
+#include "raid.hpp"
+#include "region.hpp"
+
+namespace bmjs {
+namespace {
+
+constexpr size_t kStatsFieldCount = 9;
+// One rebuild step is bounded: at most this many bytes per call.
+constexpr uint64_t kMaxRebuildStepBytes = 64 * 1024 * 1024;
+
+class RaidResource final : public Resource {
+ public:
+  RaidResource(std::shared_ptr<Registry> registry, std::shared_ptr<bm::RaidGroup> group, bm::RegionKind kind, std::string name)
+      : Resource(std::move(registry)), core(std::move(group)), kind(kind), name(std::move(name)) {}
+  ~RaidResource() override { releaseFromDestructor(); }
+  std::shared_ptr<bm::RaidGroup> core;
+  bm::RegionKind kind;
+  std::string name;
+
+ protected:
+  void releaseCore() noexcept override {
+    if (core) core->close();
+  }
+};
+
+class RaidWrap final : public Napi::ObjectWrap<RaidWrap> {
+ public:
+  static constexpr napi_type_tag kTypeTag = {0x626d5261'69643031ULL, 0x1d7e40c9'a5b38f26ULL};
+  static constexpr const char* kClassName = "RaidGroup";
+
+  static void init(Napi::Env env, Napi::Object exports) {
+    Napi::Function constructor = defineClass<RaidWrap>(
+        env, "RaidGroup",
+        {
+            prototypeMethod<RaidWrap, &RaidWrap::info>(env, "info"),
+            prototypeMethod<RaidWrap, &RaidWrap::map>(env, "map"),
+            prototypeMethod<RaidWrap, &RaidWrap::read>(env, "read"),
+            prototypeMethod<RaidWrap, &RaidWrap::write>(env, "write"),
+            prototypeMethod<RaidWrap, &RaidWrap::writeZeroes>(env, "writeZeroes"),
+            prototypeMethod<RaidWrap, &RaidWrap::members>(env, "members"),
+            prototypeMethod<RaidWrap, &RaidWrap::failMember>(env, "failMember"),
+            prototypeMethod<RaidWrap, &RaidWrap::startRebuild>(env, "startRebuild"),
+            prototypeMethod<RaidWrap, &RaidWrap::rebuildStep>(env, "rebuildStep"),
+            prototypeMethod<RaidWrap, &RaidWrap::stats>(env, "stats"),
+            prototypeMethod<RaidWrap, &RaidWrap::destroy>(env, "destroy"),
+            prototypeMethod<RaidWrap, &RaidWrap::close>(env, "close"),
+        });
+    exports.Set("RaidGroup", constructor);
+    exports.Set("MAX_RAID_MEMBERS", Napi::Number::New(env, bm::RaidGroup::kMaxMembers));
+    exports.Set("MAX_RAID_STRIPE_UNIT_BYTES", Napi::Number::New(env, static_cast<double>(bm::RaidGroup::kMaxStripeUnitBytes)));
+  }
+
+  explicit RaidWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<RaidWrap>(info) {
+    napi_env env = info.Env();
+    try {
+      const auto kind = static_cast<bm::RegionKind>(argIndexAtMost(env, arg(info, 0), "kind", 2));
+      std::string name = argString(env, arg(info, 1), "name");
+      const bool create = argBool(env, arg(info, 2), "create");
+      bm::RaidOptions options;
+      options.level = static_cast<bm::RaidLevel>(argIndexAtMost(env, arg(info, 3), "level", 2));
+      options.stripeUnitBytes = argIndex(env, arg(info, 4), "stripeUnitBytes");
+      Napi::Value disksValue = info[5];
+      if (!disksValue.IsArray()) throwTypeError(env, "disks must be an array of native Disk objects");
+      Napi::Array array = disksValue.As<Napi::Array>();
+      if (array.Length() == 0 || array.Length() > bm::RaidGroup::kMaxMembers) throwRangeError(env, "a group has 1 to 16 disks");
+      std::vector<std::shared_ptr<bm::Disk>> disks;
+      for (uint32_t i = 0; i < array.Length(); i++) disks.push_back(diskFromObject(env, array.Get(i), "disks[i]"));
+      bm::RegionOptions regionOptions;
+      regionOptions.kind = kind;
+      regionOptions.name = name;
+      regionOptions.byteLength = bm::RaidGroup::kMetadataBytes;
+      std::shared_ptr<bm::RaidGroup> group;
+      if (create) {
+        regionOptions.create = true;
+        std::shared_ptr<bm::Region> region = bm::Region::open(regionOptions);
+        try {
+          group = bm::RaidGroup::create(region, std::move(disks), options);
+        } catch (...) {
+          region->close();
+          if (kind != bm::RegionKind::Anonymous) bm::Region::unlink(kind, name);
+          throw;
+        }
+      } else {
+        if (kind == bm::RegionKind::Anonymous) throwTypeError(env, "an anonymous group cannot be opened");
+        regionOptions.create = false;
+        regionOptions.open = true;
+        group = bm::RaidGroup::open(bm::Region::open(regionOptions), std::move(disks));
+      }
+      resource_ = std::make_shared<RaidResource>(Addon::of(env).registry, std::move(group), kind, std::move(name));
+    } catch (const Napi::Error&) {
+      throw;
+    } catch (...) {
+      rethrowAsJs(info.Env());
+    }
+    tagThis<RaidWrap>(info);
+  }
+
+  ~RaidWrap() override {
+    if (resource_) resource_->requestClose();
+  }
+
+ private:
+  bm::RaidGroup& core() const {
+    if (resource_->closed()) throwClosed(bm::Code::ERR_RAID_CLOSED, "RAID group");
+    return *resource_->core;
+  }
+
+  // [level, memberCount, stripeUnitBytes, memberBytes, capacityBytes, kind, region name]
+  Napi::Value info(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const bm::RaidGroup& group = core();
+    Napi::Array result = Napi::Array::New(env, 7);
+    result.Set(0u, Napi::Number::New(env, static_cast<double>(group.level())));
+    result.Set(1u, Napi::Number::New(env, group.memberCount()));
+    result.Set(2u, Napi::Number::New(env, static_cast<double>(group.stripeUnitBytes())));
+    result.Set(3u, Napi::Number::New(env, static_cast<double>(group.memberBytes())));
+    result.Set(4u, Napi::Number::New(env, static_cast<double>(group.capacityBytes())));
+    result.Set(5u, Napi::Number::New(env, static_cast<double>(resource_->kind)));
+    result.Set(6u, Napi::String::New(env, resource_->name));
+    return result;
+  }
+
+  Napi::Value map(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const bm::RaidLocation location = core().map(argIndex(env, arg(info, 0), "byteOffset"));
+    Napi::Array result = Napi::Array::New(env, 5);
+    result.Set(0u, Napi::Number::New(env, location.member));
+    result.Set(1u, Napi::Number::New(env, static_cast<double>(location.diskByteOffset)));
+    result.Set(2u, Napi::Number::New(env, static_cast<double>(location.runBytes)));
+    result.Set(3u, Napi::Number::New(env, static_cast<double>(location.stripeIndex)));
+    result.Set(4u, Napi::Number::New(env, location.parityMember == UINT32_MAX ? -1.0 : location.parityMember));
+    return result;
+  }
+
+  Napi::Value read(const Napi::CallbackInfo& info) {
+    napi_env env = info.Env();
+    const uint64_t byteOffset = argIndex(env, arg(info, 0), "byteOffset");
+    const Bytes target = argBytes(env, arg(info, 1), "target");
+    core().read(byteOffset, target.data, target.byteLength);
+    return info.Env().Undefined();
+  }
+
+  Napi::Value write(const Napi::CallbackInfo& info) {
+    napi_env env = info.Env();
+    const uint64_t byteOffset = argIndex(env, arg(info, 0), "byteOffset");
+    const Bytes source = argBytes(env, arg(info, 1), "source");
+    core().write(byteOffset, source.data, source.byteLength);
+    return info.Env().Undefined();
+  }
+
+  Napi::Value writeZeroes(const Napi::CallbackInfo& info) {
+    napi_env env = info.Env();
+    const uint64_t byteOffset = argIndex(env, arg(info, 0), "byteOffset");
+    const uint64_t byteLength = argIndex(env, arg(info, 1), "byteLength");
+    core().write(byteOffset, nullptr, byteLength);
+    return info.Env().Undefined();
+  }
+
+  Napi::Value members(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    bm::RaidGroup& group = core();
+    Napi::Array result = Napi::Array::New(env, group.memberCount());
+    for (uint32_t i = 0; i < group.memberCount(); i++) {
+      const bm::RaidMemberInfo member = group.member(i);
+      Napi::Array entry = Napi::Array::New(env, 4);
+      entry.Set(0u, Napi::Number::New(env, member.member));
+      entry.Set(1u, Napi::Number::New(env, static_cast<double>(member.state)));
+      entry.Set(2u, Napi::BigInt::New(env, member.diskId));
+      entry.Set(3u, Napi::Number::New(env, static_cast<double>(member.rebuildCursorBytes)));
+      result.Set(i, entry);
+    }
+    return result;
+  }
+
+  uint32_t argMember(napi_env env, napi_value value) {
+    return static_cast<uint32_t>(argIndexAtMost(env, value, "member", core().memberCount() - 1));
+  }
+
+  Napi::Value failMember(const Napi::CallbackInfo& info) {
+    core().failMember(argMember(info.Env(), arg(info, 0)));
+    return info.Env().Undefined();
+  }
+
+  Napi::Value startRebuild(const Napi::CallbackInfo& info) {
+    napi_env env = info.Env();
+    const uint32_t member = argMember(env, arg(info, 0));
+    core().startRebuild(member, diskFromObject(env, arg(info, 1), "disk"));
+    return info.Env().Undefined();
+  }
+
+  Napi::Value rebuildStep(const Napi::CallbackInfo& info) {
+    napi_env env = info.Env();
+    const uint64_t maxBytes = argIndexAtMost(env, arg(info, 0), "maxBytes", kMaxRebuildStepBytes);
+    return Napi::Number::New(env, static_cast<double>(core().rebuildStep(maxBytes)));
+  }
+
+  // Float64Array of bm::RaidStats in declaration order.
+  Napi::Value stats(const Napi::CallbackInfo& info) {
+    const bm::RaidStats stats = core().stats();
+    const uint64_t values[kStatsFieldCount] = {stats.readCount,           stats.writeCount,         stats.fullStripeWriteCount,
+                                               stats.readModifyWriteCount, stats.reconstructWriteCount, stats.degradedReadCount,
+                                               stats.memberFailureCount,   stats.dataLostCount,      stats.rebuildBytes};
+    Napi::Float64Array result = Napi::Float64Array::New(info.Env(), kStatsFieldCount);
+    for (size_t i = 0; i < kStatsFieldCount; i++) result[i] = static_cast<double>(values[i]);
+    return result;
+  }
+
+  Napi::Value destroy(const Napi::CallbackInfo& info) {
+    core();
+    resource_->requestClose();
+    if (resource_->kind != bm::RegionKind::Anonymous) bm::Region::unlink(resource_->kind, resource_->name);
+    return info.Env().Undefined();
+  }
+
+  Napi::Value close(const Napi::CallbackInfo& info) {
+    resource_->requestClose();
+    return info.Env().Undefined();
+  }
+
+  std::shared_ptr<RaidResource> resource_;
+};
+
+}  // namespace
+
+void initRaid(Napi::Env env, Napi::Object exports) { RaidWrap::init(env, exports); }
+
+}  // namespace bmjs

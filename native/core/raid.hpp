@@ -1,0 +1,175 @@
+// Notes on the design
+// -------------------
+// A RaidGroup lays one linear address space (group byte offsets) over 1..kMaxMembers Disks:
+//   - single: one disk, group offset = disk offset;
+//   - raid1: an n-way mirror; every write goes to every writable member, a read is served by the
+//     first member that can (the others are tried in turn when one fails);
+//   - raid5: rotating parity with a configurable stripe unit U. Stripe s is the disk range
+//     [s*U, (s+1)*U) of every member; it holds n-1 data units and one parity unit. The parity
+//     member of stripe s is (n-1) - s mod n and data unit j lives on member (parity + 1 + j) mod n
+//     (left-symmetric, as Linux md's default), so consecutive units walk every disk.
+//     A write that covers whole stripes computes their parity from the new data alone
+//     (full-stripe write); a smaller one reads the old data and parity and writes
+//     parity ^ old ^ new (read-modify-write), or, when the old data cannot be read (its member
+//     failed or is being rebuilt above the cursor), reads the other data units instead
+//     (reconstruct-write). A read of an unreadable unit is the XOR of the rest of its stripe
+//     (degraded read).
+//
+// Member states live in a small metadata region (magic "BMRAID01"): active, failed (a write to it
+// failed or an operator said so: its bytes are stale until rebuilt) or rebuilding (a spare is
+// being filled; the bytes below its cursor are current, those above are not, writes go to it
+// everywhere). Each member's entry also keeps the diskId of the disk it was made of, so open()
+// refuses disks that are not the group's (ERR_RAID_BAD_HEADER). A transient read error does not
+// fail a member (the disk counts it; its threshold makes it suspect): the read is rebuilt from
+// the others. A failed write does, and so does any failed I/O on a disk whose status is 'failed';
+// the member stays failed until a rebuild.
+//
+// Data loss is never silent: when the bytes of a range cannot be produced (raid5 with two
+// members unreadable in one stripe, every mirror failing, a single disk failing), read() throws
+// ERR_RAID_READ_FAILED naming the range; a write that cannot be stored with redundancy left
+// throws ERR_RAID_WRITE_FAILED. Both are counted (dataLostCount).
+//
+// A rebuild (startRebuild, then rebuildStep until it returns 0) reconstructs one member's disk
+// range [cursor, memberBytes) in bounded steps; the caller (TypeScript) runs the steps off the
+// write path, so host writes interleave between them. A raid5 rebuild that meets a second
+// unreadable member stops with ERR_RAID_READ_FAILED and leaves the member rebuilding, cursor kept.
+//
+// Memory: scratch buffers of the stripe unit are allocated at create/open; read, write and
+// rebuildStep allocate nothing. One thread at a time uses a RaidGroup object.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "disk.hpp"
+#include "region.hpp"
+
+namespace bm {
+
+enum class RaidLevel : uint32_t { Single = 0, Raid1 = 1, Raid5 = 2 };
+enum class MemberState : uint32_t { Active = 0, Failed = 1, Rebuilding = 2 };
+
+struct RaidOptions {
+  RaidLevel level = RaidLevel::Single;
+  uint64_t stripeUnitBytes = 64 * 1024;  // raid5 only
+};
+
+// Where one group byte offset lives: member, disk offset, and how many bytes from there stay in
+// the same unit (so a caller can walk a range). parityMember is UINT32_MAX below raid5.
+struct RaidLocation {
+  uint32_t member;
+  uint64_t diskByteOffset;
+  uint64_t runBytes;
+  uint64_t stripeIndex;
+  uint32_t parityMember;
+};
+
+struct RaidMemberInfo {
+  uint32_t member;
+  MemberState state;
+  uint64_t diskId;
+  uint64_t rebuildCursorBytes;
+};
+
+struct RaidStats {
+  uint64_t readCount, writeCount;
+  uint64_t fullStripeWriteCount, readModifyWriteCount, reconstructWriteCount;
+  uint64_t degradedReadCount, memberFailureCount, dataLostCount, rebuildBytes;
+};
+
+class RaidGroup {
+ public:
+  static constexpr uint64_t kMetadataBytes = 4096;
+  static constexpr uint32_t kMaxMembers = 16;
+  static constexpr uint64_t kMaxStripeUnitBytes = 1024 * 1024;
+
+  // Formats `metadata` for `disks` (all open, in member order). RangeError for a member count
+  // the level does not allow or a stripe unit that is not a power of two from the largest sector
+  // size to kMaxStripeUnitBytes.
+  static std::unique_ptr<RaidGroup> create(std::shared_ptr<Region> metadata, std::vector<std::shared_ptr<Disk>> disks,
+                                           const RaidOptions& options);
+  // Opens formatted metadata with the member disks in order (a member being rebuilt: its new disk).
+  static std::unique_ptr<RaidGroup> open(std::shared_ptr<Region> metadata, std::vector<std::shared_ptr<Disk>> disks);
+  ~RaidGroup();
+
+  RaidLevel level() const noexcept { return level_; }
+  uint32_t memberCount() const noexcept { return memberCount_; }
+  uint64_t stripeUnitBytes() const noexcept { return stripeUnitBytes_; }
+  // Bytes of each member disk the group uses.
+  uint64_t memberBytes() const noexcept { return memberBytes_; }
+  uint64_t capacityBytes() const noexcept { return capacityBytes_; }
+  bool closed() const noexcept { return metadata_ == nullptr; }
+
+  RaidLocation map(uint64_t groupByteOffset) const;
+
+  void read(uint64_t byteOffset, uint8_t* target, uint64_t byteLength);
+  // A null source writes zeros.
+  void write(uint64_t byteOffset, const uint8_t* source, uint64_t byteLength);
+
+  RaidMemberInfo member(uint32_t member) const;
+  const std::shared_ptr<Disk>& disk(uint32_t member) const;
+  // Marks a member failed (an operator pulled it). ERR_RAID_WRITE_FAILED when that leaves the
+  // group without its data (it is marked anyway: the state says what is true).
+  void failMember(uint32_t member);
+  uint32_t failedMemberCount() const;
+  // Puts `replacement` (or the member's own disk, healed) in place of a failed member and starts
+  // rebuilding it from cursor 0. ERR_RAID_MEMBER_STATE unless the member is failed and no other
+  // member is rebuilding; RangeError when the disk is too small; single has nothing to rebuild
+  // from (ERR_RAID_MEMBER_STATE).
+  void startRebuild(uint32_t member, std::shared_ptr<Disk> replacement);
+  // Rebuilds up to maxBytes (rounded up to the stripe unit) and returns the bytes done; 0 when no
+  // rebuild is running. The member is active again once the cursor reaches memberBytes.
+  uint64_t rebuildStep(uint64_t maxBytes);
+  // The member being rebuilt, or UINT32_MAX.
+  uint32_t rebuildingMember() const;
+
+  RaidStats stats() const noexcept;
+  void close() noexcept;
+
+ private:
+  RaidGroup() = default;
+  void checkOpen() const;
+  void setup();
+  uint8_t* memberEntry(uint32_t member) const noexcept;
+  MemberState stateOf(uint32_t member) const noexcept;
+  void setState(uint32_t member, MemberState state) noexcept;
+  uint64_t cursorOf(uint32_t member) const noexcept;
+  bool readable(uint32_t member, uint64_t diskByteOffset, uint64_t byteLength) const noexcept;
+  bool writable(uint32_t member) const noexcept { return stateOf(member) != MemberState::Failed; }
+  // Reads from a member; false on failure (the member is marked failed when its disk is).
+  bool readMember(uint32_t member, uint64_t diskByteOffset, uint8_t* target, uint64_t byteLength);
+  // Writes to a member; a failure marks it failed and returns false.
+  bool writeMember(uint32_t member, uint64_t diskByteOffset, const uint8_t* source, uint64_t byteLength);
+  uint32_t redundancy() const noexcept;
+  // XOR of every member but `skip` (and `skipAlso`) at [diskByteOffset, +byteLength) into target
+  // (overwritten); false when one of them cannot be read.
+  bool xorOthers(uint32_t skip, uint32_t skipAlso, uint64_t diskByteOffset, uint8_t* target, uint64_t byteLength);
+  void readUnit(const RaidLocation& location, uint64_t groupByteOffset, uint8_t* target, uint64_t byteLength);
+  void readMirror(uint64_t byteOffset, uint8_t* target, uint64_t byteLength);
+  void writeMirror(uint64_t byteOffset, const uint8_t* source, uint64_t byteLength);
+  void writeStripeFull(uint64_t stripeIndex, const uint8_t* source);
+  void writeUnitPartial(const RaidLocation& location, uint64_t groupByteOffset, const uint8_t* source,
+                        uint64_t byteLength);
+  [[noreturn]] void dataLost(const char* operation, uint64_t byteOffset, uint64_t byteLength, const char* why);
+
+  std::shared_ptr<Region> metadata_;
+  uint8_t* header_ = nullptr;
+  std::vector<std::shared_ptr<Disk>> disks_;
+  RaidLevel level_ = RaidLevel::Single;
+  uint32_t memberCount_ = 0;
+  uint64_t stripeUnitBytes_ = 0;
+  uint64_t memberBytes_ = 0;
+  uint64_t capacityBytes_ = 0;
+  uint32_t nextMirror_ = 0;
+  // Scratch of one stripe unit each (raid1: 64 KiB): old data, old parity / xor accumulator, zeros.
+  std::vector<uint8_t> scratchA_, scratchB_, scratchC_, zeros_;
+  struct Counters {
+    std::atomic<uint64_t> readCount{0}, writeCount{0}, fullStripeWriteCount{0}, readModifyWriteCount{0};
+    std::atomic<uint64_t> reconstructWriteCount{0}, degradedReadCount{0}, memberFailureCount{0};
+    std::atomic<uint64_t> dataLostCount{0}, rebuildBytes{0};
+  } counters_;
+};
+
+}  // namespace bm
