@@ -87,6 +87,9 @@ export interface NativeVolume {
    */
   writev(byteOffsets: Float64Array, count: number, sequencesOut: Float64Array | undefined, ...buffers: Uint8Array[]): number;
   writeZeroes(byteOffset: number, byteLength: number, mayPunchHole: boolean): number;
+  /** The store at [byteOffset, +byteLength) after the seams and bitmap marks, or null (see volume.hpp). */
+  beginDirectWrite(byteOffset: number, byteLength: number): Buffer | null;
+  commitDirectWrite(byteOffset: number, byteLength: number): number;
   trim(byteOffset: number, byteLength: number): number;
   flush(): Promise<void>;
   allocationMap(byteOffset: number, byteLength: number): Float64Array;

@@ -68,6 +68,8 @@ class VolumeWrap final : public Napi::ObjectWrap<VolumeWrap> {
             rawPrototypeMethod<VolumeWrap, &VolumeWrap::writev>(env, "writev"),
             prototypeMethod<VolumeWrap, &VolumeWrap::writeZeroes>(env, "writeZeroes"),
             prototypeMethod<VolumeWrap, &VolumeWrap::trim>(env, "trim"),
+            prototypeMethod<VolumeWrap, &VolumeWrap::beginDirectWrite>(env, "beginDirectWrite"),
+            prototypeMethod<VolumeWrap, &VolumeWrap::commitDirectWrite>(env, "commitDirectWrite"),
             prototypeMethod<VolumeWrap, &VolumeWrap::flush>(env, "flush"),
             prototypeMethod<VolumeWrap, &VolumeWrap::allocationMap>(env, "allocationMap"),
             prototypeMethod<VolumeWrap, &VolumeWrap::createBitmap>(env, "createBitmap"),
@@ -234,6 +236,38 @@ class VolumeWrap final : public Napi::ObjectWrap<VolumeWrap> {
     const uint64_t byteOffset = argIndex(env, arg(info, 0), "byteOffset");
     const uint64_t byteLength = argIndex(env, arg(info, 1), "byteLength");
     return Napi::Number::New(env, sequenceToNumber(core().trim(byteOffset, byteLength)));
+  }
+
+  // beginDirectWrite(byteOffset, byteLength) -> Buffer over the store at the range, or null
+  // (bm::Volume::beginDirectWrite). The Buffer holds the region (its finalizer drops a
+  // shared_ptr), so the mapping outlives a close() while a socket read may still land in it.
+  Napi::Value beginDirectWrite(const Napi::CallbackInfo& info) {
+    napi_env env = info.Env();
+    const uint64_t byteOffset = argIndex(env, arg(info, 0), "byteOffset");
+    const uint64_t byteLength = argIndex(env, arg(info, 1), "byteLength");
+    bm::Volume& volume = core();
+    uint8_t* target = volume.beginDirectWrite(byteOffset, byteLength);
+    if (target == nullptr) return Napi::Env(env).Null();
+    auto* hold = new std::shared_ptr<bm::Region>(volume.region());
+    napi_value result;
+    const napi_status status = napi_create_external_buffer(
+        env, static_cast<size_t>(byteLength), target,
+        [](napi_env, void*, void* hint) { delete static_cast<std::shared_ptr<bm::Region>*>(hint); },
+        hold, &result);
+    if (status != napi_ok) {
+      delete hold;
+      // The bitmaps are marked already (conservative); the caller falls back to write().
+      return Napi::Env(env).Null();
+    }
+    return Napi::Value(env, result);
+  }
+
+  // commitDirectWrite(byteOffset, byteLength) -> sequence as write().
+  Napi::Value commitDirectWrite(const Napi::CallbackInfo& info) {
+    napi_env env = info.Env();
+    const uint64_t byteOffset = argIndex(env, arg(info, 0), "byteOffset");
+    const uint64_t byteLength = argIndex(env, arg(info, 1), "byteLength");
+    return Napi::Number::New(env, sequenceToNumber(core().commitDirectWrite(byteOffset, byteLength)));
   }
 
   Napi::Value flush(const Napi::CallbackInfo& info) {

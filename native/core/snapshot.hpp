@@ -175,6 +175,8 @@ class SnapshotStore final : public WriteInterceptor {
   void preserve(Volume& volume, uint64_t byteOffset, uint64_t byteLength) override;
   bool route(Volume& volume, uint64_t byteOffset, uint64_t byteLength, const uint8_t* data,
              RecordKind kind) override;
+  // route() never takes a write over: a direct write may land in the volume (after preserve).
+  bool mayRoute() const noexcept override { return false; }
 
  private:
   SnapshotStore() = default;

@@ -479,6 +479,53 @@ size_t Volume::writeBatch(const WriteRequest* requests, size_t count, uint64_t* 
   return fullCount;
 }
 
+uint8_t* Volume::beginDirectWrite(uint64_t byteOffset, uint64_t byteLength) {
+  checkOpen();
+  checkRequest("write", byteOffset, byteLength);
+  if (byteLength == 0) return nullptr;
+  refreshDirectoryIfChanged();
+  if (interceptorRequired_ && interceptor_ == nullptr) {
+    throw Error(Code::ERR_SNAPSHOT_DETACHED,
+                "the volume has snapshots and this volume object has no snapshot store "
+                "attached: open the store before writing");
+  }
+  if (interceptor_ != nullptr) {
+    if (interceptor_->mayRoute()) return nullptr;
+    // Step 2 before any byte lands: the old bytes go to every snapshot that still needs them.
+    interceptor_->preserve(*this, byteOffset, byteLength);
+  }
+  // Bits before bytes: a caller killed while the bytes land leaves them dirty (conservative).
+  for (uint32_t i = 0; i < recordingCount_; i++) recording_[i]->markBytes(byteOffset, byteLength);
+  return data_ + byteOffset;
+}
+
+uint64_t Volume::commitDirectWrite(uint64_t byteOffset, uint64_t byteLength) {
+  checkOpen();
+  checkRequest("write", byteOffset, byteLength);
+  refreshDirectoryIfChanged();
+  if (interceptor_ != nullptr) {
+    // A snapshot created while the bytes landed: it takes the range as it is now (the write was
+    // in flight when it was created). Already-preserved chunks cost one compare.
+    interceptor_->preserve(*this, byteOffset, byteLength);
+  }
+  BatchTally tally;
+  tally.writeCount = 1;
+  tally.writeBytes = byteLength;
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  const WriteRequest request{byteOffset, byteLength, data_ + byteOffset, RecordKind::Write};
+  const uint64_t sequence = recordOne(request, tally);
+  auto add = [](std::atomic<uint64_t>& counter, uint64_t value) {
+    if (value != 0) counter.store(counter.load(std::memory_order_relaxed) + value, std::memory_order_relaxed);
+  };
+  add(counters_.batchCount, 1);
+  add(counters_.writeCount, tally.writeCount);
+  add(counters_.writeBytes, tally.writeBytes);
+  add(counters_.bitmapMarkCount, tally.bitmapMarkCount);
+  add(counters_.journalAppendCount, tally.journalAppendCount);
+  add(counters_.journalFullCount, tally.journalFullCount);
+  return sequence;
+}
+
 void Volume::storeOne(const WriteRequest& request, BatchTally& tally) {
   const uint64_t byteOffset = request.byteOffset;
   const uint64_t byteLength = request.byteLength;

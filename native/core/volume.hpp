@@ -63,6 +63,9 @@ class WriteInterceptor {
   // 5 and 6 still run, so bitmaps and journals see every write).
   virtual bool route(Volume& volume, uint64_t byteOffset, uint64_t byteLength,
                      const uint8_t* data /* null for zero/trim */, RecordKind kind) = 0;
+  // False when route() never takes a write over (then a direct write may land its bytes in the
+  // store itself: Volume::beginDirectWrite). The default is the safe answer.
+  virtual bool mayRoute() const noexcept { return true; }
 };
 
 struct VolumeOptions {
@@ -139,6 +142,18 @@ class Volume {
   // gets one sequence per request. Returns how many requests hit a full journal.
   size_t writeBatch(const WriteRequest* requests, size_t count, uint64_t* sequencesOut);
   uint64_t writeZeroes(uint64_t byteOffset, uint64_t byteLength, bool mayPunchHole);
+  // Direct write (a payload received straight into the store, docs/nbd-receive.md): begin
+  // validates the range (as write()), runs the copy-on-write seam and marks every recording
+  // bitmap, then returns where the bytes belong (data() + byteOffset); the caller lands them
+  // there itself, then calls commitDirectWrite with the same range, which runs the seam again
+  // (a snapshot created meanwhile), fences, marks the bitmaps again (data before bits, as
+  // write()) and appends the journal record from the store; it returns the sequence as write().
+  // A caller that cannot complete the bytes (the client vanished) still commits: the store holds
+  // what landed, and bitmaps and journal must describe it. begin returns null (nothing done)
+  // when the write cannot land in the store: an interceptor that may route (diversion), or an
+  // empty range. No state is kept between the calls: any number may be open at once.
+  uint8_t* beginDirectWrite(uint64_t byteOffset, uint64_t byteLength);
+  uint64_t commitDirectWrite(uint64_t byteOffset, uint64_t byteLength);
   uint64_t trim(uint64_t byteOffset, uint64_t byteLength);
   // Flush: File regions msync+fsync the range; memory regions fence.
   void flush();

@@ -56,6 +56,7 @@ import * as net from 'node:net';
 import type { BlockmirrorError } from '../errors';
 import { isNbdError, nbdError } from './errors';
 import * as P from './protocol';
+import { type DirectWrite, abandonStoreReceive, beginStoreReceive } from './receive';
 import { EMPTY_ARENA, ReplyWriter } from './replies';
 import type { NbdServer } from './server';
 import type { ExportEntry, NbdLogger, ResolvedConfig, SelectedContext } from './types';
@@ -117,6 +118,11 @@ export abstract class Connection {
   private directWindow: Buffer | null = null;
   /** The last request was a large WRITE: read the next header alone, then its payload in place. */
   protected headerFirst = false;
+  /**
+   * The WRITE whose payload is being received into the store (receive.ts): begun on the volume,
+   * committed when the request is handled, or when the socket closes first.
+   */
+  directWrite: DirectWrite | null = null;
 
   /** `accepted` comes from a listener with pauseOnConnect (see adoptWithUserBuffers). */
   constructor(
@@ -199,6 +205,11 @@ export abstract class Connection {
     const size = state === 'handshake' ? HANDSHAKE_RECEIVE_BYTES : RECEIVE_BYTES;
     // A WRITE payload short of `missing` bytes: is it better received in place (see the note)?
     const missing = decoder === null ? 0 : decoder.missingPayloadBytes;
+    if (missing >= DIRECT_PAYLOAD_MIN_BYTES && this.config.storeReceive && this.directWrite === null && !this.shuttingDown &&
+      this.entry !== null && beginStoreReceive(this, decoder as P.RequestDecoder, this.entry, this.limits as P.ExportLimits)) {
+      const window = this.directWindowOf(decoder as P.RequestDecoder);
+      if (window !== null) return window;
+    }
     if (missing >= DIRECT_PAYLOAD_MIN_BYTES && ((decoder as P.RequestDecoder).payloadAssembling || missing > size - queue.length)) {
       const window = this.directWindowOf(decoder as P.RequestDecoder);
       if (window !== null) return window;
@@ -323,6 +334,8 @@ export abstract class Connection {
     this.handshakeTimer = null;
     this.closeTimer = null;
     if (this.state !== 'closed') this.setState('closed');
+    // No read lands any more: a payload received only in part is committed unacknowledged.
+    if (this.directWrite !== null && this.entry !== null) abandonStoreReceive(this, this.entry, this.log);
     this.closeBitmaps(this.contexts);
     const ended = this.endReason ?? { reason: 'client' };
     this.server.connectionClosed(this, ended);

@@ -609,6 +609,8 @@ export interface NbdRequest {
   payload: Buffer | null;
   /** True when a WRITE longer than maxPayloadBytes was read and discarded. */
   payloadDropped: boolean;
+  /** True when the payload was received into memory given by RequestDecoder.redirectPayload (the store). */
+  payloadDirect: boolean;
 }
 
 export interface RequestDecoderOptions {
@@ -648,6 +650,7 @@ export class RequestDecoder {
     length: 0,
     payload: null,
     payloadDropped: false,
+    payloadDirect: false,
   };
   private state = RequestState.Header;
   private failure: Error | null = null;
@@ -655,6 +658,8 @@ export class RequestDecoder {
   private assembly: Buffer = EMPTY;
   private assembled = 0;
   private remainingDiscardBytes = 0;
+  /** The decoder's own assembly buffer while `assembly` is a redirected target (redirectPayload). */
+  private ownAssembly: Buffer | null = null;
 
   constructor(options: RequestDecoderOptions = {}, queue: ByteQueue = new ByteQueue()) {
     this.queue = queue;
@@ -718,6 +723,37 @@ export class RequestDecoder {
     return this.assembly.subarray(this.assembled, length);
   }
 
+  /** True while the pending payload goes to memory given by redirectPayload. */
+  get payloadRedirected(): boolean {
+    return this.ownAssembly !== null;
+  }
+
+  /**
+   * Receive into the store: from now on the pending WRITE payload (its header is `request`; it
+   * must be kept and incomplete) is assembled in `target` (request.length bytes) instead of the
+   * decoder's own buffer; what was assembled of it already is copied there, queued bytes follow
+   * as they are consumed (payloadWindow, next). next() hands the request out with payloadDirect
+   * set and payload a view of `target`; the decoder's own buffer is used again after it.
+   */
+  redirectPayload(target: Buffer): void {
+    const state = this.state;
+    if (this.failure !== null || (state !== RequestState.Payload && state !== RequestState.Assembling) || this.ownAssembly !== null) {
+      throw new RangeError('redirectPayload without a pending payload to redirect');
+    }
+    if (target.length !== this.request.length) {
+      throw new RangeError(`redirectPayload target of ${target.length} bytes for a payload of ${this.request.length}`);
+    }
+    if (state === RequestState.Payload) {
+      this.assembled = 0;
+      this.state = RequestState.Assembling;
+    } else if (this.assembled > 0) {
+      this.assembly.copy(target, 0, 0, this.assembled);
+    }
+    this.ownAssembly = this.assembly;
+    this.assembly = target;
+    this.request.payloadDirect = true;
+  }
+
   /** Reports that the first `byteLength` bytes of payloadWindow() were filled. */
   payloadReceived(byteLength: number): void {
     if (
@@ -758,6 +794,7 @@ export class RequestDecoder {
       request.length = source.readUInt32BE(at + 24);
       request.payload = null;
       request.payloadDropped = false;
+      request.payloadDirect = false;
       queue.skip(NBD_REQUEST_HEADER_BYTES);
       if (magic !== NBD_REQUEST_MAGIC) {
         return this.fail('ERR_NBD_BAD_MAGIC', `request magic 0x${magic.toString(16).padStart(8, '0')}`);
@@ -806,6 +843,11 @@ export class RequestDecoder {
       this.assembled = 0;
       this.state = RequestState.Header;
       request.payload = this.assembly.subarray(0, length);
+      const own = this.ownAssembly;
+      if (own !== null) {
+        this.assembly = own;
+        this.ownAssembly = null;
+      }
       return request;
     }
     // Discard: skip what has arrived; hand the request out once the whole payload is gone.

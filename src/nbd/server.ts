@@ -191,6 +191,7 @@ export class NbdServer extends EventEmitter {
   bytesWritten = 0;
   errors = 0;
   protocolErrors = 0;
+  storeReceivedWrites = 0;
   private readonly requestCounts = new Float64Array(P.NBD_CMD_COUNT + 1);
 
   constructor(options: NbdServerOptions) {
@@ -211,6 +212,8 @@ export class NbdServer extends EventEmitter {
       logger: options.logger ?? SILENT,
       // BLOCKMIRROR_NBD_RECEIVE=stream selects the 'data'-event read path (diagnosis, tests).
       userBufferReads: process.env.BLOCKMIRROR_NBD_RECEIVE !== 'stream',
+      // BLOCKMIRROR_NBD_RECEIVE=copy keeps user buffers but copies every payload (A/B benches).
+      storeReceive: process.env.BLOCKMIRROR_NBD_RECEIVE !== 'stream' && process.env.BLOCKMIRROR_NBD_RECEIVE !== 'copy',
     };
     this.log = this.config.logger;
     for (const [index, spec] of options.exports.entries()) this.addEntry(spec, `exports[${index}]`);
@@ -410,6 +413,7 @@ export class NbdServer extends EventEmitter {
       bytesWritten: this.bytesWritten,
       errors: this.errors,
       protocolErrors: this.protocolErrors,
+      storeReceivedWrites: this.storeReceivedWrites,
     };
   }
 

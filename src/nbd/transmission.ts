@@ -55,6 +55,7 @@ import {
 import type { FlushWaiter } from './flush';
 import { HandshakeConnection } from './handshake';
 import * as P from './protocol';
+import { commitStoreReceive } from './receive';
 import { ARENA_BYTES, errnoForVolumeError, messageBytes } from './replies';
 import type { ExportEntry } from './types';
 
@@ -130,6 +131,17 @@ export class NbdConnection extends HandshakeConnection {
       this.end({ reason: 'client' }, false);
       return;
     }
+    // A payload received into the store (receive.ts) has landed: commit it before anything else
+    // (its header was validated before the first byte landed).
+    let directSequence = 0;
+    if (request.payloadDirect) {
+      try {
+        directSequence = commitStoreReceive(this, this.entry as ExportEntry);
+      } catch (error) {
+        return this.replyVolumeError(request, error);
+      }
+      server.storeReceivedWrites += 1;
+    }
     if (this.shuttingDown) {
       this.replyError(request, P.NBD_ESHUTDOWN, 'server is shutting down');
       return;
@@ -146,7 +158,7 @@ export class NbdConnection extends HandshakeConnection {
       case P.NBD_CMD_WRITE: {
         let sequence: number;
         try {
-          sequence = entry.volume.write(request.offset, request.payload as Buffer);
+          sequence = request.payloadDirect ? directSequence : entry.volume.write(request.offset, request.payload as Buffer);
         } catch (error) {
           return this.replyVolumeError(request, error);
         }

@@ -40,6 +40,14 @@ export interface NbdVolume {
    * method: the request completes now. A rejection is answered with an error (EIO).
    */
   writeCompletion?(sequence: number): Promise<void> | null;
+  /**
+   * Receive into the store (docs/nbd-receive.md): the memory where a WRITE's payload may be
+   * received directly, after the seams and the bitmap marks, or null (then write()). Volumes
+   * without these methods always take write().
+   */
+  beginDirectWrite?(byteOffset: number, byteLength: number): Uint8Array | null;
+  /** Completes beginDirectWrite (also for a payload that never fully arrived); returns the sequence. */
+  commitDirectWrite?(byteOffset: number, byteLength: number): number;
 }
 
 /** What the server needs of a bitmap view (src/storage/bitmap.ts Bitmap). */
@@ -149,6 +157,8 @@ export interface NbdServerStats {
   errors: number;
   /** Connections ended for a protocol violation (bad magic, bad handshake, truncation...). */
   protocolErrors: number;
+  /** WRITEs whose payload was received straight into the store (docs/nbd-receive.md). */
+  storeReceivedWrites: number;
 }
 
 export interface NbdConnectionEvent {
@@ -210,4 +220,6 @@ export interface ResolvedConfig {
   logger: NbdLogger;
   /** Read sockets into connection-owned buffers (onread); false: 'data' events. */
   userBufferReads: boolean;
+  /** Receive large WRITE payloads straight into the store (receive.ts); needs userBufferReads. */
+  storeReceive: boolean;
 }

@@ -336,6 +336,29 @@ export class Volume implements JournalAttachment {
     }
   }
 
+  /**
+   * A write whose bytes the caller lands in the store itself (the NBD server receives a payload
+   * straight into it: docs/nbd-receive.md). Validates the range as write() does, runs the
+   * copy-on-write seam and marks every recording bitmap, then returns the store's memory at the
+   * range, or null when the write must take write() instead (an interceptor that may divert it).
+   * Every beginDirectWrite must be followed by commitDirectWrite of the same range, also when the
+   * caller could not land every byte: the store holds what landed.
+   */
+  beginDirectWrite(byteOffset: number, byteLength: number): Buffer | null {
+    const handle = this.#open();
+    checkIndex(byteLength, 'byteLength');
+    this.#checkSpan(byteOffset, byteLength, -1);
+    return handle.beginDirectWrite(byteOffset, byteLength);
+  }
+
+  /** Completes a beginDirectWrite: bitmaps, journal record; returns the sequence as write() does. */
+  commitDirectWrite(byteOffset: number, byteLength: number): number {
+    const handle = this.#open();
+    checkIndex(byteLength, 'byteLength');
+    this.#checkSpan(byteOffset, byteLength, -1);
+    return handle.commitDirectWrite(byteOffset, byteLength);
+  }
+
   /** Zeroes [byteOffset, +byteLength); returns the journal sequence as write() does. */
   writeZeroes(byteOffset: number, byteLength: number, options?: WriteZeroesOptions): number {
     const handle = this.#open();

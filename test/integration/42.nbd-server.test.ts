@@ -482,10 +482,12 @@ describe('42 nbd server (integration)', function () {
 });
 
 // The receive path (server.ts design note): by default sockets are read into connection-owned
-// buffers, payloads partly in place; BLOCKMIRROR_NBD_RECEIVE=stream selects 'data' events. Both
-// must cut requests the same way whatever the TCP segmentation, under flow control too.
-for (const mode of ['buffers', 'stream'] as const) {
-  describe(`42 nbd server: receive path (${mode === 'buffers' ? 'connection buffers' : "'data' events"})`, function () {
+// buffers, large payloads straight into the store (receive.ts); BLOCKMIRROR_NBD_RECEIVE=copy
+// keeps the buffers but copies every payload, =stream selects 'data' events. All must cut
+// requests the same way whatever the TCP segmentation, under flow control too.
+for (const mode of ['buffers', 'copy', 'stream'] as const) {
+  const title = { buffers: 'connection buffers, into the store', copy: 'connection buffers, copied', stream: "'data' events" }[mode];
+  describe(`42 nbd server: receive path (${title})`, function () {
     this.timeout(60_000);
 
     const SIZE = 32 * MiB;
@@ -501,7 +503,7 @@ for (const mode of ['buffers', 'stream'] as const) {
       volume = Volume.create({ capacityBytes: SIZE });
       model = Buffer.alloc(SIZE);
       const saved = process.env.BLOCKMIRROR_NBD_RECEIVE;
-      if (mode === 'stream') process.env.BLOCKMIRROR_NBD_RECEIVE = 'stream';
+      if (mode !== 'buffers') process.env.BLOCKMIRROR_NBD_RECEIVE = mode;
       else delete process.env.BLOCKMIRROR_NBD_RECEIVE;
       try {
         // A low in-flight limit, so FUA bursts make the connection pause mid-stream.
@@ -610,7 +612,17 @@ for (const mode of ['buffers', 'stream'] as const) {
       }
     });
 
-    it('stores nothing of a large payload whose client vanishes half-way', async () => {
+    it(mode === 'buffers' ? 'received the large payloads above straight into the store' : 'copied every payload', () => {
+      const count = local.stats().storeReceivedWrites;
+      if (mode === 'buffers') assert.ok(count > 0, 'no payload was received into the store');
+      else assert.equal(count, 0);
+    });
+
+    // A large payload is received straight into the store (src/nbd/receive.ts): a client that
+    // vanishes half-way leaves what landed (never acknowledged: NBD allows any content for an
+    // unacknowledged write), and nothing outside the request's range changes.
+    it('changes nothing outside a large payload whose client vanishes half-way, and never acknowledges it', async () => {
+      const received = local.stats().storeReceivedWrites;
       for (const cut of [28 + 40_000, 28 + 700_000]) {
         const before = protocolErrors.length;
         const client = await NbdTestClient.open(endpoints[0] as Endpoint, { exportName: 'v' });
@@ -621,10 +633,15 @@ for (const mode of ['buffers', 'stream'] as const) {
         while (protocolErrors.length === before) await new Promise((resolve) => setTimeout(resolve, 5));
         assert.equal(protocolErrors[protocolErrors.length - 1], 'ERR_NBD_TRUNCATED');
       }
-      const check = Buffer.alloc(MiB);
-      volume.read(28 * MiB, check);
-      assert.ok(check.equals(Buffer.alloc(MiB)), 'a partial payload was stored');
+      const check = Buffer.alloc(MiB + 2 * 4096);
+      volume.read(28 * MiB - 4096, check);
+      assert.ok(check.subarray(0, 4096).equals(Buffer.alloc(4096)), 'bytes before the range changed');
+      assert.ok(check.subarray(4096 + MiB).equals(Buffer.alloc(4096)), 'bytes after the range changed');
+      assert.ok(check.subarray(4096, 4096 + MiB).every((byte) => byte === 0 || byte === 0xff), 'bytes that are neither old nor new');
       while (local.stats().connections > 0) await new Promise((resolve) => setTimeout(resolve, 5));
+      // Neither torn payload was committed as a write (the counter counts handled requests only).
+      assert.equal(local.stats().storeReceivedWrites, received);
+      if (mode !== 'buffers') assert.ok(check.subarray(4096, 4096 + MiB).equals(Buffer.alloc(MiB)), 'a copied partial payload was stored');
     });
   });
 }
