@@ -1,8 +1,20 @@
-// The simulator at scale (issue 8): K controllers with P pairs in one process on the simulated
-// network and clock, a ring where controller i mirrors P/K volumes to controller i+1. Reports
-// the set-up time, the memory (RSS, heap), and the wall time per simulated second while every
-// pair mirrors a trickle of writes.
-// Usage: node dist/bench/sim-scale.js [--controllers 200] [--pairs 1000] [--seconds 5]
+// The simulator at scale (issue 8), two measurements:
+//
+// 1. The ring (default): K controllers with P pairs in one process on the simulated network and
+//    clock, a ring where controller i mirrors P/K volumes to controller i+1. Reports the set-up
+//    time, the memory (RSS, heap), and the wall time per simulated second while every pair
+//    mirrors a trickle of writes.
+//    node dist/bench/sim-scale.js [--controllers 200] [--pairs 1000] [--seconds 5]
+//
+// 2. Short pair schedules per second (--schedules N), what test/scenario/83 runs 100,000 of: the
+//    same seeds in every round, in this thread (CPU ms per schedule: the figure that holds while
+//    other people use the cores) and, with --workers W, through sim-batch on W worker threads
+//    (wall). With --baseline DIR (the dist/src of another build, e.g. a git worktree of an older
+//    commit built in /tmp) each round runs both builds on the same seeds, in an order that
+//    rotates from round to round, and reports the ratio this/baseline per round (median, min,
+//    max): the machine's load colours both alike.
+//    node dist/bench/sim-scale.js --schedules 2000 [--rounds 5] [--workers 2] [--baseline /tmp/sim-base/dist/src]
+import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 
 import { Controller } from '../src/controller/controller';
@@ -11,6 +23,9 @@ import type { PairSpec } from '../src/replication/pairs';
 import { SeededRandom } from '../src/runtime/random';
 import { SimNetwork } from '../src/sim/network';
 import { SimClock } from '../src/sim/sim-clock';
+import type { runPairSchedule as RunPairSchedule } from '../src/sim/pair-schedule';
+import type { runScheduleBatch as RunScheduleBatch } from '../src/sim/sim-batch';
+import type { scheduleOptionsFor as ScheduleOptionsFor } from '../src/sim/schedule-kinds';
 
 function argument(name: string, fallback: number): number {
   const index = process.argv.indexOf(name);
@@ -24,7 +39,104 @@ const CAPACITY = 1024 * 1024;
 const TUNING = { heartbeatIntervalMs: 200, deadPeerTimeoutMs: 1000, handshakeTimeoutMs: 1000, connectTimeoutMs: 1000,
   reconnectInitialDelayMs: 50, reconnectMaxDelayMs: 500 };
 
+interface Build {
+  label: string;
+  runPairSchedule: typeof RunPairSchedule;
+  runScheduleBatch: typeof RunScheduleBatch;
+  scheduleOptionsFor: typeof ScheduleOptionsFor;
+}
+
+function loadBuild(label: string, sourceDirectory: string): Build {
+  /* eslint-disable @typescript-eslint/no-var-requires */
+  const schedule = require(path.join(sourceDirectory, 'sim', 'pair-schedule.js')) as { runPairSchedule: typeof RunPairSchedule };
+  const batch = require(path.join(sourceDirectory, 'sim', 'sim-batch.js')) as { runScheduleBatch: typeof RunScheduleBatch };
+  const kinds = require(path.join(sourceDirectory, 'sim', 'schedule-kinds.js')) as { scheduleOptionsFor: typeof ScheduleOptionsFor };
+  return { label, runPairSchedule: schedule.runPairSchedule, runScheduleBatch: batch.runScheduleBatch, scheduleOptionsFor: kinds.scheduleOptionsFor };
+}
+
+function stats(values: number[]): { median: number; min: number; max: number } {
+  const sorted = [...values].sort((a, b) => a - b);
+  return { median: sorted[Math.floor(sorted.length / 2)] as number, min: sorted[0] as number, max: sorted[sorted.length - 1] as number };
+}
+
+/** One build's round in this thread: CPU and wall ms per schedule over the same seeds. */
+async function threadRound(build: Build, firstSeed: number, count: number): Promise<{ cpuMs: number; wallMs: number; failures: number }> {
+  let failures = 0;
+  const cpu = process.cpuUsage();
+  const wall = performance.now();
+  for (let seed = firstSeed; seed < firstSeed + count; seed++) {
+    const options = build.scheduleOptionsFor('short', seed);
+    options.namePrefix = `bm-bench-${build.label}`;
+    if ((await build.runPairSchedule(options)).violations.length > 0) failures++;
+  }
+  const used = process.cpuUsage(cpu);
+  return { cpuMs: (used.user + used.system) / 1000 / count, wallMs: (performance.now() - wall) / count, failures };
+}
+
+async function schedulesMain(): Promise<void> {
+  const count = argument('--schedules', 2000);
+  const rounds = argument('--rounds', 5);
+  const workers = argument('--workers', 0);
+  const firstSeed = argument('--first-seed', 1_000_000);
+  const baselineIndex = process.argv.indexOf('--baseline');
+  const builds = [loadBuild('this', path.join(__dirname, '..', 'src'))];
+  if (baselineIndex >= 0) builds.push(loadBuild('baseline', path.resolve(process.argv[baselineIndex + 1] as string)));
+  // Warm-up: the JIT of each build, outside the rounds.
+  for (const build of builds) await threadRound(build, 1, 200);
+  const perRound: Record<string, { cpuMs: number[]; wallMs: number[]; batchWallMs: number[] }> = {};
+  for (const build of builds) perRound[build.label] = { cpuMs: [], wallMs: [], batchWallMs: [] };
+  let failures = 0;
+  for (let round = 0; round < rounds; round++) {
+    const order = round % 2 === 0 ? builds : [...builds].reverse();
+    const seed = firstSeed + round * count;
+    for (const build of order) {
+      const result = await threadRound(build, seed, count);
+      failures += result.failures;
+      const entry = perRound[build.label] as { cpuMs: number[]; wallMs: number[]; batchWallMs: number[] };
+      entry.cpuMs.push(result.cpuMs);
+      entry.wallMs.push(result.wallMs);
+      if (workers > 0) {
+        const batch = await build.runScheduleBatch({ kind: 'short', firstSeed: seed, count, workers });
+        failures += batch.failureCount;
+        entry.batchWallMs.push(batch.elapsedMs / count);
+      }
+      process.stderr.write(`round ${round + 1} ${build.label}: ${result.cpuMs.toFixed(3)} ms CPU, ${result.wallMs.toFixed(3)} ms wall per schedule in one thread` +
+        `${workers > 0 ? `; ${(entry.batchWallMs[entry.batchWallMs.length - 1] as number).toFixed(3)} ms wall per schedule on ${workers} workers` : ''}\n`);
+    }
+  }
+  const summary: Record<string, unknown> = {};
+  for (const build of builds) {
+    const entry = perRound[build.label] as { cpuMs: number[]; wallMs: number[]; batchWallMs: number[] };
+    const cpu = stats(entry.cpuMs);
+    summary[build.label] = {
+      cpuMsPerSchedule: cpu, wallMsPerSchedule: stats(entry.wallMs), schedulesPerCpuSecond: 1000 / cpu.median,
+      ...(workers > 0 ? { batchWallMsPerSchedule: stats(entry.batchWallMs), batchSchedulesPerSecond: 1000 / stats(entry.batchWallMs).median,
+        projected100kSeconds: (stats(entry.batchWallMs).median * 100_000) / 1000 } : {}),
+    };
+  }
+  const ratios: Record<string, number> = {};
+  if (builds.length === 2) {
+    const own = perRound.this as { cpuMs: number[]; batchWallMs: number[] };
+    const base = perRound.baseline as { cpuMs: number[]; batchWallMs: number[] };
+    const cpuRatio = stats(own.cpuMs.map((value, index) => (base.cpuMs[index] as number) / value));
+    summary.speedupCpu = cpuRatio;
+    ratios.shortSchedulesSpeedupCpu = cpuRatio.median;
+    if (workers > 0) {
+      const wallRatio = stats(own.batchWallMs.map((value, index) => (base.batchWallMs[index] as number) / value));
+      summary.speedupBatchWall = wallRatio;
+      ratios.shortSchedulesSpeedupBatchWall = wallRatio.median;
+    }
+    process.stderr.write(`speed-up (baseline / this, per round): CPU median ${cpuRatio.median.toFixed(3)} (${cpuRatio.min.toFixed(3)}..${cpuRatio.max.toFixed(3)})` +
+      `${workers > 0 ? `, ${workers}-worker wall median ${(summary.speedupBatchWall as { median: number }).median.toFixed(3)}` : ''}\n`);
+  }
+  const own = summary.this as { schedulesPerCpuSecond: number };
+  ratios.shortSchedulesPerCpuSecond = own.schedulesPerCpuSecond;
+  process.stdout.write(`${JSON.stringify({ suite: 'sim-scale-schedules', date: new Date().toISOString(), count, rounds, workers, firstSeed, failures, loadAverage: (await import('node:os')).loadavg(), ...summary, ratios })}\n`);
+  process.exit(failures === 0 ? 0 : 1);
+}
+
 async function main(): Promise<void> {
+  if (process.argv.includes('--schedules')) return schedulesMain();
   const started = performance.now();
   const clock = new SimClock();
   const random = new SeededRandom(1);

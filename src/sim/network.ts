@@ -106,6 +106,11 @@ export interface SimNetworkOptions {
   endGraceMs?: number;
   /** Trace lines kept (the oldest are dropped beyond it). @default 100_000 */
   traceLineLimit?: number;
+  /**
+   * Records the trace. A caller that never reads it (the pair schedules, which keep their own)
+   * turns it off: the per-delivery lines are then not even formatted. @default true
+   */
+  trace?: boolean;
   /** Called with every trace line as it is recorded. @default undefined */
   onTrace?: (line: string) => void;
 }
@@ -298,6 +303,8 @@ class NetworkCore {
   private traceStart = 0;
   traceDroppedCount = 0;
   private readonly onTrace: ((line: string) => void) | undefined;
+  /** False when nobody reads the trace (options.trace false and no onTrace): hot paths skip formatting. */
+  readonly tracing: boolean;
 
   constructor(options: SimNetworkOptions) {
     if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
@@ -322,11 +329,14 @@ class NetworkCore {
     checkPositiveInteger(this.traceLineLimit, 'options.traceLineLimit');
     if (options.onTrace !== undefined) checkFunction(options.onTrace, 'options.onTrace');
     this.onTrace = options.onTrace;
+    if (options.trace !== undefined && typeof options.trace !== 'boolean') throw new TypeError('options.trace must be a boolean');
+    this.tracing = options.trace !== false || options.onTrace !== undefined;
   }
 
   // --- trace ---
 
   trace(text: string): void {
+    if (!this.tracing) return;
     const line = `${this.clock.nowMs().toFixed(3)} ${text}`;
     if (this.traceLines.length < this.traceLineLimit) {
       this.traceLines.push(line);
@@ -696,12 +706,16 @@ class Pipe {
     if (bytes.length < 2) return [bytes];
     const cutCount = Math.min(this.core.random.int(MAX_CUTS_PER_SEGMENT + 1), bytes.length - 1);
     if (cutCount === 0) return [bytes];
-    const offsets = new Set<number>();
-    for (let index = 0; index < cutCount; index += 1) offsets.add(1 + this.core.random.int(bytes.length - 1));
-    const sorted = [...offsets].sort((a, b) => a - b);
+    // At most MAX_CUTS_PER_SEGMENT distinct offsets, ascending (a plain array: this runs per segment).
+    const offsets: number[] = [];
+    for (let index = 0; index < cutCount; index += 1) {
+      const offset = 1 + this.core.random.int(bytes.length - 1);
+      if (!offsets.includes(offset)) offsets.push(offset);
+    }
+    offsets.sort((a, b) => a - b);
     const pieces: Buffer[] = [];
     let start = 0;
-    for (const offset of sorted) {
+    for (const offset of offsets) {
       pieces.push(bytes.subarray(start, offset));
       start = offset;
     }
@@ -760,7 +774,7 @@ class Pipe {
   private stall(reason: string): void {
     if (this.stallReason === reason) return;
     this.stallReason = reason;
-    this.core.trace(`stall ${this.label} (${reason})`);
+    if (this.core.tracing) this.core.trace(`stall ${this.label} (${reason})`);
   }
 
   private deliverHead(): void {
@@ -806,7 +820,7 @@ class Pipe {
     }
     const link = core.link(fromHost, toHost);
     if (link.dropProbability > 0 && core.random.next() < link.dropProbability) {
-      core.trace(`drop ${this.label} ${head.bytes.length}`);
+      if (core.tracing) core.trace(`drop ${this.label} ${head.bytes.length}`);
       core.counters.resetCount += 1;
       sender.finish('ECONNRESET', 'reset');
       receiver.finish('ECONNRESET', 'reset');
@@ -818,7 +832,7 @@ class Pipe {
     invariant(this.queuedBytes >= 0, 'negative queued bytes');
     core.counters.deliveredBytes += byteLength;
     core.counters.deliveredChunkCount += 1;
-    core.trace(`deliver ${this.label} ${byteLength}`);
+    if (core.tracing) core.trace(`deliver ${this.label} ${byteLength}`);
     this.schedule();
     sender.maybeDrain();
     receiver.receive(head.bytes);

@@ -118,13 +118,14 @@ export const GARBAGE = -1;
 export function decodeImage(image: Buffer, blockBytes: number): Int32Array {
   const blockCount = Math.floor(image.length / blockBytes);
   const values = new Int32Array(blockCount);
-  // One native fill and one native compare per block.
-  const expected = Buffer.allocUnsafe(blockBytes);
+  // A block is blockPattern(id, block) repeated when its first 8 bytes are that pattern and it
+  // equals itself shifted by 8 bytes (period 8): one native compare per block, no allocation.
   for (let block = 0; block < blockCount; block++) {
     const start = block * blockBytes;
     const id = image.readUInt32LE(start);
-    expected.fill(blockPattern(id, block));
-    values[block] = image.compare(expected, 0, blockBytes, start, start + blockBytes) === 0 ? id : GARBAGE;
+    const second = image.readUInt32LE(start + 4);
+    const headMatches = second === (id === 0 ? 0 : (block ^ 0x5a5a0000) >>> 0);
+    values[block] = headMatches && image.compare(image, start, start + blockBytes - 8, start + 8, start + blockBytes) === 0 ? id : GARBAGE;
   }
   return values;
 }
@@ -259,7 +260,9 @@ export function prefixPositions(lineage: Lineage, image: Int32Array): Interval[]
  */
 export function checkWriteOrderPrefix(lineage: Lineage, image: Int32Array, what = 'secondary'): string[] {
   let candidates: Interval[] = [[0, lineage.writes.length]];
-  const seen: string[] = [];
+  // The blocks that narrowed the candidates, worded only when the check fails (it runs after
+  // every schedule step, and almost always holds).
+  const seen: { block: number; holding: Interval[] }[] = [];
   for (let block = 0; block < lineage.blockCount; block++) {
     const holding = positionsHolding(lineage, block, image[block] as number);
     const next = intersect(candidates, holding);
@@ -267,10 +270,11 @@ export function checkWriteOrderPrefix(lineage: Lineage, image: Int32Array, what 
       candidates = next;
       continue;
     }
-    seen.push(`block ${block} (${show(image[block] as number)}: positions ${holding.map(([low, high]) => `${low}..${high}`).join(',') || 'none'})`);
+    seen.push({ block, holding });
     if (next.length === 0) {
+      const words = seen.slice(-4).map((entry) => `block ${entry.block} (${show(image[entry.block] as number)}: positions ${entry.holding.map(([low, high]) => `${low}..${high}`).join(',') || 'none'})`);
       return [`${what} says it is consistent, but its image is no write-order prefix of ${lineage.owner}'s history of ${lineage.writes.length} writes: ` +
-        `${seen.slice(-4).join('; ')}`];
+        `${words.join('; ')}`];
     }
     candidates = next;
   }

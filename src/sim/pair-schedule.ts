@@ -319,7 +319,7 @@ class PairSchedule {
     if (this.replay !== undefined && (options.mode === 'sync' ? options.fence === undefined : false)) throw new TypeError('a replayed schedule names its fence');
     if (this.replay !== undefined && options.journalCapacityBytes === undefined) throw new TypeError('a replayed schedule names its journalCapacityBytes');
     this.choose.begin([], 'setup');
-    this.network = new SimNetwork({ clock: this.clock, random: this.random.fork('network') });
+    this.network = new SimNetwork({ clock: this.clock, random: this.random.fork('network'), trace: false });
     this.fence = options.mode === 'sync' ? (options.fence ?? (this.choose.int(2) === 0 ? 'data' : 'never')) : 'never';
     this.steps = this.replay?.length ?? options.steps ?? 20;
     this.blockCount = options.blockCount ?? 64;
