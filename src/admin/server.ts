@@ -21,6 +21,8 @@
 //   POST /pairs/delete {controller?, pair} -> target.deletePair
 //   POST /lockstep {controller?, pairs?, volumes?, journals?, timeoutMs?} -> target.lockstep
 //   POST /lockstep/enable, /lockstep/disable {controller?} -> target.setLockstepEnabled
+//   POST /groups/create|status|start|stop|delete|recover|held {controller?, ...} -> target.group
+//                       (group-routes.ts checks the bodies)
 //   POST /snapshots/create|list|delete|restore|clone {controller?, volume, name, clone?} -> target.snapshot
 //                       (snapshot-routes.ts checks the bodies)
 //
@@ -51,6 +53,7 @@ import { BlockmirrorError, isBlockmirrorError } from '../errors';
 import { type FaultSettings, checkFaultSettings } from '../transport/faults';
 import { ensureSocketDirectory, removeStaleSocket } from './socket';
 import { SNAPSHOT_VERBS, type SnapshotVerb, snapshotRequest } from './snapshot-routes';
+import { GROUP_VERBS, type GroupVerb, groupRequest } from './group-routes';
 import type { AdminTarget, ArrayEvent } from './target';
 
 /** A logger with pino's calling convention. */
@@ -130,6 +133,11 @@ export const STATUS_OF_CODE: Readonly<Record<string, number>> = Object.freeze({
   'ERR_SNAPSHOT_LIMIT': 409,
   'ERR_SNAPSHOT_INVALID': 409,
   'ERR_SNAPSHOT_READ_ONLY': 409,
+  'ERR_CGROUP_UNKNOWN': 404,
+  'ERR_CGROUP_BAD_SPEC': 400,
+  'ERR_CGROUP_EXISTS': 409,
+  'ERR_CGROUP_NO_COPY': 409,
+  'ERR_CGROUP_NOT_READY': 409,
   'ERR_ADMIN_METHOD': 405,
   'ERR_LINK_CLOSED': 409,
   'ERR_ADMIN_TOO_LARGE': 413,
@@ -261,6 +269,7 @@ export class AdminServer {
       '/lockstep/enable': { POST: (request, response) => this.postLockstepSwitch(request, response, true) },
       '/lockstep/disable': { POST: (request, response) => this.postLockstepSwitch(request, response, false) },
       ...Object.fromEntries(SNAPSHOT_VERBS.map((verb) => [`/snapshots/${verb}`, { POST: (request: http.IncomingMessage, response: http.ServerResponse) => this.postSnapshot(request, response, verb) }])),
+      ...Object.fromEntries(GROUP_VERBS.map((verb) => [`/groups/${verb}`, { POST: (request: http.IncomingMessage, response: http.ServerResponse) => this.postGroup(request, response, verb) }])),
     });
   }
 
@@ -712,6 +721,12 @@ export class AdminServer {
       default: result = await this.target.resolvePair(controllerId, pair, body.keep as 'primary' | 'secondary');
     }
     this.sendJson(response, 200, { ok: true, pair: result });
+  }
+
+  /** POST /groups/<verb> (group-routes.ts). */
+  private async postGroup(request: http.IncomingMessage, response: http.ServerResponse, verb: GroupVerb): Promise<void> {
+    const { controllerId, request: groupAsk } = groupRequest(verb, await this.readJsonObject(request));
+    this.sendJson(response, 200, { ok: true, result: await this.target.group(controllerId, groupAsk) });
   }
 
   /** POST /snapshots/<verb> (snapshot-routes.ts). */

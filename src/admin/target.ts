@@ -71,8 +71,23 @@ export interface AdminTarget {
    * ERR_SNAPSHOT_* codes and the controller errors above.
    */
   snapshot(controllerId: string | undefined, request: SnapshotRequest): Promise<unknown>;
+  /**
+   * A consistency-group verb on a controller (src/cgroup/groups.ts, group-routes.ts). Throws
+   * ERR_CGROUP_* codes and the controller errors above.
+   */
+  group(controllerId: string | undefined, request: GroupRequest): Promise<unknown>;
   /** Prometheus text exposition of every metric. */
   metrics(): Promise<{ contentType: string; text: string }>;
+}
+
+/** What POST /groups/<verb> asks for. */
+export interface GroupRequest {
+  verb: 'create' | 'status' | 'start' | 'stop' | 'delete' | 'recover' | 'held';
+  name?: string;
+  /** create: the group as the config declares it. */
+  group?: Record<string, unknown>;
+  cycle?: number;
+  mode?: 'export' | 'restore';
 }
 
 /** What POST /snapshots/<verb> asks for. */

@@ -134,6 +134,15 @@ export class ControllerGroups extends EventEmitter {
     if (rows.length === 0 && master !== id) {
       throw new CgroupError('ERR_CGROUP_BAD_SPEC', `consistency group ${spec.name}: no relationship names controller ${id}`);
     }
+    // The master talks to every other controller of the table, each slave to the master.
+    const needed = master === id ? [...new Set(spec.relationships.map((row) => row.controller))].filter((other) => other !== id) : [master];
+    for (const peer of needed) {
+      try {
+        this.options.link(peer);
+      } catch {
+        throw new CgroupError('ERR_CGROUP_BAD_SPEC', `consistency group ${spec.name}: controller ${peer} is not a peer of ${id} (the ${master === id ? 'master needs a link to every controller of the table' : 'slave needs a link to its master'})`);
+      }
+    }
     const group: Group = { spec };
     const { clock, logger } = this.options;
     if (rows.length > 0) group.slave = new CgroupSlave(spec.name, master, rows, { replicated: (volume) => this.options.replicated(volume) }, clock, logger);

@@ -31,6 +31,7 @@ import * as path from 'node:path';
 
 import { z } from 'zod';
 import { DEFAULT_MAX_FRAME_BYTES, LINK_DEFAULTS, MAX_MAX_FRAME_BYTES, MIN_MAX_FRAME_BYTES } from '../transport/limits';
+import { CGROUP_DEFAULTS, CGROUP_LIMIT_RANGES, GROUP_NAME_PATTERN, MAX_RELATIONSHIPS, cgroupSpecProblems } from '../cgroup/types';
 
 export const DEFAULT_HOST = '127.0.0.1';
 export const DEFAULT_PORT = 10809;
@@ -587,6 +588,7 @@ function completeController(
     replication: z.output<typeof replicationSchema>;
     peers: z.output<typeof peerSchema>[];
     pairs: z.output<typeof pairSchema>[];
+    consistencyGroups: z.output<typeof consistencyGroupSchema>[];
   },
 ) {
   return {
@@ -599,6 +601,7 @@ function completeController(
     replication: controller.replication,
     peers: controller.peers,
     pairs: controller.pairs,
+    consistencyGroups: controller.consistencyGroups,
   };
 }
 
@@ -628,6 +631,38 @@ export const pairSchema = strictObject({
   }),
 });
 
+const relationshipSchema = strictObject({
+  id: doc(patterned(PAIR_NAME_PATTERN, '[A-Za-z0-9._-]{1,64}'), { description: 'The relationship id, unique in the group.' }),
+  role: doc(z.enum(['master', 'slave']), { description: '`master` on every row of the master controller (which is also a slave for its own volumes), `slave` on the others.' }),
+  controller: doc(controllerIdSchema, { description: 'The primary controller of the volume.' }),
+  volume: doc(nonEmptyString(), { description: 'The primary volume on that controller; a pair\'s primary there.' }),
+  pair: doc(patterned(PAIR_NAME_PATTERN, '[A-Za-z0-9._-]{1,64}').optional(), {
+    description: 'The volume\'s pair whose secondary holds the consistent copies.', docDefault: 'the volume\'s only pair',
+  }),
+});
+
+const cgroupLimit = (key: keyof typeof CGROUP_DEFAULTS, description: string) => {
+  const [min, max] = CGROUP_LIMIT_RANGES[key];
+  return doc(z.number().int().min(min).max(max).default(CGROUP_DEFAULTS[key]), { description: `${description} ${min} to ${max}.` });
+};
+
+export const consistencyGroupSchema = strictObject({
+  name: doc(patterned(GROUP_NAME_PATTERN, '[A-Za-z0-9_-][A-Za-z0-9._-]{0,23}'), {
+    description: 'The group\'s name, the same on every controller of the group; its copies are the snapshots `cg.<name>.<cycle>` of the secondaries.',
+  }),
+  relationships: doc(list(relationshipSchema, { min: 1, minProblem: 'must have at least one row', max: MAX_RELATIONSHIPS }), {
+    description: `The relationship table (seed 003), 1 to ${MAX_RELATIONSHIPS} rows: one per primary volume of the group, the same on every controller that has rows in it.`,
+  }),
+  maxCoordinationMs: cgroupLimit('maxCoordinationMs', 'How long host write completions may be held while the cut is taken (IBM: maximum coordination time), in ms,'),
+  maxDrainMs: cgroupLimit('maxDrainMs', 'How long the secondaries may take to reach the cut and take their copies, in ms,'),
+  cycleIntervalMs: cgroupLimit('cycleIntervalMs', 'The pause between two cycles (0: back to back), in ms,'),
+  drainOverrideAfter: cgroupLimit('drainOverrideAfter', 'Consecutive drain timeouts after which one cycle gets `overrideDrainMs` (0: never),'),
+  overrideDrainMs: cgroupLimit('overrideDrainMs', 'The drain limit of that one cycle, in ms,'),
+  autoStart: doc(z.boolean().default(true), { description: 'The master starts cycling at once; false: after `group start`.' }),
+}).superRefine((group, context) => {
+  for (const problem of cgroupSpecProblems(group)) context.addIssue({ code: 'custom', message: problem });
+});
+
 export const controllerSchema = strictObject({
   id: doc(controllerIdSchema, { description: `The controller id, \`${CONTROLLER_ID_TEXT}\`, unique in the file; peers name it.` }),
   volumes: doc(list(volumeSchema, { max: MAX_VOLUMES }).default(() => []), {
@@ -643,6 +678,9 @@ export const controllerSchema = strictObject({
   }),
   pairs: doc(list(pairSchema, { max: MAX_VOLUMES }).default(() => []), {
     description: 'The pairs this controller takes part in (docs/pairs.md): each mirrors a primary volume to a secondary volume on a peer.',
+  }),
+  consistencyGroups: doc(list(consistencyGroupSchema, { max: MAX_VOLUMES }).default(() => []), {
+    description: 'The consistency groups this controller takes part in as master or slave (docs/cgroups.md). Secondary controllers declare none.',
   }),
 }).transform((controller) => completeController('controllers', controller));
 
@@ -679,6 +717,7 @@ export const configDocumentSchema = strictObject({
     replication: replicationSchema.parse({}),
     peers: [],
     pairs: [],
+    consistencyGroups: [],
   })],
   listen: document.listen,
   admin: document.admin,
@@ -703,6 +742,8 @@ export interface ExportConfig extends z.output<typeof exportSchema> {}
 export interface ReplicationConfig extends z.output<typeof replicationSchema> {}
 export interface PeerConfig extends z.output<typeof peerSchema> {}
 export interface PairConfig extends z.output<typeof pairSchema> {}
+/** A consistency group (docs/cgroups.md). */
+export interface ConsistencyGroupConfig extends z.output<typeof consistencyGroupSchema> {}
 export interface AdminConfig extends z.output<typeof adminSchema> {}
 export interface LimitsConfig extends z.output<typeof limitsSchema> {}
 /** Backing store of a volume's region. */

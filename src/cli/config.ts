@@ -99,6 +99,7 @@ export type {
   LimitsConfig,
   ListenConfig,
   PairConfig,
+  ConsistencyGroupConfig,
   PeerConfig,
   ReplicationConfig,
   VolumeBacking,
@@ -261,6 +262,9 @@ export function toDocument(config: BlockmirrorConfig): Record<string, unknown> {
           return document;
         }),
         pairs: controller.pairs.map((pair) => ({ ...pair })),
+        ...(controller.consistencyGroups.length === 0 ? {} : {
+          consistencyGroups: controller.consistencyGroups.map((group) => ({ ...group, relationships: group.relationships.map((row) => ({ ...row })) })),
+        }),
       };
     }),
     listen: config.listen.map((entry) => ({ ...entry })),

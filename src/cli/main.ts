@@ -26,6 +26,7 @@ import { registerAdminCommands } from './admin-commands';
 import { registerBenchCommand } from './bench-command';
 import { registerSimCommand } from './sim-command';
 import { registerSnapshotCommand } from './snapshot-command';
+import { registerGroupCommand } from './group-command';
 
 const EXIT_FAILURE = 1;
 const EXIT_USAGE = 2;
@@ -194,6 +195,7 @@ at once.`)
   registerBenchCommand(program);
   registerSimCommand(program);
   registerSnapshotCommand(program);
+  registerGroupCommand(program);
 
   return program;
 }

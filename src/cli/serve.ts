@@ -104,6 +104,7 @@ export function controllerOptionsOf(config: ControllerConfig, index: number, log
     replication: listen === undefined ? tuning : { ...tuning, listen },
     peers,
     pairs: config.pairs.map((pair) => ({ ...pair })),
+    consistencyGroups: config.consistencyGroups.map((group) => ({ ...group, relationships: group.relationships.map((row) => ({ ...row })) })),
     logger,
   };
   const versions = linkVersionsFromEnvironment();

@@ -12,7 +12,8 @@
 // (the admin endpoint's /events readers) and into a bounded ring of recent events.
 
 import { BlockmirrorError } from '../errors';
-import type { AdminTarget, ArrayEvent, ArrayEventListener, SnapshotRequest } from '../admin/target';
+import type { AdminTarget, ArrayEvent, ArrayEventListener, GroupRequest, SnapshotRequest } from '../admin/target';
+import type { CgroupSpec } from '../cgroup/types';
 import type { LockstepTarget } from '../replication/lockstep';
 import type { PairManager, PairRoleEvent, PairSpec } from '../replication/pairs';
 import type { NbdVolume } from '../nbd/server';
@@ -181,6 +182,28 @@ export class ControllerHost implements AdminTarget {
       }
     } else {
       for (const name of names) server.removeExport(name);
+    }
+  }
+
+  /** A consistency-group verb (src/cgroup/groups.ts) on a controller. */
+  async group(controllerId: string | undefined, request: GroupRequest): Promise<unknown> {
+    const controller = this.pick(controllerId);
+    const groups = controller.groups;
+    if (groups === undefined) throw new BlockmirrorError('ERR_CONTROLLER_CLOSED', `controller ${controller.id} is not running`);
+    const name = request.name as string;
+    switch (request.verb) {
+      case 'create': return groups.create(request.group as unknown as CgroupSpec);
+      case 'status': return request.name === undefined ? groups.status() : groups.groupStatus(name);
+      case 'start': return groups.setRunning(name, true);
+      case 'stop': return groups.setRunning(name, false);
+      case 'delete': groups.delete(name); return { name, deleted: true };
+      case 'held': return groups.held(name);
+      default: {
+        const options: { cycle?: number; mode?: 'export' | 'restore' } = {};
+        if (request.cycle !== undefined) options.cycle = request.cycle;
+        if (request.mode !== undefined) options.mode = request.mode;
+        return groups.recover(name, options);
+      }
     }
   }
 

@@ -150,6 +150,15 @@ export class FakeAdminTarget implements AdminTarget {
     return { verb: request.verb, volume: request.volume ?? null, name: request.name ?? null };
   }
 
+  /** Group requests seen; a group named 'missing' is not declared (ERR_CGROUP_UNKNOWN). */
+  readonly groupCalls: { controllerId: string | undefined; request: Record<string, unknown> }[] = [];
+
+  async group(controllerId: string | undefined, request: { verb: string; name?: string }): Promise<unknown> {
+    this.groupCalls.push({ controllerId, request: { ...request } });
+    if (request.name === 'missing') throw new BlockmirrorError('ERR_CGROUP_UNKNOWN', `no consistency group ${request.name}`);
+    return { verb: request.verb, name: request.name ?? null };
+  }
+
   async lockstep(controllerId: string | undefined, target: { pairs?: string[] }): Promise<string> {
     this.pairCalls.push({ verb: 'lockstep', controllerId, pairName: (target.pairs ?? []).join(','), options: target });
     if (!this.lockstepEnabled) return 'disabled';

@@ -19,6 +19,7 @@ import {
   ListenConfig,
   MAX_VOLUME_CAPACITY_BYTES,
   PairConfig,
+  ConsistencyGroupConfig,
   PeerConfig,
   ReplicationConfig,
   VolumeConfig,
@@ -96,7 +97,7 @@ const typeChecks: true[] = [
   }>,
   true satisfies Same<ControllerConfig, {
     id: string; volumes: VolumeConfig[]; exports: ExportConfig[]; replication: ReplicationConfig; peers: PeerConfig[];
-    pairs: PairConfig[];
+    pairs: PairConfig[]; consistencyGroups: ConsistencyGroupConfig[];
   }>,
   true satisfies Same<VolumeConfig, {
     name: string; capacityBytes: number; blockSize: number; backing: 'memory' | 'shared' | 'file'; path?: string;
@@ -167,6 +168,7 @@ describe('50 config', () => {
           replication: DEFAULT_REPLICATION,
           peers: [],
           pairs: [],
+          consistencyGroups: [],
         }],
         listen: [{ host: '127.0.0.1', port: 10809 }],
         admin: { socket: defaultAdminSocketPath() },
@@ -231,7 +233,7 @@ describe('50 config', () => {
       assert.equal(controller(config, 0).volumes[0]?.sharedName, 'a.v');
       assert.equal(controller(config, 1).volumes[0]?.sharedName, 'b.w');
       assert.deepEqual(controller(config, 0).exports, [{ name: 'v', volume: 'v', readOnly: false, description: '' }]);
-      assert.deepEqual(controller(config, 2), { id: 'c', volumes: [], exports: [], replication: DEFAULT_REPLICATION, peers: [], pairs: [] });
+      assert.deepEqual(controller(config, 2), { id: 'c', volumes: [], exports: [], replication: DEFAULT_REPLICATION, peers: [], pairs: [], consistencyGroups: [] });
     });
 
     it('reads replication options (sizes with units) and peers ("host:port", "[::1]:port", secrets)', () => {
@@ -459,7 +461,7 @@ describe('50 config', () => {
       ['duplicate controller id', twoSites((d) => { (d.controllers[1] as { id: string }).id = 'a'; }),
         /^controllers\[1\]\.id: duplicate controller id "a"$/],
       ['unknown controller field', twoSites((d) => { (d.controllers[0] as Record<string, unknown>).listen = []; }),
-        /^controllers\[0\]\.listen: unknown field \(allowed: id, volumes, exports, replication, peers, pairs\)$/],
+        /^controllers\[0\]\.listen: unknown field \(allowed: id, volumes, exports, replication, peers, pairs, consistencyGroups\)$/],
       ['duplicate export across controllers', twoSites((d) => { d.controllers[1]!.exports = [{ name: 'va', volume: 'v' }]; }),
         /^controllers\[1\]\.exports\[0\]\.name: duplicate export name "va" \(also an export of controller "a"\)$/],
       ['implicit exports that clash across controllers', twoSites((d) => {
@@ -597,7 +599,7 @@ describe('50 config', () => {
         'controllers[0].peers[0].address: port must be from 1 to 65535, got "h:0"',
         'controllers[1].id: duplicate controller id "a"',
         'controllers[1].peers[0].secretEnv: cannot be combined with secretFile: give one of them',
-        'controllers[1].colour: unknown field (allowed: id, volumes, exports, replication, peers, pairs)',
+        'controllers[1].colour: unknown field (allowed: id, volumes, exports, replication, peers, pairs, consistencyGroups)',
         'listen[0].port: must be an integer from 0 to 65535 (0: any free port), got number 1.5',
         'admin.tcp: host must be a loopback address (127.0.0.1, ::1 or localhost): the admin endpoint must not be ' +
           'reachable from the network, got "10.0.0.1:1"',
