@@ -32,6 +32,9 @@ import { LatencyHistogram } from '../replication/pair-volume';
 import type { Cut, Drained, MemberCopy, Prepare, Run, CycleResult } from './messages';
 import { CgroupError, type Relationship } from './types';
 
+/** Exact hold times kept for the bench and status. */
+const HOLD_RING = 4096;
+
 /** What a slave finds on its controller. */
 export interface SlaveHooks {
   replicated(volume: string): ReplicatedVolume | undefined;
@@ -53,6 +56,9 @@ export class CgroupSlave {
   private hold: Hold | undefined;
   /** Hold time per cycle (prepare to release), the bench's figure. */
   readonly holdTimes = new LatencyHistogram();
+  /** The last HOLD_RING hold times in ms, exact (the histogram's are bucket bounds). */
+  private readonly holdRing = new Float64Array(HOLD_RING);
+  private holdCount = 0;
   holdsTimedOut = 0;
   heldWrites = 0;
   lastResult: { cycle: number; formed: boolean; reason: string; consistencyTimeMs: number } | undefined;
@@ -132,7 +138,10 @@ export class CgroupSlave {
       if (!keepFences) member.pair.unfence();
     }
     hold.release();
-    this.holdTimes.record((this.clock.nowMs() - hold.preparedAtMs) / 1000);
+    const heldMs = this.clock.nowMs() - hold.preparedAtMs;
+    this.holdTimes.record(heldMs / 1000);
+    this.holdRing[this.holdCount % HOLD_RING] = heldMs;
+    this.holdCount++;
   }
 
   /** CGROUP_RUN: release, cut, drain; answers once every member's copy is taken (or not). */
@@ -178,6 +187,14 @@ export class CgroupSlave {
     this.lastResult = { cycle: message.cycle, formed: message.formed, reason: message.reason, consistencyTimeMs: message.consistencyTimeMs };
   }
 
+  /** The last hold times in ms (at most HOLD_RING), oldest first. */
+  recentHoldTimesMs(): number[] {
+    const count = Math.min(this.holdCount, HOLD_RING);
+    const out: number[] = [];
+    for (let index = this.holdCount - count; index < this.holdCount; index++) out.push(this.holdRing[index % HOLD_RING] as number);
+    return out;
+  }
+
   status(): Record<string, unknown> {
     const hold = this.hold;
     return {
@@ -187,9 +204,18 @@ export class CgroupSlave {
       lastPrepared: this.lastPrepared,
       lastResult: this.lastResult ?? null,
       holdTimes: this.holdTimes.toJSON(),
+      holdMs: this.holdQuantilesMs(),
       holdsTimedOut: this.holdsTimedOut,
       heldWrites: this.heldWrites,
     };
+  }
+
+  /** Exact p50/p99 of the recent holds, in ms (null when none). */
+  holdQuantilesMs(): { p50: number; p99: number; count: number } | null {
+    const times = this.recentHoldTimesMs().sort((a, b) => a - b);
+    if (times.length === 0) return null;
+    const at = (q: number): number => times[Math.min(times.length - 1, Math.floor(q * times.length))] as number;
+    return { p50: at(0.5), p99: at(0.99), count: times.length };
   }
 
   /** Stops: a hold in force releases (writes complete), fences lift. */
