@@ -87,9 +87,11 @@ export interface NativeVolume {
    */
   writev(byteOffsets: Float64Array, count: number, sequencesOut: Float64Array | undefined, ...buffers: Uint8Array[]): number;
   writeZeroes(byteOffset: number, byteLength: number, mayPunchHole: boolean): number;
-  /** The store at [byteOffset, +byteLength) after the seams and bitmap marks, or null (see volume.hpp). */
-  beginDirectWrite(byteOffset: number, byteLength: number): Buffer | null;
+  /** True when the bytes may land at directArea()[byteOffset...] (seams and bitmap marks done; volume.hpp). */
+  beginDirectWrite(byteOffset: number, byteLength: number): boolean;
   commitDirectWrite(byteOffset: number, byteLength: number): number;
+  /** The whole data area as one external ArrayBuffer (null when it cannot be made). */
+  directArea(): ArrayBuffer | null;
   trim(byteOffset: number, byteLength: number): number;
   flush(): Promise<void>;
   allocationMap(byteOffset: number, byteLength: number): Float64Array;

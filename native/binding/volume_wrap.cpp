@@ -70,6 +70,7 @@ class VolumeWrap final : public Napi::ObjectWrap<VolumeWrap> {
             prototypeMethod<VolumeWrap, &VolumeWrap::trim>(env, "trim"),
             prototypeMethod<VolumeWrap, &VolumeWrap::beginDirectWrite>(env, "beginDirectWrite"),
             prototypeMethod<VolumeWrap, &VolumeWrap::commitDirectWrite>(env, "commitDirectWrite"),
+            prototypeMethod<VolumeWrap, &VolumeWrap::directArea>(env, "directArea"),
             prototypeMethod<VolumeWrap, &VolumeWrap::flush>(env, "flush"),
             prototypeMethod<VolumeWrap, &VolumeWrap::allocationMap>(env, "allocationMap"),
             prototypeMethod<VolumeWrap, &VolumeWrap::createBitmap>(env, "createBitmap"),
@@ -238,25 +239,31 @@ class VolumeWrap final : public Napi::ObjectWrap<VolumeWrap> {
     return Napi::Number::New(env, sequenceToNumber(core().trim(byteOffset, byteLength)));
   }
 
-  // beginDirectWrite(byteOffset, byteLength) -> Buffer over the store at the range, or null
-  // (bm::Volume::beginDirectWrite). The Buffer holds the region (its finalizer drops a
-  // shared_ptr), so the mapping outlives a close() while a socket read may still land in it.
+  // beginDirectWrite(byteOffset, byteLength) -> true when the bytes may land in the store at
+  // directArea()[byteOffset...] (bm::Volume::beginDirectWrite), false when they must take write().
   Napi::Value beginDirectWrite(const Napi::CallbackInfo& info) {
     napi_env env = info.Env();
     const uint64_t byteOffset = argIndex(env, arg(info, 0), "byteOffset");
     const uint64_t byteLength = argIndex(env, arg(info, 1), "byteLength");
+    return Napi::Boolean::New(env, core().beginDirectWrite(byteOffset, byteLength) != nullptr);
+  }
+
+  // directArea() -> one external ArrayBuffer over the whole data area, made once per call (the
+  // TypeScript Volume keeps it). Its finalizer holds the region, so the mapping outlives a
+  // close() while a socket read may still land in a view of it. One buffer per volume rather
+  // than one per write: every external buffer counts as external memory for V8, and one per
+  // 1 MiB write made the collector run constantly.
+  Napi::Value directArea(const Napi::CallbackInfo& info) {
+    napi_env env = info.Env();
     bm::Volume& volume = core();
-    uint8_t* target = volume.beginDirectWrite(byteOffset, byteLength);
-    if (target == nullptr) return Napi::Env(env).Null();
     auto* hold = new std::shared_ptr<bm::Region>(volume.region());
     napi_value result;
-    const napi_status status = napi_create_external_buffer(
-        env, static_cast<size_t>(byteLength), target,
+    const napi_status status = napi_create_external_arraybuffer(
+        env, volume.data(), static_cast<size_t>(volume.capacityBytes()),
         [](napi_env, void*, void* hint) { delete static_cast<std::shared_ptr<bm::Region>*>(hint); },
         hold, &result);
     if (status != napi_ok) {
       delete hold;
-      // The bitmaps are marked already (conservative); the caller falls back to write().
       return Napi::Env(env).Null();
     }
     return Napi::Value(env, result);

@@ -165,6 +165,8 @@ export class Volume implements JournalAttachment {
 
   #handle: NativeVolume | null;
   #writevArguments: unknown[] | null = null;
+  /** The data area for beginDirectWrite (undefined until first asked; null: unavailable). */
+  #directArea: ArrayBuffer | null | undefined = undefined;
   #bitmaps = new Map<Bitmap, string>();
   #journal: Journal | null = null;
   #pending = new Set<Promise<void>>();
@@ -348,7 +350,12 @@ export class Volume implements JournalAttachment {
     const handle = this.#open();
     checkIndex(byteLength, 'byteLength');
     this.#checkSpan(byteOffset, byteLength, -1);
-    return handle.beginDirectWrite(byteOffset, byteLength);
+    // One ArrayBuffer over the data area for the volume's life (it keeps the mapping alive).
+    let area = this.#directArea;
+    if (area === undefined) area = this.#directArea = handle.directArea();
+    if (area === null || byteOffset + byteLength > area.byteLength) return null;
+    if (!handle.beginDirectWrite(byteOffset, byteLength)) return null;
+    return Buffer.from(area, byteOffset, byteLength);
   }
 
   /** Completes a beginDirectWrite: bitmaps, journal record; returns the sequence as write() does. */
@@ -514,6 +521,7 @@ export class Volume implements JournalAttachment {
       this.#journal?.[kAttached](this, false);
       this.#journal = null;
       this.#writevArguments = null;
+      this.#directArea = undefined;
       handle?.close();
     })();
     return this.#closing;
