@@ -250,10 +250,12 @@ export class SecondaryPair extends EventEmitter {
       if (record.kind === 'marker' && record.sequence > marker) marker = record.sequence;
     }
     this.flushApplied();
-    if (records.length > 0) this.standAt((records[records.length - 1] as ShippedRecord).sequence);
     // A lockstep marker is safe-stored at once: flush, then the position report (flushed at or
     // past the marker) is the primary's answer, one message instead of a PAIR_MARKER round trip.
-    if (marker > 0) void this.safeStoreMarker(marker).catch(() => undefined);
+    // That report also carries the applied position, so the batch sends no report of its own
+    // before it (one message less on the barrier's path); a failed flush still reports.
+    if (records.length > 0) this.standAt((records[records.length - 1] as ShippedRecord).sequence, marker === 0);
+    if (marker > 0) void this.safeStoreMarker(marker).catch(() => this.reportPosition());
   }
 
   /** A record's bytes must lie inside the volume (throws ERR_PAIR_RANGE). */
@@ -303,7 +305,7 @@ export class SecondaryPair extends EventEmitter {
   }
 
   /** Everything through `sequence` is applied: persist the position and report it. */
-  standAt(sequence: number): void {
+  standAt(sequence: number, report = true): void {
     if (sequence < this.nextSequence - 1) return;
     this.nextSequence = sequence + 1;
     this.received = this.applied = sequence;
