@@ -40,6 +40,8 @@ export interface ControllerGroupsOptions {
   /** Takes over the pair whose secondary is `volume` here (recover --restore). */
   takeover(volume: string, group: string): Promise<void>;
   restore(volume: string, snapshot: string): number;
+  /** A deliberate bug for the dependent-write check's own test (slave.ts). @default none */
+  mutation?: 'no-hold';
 }
 
 /** A group event (the controller turns it into a ControllerEvent). */
@@ -145,7 +147,9 @@ export class ControllerGroups extends EventEmitter {
     }
     const group: Group = { spec };
     const { clock, logger } = this.options;
-    if (rows.length > 0) group.slave = new CgroupSlave(spec.name, master, rows, { replicated: (volume) => this.options.replicated(volume) }, clock, logger);
+    if (rows.length > 0) {
+      group.slave = new CgroupSlave(spec.name, master, rows, { replicated: (volume) => this.options.replicated(volume) }, clock, logger, this.options.mutation);
+    }
     if (master === id) {
       const transport = this.transport(group);
       const cycler = new CgroupMaster(spec.name, spec, limitsOf(spec), transport, clock, logger);

@@ -72,6 +72,8 @@ export class CgroupSlave {
     private readonly hooks: SlaveHooks,
     private readonly clock: Clock,
     private readonly log: LinkLogger,
+    /** 'no-hold': a deliberate bug (write completions are not held), for the checker's own test. */
+    private readonly mutation?: 'no-hold',
   ) {}
 
   /** The pair of a member row (its named pair, or the volume's only one). */
@@ -109,7 +111,7 @@ export class CgroupSlave {
     const released = new Promise<void>((resolve) => { release = resolve; });
     for (const member of members) {
       member.hold = { cut: member.cut, released, held: 0 };
-      member.replicated.hold = member.hold;
+      if (this.mutation !== 'no-hold') member.replicated.hold = member.hold;
       member.pair.fenceAt(member.cut);
     }
     const hold: Hold = {

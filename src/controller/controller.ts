@@ -117,6 +117,12 @@ export interface ControllerOptions {
   keepResyncImages?: boolean;
   /** Consistency groups this controller takes part in (src/cgroup/, docs/cgroups.md). @default [] */
   consistencyGroups?: CgroupSpec[];
+  /**
+   * A deliberate bug in the consistency groups' slaves, to prove the dependent-write check can
+   * fail (test/scenario/94): 'no-hold' takes the cut without holding write completions. Never
+   * set outside such a test. @default none
+   */
+  cgroupMutation?: 'no-hold';
 }
 
 /** One state change of a controller, as /events streams it (the host adds `seq`). */
@@ -330,6 +336,7 @@ export class Controller extends EventEmitter {
         const groups = new ControllerGroups({
           controllerId: this.id,
           groups: this.options.consistencyGroups ?? [],
+          ...(this.options.cgroupMutation === undefined ? {} : { mutation: this.options.cgroupMutation }),
           clock: this.clock,
           logger: this.log,
           link: (peerId) => this.link(peerId),
