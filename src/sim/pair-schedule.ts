@@ -62,6 +62,7 @@ import type { PairVolume } from '../replication/pair-volume';
 import type { PrimaryPair } from '../replication/primary-pair';
 import { SeededRandom } from '../runtime/random';
 import { Region } from '../storage/region';
+import { SnapshotStore } from '../storage/snapshot';
 import { Volume } from '../storage/volume';
 import type { LinkLogger } from '../transport/link';
 import { SimNetwork } from './network';
@@ -999,6 +1000,9 @@ class PairSchedule {
     for (const id of this.ids) {
       const name = this.names.get(id) as string;
       Volume.unlink({ name });
+      // The store of a resync image (keepResyncImages) outlives its snapshots: without this, a
+      // 100,000-schedule run left thousands of store regions in /dev/shm.
+      SnapshotStore.unlink({ name });
       for (const link of this.links) Region.unlink('shared', `blockmirror.pair.${name}.${link.pair}`);
     }
   }
