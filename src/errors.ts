@@ -73,6 +73,12 @@ export const NATIVE_ERROR_CODES = Object.freeze([
   'ERR_RAID_WRITE_FAILED',
   /** The member is not in a state that allows the operation (rebuild of an active member, a second rebuild, ...). */
   'ERR_RAID_MEMBER_STATE',
+  /** No unused span of the group is large enough for the volume (or its extent table is full). */
+  'ERR_RAID_NO_SPACE',
+  /** The group has a volume extent of that name. */
+  'ERR_RAID_EXTENT_EXISTS',
+  /** The group has no volume extent of that name. */
+  'ERR_RAID_EXTENT_NOT_FOUND',
 ] as const);
 
 export type NativeErrorCode = (typeof NATIVE_ERROR_CODES)[number];

@@ -20,6 +20,7 @@
 #include "disk_wrap.hpp"
 #include "raid.hpp"
 #include "region.hpp"
+#include "volume_wrap.hpp"
 
 namespace bmjs {
 namespace {
@@ -36,9 +37,30 @@ class RaidResource final : public Resource {
   std::shared_ptr<bm::RaidGroup> core;
   bm::RegionKind kind;
   std::string name;
+  // Volumes laid on the group by this object, with the backing store each one uses.
+  struct Attached {
+    std::shared_ptr<bm::Volume> volume;
+    std::unique_ptr<bm::GroupExtent> extent;
+  };
+  std::vector<Attached> attached;
+
+  void detach(const bm::Volume* volume) noexcept {
+    for (auto it = attached.begin(); it != attached.end(); ++it) {
+      if (it->volume.get() == volume) {
+        if (it->volume->backingStore() == it->extent.get()) it->volume->setBackingStore(nullptr);
+        attached.erase(it);
+        return;
+      }
+    }
+  }
 
  protected:
   void releaseCore() noexcept override {
+    // A volume must never keep a pointer to an extent that is gone.
+    for (Attached& entry : attached) {
+      if (entry.volume->backingStore() == entry.extent.get()) entry.volume->setBackingStore(nullptr);
+    }
+    attached.clear();
     if (core) core->close();
   }
 };
@@ -62,6 +84,11 @@ class RaidWrap final : public Napi::ObjectWrap<RaidWrap> {
             prototypeMethod<RaidWrap, &RaidWrap::startRebuild>(env, "startRebuild"),
             prototypeMethod<RaidWrap, &RaidWrap::rebuildStep>(env, "rebuildStep"),
             prototypeMethod<RaidWrap, &RaidWrap::stats>(env, "stats"),
+            prototypeMethod<RaidWrap, &RaidWrap::allocateExtent>(env, "allocateExtent"),
+            prototypeMethod<RaidWrap, &RaidWrap::freeExtent>(env, "freeExtent"),
+            prototypeMethod<RaidWrap, &RaidWrap::extents>(env, "extents"),
+            prototypeMethod<RaidWrap, &RaidWrap::attachVolume>(env, "attachVolume"),
+            prototypeMethod<RaidWrap, &RaidWrap::detachVolume>(env, "detachVolume"),
             prototypeMethod<RaidWrap, &RaidWrap::destroy>(env, "destroy"),
             prototypeMethod<RaidWrap, &RaidWrap::close>(env, "close"),
         });
@@ -223,6 +250,61 @@ class RaidWrap final : public Napi::ObjectWrap<RaidWrap> {
     Napi::Float64Array result = Napi::Float64Array::New(info.Env(), kStatsFieldCount);
     for (size_t i = 0; i < kStatsFieldCount; i++) result[i] = static_cast<double>(values[i]);
     return result;
+  }
+
+  static Napi::Array extentArray(Napi::Env env, const bm::RaidExtent& extent) {
+    Napi::Array result = Napi::Array::New(env, 3);
+    result.Set(0u, Napi::String::New(env, extent.name));
+    result.Set(1u, Napi::Number::New(env, static_cast<double>(extent.groupByteOffset)));
+    result.Set(2u, Napi::Number::New(env, static_cast<double>(extent.byteLength)));
+    return result;
+  }
+
+  Napi::Value allocateExtent(const Napi::CallbackInfo& info) {
+    napi_env env = info.Env();
+    const std::string name = argString(env, arg(info, 0), "name");
+    const uint64_t byteLength = argIndex(env, arg(info, 1), "byteLength");
+    return extentArray(info.Env(), core().allocateExtent(name, byteLength));
+  }
+
+  Napi::Value freeExtent(const Napi::CallbackInfo& info) {
+    const std::string name = argString(info.Env(), arg(info, 0), "name");
+    for (const auto& entry : resource_->attached) {
+      if (entry.extent->groupByteOffset() == core().findExtent(name).groupByteOffset && entry.volume->backingStore() == entry.extent.get()) {
+        throw bm::Error(bm::Code::ERR_RAID_MEMBER_STATE, "extent '" + name + "' has a volume attached: detach it first");
+      }
+    }
+    return Napi::Boolean::New(info.Env(), core().freeExtent(name));
+  }
+
+  Napi::Value extents(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const std::vector<bm::RaidExtent> extents = core().extents();
+    Napi::Array result = Napi::Array::New(env, extents.size());
+    for (uint32_t i = 0; i < extents.size(); i++) result.Set(i, extentArray(env, extents[i]));
+    return result;
+  }
+
+  // attachVolume(volume, extentName): the volume's step 4 and reads go through the extent.
+  Napi::Value attachVolume(const Napi::CallbackInfo& info) {
+    napi_env env = info.Env();
+    std::shared_ptr<bm::Volume> volume = volumeFromObject(env, arg(info, 0), "volume");
+    const std::string name = argString(env, arg(info, 1), "extentName");
+    const bm::RaidExtent extent = core().findExtent(name);
+    if (volume->capacityBytes() > extent.byteLength) throwRangeError(env, "the volume is larger than extent '" + name + "'");
+    if (volume->backingStore() != nullptr) throwTypeError(env, "the volume object is laid on a group already");
+    auto store = std::make_unique<bm::GroupExtent>(resource_->core, extent.groupByteOffset, volume->capacityBytes());
+    volume->setBackingStore(store.get());
+    resource_->attached.push_back({std::move(volume), std::move(store)});
+    return info.Env().Undefined();
+  }
+
+  Napi::Value detachVolume(const Napi::CallbackInfo& info) {
+    napi_env env = info.Env();
+    core();
+    std::shared_ptr<bm::Volume> volume = volumeFromObject(env, arg(info, 0), "volume");
+    resource_->detach(volume.get());
+    return info.Env().Undefined();
   }
 
   Napi::Value destroy(const Napi::CallbackInfo& info) {

@@ -59,7 +59,10 @@ namespace bm {
   X(ERR_RAID_BAD_HEADER)                                                                         \
   X(ERR_RAID_READ_FAILED)                                                                        \
   X(ERR_RAID_WRITE_FAILED)                                                                       \
-  X(ERR_RAID_MEMBER_STATE)
+  X(ERR_RAID_MEMBER_STATE)                                                                       \
+  X(ERR_RAID_NO_SPACE)                                                                           \
+  X(ERR_RAID_EXTENT_EXISTS)                                                                      \
+  X(ERR_RAID_EXTENT_NOT_FOUND)
 
 enum class Code {
 #define BM_ENUM(name) name,

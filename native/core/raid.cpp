@@ -25,10 +25,18 @@ constexpr uint64_t kEntryDiskId = 0;
 constexpr uint64_t kEntryState = 8;
 constexpr uint64_t kEntryCursor = 16;
 constexpr uint32_t kNoMember = UINT32_MAX;
+// Extent table: kMaxExtents entries {used u32, pad u32, offset u64, length u64, name[40]}.
+constexpr uint64_t kExtentTableOffset = 1024;
+constexpr uint64_t kExtentEntryBytes = 64;
+constexpr uint64_t kExtentOffset = 8;
+constexpr uint64_t kExtentLength = 16;
+constexpr uint64_t kExtentName = 24;
 // Chunk of a mirror rebuild (raid5 rebuilds one stripe unit at a time).
 constexpr uint64_t kMirrorChunkBytes = 64 * 1024;
 
-static_assert(kMemberTableOffset + RaidGroup::kMaxMembers * kMemberEntryBytes <= RaidGroup::kMetadataBytes);
+static_assert(kMemberTableOffset + RaidGroup::kMaxMembers * kMemberEntryBytes <= kExtentTableOffset);
+static_assert(kExtentTableOffset + RaidGroup::kMaxExtents * kExtentEntryBytes <= RaidGroup::kMetadataBytes);
+static_assert(RaidGroup::kMaxExtentNameBytes < kExtentEntryBytes - kExtentName);
 
 std::atomic_ref<uint32_t> word32(uint8_t* base, uint64_t byteOffset) noexcept {
   return std::atomic_ref<uint32_t>(*reinterpret_cast<uint32_t*>(base + byteOffset));
@@ -508,6 +516,118 @@ uint64_t RaidGroup::rebuildStep(uint64_t maxBytes) {
   }
   if (cursor >= memberBytes_) setState(member, MemberState::Active);
   return cursor - start;
+}
+
+uint64_t RaidGroup::extentAlignmentBytes() const noexcept {
+  return level_ == RaidLevel::Raid5 ? stripeUnitBytes_ * (memberCount_ - 1) : 4096;
+}
+
+std::vector<RaidExtent> RaidGroup::extents() const {
+  checkOpen();
+  std::vector<RaidExtent> result;
+  for (uint32_t i = 0; i < kMaxExtents; i++) {
+    uint8_t* entry = header_ + kExtentTableOffset + i * kExtentEntryBytes;
+    if (word32(entry, 0).load(std::memory_order_acquire) == 0) continue;
+    const char* name = reinterpret_cast<const char*>(entry + kExtentName);
+    result.push_back(RaidExtent{std::string(name, strnlen(name, kMaxExtentNameBytes)),
+                                word64(entry, kExtentOffset).load(std::memory_order_relaxed),
+                                word64(entry, kExtentLength).load(std::memory_order_relaxed)});
+  }
+  std::sort(result.begin(), result.end(),
+            [](const RaidExtent& a, const RaidExtent& b) { return a.groupByteOffset < b.groupByteOffset; });
+  return result;
+}
+
+RaidExtent RaidGroup::findExtent(const std::string& name) const {
+  for (const RaidExtent& extent : extents()) {
+    if (extent.name == name) return extent;
+  }
+  throw Error(Code::ERR_RAID_EXTENT_NOT_FOUND, "the group has no volume extent named '" + name + "'");
+}
+
+RaidExtent RaidGroup::allocateExtent(const std::string& name, uint64_t byteLength) {
+  checkOpen();
+  if (name.empty() || name.size() > kMaxExtentNameBytes) throw RangeError("extent names are 1..39 bytes");
+  if (byteLength == 0) throw RangeError("an extent needs at least one byte");
+  const std::vector<RaidExtent> used = extents();
+  for (const RaidExtent& extent : used) {
+    if (extent.name == name) throw Error(Code::ERR_RAID_EXTENT_EXISTS, "the group has a volume extent named '" + name + "'");
+  }
+  const uint64_t alignment = extentAlignmentBytes();
+  const uint64_t length = (byteLength + alignment - 1) / alignment * alignment;
+  uint64_t at = 0;
+  bool found = false;
+  for (size_t i = 0; i <= used.size(); i++) {
+    const uint64_t gapEnd = i < used.size() ? used[i].groupByteOffset : capacityBytes_ / alignment * alignment;
+    if (gapEnd >= at && gapEnd - at >= length) {
+      found = true;
+      break;
+    }
+    if (i < used.size()) at = used[i].groupByteOffset + used[i].byteLength;
+  }
+  uint8_t* free = nullptr;
+  for (uint32_t i = 0; i < kMaxExtents && free == nullptr; i++) {
+    uint8_t* entry = header_ + kExtentTableOffset + i * kExtentEntryBytes;
+    if (word32(entry, 0).load(std::memory_order_relaxed) == 0) free = entry;
+  }
+  if (!found || free == nullptr) {
+    throw Error(Code::ERR_RAID_NO_SPACE, std::string("no unused space of ") + std::to_string(length) + " bytes in the group" +
+                                             (free == nullptr ? " (the extent table is full)" : ""));
+  }
+  word64(free, kExtentOffset).store(at, std::memory_order_relaxed);
+  word64(free, kExtentLength).store(length, std::memory_order_relaxed);
+  std::memset(free + kExtentName, 0, kExtentEntryBytes - kExtentName);
+  std::memcpy(free + kExtentName, name.data(), name.size());
+  word32(free, 0).store(1, std::memory_order_release);
+  return RaidExtent{name, at, length};
+}
+
+bool RaidGroup::freeExtent(const std::string& name) {
+  checkOpen();
+  for (uint32_t i = 0; i < kMaxExtents; i++) {
+    uint8_t* entry = header_ + kExtentTableOffset + i * kExtentEntryBytes;
+    if (word32(entry, 0).load(std::memory_order_acquire) == 0) continue;
+    const char* entryName = reinterpret_cast<const char*>(entry + kExtentName);
+    if (std::string(entryName, strnlen(entryName, kMaxExtentNameBytes)) == name) {
+      word32(entry, 0).store(0, std::memory_order_release);
+      return true;
+    }
+  }
+  return false;
+}
+
+GroupExtent::GroupExtent(std::shared_ptr<RaidGroup> group, uint64_t groupByteOffset, uint64_t byteLength)
+    : group_(std::move(group)), groupByteOffset_(groupByteOffset), byteLength_(byteLength) {
+  BM_ASSERT(group_ != nullptr);
+  if (groupByteOffset > group_->capacityBytes() || byteLength > group_->capacityBytes() - groupByteOffset) {
+    throw RangeError("the extent is outside the group");
+  }
+  failedMessage_.reserve(256);
+}
+
+void GroupExtent::store(uint64_t byteOffset, const uint8_t* data, uint64_t byteLength) {
+  BM_ASSERT(byteOffset <= byteLength_ && byteLength <= byteLength_ - byteOffset);
+  try {
+    group_->write(groupByteOffset_ + byteOffset, data, byteLength);
+  } catch (const Error& error) {
+    // Kept until the batch's bitmaps and journal are done (the volume's own store has the bytes).
+    if (!failed_) {
+      failed_ = true;
+      failedCode_ = error.code();
+      failedMessage_ = error.what();
+    }
+  }
+}
+
+void GroupExtent::load(uint64_t byteOffset, uint8_t* target, uint64_t byteLength) {
+  BM_ASSERT(byteOffset <= byteLength_ && byteLength <= byteLength_ - byteOffset);
+  group_->read(groupByteOffset_ + byteOffset, target, byteLength);
+}
+
+void GroupExtent::finishBatch() {
+  if (!failed_) return;
+  failed_ = false;
+  throw Error(failedCode_, failedMessage_);
 }
 
 RaidStats RaidGroup::stats() const noexcept {

@@ -41,9 +41,12 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "disk.hpp"
+#include "errors.hpp"
+#include "volume.hpp"
 #include "region.hpp"
 
 namespace bm {
@@ -71,6 +74,13 @@ struct RaidMemberInfo {
   MemberState state;
   uint64_t diskId;
   uint64_t rebuildCursorBytes;
+};
+
+// A span of the group's address space given to one volume (GroupExtent), kept in the metadata.
+struct RaidExtent {
+  std::string name;
+  uint64_t groupByteOffset;
+  uint64_t byteLength;
 };
 
 struct RaidStats {
@@ -125,6 +135,21 @@ class RaidGroup {
   // The member being rebuilt, or UINT32_MAX.
   uint32_t rebuildingMember() const;
 
+  // Volumes laid on the group: a first-fit allocator over the unused space, its table in the
+  // metadata region (up to kMaxExtents). Offsets and lengths are rounded to extentAlignmentBytes()
+  // (raid5: one stripe of data, so a volume's stripe-aligned writes are full-stripe writes).
+  // allocateExtent: ERR_RAID_NO_SPACE when no gap is large enough or the table is full,
+  // ERR_RAID_EXTENT_EXISTS for a name in use; names are 1..kMaxExtentNameBytes bytes.
+  static constexpr uint32_t kMaxExtents = 48;
+  static constexpr size_t kMaxExtentNameBytes = 39;
+  uint64_t extentAlignmentBytes() const noexcept;
+  RaidExtent allocateExtent(const std::string& name, uint64_t byteLength);
+  // False when no extent has that name.
+  bool freeExtent(const std::string& name);
+  std::vector<RaidExtent> extents() const;
+  // The extent of that name (ERR_RAID_EXTENT_NOT_FOUND).
+  RaidExtent findExtent(const std::string& name) const;
+
   RaidStats stats() const noexcept;
   void close() noexcept;
 
@@ -170,6 +195,29 @@ class RaidGroup {
     std::atomic<uint64_t> reconstructWriteCount{0}, degradedReadCount{0}, memberFailureCount{0};
     std::atomic<uint64_t> dataLostCount{0}, rebuildBytes{0};
   } counters_;
+};
+
+// The BackingStore a volume on a group uses (volume.hpp): offsets of the volume map to
+// [groupByteOffset, +byteLength) of the group. A store failure (ERR_RAID_WRITE_FAILED) is kept
+// and thrown by finishBatch, after the volume's bitmaps and journal saw the batch; load throws at
+// once (ERR_RAID_READ_FAILED). Holds the group by shared_ptr; one thread at a time.
+class GroupExtent final : public BackingStore {
+ public:
+  GroupExtent(std::shared_ptr<RaidGroup> group, uint64_t groupByteOffset, uint64_t byteLength);
+  void store(uint64_t byteOffset, const uint8_t* data, uint64_t byteLength) override;
+  void load(uint64_t byteOffset, uint8_t* target, uint64_t byteLength) override;
+  void finishBatch() override;
+  uint64_t groupByteOffset() const noexcept { return groupByteOffset_; }
+  uint64_t byteLength() const noexcept { return byteLength_; }
+  const std::shared_ptr<RaidGroup>& group() const noexcept { return group_; }
+
+ private:
+  std::shared_ptr<RaidGroup> group_;
+  uint64_t groupByteOffset_;
+  uint64_t byteLength_;
+  bool failed_ = false;
+  Code failedCode_ = Code::ERR_RAID_WRITE_FAILED;
+  std::string failedMessage_;
 };
 
 }  // namespace bm

@@ -386,8 +386,12 @@ void Volume::read(uint64_t byteOffset, uint8_t* target, uint64_t byteLength) {
   checkRequest("read", byteOffset, byteLength);
   if (byteLength > 0) {
     if (target == nullptr) throw ArgumentError("read target must not be null");
-    // Through the region's pread: reading holes must not allocate them (region.hpp).
-    region_->read(dataByteOffset_ + byteOffset, target, byteLength);
+    if (backing_ != nullptr) {
+      backing_->load(byteOffset, target, byteLength);
+    } else {
+      // Through the region's pread: reading holes must not allocate them (region.hpp).
+      region_->read(dataByteOffset_ + byteOffset, target, byteLength);
+    }
   }
   counters_.readCount.fetch_add(1, std::memory_order_relaxed);
   counters_.readBytes.fetch_add(byteLength, std::memory_order_relaxed);
@@ -476,6 +480,7 @@ size_t Volume::writeBatch(const WriteRequest* requests, size_t count, uint64_t* 
   add(counters_.bitmapMarkCount, tally.bitmapMarkCount);
   add(counters_.journalAppendCount, tally.journalAppendCount);
   add(counters_.journalFullCount, tally.journalFullCount);
+  if (backing_ != nullptr) backing_->finishBatch();
   return fullCount;
 }
 
@@ -489,6 +494,7 @@ uint8_t* Volume::beginDirectWrite(uint64_t byteOffset, uint64_t byteLength) {
                 "the volume has snapshots and this volume object has no snapshot store "
                 "attached: open the store before writing");
   }
+  if (backing_ != nullptr) return nullptr;
   if (interceptor_ != nullptr) {
     if (interceptor_->mayRoute()) return nullptr;
     // Step 2 before any byte lands: the old bytes go to every snapshot that still needs them.
@@ -555,6 +561,7 @@ void Volume::storeOne(const WriteRequest& request, BatchTally& tally) {
         region_->trim(dataByteOffset_ + byteOffset, byteLength);
         break;
     }
+    if (backing_ != nullptr) backing_->store(byteOffset, source, byteLength);
   }
   switch (request.kind) {
     case RecordKind::Write:

@@ -68,6 +68,19 @@ class WriteInterceptor {
   virtual bool mayRoute() const noexcept { return true; }
 };
 
+// Step 4 on a RAID group (native/core/raid.hpp, GroupExtent): when a backing store is set, every
+// write, zero and trim is stored through it as well (after the volume's own store, which stays the
+// image snapshots preserve from), read() reads through it (so a failed disk's degraded reads and
+// data loss reach the host), and direct writes fall back to the batched path. A store failure is
+// kept until the batch's bitmaps and journal are done, then finishBatch() throws it.
+class BackingStore {
+ public:
+  virtual ~BackingStore() = default;
+  virtual void store(uint64_t byteOffset, const uint8_t* data /* null: zeros */, uint64_t byteLength) = 0;
+  virtual void load(uint64_t byteOffset, uint8_t* target, uint64_t byteLength) = 0;
+  virtual void finishBatch() = 0;
+};
+
 struct VolumeOptions {
   uint64_t capacityBytes = 0;
   uint32_t blockSize = 4096;
@@ -176,6 +189,10 @@ class Volume {
   void attachJournal(std::shared_ptr<Journal> journal);
   const std::shared_ptr<Journal>& journal() const noexcept { return journal_; }
 
+  // Backing store seam (not owned; null: the volume's region is the only store).
+  void setBackingStore(BackingStore* store) noexcept { backing_ = store; }
+  BackingStore* backingStore() const noexcept { return backing_; }
+
   // Interceptor seam (not owned).
   void setInterceptor(WriteInterceptor* interceptor) noexcept { interceptor_ = interceptor; }
   WriteInterceptor* interceptor() const noexcept { return interceptor_; }
@@ -210,6 +227,7 @@ class Volume {
   std::shared_ptr<Region> region_;
   std::shared_ptr<Journal> journal_;
   WriteInterceptor* interceptor_ = nullptr;
+  BackingStore* backing_ = nullptr;
   uint8_t* superblock_ = nullptr;
   uint8_t* data_ = nullptr;
   uint64_t volumeId_ = 0;

@@ -21,6 +21,8 @@
 import { BlockmirrorError } from '../errors';
 import { addon, NativeRegionKind, NativeRegionKindValue } from '../native';
 import { Disk, kDiskHandle, NativeDisk } from './disk';
+import { Volume, kNativeHandle as kVolumeHandle } from './volume';
+import type { NativeVolume } from '../native';
 import { checkBytes, checkIndex, checkIntegerIn, checkObject, checkOneOf, checkPowerOfTwo, checkSpan, namedTarget, orDefault, sharedRegionName } from './validate';
 
 export type RaidLevel = 'single' | 'raid1' | 'raid5';
@@ -90,8 +92,20 @@ interface NativeRaidGroup {
   startRebuild(member: number, disk: NativeDisk): void;
   rebuildStep(maxBytes: number): number;
   stats(): Float64Array;
+  allocateExtent(name: string, byteLength: number): [string, number, number];
+  freeExtent(name: string): boolean;
+  extents(): [string, number, number][];
+  attachVolume(volume: NativeVolume, extentName: string): void;
+  detachVolume(volume: NativeVolume): void;
   destroy(): void;
   close(): void;
+}
+
+/** A span of the group given to one volume. */
+export interface RaidExtent {
+  name: string;
+  groupByteOffset: number;
+  byteLength: number;
 }
 
 interface RaidAddon {
@@ -266,6 +280,48 @@ export class RaidGroup {
     return this.#rebuild;
   }
 
+  /** Volume extents, in group order. */
+  extents(): RaidExtent[] {
+    return this.#native().extents().map(([name, groupByteOffset, byteLength]) => ({ name, groupByteOffset, byteLength }));
+  }
+
+  /**
+   * Takes byteLength bytes (rounded up to extentAlignmentBytes) of unused space, first fit, for a
+   * volume. ERR_RAID_NO_SPACE when no gap is large enough, ERR_RAID_EXTENT_EXISTS for a name in use.
+   */
+  allocateExtent(name: string, byteLength: number): RaidExtent {
+    checkExtentName(name);
+    checkIntegerIn(byteLength, 'byteLength', 1, this.capacityBytes);
+    const [, groupByteOffset, length] = this.#native().allocateExtent(name, byteLength);
+    return { name, groupByteOffset, byteLength: length };
+  }
+
+  /** Returns an extent's space to unused; false when there is none of that name. */
+  freeExtent(name: string): boolean {
+    checkExtentName(name);
+    return this.#native().freeExtent(name);
+  }
+
+  /** raid5: one stripe of data; otherwise 4096. */
+  get extentAlignmentBytes(): number {
+    return this.level === 'raid5' ? this.stripeUnitBytes * (this.#disks.length - 1) : 4096;
+  }
+
+  /**
+   * Lays `volume` on the extent: from now on its writes are also stored in the group (after its
+   * own region, which snapshots preserve from) and its reads come from the group.
+   */
+  attachVolume(volume: Volume, extentName: string): void {
+    if (!(volume instanceof Volume)) throw new TypeError('volume must be a Volume');
+    checkExtentName(extentName);
+    this.#native().attachVolume(volume[kVolumeHandle], extentName);
+  }
+
+  detachVolume(volume: Volume): void {
+    if (!(volume instanceof Volume)) throw new TypeError('volume must be a Volume');
+    this.#native().detachVolume(volume[kVolumeHandle]);
+  }
+
   stats(): RaidStats {
     const s = this.#native().stats();
     return {
@@ -293,6 +349,11 @@ export class RaidGroup {
     this.#handle.close();
     this.#handle = null;
   }
+}
+
+function checkExtentName(name: unknown): asserts name is string {
+  if (typeof name !== 'string') throw new TypeError('an extent name must be a string');
+  if (name.length < 1 || name.length > 39 || Buffer.byteLength(name) !== name.length) throw new RangeError(`extent names are 1..39 ASCII characters (got ${JSON.stringify(name)})`);
 }
 
 function checkDisks(disks: unknown): Disk[] {
