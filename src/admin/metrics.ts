@@ -217,6 +217,33 @@ export function createArrayMetrics(getStatus: () => ArrayStatusLike): ArrayMetri
     lockstepOf((labels, value) => set(labels, (value.latency as Record<string, unknown> | undefined)?.p99Seconds));
   });
 
+  // Consistency groups (src/cgroup/): the master's cycles, each slave's hold.
+  const groupsOf = (fill: (labels: { controller: string; group: string }, group: Record<string, unknown>) => void): void => {
+    for (const controller of controllers()) {
+      const groups = arrayOf<Record<string, unknown>>(((controller as { consistencyGroups?: { groups?: unknown } }).consistencyGroups)?.groups);
+      for (const group of groups) if (isName(group.name)) fill({ controller: controller.id as string, group: group.name }, group);
+    }
+  };
+  total('blockmirror_cgroup_cycles_total', 'Consistency-group cycles by outcome (on the master).', ['controller', 'group', 'outcome'], (set) => {
+    groupsOf((labels, group) => {
+      const counts = (group.cycles as { counts?: Record<string, unknown> } | undefined)?.counts;
+      if (counts === undefined) return;
+      set({ ...labels, outcome: 'formed' }, counts.formed);
+      set({ ...labels, outcome: 'failed' }, counts.failed);
+    });
+  });
+  gauge('blockmirror_cgroup_rpo_seconds', 'Age of the last consistency time of the group (on the master).', ['controller', 'group'], (set) => {
+    groupsOf((labels, group) => set(labels, (group.cycles as Record<string, unknown> | undefined)?.rpoSeconds));
+  });
+  gauge('blockmirror_cgroup_hold_seconds', 'Write-hold time of this controller per cycle, over its last 4096 holds.', ['controller', 'group', 'quantile'], (set) => {
+    groupsOf((labels, group) => {
+      const hold = ((group.slave as Record<string, unknown> | undefined)?.holdMs ?? null) as { p50?: unknown; p99?: unknown } | null;
+      if (hold === null) return;
+      if (typeof hold.p50 === 'number') set({ ...labels, quantile: '0.5' }, hold.p50 / 1000);
+      if (typeof hold.p99 === 'number') set({ ...labels, quantile: '0.99' }, hold.p99 / 1000);
+    });
+  });
+
   gauge('blockmirror_controller_info', 'A controller of this array (always 1).', ['controller'], (set) => {
     for (const controller of controllers()) set({ controller: controller.id as string }, 1);
   });

@@ -13,11 +13,15 @@
 // when it formed, and each member keeps it until it learns of a newer formed one), and deletes
 // the unformed copies between that one and the newest. The master says which cycle it formed
 // last in every cut (`formed`); when it does not know (0, a master that lost its state) nothing
-// is deleted. So in the steady state a member holds two copies: the last formed one and the
-// newest.
+// is deleted but the oldest copies past MAX_UNPRUNED (never the newest one this side knows
+// formed), so a new group whose first cycles keep failing cannot fill the snapshot slots. So in
+// the steady state a member holds two copies: the last formed one and the newest.
 
 import type { Relationship } from './types';
 import { CgroupError, copyName, cycleOfCopy } from './types';
+
+/** Most copies of one group kept on a volume while the master does not know its last formed cycle. */
+export const MAX_UNPRUNED = 8;
 
 /** The snapshot operations the copies need (a controller's snapshots). */
 export interface CopySnapshots {
@@ -70,30 +74,43 @@ export class SecondaryCopies {
       } catch (error) {
         this.copiesFailed++;
         // Room may be made by pruning first (copies of cycles that can no longer be chosen).
-        this.prune(volume, group, formedKnown, cycle);
+        this.prune(volume, group, formedKnown, cycle, formed);
         throw new CgroupError('ERR_CGROUP_COPY', `consistent copy ${name} of ${volume}: ${(error as Error).message}`);
       }
       this.copiesTaken++;
     }
-    this.prune(volume, group, formedKnown, cycle);
+    this.prune(volume, group, formedKnown, cycle, formed);
     return { snapshot: name, holdings: this.holdings(volume, group) };
   }
 
   /** Deletes copies no recover can choose any more (see the note). */
-  private prune(volume: string, group: string, formedKnown: number, newest: number): void {
-    if (formedKnown === 0) return;
+  private prune(volume: string, group: string, formedKnown: number, newest: number, cutFormed: number): void {
     const held = this.holdings(volume, group);
+    if (cutFormed === 0) {
+      // The master does not know its last formed cycle (it lost its state): a copy newer than
+      // what this side knows formed may be the one every member holds, so none is deleted, up to
+      // MAX_UNPRUNED copies; past that the oldest go, never the newest this side knows formed.
+      const known = held.filter((cycle) => cycle <= formedKnown).at(-1);
+      const spare = held.filter((cycle) => cycle !== known && cycle < newest);
+      for (const cycle of spare.slice(0, Math.max(0, held.length - MAX_UNPRUNED))) this.remove(volume, group, cycle);
+      return;
+    }
+    if (formedKnown === 0) return;
     let anchor = 0;
     for (const cycle of held) if (cycle <= formedKnown && cycle > anchor) anchor = cycle;
     if (anchor === 0) return;
     for (const cycle of held) {
       if (cycle === anchor || cycle >= newest) continue;
-      try {
-        this.snapshots.delete(volume, copyName(group, cycle));
-        this.copiesDeleted++;
-      } catch {
-        // Gone already (an operator deleted it): nothing to prune.
-      }
+      this.remove(volume, group, cycle);
+    }
+  }
+
+  private remove(volume: string, group: string, cycle: number): void {
+    try {
+      this.snapshots.delete(volume, copyName(group, cycle));
+      this.copiesDeleted++;
+    } catch {
+      // Gone already (an operator deleted it): nothing to prune.
     }
   }
 

@@ -32,6 +32,14 @@ export const MAX_MEMBERS_PER_MESSAGE = 256;
 /** Most cycles a secondary reports holding for one volume (a volume has at most 32 snapshots). */
 export const MAX_HOLDINGS = 64;
 
+/** `text` cut to at most `maxBytes` bytes of UTF-8, on a character boundary. */
+export function clipUtf8(text: string, maxBytes: number): string {
+  if (Buffer.byteLength(text, 'utf8') <= maxBytes) return text;
+  let clipped = Buffer.from(text, 'utf8').subarray(0, maxBytes).toString('utf8');
+  while (Buffer.byteLength(clipped, 'utf8') > maxBytes || clipped.endsWith('\uFFFD')) clipped = clipped.slice(0, -1);
+  return clipped;
+}
+
 function bad(what: string, message: string): never {
   throw new LinkError('ERR_LINK_BAD_MESSAGE', `${what}: ${message}`);
 }
@@ -138,7 +146,7 @@ function readHoldings(reader: BinaryReader, what: string): number[] {
 }
 
 export function encodeDrained(message: Drained): Buffer {
-  const writer = new BinaryWriter().u8(message.ok ? 1 : 0).string(message.reason.slice(0, MAX_REASON_BYTES)).u32(message.members.length);
+  const writer = new BinaryWriter().u8(message.ok ? 1 : 0).string(clipUtf8(message.reason, MAX_REASON_BYTES)).u32(message.members.length);
   for (const member of message.members) {
     writer.string(member.volume).string(member.snapshot);
     writeHoldings(writer, member.holdings);
@@ -172,7 +180,7 @@ export interface CycleResult {
 
 export function encodeResult(message: CycleResult): Buffer {
   return new BinaryWriter().string(message.group).u64(message.cycle).u8(message.formed ? 1 : 0)
-    .string(message.reason.slice(0, MAX_REASON_BYTES)).f64(message.consistencyTimeMs).encode();
+    .string(clipUtf8(message.reason, MAX_REASON_BYTES)).f64(message.consistencyTimeMs).encode();
 }
 
 export function decodeResult(payload: Buffer): CycleResult {

@@ -102,6 +102,8 @@ export class BinaryWriter {
   }
 }
 
+const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
 /** Reads a payload field by field; every bound is checked. */
 export class BinaryReader {
   private at = 0;
@@ -152,7 +154,13 @@ export class BinaryReader {
     const length = this.u16();
     if (length > maxBytes) throw new LinkError('ERR_LINK_BAD_MESSAGE', `${this.what}: string of ${length} bytes exceeds ${maxBytes}`);
     const at = this.need(length);
-    return this.buffer.toString('utf8', at, at + length);
+    // Strict: a string that is not valid UTF-8 is refused, never decoded with replacement
+    // characters (which would re-encode to other bytes than the peer sent).
+    try {
+      return STRICT_UTF8.decode(this.buffer.subarray(at, at + length));
+    } catch {
+      throw new LinkError('ERR_LINK_BAD_MESSAGE', `${this.what}: a string field at offset ${at} is not valid UTF-8`);
+    }
   }
 
   raw(byteCount: number): Buffer {

@@ -125,7 +125,11 @@ function arrayStatus(): ArrayStatusLike {
         volumes: [{ name: 'vol0' }],
         links: [link('b'), link('c', { state: 'down', rttMs: null, reconnects: 0 })] as never,
         exports: [{ name: 'vol0', volume: 'vol0', readOnly: false, requests: { read: 5, write: 6, flush: 1 }, bytesRead: 20480, bytesWritten: 24576 }],
-      },
+        consistencyGroups: {
+          groups: [{ name: 'db', cycles: { counts: { formed: 40, failed: 2 }, rpoSeconds: 0.25 }, slave: { holdMs: { p50: 1.5, p99: 4, count: 42 } } }],
+          copies: [],
+        },
+      } as never,
       { id: 'b', volumes: [], links: [link('a', { bytesIn: 2000, bytesOut: 1000 })] as never, exports: [] },
     ],
     nbd: {},
@@ -167,6 +171,9 @@ describe('56 admin metrics', () => {
       blockmirror_lockstep_callers_per_marker: 'gauge',
       blockmirror_lockstep_latency_p50_seconds: 'gauge',
       blockmirror_lockstep_latency_p99_seconds: 'gauge',
+      blockmirror_cgroup_cycles_total: 'counter',
+      blockmirror_cgroup_rpo_seconds: 'gauge',
+      blockmirror_cgroup_hold_seconds: 'gauge',
     };
     assert.deepEqual(Object.fromEntries(exposition.types), expected);
     for (const name of Object.keys(expected)) assert.ok((exposition.helps.get(name) ?? '') !== '', `${name} has help`);
@@ -176,6 +183,11 @@ describe('56 admin metrics', () => {
     const exposition = parseExposition(await createArrayMetrics(arrayStatus).text());
     assert.equal(value(exposition, 'blockmirror_controller_info', { controller: 'a' }), 1);
     assert.equal(value(exposition, 'blockmirror_controller_info', { controller: 'b' }), 1);
+    assert.equal(value(exposition, 'blockmirror_cgroup_cycles_total', { controller: 'a', group: 'db', outcome: 'formed' }), 40);
+    assert.equal(value(exposition, 'blockmirror_cgroup_cycles_total', { controller: 'a', group: 'db', outcome: 'failed' }), 2);
+    assert.equal(value(exposition, 'blockmirror_cgroup_rpo_seconds', { controller: 'a', group: 'db' }), 0.25);
+    assert.equal(value(exposition, 'blockmirror_cgroup_hold_seconds', { controller: 'a', group: 'db', quantile: '0.99' }), 0.004);
+    assert.equal(value(exposition, 'blockmirror_cgroup_hold_seconds', { controller: 'b', group: 'db', quantile: '0.99' }), undefined);
     assert.equal(value(exposition, 'blockmirror_link_up', { controller: 'a', peer: 'b' }), 1);
     assert.equal(value(exposition, 'blockmirror_link_up', { controller: 'a', peer: 'c' }), 0);
     for (const state of ['connecting', 'handshaking', 'up', 'down']) {
