@@ -5,7 +5,9 @@
 // `nbdkit memory` (its default threads).
 //
 // Usage: node dist/bench/nbd-fio.js [--runtime 5] [--ramp 1] [--rounds 3] [--size 256MiB]
-//        [--only JOB,...] [--targets plain,replicated] [--ext4-rounds 3]   (--ext4-rounds 0: skip)
+//        [--only JOB,...] [--targets plain,replicated[,plain-copy]] [--ext4-rounds 3]   (0: skip)
+// plain-copy is the plain export of a second serve whose payloads are copied as before
+// (BLOCKMIRROR_NBD_RECEIVE=copy): the same-run A/B of receiving into the store.
 // Output: markdown tables on stdout, the full results in bench/results/nbd-fio-<date>.json,
 // and as the last stdout line a JSON object {ratios, targets} for bench/run.js.
 //
@@ -67,8 +69,9 @@ const JOBS: JobSpec[] = [
   { name: LARGE_WRITE_JOB, rw: 'write', blockBytes: MIB, iodepth: 8 },
 ];
 
-type TargetName = 'plain' | 'replicated' | 'nbdkit';
-const OURS: readonly TargetName[] = ['plain', 'replicated'];
+type TargetName = 'plain' | 'plain-copy' | 'replicated' | 'nbdkit';
+/** plain-copy: the plain export of a second serve with BLOCKMIRROR_NBD_RECEIVE=copy (A/B of the receive path). */
+const OURS: readonly TargetName[] = ['plain', 'plain-copy', 'replicated'];
 
 interface Options {
   runtimeSeconds: number;
@@ -268,6 +271,7 @@ async function main(): Promise<void> {
   if (options.ext4Rounds > 0 && !ext4) process.stderr.write('nbd-fio: no /dev/fuse or no nbdfuse/fuse2fs: the ext4 workload is skipped\n');
   let secondary: ServeChild | undefined;
   let primary: ServeChild | undefined;
+  let copying: ServeChild | undefined;
   const children: ChildProcess[] = [];
   try {
     const serveArgs = (name: string): string[] => ['--port', '0', '--admin', path.join(directory, `${name}.sock`), '--quiet', '--log-level', 'error'];
@@ -283,6 +287,17 @@ async function main(): Promise<void> {
       controller.exports.push({ name: 'fs', volume: 'fs' });
     }
     primary = await ServeChild.start({ config, directory, name: 'bench-a', args: serveArgs('bench-a') });
+    if (options.targets.includes('plain-copy')) {
+      const copyConfig = pairBenchConfigs(['none'], options.sizeBytes).primary;
+      const saved = process.env.BLOCKMIRROR_NBD_RECEIVE;
+      process.env.BLOCKMIRROR_NBD_RECEIVE = 'copy';
+      try {
+        copying = await ServeChild.start({ config: copyConfig, directory, name: 'bench-copy', args: serveArgs('bench-copy') });
+      } finally {
+        if (saved === undefined) delete process.env.BLOCKMIRROR_NBD_RECEIVE;
+        else process.env.BLOCKMIRROR_NBD_RECEIVE = saved;
+      }
+    }
     const admin = new AdminClient(path.join(directory, 'bench-a.sock'), { timeoutMs: 10_000 });
     const nbdkit = await startNbdkit(options.sizeBytes, directory, 1);
     children.push(nbdkit.child);
@@ -292,6 +307,10 @@ async function main(): Promise<void> {
     targets.push({ name: 'nbdkit', uri: nbdkit.uri, cpu: () => processCpuSeconds(nbdkit.child.pid as number), secondaryCpu: () => 0 });
     if (options.targets.includes('plain')) {
       targets.push({ name: 'plain', uri: started.uri('bench-a-none'), cpu: () => started.cpuSeconds(), secondaryCpu: () => 0 });
+    }
+    const copy = copying;
+    if (copy !== undefined) {
+      targets.push({ name: 'plain-copy', uri: copy.uri('bench-a-none'), cpu: () => copy.cpuSeconds(), secondaryCpu: () => 0 });
     }
     if (replicated && second !== undefined) {
       targets.push({ name: 'replicated', uri: started.uri('bench-a-async'), cpu: () => started.cpuSeconds(), secondaryCpu: () => second.cpuSeconds() });
@@ -334,6 +353,7 @@ async function main(): Promise<void> {
   } finally {
     for (const child of children) await stopChild(child);
     if (primary !== undefined) await primary.stop();
+    if (copying !== undefined) await copying.stop();
     if (secondary !== undefined) await secondary.stop();
     fs.rmSync(directory, { recursive: true, force: true });
   }
@@ -368,6 +388,17 @@ async function main(): Promise<void> {
   }
   let ext4Summary: Record<string, unknown> | null = null;
   const lines: string[] = [];
+  if (options.targets.includes('plain') && options.targets.includes('plain-copy')) {
+    lines.push('Receive into the store vs copy (plain / plain-copy, same rounds): IOPS ratio, CPU/IO ratio');
+    for (const job of jobs) {
+      const ours = measurements.filter((m) => m.job === job.name && m.target === 'plain');
+      const copied = measurements.filter((m) => m.job === job.name && m.target === 'plain-copy');
+      const iops = pairedRatio(ours, copied, (m) => m.iops);
+      const cpu = pairedRatio(ours, copied, (m) => m.serverCpuUsPerIo);
+      lines.push(`  ${job.name}: ${spreadText(iops, 2)}, ${spreadText(cpu, 2)}`);
+      perJob.push({ job: job.name, export: 'plain/plain-copy', iopsRatio: iops, cpuPerIoRatio: cpu });
+    }
+  }
   if (ext4Rounds.length > 0) {
     const ours = ext4Rounds.filter((r) => r.server === 'blockmirror');
     const kit = ext4Rounds.filter((r) => r.server === 'nbdkit');
