@@ -61,9 +61,11 @@ function raceDeadline<T>(clock: Clock, promises: Promise<T>[], timeoutMs: number
   return Promise.race([Promise.allSettled(promises), deadline]).finally(() => timer?.cancel());
 }
 
-function failureOf(error: unknown): CycleFailure {
+/** `timeout`: what a request that got no answer within the phase's limit means (the limit passed, not the link). */
+function failureOf(error: unknown, timeout: CycleFailure): CycleFailure {
   const code = (error as { remoteCode?: string }).remoteCode ?? (error as { code?: string }).code ?? '';
   if (code === 'ERR_CGROUP_NOT_READY') return 'not-ready';
+  if (code === 'ERR_LINK_TIMEOUT' && (error as { remoteCode?: string }).remoteCode === undefined) return timeout;
   if ((LINK_ERROR_CODES as readonly string[]).includes(code)) return 'link-down';
   return 'slave-error';
 }
@@ -157,7 +159,7 @@ export class CgroupMaster extends EventEmitter {
     const refused = prepared.findIndex((entry) => entry.status === 'rejected');
     if (refused >= 0) {
       const error = (prepared[refused] as PromiseRejectedResult).reason;
-      return this.fail(cycle, failureOf(error), `${this.controllers[refused]}: ${(error as Error)?.message ?? String(error)}`, 0, 0);
+      return this.fail(cycle, failureOf(error, 'coordination-timeout'), `${this.controllers[refused]}: ${(error as Error)?.message ?? String(error)}`, 0, 0);
     }
     const coordinationMs = this.clock.nowMs() - started;
     this.coordination.record(coordinationMs / 1000);
@@ -179,7 +181,7 @@ export class CgroupMaster extends EventEmitter {
     this.learnFormed(drained);
     for (const [index, entry] of drained.entries()) {
       const controller = this.controllers[index] as string;
-      if (entry.status === 'rejected') return this.fail(cycle, failureOf(entry.reason), `${controller}: ${(entry.reason as Error)?.message ?? String(entry.reason)}`, coordinationMs, drainMs);
+      if (entry.status === 'rejected') return this.fail(cycle, failureOf(entry.reason, 'drain-timeout'), `${controller}: ${(entry.reason as Error)?.message ?? String(entry.reason)}`, coordinationMs, drainMs);
       if (!entry.value.ok) {
         const reason: CycleFailure = entry.value.reason.startsWith('drain-timeout') ? 'drain-timeout' : entry.value.reason.startsWith('stale') ? 'coordination-timeout' : 'copy-failed';
         return this.fail(cycle, reason, `${controller}: ${entry.value.reason}`, coordinationMs, drainMs);
