@@ -14,6 +14,7 @@ import type { PairMutation } from '../replication/pairs';
 import { CONTROLLER_IDS, type PairScheduleOptions, type PairScheduleResult, runPairSchedule } from '../sim/pair-schedule';
 import { type ScheduleSpec, formatScheduleSpec, optionsOfSpec, parseScheduleSpec, specOf } from '../sim/schedule-spec';
 import { describeEvents, shrinkSchedule } from '../sim/shrink';
+import { MAX_TOPOLOGY_CONTROLLERS, TOPOLOGIES, TOPOLOGY_INVARIANTS, type Topology, runTopology } from '../sim/topology-run';
 import { verdicts } from '../sim/verdicts';
 
 export { SIM_INVARIANTS, verdicts } from '../sim/verdicts';
@@ -31,6 +32,7 @@ function integer(name: string, min: number, max: number): (value: string) => num
 interface SimCommandOptions {
   seed?: number; runs: number; mode?: string; steps: number; blocks: number; fanOut?: boolean; controllers?: number;
   replay?: string; shrink?: boolean; out?: string; maxReplays: number; mutation?: string; quiet?: boolean; json?: boolean;
+  topology?: string; degree?: number;
 }
 
 function usage(message: string): void {
@@ -49,8 +51,9 @@ function header(result: PairScheduleResult, what: string): string {
   return `\n${what}: ${result.mode}${result.mode === 'sync' ? ` fence ${result.fence}` : ''}${shape}\n`;
 }
 
-function printVerdicts(result: PairScheduleResult): void {
+function printVerdicts(result: { readonly violations: readonly string[] }, only?: readonly string[]): void {
   for (const verdict of verdicts(result)) {
+    if (only !== undefined && verdict.name !== 'other' && !only.includes(verdict.name)) continue;
     process.stdout.write(`  ${verdict.pass ? 'pass' : 'FAIL'}  ${verdict.name}\n`);
     for (const text of verdict.violations) process.stdout.write(`        ${text}\n`);
   }
@@ -68,6 +71,47 @@ async function shrinkAndWrite(spec: ScheduleSpec, options: SimCommandOptions): P
   process.stdout.write(`  written to ${file}\n  replay: blockmirror sim --replay ${file}\n`);
 }
 
+/** `--topology`: runs seeds first..first+runs-1 of a topology run (src/sim/topology-run.ts). */
+async function runTopologies(options: SimCommandOptions, mutation: PairMutation | undefined): Promise<void> {
+  const first = options.seed ?? Date.now() % 2 ** 31;
+  if (options.seed === undefined && options.json !== true) process.stdout.write(`seed ${first} (replay: blockmirror sim --seed ${first} --topology ${String(options.topology)})\n`);
+  const topology = options.topology as Topology;
+  const controllers = options.controllers ?? 2;
+  let failed = 0;
+  const startedAt = Date.now();
+  for (let run = 0; run < options.runs; run++) {
+    const seed = first + run;
+    let result;
+    try {
+      result = await runTopology({
+        seed, topology, controllers, mode: (options.mode as 'sync' | 'async' | undefined) ?? (seed % 2 === 1 ? 'sync' : 'async'),
+        steps: options.steps, blockCount: options.blocks, namePrefix: `bm-sim-${process.pid}`,
+        ...(options.degree === undefined ? {} : { degree: options.degree }), ...(mutation === undefined ? {} : { mutation }),
+      });
+    } catch (error) {
+      return usage((error as Error).message);
+    }
+    const list = verdicts(result).filter((verdict) => verdict.name === 'other' || TOPOLOGY_INVARIANTS.includes(verdict.name));
+    if (result.violations.length > 0) failed++;
+    if (options.json === true) {
+      process.stdout.write(`${JSON.stringify({ ...result, verdicts: list })}\n`);
+      continue;
+    }
+    if (options.runs === 1 || result.violations.length > 0) {
+      process.stdout.write(`\nseed ${seed}: ${result.topology}, ${result.controllers} controllers, ${result.pairs} ${result.mode} pairs, ` +
+        `${result.counters.virtualMs} virtual ms in ${(result.wallMs / 1000).toFixed(1)} s\n`);
+      if (options.quiet !== true) for (const line of result.trace) process.stdout.write(`  ${line}\n`);
+      printVerdicts(result, TOPOLOGY_INVARIANTS);
+      if (result.violations.length > 0) {
+        process.stdout.write(`  replay: blockmirror sim --seed ${seed} --topology ${topology} --controllers ${controllers}${options.mode === undefined ? '' : ` --mode ${options.mode}`}` +
+          ` --steps ${options.steps} --blocks ${options.blocks}${options.degree === undefined ? '' : ` --degree ${options.degree}`}${mutation === undefined ? '' : ` --mutation ${mutation}`}\n`);
+      }
+    }
+  }
+  if (options.json !== true) process.stdout.write(`${options.runs - failed} of ${options.runs} run(s) kept every invariant (${((Date.now() - startedAt) / 1000).toFixed(1)} s)\n`);
+  if (failed > 0) process.exitCode = 1;
+}
+
 /** Registers `blockmirror sim`. */
 export function registerSimCommand(program: Command): void {
   program
@@ -78,8 +122,11 @@ export function registerSimCommand(program: Command): void {
     .option('--mode <mode>', 'sync or async (default: drawn from each seed)')
     .option('--steps <n>', 'operations before healing', integer('--steps', 1, 10_000), 20)
     .option('--blocks <n>', 'blocks of 4 KiB per volume', integer('--blocks', 8, 65_536), 64)
-    .option('--controllers <k>', `controllers a, b, c, ...: a is the primary of one pair to each other one (2: a pair with takeovers; 3 or more: a fan-out) (default: 2)`,
-      integer('--controllers', 2, CONTROLLER_IDS.length))
+    .option('--controllers <k>', `controllers a, b, c, ...: a is the primary of one pair to each other one (2: a pair with takeovers; 3 to ${CONTROLLER_IDS.length}: a fan-out); ` +
+      `with --topology, c0 .. c<k-1>, up to ${MAX_TOPOLOGY_CONTROLLERS} (default: 2)`,
+      integer('--controllers', 2, MAX_TOPOLOGY_CONTROLLERS))
+    .option('--topology <name>', `many controllers in one process, pairs laid out as a ${TOPOLOGIES.join(', ')} (no role changes; see docs/sim.md)`)
+    .option('--degree <n>', 'with --topology mesh: successors each controller mirrors to (default 2); fan-out: secondaries per hub (default 7)', integer('--degree', 1, 7))
     .option('--fan-out', 'the same as --controllers 3')
     .option('--replay <file>', 'replay a written-down event list (a file, or the JSON itself) instead of a seed')
     .option('--shrink', 'shrink a failing run to a minimal event list, print it and write it (see --out)')
@@ -94,6 +141,7 @@ Exit codes: 0 every invariant held in every run, 1 a violation (its seed or list
 Examples:
   $ blockmirror sim --seed 42
   $ blockmirror sim --seed 7 --controllers 4
+  $ blockmirror sim --seed 3 --topology ring --controllers 256 --quiet
   $ blockmirror sim --runs 1000 --quiet
   $ blockmirror sim --seed 5000 --mode async --mutation skip-track --shrink --out case.json
   $ blockmirror sim --replay case.json
@@ -103,6 +151,12 @@ Examples:
       if (options.mutation !== undefined && options.mutation !== 'none' && !MUTATIONS.includes(options.mutation as PairMutation)) return usage(`--mutation must be none or one of ${MUTATIONS.join(', ')}`);
       if (options.fanOut === true && options.controllers !== undefined && options.controllers < 3) return usage('--fan-out means 3 controllers or more');
       const mutation = options.mutation === 'none' ? undefined : options.mutation as PairMutation | undefined;
+      if (options.topology !== undefined || options.degree !== undefined) {
+        if (options.topology === undefined || !TOPOLOGIES.includes(options.topology as Topology)) return usage(`--topology must be one of ${TOPOLOGIES.join(', ')}`);
+        if (options.replay !== undefined || options.shrink === true || options.fanOut === true) return usage('--topology does not take --replay, --shrink or --fan-out');
+        return runTopologies(options, mutation);
+      }
+      if ((options.controllers ?? 2) > CONTROLLER_IDS.length) return usage(`--controllers above ${CONTROLLER_IDS.length} needs --topology (${TOPOLOGIES.join(', ')})`);
       if (options.replay !== undefined) {
         let spec: ScheduleSpec;
         try {
