@@ -15,8 +15,9 @@
 //   PAIR_POSITION    message  {name, received, applied, flushed}
 //   PAIR_FLUSH       request  {name} -> {flushed}
 //   PAIR_TRACK       message  {name, byteOffset, data}: current primary bytes (copy, resync)
-//   PAIR_RESYNC_DONE request  {name, nextSequence, generations} -> {}: ordered records resume
-//                             there; the target adopts the source's generation
+//   PAIR_RESYNC_DONE request  {name, nextSequence, generations, consistentAt} -> {}: ordered
+//                             records resume there; the target adopts the source's generation,
+//                             and is consistent once it has applied through consistentAt
 //   PAIR_PROMOTE     request  {name, generations} -> {}: the drained primary hands its role over
 //   PAIR_SWITCH      request  {name} -> {}: the secondary asks the primary to hand over
 //   PAIR_RESOLVE     request  {name, keepSender} -> {}: a split brain's operator decision
@@ -393,14 +394,20 @@ export function decodeTrack(payload: Buffer, maxDataBytes: number): { name: stri
   return track;
 }
 
-export function encodeResyncDone(name: string, nextSequence: number, generations: Generations): Buffer {
-  return writeGenerations(new BinaryWriter().string(name).u64(nextSequence), generations).encode();
+/**
+ * PAIR_RESYNC_DONE: {name, nextSequence, generations, consistentAt}. `consistentAt` is the
+ * journal's last sequence when the pass read its last track: the target's image is a
+ * consistent one only once it has applied through it (tracks may hold writes up to there).
+ */
+export function encodeResyncDone(name: string, nextSequence: number, generations: Generations, consistentAt: number): Buffer {
+  return writeGenerations(new BinaryWriter().string(name).u64(nextSequence), generations).u64(consistentAt).encode();
 }
 
-export function decodeResyncDone(payload: Buffer): { name: string; nextSequence: number; generations: Generations } {
+export function decodeResyncDone(payload: Buffer): { name: string; nextSequence: number; generations: Generations; consistentAt: number } {
   const reader = new BinaryReader(payload, 'PAIR_RESYNC_DONE');
-  const done = { name: reader.string(MAX_NAME_BYTES), nextSequence: reader.u64(), generations: readGenerations(reader) };
+  const done = { name: reader.string(MAX_NAME_BYTES), nextSequence: reader.u64(), generations: readGenerations(reader), consistentAt: reader.u64() };
   reader.end();
+  if (done.consistentAt + 1 < done.nextSequence) bad('PAIR_RESYNC_DONE', `consistentAt ${done.consistentAt} is before the resume point ${done.nextSequence}`);
   return done;
 }
 

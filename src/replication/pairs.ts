@@ -491,7 +491,7 @@ export class PairManager extends EventEmitter {
     link.handle(MessageType.PAIR_OPEN, (payload) => this.onOpen(link, decodePairOpen(payload)));
     link.handle(MessageType.PAIR_RESYNC_DONE, (payload) => {
       const done = decodeResyncDone(payload);
-      this.secondaryFor(link, done.name).resyncDone(done.nextSequence, done.generations);
+      this.secondaryFor(link, done.name).resyncDone(done.nextSequence, done.generations, done.consistentAt);
       return Buffer.alloc(0);
     });
     link.handle(MessageType.PAIR_FLUSH, async (payload) => {

@@ -421,7 +421,7 @@ export class PrimaryPair extends EventEmitter {
     // the primary's at that sequence.
     const consistentFrom = this.journal.nextSequence - 1;
     try {
-      const done = this.link.request(MessageType.PAIR_RESYNC_DONE, encodeResyncDone(this.name, resumeAt, generations));
+      const done = this.link.request(MessageType.PAIR_RESYNC_DONE, encodeResyncDone(this.name, resumeAt, generations, Math.max(consistentFrom, resumeAt - 1)));
       this.resyncDoneInFlight = done.catch(() => undefined);
       await done;
     } catch (error) {

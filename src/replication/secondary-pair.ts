@@ -184,6 +184,7 @@ export class SecondaryPair extends EventEmitter {
     // a consistent one (a completed copy, not an interrupted resync).
     if (this.synced && this.consistencyValue !== 'inconsistent') this.options.images?.keep(`resync of pair ${this.name}`);
     this.setConsistency('inconsistent');
+    this.consistentAt = undefined;
     let dirty = this.tracking.ranges(MAX_DIRTY_RANGES);
     if (result.decision === 'full-target' || !this.synced) {
       // A full copy sends the primary's allocated tracks only: start from an empty image, so
@@ -310,6 +311,7 @@ export class SecondaryPair extends EventEmitter {
     this.nextSequence = sequence + 1;
     this.received = this.applied = sequence;
     this.meta.update({ applied: sequence, nextSequence: sequence + 1 });
+    if (this.consistentAt !== undefined && sequence >= this.consistentAt) this.caughtUpAfterPass();
     this.reportPosition();
   }
 
@@ -339,8 +341,15 @@ export class SecondaryPair extends EventEmitter {
     this.appliedBytes += data.length;
   }
 
-  /** PAIR_RESYNC_DONE: the pass is complete; ordered records resume at `nextSequence`. */
-  resyncDone(nextSequence: number, source: Generations): void {
+  /** Set after a pass until this side has applied through it: then its image is consistent. */
+  private consistentAt: number | undefined;
+
+  /**
+   * PAIR_RESYNC_DONE: the pass is complete; ordered records resume at `nextSequence`. The image
+   * is consistent once the records through `consistentAt` are applied (the tracks were read up
+   * to then); until then it stays inconsistent and keeps its last consistent image.
+   */
+  resyncDone(nextSequence: number, source: Generations, consistentAt = nextSequence - 1): void {
     if (this.state !== 'copying' && this.state !== 'resyncing') {
       throw new PairError('ERR_PAIR_STATE', `pair ${this.name}: resync done while ${this.state}`);
     }
@@ -348,17 +357,26 @@ export class SecondaryPair extends EventEmitter {
     this.received = this.applied = nextSequence - 1;
     // A new stream: nothing of it is known to be flushed until the next PAIR_FLUSH.
     this.flushed = 0;
-    this.consistencyValue = 'consistent';
+    const consistentNow = consistentAt <= nextSequence - 1;
+    this.consistentAt = consistentNow ? undefined : consistentAt;
+    this.consistencyValue = consistentNow ? 'consistent' : 'inconsistent';
     this.synced = true;
     // This side's own changes were sent to the source in the open reply and overwritten by it.
     this.tracking.clearAll();
     this.meta.update({
-      generations: completeAsTarget(this.meta.state.generations, source), synced: true, consistency: 'consistent',
+      generations: completeAsTarget(this.meta.state.generations, source), synced: true, consistency: this.consistencyValue,
       applied: nextSequence - 1, nextSequence, discard: false,
     });
     this.peerGenerations = source;
     this.move('mirroring', 'resync done');
     // Consistent again: the image kept during the resync goes.
+    if (consistentNow) this.options.images?.release();
+  }
+
+  /** Applied through the pass's end: the image is the primary's at that sequence. */
+  private caughtUpAfterPass(): void {
+    this.consistentAt = undefined;
+    this.setConsistency('consistent');
     this.options.images?.release();
   }
 

@@ -75,8 +75,9 @@ const CODECS: { what: string; message: fc.Arbitrary<unknown>; encode: (m: never)
   },
   {
     what: 'PAIR_RESYNC_DONE',
-    message: fc.record({ name, nextSequence: u64, generations }),
-    encode: ((m: { name: string; nextSequence: number; generations: Generations }) => M.encodeResyncDone(m.name, m.nextSequence, m.generations)) as (m: never) => Buffer,
+    message: fc.record({ name, nextSequence: u64, generations, ahead: fc.integer({ min: 0, max: 1000 }) })
+      .map(({ ahead, ...m }) => ({ ...m, consistentAt: Math.min(Number.MAX_SAFE_INTEGER, Math.max(0, m.nextSequence - 1) + ahead) })),
+    encode: ((m: { name: string; nextSequence: number; generations: Generations; consistentAt: number }) => M.encodeResyncDone(m.name, m.nextSequence, m.generations, m.consistentAt)) as (m: never) => Buffer,
     decode: M.decodeResyncDone,
   },
   {
