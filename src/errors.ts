@@ -171,6 +171,8 @@ export const CONTROLLER_ERROR_CODES = Object.freeze([
   'ERR_CONTROLLER_LISTEN',
   /** Closing met problems (a volume flush or close failed); the log says which. */
   'ERR_CONTROLLER_CLOSE',
+  /** No disk or RAID group of that name on the controller (src/controller/disks.ts). */
+  'ERR_CONTROLLER_NO_DISK',
 ] as const);
 
 /** Pairs (src/replication/). */

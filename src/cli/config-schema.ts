@@ -389,6 +389,10 @@ export const volumeSchema = strictObject({
   bitmaps: doc(list(bitmapSchema, { max: MAX_BITMAPS_PER_VOLUME }).default(() => []), {
     description: `Dirty-block bitmaps of the volume, at most ${MAX_BITMAPS_PER_VOLUME}. \`serve\` creates the missing ones.`,
   }),
+  group: doc(volumeNameSchema.optional(), {
+    description: 'The RAID group (`groups[].name` of the same controller) the volume is laid on, in an extent of its unused space (docs/raid.md).',
+    docDefault: 'none: the volume\'s own region',
+  }),
 })
   .superRefine((volume, context) => {
     if (volume.capacity % volume.blockSize !== 0) {
@@ -411,6 +415,7 @@ export const volumeSchema = strictObject({
     strict: volume.strict,
     existing: volume.existing,
     bitmaps: volume.bitmaps,
+    ...(volume.group === undefined ? {} : { group: volume.group }),
     // Filled in by the controller, which knows its id (the default is `${id}.${name}`).
     ...(volume.sharedName === undefined ? {} : { sharedName: volume.sharedName }),
   }));
@@ -663,6 +668,49 @@ export const consistencyGroupSchema = strictObject({
   for (const problem of cgroupSpecProblems(group)) context.addIssue({ code: 'custom', message: problem });
 });
 
+/** An emulated disk (docs/raid.md). */
+export const diskSchema = strictObject({
+  name: doc(volumeNameSchema, { description: `Disk name, \`${SHARED_NAME_TEXT}\`, unique within the controller.` }),
+  capacity: doc(size((bytes) => (bytes === 0 || bytes > 2 ** 50 ? `must be from 1 byte to 1 PiB, got ${bytes}` : undefined)), {
+    description: 'The disk\'s size: more than 0, a multiple of `sectorSize`. Thin: untouched sectors cost no memory.',
+  }),
+  sectorSize: doc(powerOfTwoSize(512, 65536, String).default(512), { description: 'A power of two from 512 to 65536.' }),
+  errorThreshold: doc(z.number().int().min(0).max(2 ** 32).default(0), {
+    description: 'Failed I/Os after which a `normal` disk turns `suspect`; 0: never.',
+  }),
+  seed: doc(z.number().int().min(0).max(2 ** 32).default(1), { description: 'Seed of the disk\'s fault rate generator.' }),
+  spare: doc(z.boolean().default(false), { description: 'A hot spare: in no group, taken to rebuild a failed member.' }),
+  backing: doc(z.enum(['memory', 'shared']).default('memory'), {
+    description: '`memory`: private to `serve`. `shared`: the shared-memory object `blockmirror.disk.<sharedName>`, which outlives `serve` '
+      + '(any process may open it to fail or heal the disk).',
+  }),
+  sharedName: doc(sharedNameSchema.optional(), { description: 'The shared-memory name of a `shared` disk.', docDefault: '`<controller id>.<name>`' }),
+}).superRefine((disk, context) => {
+  if (disk.capacity % disk.sectorSize !== 0) {
+    context.addIssue({ code: 'custom', path: ['capacity'], message: `must be a multiple of sectorSize ${disk.sectorSize}, got ${disk.capacity}` });
+  }
+}, { when: usable('capacity', 'sectorSize') }).transform((disk) => ({
+  name: disk.name,
+  capacityBytes: disk.capacity,
+  sectorSize: disk.sectorSize,
+  errorThreshold: disk.errorThreshold,
+  seed: disk.seed,
+  spare: disk.spare,
+  backing: disk.backing,
+  ...(disk.sharedName === undefined ? {} : { sharedName: disk.sharedName }),
+}));
+
+/** A RAID group over disks of the same controller (docs/raid.md). */
+export const raidGroupSchema = strictObject({
+  name: doc(volumeNameSchema, { description: `Group name, \`${SHARED_NAME_TEXT}\`, unique within the controller; volumes name it in \`group\`.` }),
+  level: doc(z.enum(['single', 'raid1', 'raid5']), { description: '`single` (1 disk), `raid1` (n-way mirror, 2 to 16 disks), `raid5` (rotating parity, 3 to 16 disks).' }),
+  disks: doc(z.array(volumeNameSchema).min(1).max(16), { description: 'The member disks in order: names of `disks`, none a spare, none in two groups.' }),
+  stripeUnit: doc(powerOfTwoSize(512, 1024 * 1024).default(65536), { description: 'raid5: the stripe unit, a power of two from the sector size to 1 MiB.' }),
+}).transform((group) => ({ name: group.name, level: group.level, disks: group.disks, stripeUnitBytes: group.stripeUnit }));
+
+export type DiskConfig = z.output<typeof diskSchema>;
+export type RaidGroupConfig = z.output<typeof raidGroupSchema>;
+
 export const controllerSchema = strictObject({
   id: doc(controllerIdSchema, { description: `The controller id, \`${CONTROLLER_ID_TEXT}\`, unique in the file; peers name it.` }),
   volumes: doc(list(volumeSchema, { max: MAX_VOLUMES }).default(() => []), {
@@ -682,7 +730,13 @@ export const controllerSchema = strictObject({
   consistencyGroups: doc(list(consistencyGroupSchema, { max: MAX_VOLUMES }).default(() => []), {
     description: 'The consistency groups this controller takes part in as master or slave (docs/cgroups.md). Secondary controllers declare none.',
   }),
-}).transform((controller) => completeController('controllers', controller));
+  disks: doc(list(diskSchema, { max: MAX_VOLUMES }).default(() => []), { description: 'Emulated disks (docs/raid.md), with fault injection at run time.' }),
+  groups: doc(list(raidGroupSchema, { max: MAX_VOLUMES }).default(() => []), { description: 'RAID groups over the disks (docs/raid.md); a volume with `group` is laid on one.' }),
+}).transform((controller) => ({
+  ...completeController('controllers', controller),
+  ...(controller.disks.length === 0 ? {} : { disks: controller.disks }),
+  ...(controller.groups.length === 0 ? {} : { groups: controller.groups }),
+}));
 
 export const configDocumentSchema = strictObject({
   controllers: doc(list(controllerSchema, { min: 1, minProblem: 'must have at least one controller', max: MAX_CONTROLLERS }).optional(), {

@@ -107,6 +107,8 @@ export function controllerOptionsOf(config: ControllerConfig, index: number, log
     consistencyGroups: config.consistencyGroups.map((group) => ({ ...group, relationships: group.relationships.map((row) => ({ ...row })) })),
     logger,
   };
+  if (config.disks !== undefined) options.disks = config.disks.map((disk) => ({ ...disk }));
+  if (config.groups !== undefined) options.groups = config.groups.map((group) => ({ ...group, disks: [...group.disks] }));
   const versions = linkVersionsFromEnvironment();
   if (versions !== undefined) options.linkVersions = versions;
   return options;

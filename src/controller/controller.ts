@@ -41,6 +41,7 @@ import { ControllerSnapshots, type SnapshotEvent } from './snapshots';
 import { ControllerGroups, type GroupEvent } from '../cgroup/groups';
 import type { CgroupSpec } from '../cgroup/types';
 import { type ControllerVolumeSpec, type OpenedVolume, openConfiguredVolume } from './volumes';
+import { ControllerDisks, type ControllerDiskSpec, type ControllerGroupSpec, type RebuildEvent } from './disks';
 
 export type ControllerState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
 
@@ -123,6 +124,10 @@ export interface ControllerOptions {
    * set outside such a test. @default none
    */
   cgroupMutation?: 'no-hold';
+  /** Emulated disks (src/controller/disks.ts, docs/raid.md). @default [] */
+  disks?: ControllerDiskSpec[];
+  /** RAID groups over the disks; a volume with `group` is laid on one. @default [] */
+  groups?: ControllerGroupSpec[];
 }
 
 /** One state change of a controller, as /events streams it (the host adds `seq`). */
@@ -158,6 +163,8 @@ export interface ControllerStatus {
   /** The snapshots of the volumes that have any (src/controller/snapshots.ts). */
   snapshots: { volume: string; snapshots: Record<string, unknown>[] }[];
   volumes: { name: string; sharedName: string; backing: string; capacityBytes: number; blockSize: number; opened: string }[];
+  /** Disks, RAID groups and the address map (seed 004's tables; src/controller/disks.ts). */
+  raid: ReturnType<ControllerDisks['status']>;
   exports: { name: string; volume: string; readOnly: boolean; description: string }[];
 }
 
@@ -178,6 +185,7 @@ export class Controller extends EventEmitter {
   private listener: LinkListener | undefined;
   private pairManager: PairManager | undefined;
   private readonly snapshotManager: ControllerSnapshots;
+  private readonly diskManager: ControllerDisks;
   private closePromise: Promise<void> | undefined;
 
   constructor(options: ControllerOptions) {
@@ -209,6 +217,14 @@ export class Controller extends EventEmitter {
       isSecondaryVolume: (name) => this.isSecondaryVolume(name),
       addVolume: (opened) => { this.opened.push(opened); },
       logger: this.log,
+    });
+    this.diskManager = new ControllerDisks({ controllerId: this.id, disks: options.disks ?? [], groups: options.groups ?? [], clock: this.clock, logger: this.log });
+    this.diskManager.on('rebuild', (event: RebuildEvent) => {
+      if (event.kind !== 'progress') {
+        this.emitEvent({ subject: `group:${event.group}`, kind: 'change', old: null, new: `rebuild-${event.kind}`, reason: 'sparing',
+          member: event.member, disk: event.disk, cursorBytes: event.cursorBytes, memberBytes: event.memberBytes, ...(event.code === undefined ? {} : { code: event.code, detail: event.detail }) });
+      }
+      this.emit('rebuild', event);
     });
     this.snapshotManager.on('snapshot', (event: SnapshotEvent) => {
       if (event.quiet !== true) this.emitEvent({ subject: `snapshot:${event.volume}@${event.snapshot}`, kind: 'change', old: null, new: event.kind, reason: 'operator',
@@ -245,9 +261,11 @@ export class Controller extends EventEmitter {
   private async doStart(): Promise<void> {
     this.setState('starting', 'start');
     try {
+      this.diskManager.open();
       for (const spec of this.options.volumes ?? []) {
         const opened = await openConfiguredVolume(spec);
         this.opened.push(opened);
+        if (spec.group !== undefined) this.diskManager.layVolume(spec.name, opened.volume, spec.group);
         this.log.info({ volume: spec.name, backing: spec.backing ?? 'memory', opened: opened.opened }, `volume ${spec.name} open`);
       }
       // Before anything writes: a volume whose snapshots outlived the process refuses writes
@@ -396,6 +414,11 @@ export class Controller extends EventEmitter {
     return this.snapshotManager;
   }
 
+  /** The disks and RAID groups of this controller (src/controller/disks.ts). */
+  get disks(): ControllerDisks {
+    return this.diskManager;
+  }
+
   /** The replication listener's bound address (after start), or undefined. */
   get replicationAddress(): NetworkAddress | undefined {
     return this.listener?.address;
@@ -527,6 +550,7 @@ export class Controller extends EventEmitter {
       journalGroups: this.pairManager?.groupStatus() ?? [],
       lockstep: this.lockstepBarrier?.status() ?? null,
       consistencyGroups: this.groupManager?.status() ?? null,
+      raid: this.diskManager.status(this.opened.map(({ spec }) => ({ name: spec.name, group: spec.group }))),
       volumes: this.opened.map(({ spec, volume, opened }) => ({
         name: spec.name,
         sharedName: spec.sharedName ?? spec.name,
@@ -599,6 +623,7 @@ export class Controller extends EventEmitter {
       }
     }
     this.finalVolumeStats = stats;
+    this.diskManager.close();
     return problems;
   }
 

@@ -24,6 +24,8 @@ export interface ControllerVolumeSpec {
   existing?: 'open' | 'error';
   /** @default [] */
   bitmaps?: { name: string; granularityBytes: number; recording: boolean }[];
+  /** The RAID group the volume is laid on (src/controller/disks.ts). @default none: its own region */
+  group?: string;
 }
 
 /** An opened volume and whether it was created or reopened. */
