@@ -12,7 +12,9 @@
 //    (wall). With --baseline DIR (the dist/src of another build, e.g. a git worktree of an older
 //    commit built in /tmp) each round runs both builds on the same seeds, in an order that
 //    rotates from round to round, and reports the ratio this/baseline per round (median, min,
-//    max): the machine's load colours both alike.
+//    max): the machine's load colours both alike. In this thread the round's seeds run in chunks
+//    (--chunk, default 100) that alternate between the builds; a round's figure is the median
+//    chunk.
 //    node dist/bench/sim-scale.js --schedules 2000 [--rounds 5] [--workers 2] [--baseline /tmp/sim-base/dist/src]
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -78,6 +80,7 @@ async function schedulesMain(): Promise<void> {
   const rounds = argument('--rounds', 5);
   const workers = argument('--workers', 0);
   const firstSeed = argument('--first-seed', 1_000_000);
+  const CHUNK = argument('--chunk', 100);
   const baselineIndex = process.argv.indexOf('--baseline');
   const builds = [loadBuild('this', path.join(__dirname, '..', 'src'))];
   if (baselineIndex >= 0) builds.push(loadBuild('baseline', path.resolve(process.argv[baselineIndex + 1] as string)));
@@ -89,9 +92,21 @@ async function schedulesMain(): Promise<void> {
   for (let round = 0; round < rounds; round++) {
     const order = round % 2 === 0 ? builds : [...builds].reverse();
     const seed = firstSeed + round * count;
+    // In this thread: chunks of the round's seeds, each run by every build in turn (the order
+    // alternating), so a burst of load on the machine falls on both; a round's figure is the
+    // median over its chunks.
+    const chunks = new Map<string, { cpuMs: number[]; wallMs: number[] }>(builds.map((build) => [build.label, { cpuMs: [], wallMs: [] }]));
+    for (let chunk = 0; chunk * CHUNK < count; chunk++) {
+      for (const build of chunk % 2 === 0 ? order : [...order].reverse()) {
+        const result = await threadRound(build, seed + chunk * CHUNK, Math.min(CHUNK, count - chunk * CHUNK));
+        failures += result.failures;
+        const entry = chunks.get(build.label) as { cpuMs: number[]; wallMs: number[] };
+        entry.cpuMs.push(result.cpuMs);
+        entry.wallMs.push(result.wallMs);
+      }
+    }
     for (const build of order) {
-      const result = await threadRound(build, seed, count);
-      failures += result.failures;
+      const result = { cpuMs: stats((chunks.get(build.label) as { cpuMs: number[] }).cpuMs).median, wallMs: stats((chunks.get(build.label) as { wallMs: number[] }).wallMs).median };
       const entry = perRound[build.label] as { cpuMs: number[]; wallMs: number[]; batchWallMs: number[] };
       entry.cpuMs.push(result.cpuMs);
       entry.wallMs.push(result.wallMs);
