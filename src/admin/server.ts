@@ -54,6 +54,7 @@ import { type FaultSettings, checkFaultSettings } from '../transport/faults';
 import { ensureSocketDirectory, removeStaleSocket } from './socket';
 import { SNAPSHOT_VERBS, type SnapshotVerb, snapshotRequest } from './snapshot-routes';
 import { GROUP_VERBS, type GroupVerb, groupRequest } from './group-routes';
+import { DISK_VERBS, type DiskVerb, diskRequest } from './disk-routes';
 import type { AdminTarget, ArrayEvent } from './target';
 
 /** A logger with pino's calling convention. */
@@ -128,6 +129,8 @@ export const STATUS_OF_CODE: Readonly<Record<string, number>> = Object.freeze({
   'ERR_PAIR_SPLIT_BRAIN': 409,
   'ERR_PAIR_UNRELATED': 409,
   'ERR_LOCKSTEP_TIMEOUT': 504,
+  'ERR_CONTROLLER_NO_DISK': 404,
+  'ERR_DISK_FAULT_LIMIT': 409,
   'ERR_SNAPSHOT_NOT_FOUND': 404,
   'ERR_SNAPSHOT_EXISTS': 409,
   'ERR_SNAPSHOT_LIMIT': 409,
@@ -270,6 +273,7 @@ export class AdminServer {
       '/lockstep/disable': { POST: (request, response) => this.postLockstepSwitch(request, response, false) },
       ...Object.fromEntries(SNAPSHOT_VERBS.map((verb) => [`/snapshots/${verb}`, { POST: (request: http.IncomingMessage, response: http.ServerResponse) => this.postSnapshot(request, response, verb) }])),
       ...Object.fromEntries(GROUP_VERBS.map((verb) => [`/groups/${verb}`, { POST: (request: http.IncomingMessage, response: http.ServerResponse) => this.postGroup(request, response, verb) }])),
+      ...Object.fromEntries(DISK_VERBS.map((verb) => [`/disks/${verb}`, { POST: (request: http.IncomingMessage, response: http.ServerResponse) => this.postDisk(request, response, verb) }])),
     });
   }
 
@@ -727,6 +731,13 @@ export class AdminServer {
   private async postGroup(request: http.IncomingMessage, response: http.ServerResponse, verb: GroupVerb): Promise<void> {
     const { controllerId, request: groupAsk } = groupRequest(verb, await this.readJsonObject(request));
     this.sendJson(response, 200, { ok: true, result: await this.target.group(controllerId, groupAsk) });
+  }
+
+  /** POST /disks/<verb> (disk-routes.ts). */
+  private async postDisk(request: http.IncomingMessage, response: http.ServerResponse, verb: DiskVerb): Promise<void> {
+    const { controllerId, request: diskAsk } = diskRequest(verb, await this.readJsonObject(request));
+    if (this.target.disk === undefined) throw new BlockmirrorError('ERR_ADMIN_NOT_FOUND', 'this serve has no disks');
+    this.sendJson(response, 200, { ok: true, result: await this.target.disk(controllerId, diskAsk) });
   }
 
   /** POST /snapshots/<verb> (snapshot-routes.ts). */

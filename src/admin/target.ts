@@ -2,6 +2,7 @@
 // src/controller/host.ts). The admin server knows nothing else about controllers, so it can be
 // tested against a small fake and served over any socket.
 
+import type { DiskRequest } from './disk-routes';
 import type { ControllerEvent } from '../controller/controller';
 import type { FaultSettings } from '../transport/faults';
 
@@ -76,6 +77,12 @@ export interface AdminTarget {
    * ERR_CGROUP_* codes and the controller errors above.
    */
   group(controllerId: string | undefined, request: GroupRequest): Promise<unknown>;
+  /**
+   * A disk verb on a controller (src/controller/disks.ts, disk-routes.ts): list, fault, fail,
+   * heal. Throws ERR_CONTROLLER_NO_DISK, ERR_DISK_* codes and the controller errors above.
+   * Optional: a target without disks answers 404.
+   */
+  disk?(controllerId: string | undefined, request: DiskRequest): Promise<unknown>;
   /** Prometheus text exposition of every metric. */
   metrics(): Promise<{ contentType: string; text: string }>;
 }

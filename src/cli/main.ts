@@ -26,6 +26,7 @@ import { registerAdminCommands } from './admin-commands';
 import { registerBenchCommand } from './bench-command';
 import { registerSimCommand } from './sim-command';
 import { registerSnapshotCommand } from './snapshot-command';
+import { registerDiskCommand } from './disk-command';
 import { registerGroupCommand } from './group-command';
 
 const EXIT_FAILURE = 1;
@@ -195,6 +196,7 @@ at once.`)
   registerBenchCommand(program);
   registerSimCommand(program);
   registerSnapshotCommand(program);
+  registerDiskCommand(program);
   registerGroupCommand(program);
 
   return program;

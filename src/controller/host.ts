@@ -11,6 +11,7 @@
 // Events: each controller's events get a host-wide sequence number and go to every subscriber
 // (the admin endpoint's /events readers) and into a bounded ring of recent events.
 
+import type { DiskRequest } from '../admin/disk-routes';
 import { BlockmirrorError } from '../errors';
 import type { AdminTarget, ArrayEvent, ArrayEventListener, GroupRequest, SnapshotRequest } from '../admin/target';
 import type { CgroupSpec } from '../cgroup/types';
@@ -208,6 +209,29 @@ export class ControllerHost implements AdminTarget {
   }
 
   /** A snapshot verb (src/controller/snapshots.ts) on a controller; ids shown as hex. */
+  async disk(controllerId: string | undefined, request: DiskRequest): Promise<unknown> {
+    const controller = this.pick(controllerId);
+    const disks = controller.disks;
+    const name = request.disk as string;
+    switch (request.verb) {
+      case 'list': return controller.status().raid;
+      case 'fault': {
+        let index: number;
+        try {
+          index = disks.fault(name, request.fault ?? {});
+        } catch (error) {
+          // The disk's own range checks (a range past its end, errno 0 without latency).
+          if (error instanceof RangeError || error instanceof TypeError) throw new BlockmirrorError('ERR_ADMIN_BAD_REQUEST', error.message);
+          throw error;
+        }
+        return { disk: name, index, faults: disks.list().find((entry) => entry.disk === name)?.faults ?? [] };
+      }
+      case 'fail': disks.fail(name); break;
+      default: disks.heal(name); break;
+    }
+    return { disk: name, status: disks.list().find((entry) => entry.disk === name)?.status };
+  }
+
   async snapshot(controllerId: string | undefined, request: SnapshotRequest): Promise<unknown> {
     const snapshots = this.pick(controllerId).snapshots;
     const shown = (status: SnapshotStatus): Record<string, unknown> => ({ ...status, id: status.id.toString(16).padStart(16, '0') });

@@ -1,0 +1,153 @@
+// Notes on the design
+// -------------------
+// `blockmirror disk fault|fail|heal|list`: fault injection on the emulated disks of a running
+// serve, through its admin endpoint (POST /disks/<verb>, src/admin/disk-routes.ts). Thin: the
+// options are parsed and range-checked here (a usage error exits 2 before anything is sent), the
+// serve does the rest. --range OFFSET:LENGTH takes sizes ("1MiB:4KiB"); --errno takes a number or
+// a name (EIO, ENOSPC, ...).
+
+import * as os from 'node:os';
+
+import { type Command, InvalidArgumentError } from 'commander';
+
+import { type AdminOptions, adminAction, adminOption, clientFor } from './admin-commands';
+import { parseSize } from './config-schema';
+
+const EXIT_CODES = '\nExit codes: 0 ok, 1 the serve answered with an error or could not be reached ' +
+  '(stderr: "blockmirror: ERR_...: message"), 2 usage error.';
+
+interface DiskOptions extends AdminOptions {
+  json?: boolean;
+  read?: boolean;
+  write?: boolean;
+  range?: { byteOffset: number; byteLength: number };
+  rate?: number;
+  after?: number;
+  errno?: number;
+  latency?: number;
+}
+
+function parseRange(value: string): { byteOffset: number; byteLength: number } {
+  const parts = value.split(':');
+  if (parts.length !== 2) throw new InvalidArgumentError('must be OFFSET:LENGTH (sizes, e.g. 1MiB:4KiB; LENGTH 0: to the end)');
+  try {
+    return { byteOffset: parseSize(/^\d+$/.test(parts[0] as string) ? Number(parts[0]) : parts[0]), byteLength: parseSize(/^\d+$/.test(parts[1] as string) ? Number(parts[1]) : parts[1]) };
+  } catch (error) {
+    throw new InvalidArgumentError((error as Error).message);
+  }
+}
+
+function parseRate(value: string): number {
+  const rate = Number(value);
+  if (value.trim() === '' || !Number.isFinite(rate) || rate < 0 || rate > 1) throw new InvalidArgumentError('must be a probability from 0 to 1');
+  return rate;
+}
+
+function parseCount(value: string): number {
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value))) throw new InvalidArgumentError('must be a non-negative integer');
+  return Number(value);
+}
+
+function parseErrno(value: string): number {
+  const named = (os.constants.errno as Record<string, number>)[value.toUpperCase()];
+  const number = /^\d+$/.test(value) ? Number(value) : named;
+  if (number === undefined || number < 0 || number > 4095) throw new InvalidArgumentError('must be an errno number (0..4095) or name (EIO, ENOSPC, ...)');
+  return number;
+}
+
+function parseLatency(value: string): number {
+  const latency = Number(value);
+  if (value.trim() === '' || !Number.isFinite(latency) || latency < 0 || latency > 10_000) throw new InvalidArgumentError('must be milliseconds from 0 to 10000');
+  return latency;
+}
+
+async function post(options: DiskOptions, verb: string, body: Record<string, unknown>): Promise<unknown> {
+  if (options.controller !== undefined) body.controller = options.controller;
+  const answer = await clientFor(options).post(`/disks/${verb}`, body) as { result?: unknown };
+  if (options.json === true) process.stdout.write(`${JSON.stringify(answer, null, 2)}\n`);
+  return answer.result;
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]?.map((_, column) => Math.max(...rows.map((row) => (row[column] ?? '').length))) ?? [];
+  return `${rows.map((row) => row.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join('  ').trimEnd()).join('\n')}\n`;
+}
+
+/** Lines of `disk list`: the groups table (seed 004's T1), the disk status table and the address map. */
+export function formatDiskList(result: unknown): string {
+  const raid = (result ?? {}) as {
+    groups?: { group: string; volumes: string[]; disks: string[]; level: string; condition: string; rebuild: { cursorBytes: number; memberBytes: number; member: number } | null }[];
+    disks?: { disk: string; capacityBytes: number; status: string; errorCount: number; errorThreshold: number; group: string | null; faults: unknown[] }[];
+    addressMap?: { volume: string; group: string; groupByteOffset: number; byteLength: number; firstDisk: string; firstDiskByteOffset: number }[];
+  };
+  const groups = [['GROUP', 'VOLUMES', 'DISKS', 'LEVEL', 'CONDITION', 'REBUILD']];
+  for (const group of raid.groups ?? []) {
+    const rebuild = group.rebuild === null ? '' : `member ${group.rebuild.member} ${Math.floor((100 * group.rebuild.cursorBytes) / group.rebuild.memberBytes)}%`;
+    groups.push([group.group, group.volumes.join(', ') || 'NULL', group.disks.join(', '), group.level, group.condition, rebuild]);
+  }
+  const disks = [['DISK', 'CAPACITY', 'STATUS', 'ERRORS', 'GROUP', 'FAULTS']];
+  for (const disk of raid.disks ?? []) {
+    disks.push([disk.disk, String(disk.capacityBytes), disk.status, `${disk.errorCount}${disk.errorThreshold > 0 ? `/${disk.errorThreshold}` : ''}`, disk.group ?? '-', String(disk.faults.length)]);
+  }
+  const map = [['VOLUME', 'GROUP', 'GROUP OFFSET', 'LENGTH', 'FIRST DISK', 'DISK OFFSET']];
+  for (const entry of raid.addressMap ?? []) {
+    map.push([entry.volume, entry.group, String(entry.groupByteOffset), String(entry.byteLength), entry.firstDisk, String(entry.firstDiskByteOffset)]);
+  }
+  return `${table(groups)}\n${table(disks)}\n${table(map)}`;
+}
+
+export function registerDiskCommand(program: Command): void {
+  const disk = program
+    .command('disk')
+    .description('The emulated disks of a running serve: list, inject faults, fail, heal (docs/raid.md).');
+  const common = (command: Command): Command => command
+    .addOption(adminOption())
+    .option('--controller <id>', 'the controller of the disk (required when the serve runs several)')
+    .option('--json', 'print the serve\'s answer as JSON');
+
+  common(disk.command('list').description('The groups, disk status and address map tables.'))
+    .addHelpText('after', EXIT_CODES)
+    .action(adminAction(async (options: DiskOptions) => {
+      const result = await post(options, 'list', {});
+      if (options.json !== true) process.stdout.write(formatDiskList(result));
+    }));
+
+  common(disk
+    .command('fault')
+    .description('Add a fault rule to DISK (at most 8 per disk): matching I/Os fail with an errno, at a rate, after N, and/or are delayed.')
+    .argument('<disk>', 'the disk')
+    .option('--read', 'reads only')
+    .option('--write', 'writes only')
+    .option('--range <offset:length>', 'the byte range (sizes; length 0: to the end)', parseRange)
+    .option('--rate <p>', 'probability that a matching I/O fails, 0..1 (default 1)', parseRate)
+    .option('--after <n>', 'the first N matching I/Os pass', parseCount)
+    .option('--errno <e>', 'errno of the failure, a number or a name; 0: latency only (default EIO)', parseErrno)
+    .option('--latency <ms>', 'delay every matching I/O by MS milliseconds', parseLatency))
+    .addHelpText('after', `\nExamples:\n  $ blockmirror disk fault d1 --read --range 1MiB:64KiB --errno EIO\n  $ blockmirror disk fault d2 --rate 0.01\n  $ blockmirror disk fault d3 --errno 0 --latency 5\n${EXIT_CODES}`)
+    .action(adminAction(async (name: string, options: DiskOptions) => {
+      const body: Record<string, unknown> = { disk: name };
+      if (options.read === true && options.write !== true) body.operations = 'read';
+      if (options.write === true && options.read !== true) body.operations = 'write';
+      if (options.range !== undefined) Object.assign(body, options.range);
+      if (options.rate !== undefined) body.rate = options.rate;
+      if (options.after !== undefined) body.afterCount = options.after;
+      if (options.errno !== undefined) body.errno = options.errno;
+      if (options.latency !== undefined) body.latencyMs = options.latency;
+      const result = await post(options, 'fault', body) as { index?: number };
+      if (options.json !== true) process.stdout.write(`disk ${name}: fault rule ${String(result?.index ?? '?')} added\n`);
+    }));
+
+  common(disk.command('fail').description('Fail DISK: every I/O fails with EIO until heal; its group rebuilds onto a spare.').argument('<disk>', 'the disk'))
+    .addHelpText('after', EXIT_CODES)
+    .action(adminAction(async (name: string, options: DiskOptions) => {
+      const result = await post(options, 'fail', { disk: name }) as { status?: string };
+      if (options.json !== true) process.stdout.write(`disk ${name}: ${String(result?.status ?? '?')}\n`);
+    }));
+
+  common(disk.command('heal').description('Heal DISK: remove its fault rules, clear its error counter, back to normal (its group still rebuilds a failed member).').argument('<disk>', 'the disk'))
+    .addHelpText('after', EXIT_CODES)
+    .action(adminAction(async (name: string, options: DiskOptions) => {
+      const result = await post(options, 'heal', { disk: name }) as { status?: string };
+      if (options.json !== true) process.stdout.write(`disk ${name}: ${String(result?.status ?? '?')}\n`);
+    }));
+}
