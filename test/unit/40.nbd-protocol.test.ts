@@ -530,7 +530,7 @@ describe('40 nbd protocol: request validation', () => {
     metaContextCount: 1,
   };
   function request(type: number, offset: number, length: number, flags = 0, payloadDropped = false): P.NbdRequest {
-    return { type, offset, length, flags, cookieHigh: 0, cookieLow: 1, payload: null, payloadDropped };
+    return { type, offset, length, flags, cookieHigh: 0, cookieLow: 1, payload: null, payloadDropped, payloadDirect: false };
   }
   function errnoOf(req: P.NbdRequest, overrides: Partial<P.ExportLimits> = {}): number {
     return P.validateRequest(req, { ...limits, ...overrides })?.errno ?? 0;
