@@ -11,6 +11,8 @@
 //   link      the master's link to p5 delayed past maxCoordinationMs, then partitioned: cycles
 //             fail (coordination-timeout / link-down), nothing forms; healed: the group forms,
 //             and with the workload stopped every secondary converges to its primary
+//   restart   p0 SIGKILLed and restarted: a master that knows no formed cycle resumes, learns one
+//             from the members' holdings, and the copies are pruned back to two per member
 //   master    p0 SIGKILLed mid-workload: the slaves' writes go on (their holds end by themselves),
 //             then the rest of the primary site dies; `blockmirror group recover --restore` on the
 //             secondary serve takes the pairs over and restores the newest common cycle: the 8
@@ -247,6 +249,29 @@ describe('78 a consistency group of 8 primary serve processes and their secondar
       const [left, right] = await Promise.all([primary.read(`p${i}-v`), secondaries.read(`s${i}-v`)]);
       assert.ok(left.equals(right), `p${i} and s${i} differ after the heal`);
     }
+  });
+
+  it('the master SIGKILLed and restarted: its cycles resume, the copies it no longer knew of are pruned back to the steady two', async () => {
+    const p0 = primaries[0] as CgServe;
+    workload.start();
+    const first = await cycles();
+    await untilCycles((status) => status.counts.formed > first.counts.formed + 3, 'forming under the workload');
+    workload.markDown(0);
+    await p0.sigkill();
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const whileDown = await checkHeld('master down');
+    await p0.start();
+    await workload.connect(0, p0);
+    // A new master process: counts from zero, cycle ids still above the old ones (wall time).
+    const again = await untilCycles((status) => status.counts.formed >= 5, 'the restarted master forming', 60_000);
+    assert.ok(again.lastFormedCycle > whileDown.newest, `${again.lastFormedCycle} <= ${whileDown.newest}`);
+    await untilCycles((status) => status.counts.formed >= again.counts.formed + 3, 'three more formed cycles');
+    await workload.stop();
+    const after = await checkHeld('master restarted');
+    assert.ok(after.newest > whileDown.newest);
+    const holdings = await held();
+    for (const [i, cycles] of holdings.entries()) assert.ok(cycles.length <= 3, `s${i} holds ${cycles.length} copies: ${cycles.join(', ')}`);
+    note(`master restart: copies held per member ${holdings.map((cycles) => cycles.length).join(',')}; formed ${again.counts.formed} since the restart`);
   });
 
   it('the master SIGKILLed: the copies stay; group recover --restore takes the pairs over and restores the newest common cycle, consistent', async () => {
