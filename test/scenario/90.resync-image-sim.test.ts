@@ -24,14 +24,14 @@ interface World {
   b: Controller;
 }
 
-async function world(options: { keepResyncImages?: boolean } = {}): Promise<World> {
+async function world(options: { keepResyncImages?: boolean; maxQueuedBytes?: number; capacityBytes?: number } = {}): Promise<World> {
   const clock = new SimClock();
   const random = new SeededRandom(9);
   const network = new SimNetwork({ clock, random: random.fork('network') });
   const make = (id: 'a' | 'b'): Controller => new Controller({
     id, network: network.node(id), clock, random: random.fork(id),
-    volumes: [{ name: 'vol0', capacityBytes: CAPACITY }],
-    replication: { ...SIM_LINK_TUNING, listen: { host: id, port: 7000 } },
+    volumes: [{ name: 'vol0', capacityBytes: options.capacityBytes ?? CAPACITY }],
+    replication: { ...SIM_LINK_TUNING, listen: { host: id, port: 7000 }, ...(options.maxQueuedBytes === undefined ? {} : { maxQueuedBytes: options.maxQueuedBytes }) },
     peers: [{ id: id === 'a' ? 'b' : 'a', address: { host: id === 'a' ? 'b' : 'a', port: 7000 } }],
     pairs: [{ name: 'p0', mode: 'async', volume: 'vol0', peer: id === 'a' ? 'b' : 'a', remoteVolume: 'vol0', role: id === 'a' ? 'primary' : 'secondary' }],
     ...(options.keepResyncImages === undefined ? {} : { keepResyncImages: options.keepResyncImages }),
@@ -99,6 +99,54 @@ describe('90 the last consistent image of a resyncing secondary (simulation)', f
       await until(w, () => snapshotNames(w.b).length === 0, 'the kept image released');
       assert.equal(side(w.b).lastConsistentImage, null);
       assert.equal(side(w.b).consistency, 'consistent');
+    } finally {
+      await w.a.close();
+      await w.b.close();
+    }
+  });
+
+  it('writes during the pass: the secondary stays inconsistent (its image kept) until it has applied through the pass\'s end', async () => {
+    // A volume larger than the link's queue: the pass waits for the link, so host writes land
+    // while it reads tracks.
+    const big = 48 * 1024 * 1024;
+    const w = await world({ maxQueuedBytes: 32 * 1024 * 1024 + 64 * 1024, capacityBytes: big });
+    const whole = (c: Controller): Buffer => {
+      const out = Buffer.alloc(big);
+      (c.volume('vol0') as Volume).read(0, out);
+      return out;
+    };
+    const fillBig = (c: Controller, tag: number): void => {
+      const target = c.exportVolume('vol0') as PairVolume;
+      for (let at = 0; at < big; at += TRACK) target.write(at, Buffer.alloc(TRACK, tag));
+    };
+    try {
+      await until(w, () => side(w.a).state === 'mirroring', 'mirroring');
+      fillBig(w.a, 1);
+      const caughtUp = (): boolean => {
+        const positions = side(w.a).positions as { journalNext: number; applied: number };
+        return side(w.a).state === 'mirroring' && positions.applied === positions.journalNext - 1;
+      };
+      await until(w, caughtUp, 'the secondary holds image 1');
+      w.network.partition('a', 'b', { direction: 'both' });
+      await until(w, () => side(w.a).state === 'suspended', 'suspended');
+      fillBig(w.a, 2);
+      w.network.setLink('a', 'b', { bandwidthBytesPerSecond: 64 * 1024 * 1024 });
+      w.network.healAll();
+      await until(w, () => side(w.b).state === 'resyncing' && (side(w.a).progress as { doneBytes?: number } | null)?.doneBytes !== undefined
+        && ((side(w.a).progress as { doneBytes: number }).doneBytes > 0), 'resyncing');
+      // Writes while the pass reads tracks (it waits for the link): some behind its cursor, some
+      // ahead; their records follow the pass.
+      const target = w.a.exportVolume('vol0') as PairVolume;
+      for (let at = 0; at < big; at += 16 * TRACK) target.write(at, Buffer.alloc(TRACK, 5));
+      assert.equal(side(w.a).state, 'resyncing', 'the pass ended before the writes');
+      await until(w, () => side(w.b).state === 'mirroring', 'the pass is done');
+      assert.equal(side(w.b).consistency, 'inconsistent', 'consistent before the records written during the pass were applied');
+      assert.deepEqual(snapshotNames(w.b), ['resync.p0'], 'the last consistent image was released too early');
+      assert.equal(side(w.b).lastConsistentImage, 'resync.p0');
+      w.network.setLink('a', 'b', { bandwidthBytesPerSecond: Infinity });
+      await until(w, () => side(w.b).consistency === 'consistent', 'consistent after the catch-up');
+      assert.ok(whole(w.b).equals(whole(w.a)));
+      await until(w, () => snapshotNames(w.b).length === 0, 'the kept image released');
     } finally {
       await w.a.close();
       await w.b.close();
