@@ -13,6 +13,8 @@
 //             and with the workload stopped every secondary converges to its primary
 //   restart   p0 SIGKILLed and restarted: a master that knows no formed cycle resumes, learns one
 //             from the members' holdings, and the copies are pruned back to two per member
+//   copies    the secondaries' serve SIGKILLed and restarted: the copies are there again (shared
+//             snapshot stores) and consistent; the group forms again
 //   master    p0 SIGKILLed mid-workload: the slaves' writes go on (their holds end by themselves),
 //             then the rest of the primary site dies; `blockmirror group recover --restore` on the
 //             secondary serve takes the pairs over and restores the newest common cycle: the 8
@@ -272,6 +274,26 @@ describe('78 a consistency group of 8 primary serve processes and their secondar
     const holdings = await held();
     for (const [i, cycles] of holdings.entries()) assert.ok(cycles.length <= 3, `s${i} holds ${cycles.length} copies: ${cycles.join(', ')}`);
     note(`master restart: copies held per member ${holdings.map((cycles) => cycles.length).join(',')}; formed ${again.counts.formed} since the restart`);
+  });
+
+  it('the secondaries\' serve SIGKILLed and restarted: the copies it held are there again and consistent, and the group forms again', async () => {
+    workload.start();
+    const first = await cycles();
+    await untilCycles((status) => status.counts.formed > first.counts.formed + 3, 'forming under the workload');
+    const before = await held();
+    await secondaries.sigkill();
+    const down = await untilCycles((status) => status.lastFailure !== null && status.lastFailure.cycle > first.cycle && status.counts.failed > first.counts.failed, 'a cycle failing with the secondaries gone');
+    await secondaries.start();
+    const reopened = await held();
+    const newestBefore = newestCommonCycle(before.map((cycles) => ({ holdings: cycles })));
+    const newestReopened = newestCommonCycle(reopened.map((cycles) => ({ holdings: cycles })));
+    assert.ok(newestReopened !== null && newestBefore !== null && newestReopened >= newestBefore, `before ${JSON.stringify(before)}, after the restart ${JSON.stringify(reopened)}`);
+    await checkHeld('secondaries restarted');
+    const again = await untilCycles((status) => status.counts.formed > down.counts.formed + 3, 'forming again after the secondaries restarted', 60_000);
+    await workload.stop();
+    const after = await checkHeld('secondaries back');
+    assert.ok(after.newest >= again.lastFormedCycle && after.newest > (newestReopened as number));
+    note(`secondaries restart: failure ${JSON.stringify(down.lastFailure)}; newest common ${newestBefore} before, ${newestReopened} reopened, ${after.newest} after`);
   });
 
   it('the master SIGKILLed: the copies stay; group recover --restore takes the pairs over and restores the newest common cycle, consistent', async () => {
