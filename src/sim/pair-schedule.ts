@@ -817,12 +817,9 @@ class PairSchedule {
     }
   }
 
+  /** Asked after every timer: reads state getters only (no status(), so no status cache either). */
   private quiesced(): boolean {
-    return this.cached(() => this.quiescedCached());
-  }
-
-  private quiescedCached(): boolean {
-    if (this.alive().length !== this.ids.length) return false;
+    for (const id of this.ids) if (this.controllers.get(id) === undefined) return false;
     for (const link of this.links) {
       // The clock asks after every timer: the state getters only, and one pair's status for its
       // lag (a manager's status() formats every pair, its generations and its latency).
