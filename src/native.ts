@@ -90,8 +90,8 @@ export interface NativeVolume {
   /** True when the bytes may land at directArea()[byteOffset...] (seams and bitmap marks done; volume.hpp). */
   beginDirectWrite(byteOffset: number, byteLength: number): boolean;
   commitDirectWrite(byteOffset: number, byteLength: number): number;
-  /** The whole data area as one external ArrayBuffer (null when it cannot be made). */
-  directArea(): ArrayBuffer | null;
+  /** [byteOffset, +byteLength) of the data area (at most 1 GiB) as an external ArrayBuffer (null when it cannot be made). */
+  directArea(byteOffset: number, byteLength: number): ArrayBuffer | null;
   trim(byteOffset: number, byteLength: number): number;
   flush(): Promise<void>;
   allocationMap(byteOffset: number, byteLength: number): Float64Array;

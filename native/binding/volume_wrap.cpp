@@ -32,6 +32,8 @@ namespace {
 // Largest writev batch. TypeScript uses the same limit (Volume.MAX_WRITEV_COUNT).
 constexpr size_t kMaxBatchWrites = 1024;
 constexpr size_t kStatsFieldCount = 13;
+// Largest window directArea() maps as one ArrayBuffer (TypeScript uses 1 GiB windows).
+constexpr uint64_t kMaxDirectAreaBytes = uint64_t{1} << 30;
 
 inline double sequenceToNumber(uint64_t sequence) {
   return sequence == bm::Volume::kJournalFull ? -1.0 : static_cast<double>(sequence);
@@ -248,18 +250,25 @@ class VolumeWrap final : public Napi::ObjectWrap<VolumeWrap> {
     return Napi::Boolean::New(env, core().beginDirectWrite(byteOffset, byteLength) != nullptr);
   }
 
-  // directArea() -> one external ArrayBuffer over the whole data area, made once per call (the
-  // TypeScript Volume keeps it). Its finalizer holds the region, so the mapping outlives a
-  // close() while a socket read may still land in a view of it. One buffer per volume rather
-  // than one per write: every external buffer counts as external memory for V8, and one per
-  // 1 MiB write made the collector run constantly.
+  // directArea(byteOffset, byteLength) -> an external ArrayBuffer over that part of the data
+  // area (the TypeScript Volume asks once per 1 GiB window and keeps it). Its finalizer holds
+  // the region, so the mapping outlives a close() while a socket read may still land in a view
+  // of it. Windows rather than one buffer per write: every external buffer counts as external
+  // memory for V8, and one per 1 MiB write made the collector run constantly; windows rather
+  // than one buffer for the whole area: V8 fails on external ArrayBuffers above 4 GiB.
   Napi::Value directArea(const Napi::CallbackInfo& info) {
     napi_env env = info.Env();
+    const uint64_t byteOffset = argIndex(env, arg(info, 0), "byteOffset");
+    const uint64_t byteLength = argIndex(env, arg(info, 1), "byteLength");
     bm::Volume& volume = core();
+    if (byteLength == 0 || byteLength > kMaxDirectAreaBytes) {
+      throwRangeError(env, "directArea: byteLength must be 1.." + std::to_string(kMaxDirectAreaBytes));
+    }
+    volume.checkRange(byteOffset, byteLength);
     auto* hold = new std::shared_ptr<bm::Region>(volume.region());
     napi_value result;
     const napi_status status = napi_create_external_arraybuffer(
-        env, volume.data(), static_cast<size_t>(volume.capacityBytes()),
+        env, volume.data() + byteOffset, static_cast<size_t>(byteLength),
         [](napi_env, void*, void* hint) { delete static_cast<std::shared_ptr<bm::Region>*>(hint); },
         hold, &result);
     if (status != napi_ok) {

@@ -117,6 +117,8 @@ const EMPTY = new Uint8Array(0);
 
 /** Internal: the native handle of an open volume (tests reach past the TypeScript checks with it). */
 export const kNativeHandle = Symbol('blockmirror.Volume.native');
+/** Window of the data area one beginDirectWrite ArrayBuffer covers (the binding's kMaxDirectAreaBytes). */
+const DIRECT_AREA_BYTES = 2 ** 30;
 
 /** Region name of a shared volume. */
 export function sharedVolumeRegionName(name: string): string {
@@ -165,8 +167,8 @@ export class Volume implements JournalAttachment {
 
   #handle: NativeVolume | null;
   #writevArguments: unknown[] | null = null;
-  /** The data area for beginDirectWrite (undefined until first asked; null: unavailable). */
-  #directArea: ArrayBuffer | null | undefined = undefined;
+  /** 1 GiB windows of the data area for beginDirectWrite (made when first asked; null: unavailable). */
+  #directAreas: (ArrayBuffer | null)[] | null = null;
   #bitmaps = new Map<Bitmap, string>();
   #journal: Journal | null = null;
   #pending = new Set<Promise<void>>();
@@ -350,12 +352,17 @@ export class Volume implements JournalAttachment {
     const handle = this.#open();
     checkIndex(byteLength, 'byteLength');
     this.#checkSpan(byteOffset, byteLength, -1);
-    // One ArrayBuffer over the data area for the volume's life (it keeps the mapping alive).
-    let area = this.#directArea;
-    if (area === undefined) area = this.#directArea = handle.directArea();
-    if (area === null || byteOffset + byteLength > area.byteLength) return null;
+    // One ArrayBuffer per 1 GiB window of the data area for the volume's life (each keeps the
+    // mapping alive); a write across two windows takes write().
+    const index = Math.floor(byteOffset / DIRECT_AREA_BYTES);
+    const start = index * DIRECT_AREA_BYTES;
+    if (byteLength === 0 || byteOffset + byteLength > start + DIRECT_AREA_BYTES) return null;
+    const areas = (this.#directAreas ??= []);
+    let area = areas[index];
+    if (area === undefined) area = areas[index] = handle.directArea(start, Math.min(DIRECT_AREA_BYTES, this.capacityBytes - start));
+    if (area === null) return null;
     if (!handle.beginDirectWrite(byteOffset, byteLength)) return null;
-    return Buffer.from(area, byteOffset, byteLength);
+    return Buffer.from(area, byteOffset - start, byteLength);
   }
 
   /** Completes a beginDirectWrite: bitmaps, journal record; returns the sequence as write() does. */
@@ -521,7 +528,7 @@ export class Volume implements JournalAttachment {
       this.#journal?.[kAttached](this, false);
       this.#journal = null;
       this.#writevArguments = null;
-      this.#directArea = undefined;
+      this.#directAreas = null;
       handle?.close();
     })();
     return this.#closing;

@@ -8,6 +8,7 @@
 //   - a complete payload sent in pieces: acknowledged, stored, recorded, the snapshot unchanged;
 //   - a snapshot created while a payload lands holds the range as the write left it, for good;
 //   - rejected large writes (read-only export, beyond the end) change nothing at all;
+//   - a thin 8 GiB volume: beyond 4 GiB in place, across a 1 GiB area window by copy;
 //   - with BLOCKMIRROR_NBD_RECEIVE=copy the same torn payload is not stored (the control case).
 import * as assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -234,6 +235,40 @@ describe('44 nbd receive into the store (integration)', function () {
     assert.ok(after.equals(before), 'a rejected write changed the volume');
     assert.deepEqual(setTracks(bitmap), []);
     assert.equal(journal.nextSequence, firstSequence);
+  });
+
+  it('a thin 8 GiB volume: payloads land beyond 4 GiB, and one across a 1 GiB window is copied, both exactly', async () => {
+    const big = Volume.create({ capacityBytes: 8 * 1024 * MiB });
+    const local = new NbdServer({ exports: [{ name: 'big', volume: big }], listen: [{ host: '127.0.0.1', port: 0 }] });
+    await local.listen();
+    try {
+      const localPort = local.addresses().find((address) => address.transport === 'tcp')?.port as number;
+      const client = await NbdTestClient.open({ host: '127.0.0.1', port: localPort }, { exportName: 'big' });
+      const cases = [
+        { offset: 5 * 1024 * MiB + 4096, direct: 1 },
+        { offset: 2 * 1024 * MiB - 512 * 1024, direct: 0 },
+      ];
+      for (const [index, { offset, direct }] of cases.entries()) {
+        const before = local.stats().storeReceivedWrites;
+        const payload = Buffer.alloc(MiB, 0x30 + index);
+        const bytes = P.encodeRequest(P.NBD_CMD_WRITE, 0, BigInt(20 + index), offset, MiB, payload);
+        const reply = client.expectReply(BigInt(20 + index), P.NBD_CMD_WRITE, MiB);
+        client.send(bytes.subarray(0, 28));
+        await new Promise((resolve) => setTimeout(resolve, 10));
+        client.send(bytes.subarray(28));
+        assert.equal((await reply).error, 0);
+        assert.equal(local.stats().storeReceivedWrites - before, direct);
+        const back = Buffer.alloc(MiB + 2);
+        big.read(offset - 1, back);
+        assert.equal(back[0], 0);
+        assert.ok(back.subarray(1, 1 + MiB).equals(payload));
+        assert.equal(back[MiB + 1], 0);
+      }
+      await client.disconnect();
+    } finally {
+      await local.close();
+      await big.close();
+    }
   });
 
   it('with BLOCKMIRROR_NBD_RECEIVE=copy a torn payload is not stored (control)', async () => {
