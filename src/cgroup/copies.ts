@@ -38,12 +38,21 @@ export interface HeldCopies {
   cycles: number[];
   /** The newest cycle this side knows the master formed (0: none known). */
   formedKnown: number;
+  /** The cycle `group recover` chose here: never pruned (null: none). */
+  pinned: number | null;
 }
 
 /** The secondary side of every consistency group whose pairs end on this controller. */
 export class SecondaryCopies {
   /** The newest formed cycle each group's master told this side of. */
   private readonly formedKnown = new Map<string, number>();
+  /** Per group, the cycle `recover` chose: kept whatever later cuts say. */
+  private readonly pinned = new Map<string, number>();
+
+  /** Keeps cycle `cycle` of `group` from pruning (recover chose it); replaces an older pin. */
+  pin(group: string, cycle: number): void {
+    this.pinned.set(group, cycle);
+  }
   copiesTaken = 0;
   copiesDeleted = 0;
   copiesFailed = 0;
@@ -106,6 +115,7 @@ export class SecondaryCopies {
   }
 
   private remove(volume: string, group: string, cycle: number): void {
+    if (this.pinned.get(group) === cycle) return;
     try {
       this.snapshots.delete(volume, copyName(group, cycle));
       this.copiesDeleted++;
@@ -130,7 +140,7 @@ export class SecondaryCopies {
         byGroup.set(group, list);
       }
       for (const [group, cycles] of byGroup) {
-        out.push({ group, volume, cycles: cycles.sort((a, b) => a - b), formedKnown: this.formedKnown.get(group) ?? 0 });
+        out.push({ group, volume, cycles: cycles.sort((a, b) => a - b), formedKnown: this.formedKnown.get(group) ?? 0, pinned: this.pinned.get(group) ?? null });
       }
     }
     return out;

@@ -269,6 +269,8 @@ export class ControllerGroups extends EventEmitter {
     if (missing.length > 0) throw new CgroupError('ERR_CGROUP_NO_COPY', `group ${groupName}: cycle ${cycle} is not held for ${missing.join(', ')}`);
     const mode = options.mode ?? 'export';
     const snapshot = copyName(groupName, cycle);
+    // Later cuts (the group may still be cycling) must not prune what was chosen.
+    this.copies.pin(groupName, cycle);
     const volumes: RecoverResult['volumes'] = [];
     for (const entry of held) {
       if (mode === 'restore') {

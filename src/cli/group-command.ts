@@ -37,7 +37,7 @@ const collect = (value: string, previous: string[] = []): string[] => [...previo
 
 /** The lines of `group status` for one group's status. */
 export function formatGroupStatus(status: Record<string, any>): string {
-  const lines: string[] = [`group ${String(status.name)}  master ${String(status.master ?? '?')}`];
+  const lines: string[] = [status.master === undefined ? `group ${String(status.name)}  (not declared here: copies held as a secondary)` : `group ${String(status.name)}  master ${String(status.master)}`];
   const cycles = status.cycles as Record<string, any> | undefined;
   if (cycles !== undefined) {
     const rpo = cycles.rpoSeconds === null || cycles.rpoSeconds === undefined ? 'never formed' : `${Number(cycles.rpoSeconds).toFixed(3)} s`;
@@ -53,7 +53,8 @@ export function formatGroupStatus(status: Record<string, any>): string {
     lines.push(`  members here: ${(slave.members as Record<string, unknown>[]).map((member) => `${String(member.id)}=${String(member.volume)}`).join(', ')}  held writes ${String(slave.heldWrites)}  holds timed out ${String(slave.holdsTimedOut)}`);
   }
   for (const copy of (status.copies as Record<string, any>[] | undefined) ?? []) {
-    lines.push(`  copies of ${String(copy.volume)} here: ${(copy.cycles as number[]).map((cycle) => `cg.${String(status.name)}.${cycle}`).join(', ')}`);
+    const pinned = copy.pinned === null || copy.pinned === undefined ? '' : `  (pinned by recover: cg.${String(status.name)}.${String(copy.pinned)})`;
+    lines.push(`  copies of ${String(copy.volume)} here: ${(copy.cycles as number[]).map((cycle) => `cg.${String(status.name)}.${cycle}`).join(', ')}${pinned}`);
   }
   return `${lines.join('\n')}\n`;
 }

@@ -220,11 +220,26 @@ describe('90 consistency-group copies', () => {
       copies.take('v2', 'b', 8, 7);
       const held = copies.held().map((entry) => ({ ...entry })).sort((x, y) => `${x.volume}/${x.group}`.localeCompare(`${y.volume}/${y.group}`));
       assert.deepEqual(held, [
-        { group: 'a', volume: 'v1', cycles: [9, 10], formedKnown: 0 },
-        { group: 'a.b', volume: 'v1', cycles: [4], formedKnown: 0 },
-        { group: 'b', volume: 'v1', cycles: [2], formedKnown: 7 },
-        { group: 'b', volume: 'v2', cycles: [7, 8], formedKnown: 7 },
+        { group: 'a', volume: 'v1', cycles: [9, 10], formedKnown: 0, pinned: null },
+        { group: 'a.b', volume: 'v1', cycles: [4], formedKnown: 0, pinned: null },
+        { group: 'b', volume: 'v1', cycles: [2], formedKnown: 7, pinned: null },
+        { group: 'b', volume: 'v2', cycles: [7, 8], formedKnown: 7, pinned: null },
       ]);
+    });
+
+    it('a cycle recover pinned is never pruned, whatever later cuts say; a new pin replaces it', () => {
+      const snapshots = new MemorySnapshots({ v: [] });
+      const copies = copiesOf(snapshots);
+      seed(copies, 'v', 'g', [1, 2]);
+      copies.pin('g', 1);
+      copies.take('v', 'g', 3, 2);
+      copies.take('v', 'g', 4, 3);
+      assert.deepEqual(copies.holdings('v', 'g'), [1, 3, 4]);
+      assert.equal(copies.held()[0]?.pinned, 1);
+      copies.pin('g', 4);
+      copies.take('v', 'g', 5, 4);
+      copies.take('v', 'g', 6, 5);
+      assert.deepEqual(copies.holdings('v', 'g'), [4, 5, 6]);
     });
 
     it('rowsOf: the rows naming a controller', () => {
