@@ -155,7 +155,7 @@ async function main(): Promise<void> {
   const started = performance.now();
   const clock = new SimClock();
   const random = new SeededRandom(1);
-  const network = new SimNetwork({ clock, random: random.fork('network') });
+  const network = new SimNetwork({ clock, random: random.fork('network'), trace: false });
   const perController = Math.ceil(PAIRS / CONTROLLERS);
   const id = (index: number): string => `c${(index + CONTROLLERS) % CONTROLLERS}`;
   const controllers: Controller[] = [];
