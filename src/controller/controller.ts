@@ -128,6 +128,8 @@ export interface ControllerOptions {
   disks?: ControllerDiskSpec[];
   /** RAID groups over the disks; a volume with `group` is laid on one. @default [] */
   groups?: ControllerGroupSpec[];
+  /** Sparing tuning (src/controller/disks.ts). @default { checkIntervalMs: 200, rebuildStepBytes: 4 MiB } */
+  raid?: { checkIntervalMs?: number; rebuildStepBytes?: number };
 }
 
 /** One state change of a controller, as /events streams it (the host adds `seq`). */
@@ -218,7 +220,7 @@ export class Controller extends EventEmitter {
       addVolume: (opened) => { this.opened.push(opened); },
       logger: this.log,
     });
-    this.diskManager = new ControllerDisks({ controllerId: this.id, disks: options.disks ?? [], groups: options.groups ?? [], clock: this.clock, logger: this.log });
+    this.diskManager = new ControllerDisks({ controllerId: this.id, disks: options.disks ?? [], groups: options.groups ?? [], clock: this.clock, logger: this.log, ...options.raid });
     this.diskManager.on('rebuild', (event: RebuildEvent) => {
       if (event.kind !== 'progress') {
         this.emitEvent({ subject: `group:${event.group}`, kind: 'change', old: null, new: `rebuild-${event.kind}`, reason: 'sparing',

@@ -16,8 +16,10 @@
 // is large enough, starts the rebuild onto it (the spare turns 'normal', the failed disk is
 // dropped from the group and keeps status 'failed') and runs it in bounded steps
 // (`rebuildStepBytes` per event-loop turn), emitting `rebuild` events with progress. A rebuild
-// that fails (a second member unreadable: data lost) is reported by an event and in status
-// (`lastError`), never silently retried into the same error more than once per check.
+// that fails (a second member unreadable: data lost) is reported once, by a `rebuild` event of
+// kind 'failed' and in status (`lastError`); it is retried after an operator verb (fail, heal)
+// or a restart, not on every check. A member once failed stays failed (its bytes may be stale)
+// until it is rebuilt: healing its disk does not bring it back into the group.
 //
 // Status: `groups` (group, level, volumes, disks, condition, members, rebuild), `disks` (disk,
 // capacity, status, errors, faults, group) and `addressMap` (per volume: group extent and the
@@ -217,6 +219,7 @@ export class ControllerDisks extends EventEmitter {
 
   fail(diskName: string): void {
     this.#disk(diskName).fail();
+    for (const entry of this.#groups.values()) entry.lastError = undefined;
     this.#options.logger.warn({ disk: diskName }, `disk ${diskName}: failed by the operator`);
     this.emit('disk', { disk: diskName, kind: 'failed' });
     this.check();
@@ -224,6 +227,7 @@ export class ControllerDisks extends EventEmitter {
 
   heal(diskName: string): void {
     this.#disk(diskName).heal();
+    for (const entry of this.#groups.values()) entry.lastError = undefined;
     this.#options.logger.info({ disk: diskName }, `disk ${diskName}: healed`);
     this.emit('disk', { disk: diskName, kind: 'healed' });
   }
@@ -239,6 +243,9 @@ export class ControllerDisks extends EventEmitter {
       });
       const resumed = entry.group.rebuildProgress;
       if (resumed !== undefined) {
+        // A rebuild that failed is retried after an operator verb (fail, heal) or a restart, not
+        // on every check: the same second failure would only repeat its event.
+        if (entry.lastError !== undefined) continue;
         this.#runRebuild(name, entry, resumed.member, entry.members[resumed.member] as string);
         continue;
       }
@@ -273,6 +280,7 @@ export class ControllerDisks extends EventEmitter {
         },
         (error: Error & { code?: string }) => {
           entry.rebuilding = undefined;
+          if (entry.group.closed) return;
           entry.lastError = `${error.code ?? 'Error'}: ${error.message}`;
           if (error.code === 'ERR_RAID_CLOSED') return;
           this.emit('rebuild', { ...base, kind: 'failed', cursorBytes: entry.group.closed ? 0 : entry.group.rebuildProgress?.cursorBytes ?? 0,
