@@ -131,11 +131,14 @@ export class CgServe {
 
   /** Reads `length` bytes at `offset` of export `exportName` over NBD. */
   async read(exportName: string, offset = 0, length = CG_SITE_CAPACITY): Promise<Buffer> {
-    const client = await NbdTestClient.open(this.serve.tcpAddress, { exportName });
+    let client: NbdTestClient | undefined;
     try {
+      client = await NbdTestClient.open(this.serve.tcpAddress, { exportName });
       return await client.readData(offset, length);
+    } catch (error) {
+      throw new Error(`${this.name}: reading ${length} bytes at ${offset} of export ${exportName}: ${(error as Error).message}`, { cause: error });
     } finally {
-      await client.disconnect().catch(() => client.destroy());
+      await client?.disconnect().catch(() => client?.destroy());
     }
   }
 }
