@@ -172,8 +172,10 @@ describe('78 a consistency group of 8 primary serve processes and their secondar
     assert.ok(status.consistencyTime !== null && Number.isFinite(Date.parse(status.consistencyTime)), String(status.consistencyTime));
     assert.ok(typeof status.rpoSeconds === 'number' && status.rpoSeconds >= 0, String(status.rpoSeconds));
     assert.ok(status.lastFormedCycle > 0 && status.lastFormedCycle <= status.cycle);
+    const holdsMs: string[] = [];
     for (let i = 0; i < N; i++) {
       const slave = (await (primaries[i] as CgServe).group('status', { name: 'g' })).slave as { holdMs: { p50: number; p99: number; count: number } | null; holdsTimedOut: number };
+      holdsMs.push(`p${i} ${slave.holdMs?.p50.toFixed(2)}/${slave.holdMs?.p99.toFixed(2)}`);
       assert.ok(slave.holdMs !== null && slave.holdMs.count >= status.counts.formed, `p${i} holdMs ${JSON.stringify(slave.holdMs)}`);
       assert.ok(slave.holdMs.p50 >= 0 && slave.holdMs.p99 >= slave.holdMs.p50, JSON.stringify(slave.holdMs));
     }
@@ -194,7 +196,7 @@ describe('78 a consistency group of 8 primary serve processes and their secondar
     // The newest common copy is the last formed cycle (or a newer one every member took).
     assert.ok(result.newest >= status.lastFormedCycle, `${result.newest} < ${status.lastFormedCycle}`);
     assert.ok(result.steps > 0, 'the copy holds some steps');
-    note(`steady: ${status.counts.formed} formed of ${status.counts.cycles}, ${workload.acknowledged} steps acknowledged, ${result.checked} common copies checked (newest shows ${result.steps} steps), RPO ${status.rpoSeconds} s`);
+    note(`steady: ${status.counts.formed} formed of ${status.counts.cycles}, ${workload.acknowledged} steps acknowledged, ${result.checked} common copies checked (newest shows ${result.steps} steps), RPO ${status.rpoSeconds} s; hold p50/p99 ms ${holdsMs.join(', ')}`);
     const started = await cli('group', 'start', 'g', '--admin', (primaries[0] as CgServe).adminSocket);
     assert.equal(started.code, 0, started.stderr);
   });
