@@ -122,14 +122,22 @@ export class JournalGroup implements GroupStream {
   private pump(): void {
     const { journal } = this.feed;
     while (!this.feed.closed && !this.link.isFull) {
-      const streaming = this.members.filter((member) => member.streaming);
+      // A consistency group's fence (primary-pair.ts fenceAt): a member shipped through its cut
+      // sends the cut, or (no run yet) is left out of the stream for now; a member not there yet
+      // makes the batch end at its cut.
+      const streaming = this.members.filter((member) => member.streaming && member.passFence());
       if (streaming.length === 0) return;
       let from = Infinity;
-      for (const member of streaming) from = Math.min(from, member.shipFrom);
-      if (from >= journal.nextSequence) return;
+      let limit = journal.nextSequence;
+      for (const member of streaming) {
+        from = Math.min(from, member.shipFrom);
+        const fenced = member.fencedThrough;
+        if (fenced !== undefined) limit = Math.min(limit, fenced + 1);
+      }
+      if (from >= limit) return;
       let records: JournalRecord[];
       try {
-        records = journal.read(from, { maxRecords: 1024, maxBytes: this.maxBatchBytes });
+        records = journal.read(from, { maxRecords: Math.min(1024, limit - from), maxBytes: this.maxBatchBytes });
       } catch (error) {
         for (const member of streaming) member.suspend('journal-full', `journal read: ${(error as Error).message}`);
         return;

@@ -615,8 +615,9 @@ export class PrimaryPair extends EventEmitter {
    * at that sequence.
    */
   cutProblem(through: number): string | undefined {
+    // A journal group's member is fenced in the group's one stream (journal-group.ts): the
+    // stream stops at the cut for every member, and each member's cut goes out there.
     if (this.closed) return `pair ${this.name} is closed`;
-    if (this.group !== undefined) return `pair ${this.name} ships in a journal group's stream; consistency groups take pairs that ship alone`;
     if (this.state !== 'mirroring') return `pair ${this.name} is ${this.state} (${this.reason})`;
     if (through < this.consistentFrom) return `pair ${this.name}: the secondary is still catching up after its resync (consistent from ${this.consistentFrom})`;
     if (this.cgFence !== undefined) return `pair ${this.name} is fenced at ${this.cgFence.through} already`;
@@ -647,8 +648,26 @@ export class PrimaryPair extends EventEmitter {
     if (fence === undefined || fence.cut !== undefined) return Promise.reject(new PairError('ERR_PAIR_STATE', `pair ${this.name} has no fence to cut at`));
     return new Promise<CutReply>((resolve, reject) => {
       fence.cut = { ...options, resolve, reject };
-      this.pumpTask.schedule();
+      this.schedulePump();
     });
+  }
+
+  /** The journal group's stream: the sequence this member is fenced at (undefined: none). */
+  get fencedThrough(): number | undefined {
+    return this.cgFence?.through;
+  }
+
+  /**
+   * The journal group's stream shipped this member through its fence: sends the cut and lifts
+   * the fence (true), or, with no run yet, keeps it (false: nothing of this member ships).
+   */
+  passFence(): boolean {
+    const fence = this.cgFence;
+    if (fence === undefined || this.nextToShip <= fence.through) return true;
+    if (fence.cut === undefined) return false;
+    this.cgFence = undefined;
+    this.sendCut(fence.through, fence.cut);
+    return true;
   }
 
   /** Lifts the fence without a cut (the cycle did not run). */
@@ -657,7 +676,7 @@ export class PrimaryPair extends EventEmitter {
     const cut = this.cgFence.cut;
     this.cgFence = undefined;
     cut?.reject(new PairError('ERR_PAIR_STATE', `pair ${this.name}: the fence was lifted`));
-    if (this.state === 'mirroring') this.pumpTask.schedule();
+    if (this.state === 'mirroring') this.schedulePump();
   }
 
   private dropFence(why: string): void {

@@ -31,6 +31,8 @@ export interface CgWorldOptions {
   shared?: boolean;
   /** A deliberate bug in the slaves (the check must catch it). @default none */
   mutation?: 'no-hold';
+  /** p0 has a second volume `w`, in a journal group `j` with `v`: both are members. @default false */
+  journalGroup?: boolean;
 }
 
 export interface CopyCheck {
@@ -47,7 +49,7 @@ export class CgWorld {
   secondaries: Controller[] = [];
   readonly n: number;
   readonly chains: number;
-  /** Per chain, the acknowledged steps in order: the volume index each went to. */
+  /** Per chain, the acknowledged steps in order: the member index each went to. */
   readonly log: number[][] = [];
   readonly checks: CopyCheck[] = [];
   readonly outcomes: CycleOutcome[] = [];
@@ -57,15 +59,23 @@ export class CgWorld {
   private readonly shared: boolean;
   private readonly mutation: 'no-hold' | undefined;
   private readonly prefix = `bmt-cg-${process.pid}-${++worlds}`;
+  /** The group's member volumes: (primary index, volume name); the chains pick among them. */
+  readonly members: { primary: number; volume: string }[] = [];
+  private readonly journalGroup: boolean;
 
   constructor(options: CgWorldOptions) {
     this.n = options.primaries;
+    this.journalGroup = options.journalGroup ?? false;
+    for (let i = 0; i < this.n; i++) {
+      this.members.push({ primary: i, volume: 'v' });
+      if (i === 0 && this.journalGroup) this.members.push({ primary: 0, volume: 'w' });
+    }
     this.chains = options.chains ?? 4;
     this.random = new SeededRandom(options.seed ?? 7);
     this.network = new SimNetwork({ clock: this.clock, random: this.random.fork('network') });
     this.spec = {
       name: 'g',
-      relationships: Array.from({ length: this.n }, (_, i) => ({ id: `r${i}`, role: i === 0 ? 'master' as const : 'slave' as const, controller: `p${i}`, volume: 'v' })),
+      relationships: this.members.map((member, k) => ({ id: `r${k}`, role: member.primary === 0 ? 'master' as const : 'slave' as const, controller: `p${member.primary}`, volume: member.volume })),
       cycleIntervalMs: 20,
       maxDrainMs: 2000,
       ...options.group,
@@ -75,8 +85,31 @@ export class CgWorld {
     this.mutation = options.mutation;
   }
 
-  private volumeSpec(id: string): { name: string; capacityBytes: number; backing?: 'shared'; sharedName?: string } {
-    return this.shared ? { name: 'v', capacityBytes: CG_CAPACITY, backing: 'shared', sharedName: `${this.prefix}-${id}` } : { name: 'v', capacityBytes: CG_CAPACITY };
+  private sharedName(id: string, volume: string): string {
+    return volume === 'v' ? `${this.prefix}-${id}` : `${this.prefix}-${id}-${volume}`;
+  }
+
+  private volumeSpecs(id: string, i: number): { name: string; capacityBytes: number; backing?: 'shared'; sharedName?: string }[] {
+    return this.volumesOf(i).map((name) => (this.shared
+      ? { name, capacityBytes: CG_CAPACITY, backing: 'shared' as const, sharedName: this.sharedName(id, name) }
+      : { name, capacityBytes: CG_CAPACITY }));
+  }
+
+  private volumesOf(i: number): string[] {
+    return this.members.filter((member) => member.primary === i).map((member) => member.volume);
+  }
+
+  /** The pair of member volume `volume` of primary i. */
+  pairName(i: number, volume: string): string {
+    return volume === 'v' ? `cg-${i}` : `cg-${i}${volume}`;
+  }
+
+  private pairSpecs(i: number, role: 'primary' | 'secondary'): NonNullable<ConstructorParameters<typeof Controller>[0]['pairs']> {
+    const grouped = i === 0 && this.journalGroup;
+    return this.volumesOf(i).map((volume) => ({
+      name: this.pairName(i, volume), volume, peer: role === 'primary' ? `s${i}` : `p${i}`, remoteVolume: volume, mode: 'async' as const, role,
+      ...(grouped ? { journalGroup: 'j' } : {}),
+    }));
   }
 
   primaryOptions(i: number): ConstructorParameters<typeof Controller>[0] {
@@ -85,10 +118,10 @@ export class CgWorld {
     else peers.push({ id: 'p0', address: { host: 'p0', port: 7000 } });
     return {
       id: `p${i}`, network: this.network.node(`p${i}`), clock: this.clock, random: this.random.fork(`p${i}-${this.restarts}`),
-      volumes: [this.volumeSpec(`p${i}`)],
+      volumes: this.volumeSpecs(`p${i}`, i),
       replication: { ...SIM_LINK_TUNING, listen: { host: `p${i}`, port: 7000 } },
       peers,
-      pairs: [{ name: `cg-${i}`, volume: 'v', peer: `s${i}`, remoteVolume: 'v', mode: 'async', role: 'primary' }],
+      pairs: this.pairSpecs(i, 'primary'),
       consistencyGroups: [this.spec],
       ...(this.mutation === undefined ? {} : { cgroupMutation: this.mutation }),
     };
@@ -97,10 +130,10 @@ export class CgWorld {
   secondaryOptions(i: number): ConstructorParameters<typeof Controller>[0] {
     return {
       id: `s${i}`, network: this.network.node(`s${i}`), clock: this.clock, random: this.random.fork(`s${i}`),
-      volumes: [this.volumeSpec(`s${i}`)],
+      volumes: this.volumeSpecs(`s${i}`, i),
       replication: { ...SIM_LINK_TUNING, listen: { host: `s${i}`, port: 7000 } },
       peers: [{ id: `p${i}`, address: { host: `p${i}`, port: 7000 } }],
-      pairs: [{ name: `cg-${i}`, volume: 'v', peer: `p${i}`, remoteVolume: 'v', mode: 'async', role: 'secondary' }],
+      pairs: this.pairSpecs(i, 'secondary'),
     };
   }
 
@@ -146,10 +179,11 @@ export class CgWorld {
     });
   }
 
-  /** Reads chain j's block of volume i from cycle `cycle`'s copy (the step stamped there, 0 for none). */
-  private copyStep(i: number, cycle: number, chain: number): number {
+  /** Reads chain j's block of member k from cycle `cycle`'s copy (the step stamped there, 0 for none). */
+  private copyStep(k: number, cycle: number, chain: number): number {
+    const member = this.members[k] as { primary: number; volume: string };
     const data = Buffer.alloc(CG_BLOCK);
-    (this.secondaries[i] as Controller).snapshots.exportOf('v', copyName('g', cycle)).read(chain * CG_BLOCK, data);
+    (this.secondaries[member.primary] as Controller).snapshots.exportOf(member.volume, copyName('g', cycle)).read(chain * CG_BLOCK, data);
     return data.readUInt32LE(0);
   }
 
@@ -160,30 +194,33 @@ export class CgWorld {
 
   /** The dependent-write check of the secondaries' volumes themselves (after a recover). */
   checkSecondaryVolumes(): CopyCheck {
-    return this.checkImage(0, (i, chain) => {
+    return this.checkImage(0, (k, chain) => {
+      const member = this.members[k] as { primary: number; volume: string };
       const data = Buffer.alloc(CG_BLOCK);
-      (this.secondaries[i] as Controller).volume('v')?.read(chain * CG_BLOCK, data);
+      (this.secondaries[member.primary] as Controller).volume(member.volume)?.read(chain * CG_BLOCK, data);
       return data.readUInt32LE(0);
     });
   }
 
-  /** The dependent-write check of an image given by `stepAt(volume, chain)`. */
+  /** The dependent-write check of an image given by `stepAt(member, chain)`. */
   checkImage(cycle: number, stepAt: (i: number, chain: number) => number): CopyCheck {
     const violations: string[] = [];
     let steps = 0;
     for (let chain = 0; chain < this.chains; chain++) {
-      const values = Array.from({ length: this.n }, (_, i) => stepAt(i, chain));
+      const count = this.members.length;
+      const values = Array.from({ length: count }, (_, k) => stepAt(k, chain));
       const newest = Math.max(...values);
       steps += newest;
       const log = this.log[chain] as number[];
-      for (let i = 0; i < this.n; i++) {
+      for (let i = 0; i < count; i++) {
         let expected = 0;
         for (let step = Math.min(newest, log.length); step >= 1; step--) {
           if (log[step - 1] === i) { expected = step; break; }
         }
         // Step `newest` itself may be unacknowledged (not in the log yet): it is in the copy.
         if (newest > log.length && values[i] === newest) continue;
-        if ((values[i] as number) < expected) violations.push(`cycle ${cycle} chain ${chain}: step ${newest} is in the copy but step ${expected} on p${i} is not (p${i} shows ${values[i]})`);
+        const label = `p${this.members[i]?.primary}/${this.members[i]?.volume}`;
+        if ((values[i] as number) < expected) violations.push(`cycle ${cycle} chain ${chain}: step ${newest} is in the copy but step ${expected} on ${label} is not (it shows ${values[i]})`);
       }
     }
     return { cycle, violations, steps };
@@ -204,13 +241,14 @@ export class CgWorld {
     const log = this.log[j] as number[];
     while (!this.stopWorkload) {
       const step = log.length + 1;
-      const i = random.int(this.n);
-      if (this.down.has(i)) {
+      const k = random.int(this.members.length);
+      const member = this.members[k] as { primary: number; volume: string };
+      if (this.down.has(member.primary)) {
         await this.sleep(1);
         continue;
       }
-      const primary = this.primaries[i] as Controller;
-      const volume = primary.exportVolume('v') as PairVolume;
+      const primary = this.primaries[member.primary] as Controller;
+      const volume = primary.exportVolume(member.volume) as PairVolume;
       const data = Buffer.alloc(CG_BLOCK);
       data.writeUInt32LE(step, 0);
       data.writeUInt32LE(j, 4);
@@ -233,7 +271,7 @@ export class CgWorld {
         }
         if (outcome === 'failed') continue;
       }
-      log.push(i);
+      log.push(k);
       this.acknowledged++;
       await this.sleep(random.int(3));
     }
@@ -251,12 +289,12 @@ export class CgWorld {
       for (const entry of controller.volumes) await entry.volume.close().catch(() => undefined);
     }
     if (!this.shared) return;
-    for (let i = 0; i < this.n; i++) {
-      for (const id of [`p${i}`, `s${i}`]) {
-        const name = `${this.prefix}-${id}`;
+    for (const member of this.members) {
+      for (const id of [`p${member.primary}`, `s${member.primary}`]) {
+        const name = this.sharedName(id, member.volume);
         Volume.unlink({ name });
         SnapshotStore.unlink({ name });
-        Region.unlink('shared', `blockmirror.pair.${name}.cg-${i}`);
+        Region.unlink('shared', `blockmirror.pair.${name}.${this.pairName(member.primary, member.volume)}`);
       }
     }
   }

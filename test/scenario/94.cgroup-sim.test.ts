@@ -15,7 +15,7 @@ import { CgWorld } from '../helpers/cgroup-world';
 async function started(options: ConstructorParameters<typeof CgWorld>[0]): Promise<{ w: CgWorld; chains: Promise<void>[] }> {
   const w = new CgWorld(options);
   await w.start();
-  const mirroring = await w.clock.runUntil(() => w.primaries.every((p, i) => p.pairs?.primary(`cg-${i}`).currentState === 'mirroring'), { maxTimeMs: 20_000 });
+  const mirroring = await w.clock.runUntil(() => w.primaries.every((p) => (p.pairs?.status() ?? []).every((pair) => pair.state === 'mirroring')), { maxTimeMs: 20_000 });
   assert.ok(mirroring, 'the pairs did not reach mirroring');
   return { w, chains: Array.from({ length: w.chains }, (_, j) => w.chain(j)) };
 }
@@ -35,7 +35,7 @@ function violations(w: CgWorld): string[] {
 }
 
 function common(w: CgWorld): number | null {
-  return newestCommonCycle(w.secondaries.map((s) => ({ holdings: s.groups?.held('g')[0]?.cycles ?? [] })));
+  return newestCommonCycle(w.secondaries.flatMap((s) => (s.groups?.held('g') ?? []).map((held) => ({ holdings: held.cycles }))));
 }
 
 describe('scenario: consistency groups in the simulator', function () {
@@ -68,6 +68,20 @@ describe('scenario: consistency groups in the simulator', function () {
     const before = status.cycles.counts.formed;
     await w.clock.runFor(500);
     assert.ok(masterStatus(w).cycles.counts.formed > before + 5);
+    await w.close();
+  });
+
+  it('members in a journal group: the group\'s one stream stops at the cut for both, every copy consistent', async () => {
+    const { w, chains } = await started({ primaries: 3, seed: 17, journalGroup: true, chains: 6 });
+    await w.clock.runFor(3000);
+    await stop(w, chains);
+    const status = masterStatus(w).cycles;
+    assert.ok(status.counts.formed >= 20, JSON.stringify(status));
+    assert.deepEqual(violations(w), []);
+    assert.ok(w.log.some((steps) => steps.includes(1)), 'no step went to the second member of the journal group');
+    for (const s of w.secondaries) {
+      for (const held of s.groups?.held('g') ?? []) assert.ok(held.cycles.includes(status.lastFormedCycle), JSON.stringify(held));
+    }
     await w.close();
   });
 
