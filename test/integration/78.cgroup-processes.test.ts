@@ -19,8 +19,11 @@
 //             then the rest of the primary site dies; `blockmirror group recover --restore` on the
 //             secondary serve takes the pairs over and restores the newest common cycle: the 8
 //             volumes equal the copies, pass the check, and hold every step acknowledged before
-//             the cycle's time.
-// The its share one group and run in order (the last one takes the pairs over).
+//             the cycle's time. A serve of several controllers needs --controller per recover
+//             (ERR_ADMIN_CONTROLLER_REQUIRED), so the test tries the plain command first, then
+//             recovers each controller at the cycle every member holds (from POST /groups/held).
+// The tests share one group and its serves, and run in order (the last one takes the pairs over).
+// BLOCKMIRROR_TEST_VERBOSE=1 prints one line of figures per test.
 import * as assert from 'node:assert/strict';
 
 import {
