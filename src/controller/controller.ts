@@ -248,6 +248,8 @@ export class Controller extends EventEmitter {
   }
 
   private emitEvent(fields: Omit<ControllerEvent, 'time' | 'controller'>): void {
+    // Nobody listening (a simulation's controllers): no time string to format.
+    if (this.listenerCount('event') === 0) return;
     const event = { time: new Date(this.clock.wallTimeMs()).toISOString(), controller: this.id, ...fields } as ControllerEvent;
     this.emit('event', event);
   }
