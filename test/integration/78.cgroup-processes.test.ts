@@ -182,6 +182,9 @@ describe('78 a consistency group of 8 primary serve processes and their secondar
       assert.ok(slave.holdMs !== null && slave.holdMs.count >= status.counts.formed, `p${i} holdMs ${JSON.stringify(slave.holdMs)}`);
       assert.ok(slave.holdMs.p50 >= 0 && slave.holdMs.p99 >= slave.holdMs.p50, JSON.stringify(slave.holdMs));
     }
+    const printed = await cli('group', 'status', 'g', '--admin', (primaries[0] as CgServe).adminSocket);
+    assert.equal(printed.code, 0, printed.stderr);
+    assert.match(printed.stdout, new RegExp(`cycles stopped \\(idle\\)  formed ${status.counts.formed} of ${status.counts.cycles}  consistency time ${status.consistencyTime}`));
     const result = await checkHeld('steady');
     // The check itself can fail: the newest copy with one earlier acknowledged step taken out.
     const images = await copyImages(result.newest);
@@ -343,6 +346,9 @@ describe('78 a consistency group of 8 primary serve processes and their secondar
     // One serve holds all 8 secondary controllers. The command as an operator would type it first;
     // today it names one controller per call (ERR_ADMIN_CONTROLLER_REQUIRED without --controller),
     // so then each controller is recovered at the cycle every member holds.
+    const exported = await cli('group', 'recover', 'g', '--admin', secondaries.adminSocket, '--controller', 's0', '--cycle', String(newest));
+    assert.equal(exported.code, 0, exported.stderr);
+    assert.match(exported.stdout, new RegExp(`volume v: consistent copy cg\\.g\\.${newest} \\(cycle ${newest}\\), exported as <export>@cg\\.g\\.${newest}`));
     const whole = await cli('group', 'recover', 'g', '--admin', secondaries.adminSocket, '--restore');
     note(`recover without --controller on the serve of ${N} secondaries: exit ${whole.code} ${whole.stdout.trim()}${whole.stderr.trim()}`);
     for (let i = 0; i < N && whole.code !== 0; i++) {
