@@ -253,9 +253,11 @@ export class SecondaryPair extends EventEmitter {
     this.flushApplied();
     // A lockstep marker is safe-stored at once: flush, then the position report (flushed at or
     // past the marker) is the primary's answer, one message instead of a PAIR_MARKER round trip.
-    // That report also carries the applied position, so the batch sends no report of its own
-    // before it (one message less on the barrier's path); a failed flush still reports.
-    if (records.length > 0) this.standAt((records[records.length - 1] as ShippedRecord).sequence, marker === 0);
+    // On a memory volume, whose flush is done in the call, that report also carries the applied
+    // position at once, so the batch sends no report of its own before it (one message less on
+    // the barrier's path); a flush that takes real time (shared, file) does not hold back the
+    // applied report (a sync writer waits for it). A failed flush still reports.
+    if (records.length > 0) this.standAt((records[records.length - 1] as ShippedRecord).sequence, marker === 0 || this.volume.backing !== 'memory');
     if (marker > 0) void this.safeStoreMarker(marker).catch(() => this.reportPosition());
   }
 
