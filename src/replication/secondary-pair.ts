@@ -314,7 +314,7 @@ export class SecondaryPair extends EventEmitter {
     this.received = this.applied = sequence;
     this.meta.update({ applied: sequence, nextSequence: sequence + 1 });
     if (this.consistentAt !== undefined && sequence >= this.consistentAt) this.caughtUpAfterPass();
-    this.reportPosition();
+    if (report) this.reportPosition();
   }
 
   private readonly batch: WriteOp[] = [];
