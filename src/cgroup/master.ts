@@ -81,6 +81,8 @@ export class CgroupMaster extends EventEmitter {
   private lastFailure: { cycle: number; reason: CycleFailure; detail: string; timeMs: number } | null = null;
   private consecutiveDrainTimeouts = 0;
   private overrideArmed = false;
+  /** The override was used since the last formed cycle (once per streak of failures). */
+  private overriddenThisStreak = false;
   overridesUsed = 0;
   private timer: TimerHandle | undefined;
   private running = false;
@@ -167,6 +169,7 @@ export class CgroupMaster extends EventEmitter {
     const overriding = this.overrideArmed;
     if (overriding) {
       this.overrideArmed = false;
+      this.overriddenThisStreak = true;
       this.overridesUsed++;
     }
     this.phase = 'draining';
@@ -191,6 +194,7 @@ export class CgroupMaster extends EventEmitter {
     this.lastFormed = cycle;
     this.consistencyTimeMs = cutTimeMs;
     this.consecutiveDrainTimeouts = 0;
+    this.overriddenThisStreak = false;
     this.counts.formed++;
     this.drain.record(drainMs / 1000);
     this.phase = 'idle';
@@ -219,7 +223,7 @@ export class CgroupMaster extends EventEmitter {
     this.lastFailure = { cycle, reason, detail, timeMs: this.clock.wallTimeMs() };
     if (reason === 'drain-timeout') {
       this.consecutiveDrainTimeouts++;
-      if (this.limits.drainOverrideAfter > 0 && this.consecutiveDrainTimeouts >= this.limits.drainOverrideAfter && this.overridesUsed === 0) this.overrideArmed = true;
+      if (this.limits.drainOverrideAfter > 0 && this.consecutiveDrainTimeouts >= this.limits.drainOverrideAfter && !this.overriddenThisStreak) this.overrideArmed = true;
     } else {
       this.consecutiveDrainTimeouts = 0;
     }

@@ -127,7 +127,10 @@ describe('scenario: consistency groups in the simulator', function () {
     await w.clock.runFor(3000);
     const during = masterStatus(w).cycles;
     assert.ok((during.counts.byReason['drain-timeout'] ?? 0) >= 2, JSON.stringify(during.counts));
-    assert.equal(during.drainOverride.used, 1, JSON.stringify(during));
+    // Once per streak: two drain timeouts, then one cycle with the override's limit (which forms
+    // here, and a new streak begins).
+    assert.ok(during.drainOverride.used >= 1, JSON.stringify(during));
+    assert.ok(during.drainOverride.used * 2 <= during.counts.byReason['drain-timeout'], JSON.stringify(during));
     // The override's cycle formed although its drain took longer than maxDrainMs.
     const overridden = w.outcomes.find((o) => o.formed && o.drainMs > 100);
     assert.ok(overridden !== undefined, JSON.stringify(w.outcomes.slice(-6)));
