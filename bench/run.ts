@@ -1,6 +1,6 @@
 // Runs every benchmark suite in its own child process (so one suite's heap, JIT state and page
 // cache do not colour the next), then prints the ratios each suite reported.
-// Usage: node dist/bench/run.js [suite ...]   (suites: storage, snapshot, nbd-fio, link, pair-fio, pair-resync, lockstep, sim-scale)
+// Usage: node dist/bench/run.js [suite ...]   (suites: storage, snapshot, nbd-fio, link, pair-fio, pair-resync, lockstep, sim-scale, cgroup, raid)
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 
@@ -13,6 +13,8 @@ const SUITES: Record<string, string> = {
   'pair-resync': 'pair-resync.js',
   lockstep: 'lockstep.bench.js',
   'sim-scale': 'sim-scale.js',
+  cgroup: 'cgroup.bench.js',
+  raid: 'raid.bench.js',
 };
 
 function main(): number {

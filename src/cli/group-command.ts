@@ -144,24 +144,35 @@ export function registerGroupCommand(program: Command): void {
       const clients = [clientFor(options), ...(options.alsoAdmin ?? []).map((path) => new AdminClient(parseAdminAddress(path)))];
       let cycle = options.cycle === undefined ? undefined : Number(options.cycle);
       if (cycle !== undefined && (!Number.isSafeInteger(cycle) || cycle < 1)) throw new BlockmirrorError('ERR_ADMIN_BAD_REQUEST', `--cycle: not a cycle number: ${options.cycle}`);
-      if (cycle === undefined && clients.length > 1) {
-        const held: { holdings: number[] }[] = [];
-        for (const client of clients) {
-          for (const entry of await post(client, options, 'held', { name }, false) as { cycles: number[] }[]) held.push({ holdings: entry.cycles });
+      // Every controller of every serve named that holds copies of the group (or only
+      // --controller on each), and what each holds.
+      const targets: { client: AdminClient; controller: string; holdings: number[][] }[] = [];
+      for (const client of clients) {
+        const status = await client.get('/status') as { controllers?: { id: string; consistencyGroups?: { copies?: { group: string; cycles: number[] }[] } | null }[] };
+        for (const controller of status.controllers ?? []) {
+          if (options.controller !== undefined && controller.id !== options.controller) continue;
+          const copies = (controller.consistencyGroups?.copies ?? []).filter((copy) => copy.group === name);
+          if (copies.length > 0) targets.push({ client, controller: controller.id, holdings: copies.map((copy) => copy.cycles) });
         }
-        const common = newestCommonCycle(held);
+      }
+      if (targets.length === 0) throw new BlockmirrorError('ERR_CGROUP_NO_COPY', `group ${name}: no controller of these serves holds a copy of it`);
+      if (cycle === undefined) {
+        const common = newestCommonCycle(targets.flatMap((target) => target.holdings.map((holdings) => ({ holdings }))));
         if (common === null) throw new BlockmirrorError('ERR_CGROUP_NO_COPY', `group ${name}: no cycle is held for every member on these serves`);
         cycle = common;
       }
-      for (const client of clients) {
-        const result = await post(client, options, 'recover', { name, ...(cycle === undefined ? {} : { cycle }), mode: options.restore === true ? 'restore' : 'export' }) as {
+      for (const { client, controller } of targets) {
+        const body = { name, cycle, mode: options.restore === true ? 'restore' : 'export', controller };
+        const answer = await client.post('/groups/recover', body) as { result?: unknown };
+        if (options.json === true) process.stdout.write(`${JSON.stringify(answer, null, 2)}\n`);
+        const result = answer.result as {
           cycle: number; mode: string; volumes: { volume: string; snapshot: string; restoredBytes?: number }[];
         };
         if (options.json !== true) {
           for (const volume of result.volumes) {
             process.stdout.write(result.mode === 'restore'
-              ? `volume ${volume.volume}: taken over and restored from ${volume.snapshot} (${volume.restoredBytes ?? 0} bytes written)\n`
-              : `volume ${volume.volume}: consistent copy ${volume.snapshot} (cycle ${result.cycle}), exported as <export>@${volume.snapshot}\n`);
+              ? `${controller} volume ${volume.volume}: taken over and restored from ${volume.snapshot} (${volume.restoredBytes ?? 0} bytes written)\n`
+              : `${controller} volume ${volume.volume}: consistent copy ${volume.snapshot} (cycle ${result.cycle}), exported as <export>@${volume.snapshot}\n`);
           }
         }
       }
