@@ -216,6 +216,11 @@ export class PrimaryPair extends EventEmitter {
     return this.state;
   }
 
+  /** What status() reports as state, link, peer and sinceMs, without formatting the rest (the simulator's per-step check). */
+  get brief(): { state: PairState; link: string; peer: string; sinceMs: number } {
+    return { state: this.state, link: this.link.currentState, peer: this.link.peerId, sinceMs: Math.round(this.clock.nowMs() - this.sinceMs) };
+  }
+
   /** Journal records not yet applied on the secondary: status().lag.records without the rest of status(). */
   get lagRecords(): number {
     return Math.max(0, this.journal.nextSequence - 1 - this.applied);

@@ -120,6 +120,11 @@ export class SecondaryPair extends EventEmitter {
     return this.state;
   }
 
+  /** What status() reports as state, link, peer and sinceMs, without formatting the rest (the simulator's per-step check). */
+  get brief(): { state: PairState; link: string; peer: string; sinceMs: number } {
+    return { state: this.state, link: this.link.currentState, peer: this.link.peerId, sinceMs: Math.round(this.clock.nowMs() - this.sinceMs) };
+  }
+
   get consistency(): Consistency {
     return this.consistencyValue;
   }

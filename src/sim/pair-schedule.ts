@@ -788,11 +788,30 @@ class PairSchedule {
     this.cached(() => this.checkStepCached());
   }
 
+  /**
+   * The fields of a side's status() the per-step check reads (role, state, consistency, link,
+   * peer, sinceMs), from the pair's getters: status() also counts tracks (system calls) and
+   * formats generations, and this runs after every step of every schedule.
+   */
+  private brief(id: Id, pair: string): { role: string; state: string; consistency: string; link: string; peer: string; sinceMs: number } | undefined {
+    const manager = this.controller(id)?.pairs;
+    if (manager === undefined) return undefined;
+    const secondary = manager.secondary(pair);
+    if (secondary !== undefined) return { role: 'secondary', consistency: secondary.consistency, ...secondary.brief };
+    let primary: PrimaryPair;
+    try {
+      primary = manager.primary(pair);
+    } catch {
+      return undefined;
+    }
+    return { role: 'primary', consistency: primary.consistency, ...primary.brief };
+  }
+
   private checkStepCached(): void {
     const now = this.clock.nowMs() - this.startMs;
     for (const link of this.links) {
       for (const id of [link.primary, link.secondary]) {
-        const status = this.side(id, link.pair);
+        const status = this.brief(id, link.pair);
         if (status === undefined) continue;
         const peer = status.peer as Id;
         const key = `${link.pair}@${id}`;
@@ -806,7 +825,7 @@ class PairSchedule {
         for (const text of checkTransientBound({
           what: `pair ${link.pair} on ${id} (${String(status.role)})`, state: String(status.state),
           enteredAtMs: now - (status.sinceMs as number), linkCleanSinceMs: this.cleanSince.get(key),
-        }, now, this.transientBoundMs)) this.violation(`${text}; ${JSON.stringify(status)}`);
+        }, now, this.transientBoundMs)) this.violation(`${text}; ${JSON.stringify(this.side(id, link.pair))}`);
         if (status.role === 'secondary' && status.state === 'mirroring' && status.consistency === 'consistent') {
           const lineage = this.lineages.get(peer);
           if (lineage === undefined) continue;
