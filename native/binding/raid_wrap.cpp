@@ -83,6 +83,11 @@ class RaidWrap final : public Napi::ObjectWrap<RaidWrap> {
             prototypeMethod<RaidWrap, &RaidWrap::failMember>(env, "failMember"),
             prototypeMethod<RaidWrap, &RaidWrap::startRebuild>(env, "startRebuild"),
             prototypeMethod<RaidWrap, &RaidWrap::rebuildStep>(env, "rebuildStep"),
+            prototypeMethod<RaidWrap, &RaidWrap::startSparing>(env, "startSparing"),
+            prototypeMethod<RaidWrap, &RaidWrap::resumeSparing>(env, "resumeSparing"),
+            prototypeMethod<RaidWrap, &RaidWrap::sparingStep>(env, "sparingStep"),
+            prototypeMethod<RaidWrap, &RaidWrap::sparing>(env, "sparing"),
+            prototypeMethod<RaidWrap, &RaidWrap::cancelSparing>(env, "cancelSparing"),
             prototypeMethod<RaidWrap, &RaidWrap::stats>(env, "stats"),
             prototypeMethod<RaidWrap, &RaidWrap::allocateExtent>(env, "allocateExtent"),
             prototypeMethod<RaidWrap, &RaidWrap::freeExtent>(env, "freeExtent"),
@@ -239,6 +244,42 @@ class RaidWrap final : public Napi::ObjectWrap<RaidWrap> {
     napi_env env = info.Env();
     const uint64_t maxBytes = argIndexAtMost(env, arg(info, 0), "maxBytes", kMaxRebuildStepBytes);
     return Napi::Number::New(env, static_cast<double>(core().rebuildStep(maxBytes)));
+  }
+
+  // Sparing (raid_sparing.cpp): copy of an active member onto a spare, then the swap.
+  Napi::Value startSparing(const Napi::CallbackInfo& info) {
+    napi_env env = info.Env();
+    const uint32_t member = argMember(env, arg(info, 0));
+    core().startSparing(member, diskFromObject(env, arg(info, 1), "disk"));
+    return info.Env().Undefined();
+  }
+
+  Napi::Value resumeSparing(const Napi::CallbackInfo& info) {
+    core().resumeSparing(diskFromObject(info.Env(), arg(info, 0), "disk"));
+    return info.Env().Undefined();
+  }
+
+  Napi::Value sparingStep(const Napi::CallbackInfo& info) {
+    napi_env env = info.Env();
+    const uint64_t maxBytes = argIndexAtMost(env, arg(info, 0), "maxBytes", kMaxRebuildStepBytes);
+    return Napi::Number::New(env, static_cast<double>(core().sparingStep(maxBytes)));
+  }
+
+  // [member (-1: none), diskId (bigint), cursorBytes, attached]
+  Napi::Value sparing(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const bm::RaidGroup::SparingInfo s = core().sparing();
+    Napi::Array result = Napi::Array::New(env, 4);
+    result.Set(0u, Napi::Number::New(env, s.member == UINT32_MAX ? -1.0 : static_cast<double>(s.member)));
+    result.Set(1u, Napi::BigInt::New(env, s.diskId));
+    result.Set(2u, Napi::Number::New(env, static_cast<double>(s.cursorBytes)));
+    result.Set(3u, Napi::Boolean::New(env, s.attached));
+    return result;
+  }
+
+  Napi::Value cancelSparing(const Napi::CallbackInfo& info) {
+    core().cancelSparing();
+    return info.Env().Undefined();
   }
 
   // Float64Array of bm::RaidStats in declaration order.

@@ -175,6 +175,7 @@ std::unique_ptr<RaidGroup> RaidGroup::open(std::shared_ptr<Region> metadata, std
   group->header_ = header;
   group->disks_ = std::move(disks);
   group->setup();
+  group->settleSparing();
   return group;
 }
 
@@ -238,7 +239,10 @@ uint32_t RaidGroup::rebuildingMember() const {
 }
 
 bool RaidGroup::writeMember(uint32_t member, uint64_t diskByteOffset, const uint8_t* source, uint64_t byteLength) {
-  if (disks_[member]->write(diskByteOffset, source, byteLength) == 0) return true;
+  if (disks_[member]->write(diskByteOffset, source, byteLength) == 0) {
+    if (sparingDisk_) sparingMirror(member, diskByteOffset, source, byteLength);
+    return true;
+  }
   // A single disk has no redundancy to fall back on and nothing to rebuild from: the failed write
   // is the caller's error, and the disk stays in use (its faults may heal).
   if (level_ != RaidLevel::Single && stateOf(member) != MemberState::Failed) {
@@ -469,6 +473,7 @@ void RaidGroup::startRebuild(uint32_t member, std::shared_ptr<Disk> replacement)
     throw Error(Code::ERR_RAID_MEMBER_STATE, "member " + std::to_string(member) + " is not failed");
   }
   if (rebuildingMember() != kNoMember) throw Error(Code::ERR_RAID_MEMBER_STATE, "another member is being rebuilt");
+  cancelSparing();  // a member failed: a rebuild replaces the copy
   if (failedMemberCount() > redundancy()) {
     throw Error(Code::ERR_RAID_MEMBER_STATE, "too many members failed: there is nothing left to rebuild from");
   }
@@ -648,6 +653,7 @@ void RaidGroup::close() noexcept {
   metadata_.reset();
   header_ = nullptr;
   disks_.clear();
+  sparingDisk_.reset();
 }
 
 }  // namespace bm

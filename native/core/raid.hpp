@@ -150,6 +150,31 @@ class RaidGroup {
   // The extent of that name (ERR_RAID_EXTENT_NOT_FOUND).
   RaidExtent findExtent(const std::string& name) const;
 
+  // Sparing (seed 004, native/core/raid_sparing.cpp): copies an active member's disk (a suspect
+  // one) onto `spare` in bounded steps while the member stays in service. Writes to the member
+  // below the copy cursor also go to the spare; a chunk the member cannot read is rebuilt from the
+  // others (raid1: another mirror, raid5: parity; single: ERR_RAID_READ_FAILED, cursor kept). When
+  // the cursor reaches memberBytes the spare takes the member's place (its disk id in the
+  // metadata) and the old disk is out of the group. The member, the spare's disk id and the cursor
+  // live in the metadata header: after open(), resumeSparing(spare) gives the disk back.
+  // ERR_RAID_MEMBER_STATE when the member is not active or a rebuild or another sparing runs;
+  // RangeError for a spare too small or already a member.
+  void startSparing(uint32_t member, std::shared_ptr<Disk> spare);
+  void resumeSparing(std::shared_ptr<Disk> spare);
+  // Copies up to maxBytes (rounded up to the chunk) and returns the bytes done; 0 when no sparing
+  // runs. ERR_RAID_MEMBER_STATE (sparing cancelled) when the member failed meanwhile (a rebuild
+  // takes over), ERR_RAID_WRITE_FAILED (sparing cancelled) when the spare failed a write.
+  uint64_t sparingStep(uint64_t maxBytes);
+  struct SparingInfo {
+    uint32_t member;  // UINT32_MAX: none
+    uint64_t diskId;
+    uint64_t cursorBytes;
+    bool attached;  // the spare disk is known (false after open() until resumeSparing)
+  };
+  SparingInfo sparing() const;
+  // Stops a sparing (the spare is no longer written); no-op when none runs.
+  void cancelSparing() noexcept;
+
   RaidStats stats() const noexcept;
   void close() noexcept;
 
@@ -178,6 +203,10 @@ class RaidGroup {
   void writeUnitPartial(const RaidLocation& location, uint64_t groupByteOffset, const uint8_t* source,
                         uint64_t byteLength);
   [[noreturn]] void dataLost(const char* operation, uint64_t byteOffset, uint64_t byteLength, const char* why);
+  // Sparing: mirrors a member write below the copy cursor to the spare (raid_sparing.cpp).
+  void sparingMirror(uint32_t member, uint64_t diskByteOffset, const uint8_t* source, uint64_t byteLength) noexcept;
+  // At open(): a sparing whose swap was recorded but not its end is finished.
+  void settleSparing() noexcept;
 
   std::shared_ptr<Region> metadata_;
   uint8_t* header_ = nullptr;
@@ -188,6 +217,8 @@ class RaidGroup {
   uint64_t memberBytes_ = 0;
   uint64_t capacityBytes_ = 0;
   uint32_t nextMirror_ = 0;
+  std::shared_ptr<Disk> sparingDisk_;
+  bool sparingWriteFailed_ = false;
   // Scratch of one stripe unit each (raid1: 64 KiB): old data, old parity / xor accumulator, zeros.
   std::vector<uint8_t> scratchA_, scratchB_, scratchC_, zeros_;
   struct Counters {

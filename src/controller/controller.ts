@@ -42,6 +42,7 @@ import { ControllerGroups, type GroupEvent } from '../cgroup/groups';
 import type { CgroupSpec } from '../cgroup/types';
 import { type ControllerVolumeSpec, type OpenedVolume, openConfiguredVolume } from './volumes';
 import { ControllerDisks, type ControllerDiskSpec, type ControllerGroupSpec, type RebuildEvent } from './disks';
+import type { SparingEvent } from './sparing';
 
 export type ControllerState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
 
@@ -227,6 +228,14 @@ export class Controller extends EventEmitter {
           member: event.member, disk: event.disk, cursorBytes: event.cursorBytes, memberBytes: event.memberBytes, ...(event.code === undefined ? {} : { code: event.code, detail: event.detail }) });
       }
       this.emit('rebuild', event);
+    });
+    this.diskManager.on('sparing', (event: SparingEvent) => {
+      if (event.kind !== 'progress') {
+        this.emitEvent({ subject: `group:${event.group}`, kind: 'change', old: null, new: `sparing-${event.kind}`, reason: 'suspect-disk',
+          member: event.member, disk: event.disk, spare: event.spare, doneBytes: event.doneBytes, totalBytes: event.totalBytes,
+          ...(event.code === undefined ? {} : { code: event.code, detail: event.detail }) });
+      }
+      this.emit('sparing', event);
     });
     this.snapshotManager.on('snapshot', (event: SnapshotEvent) => {
       if (event.quiet !== true) this.emitEvent({ subject: `snapshot:${event.volume}@${event.snapshot}`, kind: 'change', old: null, new: event.kind, reason: 'operator',

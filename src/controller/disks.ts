@@ -21,6 +21,10 @@
 // or a restart, not on every check. A member once failed stays failed (its bytes may be stale)
 // until it is rebuilt: healing its disk does not bring it back into the group.
 //
+// Sparing a suspect member (seed 004, sparing.ts): a group with no failed member whose member disk
+// turned 'suspect' copies it onto a spare while it stays in service; at the end the spare is the
+// member and the old disk 'failed'. Status groups[].sparing, events sparing-*.
+//
 // Status: `groups` (group, level, volumes, disks, condition, members, rebuild), `disks` (disk,
 // capacity, status, errors, faults, group) and `addressMap` (per volume: group extent and the
 // member/disk address of its first block, as the seed's address map table).
@@ -33,6 +37,7 @@ import { Disk, type DiskFaultOptions } from '../storage/disk';
 import { RaidGroup, type RaidLevel } from '../storage/raid-group';
 import { Region } from '../storage/region';
 import type { Volume } from '../storage/volume';
+import { findSpareById, GroupSparing, suspectMember, type SparingEvent } from './sparing';
 
 /** A disk as a controller is configured with it. */
 export interface ControllerDiskSpec {
@@ -93,6 +98,8 @@ interface OpenGroup {
   volumes: string[];
   rebuilding: { member: number; disk: string } | undefined;
   lastError: string | undefined;
+  /** A suspect member being copied onto a spare (sparing.ts). */
+  sparing: GroupSparing | undefined;
 }
 
 export const DISK_DEFAULTS = Object.freeze({ checkIntervalMs: 200, rebuildStepBytes: 4 * 1024 * 1024 });
@@ -156,7 +163,14 @@ export class ControllerDisks extends EventEmitter {
         const options = { level: spec.level, disks: members.map((name) => this.#disk(name)), ...(spec.stripeUnitBytes === undefined ? {} : { stripeUnitBytes: spec.stripeUnitBytes }) };
         group = RaidGroup.create(shared ? { ...options, backing: 'shared', name: metadataName } : options);
       }
-      this.#groups.set(spec.name, { spec, group, members, volumes: [], rebuilding: undefined, lastError: undefined });
+      this.#groups.set(spec.name, { spec, group, members, volumes: [], rebuilding: undefined, lastError: undefined, sparing: undefined });
+      // A sparing found in the metadata (a restart): attach its spare, the check resumes the copy.
+      const found = group.sparingProgress;
+      if (found !== undefined) {
+        const spare = findSpareById([...this.#disks.entries()].map(([name, d]) => [name, d.disk] as [string, Disk]), found.diskId);
+        if (spare === undefined) group.cancelSparing();
+        else group.resumeSparing(spare[1]);
+      }
     }
     this.#schedule();
   }
@@ -236,7 +250,7 @@ export class ControllerDisks extends EventEmitter {
   check(): void {
     if (this.#closed) return;
     for (const [name, entry] of this.#groups) {
-      if (entry.group.closed || entry.rebuilding !== undefined) continue;
+      if (entry.group.closed || entry.rebuilding !== undefined || entry.sparing !== undefined) continue;
       const members = entry.group.members();
       members.forEach((member) => {
         if (member.state === 'active' && entry.group.disks[member.member]?.status === 'failed') entry.group.failMember(member.member);
@@ -250,7 +264,11 @@ export class ControllerDisks extends EventEmitter {
         continue;
       }
       const failed = entry.group.members().find((member) => member.state === 'failed');
-      if (failed === undefined || entry.group.condition === 'failed') continue;
+      if (failed === undefined) {
+        if (entry.lastError === undefined) this.#maybeSpare(name, entry);
+        continue;
+      }
+      if (entry.group.condition === 'failed') continue;
       const spare = [...this.#disks.entries()].find(([, d]) => d.disk.status === 'spare' && d.disk.capacityBytes >= entry.group.memberBytes);
       if (spare === undefined) continue;
       const [spareName, { disk }] = spare;
@@ -290,6 +308,65 @@ export class ControllerDisks extends EventEmitter {
       );
   }
 
+  // Sparing: a suspect active member copied onto the first large enough spare (sparing.ts), or
+  // the sparing the metadata holds resumed at its cursor.
+  #maybeSpare(name: string, entry: OpenGroup): void {
+    const found = entry.group.sparingProgress;
+    let member: number;
+    let spareName: string;
+    if (found !== undefined && found.attached) {
+      member = found.member;
+      const spare = findSpareById([...this.#disks.entries()].map(([n, d]) => [n, d.disk] as [string, Disk]), found.diskId);
+      if (spare === undefined) return;
+      spareName = spare[0];
+    } else {
+      const suspect = suspectMember(entry.group);
+      if (suspect === undefined) return;
+      const spare = [...this.#disks.entries()].find(([, d]) => d.disk.status === 'spare' && d.disk.capacityBytes >= entry.group.memberBytes);
+      if (spare === undefined) return;
+      member = suspect;
+      spareName = spare[0];
+      entry.group.startSparing(member, spare[1].disk);
+      spare[1].disk.setStatus('normal');
+    }
+    const diskName = entry.members[member] as string;
+    const suspectDisk = this.#disk(diskName);
+    if (suspectDisk.status === 'suspect' || suspectDisk.status === 'normal') suspectDisk.setStatus('sparing');
+    const sparing = new GroupSparing(entry.group, this.#options.clock, member, diskName, spareName);
+    entry.sparing = sparing;
+    const base = { group: name, member, disk: diskName, spare: spareName, totalBytes: entry.group.memberBytes };
+    this.emit('sparing', { ...base, kind: 'started', doneBytes: sparing.status().doneBytes } satisfies SparingEvent);
+    this.#options.logger.info(base, `group ${name}: sparing member ${member} (${diskName}) onto ${spareName}`);
+    sparing
+      .run(this.#options.rebuildStepBytes ?? DISK_DEFAULTS.rebuildStepBytes, (doneBytes) =>
+        this.emit('sparing', { ...base, kind: 'progress', doneBytes } satisfies SparingEvent))
+      .then(
+        () => {
+          entry.sparing = undefined;
+          entry.lastError = undefined;
+          entry.members[member] = spareName;
+          if (!suspectDisk.closed) suspectDisk.setStatus('failed');
+          this.emit('sparing', { ...base, kind: 'done', doneBytes: entry.group.memberBytes } satisfies SparingEvent);
+          this.#options.logger.info(base, `group ${name}: ${spareName} replaced ${diskName} as member ${member}`);
+        },
+        (error: Error & { code?: string }) => {
+          entry.sparing = undefined;
+          if (entry.group.closed) return;
+          entry.lastError = `${error.code ?? 'Error'}: ${error.message}`;
+          // A cancelled copy gives the spare back (a rebuild may take it) and the suspect its status.
+          if (entry.group.sparingProgress === undefined) {
+            const spareDisk = this.#disk(spareName);
+            if (!spareDisk.closed && spareDisk.status === 'normal') spareDisk.setStatus('spare');
+            if (!suspectDisk.closed && suspectDisk.status === 'sparing') suspectDisk.setStatus('suspect');
+            if (error.code === 'ERR_RAID_MEMBER_STATE') entry.lastError = undefined;  // the rebuild takes over
+          }
+          if (error.code === 'ERR_RAID_CLOSED') return;
+          this.emit('sparing', { ...base, kind: 'failed', doneBytes: sparing.status().doneBytes, code: error.code ?? 'Error', detail: error.message } satisfies SparingEvent);
+          this.#options.logger.warn({ ...base, code: error.code }, `group ${name}: sparing of member ${member} failed: ${error.message}`);
+        },
+      );
+  }
+
   #schedule(): void {
     if (this.#closed) return;
     this.#timer = this.#options.clock.setTimer(() => {
@@ -319,6 +396,7 @@ export class ControllerDisks extends EventEmitter {
         condition: entry.group.closed ? 'closed' : entry.group.condition,
         members: entry.group.closed ? [] : entry.group.members().map((member) => ({ ...member, diskId: member.diskId.toString(16).padStart(16, '0'), disk: entry.members[member.member] })),
         rebuild: entry.group.closed ? null : entry.group.rebuildProgress ?? null,
+        sparing: entry.sparing?.status() ?? null,
         lastError: entry.lastError ?? null,
         stats: entry.group.closed ? null : entry.group.stats(),
       })),

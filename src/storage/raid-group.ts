@@ -91,6 +91,11 @@ interface NativeRaidGroup {
   failMember(member: number): void;
   startRebuild(member: number, disk: NativeDisk): void;
   rebuildStep(maxBytes: number): number;
+  startSparing(member: number, disk: NativeDisk): void;
+  resumeSparing(disk: NativeDisk): void;
+  sparingStep(maxBytes: number): number;
+  sparing(): [number, bigint, number, boolean];
+  cancelSparing(): void;
   stats(): Float64Array;
   allocateExtent(name: string, byteLength: number): [string, number, number];
   freeExtent(name: string): boolean;
@@ -134,6 +139,7 @@ export class RaidGroup {
   #handle: NativeRaidGroup | null;
   #disks: Disk[];
   #rebuild: Promise<void> | null = null;
+  #sparingDisk: Disk | undefined = undefined;
 
   private constructor(handle: NativeRaidGroup, disks: Disk[], name: string | undefined) {
     this.#handle = handle;
@@ -278,6 +284,71 @@ export class RaidGroup {
       this.#rebuild = null;
     });
     return this.#rebuild;
+  }
+
+  // Sparing (seed 004; native/core/raid_sparing.cpp): an active (suspect) member copied onto a
+  // spare while it stays in service; at the end the spare takes its place. The member, the
+  // spare's disk id and the cursor live in the metadata, so open() finds a sparing where it
+  // stood: resumeSparing(spare) gives the disk back before the steps go on.
+
+  /** Starts copying member `member`'s disk onto `disk` (ERR_RAID_MEMBER_STATE unless the member is active and nothing else rebuilds or spares). */
+  startSparing(member: number, disk: Disk): void {
+    checkIntegerIn(member, 'member', 0, this.#disks.length - 1);
+    if (!(disk instanceof Disk)) throw new TypeError('disk must be a Disk');
+    this.#native().startSparing(member, disk[kDiskHandle]);
+    this.#sparingDisk = disk;
+  }
+
+  /** After open(): attaches the spare of a sparing found in the metadata (ERR_RAID_BAD_HEADER for another disk). */
+  resumeSparing(disk: Disk): void {
+    if (!(disk instanceof Disk)) throw new TypeError('disk must be a Disk');
+    this.#native().resumeSparing(disk[kDiskHandle]);
+    this.#sparingDisk = disk;
+  }
+
+  /** The sparing in progress (attached: its spare disk is known to this object). */
+  get sparingProgress(): { member: number; diskId: bigint; cursorBytes: number; memberBytes: number; attached: boolean } | undefined {
+    const [member, diskId, cursorBytes, attached] = this.#native().sparing();
+    return member < 0 ? undefined : { member, diskId, cursorBytes, memberBytes: this.memberBytes, attached };
+  }
+
+  /** One bounded copy step; returns the bytes copied (0: no sparing). The last one swaps the spare in. */
+  sparingStep(maxBytes: number = RaidGroup.DEFAULT_REBUILD_STEP_BYTES): number {
+    checkIntegerIn(maxBytes, 'maxBytes', 1, RaidGroup.MAX_REBUILD_STEP_BYTES);
+    const before = this.sparingProgress;
+    let done: number;
+    try {
+      done = this.#native().sparingStep(maxBytes);
+    } finally {
+      if (before !== undefined && this.sparingProgress === undefined) {
+        // Swapped (or cancelled: the member failed, the spare failed a write).
+        if (this.members()[before.member]?.diskId === before.diskId && this.#sparingDisk !== undefined) this.#disks[before.member] = this.#sparingDisk;
+        this.#sparingDisk = undefined;
+      }
+    }
+    return done;
+  }
+
+  /** Stops a sparing; the spare is no longer written. */
+  cancelSparing(): void {
+    this.#native().cancelSparing();
+    this.#sparingDisk = undefined;
+  }
+
+  /** Runs the sparing to its swap, one step per event-loop turn (as rebuild()). */
+  async spare(options: RebuildOptions = {}): Promise<void> {
+    checkObject(options, 'options');
+    const stepBytes = orDefault(options.stepBytes, RaidGroup.DEFAULT_REBUILD_STEP_BYTES);
+    checkIntegerIn(stepBytes, 'options.stepBytes', 1, RaidGroup.MAX_REBUILD_STEP_BYTES);
+    for (;;) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      if (this.#handle === null) throw new BlockmirrorError('ERR_RAID_CLOSED', 'RAID group closed during its sparing');
+      const progress = this.sparingProgress;
+      if (progress === undefined) return;
+      this.sparingStep(stepBytes);
+      const after = this.sparingProgress;
+      options.onProgress?.({ member: progress.member, cursorBytes: after === undefined ? this.memberBytes : after.cursorBytes, memberBytes: this.memberBytes });
+    }
   }
 
   /** Volume extents, in group order. */
