@@ -239,6 +239,34 @@ export function formatStatus(status: unknown, options: FormatStatusOptions = {})
       }
       lines.push(...table(rows, '  '));
     }
+    // Consistency groups (docs/cgroups.md): the master's cycles, a slave's hold, the copies held.
+    const groups = record(controller.consistencyGroups);
+    const declared = records(groups?.groups);
+    const copies = records(groups?.copies);
+    if (declared.length > 0 || copies.length > 0) {
+      const rows = [['CGROUP', 'ROLE', 'PHASE', 'FORMED', 'RPO', 'HOLD P99', 'LAST FAILURE', 'COPIES HERE']];
+      const names = new Set([...declared.map((group) => text(group.name, '?')), ...copies.map((copy) => text(copy.group, '?'))]);
+      for (const name of names) {
+        const group = declared.find((entry) => entry.name === name);
+        const cycles = record(group?.cycles);
+        const slave = record(group?.slave);
+        const counts = record(cycles?.counts);
+        const failure = record(cycles?.lastFailure);
+        const hold = record(slave?.holdMs);
+        const held = copies.filter((copy) => copy.group === name).map((copy) => `${text(copy.volume)}:${Array.isArray(copy.cycles) ? copy.cycles.length : 0}`);
+        rows.push([
+          name,
+          group === undefined ? 'secondary' : cycles !== undefined ? 'master' : 'slave',
+          text(cycles?.phase, '-'),
+          counts === undefined ? '-' : `${count(counts.formed)}/${count(counts.cycles)}`,
+          typeof cycles?.rpoSeconds === 'number' ? `${cycles.rpoSeconds.toFixed(3)} s` : '-',
+          typeof hold?.p99 === 'number' ? `${hold.p99.toFixed(2)} ms` : '-',
+          failure === undefined ? '-' : text(failure.reason),
+          held.length === 0 ? '-' : held.join(' '),
+        ]);
+      }
+      lines.push(...table(rows, '  '));
+    }
   }
   const nbd = record(top.nbd);
   if (nbd !== undefined) {

@@ -227,6 +227,17 @@ describe('57 admin commands', function () {
       assert.equal(formatLinkLine('a', 'b', null), 'link a -> b: done (the serve reported no status for this link)');
     });
 
+    it('consistency groups: the master\'s cycles, a slave\'s hold, the copies a secondary holds', () => {
+      const text = formatStatus({ controllers: [
+        { id: 'p0', links: [], exports: [], consistencyGroups: { groups: [{ name: 'db', cycles: { phase: 'idle', counts: { formed: 40, cycles: 42 }, rpoSeconds: 0.25,
+          lastFailure: { reason: 'drain-timeout' } }, slave: { holdMs: { p50: 0.5, p99: 1.25 } } }], copies: [] } },
+        { id: 's0', links: [], exports: [], consistencyGroups: { groups: [], copies: [{ group: 'db', volume: 'v', cycles: [7, 8] }] } },
+      ] });
+      assert.match(text, /^ {2}CGROUP +ROLE +PHASE +FORMED +RPO +HOLD P99 +LAST FAILURE +COPIES HERE$/m);
+      assert.match(text, /^ {2}db +master +idle +40\/42 +0\.250 s +1\.25 ms +drain-timeout +-$/m);
+      assert.match(text, /^ {2}db +secondary +- +- +- +- +- +v:2$/m);
+    });
+
     it('rates', () => {
       assert.equal(parseRate('10MiB/s'), 10 * 1024 * 1024);
       assert.equal(parseRate('10MiB'), 10 * 1024 * 1024);
