@@ -148,7 +148,9 @@ export class ControllerGroups extends EventEmitter {
     const group: Group = { spec };
     const { clock, logger } = this.options;
     if (rows.length > 0) {
-      group.slave = new CgroupSlave(spec.name, master, rows, { replicated: (volume) => this.options.replicated(volume) }, clock, logger, this.options.mutation);
+      const limits = limitsOf(spec);
+      group.slave = new CgroupSlave(spec.name, master, rows, { replicated: (volume) => this.options.replicated(volume) }, clock, logger, this.options.mutation,
+        { maxHoldMs: limits.maxCoordinationMs, maxDrainMs: Math.max(limits.maxDrainMs, limits.overrideDrainMs) });
     }
     if (master === id) {
       const transport = this.transport(group);

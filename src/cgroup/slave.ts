@@ -74,6 +74,11 @@ export class CgroupSlave {
     private readonly log: LinkLogger,
     /** 'no-hold': a deliberate bug (write completions are not held), for the checker's own test. */
     private readonly mutation?: 'no-hold',
+    /**
+     * This controller's own limits for the group: a master's message never makes it hold longer
+     * than its maxCoordinationMs, or drain longer than the larger of its drain limits.
+     */
+    private readonly limits: { maxHoldMs: number; maxDrainMs: number } = { maxHoldMs: 10_000, maxDrainMs: 86_400_000 },
   ) {}
 
   /** The pair of a member row (its named pair, or the volume's only one). */
@@ -114,15 +119,16 @@ export class CgroupSlave {
       if (this.mutation !== 'no-hold') member.replicated.hold = member.hold;
       member.pair.fenceAt(member.cut);
     }
+    const holdMs = Math.min(message.holdMs, this.limits.maxHoldMs);
     const hold: Hold = {
       cycle: message.cycle, formed: message.formed, preparedAtMs: this.clock.nowMs(), members, release, released: false, timedOut: false,
       timer: this.clock.setTimer(() => {
         if (this.hold !== hold || hold.released) return;
         hold.timedOut = true;
         this.holdsTimedOut++;
-        this.log.warn({ group: this.group, cycle: hold.cycle }, `consistency group ${this.group}: cycle ${hold.cycle} held writes for ${message.holdMs} ms without a run; released`);
+        this.log.warn({ group: this.group, cycle: hold.cycle }, `consistency group ${this.group}: cycle ${hold.cycle} held writes for ${holdMs} ms without a run; released`);
         this.releaseHold(false);
-      }, message.holdMs, { unref: true }),
+      }, holdMs, { unref: true }),
     };
     this.hold = hold;
     return members.map((member) => ({ volume: member.row.volume, sequence: member.cut }));
@@ -156,10 +162,11 @@ export class CgroupSlave {
       return { ok: false, reason: `stale: ${why}`, members: [] };
     }
     this.releaseHold(true);
-    const cuts = hold.members.map((member) => member.pair.cutAt({ group: this.group, cycle: hold.cycle, formed: hold.formed, timeoutMs: message.drainMs })
+    const drainMs = Math.min(message.drainMs, this.limits.maxDrainMs);
+    const cuts = hold.members.map((member) => member.pair.cutAt({ group: this.group, cycle: hold.cycle, formed: hold.formed, timeoutMs: drainMs })
       .then((reply): MemberCopy => ({ volume: member.row.volume, snapshot: reply.snapshot, holdings: reply.holdings })));
     let timer: TimerHandle | undefined;
-    const deadline = new Promise<'timeout'>((resolve) => { timer = this.clock.setTimer(() => resolve('timeout'), message.drainMs, { unref: true }); });
+    const deadline = new Promise<'timeout'>((resolve) => { timer = this.clock.setTimer(() => resolve('timeout'), drainMs, { unref: true }); });
     const settledCuts = Promise.allSettled(cuts);
     const outcome = await Promise.race([settledCuts, deadline]);
     timer?.cancel();
@@ -167,7 +174,7 @@ export class CgroupSlave {
       // Fences not cut yet lift: shipping goes on; a copy that arrives late is harmless (it is
       // consistent, and pruned by a later cut).
       for (const member of hold.members) member.pair.unfence();
-      return { ok: false, reason: `drain-timeout: the secondaries did not reach the cut within ${message.drainMs} ms`, members: [] };
+      return { ok: false, reason: `drain-timeout: the secondaries did not reach the cut within ${drainMs} ms`, members: [] };
     }
     const members: MemberCopy[] = [];
     const failures: string[] = [];

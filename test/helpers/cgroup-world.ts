@@ -33,6 +33,8 @@ export interface CgWorldOptions {
   mutation?: 'no-hold';
   /** p0 has a second volume `w`, in a journal group `j` with `v`: both are members. @default false */
   journalGroup?: boolean;
+  /** Limits the slaves (p1...) declare instead of the master's. @default the same */
+  slaveGroup?: Partial<CgroupSpec>;
 }
 
 export interface CopyCheck {
@@ -62,6 +64,7 @@ export class CgWorld {
   /** The group's member volumes: (primary index, volume name); the chains pick among them. */
   readonly members: { primary: number; volume: string }[] = [];
   private readonly journalGroup: boolean;
+  private readonly slaveSpec: CgroupSpec;
 
   constructor(options: CgWorldOptions) {
     this.n = options.primaries;
@@ -81,6 +84,7 @@ export class CgWorld {
       ...options.group,
     };
     for (let j = 0; j < this.chains; j++) this.log.push([]);
+    this.slaveSpec = { ...this.spec, ...options.slaveGroup };
     this.shared = options.shared ?? false;
     this.mutation = options.mutation;
   }
@@ -122,7 +126,7 @@ export class CgWorld {
       replication: { ...SIM_LINK_TUNING, listen: { host: `p${i}`, port: 7000 } },
       peers,
       pairs: this.pairSpecs(i, 'primary'),
-      consistencyGroups: [this.spec],
+      consistencyGroups: [i === 0 ? this.spec : this.slaveSpec],
       ...(this.mutation === undefined ? {} : { cgroupMutation: this.mutation }),
     };
   }

@@ -118,6 +118,21 @@ describe('scenario: consistency groups in the simulator', function () {
     await w.close();
   });
 
+  it('a slave never holds longer than its own maxCoordinationMs, whatever the master asks', async () => {
+    const { w, chains } = await started({ primaries: 3, seed: 18, group: { maxCoordinationMs: 1000 }, slaveGroup: { maxCoordinationMs: 20 } });
+    await w.clock.runFor(300);
+    // p2 cut off: p1 is prepared and then waits for a run that cannot come before p2 answers.
+    w.network.partition('p0', 'p2');
+    await w.clock.runFor(1500);
+    const hold = ((w.primaries[1] as Controller).groups?.groupStatus('g') as Record<string, any>).slave;
+    assert.ok(hold.holdsTimedOut > 0, JSON.stringify(hold));
+    assert.ok(hold.holdMs.p99 <= 21, JSON.stringify(hold.holdMs));
+    w.network.heal('p0', 'p2');
+    await stop(w, chains);
+    assert.deepEqual(violations(w), []);
+    await w.close();
+  });
+
   it('a slow secondary: drain timeouts, then one cycle with the override drain limit forms; nothing lost', async () => {
     const { w, chains } = await started({ primaries: 3, seed: 13, group: { maxDrainMs: 100, drainOverrideAfter: 2, overrideDrainMs: 5000, cycleIntervalMs: 20 } });
     await w.clock.runFor(300);
