@@ -102,6 +102,9 @@ export abstract class Connection {
   protected inFlight = 0;
   private socketPaused = false;
   protected writeScheduled = false;
+  /** The last ack point promise a write waits on (a pair's burst shares one), and the requests whose replies wait for it (transmission.ts completeWrite). */
+  protected ackWait: Promise<void> | null = null;
+  protected ackHeld: P.NbdRequest[] = [];
   protected shuttingDown = false;
   protected discReceived = false;
   protected handshakeTimer: NodeJS.Timeout | null = null;

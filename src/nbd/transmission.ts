@@ -19,7 +19,8 @@
 // Asynchronous work: FLUSH, and FUA on WRITE / TRIM / WRITE_ZEROES (the data is stored
 // synchronously, the reply waits for a flush), and the ack point of a write, zero or trim on a
 // volume with writeCompletion (a sync pair replies once its secondary applied the write; a
-// plain volume costs one branch). Flushes are group-committed per volume (flush.ts). Because
+// plain volume costs one branch; the writes of a burst share one promise, so one callback
+// replies to all of them). Flushes are group-committed per volume (flush.ts). Because
 // the volume is shared and volume.flush() covers the whole volume, a FLUSH on any connection
 // covers the writes completed on all of them (NBD_FLAG_CAN_MULTI_CONN). Replies may leave out of
 // order (NBD replies carry the client's cookie). Each pending request counts in `inFlight`,
@@ -208,18 +209,30 @@ export class NbdConnection extends HandshakeConnection {
     this.inFlight += 1;
     // The decoder reuses its request object for the next request: keep what the reply needs.
     const held: P.NbdRequest = { ...request, payload: null };
+    // A pair's writes of one burst share their ack point's promise: one callback replies to all
+    // of them (those that joined before it runs), in the order they were received.
+    if (wait === this.ackWait) {
+      this.ackHeld.push(held);
+      return;
+    }
+    const group = [held];
+    this.ackWait = wait;
+    this.ackHeld = group;
     wait.then(
-      () => this.afterAckPoint(held, entry, undefined),
-      (error: unknown) => this.afterAckPoint(held, entry, error),
+      () => this.afterAckPoint(wait, group, entry, undefined),
+      (error: unknown) => this.afterAckPoint(wait, group, entry, error),
     );
   }
 
-  private afterAckPoint(request: P.NbdRequest, entry: ExportEntry, error: unknown): void {
-    this.inFlight -= 1;
+  private afterAckPoint(wait: Promise<void>, group: P.NbdRequest[], entry: ExportEntry, error: unknown): void {
+    if (this.ackWait === wait) this.ackWait = null;
+    this.inFlight -= group.length;
     if (this.state === 'closed' || this.socket.destroyed) return;
     this.out.begin();
-    if (error === undefined) this.finishWrite(request, entry);
-    else this.replyVolumeError(request, error);
+    for (const request of group) {
+      if (error === undefined) this.finishWrite(request, entry);
+      else this.replyVolumeError(request, error);
+    }
     this.scheduleWrite();
   }
 

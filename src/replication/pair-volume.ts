@@ -120,10 +120,30 @@ export class PairVolume {
       this.latency.local.record((performance.now() - started) / 1000);
       return null;
     }
-    return wait.then(() => {
-      this.latency.remote.record((performance.now() - started) / 1000);
+    // Writes of a burst share their ack point's promise (PrimaryPair.ackPoint): it is returned
+    // as it is, and their latencies are recorded together by one callback per promise,
+    // registered before the caller's, so recorded before any of them is acknowledged.
+    if (wait === this.remoteWait) {
+      this.remoteStarts.push(started);
+      return wait;
+    }
+    const starts = [started];
+    this.remoteWait = wait;
+    this.remoteStarts = starts;
+    wait.then(() => {
+      if (this.remoteWait === wait) this.remoteWait = undefined;
+      const now = performance.now();
+      for (let index = 0; index < starts.length; index++) this.latency.remote.record((now - (starts[index] as number)) / 1000);
+    }, () => {
+      // A failed write records no latency (its caller gets the error from `wait` itself).
+      if (this.remoteWait === wait) this.remoteWait = undefined;
     });
+    return wait;
   }
+
+  /** The last ack point promise handed out, and the start times of the writes waiting on it. */
+  private remoteWait: Promise<void> | undefined;
+  private remoteStarts: number[] = [];
 
   flush(): Promise<void> {
     return this.replicated === undefined ? this.volume.flush() : this.replicated.flush();

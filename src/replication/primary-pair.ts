@@ -115,11 +115,23 @@ interface PendingCut {
   reject(error: Error): void;
 }
 
+/**
+ * Sync writes waiting for the secondary: one waiter per group of consecutive writes not shipped
+ * yet (at most MAX_WAITER_SPAN sequences), all sharing one promise that settles once the
+ * secondary applied the group's last sequence (see ackPoint).
+ */
 interface Waiter {
+  /** The group's last sequence: settled once the secondary applied it. */
   sequence: number;
+  /** The group's first sequence. */
+  first: number;
+  promise: Promise<void>;
   resolve(): void;
   reject(error: Error): void;
 }
+
+/** Most sequences one waiter group spans (about one PAIR_RECORDS batch). */
+const MAX_WAITER_SPAN = 1024;
 
 /** How often a primary asks again a peer that does not declare the pair. */
 const UNDECLARED_RETRY_MS = 1000;
@@ -757,9 +769,12 @@ export class PrimaryPair extends EventEmitter {
   }
 
   private resolveWaiters(): void {
-    if (this.waiters.length === 0) return;
+    const waiters = this.waiters;
+    if (waiters.length === 0) return;
+    // Usually the first group is still waiting: nothing to settle, nothing allocated.
+    if ((waiters[0] as Waiter).sequence > this.applied && waiters.every((waiter) => waiter.sequence > this.applied)) return;
     const remaining: Waiter[] = [];
-    for (const waiter of this.waiters) {
+    for (const waiter of waiters) {
       if (waiter.sequence <= this.applied) waiter.resolve();
       else remaining.push(waiter);
     }
@@ -789,7 +804,23 @@ export class PrimaryPair extends EventEmitter {
         : null;
     }
     if (sequence <= this.applied) return null;
-    return new Promise((resolve, reject) => this.waiters.push({ sequence, resolve, reject }));
+    // A write not shipped yet joins the last group while that group is not shipped either: it
+    // ships in the same batch, and the group settles once the secondary applied its last
+    // sequence, so no write completes before the secondary applied it (one promise per burst).
+    const waiters = this.waiters;
+    const last = waiters[waiters.length - 1];
+    if (last !== undefined && last.sequence >= this.nextToShip && sequence >= last.sequence && sequence - last.first < MAX_WAITER_SPAN) {
+      last.sequence = sequence;
+      return last.promise;
+    }
+    let resolve!: () => void;
+    let reject!: (error: Error) => void;
+    const promise = new Promise<void>((onResolve, onReject) => {
+      resolve = onResolve;
+      reject = onReject;
+    });
+    waiters.push({ sequence, first: sequence, promise, resolve, reject });
+    return promise;
   }
 
   /** Flushes the secondary (a FLUSH or FUA on a sync primary). */

@@ -26,6 +26,12 @@ export interface WriteHold {
   held: number;
 }
 
+function sameWaits(a: readonly Promise<void>[], b: readonly Promise<void>[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let index = 0; index < a.length; index++) if (a[index] !== b[index]) return false;
+  return true;
+}
+
 /** Options of a replicated volume (of its journal, when it has its own). */
 export type ReplicatedVolumeOptions = JournalFeedOptions;
 
@@ -117,8 +123,18 @@ export class ReplicatedVolume {
       if (wait !== null) (waits ??= []).push(wait);
     }
     if (waits === undefined) return null;
-    return waits.length === 1 ? (waits[0] as Promise<void>) : Promise.all(waits).then(() => undefined);
+    if (waits.length === 1) return waits[0] as Promise<void>;
+    // Writes of a burst wait on the same promises (one per pair's group, the hold's release):
+    // they share one combined promise too, which settles exactly as a new one would.
+    const combined = this.combined;
+    if (combined !== undefined && sameWaits(combined.waits, waits)) return combined.promise;
+    const promise = Promise.all(waits).then(() => undefined);
+    this.combined = { waits, promise };
+    return promise;
   }
+
+  /** The last combined ack point, and what it waits for. */
+  private combined: { waits: Promise<void>[]; promise: Promise<void> } | undefined;
 
   /** Flushes locally, then every sync secondary. */
   async flush(): Promise<void> {
