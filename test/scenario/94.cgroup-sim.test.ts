@@ -198,7 +198,7 @@ describe('scenario: consistency groups in the simulator', function () {
     await w.close();
   });
 
-  it('64 primaries with link delays and a partition: every formed copy is consistent', async function () {
+  it('64 primaries under seeded link faults (delays, partitions, bandwidth caps): every formed copy is consistent', async function () {
     this.timeout(240_000);
     const { w, chains } = await started({ primaries: 64, seed: 16, chains: 8, group: { cycleIntervalMs: 50, maxCoordinationMs: 50, maxDrainMs: 500 } });
     for (let i = 1; i < 64; i += 7) w.network.setLink('p0', `p${i}`, { latencyMs: 1 + (i % 5), jitterMs: 2 });
@@ -206,6 +206,26 @@ describe('scenario: consistency groups in the simulator', function () {
     w.network.partition('p0', 'p33');
     await w.clock.runFor(300);
     w.network.heal('p0', 'p33');
+    // Seeded faults: every 100 ms one of a partition (master-slave or primary-secondary, healed
+    // 50..250 ms later), a delay with jitter, or a bandwidth cap, on a link the seed picks.
+    const faults = w.random.fork('faults');
+    for (let step = 0; step < 15; step++) {
+      const i = 1 + faults.int(63);
+      const [a, b] = faults.int(2) === 0 ? ['p0', `p${i}`] : [`p${i}`, `s${i}`];
+      switch (faults.int(3)) {
+        case 0:
+          w.network.partition(a as string, b as string);
+          w.clock.setTimer(() => w.network.heal(a as string, b as string), 50 + faults.int(200));
+          break;
+        case 1:
+          w.network.setLink(a as string, b as string, { latencyMs: 1 + faults.int(20), jitterMs: faults.int(5) });
+          break;
+        default:
+          w.network.setLink(a as string, b as string, { bandwidthBytesPerSecond: (1 + faults.int(8)) * 1024 * 1024 });
+      }
+      await w.clock.runFor(100);
+    }
+    w.network.healAll();
     await w.clock.runFor(1500);
     await stop(w, chains);
     const status = masterStatus(w).cycles;
