@@ -79,6 +79,12 @@ export const NATIVE_ERROR_CODES = Object.freeze([
   'ERR_RAID_EXTENT_EXISTS',
   /** The group has no volume extent of that name. */
   'ERR_RAID_EXTENT_NOT_FOUND',
+  /** The region is not a work volume (magic, damaged header). */
+  'ERR_DIVERSION_BAD_HEADER',
+  /** The work volume serves its maximum number of main volumes (8). */
+  'ERR_DIVERSION_MAINS_FULL',
+  /** A diversion verb the work volume's state does not allow (start when in use, copy-back when not diverting, a main not attached). */
+  'ERR_DIVERSION_STATE',
 ] as const);
 
 export type NativeErrorCode = (typeof NATIVE_ERROR_CODES)[number];

@@ -2,6 +2,7 @@
 // wrapper. See addon.hpp for the design note.
 #include "addon.hpp"
 #include "disk_wrap.hpp"
+#include "diversion_wrap.hpp"
 
 #include <cmath>
 #include <cstdio>
@@ -352,6 +353,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   initSnapshot(env, exports);
   initDisk(env, exports);
   initRaid(env, exports);
+  initDiversion(env, exports);
   initCrc32c(env, exports);
   return exports;
 }

@@ -18,6 +18,7 @@
 
 #include "addon.hpp"
 #include "disk_wrap.hpp"
+#include "diversion_wrap.hpp"
 #include "raid.hpp"
 #include "region.hpp"
 #include "volume_wrap.hpp"
@@ -94,6 +95,7 @@ class RaidWrap final : public Napi::ObjectWrap<RaidWrap> {
             prototypeMethod<RaidWrap, &RaidWrap::extents>(env, "extents"),
             prototypeMethod<RaidWrap, &RaidWrap::attachVolume>(env, "attachVolume"),
             prototypeMethod<RaidWrap, &RaidWrap::detachVolume>(env, "detachVolume"),
+            prototypeMethod<RaidWrap, &RaidWrap::divertVolume>(env, "divertVolume"),
             prototypeMethod<RaidWrap, &RaidWrap::destroy>(env, "destroy"),
             prototypeMethod<RaidWrap, &RaidWrap::close>(env, "close"),
         });
@@ -338,6 +340,27 @@ class RaidWrap final : public Napi::ObjectWrap<RaidWrap> {
     volume->setBackingStore(store.get());
     resource_->attached.push_back({std::move(volume), std::move(store)});
     return info.Env().Undefined();
+  }
+
+  // divertVolume(volume, work | null): lays a work volume (diversion_wrap.cpp) behind the
+  // volume's extent, registering the volume as one of its mains; null lifts it. Returns the main
+  // index (-1 for null).
+  Napi::Value divertVolume(const Napi::CallbackInfo& info) {
+    napi_env env = info.Env();
+    core();
+    std::shared_ptr<bm::Volume> volume = volumeFromObject(env, arg(info, 0), "volume");
+    for (auto& entry : resource_->attached) {
+      if (entry.volume != volume) continue;
+      if (Napi::Value(env, arg(info, 1)).IsNull()) {
+        entry.extent->setWorkVolume(nullptr, 0);
+        return Napi::Number::New(env, -1);
+      }
+      std::shared_ptr<bm::WorkVolume> work = workVolumeFromObject(env, arg(info, 1), "work");
+      const uint32_t main = work->registerMain(volume->volumeId());
+      entry.extent->setWorkVolume(std::move(work), main);
+      return Napi::Number::New(env, main);
+    }
+    throwTypeError(env, "the volume is not laid on this group");
   }
 
   Napi::Value detachVolume(const Napi::CallbackInfo& info) {

@@ -62,7 +62,10 @@ namespace bm {
   X(ERR_RAID_MEMBER_STATE)                                                                       \
   X(ERR_RAID_NO_SPACE)                                                                           \
   X(ERR_RAID_EXTENT_EXISTS)                                                                      \
-  X(ERR_RAID_EXTENT_NOT_FOUND)
+  X(ERR_RAID_EXTENT_NOT_FOUND)                                                                   \
+  X(ERR_DIVERSION_BAD_HEADER)                                                                    \
+  X(ERR_DIVERSION_MAINS_FULL)                                                                    \
+  X(ERR_DIVERSION_STATE)
 
 enum class Code {
 #define BM_ENUM(name) name,

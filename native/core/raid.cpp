@@ -613,7 +613,8 @@ GroupExtent::GroupExtent(std::shared_ptr<RaidGroup> group, uint64_t groupByteOff
 void GroupExtent::store(uint64_t byteOffset, const uint8_t* data, uint64_t byteLength) {
   BM_ASSERT(byteOffset <= byteLength_ && byteLength <= byteLength_ - byteOffset);
   try {
-    group_->write(groupByteOffset_ + byteOffset, data, byteLength);
+    if (work_) work_->store(main_, byteOffset, data, byteLength, *this);
+    else group_->write(groupByteOffset_ + byteOffset, data, byteLength);
   } catch (const Error& error) {
     // Kept until the batch's bitmaps and journal are done (the volume's own store has the bytes).
     if (!failed_) {
@@ -625,6 +626,28 @@ void GroupExtent::store(uint64_t byteOffset, const uint8_t* data, uint64_t byteL
 }
 
 void GroupExtent::load(uint64_t byteOffset, uint8_t* target, uint64_t byteLength) {
+  BM_ASSERT(byteOffset <= byteLength_ && byteLength <= byteLength_ - byteOffset);
+  if (work_) work_->load(main_, byteOffset, target, byteLength, *this);
+  else group_->read(groupByteOffset_ + byteOffset, target, byteLength);
+}
+
+GroupExtent::~GroupExtent() {
+  if (work_) work_->detach(this);
+}
+
+void GroupExtent::setWorkVolume(std::shared_ptr<WorkVolume> work, uint32_t main) noexcept {
+  if (work_) work_->detach(this);
+  work_ = std::move(work);
+  main_ = main;
+  if (work_) work_->attach(main, this);
+}
+
+void GroupExtent::storeMain(uint64_t byteOffset, const uint8_t* data, uint64_t byteLength) {
+  BM_ASSERT(byteOffset <= byteLength_ && byteLength <= byteLength_ - byteOffset);
+  group_->write(groupByteOffset_ + byteOffset, data, byteLength);
+}
+
+void GroupExtent::loadMain(uint64_t byteOffset, uint8_t* target, uint64_t byteLength) {
   BM_ASSERT(byteOffset <= byteLength_ && byteLength <= byteLength_ - byteOffset);
   group_->read(groupByteOffset_ + byteOffset, target, byteLength);
 }

@@ -45,6 +45,7 @@
 #include <vector>
 
 #include "disk.hpp"
+#include "diversion.hpp"
 #include "errors.hpp"
 #include "volume.hpp"
 #include "region.hpp"
@@ -232,7 +233,7 @@ class RaidGroup {
 // [groupByteOffset, +byteLength) of the group. A store failure (ERR_RAID_WRITE_FAILED) is kept
 // and thrown by finishBatch, after the volume's bitmaps and journal saw the batch; load throws at
 // once (ERR_RAID_READ_FAILED). Holds the group by shared_ptr; one thread at a time.
-class GroupExtent final : public BackingStore {
+class GroupExtent final : public BackingStore, public MainStore {
  public:
   GroupExtent(std::shared_ptr<RaidGroup> group, uint64_t groupByteOffset, uint64_t byteLength);
   void store(uint64_t byteOffset, const uint8_t* data, uint64_t byteLength) override;
@@ -241,12 +242,22 @@ class GroupExtent final : public BackingStore {
   uint64_t groupByteOffset() const noexcept { return groupByteOffset_; }
   uint64_t byteLength() const noexcept { return byteLength_; }
   const std::shared_ptr<RaidGroup>& group() const noexcept { return group_; }
+  // Diversion (seed 004 variant (b), diversion.hpp): while a work volume is set, stores and loads
+  // go through it (it appends, reads diverted blocks, or passes to storeMain/loadMain).
+  void setWorkVolume(std::shared_ptr<WorkVolume> work, uint32_t main) noexcept;
+  ~GroupExtent() override;
+  const std::shared_ptr<WorkVolume>& workVolume() const noexcept { return work_; }
+  // The group's share with no diversion (MainStore): storeMain throws the group's error.
+  void storeMain(uint64_t byteOffset, const uint8_t* data, uint64_t byteLength) override;
+  void loadMain(uint64_t byteOffset, uint8_t* target, uint64_t byteLength) override;
 
  private:
   std::shared_ptr<RaidGroup> group_;
   uint64_t groupByteOffset_;
   uint64_t byteLength_;
   bool failed_ = false;
+  std::shared_ptr<WorkVolume> work_;
+  uint32_t main_ = 0;
   Code failedCode_ = Code::ERR_RAID_WRITE_FAILED;
   std::string failedMessage_;
 };

@@ -23,6 +23,7 @@ import { addon, NativeRegionKind, NativeRegionKindValue } from '../native';
 import { Disk, kDiskHandle, NativeDisk } from './disk';
 import { Volume, kNativeHandle as kVolumeHandle } from './volume';
 import type { NativeVolume } from '../native';
+import { kWorkHandle, WorkVolume, type NativeWorkVolume } from './diversion';
 import { checkBytes, checkIndex, checkIntegerIn, checkObject, checkOneOf, checkPowerOfTwo, checkSpan, namedTarget, orDefault, sharedRegionName } from './validate';
 
 export type RaidLevel = 'single' | 'raid1' | 'raid5';
@@ -102,6 +103,7 @@ interface NativeRaidGroup {
   extents(): [string, number, number][];
   attachVolume(volume: NativeVolume, extentName: string): void;
   detachVolume(volume: NativeVolume): void;
+  divertVolume(volume: NativeVolume, work: NativeWorkVolume | null): number;
   destroy(): void;
   close(): void;
 }
@@ -382,6 +384,17 @@ export class RaidGroup {
    * Lays `volume` on the extent: from now on its writes are also stored in the group (after its
    * own region, which snapshots preserve from) and its reads come from the group.
    */
+  /**
+   * Diversion variant (b) (src/storage/diversion.ts): lays `work` behind a volume laid on this
+   * group (its group share is diverted, reads of diverted blocks come from it) and returns the
+   * volume's main index in it; null lifts it (after a copy-back). ERR_DIVERSION_MAINS_FULL.
+   */
+  divertVolume(volume: Volume, work: WorkVolume | null): number {
+    if (!(volume instanceof Volume)) throw new TypeError('volume must be a Volume');
+    if (work !== null && !(work instanceof WorkVolume)) throw new TypeError('work must be a WorkVolume or null');
+    return this.#native().divertVolume(volume[kVolumeHandle], work === null ? null : work[kWorkHandle]);
+  }
+
   attachVolume(volume: Volume, extentName: string): void {
     if (!(volume instanceof Volume)) throw new TypeError('volume must be a Volume');
     checkExtentName(extentName);

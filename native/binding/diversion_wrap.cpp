@@ -1,0 +1,167 @@
+// Notes on the design
+// -------------------
+// The native WorkVolume class (diversion variant (b), native/core/diversion.hpp): created on or
+// opened from a region (anonymous, or shared: blockmirror.work.<name>, so the maps survive a
+// SIGKILL). A plain shared_ptr holds the core: a GroupExtent diverting through it holds another,
+// so closing the JS object never frees what a volume's write path still uses. RaidGroup's
+// divertVolume(volume, work) (raid_wrap.cpp) lays a work volume behind a volume's extent;
+// workVolumeFromObject lets it take the JS object.
+//   new WorkVolume(kind, name, create, slotCount, slotBytes)
+//   info() -> [slotCount, slotBytes, state (0 unused, 1 diverting, 2 full, 3 copying-back),
+//              terminal, copyBackCursor, mainIds (bigint[])]
+//   bitmap(maxSlots) -> Uint8Array of 0/1 for slots 1..min(maxSlots, slotCount)
+//   lookup(main, block) -> slot (0: not diverted); start(); beginCopyBack();
+//   copyBackStep(maxSlots) -> slots walked; stats() -> Float64Array(5); close()
+#include <napi.h>
+
+#include <memory>
+#include <string>
+
+#include "addon.hpp"
+#include "diversion.hpp"
+#include "diversion_wrap.hpp"
+#include "region.hpp"
+
+namespace bmjs {
+namespace {
+
+class WorkVolumeWrap final : public Napi::ObjectWrap<WorkVolumeWrap> {
+ public:
+  static constexpr napi_type_tag kTypeTag = {0x626d576f'726b3031ULL, 0x3c19e6a2'8f04d7b1ULL};
+  static constexpr const char* kClassName = "WorkVolume";
+
+  static void init(Napi::Env env, Napi::Object exports) {
+    Napi::Function constructor = defineClass<WorkVolumeWrap>(
+        env, "WorkVolume",
+        {
+            prototypeMethod<WorkVolumeWrap, &WorkVolumeWrap::info>(env, "info"),
+            prototypeMethod<WorkVolumeWrap, &WorkVolumeWrap::bitmap>(env, "bitmap"),
+            prototypeMethod<WorkVolumeWrap, &WorkVolumeWrap::lookup>(env, "lookup"),
+            prototypeMethod<WorkVolumeWrap, &WorkVolumeWrap::start>(env, "start"),
+            prototypeMethod<WorkVolumeWrap, &WorkVolumeWrap::beginCopyBack>(env, "beginCopyBack"),
+            prototypeMethod<WorkVolumeWrap, &WorkVolumeWrap::copyBackStep>(env, "copyBackStep"),
+            prototypeMethod<WorkVolumeWrap, &WorkVolumeWrap::stats>(env, "stats"),
+            prototypeMethod<WorkVolumeWrap, &WorkVolumeWrap::close>(env, "close"),
+        });
+    exports.Set("WorkVolume", constructor);
+  }
+
+  explicit WorkVolumeWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<WorkVolumeWrap>(info) {
+    napi_env env = info.Env();
+    try {
+      const auto kind = static_cast<bm::RegionKind>(argIndexAtMost(env, arg(info, 0), "kind", 2));
+      std::string name = argString(env, arg(info, 1), "name");
+      const bool create = argBool(env, arg(info, 2), "create");
+      bm::RegionOptions regionOptions;
+      regionOptions.kind = kind;
+      regionOptions.name = name;
+      if (create) {
+        const uint64_t slotCount = argIndexAtMost(env, arg(info, 3), "slotCount", bm::WorkVolume::kMaxSlots);
+        const uint64_t slotBytes = argIndexAtMost(env, arg(info, 4), "slotBytes", 65536);
+        if (slotCount == 0) throwRangeError(env, "slotCount must be at least 1");
+        if (slotBytes < 512 || (slotBytes & (slotBytes - 1)) != 0) throwRangeError(env, "slotBytes must be a power of two from 512 to 65536");
+        regionOptions.create = true;
+        regionOptions.byteLength = bm::WorkVolume::regionBytesFor(slotCount, static_cast<uint32_t>(slotBytes));
+        std::shared_ptr<bm::Region> region = bm::Region::open(regionOptions);
+        try {
+          core_ = bm::WorkVolume::create(region, slotCount, static_cast<uint32_t>(slotBytes));
+        } catch (...) {
+          region->close();
+          if (kind != bm::RegionKind::Anonymous) bm::Region::unlink(kind, name);
+          throw;
+        }
+      } else {
+        if (kind == bm::RegionKind::Anonymous) throwTypeError(env, "an anonymous work volume cannot be opened");
+        regionOptions.create = false;
+        regionOptions.open = true;
+        core_ = bm::WorkVolume::open(bm::Region::open(regionOptions));
+      }
+    } catch (const Napi::Error&) {
+      throw;
+    } catch (...) {
+      rethrowAsJs(info.Env());
+    }
+    tagThis<WorkVolumeWrap>(info);
+  }
+
+  std::shared_ptr<bm::WorkVolume> shared() const {
+    if (!core_) throwClosed(bm::Code::ERR_DIVERSION_STATE, "work volume");
+    return core_;
+  }
+
+ private:
+  bm::WorkVolume& core() const { return *shared(); }
+
+  Napi::Value info(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    bm::WorkVolume& work = core();
+    Napi::Array result = Napi::Array::New(env, 6);
+    result.Set(0u, Napi::Number::New(env, static_cast<double>(work.slotCount())));
+    result.Set(1u, Napi::Number::New(env, work.slotBytes()));
+    result.Set(2u, Napi::Number::New(env, static_cast<double>(work.state())));
+    result.Set(3u, Napi::Number::New(env, static_cast<double>(work.terminal())));
+    result.Set(4u, Napi::Number::New(env, static_cast<double>(work.copyBackCursor())));
+    const auto mains = work.mains();
+    Napi::Array ids = Napi::Array::New(env, mains.size());
+    for (uint32_t i = 0; i < mains.size(); i++) ids.Set(i, Napi::BigInt::New(env, mains[i]));
+    result.Set(5u, ids);
+    return result;
+  }
+
+  Napi::Value bitmap(const Napi::CallbackInfo& info) {
+    napi_env env = info.Env();
+    bm::WorkVolume& work = core();
+    const uint64_t count = std::min<uint64_t>(work.slotCount(), argIndexAtMost(env, arg(info, 0), "maxSlots", 1 << 20));
+    Napi::Uint8Array result = Napi::Uint8Array::New(info.Env(), count);
+    for (uint64_t i = 0; i < count; i++) result[i] = work.slotWritten(i + 1) ? 1 : 0;
+    return result;
+  }
+
+  Napi::Value lookup(const Napi::CallbackInfo& info) {
+    napi_env env = info.Env();
+    const uint64_t main = argIndexAtMost(env, arg(info, 0), "main", bm::WorkVolume::kMaxMains - 1);
+    const uint64_t block = argIndexAtMost(env, arg(info, 1), "block", (uint64_t(1) << 53) - 1);
+    return Napi::Number::New(env, static_cast<double>(core().lookup(static_cast<uint32_t>(main), block)));
+  }
+
+  Napi::Value start(const Napi::CallbackInfo& info) {
+    core().start();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value beginCopyBack(const Napi::CallbackInfo& info) {
+    core().beginCopyBack();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value copyBackStep(const Napi::CallbackInfo& info) {
+    napi_env env = info.Env();
+    const uint64_t maxSlots = argIndexAtMost(env, arg(info, 0), "maxSlots", 1 << 20);
+    return Napi::Number::New(env, static_cast<double>(core().copyBackStep(maxSlots)));
+  }
+
+  Napi::Value stats(const Napi::CallbackInfo& info) {
+    const bm::WorkStats s = core().stats();
+    Napi::Float64Array result = Napi::Float64Array::New(info.Env(), 5);
+    const uint64_t values[5] = {s.divertedWrites, s.fallbackWrites, s.inPlaceWrites, s.copiedBackSlots, s.divertedReads};
+    for (size_t i = 0; i < 5; i++) result[i] = static_cast<double>(values[i]);
+    return result;
+  }
+
+  Napi::Value close(const Napi::CallbackInfo& info) {
+    core_.reset();
+    return info.Env().Undefined();
+  }
+
+  std::shared_ptr<bm::WorkVolume> core_;
+};
+
+}  // namespace
+
+std::shared_ptr<bm::WorkVolume> workVolumeFromObject(napi_env env, napi_value value, const char* name) {
+  return unwrapArgument<WorkVolumeWrap>(env, value, name)->shared();
+}
+
+void initDiversion(Napi::Env env, Napi::Object exports) { WorkVolumeWrap::init(env, exports); }
+
+}  // namespace bmjs

@@ -1,0 +1,315 @@
+#include "diversion.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <string>
+
+#include "errors.hpp"
+
+namespace bm {
+
+namespace {
+
+constexpr char kMagic[8] = {'B', 'M', 'W', 'O', 'R', 'K', '0', '1'};
+constexpr uint64_t kSlotBytesOffset = 8;    // u32
+constexpr uint64_t kStateOffset = 12;       // u32
+constexpr uint64_t kSlotCountOffset = 16;   // u64
+constexpr uint64_t kTerminalOffset = 24;    // u64
+constexpr uint64_t kMainCountOffset = 32;   // u32
+constexpr uint64_t kCopyCursorOffset = 40;  // u64: next slot to copy back (1-based)
+constexpr uint64_t kStatsOffset = 64;       // 5 x u64
+constexpr uint64_t kMainsOffset = 128;      // kMaxMains x u64
+
+std::atomic_ref<uint32_t> word32(uint8_t* base, uint64_t byteOffset) noexcept {
+  return std::atomic_ref<uint32_t>(*reinterpret_cast<uint32_t*>(base + byteOffset));
+}
+std::atomic_ref<uint64_t> word64(uint8_t* base, uint64_t byteOffset) noexcept {
+  return std::atomic_ref<uint64_t>(*reinterpret_cast<uint64_t*>(base + byteOffset));
+}
+std::atomic_ref<uint64_t> cell(uint64_t* p) noexcept { return std::atomic_ref<uint64_t>(*p); }
+
+uint64_t mapCapacityFor(uint64_t slotCount) noexcept {
+  uint64_t capacity = 16;
+  while (capacity < 2 * slotCount) capacity <<= 1;
+  return capacity;
+}
+
+uint64_t roundUp(uint64_t value, uint64_t unit) noexcept { return (value + unit - 1) / unit * unit; }
+
+struct Layout {
+  uint64_t bitmap, reverse, map, data, total;
+};
+
+Layout layoutFor(uint64_t slotCount, uint32_t slotBytes) noexcept {
+  Layout l{};
+  l.bitmap = WorkVolume::kHeaderBytes;
+  l.reverse = l.bitmap + roundUp((slotCount + 63) / 64 * 8, 8);
+  l.map = l.reverse + slotCount * 8;
+  l.data = roundUp(l.map + mapCapacityFor(slotCount) * 16, std::max<uint64_t>(slotBytes, 4096));
+  l.total = l.data + slotCount * slotBytes;
+  return l;
+}
+
+uint64_t keyOf(uint32_t main, uint64_t block) noexcept { return (uint64_t(main) + 1) << 56 | block; }
+
+uint64_t hashOf(uint64_t key) noexcept {
+  key ^= key >> 33;
+  key *= 0xff51afd7ed558ccdULL;
+  key ^= key >> 33;
+  return key;
+}
+
+void bump(uint8_t* header, int index) noexcept {
+  auto w = word64(header, kStatsOffset + 8 * index);
+  w.store(w.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+}
+
+}  // namespace
+
+uint64_t WorkVolume::regionBytesFor(uint64_t slotCount, uint32_t slotBytes) { return layoutFor(slotCount, slotBytes).total; }
+
+std::shared_ptr<WorkVolume> WorkVolume::create(std::shared_ptr<Region> region, uint64_t slotCount, uint32_t slotBytes) {
+  if (!region || region->closed()) throw Error(Code::ERR_REGION_CLOSED, "work volume region is closed");
+  if (slotBytes < 512 || slotBytes > 65536 || (slotBytes & (slotBytes - 1)) != 0) throw RangeError("slotBytes must be a power of two from 512 to 65536");
+  if (slotCount == 0 || slotCount > kMaxSlots) throw RangeError("slotCount must be 1 to 2^32");
+  if (region->byteLength() < regionBytesFor(slotCount, slotBytes)) throw RangeError("the region is too small for the work volume");
+  uint8_t* header = region->data();
+  std::memset(header, 0, kHeaderBytes);
+  const Layout l = layoutFor(slotCount, slotBytes);
+  std::memset(header + l.bitmap, 0, l.data - l.bitmap);
+  word32(header, kSlotBytesOffset).store(slotBytes, std::memory_order_relaxed);
+  word64(header, kSlotCountOffset).store(slotCount, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
+  std::memcpy(header, kMagic, sizeof kMagic);
+  return open(std::move(region));
+}
+
+std::shared_ptr<WorkVolume> WorkVolume::open(std::shared_ptr<Region> region) {
+  if (!region || region->closed()) throw Error(Code::ERR_REGION_CLOSED, "work volume region is closed");
+  if (region->byteLength() < kHeaderBytes) throw Error(Code::ERR_DIVERSION_BAD_HEADER, "region too small for a work volume");
+  uint8_t* header = region->data();
+  if (std::memcmp(header, kMagic, sizeof kMagic) != 0) throw Error(Code::ERR_DIVERSION_BAD_HEADER, "region is not a work volume (magic)");
+  const uint32_t slotBytes = word32(header, kSlotBytesOffset).load(std::memory_order_relaxed);
+  const uint64_t slotCount = word64(header, kSlotCountOffset).load(std::memory_order_relaxed);
+  if (slotBytes < 512 || slotBytes > 65536 || (slotBytes & (slotBytes - 1)) != 0 || slotCount == 0 || slotCount > kMaxSlots ||
+      region->byteLength() < regionBytesFor(slotCount, slotBytes) || word32(header, kStateOffset).load() > 3 ||
+      word64(header, kTerminalOffset).load() > slotCount || word32(header, kMainCountOffset).load() > kMaxMains) {
+    throw Error(Code::ERR_DIVERSION_BAD_HEADER, "work volume header is damaged");
+  }
+  std::shared_ptr<WorkVolume> work(new WorkVolume());
+  work->region_ = std::move(region);
+  work->header_ = header;
+  work->slotBytes_ = slotBytes;
+  work->slotCount_ = slotCount;
+  work->layout();
+  return work;
+}
+
+void WorkVolume::layout() {
+  const Layout l = layoutFor(slotCount_, slotBytes_);
+  bitmap_ = reinterpret_cast<uint64_t*>(header_ + l.bitmap);
+  reverse_ = reinterpret_cast<uint64_t*>(header_ + l.reverse);
+  map_ = reinterpret_cast<uint64_t*>(header_ + l.map);
+  data_ = header_ + l.data;
+  mapCapacity_ = mapCapacityFor(slotCount_);
+  scratch_.assign(slotBytes_, 0);
+}
+
+WorkState WorkVolume::state() const noexcept { return static_cast<WorkState>(word32(header_, kStateOffset).load(std::memory_order_acquire)); }
+uint64_t WorkVolume::terminal() const noexcept { return word64(header_, kTerminalOffset).load(std::memory_order_acquire); }
+uint64_t WorkVolume::copyBackCursor() const noexcept { return word64(header_, kCopyCursorOffset).load(std::memory_order_relaxed); }
+
+std::vector<uint64_t> WorkVolume::mains() const {
+  std::vector<uint64_t> result;
+  const uint32_t count = word32(header_, kMainCountOffset).load(std::memory_order_acquire);
+  for (uint32_t i = 0; i < count; i++) result.push_back(word64(header_, kMainsOffset + 8 * i).load(std::memory_order_relaxed));
+  return result;
+}
+
+bool WorkVolume::slotWritten(uint64_t slot) const {
+  if (slot == 0 || slot > slotCount_) throw RangeError("slot out of range");
+  return (cell(&bitmap_[(slot - 1) / 64]).load(std::memory_order_relaxed) >> ((slot - 1) % 64)) & 1;
+}
+
+WorkStats WorkVolume::stats() const noexcept {
+  auto at = [&](int i) { return word64(header_, kStatsOffset + 8 * i).load(std::memory_order_relaxed); };
+  return WorkStats{at(0), at(1), at(2), at(3), at(4)};
+}
+
+uint32_t WorkVolume::registerMain(uint64_t mainId) {
+  const uint32_t count = word32(header_, kMainCountOffset).load(std::memory_order_acquire);
+  for (uint32_t i = 0; i < count; i++) {
+    if (word64(header_, kMainsOffset + 8 * i).load(std::memory_order_relaxed) == mainId) return i;
+  }
+  if (count >= kMaxMains) throw Error(Code::ERR_DIVERSION_MAINS_FULL, "the work volume serves " + std::to_string(kMaxMains) + " main volumes already");
+  word64(header_, kMainsOffset + 8 * count).store(mainId, std::memory_order_relaxed);
+  word32(header_, kMainCountOffset).store(count + 1, std::memory_order_release);
+  return count;
+}
+
+void WorkVolume::start() {
+  if (state() != WorkState::Unused) throw Error(Code::ERR_DIVERSION_STATE, "the work volume is in use");
+  word32(header_, kStateOffset).store(static_cast<uint32_t>(WorkState::Diverting), std::memory_order_release);
+}
+
+void WorkVolume::beginCopyBack() {
+  const WorkState s = state();
+  if (s != WorkState::Diverting && s != WorkState::Full) throw Error(Code::ERR_DIVERSION_STATE, "the work volume is not diverting");
+  word64(header_, kCopyCursorOffset).store(1, std::memory_order_relaxed);
+  word32(header_, kStateOffset).store(static_cast<uint32_t>(WorkState::CopyingBack), std::memory_order_release);
+}
+
+uint64_t* WorkVolume::findEntry(uint64_t key) const noexcept {
+  uint64_t i = hashOf(key) & (mapCapacity_ - 1);
+  for (;;) {
+    uint64_t* entry = map_ + 2 * i;
+    const uint64_t k = cell(entry).load(std::memory_order_relaxed);
+    if (k == key || k == 0) return entry;
+    i = (i + 1) & (mapCapacity_ - 1);
+  }
+}
+
+uint64_t WorkVolume::lookup(uint32_t main, uint64_t block) const noexcept {
+  const uint64_t* entry = findEntry(keyOf(main, block));
+  return entry[0] == 0 ? 0 : cell(const_cast<uint64_t*>(entry) + 1).load(std::memory_order_acquire);
+}
+
+void WorkVolume::append(uint64_t key, const uint8_t* block) {
+  const uint64_t slot = terminal() + 1;
+  word64(header_, kTerminalOffset).store(slot, std::memory_order_release);  // reserved first
+  if (block == nullptr) std::memset(slotData(slot), 0, slotBytes_);
+  else std::memcpy(slotData(slot), block, slotBytes_);
+  cell(&reverse_[slot - 1]).store(key, std::memory_order_relaxed);
+  cell(&bitmap_[(slot - 1) / 64]).fetch_or(uint64_t(1) << ((slot - 1) % 64), std::memory_order_relaxed);
+  uint64_t* entry = findEntry(key);
+  std::atomic_thread_fence(std::memory_order_release);
+  if (entry[0] == 0) {
+    cell(entry + 1).store(slot, std::memory_order_relaxed);
+    cell(entry).store(key, std::memory_order_release);
+  } else {
+    cell(entry + 1).store(slot, std::memory_order_release);  // the newest wins
+  }
+  if (slot == slotCount_) word32(header_, kStateOffset).store(static_cast<uint32_t>(WorkState::Full), std::memory_order_release);
+  bump(header_, 0);
+}
+
+void WorkVolume::copyBlockBack(uint64_t slot, uint64_t key, uint64_t* entry, MainStore& inner) {
+  const uint64_t block = key & ((uint64_t(1) << 56) - 1);
+  inner.storeMain(block * slotBytes_, slotData(slot), slotBytes_);
+  cell(entry + 1).store(0, std::memory_order_release);
+  bump(header_, 3);
+}
+
+void WorkVolume::store(uint32_t main, uint64_t byteOffset, const uint8_t* data, uint64_t byteLength, MainStore& inner) {
+  const WorkState s = state();
+  if (s == WorkState::Unused) {
+    inner.storeMain(byteOffset, data, byteLength);
+    return;
+  }
+  uint64_t done = 0;
+  while (done < byteLength) {
+    const uint64_t offset = byteOffset + done;
+    const uint64_t block = offset / slotBytes_;
+    const uint64_t within = offset % slotBytes_;
+    const uint64_t n = std::min<uint64_t>(slotBytes_ - within, byteLength - done);
+    const uint8_t* piece = data == nullptr ? nullptr : data + done;
+    const uint64_t key = keyOf(main, block);
+    uint64_t* entry = findEntry(key);
+    const uint64_t slot = entry[0] == 0 ? 0 : cell(entry + 1).load(std::memory_order_relaxed);
+    const WorkState now = state();
+    if (now == WorkState::CopyingBack) {
+      // A diverted block goes back first, so this write lands on the newest bytes.
+      if (slot != 0) copyBlockBack(slot, key, entry, inner);
+      inner.storeMain(offset, piece, n);
+    } else if (now == WorkState::Full || terminal() >= slotCount_) {
+      if (slot != 0) {
+        if (piece == nullptr) std::memset(slotData(slot) + within, 0, n);
+        else std::memcpy(slotData(slot) + within, piece, n);
+        bump(header_, 2);
+      } else {
+        inner.storeMain(offset, piece, n);
+        bump(header_, 1);
+      }
+    } else if (n == slotBytes_) {
+      append(key, piece);
+    } else {
+      // A partial block: the rest comes from the newest copy.
+      if (slot != 0) std::memcpy(scratch_.data(), slotData(slot), slotBytes_);
+      else inner.loadMain(block * slotBytes_, scratch_.data(), slotBytes_);
+      if (piece == nullptr) std::memset(scratch_.data() + within, 0, n);
+      else std::memcpy(scratch_.data() + within, piece, n);
+      append(key, scratch_.data());
+    }
+    done += n;
+  }
+}
+
+void WorkVolume::load(uint32_t main, uint64_t byteOffset, uint8_t* target, uint64_t byteLength, MainStore& inner) {
+  if (state() == WorkState::Unused) {
+    inner.loadMain(byteOffset, target, byteLength);
+    return;
+  }
+  uint64_t done = 0;
+  uint64_t runStart = 0, runLength = 0;  // a run of blocks not diverted, read from the main store at once
+  while (done < byteLength) {
+    const uint64_t offset = byteOffset + done;
+    const uint64_t within = offset % slotBytes_;
+    const uint64_t n = std::min<uint64_t>(slotBytes_ - within, byteLength - done);
+    const uint64_t slot = lookup(main, offset / slotBytes_);
+    if (slot == 0) {
+      if (runLength == 0) runStart = done;
+      runLength += n;
+    } else {
+      if (runLength != 0) inner.loadMain(byteOffset + runStart, target + runStart, runLength);
+      runLength = 0;
+      std::memcpy(target + done, slotData(slot) + within, n);
+      bump(header_, 4);
+    }
+    done += n;
+  }
+  if (runLength != 0) inner.loadMain(byteOffset + runStart, target + runStart, runLength);
+}
+
+void WorkVolume::attach(uint32_t main, MainStore* store) noexcept {
+  if (main < kMaxMains) attached_[main] = store;
+}
+
+void WorkVolume::detach(MainStore* store) noexcept {
+  for (MainStore*& entry : attached_) {
+    if (entry == store) entry = nullptr;
+  }
+}
+
+uint64_t WorkVolume::copyBackStep(uint64_t maxSlots) {
+  if (state() != WorkState::CopyingBack) throw Error(Code::ERR_DIVERSION_STATE, "the work volume is not copying back");
+  uint64_t cursor = copyBackCursor();
+  const uint64_t end = std::min(terminal() + 1, cursor + std::max<uint64_t>(1, maxSlots));
+  const uint64_t start = cursor;
+  for (; cursor < end; cursor++) {
+    const uint64_t key = cell(&reverse_[cursor - 1]).load(std::memory_order_relaxed);
+    uint64_t* entry = findEntry(key);
+    if (key == 0 || entry[0] == 0 || cell(entry + 1).load(std::memory_order_relaxed) != cursor) continue;  // older copy
+    const uint32_t main = static_cast<uint32_t>(key >> 56) - 1;
+    if (main >= kMaxMains || attached_[main] == nullptr) {
+      word64(header_, kCopyCursorOffset).store(cursor, std::memory_order_relaxed);
+      throw Error(Code::ERR_DIVERSION_STATE, "main volume " + std::to_string(main) + " of the work volume is not attached");
+    }
+    copyBlockBack(cursor, key, entry, *attached_[main]);
+    word64(header_, kCopyCursorOffset).store(cursor + 1, std::memory_order_relaxed);
+  }
+  word64(header_, kCopyCursorOffset).store(cursor, std::memory_order_relaxed);
+  if (cursor > terminal()) reset();
+  return cursor - start;
+}
+
+void WorkVolume::reset() noexcept {
+  const Layout l = layoutFor(slotCount_, slotBytes_);
+  // The map last: until it is cleared, the state (copying back) says nothing is diverted anyway.
+  word64(header_, kTerminalOffset).store(0, std::memory_order_relaxed);
+  std::memset(header_ + l.bitmap, 0, l.data - l.bitmap);
+  word64(header_, kCopyCursorOffset).store(0, std::memory_order_relaxed);
+  word32(header_, kStateOffset).store(static_cast<uint32_t>(WorkState::Unused), std::memory_order_release);
+}
+
+}  // namespace bm

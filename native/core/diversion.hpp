@@ -1,0 +1,120 @@
+// Notes on the design
+// -------------------
+// Diversion variant (b) of seed 004: a pre-provisioned work volume, filled append-only, takes the
+// new writes of the main volumes of a weak group while its failing disk is spared, so the group's
+// disks carry less load. Everything lives in one region (shared: it survives a SIGKILL):
+//   header (4096)  magic "BMWORK01", slot size, slot count, terminal address (the last slot
+//                  written, 1-based; 0 is the seed's NULL), state, main table (main volume ids,
+//                  up to kMaxMains: one work volume serves several main volumes), counters;
+//   slot bitmap    one bit per slot written since the last reset;
+//   reverse table  per slot, the key (main index, block) it holds;
+//   address map    open addressing (linear probing, capacity a power of two >= 2 x slots) from
+//                  key to the newest slot holding it (0: not diverted); entries are never removed
+//                  before a reset, so probing needs no tombstones;
+//   slots          slotCount x slotBytes of data.
+// Append order: the terminal is bumped first (the slot reserved), then the data, the reverse
+// entry, the bitmap bit and the map entry. A SIGKILL in between wastes a slot at worst: the map
+// still names the old slot (the write was not acknowledged) or already the new one, complete.
+//
+// The work volume sits behind a main volume's group store (GroupExtent in raid.hpp, step 4 of the
+// write path), not in WriteInterceptor::route: the volume's own region must still take every
+// write (it is the image snapshots preserve from), only the group's share is diverted, and reads
+// must consult the map, which the interceptor seam (writes only) does not see.
+//
+// States: unused (writes pass to the main store), diverting, full (terminal = slot count: blocks
+// already diverted are updated in their slot, others go to the main store again: the weak group
+// carries them; status says 'full'), copying-back (copyBackStep writes each newest slot to its
+// main store; a host write to a diverted block first copies that block back, then goes to the
+// main store). When copy-back ends the tables are reset and the state is unused.
+//
+// No allocation on the I/O path: one scratch slot is allocated at open. One thread at a time.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "region.hpp"
+
+namespace bm {
+
+// What a work volume writes through to and reads from for one main volume (the group's share).
+class MainStore {
+ public:
+  virtual ~MainStore() = default;
+  virtual void storeMain(uint64_t byteOffset, const uint8_t* data /* null: zeros */, uint64_t byteLength) = 0;
+  virtual void loadMain(uint64_t byteOffset, uint8_t* target, uint64_t byteLength) = 0;
+};
+
+enum class WorkState : uint32_t { Unused = 0, Diverting = 1, Full = 2, CopyingBack = 3 };
+
+struct WorkStats {
+  uint64_t divertedWrites, fallbackWrites, inPlaceWrites, copiedBackSlots, divertedReads;
+};
+
+class WorkVolume {
+ public:
+  static constexpr uint32_t kMaxMains = 8;
+  static constexpr uint64_t kHeaderBytes = 4096;
+  static constexpr uint64_t kMaxSlots = uint64_t(1) << 32;
+
+  static uint64_t regionBytesFor(uint64_t slotCount, uint32_t slotBytes);
+  // RangeError: slotBytes a power of two 512..65536, slotCount 1..kMaxSlots, region large enough.
+  static std::shared_ptr<WorkVolume> create(std::shared_ptr<Region> region, uint64_t slotCount, uint32_t slotBytes);
+  // ERR_DIVERSION_BAD_HEADER for a region that is not a work volume.
+  static std::shared_ptr<WorkVolume> open(std::shared_ptr<Region> region);
+
+  uint64_t slotCount() const noexcept { return slotCount_; }
+  uint32_t slotBytes() const noexcept { return slotBytes_; }
+  uint64_t capacityBytes() const noexcept { return slotCount_ * slotBytes_; }
+  WorkState state() const noexcept;
+  uint64_t terminal() const noexcept;
+  std::vector<uint64_t> mains() const;
+  bool slotWritten(uint64_t slot /* 1-based */) const;
+  // The newest slot holding (main, block), 0 when the block is not diverted.
+  uint64_t lookup(uint32_t main, uint64_t block) const noexcept;
+  WorkStats stats() const noexcept;
+
+  // The index of main volume `mainId` (registered on first use; ERR_DIVERSION_MAINS_FULL).
+  uint32_t registerMain(uint64_t mainId);
+  // unused -> diverting (ERR_DIVERSION_STATE otherwise).
+  void start();
+  // diverting/full -> copying-back (ERR_DIVERSION_STATE otherwise); copy-back starts at slot 1.
+  void beginCopyBack();
+  // Copies up to maxSlots slots back to their mains' attached stores (a main not attached: its
+  // slot waits, ERR_DIVERSION_STATE). Returns the slots walked; at the end resets the
+  // tables (state unused, terminal 0) and returns 0 when nothing was left.
+  uint64_t copyBackStep(uint64_t maxSlots);
+  // The store main `main` writes through (GroupExtent::setWorkVolume attaches, its destructor
+  // detaches); copy-back writes each main's slots to its attached store.
+  void attach(uint32_t main, MainStore* store) noexcept;
+  void detach(MainStore* store) noexcept;
+  uint64_t copyBackCursor() const noexcept;
+
+  // The I/O seam (GroupExtent): a write or read of main `main` at [byteOffset, +byteLength).
+  void store(uint32_t main, uint64_t byteOffset, const uint8_t* data, uint64_t byteLength, MainStore& inner);
+  void load(uint32_t main, uint64_t byteOffset, uint8_t* target, uint64_t byteLength, MainStore& inner);
+
+ private:
+  WorkVolume() = default;
+  void layout();
+  uint8_t* slotData(uint64_t slot) const noexcept { return data_ + (slot - 1) * slotBytes_; }
+  uint64_t* findEntry(uint64_t key) const noexcept;  // the key's entry or the empty one it would take
+  void append(uint64_t key, const uint8_t* block);
+  void copyBlockBack(uint64_t slot, uint64_t key, uint64_t* entry, MainStore& inner);
+  void reset() noexcept;
+
+  std::shared_ptr<Region> region_;
+  uint8_t* header_ = nullptr;
+  uint64_t* bitmap_ = nullptr;
+  uint64_t* reverse_ = nullptr;
+  uint64_t* map_ = nullptr;  // pairs: key, slot
+  uint8_t* data_ = nullptr;
+  uint64_t slotCount_ = 0;
+  uint64_t mapCapacity_ = 0;
+  uint32_t slotBytes_ = 0;
+  std::vector<uint8_t> scratch_;
+  MainStore* attached_[kMaxMains] = {};
+};
+
+}  // namespace bm
