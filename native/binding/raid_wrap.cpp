@@ -342,7 +342,7 @@ class RaidWrap final : public Napi::ObjectWrap<RaidWrap> {
     return info.Env().Undefined();
   }
 
-  // divertVolume(volume, work | null): lays a work volume (diversion_wrap.cpp) behind the
+  // divertVolume(volume, work | null, mainKey?): lays a work volume (diversion_wrap.cpp) behind the
   // volume's extent, registering the volume as one of its mains; null lifts it. Returns the main
   // index (-1 for null).
   Napi::Value divertVolume(const Napi::CallbackInfo& info) {
@@ -356,7 +356,16 @@ class RaidWrap final : public Napi::ObjectWrap<RaidWrap> {
         return Napi::Number::New(env, -1);
       }
       std::shared_ptr<bm::WorkVolume> work = workVolumeFromObject(env, arg(info, 1), "work");
-      const uint32_t main = work->registerMain(volume->volumeId());
+      // The main's key in the work volume: the volume id, or a caller's stable key (a bigint:
+      // a controller's volume may be re-created with a new id after a restart).
+      uint64_t key = volume->volumeId();
+      Napi::Value keyValue(env, arg(info, 2));
+      if (keyValue.IsBigInt()) {
+        bool lossless = false;
+        key = keyValue.As<Napi::BigInt>().Uint64Value(&lossless);
+        if (!lossless || key == 0) throwRangeError(env, "mainKey must be a bigint from 1 to 2^64-1");
+      }
+      const uint32_t main = work->registerMain(key);
       entry.extent->setWorkVolume(std::move(work), main);
       return Napi::Number::New(env, main);
     }

@@ -708,8 +708,32 @@ export const raidGroupSchema = strictObject({
   stripeUnit: doc(powerOfTwoSize(512, 1024 * 1024).default(65536), { description: 'raid5: the stripe unit, a power of two from the sector size to 1 MiB.' }),
 }).transform((group) => ({ name: group.name, level: group.level, disks: group.disks, stripeUnitBytes: group.stripeUnit }));
 
+/** A work volume for diversion variant (b) (docs/raid.md). */
+export const workVolumeSchema = strictObject({
+  name: doc(volumeNameSchema, { description: `Work volume name, \`${SHARED_NAME_TEXT}\`, unique within the controller.` }),
+  capacity: doc(size((bytes) => (bytes === 0 || bytes > 2 ** 48 ? `must be from 1 byte to 256 TiB, got ${bytes}` : undefined)), {
+    description: 'Bytes of diverted data it holds: a multiple of `slotSize`. Thin: unused slots cost no memory.',
+  }),
+  slotSize: doc(powerOfTwoSize(512, 65536, String).default(4096), { description: 'The diversion unit (one slot per block written), a power of two from 512 to 65536.' }),
+  backing: doc(z.enum(['memory', 'shared']).default('memory'), {
+    description: '`memory`: private to `serve`. `shared`: the shared-memory object `blockmirror.work.<sharedName>`: its maps survive a SIGKILL of `serve`.',
+  }),
+  sharedName: doc(sharedNameSchema.optional(), { description: 'The shared-memory name of a `shared` work volume.', docDefault: '`<controller id>.<name>`' }),
+}).superRefine((work, context) => {
+  if (work.capacity % work.slotSize !== 0) {
+    context.addIssue({ code: 'custom', path: ['capacity'], message: `must be a multiple of slotSize ${work.slotSize}, got ${work.capacity}` });
+  }
+}, { when: usable('capacity', 'slotSize') }).transform((work) => ({
+  name: work.name,
+  capacityBytes: work.capacity,
+  slotBytes: work.slotSize,
+  backing: work.backing,
+  ...(work.sharedName === undefined ? {} : { sharedName: work.sharedName }),
+}));
+
 export type DiskConfig = z.output<typeof diskSchema>;
 export type RaidGroupConfig = z.output<typeof raidGroupSchema>;
+export type WorkVolumeConfig = z.output<typeof workVolumeSchema>;
 
 export const controllerSchema = strictObject({
   id: doc(controllerIdSchema, { description: `The controller id, \`${CONTROLLER_ID_TEXT}\`, unique in the file; peers name it.` }),
@@ -732,10 +756,18 @@ export const controllerSchema = strictObject({
   }),
   disks: doc(list(diskSchema, { max: MAX_VOLUMES }).default(() => []), { description: 'Emulated disks (docs/raid.md), with fault injection at run time.' }),
   groups: doc(list(raidGroupSchema, { max: MAX_VOLUMES }).default(() => []), { description: 'RAID groups over the disks (docs/raid.md); a volume with `group` is laid on one.' }),
+  workVolumes: doc(list(workVolumeSchema, { max: MAX_VOLUMES }).default(() => []), {
+    description: 'Work volumes new writes of a group are diverted to while its suspect disk is spared, with `diversion: work-volume` (docs/raid.md).',
+  }),
+  diversion: doc(z.enum(['none', 'work-volume']).default('none'), {
+    description: 'How new writes of a group being spared are diverted: `none`, or `work-volume` (variant (b): to an unused one of `workVolumes`).',
+  }),
 }).transform((controller) => ({
   ...completeController('controllers', controller),
   ...(controller.disks.length === 0 ? {} : { disks: controller.disks }),
   ...(controller.groups.length === 0 ? {} : { groups: controller.groups }),
+  ...(controller.workVolumes.length === 0 ? {} : { workVolumes: controller.workVolumes }),
+  ...(controller.diversion === 'none' ? {} : { diversion: controller.diversion }),
 }));
 
 export const configDocumentSchema = strictObject({

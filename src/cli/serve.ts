@@ -109,6 +109,8 @@ export function controllerOptionsOf(config: ControllerConfig, index: number, log
   };
   if (config.disks !== undefined) options.disks = config.disks.map((disk) => ({ ...disk }));
   if (config.groups !== undefined) options.groups = config.groups.map((group) => ({ ...group, disks: [...group.disks] }));
+  if (config.workVolumes !== undefined) options.workVolumes = config.workVolumes.map((work) => ({ ...work }));
+  if (config.diversion !== undefined) options.diversion = config.diversion;
   const versions = linkVersionsFromEnvironment();
   if (versions !== undefined) options.linkVersions = versions;
   return options;

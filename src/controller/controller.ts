@@ -41,7 +41,7 @@ import { ControllerSnapshots, type SnapshotEvent } from './snapshots';
 import { ControllerGroups, type GroupEvent } from '../cgroup/groups';
 import type { CgroupSpec } from '../cgroup/types';
 import { type ControllerVolumeSpec, type OpenedVolume, openConfiguredVolume } from './volumes';
-import { ControllerDisks, type ControllerDiskSpec, type ControllerGroupSpec, type RebuildEvent } from './disks';
+import { ControllerDisks, type ControllerDiskSpec, type ControllerGroupSpec, type ControllerWorkVolumeSpec, type DiversionVariant, type RebuildEvent } from './disks';
 import type { SparingEvent } from './sparing';
 
 export type ControllerState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
@@ -131,6 +131,10 @@ export interface ControllerOptions {
   groups?: ControllerGroupSpec[];
   /** Sparing tuning (src/controller/disks.ts). @default { checkIntervalMs: 200, rebuildStepBytes: 4 MiB } */
   raid?: { checkIntervalMs?: number; rebuildStepBytes?: number };
+  /** Work volumes for diversion variant (b) (docs/raid.md). @default [] */
+  workVolumes?: ControllerWorkVolumeSpec[];
+  /** How new writes of a group being spared are diverted. @default 'none' */
+  diversion?: DiversionVariant;
 }
 
 /** One state change of a controller, as /events streams it (the host adds `seq`). */
@@ -221,7 +225,12 @@ export class Controller extends EventEmitter {
       addVolume: (opened) => { this.opened.push(opened); },
       logger: this.log,
     });
-    this.diskManager = new ControllerDisks({ controllerId: this.id, disks: options.disks ?? [], groups: options.groups ?? [], clock: this.clock, logger: this.log, ...options.raid });
+    this.diskManager = new ControllerDisks({ controllerId: this.id, disks: options.disks ?? [], groups: options.groups ?? [], clock: this.clock, logger: this.log, ...options.raid,
+      ...(options.workVolumes === undefined ? {} : { workVolumes: options.workVolumes }), ...(options.diversion === undefined ? {} : { diversion: options.diversion }) });
+    this.diskManager.on('diversion', (event: { group: string; work: string; kind: string; code?: string; detail?: string }) => {
+      this.emitEvent({ subject: `group:${event.group}`, kind: 'change', old: null, new: `diversion-${event.kind}`, reason: 'sparing', workVolume: event.work,
+        ...(event.code === undefined ? {} : { code: event.code, detail: event.detail }) });
+    });
     this.diskManager.on('rebuild', (event: RebuildEvent) => {
       if (event.kind !== 'progress') {
         this.emitEvent({ subject: `group:${event.group}`, kind: 'change', old: null, new: `rebuild-${event.kind}`, reason: 'sparing',

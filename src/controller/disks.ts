@@ -38,6 +38,7 @@ import { RaidGroup, type RaidLevel } from '../storage/raid-group';
 import { Region } from '../storage/region';
 import type { Volume } from '../storage/volume';
 import { findSpareById, GroupSparing, suspectMember, type SparingEvent } from './sparing';
+import { WorkVolume } from '../storage/diversion';
 
 /** A disk as a controller is configured with it. */
 export interface ControllerDiskSpec {
@@ -67,10 +68,28 @@ export interface ControllerGroupSpec {
   stripeUnitBytes?: number;
 }
 
+/** A work volume (diversion variant (b), docs/raid.md) as a controller is configured with it. */
+export interface ControllerWorkVolumeSpec {
+  name: string;
+  capacityBytes: number;
+  /** @default 4096 */
+  slotBytes?: number;
+  /** @default 'memory' */
+  backing?: 'memory' | 'shared';
+  /** @default `<controller>.<name>` */
+  sharedName?: string;
+}
+
+export type DiversionVariant = 'none' | 'work-volume';
+
 export interface ControllerDisksOptions {
   controllerId: string;
   disks: ControllerDiskSpec[];
   groups: ControllerGroupSpec[];
+  /** Work volumes new writes of a group being spared are diverted to. @default [] */
+  workVolumes?: ControllerWorkVolumeSpec[];
+  /** How writes are diverted during a sparing. @default 'none' */
+  diversion?: DiversionVariant;
   clock: Clock;
   /** How often groups are checked for a failed member to spare. @default 200 */
   checkIntervalMs?: number;
@@ -100,6 +119,10 @@ interface OpenGroup {
   lastError: string | undefined;
   /** A suspect member being copied onto a spare (sparing.ts). */
   sparing: GroupSparing | undefined;
+  /** Volume objects laid on the group, by name. */
+  volumeObjects: Map<string, Volume>;
+  /** The work volume its volumes divert to, and whether its copy-back runs. */
+  diverting: { work: string; copyingBack: boolean } | undefined;
 }
 
 export const DISK_DEFAULTS = Object.freeze({ checkIntervalMs: 200, rebuildStepBytes: 4 * 1024 * 1024 });
@@ -108,6 +131,7 @@ export class ControllerDisks extends EventEmitter {
   readonly #options: ControllerDisksOptions;
   readonly #disks = new Map<string, { spec: ControllerDiskSpec; disk: Disk }>();
   readonly #groups = new Map<string, OpenGroup>();
+  readonly #works = new Map<string, { spec: ControllerWorkVolumeSpec; work: WorkVolume }>();
   #timer: TimerHandle | undefined;
   #closed = false;
 
@@ -163,7 +187,7 @@ export class ControllerDisks extends EventEmitter {
         const options = { level: spec.level, disks: members.map((name) => this.#disk(name)), ...(spec.stripeUnitBytes === undefined ? {} : { stripeUnitBytes: spec.stripeUnitBytes }) };
         group = RaidGroup.create(shared ? { ...options, backing: 'shared', name: metadataName } : options);
       }
-      this.#groups.set(spec.name, { spec, group, members, volumes: [], rebuilding: undefined, lastError: undefined, sparing: undefined });
+      this.#groups.set(spec.name, { spec, group, members, volumes: [], rebuilding: undefined, lastError: undefined, sparing: undefined, volumeObjects: new Map(), diverting: undefined });
       // A sparing found in the metadata (a restart): attach its spare, the check resumes the copy.
       const found = group.sparingProgress;
       if (found !== undefined) {
@@ -171,6 +195,14 @@ export class ControllerDisks extends EventEmitter {
         if (spare === undefined) group.cancelSparing();
         else group.resumeSparing(spare[1]);
       }
+    }
+    for (const spec of this.#options.workVolumes ?? []) {
+      const sharedName = spec.sharedName ?? `${controllerId}.${spec.name}`;
+      const work = spec.backing === 'shared' && WorkVolume.exists(sharedName)
+        ? WorkVolume.open({ name: sharedName })
+        : WorkVolume.create({ capacityBytes: spec.capacityBytes, ...(spec.slotBytes === undefined ? {} : { slotBytes: spec.slotBytes }),
+          backing: spec.backing ?? 'memory', ...(spec.backing === 'shared' ? { name: sharedName } : {}) });
+      this.#works.set(spec.name, { spec, work });
     }
     this.#schedule();
   }
@@ -221,6 +253,62 @@ export class ControllerDisks extends EventEmitter {
     if (existing === undefined) entry.group.allocateExtent(volumeName, volume.capacityBytes);
     entry.group.attachVolume(volume, volumeName);
     entry.volumes.push(volumeName);
+    entry.volumeObjects.set(volumeName, volume);
+    // A restart during a diversion: the work volume's maps name this volume; lay it behind again
+    // before any write, so reads of diverted blocks come from it.
+    for (const [workName, { work }] of this.#works) {
+      if (work.state !== 'unused' && work.mains.includes(this.#mainKey(groupName, volumeName))) {
+        entry.group.divertVolume(volume, work, this.#mainKey(groupName, volumeName));
+        entry.diverting = { work: workName, copyingBack: false };
+      }
+    }
+  }
+
+  // Diversion variant (b): at the start of a sparing every volume of the group is laid behind an
+  // unused work volume; once no sparing runs any more, the diverted blocks are copied back and
+  // the volumes lifted (also after a restart that found the work volume in use).
+  #startDiversion(name: string, entry: OpenGroup): void {
+    if ((this.#options.diversion ?? 'none') !== 'work-volume' || entry.diverting !== undefined || entry.volumeObjects.size === 0) return;
+    const free = [...this.#works.entries()].find(([, w]) => w.work.state === 'unused');
+    if (free === undefined) {
+      this.#options.logger.warn({ group: name }, `group ${name}: no unused work volume, writes are not diverted`);
+      return;
+    }
+    const [workName, { work }] = free;
+    for (const [volumeName, volume] of entry.volumeObjects) entry.group.divertVolume(volume, work, this.#mainKey(name, volumeName));
+    work.start();
+    entry.diverting = { work: workName, copyingBack: false };
+    this.emit('diversion', { group: name, work: workName, kind: 'started' });
+  }
+
+  // A main volume's key in a work volume: stable across restarts (a memory volume gets a new id).
+  #mainKey(groupName: string, volumeName: string): bigint {
+    let hash = 0xcbf29ce484222325n;
+    for (const byte of Buffer.from(`${this.#options.controllerId}/${groupName}/${volumeName}`)) hash = ((hash ^ BigInt(byte)) * 0x100000001b3n) & 0xffffffffffffffffn;
+    return hash === 0n ? 1n : hash;
+  }
+
+  #copyBack(name: string, entry: OpenGroup): void {
+    const diverting = entry.diverting;
+    if (diverting === undefined || diverting.copyingBack) return;
+    const work = this.#works.get(diverting.work)?.work;
+    if (work === undefined || work.closed) return;
+    diverting.copyingBack = true;
+    this.emit('diversion', { group: name, work: diverting.work, kind: 'copy-back-started' });
+    work.copyBack({ stepSlots: 256 }).then(
+      () => {
+        for (const volume of entry.volumeObjects.values()) if (!entry.group.closed && !volume.closed) entry.group.divertVolume(volume, null);
+        entry.diverting = undefined;
+        this.emit('diversion', { group: name, work: diverting.work, kind: 'copy-back-done' });
+        this.#options.logger.info({ group: name, work: diverting.work }, `group ${name}: diverted blocks copied back from ${diverting.work}`);
+      },
+      (error: Error & { code?: string }) => {
+        diverting.copyingBack = false;
+        if (entry.group.closed || work.closed) return;
+        entry.lastError = `${error.code ?? 'Error'}: ${error.message}`;
+        this.emit('diversion', { group: name, work: diverting.work, kind: 'copy-back-failed', code: error.code ?? 'Error', detail: error.message });
+      },
+    );
   }
 
   /** The disk's fault rules: adds one and returns its index. */
@@ -312,6 +400,11 @@ export class ControllerDisks extends EventEmitter {
   // the sparing the metadata holds resumed at its cursor.
   #maybeSpare(name: string, entry: OpenGroup): void {
     const found = entry.group.sparingProgress;
+    if (found === undefined && suspectMember(entry.group) === undefined) {
+      this.#copyBack(name, entry);
+      return;
+    }
+    if (entry.diverting?.copyingBack === true) return;
     let member: number;
     let spareName: string;
     if (found !== undefined && found.attached) {
@@ -334,6 +427,7 @@ export class ControllerDisks extends EventEmitter {
     if (suspectDisk.status === 'suspect' || suspectDisk.status === 'normal') suspectDisk.setStatus('sparing');
     const sparing = new GroupSparing(entry.group, this.#options.clock, member, diskName, spareName);
     entry.sparing = sparing;
+    this.#startDiversion(name, entry);
     const base = { group: name, member, disk: diskName, spare: spareName, totalBytes: entry.group.memberBytes };
     this.emit('sparing', { ...base, kind: 'started', doneBytes: sparing.status().doneBytes } satisfies SparingEvent);
     this.#options.logger.info(base, `group ${name}: sparing member ${member} (${diskName}) onto ${spareName}`);
@@ -397,6 +491,7 @@ export class ControllerDisks extends EventEmitter {
         members: entry.group.closed ? [] : entry.group.members().map((member) => ({ ...member, diskId: member.diskId.toString(16).padStart(16, '0'), disk: entry.members[member.member] })),
         rebuild: entry.group.closed ? null : entry.group.rebuildProgress ?? null,
         sparing: entry.sparing?.status() ?? null,
+        diversion: entry.diverting === undefined ? null : { workVolume: entry.diverting.work, copyingBack: entry.diverting.copyingBack },
         lastError: entry.lastError ?? null,
         stats: entry.group.closed ? null : entry.group.stats(),
       })),
@@ -409,6 +504,14 @@ export class ControllerDisks extends EventEmitter {
         group: groupOf.get(name) ?? null,
         faults: disk.closed ? [] : disk.faults(),
       })),
+      // The seed's work volumes table (T4): primary = the main volumes while in use.
+      workVolumes: [...this.#works.entries()].map(([name, { work }]) => {
+        if (work.closed) return { workVolume: name, capacityBytes: 0, state: 'closed', primary: null, terminalAddress: null, bitmap: '', stats: null };
+        const ids = work.mains;
+        const names = [...this.#groups.entries()].flatMap(([g, entry]) => [...entry.volumeObjects.keys()].filter((v) => ids.includes(this.#mainKey(g, v))));
+        return { workVolume: name, capacityBytes: work.capacityBytes, state: work.state, primary: work.state === 'unused' ? null : names,
+          terminalAddress: work.terminal, bitmap: work.bitmap(Math.min(64, work.slotCount)), stats: work.stats() };
+      }),
       addressMap: volumes.flatMap((volume) => {
         const entry = volume.group === undefined ? undefined : this.#groups.get(volume.group);
         const extent = entry?.group.closed === false ? entry.group.extents().find((e) => e.name === volume.name) : undefined;
@@ -425,6 +528,7 @@ export class ControllerDisks extends EventEmitter {
     this.#closed = true;
     this.#timer?.cancel();
     for (const entry of this.#groups.values()) entry.group.close();
+    for (const { work } of this.#works.values()) work.close();
     for (const { disk } of this.#disks.values()) disk.close();
   }
 }

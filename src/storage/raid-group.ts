@@ -103,7 +103,7 @@ interface NativeRaidGroup {
   extents(): [string, number, number][];
   attachVolume(volume: NativeVolume, extentName: string): void;
   detachVolume(volume: NativeVolume): void;
-  divertVolume(volume: NativeVolume, work: NativeWorkVolume | null): number;
+  divertVolume(volume: NativeVolume, work: NativeWorkVolume | null, mainKey?: bigint): number;
   destroy(): void;
   close(): void;
 }
@@ -388,11 +388,16 @@ export class RaidGroup {
    * Diversion variant (b) (src/storage/diversion.ts): lays `work` behind a volume laid on this
    * group (its group share is diverted, reads of diverted blocks come from it) and returns the
    * volume's main index in it; null lifts it (after a copy-back). ERR_DIVERSION_MAINS_FULL.
+   * `mainKey` (default: the volume id) names the main in the work volume's table: pass a key that
+   * stays the same across restarts when the volume object may be re-created with a new id.
    */
-  divertVolume(volume: Volume, work: WorkVolume | null): number {
+  divertVolume(volume: Volume, work: WorkVolume | null, mainKey?: bigint): number {
     if (!(volume instanceof Volume)) throw new TypeError('volume must be a Volume');
     if (work !== null && !(work instanceof WorkVolume)) throw new TypeError('work must be a WorkVolume or null');
-    return this.#native().divertVolume(volume[kVolumeHandle], work === null ? null : work[kWorkHandle]);
+    if (mainKey !== undefined && typeof mainKey !== 'bigint') throw new TypeError('mainKey must be a bigint');
+    return mainKey === undefined
+      ? this.#native().divertVolume(volume[kVolumeHandle], work === null ? null : work[kWorkHandle])
+      : this.#native().divertVolume(volume[kVolumeHandle], work === null ? null : work[kWorkHandle], mainKey);
   }
 
   attachVolume(volume: Volume, extentName: string): void {
