@@ -169,7 +169,10 @@ export class Lockstep {
     }
     const markers = new Map<Journal, Promise<number | null>>();
     for (const [journal, members] of journals) markers.set(journal, this.appendMarker(journal, members));
-    for (const caller of wave) void this.runCaller(caller, markers);
+    // One safe-store wait per pair and wave, shared by the wave's callers (a pair has one marker
+    // per wave): 64 callers are one wait, not 64 sets of listeners on the pair.
+    const stores = new Map<LockstepMember['pair'], Promise<void>>();
+    for (const caller of wave) void this.runCaller(caller, markers, stores);
   }
 
   /** Appends a marker, retrying while the journal is full; null when the journal is gone. */
@@ -193,12 +196,17 @@ export class Lockstep {
     }
   }
 
-  private async runCaller(caller: Caller, markers: Map<Journal, Promise<number | null>>): Promise<void> {
+  private async runCaller(caller: Caller, markers: Map<Journal, Promise<number | null>>, stores: Map<LockstepMember['pair'], Promise<void>>): Promise<void> {
     try {
       const waits = caller.members.map(async (member) => {
         const marker = await markers.get(member.journal);
         if (marker === null || marker === undefined) return false;
-        await member.pair.safeStore(marker);
+        let store = stores.get(member.pair);
+        if (store === undefined) {
+          store = member.pair.safeStore(marker);
+          stores.set(member.pair, store);
+        }
+        await store;
         return true;
       });
       const results = await Promise.all(waits);
