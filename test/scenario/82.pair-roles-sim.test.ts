@@ -15,6 +15,7 @@ import { SIM_LINK_TUNING } from '../../src/sim/pair-schedule';
 import { SimClock } from '../../src/sim/sim-clock';
 import { Region } from '../../src/storage/region';
 import { Volume } from '../../src/storage/volume';
+import { SnapshotStore } from '../../src/storage/snapshot';
 
 const TUNING = SIM_LINK_TUNING;
 const CAPACITY = 4 * 1024 * 1024;
@@ -62,6 +63,7 @@ async function dispose(w: World): Promise<void> {
   await w.b.close().catch(() => undefined);
   for (const name of [w.names.a, w.names.b]) {
     Volume.unlink({ name });
+    SnapshotStore.unlink({ name });
     Region.unlink('shared', `blockmirror.pair.${name}.p0`);
   }
 }

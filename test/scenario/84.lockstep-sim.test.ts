@@ -13,6 +13,7 @@ import { SIM_LINK_TUNING } from '../../src/sim/pair-schedule';
 import { SimClock } from '../../src/sim/sim-clock';
 import { Region } from '../../src/storage/region';
 import { Volume } from '../../src/storage/volume';
+import { SnapshotStore } from '../../src/storage/snapshot';
 
 const TUNING = SIM_LINK_TUNING;
 const CAPACITY = 2 * 1024 * 1024;
@@ -99,6 +100,7 @@ async function dispose(w: World): Promise<void> {
     for (const volume of volumes) {
       const name = `${w.prefix}-${id}-${volume}`;
       Volume.unlink({ name });
+      SnapshotStore.unlink({ name });
       for (const pair of ['p0', 'p1']) Region.unlink('shared', `blockmirror.pair.${name}.${pair}`);
     }
   }

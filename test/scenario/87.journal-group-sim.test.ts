@@ -17,6 +17,7 @@ import { SIM_LINK_TUNING } from '../../src/sim/pair-schedule';
 import { SimClock } from '../../src/sim/sim-clock';
 import { Region } from '../../src/storage/region';
 import { Volume } from '../../src/storage/volume';
+import { SnapshotStore } from '../../src/storage/snapshot';
 
 const CAPACITY = 1024 * 1024;
 const BLOCK = 4096;
@@ -165,6 +166,7 @@ function removeShared(names: Record<'a' | 'b', string>): void {
   for (const id of ['a', 'b'] as const) {
     for (const volume of VOLUMES) {
       Volume.unlink({ name: `${names[id]}-${volume}` });
+      SnapshotStore.unlink({ name: `${names[id]}-${volume}` });
       for (const pair of VOLUMES) Region.unlink('shared', `blockmirror.pair.${names[id]}-${volume}.g-${pair}`);
     }
   }

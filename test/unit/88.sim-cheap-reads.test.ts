@@ -11,6 +11,7 @@ import { SeededRandom } from '../../src/runtime/random';
 import { SIM_LINK_TUNING } from '../../src/sim/pair-schedule';
 import { Region } from '../../src/storage/region';
 import { Volume } from '../../src/storage/volume';
+import { SnapshotStore } from '../../src/storage/snapshot';
 import { SimNetwork } from '../../src/sim/network';
 import { SimClock } from '../../src/sim/sim-clock';
 import type { Wire } from '../../src/transport/wire';
@@ -132,6 +133,7 @@ describe('88 pair brief and lagRecords', () => {
       for (const node of nodes.values()) await node.pairs?.close().catch(() => undefined);
       for (const id of ['a', 'b']) {
         Volume.unlink({ name: `${prefix}-${id}` });
+        SnapshotStore.unlink({ name: `${prefix}-${id}` });
         Region.unlink('shared', `blockmirror.pair.${prefix}-${id}.p0`);
       }
     }
