@@ -25,7 +25,7 @@
 import { EventEmitter } from 'node:events';
 
 import { LINK_ERROR_CODES } from '../errors';
-import type { Clock, TimerHandle } from '../runtime/clock';
+import { type Clock, type TimerHandle, allSettledWithin } from '../runtime/clock';
 import type { LinkLogger } from '../transport/link';
 import { LatencyHistogram } from '../replication/pair-volume';
 import type { Cut, CycleResult, Drained, Prepare, Run } from './messages';
@@ -53,12 +53,6 @@ export interface CycleOutcome {
   detail: string;
   coordinationMs: number;
   drainMs: number;
-}
-
-function raceDeadline<T>(clock: Clock, promises: Promise<T>[], timeoutMs: number): Promise<PromiseSettledResult<T>[] | 'timeout'> {
-  let timer: TimerHandle | undefined;
-  const deadline = new Promise<'timeout'>((resolve) => { timer = clock.setTimer(() => resolve('timeout'), timeoutMs, { unref: true }); });
-  return Promise.race([Promise.allSettled(promises), deadline]).finally(() => timer?.cancel());
 }
 
 /** `timeout`: what a request that got no answer within the phase's limit means (the limit passed, not the link). */
@@ -154,7 +148,7 @@ export class CgroupMaster extends EventEmitter {
     const started = this.clock.nowMs();
     const { maxCoordinationMs } = this.limits;
     this.phase = 'preparing';
-    const prepared = await raceDeadline(this.clock,
+    const prepared = await allSettledWithin(this.clock,
       this.controllers.map((controller) => this.transport.prepare(controller, { group: this.group, cycle, formed, holdMs: maxCoordinationMs }, maxCoordinationMs)),
       maxCoordinationMs);
     if (prepared === 'timeout') return this.fail(cycle, 'coordination-timeout', `not every slave was ready within ${maxCoordinationMs} ms`, 0, 0);
@@ -176,7 +170,7 @@ export class CgroupMaster extends EventEmitter {
     const runStarted = this.clock.nowMs();
     // The slaves apply the drain limit themselves; the master's own is a little longer, so a
     // slave's answer (with its holdings) usually arrives.
-    const drained = await raceDeadline(this.clock,
+    const drained = await allSettledWithin(this.clock,
       this.controllers.map((controller) => this.transport.run(controller, { group: this.group, cycle, drainMs: drainLimit }, drainLimit + 1000)),
       drainLimit + 1000);
     const drainMs = this.clock.nowMs() - runStarted;

@@ -24,7 +24,7 @@
 // member had cut: if B (after its cut) was issued after A's acknowledgement, A was acknowledged
 // after run, hence A is after its cut too.
 
-import type { Clock, TimerHandle } from '../runtime/clock';
+import { type Clock, type TimerHandle, allSettledWithin } from '../runtime/clock';
 import type { LinkLogger } from '../transport/link';
 import type { PrimaryPair } from '../replication/primary-pair';
 import type { ReplicatedVolume, WriteHold } from '../replication/replicated-volume';
@@ -165,11 +165,7 @@ export class CgroupSlave {
     const drainMs = Math.min(message.drainMs, this.limits.maxDrainMs);
     const cuts = hold.members.map((member) => member.pair.cutAt({ group: this.group, cycle: hold.cycle, formed: hold.formed, timeoutMs: drainMs })
       .then((reply): MemberCopy => ({ volume: member.row.volume, snapshot: reply.snapshot, holdings: reply.holdings })));
-    let timer: TimerHandle | undefined;
-    const deadline = new Promise<'timeout'>((resolve) => { timer = this.clock.setTimer(() => resolve('timeout'), drainMs, { unref: true }); });
-    const settledCuts = Promise.allSettled(cuts);
-    const outcome = await Promise.race([settledCuts, deadline]);
-    timer?.cancel();
+    const outcome = await allSettledWithin(this.clock, cuts, drainMs);
     if (outcome === 'timeout') {
       // Fences not cut yet lift: shipping goes on; a copy that arrives late is harmless (it is
       // consistent, and pruned by a later cut).

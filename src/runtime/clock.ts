@@ -47,6 +47,16 @@ export function settled<T>(clock: Clock, promise: Promise<T>): Promise<T> {
   return clock.settle === undefined ? promise : clock.settle(promise);
 }
 
+/**
+ * Every promise settled (Promise.allSettled), or 'timeout' when `timeoutMs` of `clock` pass
+ * first; the timer is cancelled either way.
+ */
+export function allSettledWithin<T>(clock: Clock, promises: readonly Promise<T>[], timeoutMs: number): Promise<PromiseSettledResult<T>[] | 'timeout'> {
+  let timer: TimerHandle | undefined;
+  const deadline = new Promise<'timeout'>((resolve) => { timer = clock.setTimer(() => resolve('timeout'), timeoutMs, { unref: true }); });
+  return Promise.race([Promise.allSettled(promises), deadline]).finally(() => timer?.cancel());
+}
+
 class RealClock implements Clock {
   nowMs(): number {
     return performance.now();
