@@ -35,7 +35,7 @@
 import { addon, NativeRegionKind, NativeSnapshotRecord, NativeSnapshotStore } from '../native';
 import { Region, RegionExtent, unpackExtents } from './region';
 import { checkIndex, checkObject, checkOptions, checkPowerOfTwo, checkString, closedError, describe, checkIntegerIn, orDefault, MAX_REGION_NAME_LENGTH } from './validate';
-import { Volume, VolumeBacking, kNativeHandle as kVolumeHandle } from './volume';
+import { SNAPSHOT_STORE_FILE_SUFFIX, SNAPSHOT_STORE_SHARED_PREFIX, Volume, VolumeBacking, kNativeHandle as kVolumeHandle } from './volume';
 
 /** Options of SnapshotStore.create. */
 export interface SnapshotStoreCreateOptions {
@@ -96,8 +96,8 @@ export interface SnapshotStoreStats {
   snapshotCount: number;
 }
 
-const SHARED_PREFIX = 'blockmirror.snap.';
-const FILE_SUFFIX = '.snapshots';
+const SHARED_PREFIX = SNAPSHOT_STORE_SHARED_PREFIX;
+const FILE_SUFFIX = SNAPSHOT_STORE_FILE_SUFFIX;
 const SNAPSHOT_NAME = /^[A-Za-z0-9._:-]{1,47}$/;
 const NATIVE_KIND = { memory: NativeRegionKind.anonymous, shared: NativeRegionKind.shared, file: NativeRegionKind.file } as const;
 const kCreate = Symbol('blockmirror.SnapshotStore.native');

@@ -112,6 +112,9 @@ export interface VolumeStats {
 const BACKINGS: readonly VolumeBacking[] = ['memory', 'shared', 'file'];
 const NATIVE_KIND = { memory: NativeRegionKind.anonymous, shared: NativeRegionKind.shared, file: NativeRegionKind.file } as const;
 const SHARED_PREFIX = 'blockmirror.vol.';
+/** Where a shared volume's snapshot store lives (`<prefix><volume name>`), and a file volume's (`<path><suffix>`): src/storage/snapshot.ts. */
+export const SNAPSHOT_STORE_SHARED_PREFIX = 'blockmirror.snap.';
+export const SNAPSHOT_STORE_FILE_SUFFIX = '.snapshots';
 const BITMAP_NAME = /^[A-Za-z0-9._:-]{1,47}$/;
 const EMPTY = new Uint8Array(0);
 
@@ -227,10 +230,19 @@ export class Volume implements JournalAttachment {
     return new Volume(handle, kind, name, path);
   }
 
-  /** Removes a shared ({ name }) or file ({ path }) volume; false when it did not exist. */
+  /** Removes a shared ({ name }) or file ({ path }) volume and its snapshot store; false when the volume did not exist. */
   static unlink(options: { name: string } | { path: string }): boolean {
-    const { kind, regionName } = namedTarget(options, 'options', SHARED_PREFIX);
-    return addon.unlinkRegion(NATIVE_KIND[kind], regionName);
+    const { kind, regionName, name, path } = namedTarget(options, 'options', SHARED_PREFIX);
+    const unlinked = addon.unlinkRegion(NATIVE_KIND[kind], regionName);
+    // Its snapshot store goes with it: it belongs to this volume's id, and a new volume of the
+    // same name would find a store that is not its own. (A name too long for a store has none.)
+    const store = kind === 'file' ? `${path as string}${SNAPSHOT_STORE_FILE_SUFFIX}` : `${SNAPSHOT_STORE_SHARED_PREFIX}${name as string}`;
+    try {
+      addon.unlinkRegion(NATIVE_KIND[kind], store);
+    } catch (error) {
+      if (!(error instanceof RangeError)) throw error;
+    }
+    return unlinked;
   }
 
   /** True once close() was called. */

@@ -8,7 +8,8 @@ import * as assert from 'node:assert/strict';
 import { BlockmirrorError } from '../../src/errors';
 import { addon, NativeRegionKind, NativeSnapshotStore } from '../../src/native';
 import { Snapshot, SnapshotStore } from '../../src/storage/snapshot';
-import { Volume, kNativeHandle } from '../../src/storage/volume';
+import { Volume, kNativeHandle, sharedVolumeRegionName } from '../../src/storage/volume';
+import { Region } from '../../src/storage/region';
 import { Cleanup, methodNames, pattern, rejectsBadBytes, rejectsBadIndexes, throwsCode, throwsWith, wrongReceivers } from '../helpers/storage';
 
 const KiB = 1024;
@@ -222,9 +223,25 @@ describe('15 snapshot', () => {
       const volume = Volume.create({ capacityBytes: MiB, backing: 'shared', name });
       await SnapshotStore.create(volume).close();
       await volume.close();
-      Volume.unlink({ name });
+      // Only the volume's region goes (Volume.unlink would take the store with it): the store
+      // is left for a new volume of the same name.
+      Region.unlink('shared', sharedVolumeRegionName(name));
       const other = cleanup.close(Volume.create({ capacityBytes: MiB, backing: 'shared', name }));
       throwsCode(() => SnapshotStore.open(other), 'ERR_SNAPSHOT_BAD_HEADER');
+    });
+
+    it('Volume.unlink takes the volume\'s snapshot store with it', async () => {
+      const name = cleanup.volumeName('snapunlink');
+      storeNames.push(name);
+      const volume = Volume.create({ capacityBytes: MiB, backing: 'shared', name });
+      const store = SnapshotStore.create(volume);
+      store.createSnapshot('s');
+      await store.close();
+      await volume.close();
+      assert.equal(Volume.unlink({ name }), true);
+      const again = cleanup.close(Volume.create({ capacityBytes: MiB, backing: 'shared', name }));
+      assert.equal(SnapshotStore.exists(again), false);
+      assert.equal(SnapshotStore.unlink({ name }), false, 'nothing left to unlink');
     });
   });
 
