@@ -235,12 +235,12 @@ export class Volume implements JournalAttachment {
     const { kind, regionName, name, path } = namedTarget(options, 'options', SHARED_PREFIX);
     const unlinked = addon.unlinkRegion(NATIVE_KIND[kind], regionName);
     // Its snapshot store goes with it: it belongs to this volume's id, and a new volume of the
-    // same name would find a store that is not its own. (A name too long for a store has none.)
-    const store = kind === 'file' ? `${path as string}${SNAPSHOT_STORE_FILE_SUFFIX}` : `${SNAPSHOT_STORE_SHARED_PREFIX}${name as string}`;
-    try {
-      addon.unlinkRegion(NATIVE_KIND[kind], store);
-    } catch (error) {
-      if (!(error instanceof RangeError)) throw error;
+    // same name would find a store that is not its own. (A shared name too long for a store's
+    // region name has none: snapshot.ts refuses to create it.)
+    if (kind === 'file') {
+      addon.unlinkRegion(NATIVE_KIND.file, `${path as string}${SNAPSHOT_STORE_FILE_SUFFIX}`);
+    } else if (Buffer.byteLength(`${SNAPSHOT_STORE_SHARED_PREFIX}${name as string}`) <= MAX_REGION_NAME_LENGTH) {
+      addon.unlinkRegion(NATIVE_KIND.shared, `${SNAPSHOT_STORE_SHARED_PREFIX}${name as string}`);
     }
     return unlinked;
   }
