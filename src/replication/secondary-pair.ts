@@ -329,30 +329,19 @@ export class SecondaryPair extends EventEmitter {
 
   /**
    * An async primary waits for no position (its writes complete when stored there): it needs
-   * them only to release its journal, clear its tracking and tell its lag. So it gets at most
-   * one report per ASYNC_REPORT_MS: a batch applied after a quiet spell is reported at once, the
-   * batches applied within ASYNC_REPORT_MS of a report share the next one, sent at the end of
-   * that interval with the position of that instant (a sync pair reports every batch at once:
-   * its writes wait for it).
+   * them only to release its journal, clear its tracking and tell its lag. So the records
+   * applied within ASYNC_REPORT_MS share one report, sent with the position of that instant
+   * (a sync pair reports every batch at once: its writes wait for it).
    */
   private reportSoon(): void {
     if (this.reportTimer !== undefined) return;
-    const now = this.clock.nowMs();
-    const wait = this.lastReportMs + ASYNC_REPORT_MS - now;
-    if (wait <= 0) {
-      this.lastReportMs = now;
-      this.reportPosition();
-      return;
-    }
     this.reportTimer = this.clock.setTimer(() => {
       this.reportTimer = undefined;
-      this.lastReportMs = this.clock.nowMs();
       if (!this.closed) this.reportPosition();
-    }, wait, { unref: true });
+    }, ASYNC_REPORT_MS, { unref: true });
   }
 
   private reportTimer: TimerHandle | undefined;
-  private lastReportMs = -Infinity;
 
   private readonly batch: WriteOp[] = [];
 
