@@ -20,7 +20,7 @@
 
 import { EventEmitter } from 'node:events';
 
-import { type Clock, type TimerHandle, settled } from '../runtime/clock';
+import { type Clock, settled } from '../runtime/clock';
 import { Volume, type WriteOp } from '../storage/volume';
 import type { Link, LinkLogger, LinkStateEvent } from '../transport/link';
 import { MessageType } from '../transport/message-types';
@@ -39,9 +39,6 @@ const OPENER_VIEW: Record<Decision, Decision> = {
   'split-brain': 'split-brain',
   unrelated: 'unrelated',
 };
-
-/** How long an async secondary gathers applied batches into one position report (see reportSoon). */
-const ASYNC_REPORT_MS = 1;
 
 /** Options of a secondary pair. */
 export interface SecondaryPairOptions {
@@ -322,26 +319,8 @@ export class SecondaryPair extends EventEmitter {
     this.received = this.applied = sequence;
     this.meta.update({ applied: sequence, nextSequence: sequence + 1 });
     if (this.consistentAt !== undefined && sequence >= this.consistentAt) this.caughtUpAfterPass();
-    if (!report) return;
-    if (this.mode === 'async') this.reportSoon();
-    else this.reportPosition();
+    if (report) this.reportPosition();
   }
-
-  /**
-   * An async primary waits for no position (its writes complete when stored there): it needs
-   * them only to release its journal, clear its tracking and tell its lag. So the records
-   * applied within ASYNC_REPORT_MS share one report, sent with the position of that instant
-   * (a sync pair reports every batch at once: its writes wait for it).
-   */
-  private reportSoon(): void {
-    if (this.reportTimer !== undefined) return;
-    this.reportTimer = this.clock.setTimer(() => {
-      this.reportTimer = undefined;
-      if (!this.closed) this.reportPosition();
-    }, ASYNC_REPORT_MS, { unref: true });
-  }
-
-  private reportTimer: TimerHandle | undefined;
 
   private readonly batch: WriteOp[] = [];
 
@@ -484,7 +463,6 @@ export class SecondaryPair extends EventEmitter {
   /** A crash: stops at once, writes nothing. */
   crash(): void {
     this.closed = true;
-    this.reportTimer?.cancel();
     this.link.off('state', this.onLinkState);
     this.removeAllListeners();
   }
@@ -493,7 +471,6 @@ export class SecondaryPair extends EventEmitter {
   close(options: { keepTracking?: boolean } = {}): void {
     if (this.closed) return;
     this.closed = true;
-    this.reportTimer?.cancel();
     this.link.off('state', this.onLinkState);
     if (options.keepTracking !== true) this.tracking.close();
   }
