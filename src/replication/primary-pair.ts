@@ -209,6 +209,7 @@ export class PrimaryPair extends EventEmitter {
     this.maxBatchBytes = options.maxBatchBytes ?? 1024 * 1024;
     this.stuckAfterMs = options.stuckAfterMs ?? 30_000;
     this.rotateIntervalMs = options.rotateIntervalMs ?? 50;
+    this.trackedSince = meta.state.trackedSince ?? 0;
     this.reason = options.initialReason ?? 'declared';
     this.mutation = options.mutation;
     this.group = options.group;
@@ -380,12 +381,14 @@ export class PrimaryPair extends EventEmitter {
     if (reply.decision === 'full-source' || reply.all) {
       // A first copy (the secondary holds no generation, or an older one than the bitmap
       // covers): every allocated track; holes travel as holes.
+      this.setTrackedSince(0);
       for (const extent of this.volume.allocationMap()) {
         if (extent.allocated) this.tracking.mark(extent.byteOffset, extent.byteLength);
       }
       this.setState('copying', reply.decision === 'full-source' ? 'initial copy' : 'full resync');
     } else {
       // The tracked tracks, and what the other side changed since the common generation.
+      if (reply.dirty.length > 0) this.setTrackedSince(0);
       for (const range of reply.dirty) this.tracking.mark(range.byteOffset, range.byteLength);
       this.setState('resyncing', reply.dirty.length > 0 ? 'resync dirty tracks of both sides' : 'resync dirty tracks');
     }
@@ -465,7 +468,8 @@ export class PrimaryPair extends EventEmitter {
     this.peerGenerations = { current: generations.current, bitmap: 0, history: this.peerGenerations?.history ?? [0, 0] };
     // The secondary holds every sealed track: only writes since J remain, in the active bitmap.
     this.tracking.clearSealed();
-    this.meta.update({ generations: completeAsSource(generations), sealedThrough: resumeAt - 1, active: this.tracking.active });
+    this.trackedSince = resumeAt;
+    this.meta.update({ generations: completeAsSource(generations), sealedThrough: resumeAt - 1, active: this.tracking.active, trackedSince: resumeAt });
     this.setState('mirroring', this.reason === 'initial copy' ? 'copy done' : 'resync done');
     this.resolveWaiters();
     this.clearIfCaughtUp();
@@ -750,6 +754,8 @@ export class PrimaryPair extends EventEmitter {
   private clearIfCaughtUp(): void {
     if (this.state === 'mirroring' && this.applied >= this.journal.nextSequence - 1 && this.nextToShip === this.journal.nextSequence) {
       this.tracking.clearAll();
+      // In memory only: the saved value stays a lower bound.
+      this.trackedSince = this.journal.nextSequence;
     }
   }
 
@@ -760,7 +766,21 @@ export class PrimaryPair extends EventEmitter {
     if (now - this.lastRotateMs < this.rotateIntervalMs) return;
     this.lastRotateMs = now;
     const active = this.tracking.rotate();
-    this.meta.update({ active, sealedThrough: this.journal.nextSequence - 1 });
+    // The sealed bitmap now is the one that recorded the writes after the old seal.
+    this.trackedSince = Math.max(this.trackedSince, this.meta.state.sealedThrough + 1);
+    this.meta.update({ active, sealedThrough: this.journal.nextSequence - 1, trackedSince: this.trackedSince });
+  }
+
+  /**
+   * The first journal sequence whose write the tracking may hold (0: not known). Every track it
+   * holds was written at or after it, so while mirroring or suspended by a link the OOS is at
+   * most the tracks of the records from there to the journal's end: about the in-flight window.
+   */
+  private trackedSince: number;
+
+  private setTrackedSince(sequence: number): void {
+    this.trackedSince = sequence;
+    if (this.meta.state.trackedSince !== sequence) this.meta.update({ trackedSince: sequence });
   }
 
   /** The secondary refused something: stop, and wait for an operator. */
@@ -847,6 +867,8 @@ export class PrimaryPair extends EventEmitter {
     // new one.
     if (this.meta.state.generations.current !== 0 && !this.meta.state.newGeneration) this.meta.update({ newGeneration: true });
     this.setState('suspended', reason, detail);
+    // The full journal let writes through unjournaled (tracked only).
+    if (reason === 'journal-full') this.setTrackedSince(0);
     this.releaseWaiters(reason);
     this.emit('released');
     if (reason === 'journal-full' && this.autoResume) {
@@ -1001,7 +1023,7 @@ export class PrimaryPair extends EventEmitter {
         seconds: Math.round(this.lagSeconds() * 1000) / 1000,
       },
       journal: this.journal.stats(),
-      oos: { tracks: oosTracks, bytes: oosTracks * granularity },
+      oos: { tracks: oosTracks, bytes: oosTracks * granularity, since: this.trackedSince === 0 ? null : this.trackedSince },
       progress: transient
         ? { doneBytes: this.progress.doneBytes, totalBytes: this.progress.totalBytes, bytesPerSecond: Math.round(rate),
           etaSeconds: rate > 0 ? Math.max(0, (this.progress.totalBytes - this.progress.doneBytes) / rate) : null,

