@@ -14,7 +14,10 @@ import type { PairMutation } from '../replication/pairs';
 import { CONTROLLER_IDS, type PairScheduleOptions, type PairScheduleResult, runPairSchedule } from '../sim/pair-schedule';
 import { type ScheduleSpec, formatScheduleSpec, optionsOfSpec, parseScheduleSpec, specOf } from '../sim/schedule-spec';
 import { describeEvents, shrinkSchedule } from '../sim/shrink';
-import { MAX_TOPOLOGY_CONTROLLERS, TOPOLOGIES, TOPOLOGY_INVARIANTS, type Topology, runTopology } from '../sim/topology-run';
+import { MAX_TOPOLOGY_CONTROLLERS, TOPOLOGIES, TOPOLOGY_INVARIANTS, type Topology, type TopologyRunResult, runTopology } from '../sim/topology-run';
+import {
+  type TopologySetup, type TopologySpec, formatTopologySpec, isTopologySpec, optionsOfTopologySpec, parseTopologySpec, shrinkTopology, topologySpecOf,
+} from '../sim/topology-spec';
 import { verdicts } from '../sim/verdicts';
 
 export { SIM_INVARIANTS, verdicts } from '../sim/verdicts';
@@ -40,10 +43,10 @@ function usage(message: string): void {
   process.exitCode = 2;
 }
 
-/** Reads `--replay`: a file, or the spec itself when it starts with '{'. */
-function readSpec(source: string): ScheduleSpec {
+/** Reads `--replay`: a file, or the spec itself when it starts with '{' (parsed JSON, not yet checked). */
+function readSpecJson(source: string): unknown {
   const text = source.trimStart().startsWith('{') ? source : readFileSync(source, 'utf8');
-  return parseScheduleSpec(JSON.parse(text));
+  return JSON.parse(text);
 }
 
 function header(result: PairScheduleResult, what: string): string {
@@ -71,6 +74,52 @@ async function shrinkAndWrite(spec: ScheduleSpec, options: SimCommandOptions): P
   process.stdout.write(`  written to ${file}\n  replay: blockmirror sim --replay ${file}\n`);
 }
 
+/** One line per event of a topology spec: its operation and what it did. */
+function describeTopologyEvents(spec: TopologySpec): string[] {
+  return spec.events.map((event, index) => `${String(index + 1).padStart(3)}. ${event.operation}` +
+    `${(event.trace ?? []).length === 0 ? '' : `: ${(event.trace ?? []).join('; ')}`} (then ${event.afterMs} ms)`);
+}
+
+async function shrinkTopologyAndWrite(spec: TopologySpec, options: SimCommandOptions): Promise<void> {
+  const maxRuns = Math.min(options.maxReplays, 200);
+  process.stdout.write(`  shrinking ${spec.events.length} events (at most ${maxRuns} replays) ...
+`);
+  const shrunk = await shrinkTopology(spec, { maxRuns, namePrefix: `bm-sim-${process.pid}` });
+  const file = options.out ?? `blockmirror-sim-${spec.topology}-${spec.seed}.json`;
+  writeFileSync(file, formatTopologySpec(shrunk.minimal));
+  process.stdout.write(`  shrunk to ${shrunk.minimal.events.length} of ${spec.events.length} events, still failing ${shrunk.invariant} ` +
+    `(${shrunk.runs} replays${shrunk.oneMinimal ? ', 1-minimal' : ', budget spent: not proven 1-minimal'}):\n`);
+  for (const line of describeTopologyEvents(shrunk.minimal)) process.stdout.write(`    ${line}\n`);
+  for (const text of shrunk.result.violations.slice(0, 3)) process.stdout.write(`    -> ${text}\n`);
+  process.stdout.write(`  written to ${file}\n  replay: blockmirror sim --replay ${file}\n`);
+}
+
+function printTopologyRun(result: TopologyRunResult, what: string, options: SimCommandOptions): void {
+  process.stdout.write(`\n${what}: ${result.topology}, ${result.controllers} controllers, ${result.pairs} ${result.mode} pairs, ` +
+    `${result.counters.virtualMs} virtual ms in ${(result.wallMs / 1000).toFixed(1)} s\n`);
+  if (options.quiet !== true) for (const line of result.trace) process.stdout.write(`  ${line}\n`);
+  printVerdicts(result, TOPOLOGY_INVARIANTS);
+}
+
+/** `--replay` of a topology spec. */
+async function replayTopology(spec: TopologySpec, options: SimCommandOptions, mutation: PairMutation | undefined): Promise<void> {
+  if (options.mutation === 'none') delete spec.mutation;
+  else if (mutation !== undefined) spec = { ...spec, mutation };
+  let result: TopologyRunResult;
+  try {
+    result = await runTopology(optionsOfTopologySpec(spec, `bm-sim-${process.pid}`));
+  } catch (error) {
+    return usage(`--replay: ${(error as Error).message}`);
+  }
+  if (options.json === true) process.stdout.write(`${JSON.stringify({ ...result, verdicts: verdicts(result) })}\n`);
+  else {
+    printTopologyRun(result, `replay of ${spec.events.length} events (seed ${spec.seed}${spec.mutation === undefined ? '' : `, mutation ${spec.mutation}`})`, options);
+    if (spec.found !== undefined) process.stdout.write(`  found: ${spec.found}\n`);
+    if (result.violations.length > 0 && options.shrink === true) await shrinkTopologyAndWrite(spec, options);
+  }
+  if (result.violations.length > 0) process.exitCode = 1;
+}
+
 /** `--topology`: runs seeds first..first+runs-1 of a topology run (src/sim/topology-run.ts). */
 async function runTopologies(options: SimCommandOptions, mutation: PairMutation | undefined): Promise<void> {
   const first = options.seed ?? Date.now() % 2 ** 31;
@@ -82,12 +131,12 @@ async function runTopologies(options: SimCommandOptions, mutation: PairMutation 
   for (let run = 0; run < options.runs; run++) {
     const seed = first + run;
     let result;
+    const setup: TopologySetup = {
+      seed, topology, controllers, mode: (options.mode as 'sync' | 'async' | undefined) ?? (seed % 2 === 1 ? 'sync' : 'async'), blockCount: options.blocks,
+      ...(options.degree === undefined ? {} : { degree: options.degree }), ...(mutation === undefined ? {} : { mutation }),
+    };
     try {
-      result = await runTopology({
-        seed, topology, controllers, mode: (options.mode as 'sync' | 'async' | undefined) ?? (seed % 2 === 1 ? 'sync' : 'async'),
-        steps: options.steps, blockCount: options.blocks, namePrefix: `bm-sim-${process.pid}`,
-        ...(options.degree === undefined ? {} : { degree: options.degree }), ...(mutation === undefined ? {} : { mutation }),
-      });
+      result = await runTopology({ ...setup, steps: options.steps, namePrefix: `bm-sim-${process.pid}` });
     } catch (error) {
       return usage((error as Error).message);
     }
@@ -98,13 +147,11 @@ async function runTopologies(options: SimCommandOptions, mutation: PairMutation 
       continue;
     }
     if (options.runs === 1 || result.violations.length > 0) {
-      process.stdout.write(`\nseed ${seed}: ${result.topology}, ${result.controllers} controllers, ${result.pairs} ${result.mode} pairs, ` +
-        `${result.counters.virtualMs} virtual ms in ${(result.wallMs / 1000).toFixed(1)} s\n`);
-      if (options.quiet !== true) for (const line of result.trace) process.stdout.write(`  ${line}\n`);
-      printVerdicts(result, TOPOLOGY_INVARIANTS);
+      printTopologyRun(result, `seed ${seed}`, options);
       if (result.violations.length > 0) {
         process.stdout.write(`  replay: blockmirror sim --seed ${seed} --topology ${topology} --controllers ${controllers}${options.mode === undefined ? '' : ` --mode ${options.mode}`}` +
           ` --steps ${options.steps} --blocks ${options.blocks}${options.degree === undefined ? '' : ` --degree ${options.degree}`}${mutation === undefined ? '' : ` --mutation ${mutation}`}\n`);
+        if (options.shrink === true) await shrinkTopologyAndWrite(topologySpecOf(setup, result), options);
       }
     }
   }
@@ -128,8 +175,8 @@ export function registerSimCommand(program: Command): void {
     .option('--topology <name>', `many controllers in one process, pairs laid out as a ${TOPOLOGIES.join(', ')} (no role changes; see docs/sim.md)`)
     .option('--degree <n>', 'with --topology mesh: successors each controller mirrors to (default 2); fan-out: secondaries per hub (default 7)', integer('--degree', 1, 7))
     .option('--fan-out', 'the same as --controllers 3')
-    .option('--replay <file>', 'replay a written-down event list (a file, or the JSON itself) instead of a seed')
-    .option('--shrink', 'shrink a failing run to a minimal event list, print it and write it (see --out)')
+    .option('--replay <file>', 'replay a written-down event list (a file, or the JSON itself) instead of a seed; a topology run\'s list names its topology')
+    .option('--shrink', 'shrink a failing run to a minimal event list, print it and write it (see --out; a topology run spends at most 200 replays)')
     .option('--out <file>', 'where --shrink writes the minimal list (default: blockmirror-sim-<seed>.json)')
     .option('--max-replays <n>', 'replays a shrink may spend', integer('--max-replays', 1, 100_000), 1000)
     .option('--mutation <name>', `a deliberate bug in the pair logic, to check the checkers (${MUTATIONS.join(', ')}; none: replay a list without its own)`)
@@ -142,6 +189,7 @@ Examples:
   $ blockmirror sim --seed 42
   $ blockmirror sim --seed 7 --controllers 4
   $ blockmirror sim --seed 3 --topology ring --controllers 256 --quiet
+  $ blockmirror sim --seed 1 --topology ring --controllers 12 --steps 40 --mutation drop-write --shrink --out ring.json
   $ blockmirror sim --runs 1000 --quiet
   $ blockmirror sim --seed 5000 --mode async --mutation skip-track --shrink --out case.json
   $ blockmirror sim --replay case.json
@@ -153,14 +201,16 @@ Examples:
       const mutation = options.mutation === 'none' ? undefined : options.mutation as PairMutation | undefined;
       if (options.topology !== undefined || options.degree !== undefined) {
         if (options.topology === undefined || !TOPOLOGIES.includes(options.topology as Topology)) return usage(`--topology must be one of ${TOPOLOGIES.join(', ')}`);
-        if (options.replay !== undefined || options.shrink === true || options.fanOut === true) return usage('--topology does not take --replay, --shrink or --fan-out');
+        if (options.replay !== undefined || options.fanOut === true) return usage('--topology does not take --replay (the file names its topology) or --fan-out');
         return runTopologies(options, mutation);
       }
       if ((options.controllers ?? 2) > CONTROLLER_IDS.length) return usage(`--controllers above ${CONTROLLER_IDS.length} needs --topology (${TOPOLOGIES.join(', ')})`);
       if (options.replay !== undefined) {
         let spec: ScheduleSpec;
         try {
-          spec = readSpec(options.replay);
+          const parsed = readSpecJson(options.replay);
+          if (isTopologySpec(parsed)) return replayTopology(parseTopologySpec(parsed), options, mutation);
+          spec = parseScheduleSpec(parsed);
         } catch (error) {
           return usage(`--replay: ${(error as Error).message}`);
         }

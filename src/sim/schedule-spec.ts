@@ -53,7 +53,8 @@ export interface ScheduleSpec {
   tail: number[];
 }
 
-const MUTATIONS: readonly PairMutation[] = ['apply-out-of-order', 'drop-write', 'skip-track'];
+/** The mutations a spec may name. */
+export const MUTATIONS: readonly PairMutation[] = ['apply-out-of-order', 'drop-write', 'skip-track'];
 const OPERATION_NAMES = new Set<string>(OPERATIONS.map((entry) => entry.operation));
 
 /** The spec of a run (its result) and the mutation it ran with. */
@@ -98,13 +99,15 @@ export function formatScheduleSpec(spec: ScheduleSpec): string {
   return `${headText},\n  "events": [\n${lines.join(',\n')}\n  ],\n  "tail": ${JSON.stringify(tail)}\n}\n`;
 }
 
-function integerField(value: unknown, path: string, min: number, max: number): number {
+/** A spec's integer field, checked (TypeError / RangeError naming its path); topology-spec.ts shares it. */
+export function integerField(value: unknown, path: string, min: number, max: number): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value)) throw new TypeError(`${path} must be an integer, got ${JSON.stringify(value)}`);
   if (value < min || value > max) throw new RangeError(`${path} must be from ${min} to ${max}, got ${value}`);
   return value;
 }
 
-function draws(value: unknown, path: string): number[] {
+/** A spec's list of draws, checked. */
+export function draws(value: unknown, path: string): number[] {
   if (!Array.isArray(value)) throw new TypeError(`${path} must be an array of 32-bit draws`);
   return value.map((draw, index) => integerField(draw, `${path}[${index}]`, 0, 2 ** 32 - 1));
 }

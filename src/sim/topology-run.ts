@@ -83,6 +83,29 @@ export interface TopologyRunOptions {
   namePrefix?: string;
   /** A deliberate bug in the pair logic (to see the checks catch it). @default none */
   mutation?: PairMutation;
+  /**
+   * Replays a written-down event list (topology-spec.ts) instead of drawing the steps: one step
+   * per event, `steps` is ignored. @default none (the seed draws `steps` steps)
+   */
+  events?: readonly TopologyEvent[];
+}
+
+/** The operations of a step. */
+export const TOPOLOGY_OPERATIONS = Object.freeze(['writes', 'link-fault', 'heal', 'crash', 'restart'] as const);
+
+/** One operation of a step. */
+export type TopologyOperation = (typeof TOPOLOGY_OPERATIONS)[number];
+
+/**
+ * One step of a run, written down: its operation, the values of the choices it made (each taken
+ * modulo the choice's range on replay, so a list with steps removed still replays), and the
+ * virtual ms the clock ran after it. `trace` is what it did (for people; ignored on replay).
+ */
+export interface TopologyEvent {
+  operation: TopologyOperation;
+  draws: number[];
+  afterMs: number;
+  trace?: string[];
 }
 
 /** Totals of one topology run. */
@@ -109,6 +132,8 @@ export interface TopologyRunResult {
   violations: string[];
   /** One line per operation and per finding ("<virtual ms> <what>"). */
   trace: string[];
+  /** The steps as they ran (what replays this run; re-recorded on a replay). */
+  events: TopologyEvent[];
   counters: TopologyRunCounters;
   /** Wall time of the run (set-up to release). */
   wallMs: number;
@@ -197,9 +222,14 @@ class TopologyRun {
   private readonly lineages = new Map<string, Lineage>();
   private readonly primaryVolumes: { id: string; volume: string }[] = [];
   private readonly violations: string[] = [];
+  private readonly seenViolations = new Set<string>();
   private readonly trace: string[] = [];
   private scratch: Buffer | undefined;
   private nextWriteId = 1;
+  private readonly events: TopologyEvent[] = [];
+  /** The step being recorded, and on a replay the draws it replays from. */
+  private step: TopologyEvent | undefined;
+  private replayDraws: readonly number[] = [];
   readonly counters: TopologyRunCounters = { writes: 0, faults: 0, heals: 0, crashes: 0, restarts: 0, resumes: 0, prefixChecks: 0, identicalChecks: 0, virtualMs: 0 };
 
   constructor(private readonly options: TopologyRunOptions) {
@@ -257,9 +287,22 @@ class TopologyRun {
 
   private note(text: string): void {
     this.trace.push(`${this.now()} ${text}`);
+    this.step?.trace?.push(text);
+  }
+
+  /** A choice of a step in 0..range-1: the replayed value (modulo the range) or a new draw; recorded. */
+  private draw(range: number): number {
+    const step = this.step as TopologyEvent;
+    const index = step.draws.length;
+    const value = index < this.replayDraws.length ? (this.replayDraws[index] as number) % range : this.choose.int(range);
+    step.draws.push(value);
+    return value;
   }
 
   violation(text: string): void {
+    // A standing violation (the same secondary, the same wrong image) is reported once, when first seen.
+    if (this.seenViolations.has(text)) return;
+    this.seenViolations.add(text);
     this.violations.push(`${this.now()} ms: ${text}`);
     this.trace.push(`${this.now()} VIOLATION ${text}`);
   }
@@ -287,7 +330,7 @@ class TopologyRun {
   }
 
   private pick<T>(items: readonly T[]): T | undefined {
-    return items.length === 0 ? undefined : items[this.choose.int(items.length)];
+    return items.length === 0 ? undefined : items[this.draw(items.length)];
   }
 
   /** The block values of a controller's volume (one buffer reused; decoded at once). */
@@ -311,10 +354,10 @@ class TopologyRun {
     if (target === undefined) return;
     const volume = this.controllers.get(target.id)?.exportVolume(target.volume) as PairVolume;
     const lineage = this.lineages.get(`${target.id}/${target.volume}`) as Lineage;
-    const count = 1 + this.choose.int(6);
+    const count = 1 + this.draw(6);
     for (let index = 0; index < count; index++) {
-      const blockCount = 1 + this.choose.int(4);
-      const firstBlock = this.choose.int(this.blockCount - blockCount + 1);
+      const blockCount = 1 + this.draw(4);
+      const firstBlock = this.draw(this.blockCount - blockCount + 1);
       const writeId = this.nextWriteId++;
       const data = Buffer.allocUnsafe(blockCount * this.blockBytes);
       fillBlocks(data, writeId, firstBlock, this.blockBytes);
@@ -332,9 +375,9 @@ class TopologyRun {
 
   private linkFault(): void {
     const pair = this.pick(this.pairs) as LaidPair;
-    const [x, y] = this.choose.int(2) === 0 ? [pair.primary, pair.secondary] : [pair.secondary, pair.primary];
+    const [x, y] = this.draw(2) === 0 ? [pair.primary, pair.secondary] : [pair.secondary, pair.primary];
     this.counters.faults++;
-    switch (this.choose.int(4)) {
+    switch (this.draw(4)) {
       case 0:
         this.note(`drop ${x}-${y}`);
         this.network.reset(x, y);
@@ -348,7 +391,7 @@ class TopologyRun {
         this.network.partition(x, y, { direction: 'a-to-b' });
         return;
       default: {
-        const latencyMs = 2 + this.choose.int(60);
+        const latencyMs = 2 + this.draw(60);
         this.note(`delay ${x}->${y} ${latencyMs} ms`);
         this.network.setLink(x, y, { latencyMs });
       }
@@ -448,17 +491,31 @@ class TopologyRun {
     for (const id of [...this.ids].reverse()) await this.start(id);
     this.note(`start: ${this.options.topology}, ${this.ids.length} controllers, ${this.pairs.length} ${this.mode} pairs, ${this.blockCount} blocks`);
     await this.runUntilQuiesced(5000);
-    for (let step = 0; step < this.steps; step++) {
-      const roll = this.choose.int(100);
-      if (roll < 50) this.hostWrites();
-      else if (roll < 70) this.linkFault();
-      else if (roll < 80) this.healAll();
-      else if (roll < 90) this.crash();
+    const replay = this.options.events;
+    const steps = replay?.length ?? this.steps;
+    for (let index = 0; index < steps; index++) {
+      const given = replay?.[index];
+      let operation: TopologyOperation;
+      if (given === undefined) {
+        const roll = this.choose.int(100);
+        operation = roll < 50 ? 'writes' : roll < 70 ? 'link-fault' : roll < 80 ? 'heal' : roll < 90 ? 'crash' : 'restart';
+      } else operation = given.operation;
+      this.step = { operation, draws: [], afterMs: 0, trace: [] };
+      this.replayDraws = given?.draws ?? [];
+      this.events.push(this.step);
+      if (operation === 'writes') this.hostWrites();
+      else if (operation === 'link-fault') this.linkFault();
+      else if (operation === 'heal') this.healAll();
+      else if (operation === 'crash') this.crash();
       else {
         const id = this.pick(this.ids.filter((candidate) => this.controllers.get(candidate) === undefined));
         if (id !== undefined) await this.restart(id);
       }
-      await this.clock.runFor(this.choose.int(this.stepMaxMs + 1));
+      const afterMs = given === undefined ? this.choose.int(this.stepMaxMs + 1) : given.afterMs;
+      this.step.afterMs = afterMs;
+      this.step = undefined;
+      this.replayDraws = [];
+      await this.clock.runFor(afterMs);
       this.checkPrefixes();
     }
     this.healAll();
@@ -529,7 +586,8 @@ class TopologyRun {
   result(): TopologyRunResult {
     return {
       seed: this.options.seed, topology: this.options.topology, mode: this.mode, controllers: this.ids.length, pairs: this.pairs.length,
-      violations: [...this.violations], trace: [...this.trace], counters: { ...this.counters }, wallMs: Date.now() - this.startedAtMs,
+      violations: [...this.violations], trace: [...this.trace], events: this.events.map((event) => ({ ...event, draws: [...event.draws], trace: [...(event.trace ?? [])] })),
+      counters: { ...this.counters }, wallMs: Date.now() - this.startedAtMs,
     };
   }
 }
