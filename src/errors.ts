@@ -197,6 +197,8 @@ export const PAIR_ERROR_CODES = Object.freeze([
   'ERR_PAIR_STATE',
   /** Both sides changed since their common generation: nothing is overwritten until `resolve`. */
   'ERR_PAIR_SPLIT_BRAIN',
+  /** Contradictory resolves: both sides discarded their data (each chose the peer's); run resolve once more, with the link up. */
+  'ERR_PAIR_BOTH_DISCARDED',
   /** The two volumes share no generation: unrelated data, refused; nothing is touched. */
   'ERR_PAIR_UNRELATED',
   /** The peer holds the newer generation as primary: this side must become its secondary. */

@@ -165,17 +165,22 @@ export function decodeMarker(payload: Buffer): { name: string; sequence: number 
 }
 
 /** PAIR_RESOLVE: {name, keepSender}. */
-export function encodeResolve(name: string, keepSender: boolean): Buffer {
-  return new BinaryWriter().string(name).u8(keepSender ? 1 : 0).encode();
+/**
+ * PAIR_RESOLVE: an operator's resolve (keep the sender's data, or the receiver's), or (`query`)
+ * a side that discarded its data asking, on connect, whether the peer keeps its own: flag 0
+ * keep the receiver's, 1 keep the sender's, 2 the query.
+ */
+export function encodeResolve(name: string, keepSender: boolean, query = false): Buffer {
+  return new BinaryWriter().string(name).u8(query ? 2 : keepSender ? 1 : 0).encode();
 }
 
-export function decodeResolve(payload: Buffer): { name: string; keepSender: boolean } {
+export function decodeResolve(payload: Buffer): { name: string; keepSender: boolean; query: boolean } {
   const reader = new BinaryReader(payload, 'PAIR_RESOLVE');
   const name = reader.string(MAX_NAME_BYTES);
   const flag = reader.u8();
   reader.end();
-  if (flag > 1) bad('PAIR_RESOLVE', `keepSender must be 0 or 1, not ${flag}`);
-  return { name, keepSender: flag === 1 };
+  if (flag > 2) bad('PAIR_RESOLVE', `the flag must be 0, 1 or 2, not ${flag}`);
+  return { name, keepSender: flag === 1, query: flag === 2 };
 }
 
 /** Encodes a batch of records; the data is copied once, into the message. */

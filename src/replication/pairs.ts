@@ -40,7 +40,7 @@ import { EventEmitter } from 'node:events';
 import type { Clock } from '../runtime/clock';
 import { type Random, realRandom } from '../runtime/random';
 import type { Volume } from '../storage/volume';
-import type { Link, LinkLogger, LinkMessage } from '../transport/link';
+import type { Link, LinkLogger, LinkMessage, LinkStateEvent } from '../transport/link';
 import { MessageType } from '../transport/message-types';
 import { EMPTY_GENERATIONS, decide, startGeneration } from './generations';
 import {
@@ -538,14 +538,31 @@ export class PairManager extends EventEmitter {
     link.handle(MessageType.PAIR_RESOLVE, (payload) => {
       const message = decodeResolve(payload);
       const side = this.sideFor(link, message.name);
+      const primary = side.primary;
+      if (message.query) {
+        // The peer discarded its data and asks whether this side keeps its own.
+        if (primary !== undefined) {
+          if (primary.currentState === 'split-brain') setImmediate(() => { try { primary.reopen(); } catch { /* opens when the link is back */ } });
+          return Buffer.alloc(0);
+        }
+        this.contradiction(side);
+      }
       if (message.keepSender) {
         this.demote(side, 'resolve: the peer\'s data is kept', { discard: true });
-      } else {
-        const primary = side.primary;
-        if (primary === undefined) throw new PairError('ERR_PAIR_STATE', `pair ${message.name}: ${this.options.controllerId} holds no primary to keep`);
+      } else if (primary !== undefined) {
         setImmediate(() => { try { primary.reopen(); } catch { /* the link went down: it opens when it is back */ } });
+      } else if (side.secondary?.currentState === 'split-brain') {
+        // Contradictory resolves, now answered from the other side: this side's data is kept.
+        const pair = this.promote(side, 'resolve: the peer chose this side\'s data', {});
+        setImmediate(() => pair.start());
+      } else {
+        throw new PairError('ERR_PAIR_STATE', `pair ${message.name}: ${this.options.controllerId} holds no primary to keep`);
       }
       return Buffer.alloc(0);
+    });
+    link.on('state', (event: LinkStateEvent) => {
+      if (event.new !== 'up') return;
+      for (const side of this.sides.values()) if (side.link === link) this.askWhoKeeps(side);
     });
     link.on('message', (message: LinkMessage) => {
       switch (message.type) {
@@ -691,7 +708,12 @@ export class PairManager extends EventEmitter {
     return this.statusOf(side);
   }
 
-  /** Resolves a split brain: keeps the data of the side declared `keep`. */
+  /**
+   * Resolves a split brain: keeps the data of the side declared `keep`. With the link down only
+   * the losing side can resolve (it discards its data); if both sides did (each chose the
+   * peer's), the first connect finds it (askWhoKeeps): both go back to split brain, and a
+   * resolve with the link up on either side names the one to keep.
+   */
   async resolve(name: string, keep: PairRole): Promise<Record<string, unknown>> {
     const side = this.side(name);
     const state = side.primary?.currentState ?? side.secondary?.currentState;
@@ -700,12 +722,50 @@ export class PairManager extends EventEmitter {
     if (keepLocal) {
       if (!side.link.isUp) throw new PairError('ERR_PAIR_STATE', `pair ${name}: the link is down; run resolve on the other side, or when the link is up`);
       await side.link.request(MessageType.PAIR_RESOLVE, encodeResolve(name, true));
-      side.primary?.reopen();
+      if (side.primary !== undefined) side.primary.reopen();
+      else if (side.secondary?.currentState === 'split-brain') {
+        // After contradictory resolves this side is a secondary: it becomes the primary again
+        // with its own data, and opens the peer, which discards its own.
+        this.promote(side, 'resolve: this side\'s data is kept', {}).start();
+      }
     } else {
       this.demote(side, 'resolve: this side\'s changes are discarded', { discard: true });
-      if (side.link.isUp) await side.link.request(MessageType.PAIR_RESOLVE, encodeResolve(name, false));
+      if (side.link.isUp) {
+        try {
+          await side.link.request(MessageType.PAIR_RESOLVE, encodeResolve(name, false));
+        } catch (error) {
+          const remote = (error as { remoteCode?: unknown }).remoteCode;
+          if (remote !== 'ERR_PAIR_STATE' && remote !== 'ERR_PAIR_BOTH_DISCARDED') throw error;
+          // The peer holds no data to keep either (it discarded its own): split brain on both.
+          this.contradiction(side);
+        }
+      }
     }
     return this.statusOf(side);
+  }
+
+  /** On connect: a secondary that discarded its data asks the peer whether it keeps its own. */
+  private askWhoKeeps(side: Side): void {
+    const secondary = side.secondary;
+    if (secondary === undefined || !side.meta.state.discard || secondary.currentState === 'split-brain' || !side.link.isUp) return;
+    side.link.request(MessageType.PAIR_RESOLVE, encodeResolve(side.spec.name, false, true)).catch((error: unknown) => {
+      if ((error as { remoteCode?: unknown }).remoteCode !== 'ERR_PAIR_BOTH_DISCARDED' || side.secondary !== secondary) return;
+      try {
+        this.contradiction(side);
+      } catch {
+        // It throws for the request handler's sake; here the status says it.
+      }
+    });
+  }
+
+  /** Neither side keeps its data: this side goes back to split brain (said once, in the log and status). */
+  private contradiction(side: Side): never {
+    const reason = 'contradictory resolves: neither side keeps its data';
+    if (side.secondary !== undefined && side.secondary.currentState !== 'split-brain') {
+      this.options.logger.warn({ pair: side.spec.name }, `pair ${side.spec.name}: ${reason}; run resolve --keep primary|secondary with the link up`);
+      side.secondary.markSplitBrain(reason);
+    }
+    throw new PairError('ERR_PAIR_BOTH_DISCARDED', `pair ${side.spec.name}: ${reason}; run resolve --keep primary|secondary once more, with the link up`);
   }
 
   private statusOf(side: Side): Record<string, unknown> {

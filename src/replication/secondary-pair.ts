@@ -460,6 +460,14 @@ export class SecondaryPair extends EventEmitter {
     };
   }
 
+  /**
+   * Neither side keeps its data (contradictory resolves, found on connect: pairs.ts): split
+   * brain again, until a resolve with the link up names the side to keep.
+   */
+  markSplitBrain(reason: string): void {
+    if (!this.closed) this.move('split-brain', reason);
+  }
+
   /** A crash: stops at once, writes nothing. */
   crash(): void {
     this.closed = true;

@@ -88,8 +88,9 @@ const CODECS: { what: string; message: fc.Arbitrary<unknown>; encode: (m: never)
   },
   {
     what: 'PAIR_RESOLVE',
-    message: fc.record({ name, keepSender: fc.boolean() }),
-    encode: ((m: { name: string; keepSender: boolean }) => M.encodeResolve(m.name, m.keepSender)) as (m: never) => Buffer,
+    // A query keeps no side: its keepSender decodes as false.
+    message: fc.oneof(fc.record({ name, keepSender: fc.boolean(), query: fc.constant(false) }), fc.record({ name, keepSender: fc.constant(false), query: fc.constant(true) })),
+    encode: ((m: { name: string; keepSender: boolean; query: boolean }) => M.encodeResolve(m.name, m.keepSender, m.query)) as (m: never) => Buffer,
     decode: M.decodeResolve,
   },
   {

@@ -217,6 +217,51 @@ describe('82 pair roles on the simulated network', function () {
     }
   });
 
+  for (const from of ['a', 'b'] as const) {
+    it(`contradictory resolves behind a partition (each side keeps the other's data): split brain again on connect, nothing overwritten; resolve on ${from} keeps one`, async () => {
+      const w = await world('async', 35);
+      try {
+        await until(w, () => side(w.a).state === 'mirroring', 'mirroring');
+        hostWrites(w.a, 1, [0, 1, 2, 3], new Map());
+        await until(w, () => identical(w), 'identical');
+        w.network.partition('a', 'b');
+        w.network.partition('b', 'a');
+        await until(w, () => side(w.a).state === 'suspended' && side(w.b).state === 'suspended', 'both see the link down');
+        hostWrites(w.a, 5, [10, 11], new Map());
+        await settle(w, w.b.pairs?.takeover('p0') as Promise<unknown>);
+        hostWrites(w.b, 6, [20, 21], new Map());
+        w.network.healAll();
+        await until(w, () => side(w.a).state === 'split-brain' && side(w.b).state === 'split-brain', 'split brain on both sides');
+        w.network.partition('a', 'b');
+        w.network.partition('b', 'a');
+        await until(w, () => side(w.a).link === 'down' && side(w.b).link === 'down', 'the link is down again');
+        // Each operator keeps the other side's data: both discard their own.
+        await settle(w, w.a.pairs?.resolve('p0', 'secondary') as Promise<unknown>);
+        await settle(w, w.b.pairs?.resolve('p0', 'primary') as Promise<unknown>);
+        assert.equal(side(w.a).role, 'secondary');
+        assert.equal(side(w.b).role, 'secondary');
+        w.network.healAll();
+        await until(w, () => side(w.a).state === 'split-brain' && side(w.b).state === 'split-brain', 'split brain again on both sides');
+        assert.match(String(side(w.a).reason), /contradictory resolves/);
+        assert.match(String(side(w.b).reason), /contradictory resolves/);
+        await w.clock.runFor(1000);
+        assert.ok(blockOf(w.a, 10).equals(pattern(5, 10)) && blockOf(w.b, 20).equals(pattern(6, 20)), 'nothing was overwritten');
+        assert.equal(host(w.a).writable, false);
+        assert.equal(host(w.b).writable, false);
+        // A resolve with the link up names the side to keep: the declared primary's data.
+        const resolver = from === 'a' ? w.a : w.b;
+        await settle(w, resolver.pairs?.resolve('p0', 'primary') as Promise<unknown>);
+        await until(w, () => side(w.a).role === 'primary' && side(w.a).state === 'mirroring' && side(w.b).role === 'secondary' && identical(w), 'resolved');
+        assert.ok(blockOf(w.b, 10).equals(pattern(5, 10)), 'the kept side\'s write is on both');
+        assert.ok(!blockOf(w.b, 20).equals(pattern(6, 20)), 'the discarded side\'s write is gone');
+        assert.ok(blockOf(w.b, 1).equals(pattern(1, 1)), 'what both had before the split stays');
+        assert.equal(host(w.a).writable, true);
+      } finally {
+        await dispose(w);
+      }
+    });
+  }
+
   it('a restarted primary and a restarted secondary each resync about the in-flight window, not the volume', async () => {
     const w = await world('async', 33);
     try {
