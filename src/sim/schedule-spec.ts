@@ -112,6 +112,24 @@ export function draws(value: unknown, path: string): number[] {
   return value.map((draw, index) => integerField(draw, `${path}[${index}]`, 0, 2 ** 32 - 1));
 }
 
+/** One event of a spec (a schedule's or a topology run's): operation, draws, afterMs, trace; checked. */
+export function parseSpecEvent<Operation extends string>(entry: unknown, path: string, operations: ReadonlySet<string>):
+  { operation: Operation; draws: number[]; afterMs: number; trace?: string[] } {
+  if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) throw new TypeError(`${path} must be an object`);
+  const event = entry as Record<string, unknown>;
+  if (typeof event.operation !== 'string' || !operations.has(event.operation)) {
+    throw new TypeError(`${path}.operation must be one of ${[...operations].join(', ')}, got ${JSON.stringify(event.operation)}`);
+  }
+  const result: { operation: Operation; draws: number[]; afterMs: number; trace?: string[] } = {
+    operation: event.operation as Operation, draws: draws(event.draws, `${path}.draws`), afterMs: integerField(event.afterMs, `${path}.afterMs`, 0, 3_600_000),
+  };
+  if (event.trace !== undefined) {
+    if (!Array.isArray(event.trace) || !event.trace.every((line) => typeof line === 'string')) throw new TypeError(`${path}.trace must be an array of strings`);
+    result.trace = [...event.trace as string[]];
+  }
+  return result;
+}
+
 /** Checks a parsed JSON value as a spec; throws TypeError / RangeError naming the bad field. */
 export function parseScheduleSpec(value: unknown): ScheduleSpec {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new TypeError('a schedule spec must be a JSON object');
@@ -126,21 +144,7 @@ export function parseScheduleSpec(value: unknown): ScheduleSpec {
     if (input[key] !== undefined && typeof input[key] !== 'string') throw new TypeError(`${key} must be a string`);
   }
   if (!Array.isArray(input.events)) throw new TypeError('events must be an array');
-  const events = input.events.map((entry: unknown, index): ScheduleEvent => {
-    const path = `events[${index}]`;
-    if (typeof entry !== 'object' || entry === null) throw new TypeError(`${path} must be an object`);
-    const event = entry as Record<string, unknown>;
-    if (typeof event.operation !== 'string' || !OPERATION_NAMES.has(event.operation)) {
-      throw new TypeError(`${path}.operation must be one of ${[...OPERATION_NAMES].join(', ')}, got ${JSON.stringify(event.operation)}`);
-    }
-    const result: ScheduleEvent = { operation: event.operation as ScheduleOperation, draws: draws(event.draws, `${path}.draws`),
-      afterMs: integerField(event.afterMs, `${path}.afterMs`, 0, 3_600_000) };
-    if (event.trace !== undefined) {
-      if (!Array.isArray(event.trace) || !event.trace.every((line) => typeof line === 'string')) throw new TypeError(`${path}.trace must be an array of strings`);
-      result.trace = [...event.trace as string[]];
-    }
-    return result;
-  });
+  const events = input.events.map((entry: unknown, index) => parseSpecEvent<ScheduleOperation>(entry, `events[${index}]`, OPERATION_NAMES));
   const spec: ScheduleSpec = {
     format: SCHEDULE_SPEC_FORMAT,
     seed: integerField(input.seed, 'seed', 0, Number.MAX_SAFE_INTEGER),

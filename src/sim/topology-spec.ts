@@ -16,7 +16,7 @@
 // field; shrinkTopology() throws RangeError for a spec that does not fail; what runs find is data.
 
 import type { PairMutation } from '../replication/pairs';
-import { MUTATIONS, draws, integerField } from './schedule-spec';
+import { MUTATIONS, integerField, parseSpecEvent } from './schedule-spec';
 import { type ListShrinkResult, shrinkList } from './shrink';
 import {
   MAX_TOPOLOGY_CONTROLLERS,
@@ -31,6 +31,8 @@ import {
   runTopology,
 } from './topology-run';
 import { failedInvariants, firstFailedInvariant } from './verdicts';
+
+const OPERATION_NAMES: ReadonlySet<string> = new Set(TOPOLOGY_OPERATIONS);
 
 /** The format tag of a topology spec file. */
 export const TOPOLOGY_SPEC_FORMAT = 'blockmirror-topology-run/1';
@@ -112,21 +114,7 @@ export function parseTopologySpec(value: unknown): TopologySpec {
   }
   if (!Array.isArray(input.events)) throw new TypeError('events must be an array');
   if (input.events.length > 100_000) throw new RangeError(`events must hold at most 100000 steps, got ${input.events.length}`);
-  const events = input.events.map((entry: unknown, index): TopologyEvent => {
-    const path = `events[${index}]`;
-    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) throw new TypeError(`${path} must be an object`);
-    const event = entry as Record<string, unknown>;
-    if (!TOPOLOGY_OPERATIONS.includes(event.operation as TopologyOperation)) {
-      throw new TypeError(`${path}.operation must be one of ${TOPOLOGY_OPERATIONS.join(', ')}, got ${JSON.stringify(event.operation)}`);
-    }
-    const result: TopologyEvent = { operation: event.operation as TopologyOperation, draws: draws(event.draws, `${path}.draws`),
-      afterMs: integerField(event.afterMs, `${path}.afterMs`, 0, 3_600_000) };
-    if (event.trace !== undefined) {
-      if (!Array.isArray(event.trace) || !event.trace.every((line) => typeof line === 'string')) throw new TypeError(`${path}.trace must be an array of strings`);
-      result.trace = [...event.trace as string[]];
-    }
-    return result;
-  });
+  const events = input.events.map((entry: unknown, index): TopologyEvent => parseSpecEvent<TopologyOperation>(entry, `events[${index}]`, OPERATION_NAMES));
   const spec: TopologySpec = {
     format: TOPOLOGY_SPEC_FORMAT,
     seed: integerField(input.seed, 'seed', 0, Number.MAX_SAFE_INTEGER),

@@ -68,6 +68,24 @@ async function dispose(w: World): Promise<void> {
   }
 }
 
+/**
+ * Mirrors blocks 0..3, then behind a partition the primary writes 10 and 11 (write 5), the
+ * secondary is taken over and writes 20 and 21 (write 6); healed: split brain on both sides.
+ */
+async function splitBrainOnBoth(w: World): Promise<void> {
+  await until(w, () => side(w.a).state === 'mirroring', 'mirroring');
+  hostWrites(w.a, 1, [0, 1, 2, 3], new Map());
+  await until(w, () => identical(w), 'identical');
+  w.network.partition('a', 'b');
+  w.network.partition('b', 'a');
+  await until(w, () => side(w.a).state === 'suspended' && side(w.b).state === 'suspended', 'both see the link down');
+  hostWrites(w.a, 5, [10, 11], new Map());
+  await settle(w, w.b.pairs?.takeover('p0') as Promise<unknown>);
+  hostWrites(w.b, 6, [20, 21], new Map());
+  w.network.healAll();
+  await until(w, () => side(w.a).state === 'split-brain' && side(w.b).state === 'split-brain', 'split brain on both sides');
+}
+
 function side(c: Controller): Record<string, unknown> {
   return (c.pairs?.status() ?? []).find((entry) => entry.name === 'p0') ?? {};
 }
@@ -189,17 +207,7 @@ describe('82 pair roles on the simulated network', function () {
   it('a takeover behind a partition while the old primary writes: split brain on both sides, nothing overwritten until resolve, then the kept side wins', async () => {
     const w = await world('async', 32);
     try {
-      await until(w, () => side(w.a).state === 'mirroring', 'mirroring');
-      hostWrites(w.a, 1, [0, 1, 2, 3], new Map());
-      await until(w, () => identical(w), 'identical');
-      w.network.partition('a', 'b');
-      w.network.partition('b', 'a');
-      await until(w, () => side(w.a).state === 'suspended' && side(w.b).state === 'suspended', 'both see the link down');
-      hostWrites(w.a, 5, [10, 11], new Map());
-      await settle(w, w.b.pairs?.takeover('p0') as Promise<unknown>);
-      hostWrites(w.b, 6, [20, 21], new Map());
-      w.network.healAll();
-      await until(w, () => side(w.a).state === 'split-brain' && side(w.b).state === 'split-brain', 'split brain on both sides');
+      await splitBrainOnBoth(w);
       await w.clock.runFor(1000);
       // Nothing was overwritten on either side.
       assert.ok(blockOf(w.a, 10).equals(pattern(5, 10)) && blockOf(w.b, 20).equals(pattern(6, 20)));
@@ -221,17 +229,7 @@ describe('82 pair roles on the simulated network', function () {
     it(`contradictory resolves behind a partition (each side keeps the other's data): split brain again on connect, nothing overwritten; resolve on ${from} keeps one`, async () => {
       const w = await world('async', 35);
       try {
-        await until(w, () => side(w.a).state === 'mirroring', 'mirroring');
-        hostWrites(w.a, 1, [0, 1, 2, 3], new Map());
-        await until(w, () => identical(w), 'identical');
-        w.network.partition('a', 'b');
-        w.network.partition('b', 'a');
-        await until(w, () => side(w.a).state === 'suspended' && side(w.b).state === 'suspended', 'both see the link down');
-        hostWrites(w.a, 5, [10, 11], new Map());
-        await settle(w, w.b.pairs?.takeover('p0') as Promise<unknown>);
-        hostWrites(w.b, 6, [20, 21], new Map());
-        w.network.healAll();
-        await until(w, () => side(w.a).state === 'split-brain' && side(w.b).state === 'split-brain', 'split brain on both sides');
+        await splitBrainOnBoth(w);
         w.network.partition('a', 'b');
         w.network.partition('b', 'a');
         await until(w, () => side(w.a).link === 'down' && side(w.b).link === 'down', 'the link is down again');
