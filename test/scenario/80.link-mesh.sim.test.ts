@@ -11,15 +11,8 @@
 // fewer seeds for a quick local pass; BLOCKMIRROR_SIM_FIRST_SEED=<n> fixes where they start.
 import * as assert from 'node:assert/strict';
 
-import {
-  MESH_LINK_TUNING,
-  MESH_NETWORK_AND_LINK_FAULTS,
-  Mesh,
-  type MeshLinkChange,
-  type MeshScenarioOptions,
-  type MeshScenarioResult,
-  runMeshScenario,
-} from '../../src/sim/mesh';
+import { MESH_LINK_TUNING, Mesh, type MeshLinkChange } from '../../src/sim/mesh';
+import { MESH_NETWORK_AND_LINK_FAULTS, type MeshScenarioOptions, type MeshScenarioResult, runMeshScenario } from '../../src/sim/mesh-scenario';
 
 function integerFromEnv(name: string): number | undefined {
   const text = process.env[name];
