@@ -287,7 +287,12 @@ export function parseConfigText(text: string, fileName: string): unknown {
   if (document.errors.length > 0) {
     throw new ConfigError(document.errors.map((e) => `(document): not valid YAML: ${e.message.split('\n')[0]}`), fileName);
   }
-  return document.toJS({ maxAliasCount: 100 });
+  try {
+    return document.toJS({ maxAliasCount: 100 });
+  } catch (error) {
+    // An alias to no anchor, or too many aliases: the parser accepts them, turning them into values does not.
+    throw new ConfigError([`(document): not valid YAML: ${(error as Error).message.split('\n')[0]}`], fileName);
+  }
 }
 
 /** Reads, parses and validates a config file. Throws ConfigError (also for an unreadable file). */

@@ -81,6 +81,12 @@ const CODECS: { what: string; message: fc.Arbitrary<unknown>; encode: (m: never)
     decode: M.decodeResyncDone,
   },
   {
+    what: 'PAIR_MARKER',
+    message: fc.record({ name, sequence: u64 }),
+    encode: ((m: { name: string; sequence: number }) => M.encodeMarker(m.name, m.sequence)) as (m: never) => Buffer,
+    decode: M.decodeMarker,
+  },
+  {
     what: 'PAIR_PROMOTE',
     message: fc.record({ name, generations }),
     encode: ((m: { name: string; generations: Generations }) => M.encodePromote(m.name, m.generations)) as (m: never) => Buffer,

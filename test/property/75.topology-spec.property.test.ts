@@ -1,4 +1,5 @@
-// Property: the topology spec decoder (src/sim/topology-spec.ts) takes a user's file. Whatever
+// Property: the sim's spec decoders (src/sim/topology-spec.ts, schedule-spec.ts) take a user's
+// file (`blockmirror sim --replay`). Whatever
 // JSON it is given, it answers with a spec or a TypeError / RangeError naming the field, never
 // another exception; a valid spec survives formatting and parsing unchanged; and a document
 // cut at any point is refused by JSON.parse or by the decoder, never half taken.
@@ -7,6 +8,8 @@ import * as assert from 'node:assert/strict';
 import * as fc from 'fast-check';
 
 import { TOPOLOGY_OPERATIONS } from '../../src/sim/topology-run';
+import { OPERATIONS } from '../../src/sim/pair-schedule';
+import { SCHEDULE_SPEC_FORMAT, type ScheduleSpec, formatScheduleSpec, parseScheduleSpec } from '../../src/sim/schedule-spec';
 import { type TopologySpec, TOPOLOGY_SPEC_FORMAT, formatTopologySpec, parseTopologySpec } from '../../src/sim/topology-spec';
 
 const event = fc.record({
@@ -25,15 +28,46 @@ const spec: fc.Arbitrary<TopologySpec> = fc.record({
   events: fc.array(event, { maxLength: 30 }),
 });
 
-function parsesOrRefuses(value: unknown): void {
+const scheduleSpec: fc.Arbitrary<ScheduleSpec> = fc.record({
+  format: fc.constant(SCHEDULE_SPEC_FORMAT),
+  seed: fc.nat(),
+  mode: fc.constantFrom('sync' as const, 'async' as const),
+  fence: fc.constantFrom('never' as const, 'data' as const),
+  blockCount: fc.integer({ min: 8, max: 65_536 }),
+  journalCapacityBytes: fc.integer({ min: 4096, max: 1 << 30 }),
+  events: fc.array(fc.record({ operation: fc.constantFrom(...OPERATIONS.map((entry) => entry.operation)), draws: fc.array(fc.nat({ max: 2 ** 32 - 1 }), { maxLength: 10 }),
+    afterMs: fc.nat({ max: 3_600_000 }) }), { maxLength: 20 }),
+  tail: fc.array(fc.nat({ max: 2 ** 32 - 1 }), { maxLength: 5 }),
+});
+
+function parsesOrRefuses(value: unknown, parse: (value: unknown) => unknown = parseTopologySpec): void {
   try {
-    parseTopologySpec(value);
+    parse(value);
   } catch (error) {
     assert.ok(error instanceof TypeError || error instanceof RangeError, `threw ${String(error)}`);
   }
 }
 
-describe('75 topology spec decoder (property)', () => {
+describe('75 sim spec decoders (property)', () => {
+  it('a pair schedule spec survives formatting and parsing; garbage in any field, or a cut document, is refused with TypeError / RangeError', () => {
+    fc.assert(fc.property(scheduleSpec, (value) => {
+      assert.deepEqual(parseScheduleSpec(JSON.parse(formatScheduleSpec(value))), JSON.parse(JSON.stringify(value)));
+    }), { numRuns: 200 });
+    fc.assert(fc.property(fc.jsonValue(), (value) => parsesOrRefuses(value, parseScheduleSpec)), { numRuns: 300 });
+    fc.assert(fc.property(scheduleSpec, fc.constantFrom('format', 'seed', 'mode', 'fence', 'blockCount', 'journalCapacityBytes', 'events', 'tail', 'controllers', 'mutation'),
+      fc.jsonValue(), (value, key, garbage) => parsesOrRefuses({ ...value, [key]: garbage }, parseScheduleSpec)), { numRuns: 400 });
+    fc.assert(fc.property(scheduleSpec, fc.nat(), (value, cut) => {
+      const text = formatScheduleSpec(value);
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(text.slice(0, cut % text.length));
+      } catch {
+        return;
+      }
+      parsesOrRefuses(parsed, parseScheduleSpec);
+    }), { numRuns: 200 });
+  });
+
   it('a valid spec survives formatting and parsing', () => {
     fc.assert(fc.property(spec, (value) => {
       assert.deepEqual(parseTopologySpec(JSON.parse(formatTopologySpec(value))), JSON.parse(JSON.stringify(value)));
