@@ -144,6 +144,10 @@ export const STATUS_OF_CODE: Readonly<Record<string, number>> = Object.freeze({
   'ERR_CGROUP_NOT_READY': 409,
   'ERR_ADMIN_METHOD': 405,
   'ERR_LINK_CLOSED': 409,
+  // A verb that needs the peer, which cannot be reached now.
+  'ERR_LINK_DOWN': 503,
+  'ERR_LINK_FULL': 503,
+  'ERR_LINK_TIMEOUT': 504,
   'ERR_ADMIN_TOO_LARGE': 413,
 });
 
@@ -464,9 +468,16 @@ export class AdminServer {
   }
 
   private fail(request: http.IncomingMessage, response: http.ServerResponse, error: unknown): void {
-    const code = isBlockmirrorError(error) ? error.code : undefined;
+    let code = isBlockmirrorError(error) ? error.code : undefined;
     let status = code === undefined ? 500 : STATUS_OF_CODE[code] ?? 500;
     if (code !== undefined && status === 500 && code.endsWith('_CLOSED')) status = 409;
+    // The peer refused what this side asked of it (a pair verb that needs the peer): its code,
+    // with its status; a peer failure without a known code is the peer's, not this endpoint's.
+    const remoteCode = (error as { remoteCode?: unknown } | null)?.remoteCode;
+    if (code === 'ERR_LINK_REMOTE' && typeof remoteCode === 'string' && /^ERR_[A-Z0-9_]+$/.test(remoteCode)) {
+      code = remoteCode;
+      status = STATUS_OF_CODE[remoteCode] ?? 502;
+    } else if (code === 'ERR_LINK_REMOTE') status = 502;
     if (status === 500) {
       this.log.error({ err: error, method: request.method, url: request.url }, 'admin endpoint: request failed');
     } else {

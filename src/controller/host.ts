@@ -242,7 +242,15 @@ export class ControllerHost implements AdminTarget {
       case 'list': return snapshots.list(request.volume).map((entry) => ({ volume: entry.volume, snapshots: entry.snapshots.map(shown) }));
       case 'delete': snapshots.delete(volume, name); return { volume, name, deleted: true };
       case 'restore': return { volume, name, restoredBytes: snapshots.restore(volume, name) };
-      default: return snapshots.clone(volume, name, request.clone as string);
+      default: {
+        // The clone is exported under its own name, in the serve's one export name space (every
+        // controller's exports): a name already exported is refused before anything is made.
+        const cloneName = request.clone as string;
+        if (this.server?.findExport(cloneName) != null) {
+          throw new BlockmirrorError('ERR_SNAPSHOT_EXISTS', `an export named ${JSON.stringify(cloneName)} exists; a clone is exported under its own name`);
+        }
+        return snapshots.clone(volume, name, cloneName);
+      }
     }
   }
 

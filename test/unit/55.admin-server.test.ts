@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import { AdminClient, AdminResponseError, LineSplitter } from '../../src/admin/client';
 import { AdminServer, type AdminServerOptions, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS } from '../../src/admin/server';
 import { BlockmirrorError, isBlockmirrorError } from '../../src/errors';
+import { LinkError } from '../../src/transport/errors';
 import { FakeAdminTarget } from '../helpers/fake-admin-target';
 import { makeTempDir, removeTempDir, waitFor } from '../helpers/tools';
 
@@ -300,7 +301,8 @@ describe('55 admin server', function () {
         ['ERR_LINK_UNKNOWN_PEER', 404],
         ['ERR_LINK_BAD_FAULT', 400],
         ['ERR_LINK_CLOSED', 409],
-        ['ERR_LINK_DOWN', 500],
+        ['ERR_LINK_DOWN', 503],
+        ['ERR_LINK_TIMEOUT', 504],
       ];
       for (const [code, status] of cases) {
         for (const route of ['/links/fault', '/links/heal']) {
@@ -309,6 +311,17 @@ describe('55 admin server', function () {
           assert.equal(reply.status, status, `${route} ${code}`);
           assert.deepEqual(errorOf(reply), { code, message: `fake says ${code}` });
         }
+      }
+    });
+
+    it('a refusal by the peer answers with the peer\'s code and its status; a peer failure without one is a 502', async () => {
+      for (const [remoteCode, status, code] of [['ERR_PAIR_STATE', 409, 'ERR_PAIR_STATE'], ['ERR_PAIR_UNKNOWN', 404, 'ERR_PAIR_UNKNOWN'], [undefined, 502, 'ERR_LINK_REMOTE']] as const) {
+        const error = new LinkError('ERR_LINK_REMOTE', `b: ${remoteCode ?? 'oops'}: refused`);
+        if (remoteCode !== undefined) error.remoteCode = remoteCode;
+        target.failNext = error;
+        const reply = await postJson(socketPath, '/links/heal', { peer: 'b' });
+        assert.equal(reply.status, status, String(remoteCode));
+        assert.deepEqual(errorOf(reply), { code, message: `b: ${remoteCode ?? 'oops'}: refused` });
       }
     });
 
