@@ -540,19 +540,20 @@ export class PairManager extends EventEmitter {
       const side = this.sideFor(link, message.name);
       const primary = side.primary;
       if (message.query) {
-        // The peer discarded its data and asks whether this side keeps its own.
-        if (primary !== undefined) {
-          if (primary.currentState === 'split-brain') setImmediate(() => { try { primary.reopen(); } catch { /* opens when the link is back */ } });
-          return Buffer.alloc(0);
-        }
+        // The peer discarded its data and asks whether this side keeps its own: a primary does
+        // (its own open on the link's return takes the peer as its target; opening here too
+        // would race that one).
+        if (primary !== undefined) return Buffer.alloc(0);
         this.contradiction(side);
       }
       if (message.keepSender) {
         this.demote(side, 'resolve: the peer\'s data is kept', { discard: true });
       } else if (primary !== undefined) {
-        setImmediate(() => { try { primary.reopen(); } catch { /* the link went down: it opens when it is back */ } });
-      } else if (side.secondary?.currentState === 'split-brain') {
-        // Contradictory resolves, now answered from the other side: this side's data is kept.
+        if (primary.currentState === 'split-brain') setImmediate(() => { try { primary.reopen(); } catch { /* the link went down: it opens when it is back */ } });
+      } else if (side.secondary !== undefined) {
+        // An operator on the other side keeps this side's data, which is a secondary's (after
+        // contradictory resolves, or demoted meanwhile): it becomes the primary with its data
+        // (its own discard, an earlier choice, gives way to this later one).
         const pair = this.promote(side, 'resolve: the peer chose this side\'s data', {});
         setImmediate(() => pair.start());
       } else {

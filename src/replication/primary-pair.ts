@@ -971,6 +971,10 @@ export class PrimaryPair extends EventEmitter {
   reopen(): void {
     if (this.closed) return;
     if (!this.link.isUp) throw new PairError('ERR_PAIR_STATE', `pair ${this.name}: the link to its peer is ${this.link.currentState}`);
+    // A copy or resync pass already runs (an open decided since the peer changed), or the pair
+    // mirrors: a second open would abandon that pass for nothing (and a pass state cannot be
+    // entered from itself). It only looks again from split-brain, simplex or suspended.
+    if (this.state === 'copying' || this.state === 'resyncing' || this.state === 'mirroring') return;
     this.runOpen();
   }
 
