@@ -762,12 +762,16 @@ export const controllerSchema = strictObject({
   diversion: doc(z.enum(['none', 'work-volume']).default('none'), {
     description: 'How new writes of a group being spared are diverted: `none`, or `work-volume` (variant (b): to an unused one of `workVolumes`).',
   }),
+  rebuildStepBytes: doc(sizeRange(512, 64 * 1024 * 1024).default(4 * 1024 * 1024), {
+    description: 'The step of rebuild, sparing and copy-back copies, per event-loop turn, 512 B to 64 MiB (docs/raid.md); smaller makes sparing slower and lighter.',
+  }),
 }).transform((controller) => ({
   ...completeController('controllers', controller),
   ...(controller.disks.length === 0 ? {} : { disks: controller.disks }),
   ...(controller.groups.length === 0 ? {} : { groups: controller.groups }),
   ...(controller.workVolumes.length === 0 ? {} : { workVolumes: controller.workVolumes }),
   ...(controller.diversion === 'none' ? {} : { diversion: controller.diversion }),
+  ...((controller.rebuildStepBytes === 4 * 1024 * 1024 ? {} : { rebuildStepBytes: controller.rebuildStepBytes }) as { rebuildStepBytes?: number }),
 }));
 
 export const configDocumentSchema = strictObject({

@@ -295,7 +295,8 @@ export class ControllerDisks extends EventEmitter {
     if (work === undefined || work.closed) return;
     diverting.copyingBack = true;
     this.emit('diversion', { group: name, work: diverting.work, kind: 'copy-back-started' });
-    work.copyBack({ stepSlots: 256 }).then(
+    const stepBytes = this.#options.rebuildStepBytes ?? DISK_DEFAULTS.rebuildStepBytes;
+    work.copyBack({ stepSlots: Math.max(1, Math.floor(stepBytes / work.slotBytes)) }).then(
       () => {
         for (const volume of entry.volumeObjects.values()) if (!entry.group.closed && !volume.closed) entry.group.divertVolume(volume, null);
         entry.diverting = undefined;
