@@ -51,6 +51,8 @@ export interface HostStatus {
 export class ControllerHost implements AdminTarget {
   readonly controllers: Controller[];
   private server: NbdServer | undefined;
+  /** Clone names being made (snapshot clone), reserved in the serve's export name space. */
+  private readonly pendingClones = new Set<string>();
   private readonly listeners = new Set<ArrayEventListener>();
   private readonly recent: ArrayEvent[] = [];
   private readonly recentLimit: number;
@@ -246,10 +248,17 @@ export class ControllerHost implements AdminTarget {
         // The clone is exported under its own name, in the serve's one export name space (every
         // controller's exports): a name already exported is refused before anything is made.
         const cloneName = request.clone as string;
-        if (this.server?.findExport(cloneName) != null) {
-          throw new BlockmirrorError('ERR_SNAPSHOT_EXISTS', `an export named ${JSON.stringify(cloneName)} exists; a clone is exported under its own name`);
+        if (this.server?.findExport(cloneName) != null || this.pendingClones.has(cloneName)) {
+          throw new BlockmirrorError('ERR_SNAPSHOT_EXISTS', `an export named ${JSON.stringify(cloneName)} exists or is being made; a clone is exported under its own name`);
         }
-        return snapshots.clone(volume, name, cloneName);
+        // Reserved until the clone is exported (or failed): two clones of one name, on any
+        // controllers, cannot both pass the check while the first is still being made.
+        this.pendingClones.add(cloneName);
+        try {
+          return await snapshots.clone(volume, name, cloneName);
+        } finally {
+          this.pendingClones.delete(cloneName);
+        }
       }
     }
   }

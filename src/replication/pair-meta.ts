@@ -15,8 +15,6 @@
 //                 which of the primary's two OOS bitmaps records, and the last journal
 //                 sequence that can be marked in the other (primary-pair.ts)
 //   newGeneration the primary stopped mirroring: its next write starts a new generation
-//   trackedSince  the first journal sequence whose write the primary's OOS bitmaps may hold
-//                 (0: not known); a lower bound kept at each rotation, raised in memory
 //
 // Two slots of 128 bytes, each with a counter and a CRC32C; a save writes the older slot, a load
 // takes the valid slot with the higher counter. A SIGKILL in the middle of a save leaves the
@@ -39,12 +37,6 @@ export interface PairMetaState {
   active: 0 | 1;
   sealedThrough: number;
   newGeneration: boolean;
-  /**
-   * Primary: every track the tracking bitmaps hold was written by a journal record at or after
-   * this sequence (0: not known, as after a pass's own marks, a full journal, or a save written
-   * before the field existed: its bytes were zero).
-   */
-  trackedSince?: number;
 }
 
 const MAGIC = 0x424d504d; // 'BMPM'
@@ -76,7 +68,6 @@ function encode(state: PairMetaState, counter: number): Buffer {
   slot.writeDoubleLE(state.applied, 48);
   slot.writeDoubleLE(state.nextSequence, 56);
   slot.writeDoubleLE(state.sealedThrough, 64);
-  slot.writeDoubleLE(state.trackedSince ?? 0, 72);
   slot.writeUInt32LE(crc32c(slot.subarray(0, BODY_BYTES)), BODY_BYTES);
   return slot;
 }
@@ -101,7 +92,6 @@ function decode(slot: Buffer): { state: PairMetaState; counter: number } | null 
       applied: slot.readDoubleLE(48),
       nextSequence: slot.readDoubleLE(56),
       sealedThrough: slot.readDoubleLE(64),
-      trackedSince: slot.readDoubleLE(72),
     },
   };
 }
@@ -163,10 +153,7 @@ export class PairMeta {
 
   /** Saves a change (merged into the current state). */
   update(change: Partial<PairMetaState>): void {
-    // A change of role starts another sequence space (the other side's journal fed this one):
-    // what the tracking holds is no longer known to follow any sequence of it.
-    const roleChanged = change.role !== undefined && change.role !== this.current.role;
-    this.save({ ...this.current, ...change, ...(roleChanged ? { trackedSince: 0 } : {}) });
+    this.save({ ...this.current, ...change });
   }
 
   private save(state: PairMetaState): void {

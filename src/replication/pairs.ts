@@ -164,7 +164,12 @@ interface Side {
   tracking: Tracking;
   primary?: PrimaryPair;
   secondary?: SecondaryPair;
+  /** An operator's resolve on this side is under way (its peer must not promote this side meanwhile). */
+  resolving?: boolean;
 }
+
+/** How often a side that discarded its data asks again while the peer does not declare the pair. */
+const ASK_WHO_KEEPS_RETRY_MS = 1000;
 
 /** Journal group names: as pair names are written in configs and commands. */
 const GROUP_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -552,8 +557,11 @@ export class PairManager extends EventEmitter {
         if (primary.currentState === 'split-brain') setImmediate(() => { try { primary.reopen(); } catch { /* the link went down: it opens when it is back */ } });
       } else if (side.secondary !== undefined) {
         // An operator on the other side keeps this side's data, which is a secondary's (after
-        // contradictory resolves, or demoted meanwhile): it becomes the primary with its data
-        // (its own discard, an earlier choice, gives way to this later one).
+        // contradictory resolves, or demoted meanwhile): it becomes the primary with its data,
+        // unless this side gave its data up too (it discards, out of split brain: the mark was
+        // lost with a restart) or an operator resolves here at this very moment: then neither
+        // side is promoted, both are in split brain, and a resolve once more decides.
+        if (side.resolving === true || (side.meta.state.discard && side.secondary.currentState !== 'split-brain')) this.contradiction(side);
         const pair = this.promote(side, 'resolve: the peer chose this side\'s data', {});
         setImmediate(() => pair.start());
       } else {
@@ -719,6 +727,16 @@ export class PairManager extends EventEmitter {
     const side = this.side(name);
     const state = side.primary?.currentState ?? side.secondary?.currentState;
     if (state !== 'split-brain') throw new PairError('ERR_PAIR_STATE', `pair ${name} is ${state}, not in split brain`);
+    if (side.resolving === true) throw new PairError('ERR_PAIR_STATE', `pair ${name}: a resolve is already under way on ${this.options.controllerId}`);
+    side.resolving = true;
+    try {
+      return await this.resolveSide(side, name, keep);
+    } finally {
+      side.resolving = false;
+    }
+  }
+
+  private async resolveSide(side: Side, name: string, keep: PairRole): Promise<Record<string, unknown>> {
     const keepLocal = keep === side.spec.role;
     if (keepLocal) {
       if (!side.link.isUp) throw new PairError('ERR_PAIR_STATE', `pair ${name}: the link is down; run resolve on the other side, or when the link is up`);
@@ -745,12 +763,22 @@ export class PairManager extends EventEmitter {
     return this.statusOf(side);
   }
 
-  /** On connect: a secondary that discarded its data asks the peer whether it keeps its own. */
+  /**
+   * On connect (and when the pair is created with the link up): a secondary that discarded its
+   * data asks the peer whether it keeps its own; asked again now and then while the peer does
+   * not declare the pair (yet), as a primary's open is.
+   */
   private askWhoKeeps(side: Side): void {
     const secondary = side.secondary;
     if (secondary === undefined || !side.meta.state.discard || secondary.currentState === 'split-brain' || !side.link.isUp) return;
     side.link.request(MessageType.PAIR_RESOLVE, encodeResolve(side.spec.name, false, true)).catch((error: unknown) => {
-      if ((error as { remoteCode?: unknown }).remoteCode !== 'ERR_PAIR_BOTH_DISCARDED' || side.secondary !== secondary) return;
+      if (side.secondary !== secondary || this.sides.get(side.spec.name) !== side) return;
+      const remote = (error as { remoteCode?: unknown }).remoteCode;
+      if (remote === 'ERR_PAIR_UNKNOWN') {
+        this.options.clock.setTimer(() => this.askWhoKeeps(side), ASK_WHO_KEEPS_RETRY_MS, { unref: true });
+        return;
+      }
+      if (remote !== 'ERR_PAIR_BOTH_DISCARDED') return;
       try {
         this.contradiction(side);
       } catch {
@@ -894,6 +922,8 @@ export class PairManager extends EventEmitter {
     else this.buildSecondary(side, 'created');
     if (newFacade) this.emit('export', { volume: spec.volume, target: facade });
     side.primary?.start();
+    // Metadata kept from before (a pair deleted and declared again) may say this side discards.
+    this.askWhoKeeps(side);
     return this.statusOf(side);
   }
 

@@ -209,7 +209,8 @@ export class PrimaryPair extends EventEmitter {
     this.maxBatchBytes = options.maxBatchBytes ?? 1024 * 1024;
     this.stuckAfterMs = options.stuckAfterMs ?? 30_000;
     this.rotateIntervalMs = options.rotateIntervalMs ?? 50;
-    this.trackedSince = meta.state.trackedSince ?? 0;
+    // The journal (in memory) numbers from 1 again in every process: nothing older is known.
+    this.trackedSince = 0;
     this.reason = options.initialReason ?? 'declared';
     this.mutation = options.mutation;
     this.group = options.group;
@@ -381,14 +382,12 @@ export class PrimaryPair extends EventEmitter {
     if (reply.decision === 'full-source' || reply.all) {
       // A first copy (the secondary holds no generation, or an older one than the bitmap
       // covers): every allocated track; holes travel as holes.
-      this.setTrackedSince(0);
       for (const extent of this.volume.allocationMap()) {
         if (extent.allocated) this.tracking.mark(extent.byteOffset, extent.byteLength);
       }
       this.setState('copying', reply.decision === 'full-source' ? 'initial copy' : 'full resync');
     } else {
       // The tracked tracks, and what the other side changed since the common generation.
-      if (reply.dirty.length > 0) this.setTrackedSince(0);
       for (const range of reply.dirty) this.tracking.mark(range.byteOffset, range.byteLength);
       this.setState('resyncing', reply.dirty.length > 0 ? 'resync dirty tracks of both sides' : 'resync dirty tracks');
     }
@@ -405,6 +404,9 @@ export class PrimaryPair extends EventEmitter {
     // (tracking.ts sealForPass); writes from now on mark the active one and are journaled from
     // J. No bit is cleared before the secondary confirms the whole pass (PAIR_RESYNC_DONE): a
     // track in flight when either side dies is still tracked, and sent again.
+    // The pass's tracks are the decision's as well as written ones: no sequence bounds them
+    // until the pass is done.
+    this.trackedSince = 0;
     const sealed = this.tracking.sealForPass();
     this.progress = { doneBytes: 0, totalBytes: sealed.count() * granularity, startedAtMs: this.clock.nowMs(), lastProgressAtMs: this.clock.nowMs() };
     const buffer = Buffer.allocUnsafe(granularity);
@@ -469,7 +471,7 @@ export class PrimaryPair extends EventEmitter {
     // The secondary holds every sealed track: only writes since J remain, in the active bitmap.
     this.tracking.clearSealed();
     this.trackedSince = resumeAt;
-    this.meta.update({ generations: completeAsSource(generations), sealedThrough: resumeAt - 1, active: this.tracking.active, trackedSince: resumeAt });
+    this.meta.update({ generations: completeAsSource(generations), sealedThrough: resumeAt - 1, active: this.tracking.active });
     this.setState('mirroring', this.reason === 'initial copy' ? 'copy done' : 'resync done');
     this.resolveWaiters();
     this.clearIfCaughtUp();
@@ -767,8 +769,8 @@ export class PrimaryPair extends EventEmitter {
     this.lastRotateMs = now;
     const active = this.tracking.rotate();
     // The sealed bitmap now is the one that recorded the writes after the old seal.
-    this.trackedSince = Math.max(this.trackedSince, this.meta.state.sealedThrough + 1);
-    this.meta.update({ active, sealedThrough: this.journal.nextSequence - 1, trackedSince: this.trackedSince });
+    if (this.trackedSince !== 0) this.trackedSince = Math.max(this.trackedSince, this.meta.state.sealedThrough + 1);
+    this.meta.update({ active, sealedThrough: this.journal.nextSequence - 1 });
   }
 
   /**
@@ -777,11 +779,6 @@ export class PrimaryPair extends EventEmitter {
    * most the tracks of the records from there to the journal's end: about the in-flight window.
    */
   private trackedSince: number;
-
-  private setTrackedSince(sequence: number): void {
-    this.trackedSince = sequence;
-    if (this.meta.state.trackedSince !== sequence) this.meta.update({ trackedSince: sequence });
-  }
 
   /** The secondary refused something: stop, and wait for an operator. */
   onSecondaryError(code: string, message: string): void {
@@ -866,9 +863,9 @@ export class PrimaryPair extends EventEmitter {
     // The peer may keep this generation (or take over from it): the next write here starts a
     // new one.
     if (this.meta.state.generations.current !== 0 && !this.meta.state.newGeneration) this.meta.update({ newGeneration: true });
+    // The full journal let writes through unjournaled (tracked only): before the state event.
+    if (reason === 'journal-full') this.trackedSince = 0;
     this.setState('suspended', reason, detail);
-    // The full journal let writes through unjournaled (tracked only).
-    if (reason === 'journal-full') this.setTrackedSince(0);
     this.releaseWaiters(reason);
     this.emit('released');
     if (reason === 'journal-full' && this.autoResume) {

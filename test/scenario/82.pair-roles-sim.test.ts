@@ -246,6 +246,20 @@ describe('82 pair roles on the simulated network', function () {
         assert.ok(blockOf(w.a, 10).equals(pattern(5, 10)) && blockOf(w.b, 20).equals(pattern(6, 20)), 'nothing was overwritten');
         assert.equal(host(w.a).writable, false);
         assert.equal(host(w.b).writable, false);
+        // Two operators at the same moment, each keeping the other side's data once more:
+        // neither side is promoted (never two writable primaries), both stay in split brain.
+        const both = Promise.allSettled([w.a.pairs?.resolve('p0', 'secondary'), w.b.pairs?.resolve('p0', 'primary')]);
+        const outcomes = await settle(w, both);
+        for (const outcome of outcomes) {
+          assert.equal(outcome.status, 'rejected');
+          assert.equal((outcome as PromiseRejectedResult).reason.code, 'ERR_PAIR_BOTH_DISCARDED');
+        }
+        await w.clock.runFor(500);
+        assert.equal(side(w.a).role, 'secondary');
+        assert.equal(side(w.b).role, 'secondary');
+        assert.equal(side(w.a).state, 'split-brain');
+        assert.equal(side(w.b).state, 'split-brain');
+        assert.equal(host(w.a).writable || host(w.b).writable, false);
         // A resolve with the link up names the side to keep: the declared primary's data.
         const resolver = from === 'a' ? w.a : w.b;
         await settle(w, resolver.pairs?.resolve('p0', 'primary') as Promise<unknown>);

@@ -182,21 +182,7 @@ describe('80 pair generations and state', () => {
       const again = PairMeta.open(volume, 'p0', initial);
       assert.equal(again.restored, true);
       assert.deepEqual(again.state, { ...initial, role: 'primary', generations: g(123456789, 42, [7, 6]), applied: 100, synced: true,
-        consistency: 'consistent', active: 1, sealedThrough: 77, trackedSince: 0 });
-      await again.close();
-    });
-
-    it('keeps where the tracking begins, and forgets it when the role changes (another sequence space)', async () => {
-      PairMeta.unlink(volume, 'p0');
-      const meta = PairMeta.open(volume, 'p0', { ...initial, role: 'primary' });
-      meta.update({ trackedSince: 4242, sealedThrough: 4300 });
-      await meta.close();
-      const again = PairMeta.open(volume, 'p0', initial);
-      assert.equal(again.state.trackedSince, 4242);
-      again.update({ role: 'primary', applied: 1 });
-      assert.equal(again.state.trackedSince, 4242, 'the same role is no change');
-      again.update({ role: 'secondary' });
-      assert.equal(again.state.trackedSince, 0);
+        consistency: 'consistent', active: 1, sealedThrough: 77 });
       await again.close();
     });
 
