@@ -1,0 +1,138 @@
+// Sparing protection through NBD with a real client and a real SIGKILL (issue 10, seed 004,
+// variant (b)): fio writes a raid5 volume with crc32c verify headers; one disk's reads fail until
+// its error counter crosses its threshold (the reads are rebuilt from parity meanwhile, fio's
+// verify pass sees no error); the serve spares the suspect disk onto the spare and diverts new
+// writes to a work volume; fio writes more while the diversion runs; the serve is SIGKILLed with
+// blocks diverted, started again with the same config: the maps in their shared regions bring the
+// diversion back, and every block of both fio jobs verifies through NBD, diverted ones read from
+// the work volume; then the sparing ends, the blocks are copied back, the work volume is unused
+// again, and everything verifies once more. The sparing is slowed (a latency fault on the spare's
+// writes and small `rebuildStepBytes`) so the kill lands mid-diversion.
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+import { AdminClient } from '../../src/admin/client';
+import { Disk } from '../../src/storage/disk';
+import { ServeProcess } from '../helpers/serve-process';
+import { shmPrefix } from '../helpers/pair-sites';
+import { makeTempDir, removeTempDir, requireTool, run, waitFor } from '../helpers/tools';
+
+interface GroupRow {
+  condition: string; disks: string[]; lastError: string | null;
+  sparing: { disk: string; spare: string; doneBytes: number; totalBytes: number } | null;
+  diversion: { workVolume: string; copyingBack: boolean } | null;
+}
+interface WorkRow { workVolume: string; state: string; primary: string[] | null; terminalAddress: number | null }
+
+function raidOf(status: unknown): { group: GroupRow | undefined; work: WorkRow | undefined; disks: { disk: string; status: string }[] } {
+  const raid = (status as { controllers?: { raid?: { groups?: GroupRow[]; workVolumes?: WorkRow[]; disks?: { disk: string; status: string }[] } }[] }).controllers?.[0]?.raid;
+  return { group: raid?.groups?.[0], work: raid?.workVolumes?.[0], disks: raid?.disks ?? [] };
+}
+
+async function fio(args: string[], cwd: string): Promise<void> {
+  const result = await run('fio', ['--output-format=json', ...args], { check: false, timeoutMs: 300_000, cwd });
+  const start = result.stdout.indexOf('{');
+  assert.ok(start >= 0, `fio printed no JSON (exit ${result.code}):\n${result.stdout}\n${result.stderr}`);
+  const parsed = JSON.parse(result.stdout.slice(start)) as { jobs: { jobname: string; error: number }[] };
+  assert.equal(result.code, 0, `fio exit ${result.code}\n${result.stderr}`);
+  assert.deepEqual(parsed.jobs.filter((job) => job.error !== 0), []);
+  assert.ok(!/verify|bad magic|crc32c/i.test(result.stderr), `fio reported a verification problem:\n${result.stderr}`);
+}
+
+describe('80 interop: fio through sparing with diversion, SIGKILL mid-diversion, copy-back', function () {
+  this.timeout(600_000);
+  before(requireTool('fio'));
+
+  let directory: string;
+  let serve: ServeProcess | undefined;
+  const prefix = shmPrefix('div');
+  const sharedName = (name: string): string => `${prefix}.${name}`;
+  let config: unknown;
+  let adminSocket: string;
+
+  before(() => {
+    directory = makeTempDir('raid-diversion');
+    adminSocket = path.join(directory, 'admin.sock');
+    const disk = (name: string, extra: Record<string, unknown> = {}) => ({ name, capacity: '16MiB', backing: 'shared', sharedName: sharedName(name), ...extra });
+    config = {
+      controllers: [{
+        id: prefix,
+        rebuildStepBytes: '16KiB',
+        disks: [disk('d0'), disk('d1', { errorThreshold: 8 }), disk('d2'), disk('s0', { spare: true })],
+        groups: [{ name: 'g0', level: 'raid5', disks: ['d0', 'd1', 'd2'], stripeUnit: '64KiB' }],
+        volumes: [{ name: 'vol0', capacity: '24MiB', group: 'g0' }],
+        workVolumes: [{ name: 'w0', capacity: '16MiB', backing: 'shared', sharedName: sharedName('w0') }],
+        diversion: 'work-volume',
+      }],
+    };
+  });
+
+  after(async () => {
+    await serve?.kill();
+    removeTempDir(directory);
+    for (const name of fs.readdirSync('/dev/shm')) {
+      if (name.includes(prefix)) fs.rmSync(path.join('/dev/shm', name), { force: true });
+    }
+  });
+
+  const start = async (): Promise<{ admin: AdminClient; live: ServeProcess }> => {
+    const live = await ServeProcess.start({ directory, config, args: ['--port', '0', '--admin', adminSocket, '--quiet'] });
+    serve = live;
+    return { admin: new AdminClient(adminSocket), live };
+  };
+
+  it('no verify error before, during and after the sparing; the maps survive the SIGKILL; copy-back resets the tables', async () => {
+    let { admin, live } = await start();
+    const job = (name: string, offset: string, size: string, seed: number) => (uri: string) => [`--name=${name}`, '--ioengine=nbd', `--uri=${uri}`,
+      '--rw=randwrite', '--bs=4k', '--iodepth=16', `--offset=${offset}`, `--size=${size}`, '--verify=crc32c', '--verify_fatal=1', '--verify_dump=0', `--randseed=${seed}`];
+    const before = job('before', '0', '12M', 8001);
+    const during = job('during', '12M', '8M', 8002);
+    await fio([...before(live.uri('vol0')), '--do_verify=0'], directory);
+
+    // Slow the spare's writes; fail d1's reads until its counter crosses the threshold: fio's
+    // verify pass reads through (raid5 rebuilds those reads from parity) and turns d1 suspect.
+    const spare = Disk.open({ name: sharedName('s0') });
+    spare.addFault({ operations: 'write', errno: 0, latencyMs: 20 });
+    const d1 = Disk.open({ name: sharedName('d1') });
+    d1.addFault({ operations: 'read', errno: 5 });
+    await fio([...before(live.uri('vol0')), '--verify_only=1'], directory);
+    d1.clearFaults();
+    d1.close();
+    const sparing = await waitFor(async () => {
+      const { group } = raidOf(await admin.get('/status'));
+      return group?.sparing != null && group.diversion != null ? group : undefined;
+    }, 'the sparing of d1 and the diversion to start', 60_000, 20);
+    assert.equal(sparing.sparing?.disk, 'd1');
+    assert.equal(sparing.diversion?.workVolume, 'w0');
+
+    // Writes while the diversion runs go to the work volume.
+    await fio([...during(live.uri('vol0')), '--do_verify=0'], directory);
+    const diverted = raidOf(await admin.get('/status'));
+    assert.ok(diverted.group?.sparing != null, 'the sparing was still running when the writes ended (slow it further)');
+    assert.ok((diverted.work?.terminalAddress ?? 0) > 0, `nothing was diverted: ${JSON.stringify(diverted.work)}`);
+    await live.signal('SIGKILL');
+    serve = undefined;
+
+    // Started again: the diversion is back before any write, the diverted blocks read from it.
+    ({ admin, live } = await start());
+    const back = raidOf(await admin.get('/status'));
+    assert.equal(back.group?.diversion?.workVolume, 'w0', `the diversion is not back: ${JSON.stringify(back.group)}`);
+    assert.ok((back.work?.terminalAddress ?? 0) >= (diverted.work?.terminalAddress ?? 0), 'the work volume lost slots');
+    await fio([...before(live.uri('vol0')), '--verify_only=1'], directory);
+    await fio([...during(live.uri('vol0')), '--verify_only=1'], directory);
+
+    // The sparing ends (the spare fast again), the blocks are copied back, the tables reset.
+    spare.clearFaults();
+    spare.close();
+    const done = await waitFor(async () => {
+      const { group, work } = raidOf(await admin.get('/status'));
+      return group?.sparing === null && group.diversion === null && group.condition === 'optimal' && work?.state === 'unused' ? { group, work } : undefined;
+    }, 'the sparing to end and the copy-back to finish', 240_000, 100);
+    assert.equal(done.group.lastError, null);
+    assert.equal(done.work.terminalAddress, null, 'the work volume is reset');
+    assert.deepEqual(done.group.disks, ['d0', 's0', 'd2'], 'the spare took d1\'s place');
+    await fio([...before(live.uri('vol0')), '--verify_only=1'], directory);
+    await fio([...during(live.uri('vol0')), '--verify_only=1'], directory);
+  });
+});
