@@ -1,13 +1,14 @@
 // Sparing protection through NBD with a real client and a real SIGKILL (issue 10, seed 004,
 // variant (b)): fio writes a raid5 volume with crc32c verify headers; one disk's reads fail until
-// its error counter crosses its threshold (the reads are rebuilt from parity meanwhile, fio's
-// verify pass sees no error); the serve spares the suspect disk onto the spare and diverts new
+// its error counter crosses its threshold (the reads are rebuilt from parity meanwhile: qemu-io
+// sees no error); the serve spares the suspect disk onto the spare and diverts new
 // writes to a work volume; fio writes more while the diversion runs; the serve is SIGKILLed with
 // blocks diverted, started again with the same config: the maps in their shared regions bring the
 // diversion back, and every block of both fio jobs verifies through NBD, diverted ones read from
 // the work volume; then the sparing ends, the blocks are copied back, the work volume is unused
 // again, and everything verifies once more. The sparing is slowed (a latency fault on the spare's
-// writes and small `rebuildStepBytes`) so the kill lands mid-diversion.
+// writes and small `rebuildStepBytes`) so the kill lands mid-diversion. A second case gives the
+// work volume 1 MiB: it goes `full`, later writes fall back to the group, nothing is lost.
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -23,7 +24,7 @@ interface GroupRow {
   sparing: { disk: string; spare: string; doneBytes: number; totalBytes: number } | null;
   diversion: { workVolume: string; copyingBack: boolean } | null;
 }
-interface WorkRow { workVolume: string; state: string; primary: string[] | null; terminalAddress: number | null }
+interface WorkRow { workVolume: string; state: string; primary: string[] | null; terminalAddress: number | null; stats: { fallbackWrites: number; divertedWrites: number } | null }
 
 function raidOf(status: unknown): { group: GroupRow | undefined; work: WorkRow | undefined; disks: { disk: string; status: string }[] } {
   const raid = (status as { controllers?: { raid?: { groups?: GroupRow[]; workVolumes?: WorkRow[]; disks?: { disk: string; status: string }[] } }[] }).controllers?.[0]?.raid;
@@ -43,6 +44,7 @@ async function fio(args: string[], cwd: string): Promise<void> {
 describe('80 interop: fio through sparing with diversion, SIGKILL mid-diversion, copy-back', function () {
   this.timeout(600_000);
   before(requireTool('fio'));
+  before(requireTool('qemu-io'));
 
   let directory: string;
   let serve: ServeProcess | undefined;
@@ -51,29 +53,36 @@ describe('80 interop: fio through sparing with diversion, SIGKILL mid-diversion,
   let config: unknown;
   let adminSocket: string;
 
-  before(() => {
-    directory = makeTempDir('raid-diversion');
-    adminSocket = path.join(directory, 'admin.sock');
+  const configWith = (workCapacity: string): unknown => {
     const disk = (name: string, extra: Record<string, unknown> = {}) => ({ name, capacity: '16MiB', backing: 'shared', sharedName: sharedName(name), ...extra });
-    config = {
+    return {
       controllers: [{
         id: prefix,
         rebuildStepBytes: '16KiB',
         disks: [disk('d0'), disk('d1', { errorThreshold: 8 }), disk('d2'), disk('s0', { spare: true })],
         groups: [{ name: 'g0', level: 'raid5', disks: ['d0', 'd1', 'd2'], stripeUnit: '64KiB' }],
         volumes: [{ name: 'vol0', capacity: '24MiB', group: 'g0' }],
-        workVolumes: [{ name: 'w0', capacity: '16MiB', backing: 'shared', sharedName: sharedName('w0') }],
+        workVolumes: [{ name: 'w0', capacity: workCapacity, backing: 'shared', sharedName: sharedName('w0') }],
         diversion: 'work-volume',
       }],
     };
+  };
+  const removeRegions = (): void => {
+    for (const name of fs.readdirSync('/dev/shm')) {
+      if (name.includes(prefix)) fs.rmSync(path.join('/dev/shm', name), { force: true });
+    }
+  };
+
+  before(() => {
+    directory = makeTempDir('raid-diversion');
+    adminSocket = path.join(directory, 'admin.sock');
+    config = configWith('16MiB');
   });
 
   after(async () => {
     await serve?.kill();
     removeTempDir(directory);
-    for (const name of fs.readdirSync('/dev/shm')) {
-      if (name.includes(prefix)) fs.rmSync(path.join('/dev/shm', name), { force: true });
-    }
+    removeRegions();
   });
 
   const start = async (): Promise<{ admin: AdminClient; live: ServeProcess }> => {
@@ -82,21 +91,24 @@ describe('80 interop: fio through sparing with diversion, SIGKILL mid-diversion,
     return { admin: new AdminClient(adminSocket), live };
   };
 
-  it('no verify error before, during and after the sparing; the maps survive the SIGKILL; copy-back resets the tables', async () => {
-    let { admin, live } = await start();
-    const job = (name: string, offset: string, size: string, seed: number) => (uri: string) => [`--name=${name}`, '--ioengine=nbd', `--uri=${uri}`,
-      '--rw=randwrite', '--bs=4k', '--iodepth=16', `--offset=${offset}`, `--size=${size}`, '--verify=crc32c', '--verify_fatal=1', '--verify_dump=0', `--randseed=${seed}`];
-    const before = job('before', '0', '12M', 8001);
-    const during = job('during', '12M', '8M', 8002);
-    await fio([...before(live.uri('vol0')), '--do_verify=0'], directory);
+  const job = (name: string, offset: string, size: string, seed: number) => (uri: string) => [`--name=${name}`, '--ioengine=nbd', `--uri=${uri}`,
+    '--rw=randwrite', '--bs=4k', '--iodepth=16', `--offset=${offset}`, `--size=${size}`, '--verify=crc32c', '--verify_fatal=1', '--verify_dump=0', `--randseed=${seed}`];
+  const firstJob = job('before', '0', '12M', 8001);
+  const duringJob = job('during', '12M', '8M', 8002);
 
-    // Slow the spare's writes; fail d1's reads until its counter crosses the threshold: fio's
-    // verify pass reads through (raid5 rebuilds those reads from parity) and turns d1 suspect.
+  /** Writes `before`, slows the spare, turns d1 suspect through failing reads; resolves once the sparing diverts. */
+  async function startSparing(admin: AdminClient, live: ServeProcess): Promise<Disk> {
+    await fio([...firstJob(live.uri('vol0')), '--do_verify=0'], directory);
+    // Slow the spare's writes; fail d1's reads until its counter crosses the threshold: a read of
+    // the first 8 MiB goes through (raid5 rebuilds those reads from parity: no error reaches the
+    // client) and turns d1 suspect.
     const spare = Disk.open({ name: sharedName('s0') });
     spare.addFault({ operations: 'write', errno: 0, latencyMs: 20 });
     const d1 = Disk.open({ name: sharedName('d1') });
     d1.addFault({ operations: 'read', errno: 5 });
-    await fio([...before(live.uri('vol0')), '--verify_only=1'], directory);
+    const read = await run('qemu-io', ['-f', 'raw', '-r', '-c', 'read 0 4M', '-c', 'read 4M 4M', live.uri('vol0')], { check: false, timeoutMs: 60_000 });
+    assert.equal(read.code, 0, read.stdout + read.stderr);
+    assert.doesNotMatch(read.stdout + read.stderr, /error|failed/i, 'a read of the failing disk reached the client');
     d1.clearFaults();
     d1.close();
     const sparing = await waitFor(async () => {
@@ -105,9 +117,15 @@ describe('80 interop: fio through sparing with diversion, SIGKILL mid-diversion,
     }, 'the sparing of d1 and the diversion to start', 60_000, 20);
     assert.equal(sparing.sparing?.disk, 'd1');
     assert.equal(sparing.diversion?.workVolume, 'w0');
+    return spare;
+  }
+
+  it('no verify error before, during and after the sparing; the maps survive the SIGKILL; copy-back resets the tables', async () => {
+    let { admin, live } = await start();
+    const spare = await startSparing(admin, live);
 
     // Writes while the diversion runs go to the work volume.
-    await fio([...during(live.uri('vol0')), '--do_verify=0'], directory);
+    await fio([...duringJob(live.uri('vol0')), '--do_verify=0'], directory);
     const diverted = raidOf(await admin.get('/status'));
     assert.ok(diverted.group?.sparing != null, 'the sparing was still running when the writes ended (slow it further)');
     assert.ok((diverted.work?.terminalAddress ?? 0) > 0, `nothing was diverted: ${JSON.stringify(diverted.work)}`);
@@ -119,8 +137,8 @@ describe('80 interop: fio through sparing with diversion, SIGKILL mid-diversion,
     const back = raidOf(await admin.get('/status'));
     assert.equal(back.group?.diversion?.workVolume, 'w0', `the diversion is not back: ${JSON.stringify(back.group)}`);
     assert.ok((back.work?.terminalAddress ?? 0) >= (diverted.work?.terminalAddress ?? 0), 'the work volume lost slots');
-    await fio([...before(live.uri('vol0')), '--verify_only=1'], directory);
-    await fio([...during(live.uri('vol0')), '--verify_only=1'], directory);
+    await fio([...firstJob(live.uri('vol0')), '--verify_only=1'], directory);
+    await fio([...duringJob(live.uri('vol0')), '--verify_only=1'], directory);
 
     // The sparing ends (the spare fast again), the blocks are copied back, the tables reset.
     spare.clearFaults();
@@ -132,7 +150,29 @@ describe('80 interop: fio through sparing with diversion, SIGKILL mid-diversion,
     assert.equal(done.group.lastError, null);
     assert.equal(done.work.terminalAddress, null, 'the work volume is reset');
     assert.deepEqual(done.group.disks, ['d0', 's0', 'd2'], 'the spare took d1\'s place');
-    await fio([...before(live.uri('vol0')), '--verify_only=1'], directory);
-    await fio([...during(live.uri('vol0')), '--verify_only=1'], directory);
+    await fio([...firstJob(live.uri('vol0')), '--verify_only=1'], directory);
+    await fio([...duringJob(live.uri('vol0')), '--verify_only=1'], directory);
+  });
+
+  it('a work volume too small for the writes: state full, the rest written to the group (fallback), nothing lost', async () => {
+    await serve?.kill();
+    serve = undefined;
+    removeRegions();
+    config = configWith('1MiB');
+    const { admin, live } = await start();
+    const spare = await startSparing(admin, live);
+    await fio([...duringJob(live.uri('vol0')), '--do_verify=0'], directory);
+    const full = raidOf(await admin.get('/status'));
+    assert.equal(full.work?.state, 'full', JSON.stringify(full.work));
+    assert.ok((full.work?.stats?.fallbackWrites ?? 0) > 0, `no write fell back to the group: ${JSON.stringify(full.work?.stats)}`);
+    await fio([...firstJob(live.uri('vol0')), '--verify_only=1'], directory);
+    await fio([...duringJob(live.uri('vol0')), '--verify_only=1'], directory);
+    spare.clearFaults();
+    spare.close();
+    await waitFor(async () => {
+      const { group, work } = raidOf(await admin.get('/status'));
+      return group?.sparing === null && group.diversion === null && work?.state === 'unused' ? true : undefined;
+    }, 'the sparing to end and the copy-back to finish', 240_000, 100);
+    await fio([...duringJob(live.uri('vol0')), '--verify_only=1'], directory);
   });
 });
