@@ -4,31 +4,12 @@
 // expected amount written and read back.
 import * as assert from 'node:assert/strict';
 
+import { type FioJob, runFio } from '../helpers/fio';
 import { ServeProcess } from '../helpers/serve-process';
 import { makeTempDir, removeTempDir, requireTool, run } from '../helpers/tools';
 
 const MIB = 1024 * 1024;
 
-interface FioJob {
-  jobname: string;
-  error: number;
-  read: { io_bytes: number; total_ios: number };
-  write: { io_bytes: number; total_ios: number };
-}
-
-async function fio(args: string[], cwd: string): Promise<FioJob[]> {
-  // cwd: fio saves verify state files (*-verify.state) in its working directory.
-  const result = await run('fio', ['--output-format=json', ...args], { check: false, timeoutMs: 180_000, cwd });
-  // fio prints warnings before the JSON document on stdout sometimes; the JSON starts at "{".
-  const start = result.stdout.indexOf('{');
-  assert.ok(start >= 0, `fio printed no JSON (exit ${result.code}):\n${result.stdout}\n${result.stderr}`);
-  const parsed = JSON.parse(result.stdout.slice(start)) as { jobs: FioJob[] };
-  const problems = parsed.jobs.filter((job) => job.error !== 0).map((job) => `${job.jobname}: error ${job.error}`);
-  assert.equal(result.code, 0, `fio exit ${result.code}: ${problems.join(', ')}\n${result.stderr}`);
-  assert.deepEqual(problems, []);
-  assert.ok(!/verify|bad magic|crc32c/i.test(result.stderr), `fio reported a verification problem:\n${result.stderr}`);
-  return parsed.jobs;
-}
 
 describe('63 interop: fio nbd engine, verify=crc32c', function () {
   this.timeout(300_000);
@@ -59,7 +40,7 @@ describe('63 interop: fio nbd engine, verify=crc32c', function () {
   });
 
   it('4 KiB random writes at iodepth 32 on two connections, every block verified', async () => {
-    const jobs = await fio([
+    const jobs = await runFio([
       '--name=randwrite-verify', '--ioengine=nbd', `--uri=${uri}`,
       '--rw=randwrite', '--bs=4k', '--iodepth=32', '--size=48M',
       '--numjobs=2', '--offset_increment=64M',
@@ -74,7 +55,7 @@ describe('63 interop: fio nbd engine, verify=crc32c', function () {
   });
 
   it('mixed block sizes (4-128 KiB) at iodepth 16 with verification interleaved (verify_backlog)', async () => {
-    const jobs = await fio([
+    const jobs = await runFio([
       '--name=mixed-verify', '--ioengine=nbd', `--uri=${uri}`,
       '--rw=randwrite', '--bsrange=4k-128k', '--iodepth=16', '--size=32M', '--offset=16M',
       '--verify=crc32c', '--do_verify=1', '--verify_fatal=1', '--verify_backlog=64',

@@ -10,9 +10,10 @@ import * as path from 'node:path';
 
 import { AdminClient } from '../../src/admin/client';
 import { Disk } from '../../src/storage/disk';
+import { runFio } from '../helpers/fio';
 import { ServeProcess } from '../helpers/serve-process';
 import { shmPrefix } from '../helpers/pair-sites';
-import { makeTempDir, removeTempDir, requireTool, run, waitFor } from '../helpers/tools';
+import { makeTempDir, removeTempDir, requireTool, waitFor } from '../helpers/tools';
 
 const MIB = 1024 * 1024;
 
@@ -39,15 +40,7 @@ function raidOf(status: unknown): RaidStatus | undefined {
 }
 
 async function fio(args: string[], cwd: string): Promise<void> {
-  const result = await run('fio', ['--output-format=json', ...args], { check: false, timeoutMs: 240_000, cwd });
-  const start = result.stdout.indexOf('{');
-  assert.ok(start >= 0, `fio printed no JSON (exit ${result.code}):\n${result.stdout}\n${result.stderr}`);
-  const parsed = JSON.parse(result.stdout.slice(start)) as { jobs: { jobname: string; error: number; read: { io_bytes: number } }[] };
-  const problems = parsed.jobs.filter((job) => job.error !== 0).map((job) => `${job.jobname}: error ${job.error}`);
-  assert.equal(result.code, 0, `fio exit ${result.code}: ${problems.join(', ')}\n${result.stderr}`);
-  assert.deepEqual(problems, []);
-  assert.ok(!/verify|bad magic|crc32c/i.test(result.stderr), `fio reported a verification problem:\n${result.stderr}`);
-  for (const job of parsed.jobs) assert.ok(job.read.io_bytes > 0, `${job.jobname} verified nothing`);
+  for (const job of await runFio(args, cwd)) assert.ok(job.read.io_bytes > 0, `${job.jobname} verified nothing`);
 }
 
 describe('76 interop: fio verify through NBD on raid5 while a disk fails and the spare is rebuilt', function () {

@@ -11,25 +11,16 @@ import * as path from 'node:path';
 
 import { AdminClient } from '../../src/admin/client';
 import { Disk } from '../../src/storage/disk';
+import { runFio } from '../helpers/fio';
 import { ServeProcess } from '../helpers/serve-process';
 import { shmPrefix } from '../helpers/pair-sites';
-import { makeTempDir, removeTempDir, requireTool, run, waitFor } from '../helpers/tools';
+import { makeTempDir, removeTempDir, requireTool, waitFor } from '../helpers/tools';
 
 interface GroupRow { condition: string; disks: string[]; rebuild: { member: number; cursorBytes: number; memberBytes: number } | null; lastError: string | null }
 
 function groupOf(status: unknown): GroupRow | undefined {
   const controllers = (status as { controllers?: { raid?: { groups?: GroupRow[] } }[] }).controllers;
   return controllers?.[0]?.raid?.groups?.[0];
-}
-
-async function fio(args: string[], cwd: string): Promise<void> {
-  const result = await run('fio', ['--output-format=json', ...args], { check: false, timeoutMs: 240_000, cwd });
-  const start = result.stdout.indexOf('{');
-  assert.ok(start >= 0, `fio printed no JSON (exit ${result.code}):\n${result.stdout}\n${result.stderr}`);
-  const parsed = JSON.parse(result.stdout.slice(start)) as { jobs: { jobname: string; error: number }[] };
-  assert.equal(result.code, 0, `fio exit ${result.code}\n${result.stderr}`);
-  assert.deepEqual(parsed.jobs.filter((job) => job.error !== 0), []);
-  assert.ok(!/verify|bad magic|crc32c/i.test(result.stderr), `fio reported a verification problem:\n${result.stderr}`);
 }
 
 describe('77 interop: SIGKILL during a raid5 rebuild, restart resumes it', function () {
@@ -75,7 +66,7 @@ describe('77 interop: SIGKILL during a raid5 rebuild, restart resumes it', funct
     let { admin, live } = await start();
     const common = (uri: string) => ['--name=rebuild-verify', '--ioengine=nbd', `--uri=${uri}`, '--rw=randwrite', '--bs=4k', '--iodepth=16',
       '--size=20M', '--verify=crc32c', '--verify_fatal=1', '--verify_dump=0', '--randseed=7701'];
-    await fio([...common(live.uri('vol0')), '--do_verify=0'], directory);
+    await runFio([...common(live.uri('vol0')), '--do_verify=0'], directory);
 
     // Slow the spare's writes, then fail d1: the serve starts rebuilding onto s0.
     const spare = Disk.open({ name: sharedName('s0') });
@@ -110,6 +101,6 @@ describe('77 interop: SIGKILL during a raid5 rebuild, restart resumes it', funct
     const d2 = Disk.open({ name: sharedName('d2') });
     d2.fail();
     d2.close();
-    await fio([...common(live.uri('vol0')), '--verify_only=1'], directory);
+    await runFio([...common(live.uri('vol0')), '--verify_only=1'], directory);
   });
 });

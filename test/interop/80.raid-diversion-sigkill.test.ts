@@ -15,6 +15,7 @@ import * as path from 'node:path';
 
 import { AdminClient } from '../../src/admin/client';
 import { Disk } from '../../src/storage/disk';
+import { runFio } from '../helpers/fio';
 import { ServeProcess } from '../helpers/serve-process';
 import { shmPrefix } from '../helpers/pair-sites';
 import { makeTempDir, removeTempDir, requireTool, run, waitFor } from '../helpers/tools';
@@ -29,16 +30,6 @@ interface WorkRow { workVolume: string; state: string; primary: string[] | null;
 function raidOf(status: unknown): { group: GroupRow | undefined; work: WorkRow | undefined; disks: { disk: string; status: string }[] } {
   const raid = (status as { controllers?: { raid?: { groups?: GroupRow[]; workVolumes?: WorkRow[]; disks?: { disk: string; status: string }[] } }[] }).controllers?.[0]?.raid;
   return { group: raid?.groups?.[0], work: raid?.workVolumes?.[0], disks: raid?.disks ?? [] };
-}
-
-async function fio(args: string[], cwd: string): Promise<void> {
-  const result = await run('fio', ['--output-format=json', ...args], { check: false, timeoutMs: 300_000, cwd });
-  const start = result.stdout.indexOf('{');
-  assert.ok(start >= 0, `fio printed no JSON (exit ${result.code}):\n${result.stdout}\n${result.stderr}`);
-  const parsed = JSON.parse(result.stdout.slice(start)) as { jobs: { jobname: string; error: number }[] };
-  assert.equal(result.code, 0, `fio exit ${result.code}\n${result.stderr}`);
-  assert.deepEqual(parsed.jobs.filter((job) => job.error !== 0), []);
-  assert.ok(!/verify|bad magic|crc32c/i.test(result.stderr), `fio reported a verification problem:\n${result.stderr}`);
 }
 
 describe('80 interop: fio through sparing with diversion, SIGKILL mid-diversion, copy-back', function () {
@@ -98,7 +89,7 @@ describe('80 interop: fio through sparing with diversion, SIGKILL mid-diversion,
 
   /** Writes `before`, slows the spare, turns d1 suspect through failing reads; resolves once the sparing diverts. */
   async function startSparing(admin: AdminClient, live: ServeProcess): Promise<Disk> {
-    await fio([...firstJob(live.uri('vol0')), '--do_verify=0'], directory);
+    await runFio([...firstJob(live.uri('vol0')), '--do_verify=0'], directory, 300_000);
     // Slow the spare's writes; fail d1's reads until its counter crosses the threshold: a read of
     // the first 8 MiB goes through (raid5 rebuilds those reads from parity: no error reaches the
     // client) and turns d1 suspect.
@@ -125,7 +116,7 @@ describe('80 interop: fio through sparing with diversion, SIGKILL mid-diversion,
     const spare = await startSparing(admin, live);
 
     // Writes while the diversion runs go to the work volume.
-    await fio([...duringJob(live.uri('vol0')), '--do_verify=0'], directory);
+    await runFio([...duringJob(live.uri('vol0')), '--do_verify=0'], directory, 300_000);
     const diverted = raidOf(await admin.get('/status'));
     assert.ok(diverted.group?.sparing != null, 'the sparing was still running when the writes ended (slow it further)');
     assert.ok((diverted.work?.terminalAddress ?? 0) > 0, `nothing was diverted: ${JSON.stringify(diverted.work)}`);
@@ -137,8 +128,8 @@ describe('80 interop: fio through sparing with diversion, SIGKILL mid-diversion,
     const back = raidOf(await admin.get('/status'));
     assert.equal(back.group?.diversion?.workVolume, 'w0', `the diversion is not back: ${JSON.stringify(back.group)}`);
     assert.ok((back.work?.terminalAddress ?? 0) >= (diverted.work?.terminalAddress ?? 0), 'the work volume lost slots');
-    await fio([...firstJob(live.uri('vol0')), '--verify_only=1'], directory);
-    await fio([...duringJob(live.uri('vol0')), '--verify_only=1'], directory);
+    await runFio([...firstJob(live.uri('vol0')), '--verify_only=1'], directory, 300_000);
+    await runFio([...duringJob(live.uri('vol0')), '--verify_only=1'], directory, 300_000);
 
     // The sparing ends (the spare fast again), the blocks are copied back, the tables reset.
     spare.clearFaults();
@@ -150,8 +141,8 @@ describe('80 interop: fio through sparing with diversion, SIGKILL mid-diversion,
     assert.equal(done.group.lastError, null);
     assert.equal(done.work.terminalAddress, null, 'the work volume is reset');
     assert.deepEqual(done.group.disks, ['d0', 's0', 'd2'], 'the spare took d1\'s place');
-    await fio([...firstJob(live.uri('vol0')), '--verify_only=1'], directory);
-    await fio([...duringJob(live.uri('vol0')), '--verify_only=1'], directory);
+    await runFio([...firstJob(live.uri('vol0')), '--verify_only=1'], directory, 300_000);
+    await runFio([...duringJob(live.uri('vol0')), '--verify_only=1'], directory, 300_000);
   });
 
   it('a work volume too small for the writes: state full, the rest written to the group (fallback), nothing lost', async () => {
@@ -161,18 +152,18 @@ describe('80 interop: fio through sparing with diversion, SIGKILL mid-diversion,
     config = configWith('1MiB');
     const { admin, live } = await start();
     const spare = await startSparing(admin, live);
-    await fio([...duringJob(live.uri('vol0')), '--do_verify=0'], directory);
+    await runFio([...duringJob(live.uri('vol0')), '--do_verify=0'], directory, 300_000);
     const full = raidOf(await admin.get('/status'));
     assert.equal(full.work?.state, 'full', JSON.stringify(full.work));
     assert.ok((full.work?.stats?.fallbackWrites ?? 0) > 0, `no write fell back to the group: ${JSON.stringify(full.work?.stats)}`);
-    await fio([...firstJob(live.uri('vol0')), '--verify_only=1'], directory);
-    await fio([...duringJob(live.uri('vol0')), '--verify_only=1'], directory);
+    await runFio([...firstJob(live.uri('vol0')), '--verify_only=1'], directory, 300_000);
+    await runFio([...duringJob(live.uri('vol0')), '--verify_only=1'], directory, 300_000);
     spare.clearFaults();
     spare.close();
     await waitFor(async () => {
       const { group, work } = raidOf(await admin.get('/status'));
       return group?.sparing === null && group.diversion === null && work?.state === 'unused' ? true : undefined;
     }, 'the sparing to end and the copy-back to finish', 240_000, 100);
-    await fio([...duringJob(live.uri('vol0')), '--verify_only=1'], directory);
+    await runFio([...duringJob(live.uri('vol0')), '--verify_only=1'], directory, 300_000);
   });
 });
