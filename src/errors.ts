@@ -85,6 +85,8 @@ export const NATIVE_ERROR_CODES = Object.freeze([
   'ERR_DIVERSION_MAINS_FULL',
   /** A diversion verb the work volume's state does not allow (start when in use, copy-back when not diverting, a main not attached). */
   'ERR_DIVERSION_STATE',
+  /** A work disk's slot could not be read during a copy-back (or a main disk refused the copied block). */
+  'ERR_DIVERSION_IO_FAILED',
 ] as const);
 
 export type NativeErrorCode = (typeof NATIVE_ERROR_CODES)[number];

@@ -6,12 +6,14 @@
 // so closing the JS object never frees what a volume's write path still uses. RaidGroup's
 // divertVolume(volume, work) (raid_wrap.cpp) lays a work volume behind a volume's extent;
 // workVolumeFromObject lets it take the JS object.
-//   new WorkVolume(kind, name, create, slotCount, slotBytes)
+//   new WorkVolume(kind, name, create, slotCount, slotBytes, dataDisk?)  (a native Disk: variant
+//              (c), the slots live on that disk; opening needs the same disk)
 //   info() -> [slotCount, slotBytes, state (0 unused, 1 diverting, 2 full, 3 copying-back),
 //              terminal, copyBackCursor, mainIds (bigint[])]
 //   bitmap(maxSlots) -> Uint8Array of 0/1 for slots 1..min(maxSlots, slotCount)
 //   lookup(main, block) -> slot (0: not diverted); start(); beginCopyBack();
-//   copyBackStep(maxSlots) -> slots walked; stats() -> Float64Array(5); close()
+//   copyBackStep(maxSlots) -> slots walked; stats() -> Float64Array(6); close()
+//   entries(max) -> Float64Array of [main, block, slot] x n: the live map in arrival order
 #include <napi.h>
 
 #include <memory>
@@ -19,6 +21,7 @@
 
 #include "addon.hpp"
 #include "diversion.hpp"
+#include "disk_wrap.hpp"
 #include "diversion_wrap.hpp"
 #include "region.hpp"
 
@@ -41,6 +44,7 @@ class WorkVolumeWrap final : public Napi::ObjectWrap<WorkVolumeWrap> {
             prototypeMethod<WorkVolumeWrap, &WorkVolumeWrap::beginCopyBack>(env, "beginCopyBack"),
             prototypeMethod<WorkVolumeWrap, &WorkVolumeWrap::copyBackStep>(env, "copyBackStep"),
             prototypeMethod<WorkVolumeWrap, &WorkVolumeWrap::stats>(env, "stats"),
+            prototypeMethod<WorkVolumeWrap, &WorkVolumeWrap::entries>(env, "entries"),
             prototypeMethod<WorkVolumeWrap, &WorkVolumeWrap::close>(env, "close"),
         });
     exports.Set("WorkVolume", constructor);
@@ -55,16 +59,18 @@ class WorkVolumeWrap final : public Napi::ObjectWrap<WorkVolumeWrap> {
       bm::RegionOptions regionOptions;
       regionOptions.kind = kind;
       regionOptions.name = name;
+      std::shared_ptr<bm::Disk> dataDisk;
+      if (info.Length() > 5 && !info[5].IsUndefined() && !info[5].IsNull()) dataDisk = diskFromObject(env, info[5], "dataDisk");
       if (create) {
         const uint64_t slotCount = argIndexAtMost(env, arg(info, 3), "slotCount", bm::WorkVolume::kMaxSlots);
         const uint64_t slotBytes = argIndexAtMost(env, arg(info, 4), "slotBytes", 65536);
         if (slotCount == 0) throwRangeError(env, "slotCount must be at least 1");
         if (slotBytes < 512 || (slotBytes & (slotBytes - 1)) != 0) throwRangeError(env, "slotBytes must be a power of two from 512 to 65536");
         regionOptions.create = true;
-        regionOptions.byteLength = bm::WorkVolume::regionBytesFor(slotCount, static_cast<uint32_t>(slotBytes));
+        regionOptions.byteLength = bm::WorkVolume::regionBytesFor(slotCount, static_cast<uint32_t>(slotBytes), dataDisk != nullptr);
         std::shared_ptr<bm::Region> region = bm::Region::open(regionOptions);
         try {
-          core_ = bm::WorkVolume::create(region, slotCount, static_cast<uint32_t>(slotBytes));
+          core_ = bm::WorkVolume::create(region, slotCount, static_cast<uint32_t>(slotBytes), dataDisk);
         } catch (...) {
           region->close();
           if (kind != bm::RegionKind::Anonymous) bm::Region::unlink(kind, name);
@@ -74,7 +80,7 @@ class WorkVolumeWrap final : public Napi::ObjectWrap<WorkVolumeWrap> {
         if (kind == bm::RegionKind::Anonymous) throwTypeError(env, "an anonymous work volume cannot be opened");
         regionOptions.create = false;
         regionOptions.open = true;
-        core_ = bm::WorkVolume::open(bm::Region::open(regionOptions));
+        core_ = bm::WorkVolume::open(bm::Region::open(regionOptions), dataDisk);
       }
     } catch (const Napi::Error&) {
       throw;
@@ -142,9 +148,22 @@ class WorkVolumeWrap final : public Napi::ObjectWrap<WorkVolumeWrap> {
 
   Napi::Value stats(const Napi::CallbackInfo& info) {
     const bm::WorkStats s = core().stats();
-    Napi::Float64Array result = Napi::Float64Array::New(info.Env(), 5);
-    const uint64_t values[5] = {s.divertedWrites, s.fallbackWrites, s.inPlaceWrites, s.copiedBackSlots, s.divertedReads};
-    for (size_t i = 0; i < 5; i++) result[i] = static_cast<double>(values[i]);
+    Napi::Float64Array result = Napi::Float64Array::New(info.Env(), 6);
+    const uint64_t values[6] = {s.divertedWrites, s.fallbackWrites, s.inPlaceWrites, s.copiedBackSlots, s.divertedReads, s.slotErrors};
+    for (size_t i = 0; i < 6; i++) result[i] = static_cast<double>(values[i]);
+    return result;
+  }
+
+  Napi::Value entries(const Napi::CallbackInfo& info) {
+    napi_env env = info.Env();
+    const uint64_t max = argIndexAtMost(env, arg(info, 0), "maxEntries", 1 << 20);
+    const auto rows = core().entries(max);
+    Napi::Float64Array result = Napi::Float64Array::New(info.Env(), rows.size() * 3);
+    for (size_t i = 0; i < rows.size(); i++) {
+      result[3 * i] = rows[i].main;
+      result[3 * i + 1] = static_cast<double>(rows[i].block);
+      result[3 * i + 2] = static_cast<double>(rows[i].slot);
+    }
     return result;
   }
 

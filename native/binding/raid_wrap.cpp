@@ -77,6 +77,7 @@ class RaidWrap final : public Napi::ObjectWrap<RaidWrap> {
         {
             prototypeMethod<RaidWrap, &RaidWrap::info>(env, "info"),
             prototypeMethod<RaidWrap, &RaidWrap::map>(env, "map"),
+            prototypeMethod<RaidWrap, &RaidWrap::divertDisks>(env, "divertDisks"),
             prototypeMethod<RaidWrap, &RaidWrap::read>(env, "read"),
             prototypeMethod<RaidWrap, &RaidWrap::write>(env, "write"),
             prototypeMethod<RaidWrap, &RaidWrap::writeZeroes>(env, "writeZeroes"),
@@ -370,6 +371,34 @@ class RaidWrap final : public Napi::ObjectWrap<RaidWrap> {
       return Napi::Number::New(env, main);
     }
     throwTypeError(env, "the volume is not laid on this group");
+  }
+
+  // divertDisks(work | null, mainKeys: bigint[]): diversion variant (c): lays a work disk (a
+  // WorkVolume with a data disk) under every member's I/O, member m registered with
+  // mainKeys[m]; null lifts it. Returns the members' main indexes ([] for null).
+  Napi::Value divertDisks(const Napi::CallbackInfo& info) {
+    napi_env env = info.Env();
+    bm::RaidGroup& group = core();
+    if (Napi::Value(env, arg(info, 0)).IsNull()) {
+      group.setWorkDisk(nullptr, {});
+      return Napi::Array::New(env, 0);
+    }
+    std::shared_ptr<bm::WorkVolume> work = workVolumeFromObject(env, arg(info, 0), "work");
+    Napi::Value keysValue(env, arg(info, 1));
+    if (!keysValue.IsArray()) throwTypeError(env, "mainKeys must be an array of bigints");
+    Napi::Array keysArray = keysValue.As<Napi::Array>();
+    std::vector<uint64_t> keys;
+    for (uint32_t i = 0; i < keysArray.Length(); i++) {
+      Napi::Value key = keysArray.Get(i);
+      bool lossless = false;
+      const uint64_t value = key.IsBigInt() ? key.As<Napi::BigInt>().Uint64Value(&lossless) : 0;
+      if (!lossless || value == 0) throwRangeError(env, "mainKeys must be bigints from 1 to 2^64-1");
+      keys.push_back(value);
+    }
+    group.setWorkDisk(std::move(work), keys);
+    Napi::Array result = Napi::Array::New(env, group.memberCount());
+    for (uint32_t m = 0; m < group.memberCount(); m++) result.Set(m, Napi::Number::New(env, group.workDiskMain(m)));
+    return result;
   }
 
   Napi::Value detachVolume(const Napi::CallbackInfo& info) {

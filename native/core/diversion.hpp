@@ -27,6 +27,15 @@
 // main store; a host write to a diverted block first copies that block back, then goes to the
 // main store). When copy-back ends the tables are reset and the state is unused.
 //
+// Variant (c), a work disk: the same tables with the slots on an emulated Disk (create/open with
+// a data disk: slot s is disk bytes [(s-1) x slotBytes, +slotBytes), the region holds the header
+// and the tables only, and the header keeps the disk's id so open() refuses another disk). The
+// mains are then a group's member disks (RaidGroup::setWorkDisk, raid.hpp) and a block is a
+// member disk address / slotBytes. A slot I/O can fail on a disk: a failed slot write falls back
+// to the main store with the whole merged block and forgets the slot (counted in slotErrors and
+// fallbackWrites), a failed slot read throws SlotIoError (the caller rebuilds the bytes from the
+// group's redundancy, as for any unreadable disk).
+//
 // No allocation on the I/O path: one scratch slot is allocated at open. One thread at a time.
 #pragma once
 
@@ -34,9 +43,15 @@
 #include <memory>
 #include <vector>
 
+#include "disk.hpp"
 #include "region.hpp"
 
 namespace bm {
+
+// A disk I/O of a work disk's slot or of a main disk failed with this errno (RaidGroup catches it).
+struct SlotIoError {
+  int errnoValue;
+};
 
 // What a work volume writes through to and reads from for one main volume (the group's share).
 class MainStore {
@@ -49,7 +64,14 @@ class MainStore {
 enum class WorkState : uint32_t { Unused = 0, Diverting = 1, Full = 2, CopyingBack = 3 };
 
 struct WorkStats {
-  uint64_t divertedWrites, fallbackWrites, inPlaceWrites, copiedBackSlots, divertedReads;
+  uint64_t divertedWrites, fallbackWrites, inPlaceWrites, copiedBackSlots, divertedReads, slotErrors;
+};
+
+// One live row of the address map in arrival order: (main, block) -> slot.
+struct WorkMapEntry {
+  uint32_t main;
+  uint64_t block;
+  uint64_t slot;
 };
 
 class WorkVolume {
@@ -58,11 +80,18 @@ class WorkVolume {
   static constexpr uint64_t kHeaderBytes = 4096;
   static constexpr uint64_t kMaxSlots = uint64_t(1) << 32;
 
-  static uint64_t regionBytesFor(uint64_t slotCount, uint32_t slotBytes);
-  // RangeError: slotBytes a power of two 512..65536, slotCount 1..kMaxSlots, region large enough.
-  static std::shared_ptr<WorkVolume> create(std::shared_ptr<Region> region, uint64_t slotCount, uint32_t slotBytes);
-  // ERR_DIVERSION_BAD_HEADER for a region that is not a work volume.
-  static std::shared_ptr<WorkVolume> open(std::shared_ptr<Region> region);
+  // dataOnDisk: the slots live on a data disk (variant (c)), not in the region.
+  static uint64_t regionBytesFor(uint64_t slotCount, uint32_t slotBytes, bool dataOnDisk = false);
+  // RangeError: slotBytes a power of two 512..65536, slotCount 1..kMaxSlots, region large enough;
+  // with a data disk: slotCount x slotBytes within the disk, slotBytes a multiple of its sector.
+  static std::shared_ptr<WorkVolume> create(std::shared_ptr<Region> region, uint64_t slotCount, uint32_t slotBytes,
+                                            std::shared_ptr<Disk> dataDisk = nullptr);
+  // ERR_DIVERSION_BAD_HEADER for a region that is not a work volume, or a data disk that is not
+  // the one it was created with (or missing / given when the header says otherwise).
+  static std::shared_ptr<WorkVolume> open(std::shared_ptr<Region> region, std::shared_ptr<Disk> dataDisk = nullptr);
+  const std::shared_ptr<Disk>& dataDisk() const noexcept { return disk_; }
+  // Live rows of the address map in arrival order (slot order), at most maxEntries.
+  std::vector<WorkMapEntry> entries(uint64_t maxEntries) const;
 
   uint64_t slotCount() const noexcept { return slotCount_; }
   uint32_t slotBytes() const noexcept { return slotBytes_; }
@@ -92,19 +121,29 @@ class WorkVolume {
   uint64_t copyBackCursor() const noexcept;
 
   // The I/O seam (GroupExtent): a write or read of main `main` at [byteOffset, +byteLength).
-  void store(uint32_t main, uint64_t byteOffset, const uint8_t* data, uint64_t byteLength, MainStore& inner);
+  // appendNew false (a rebuild's write): blocks already diverted are updated in their slot, the
+  // rest goes to the main store; no slot is taken.
+  void store(uint32_t main, uint64_t byteOffset, const uint8_t* data, uint64_t byteLength, MainStore& inner,
+             bool appendNew = true);
   void load(uint32_t main, uint64_t byteOffset, uint8_t* target, uint64_t byteLength, MainStore& inner);
 
  private:
   WorkVolume() = default;
   void layout();
   uint8_t* slotData(uint64_t slot) const noexcept { return data_ + (slot - 1) * slotBytes_; }
+  // Slot I/O (region or data disk): false when the disk failed it.
+  bool writeSlot(uint64_t slot, uint64_t within, const uint8_t* data /* null: zeros */, uint64_t n) noexcept;
+  bool readSlot(uint64_t slot, uint64_t within, uint8_t* target, uint64_t n) noexcept;
+  // A slot write failed: the merged block goes to the main store instead and the map forgets the slot.
+  void fallBack(uint64_t* entry, uint64_t block, const uint8_t* merged, MainStore& inner);
   uint64_t* findEntry(uint64_t key) const noexcept;  // the key's entry or the empty one it would take
-  void append(uint64_t key, const uint8_t* block);
+  // False when the slot write failed (the slot is wasted, nothing else changed).
+  bool append(uint64_t key, const uint8_t* block);
   void copyBlockBack(uint64_t slot, uint64_t key, uint64_t* entry, MainStore& inner);
   void reset() noexcept;
 
   std::shared_ptr<Region> region_;
+  std::shared_ptr<Disk> disk_;
   uint8_t* header_ = nullptr;
   uint64_t* bitmap_ = nullptr;
   uint64_t* reverse_ = nullptr;

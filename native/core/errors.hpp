@@ -65,7 +65,8 @@ namespace bm {
   X(ERR_RAID_EXTENT_NOT_FOUND)                                                                   \
   X(ERR_DIVERSION_BAD_HEADER)                                                                    \
   X(ERR_DIVERSION_MAINS_FULL)                                                                    \
-  X(ERR_DIVERSION_STATE)
+  X(ERR_DIVERSION_STATE)                                                                         \
+  X(ERR_DIVERSION_IO_FAILED)
 
 enum class Code {
 #define BM_ENUM(name) name,

@@ -238,11 +238,60 @@ uint32_t RaidGroup::rebuildingMember() const {
   return kNoMember;
 }
 
-bool RaidGroup::writeMember(uint32_t member, uint64_t diskByteOffset, const uint8_t* source, uint64_t byteLength) {
-  if (disks_[member]->write(diskByteOffset, source, byteLength) == 0) {
-    if (sparingDisk_) sparingMirror(member, diskByteOffset, source, byteLength);
-    return true;
+int RaidGroup::rawWrite(uint32_t member, uint64_t diskByteOffset, const uint8_t* source, uint64_t byteLength) {
+  const int failure = disks_[member]->write(diskByteOffset, source, byteLength);
+  if (failure == 0 && sparingDisk_) sparingMirror(member, diskByteOffset, source, byteLength);
+  return failure;
+}
+
+void RaidGroup::MemberStore::storeMain(uint64_t byteOffset, const uint8_t* data, uint64_t byteLength) {
+  const int failure = group->rawWrite(member, byteOffset, data, byteLength);
+  if (failure != 0) throw SlotIoError{failure};
+}
+
+void RaidGroup::MemberStore::loadMain(uint64_t byteOffset, uint8_t* target, uint64_t byteLength) {
+  const int failure = group->disks_[member]->read(byteOffset, target, byteLength);
+  if (failure != 0) throw SlotIoError{failure};
+}
+
+void RaidGroup::setWorkDisk(std::shared_ptr<WorkVolume> work, const std::vector<uint64_t>& mainKeys) {
+  checkOpen();
+  for (uint32_t m = 0; m < memberCount_ && workDisk_; m++) workDisk_->detach(&memberStores_[m]);
+  workDisk_.reset();
+  if (!work) return;
+  if (work->dataDisk() == nullptr) throw RangeError("a work disk keeps its slots on a disk (a work volume goes behind a volume's extent)");
+  if (mainKeys.size() != memberCount_) throw RangeError("one main key per member is needed");
+  for (uint32_t m = 0; m < memberCount_; m++) {
+    if (disks_[m] == work->dataDisk()) throw RangeError("the work disk is a member of the group");
   }
+  uint32_t mains[kMaxMembers];
+  for (uint32_t m = 0; m < memberCount_; m++) mains[m] = work->registerMain(mainKeys[m]);
+  for (uint32_t m = 0; m < memberCount_; m++) {
+    workMains_[m] = mains[m];
+    memberStores_[m].group = this;
+    memberStores_[m].member = m;
+    work->attach(mains[m], &memberStores_[m]);
+  }
+  workDisk_ = std::move(work);
+}
+
+uint32_t RaidGroup::workDiskMain(uint32_t member) const noexcept {
+  return workDisk_ && member < memberCount_ ? workMains_[member] : UINT32_MAX;
+}
+
+bool RaidGroup::writeMember(uint32_t member, uint64_t diskByteOffset, const uint8_t* source, uint64_t byteLength,
+                            bool appendNew) {
+  int failure = 0;
+  if (workDisk_) {
+    try {
+      workDisk_->store(workMains_[member], diskByteOffset, source, byteLength, memberStores_[member], appendNew);
+    } catch (const SlotIoError& error) {
+      failure = error.errnoValue;
+    }
+  } else {
+    failure = rawWrite(member, diskByteOffset, source, byteLength);
+  }
+  if (failure == 0) return true;
   // A single disk has no redundancy to fall back on and nothing to rebuild from: the failed write
   // is the caller's error, and the disk stays in use (its faults may heal).
   if (level_ != RaidLevel::Single && stateOf(member) != MemberState::Failed) {
@@ -253,7 +302,16 @@ bool RaidGroup::writeMember(uint32_t member, uint64_t diskByteOffset, const uint
 }
 
 bool RaidGroup::readMember(uint32_t member, uint64_t diskByteOffset, uint8_t* target, uint64_t byteLength) {
-  if (disks_[member]->read(diskByteOffset, target, byteLength) == 0) return true;
+  if (workDisk_) {
+    try {
+      workDisk_->load(workMains_[member], diskByteOffset, target, byteLength, memberStores_[member]);
+      return true;
+    } catch (const SlotIoError&) {
+      // below: a transient error unless the member's disk failed
+    }
+  } else if (disks_[member]->read(diskByteOffset, target, byteLength) == 0) {
+    return true;
+  }
   // A transient read error leaves the member in place (its disk counts the error); a disk that
   // reports itself failed is a failed member from now on.
   if (level_ != RaidLevel::Single && stateOf(member) != MemberState::Failed && disks_[member]->status() == DiskStatus::Failed) {
@@ -512,7 +570,7 @@ uint64_t RaidGroup::rebuildStep(uint64_t maxBytes) {
       throw Error(Code::ERR_RAID_READ_FAILED, "rebuild of member " + std::to_string(member) + " at disk offset " +
                                                   std::to_string(cursor) + ": another member is unreadable too (data lost there)");
     }
-    if (!writeMember(member, cursor, allZero(scratchA_.data(), n) ? nullptr : scratchA_.data(), n)) {
+    if (!writeMember(member, cursor, allZero(scratchA_.data(), n) ? nullptr : scratchA_.data(), n, /*appendNew=*/false)) {
       throw Error(Code::ERR_RAID_WRITE_FAILED, "rebuild of member " + std::to_string(member) + ": the replacement disk failed a write");
     }
     cursor += n;
@@ -673,6 +731,10 @@ RaidStats RaidGroup::stats() const noexcept {
 }
 
 void RaidGroup::close() noexcept {
+  if (workDisk_) {
+    for (uint32_t m = 0; m < memberCount_; m++) workDisk_->detach(&memberStores_[m]);
+    workDisk_.reset();
+  }
   metadata_.reset();
   header_ = nullptr;
   disks_.clear();

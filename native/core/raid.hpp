@@ -176,10 +176,33 @@ class RaidGroup {
   // Stops a sparing (the spare is no longer written); no-op when none runs.
   void cancelSparing() noexcept;
 
+  // Diversion variant (c) (seed 004, diversion.hpp): while a work disk is set, every member I/O
+  // of the host path and of rebuilds goes through it: a write appends the member block to the
+  // work disk (a rebuild's write only updates blocks already diverted, so a rebuild takes no
+  // slots), a read of a diverted block comes from it; the sparing copy reads the member's own
+  // disk (the diverted blocks reach the spare at the copy-back, through the member that the spare
+  // has become). mainKeys[m] is member m's key among the work disk's mains (registered here;
+  // ERR_DIVERSION_MAINS_FULL). Copy-back writes each slot to its member's current disk. null
+  // lifts it (the caller copies back first).
+  void setWorkDisk(std::shared_ptr<WorkVolume> work, const std::vector<uint64_t>& mainKeys);
+  const std::shared_ptr<WorkVolume>& workDisk() const noexcept { return workDisk_; }
+  // Member m's main index in the work disk (UINT32_MAX without one).
+  uint32_t workDiskMain(uint32_t member) const noexcept;
+
   RaidStats stats() const noexcept;
   void close() noexcept;
 
  private:
+  // A member's own disk as a work disk's main store: throws SlotIoError on a failed I/O.
+  class MemberStore final : public MainStore {
+   public:
+    RaidGroup* group = nullptr;
+    uint32_t member = 0;
+    void storeMain(uint64_t byteOffset, const uint8_t* data, uint64_t byteLength) override;
+    void loadMain(uint64_t byteOffset, uint8_t* target, uint64_t byteLength) override;
+  };
+  // The member's disk itself (and the sparing's spare below its cursor): 0 or the errno.
+  int rawWrite(uint32_t member, uint64_t diskByteOffset, const uint8_t* source, uint64_t byteLength);
   RaidGroup() = default;
   void checkOpen() const;
   void setup();
@@ -191,8 +214,10 @@ class RaidGroup {
   bool writable(uint32_t member) const noexcept { return stateOf(member) != MemberState::Failed; }
   // Reads from a member; false on failure (the member is marked failed when its disk is).
   bool readMember(uint32_t member, uint64_t diskByteOffset, uint8_t* target, uint64_t byteLength);
-  // Writes to a member; a failure marks it failed and returns false.
-  bool writeMember(uint32_t member, uint64_t diskByteOffset, const uint8_t* source, uint64_t byteLength);
+  // Writes to a member (through a work disk when one is set: appendNew false for a rebuild's
+  // write); a failure marks it failed and returns false.
+  bool writeMember(uint32_t member, uint64_t diskByteOffset, const uint8_t* source, uint64_t byteLength,
+                   bool appendNew = true);
   uint32_t redundancy() const noexcept;
   // XOR of every member but `skip` (and `skipAlso`) at [diskByteOffset, +byteLength) into target
   // (overwritten); false when one of them cannot be read.
@@ -220,6 +245,9 @@ class RaidGroup {
   uint32_t nextMirror_ = 0;
   std::shared_ptr<Disk> sparingDisk_;
   bool sparingWriteFailed_ = false;
+  std::shared_ptr<WorkVolume> workDisk_;
+  uint32_t workMains_[kMaxMembers] = {};
+  MemberStore memberStores_[kMaxMembers];
   // Scratch of one stripe unit each (raid1: 64 KiB): old data, old parity / xor accumulator, zeros.
   std::vector<uint8_t> scratchA_, scratchB_, scratchC_, zeros_;
   struct Counters {

@@ -7,7 +7,9 @@
 // (state full: diverted blocks updated in place, others to the main store); copy-back restores
 // every main store to the model and resets the tables; a reopen of the region mid-diversion (a
 // SIGKILL leaves only the region) finds the maps; through a real raid5 GroupExtent + Volume; no
-// allocation on the store/load path.
+// allocation on the store/load path. Variant (c): a work disk (slots on a Disk) under every member
+// of a raid5 group (RaidGroup::setWorkDisk): member disks untouched while diverting, random I/O
+// against a model, a slot write fault falls back, no allocation, copy-back restores the members.
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -196,6 +198,65 @@ TEST(work_volume_behind_a_raid5_volume) {
   group->read(0, all.data(), all.size());
   CHECK(all == model);
   volume->setBackingStore(nullptr);
+}
+
+TEST(work_disk_under_raid5_members) {
+  auto random = bmtest::seededRandom("work_disk_raid5");
+  auto makeDisk = [](uint64_t bytes) {
+    bm::DiskOptions options;
+    options.capacityBytes = bytes;
+    return std::shared_ptr<bm::Disk>(bm::Disk::create(bmtest::anonymousRegion(bm::Disk::regionBytesFor(bytes)), options));
+  };
+  std::vector<std::shared_ptr<bm::Disk>> disks;
+  for (int i = 0; i < 4; i++) disks.push_back(makeDisk(256 * 1024));
+  bm::RaidOptions options;
+  options.level = bm::RaidLevel::Raid5;
+  options.stripeUnitBytes = 8 * 1024;
+  std::shared_ptr<bm::RaidGroup> group(bm::RaidGroup::create(bmtest::anonymousRegion(bm::RaidGroup::kMetadataBytes), disks, options));
+  auto dataDisk = makeDisk(8 << 20);  // room for every diverted block: not full
+  const uint64_t slots = (8 << 20) / kSlot;
+  auto work = WorkVolume::create(bmtest::anonymousRegion(WorkVolume::regionBytesFor(slots, kSlot, true)), slots, kSlot, dataDisk);
+  std::vector<uint8_t> model(group->capacityBytes(), 0), buffer(32 * 1024), all(model.size());
+  auto write = [&](uint64_t offset, uint64_t length) {
+    for (uint64_t i = 0; i < length; i++) buffer[i] = static_cast<uint8_t>(random());
+    group->write(offset, buffer.data(), length);
+    std::memcpy(model.data() + offset, buffer.data(), length);
+  };
+  auto randomWrite = [&] {
+    const uint64_t length = 512 * (1 + random() % 32);
+    write(512 * (random() % ((model.size() - length) / 512)), length);
+  };
+  for (int i = 0; i < 40; i++) randomWrite();
+  group->setWorkDisk(work, {1, 2, 3, 4});
+  work->start();
+  uint64_t memberWrites = 0;
+  for (auto& d : disks) memberWrites += d->stats().writeCount;
+  for (int i = 0; i < 80; i++) randomWrite();
+  uint64_t after = 0;
+  for (auto& d : disks) after += d->stats().writeCount;
+  CHECK(work->state() == WorkState::Diverting);
+  CHECK_EQ(after, memberWrites);
+  group->read(0, all.data(), all.size());
+  CHECK(all == model);
+  const uint64_t allocations = allocationCount.load();
+  write(8192, 4096);
+  group->read(0, all.data(), 16384);
+  CHECK_EQ(allocationCount.load(), allocations);
+  bm::DiskFault rule;
+  rule.operations = bm::kDiskWrite;
+  rule.errnoValue = 5;
+  dataDisk->addFault(rule);
+  for (int i = 0; i < 10; i++) randomWrite();
+  CHECK(work->stats().slotErrors > 0);
+  dataDisk->clearFaults();
+  group->read(0, all.data(), all.size());
+  CHECK(all == model);
+  work->beginCopyBack();
+  while (work->state() == WorkState::CopyingBack) work->copyBackStep(16);
+  group->setWorkDisk(nullptr, {});
+  group->read(0, all.data(), all.size());
+  CHECK(all == model);
+  CHECK(work->entries(10).empty());
 }
 
 int main(int argc, char** argv) { return bmtest::runAll(argc, argv); }

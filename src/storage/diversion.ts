@@ -17,10 +17,17 @@
 // in bounded steps, one per event-loop turn, writing each newest slot to its main's group; a host
 // write to a diverted block first copies it back). When copy-back ends the tables are reset and
 // the state is 'unused' again.
+//
+// Variant (c), a work disk, is the same class with its slots on an emulated Disk (`dataDisk`):
+// the region holds the header and the tables, the disk the data, so the disk's own faults and
+// counters apply to diverted I/O. RaidGroup.divertDisks(work, mainKeys) lays it under every member
+// disk's I/O (the mains are member disks, a block is a disk address / slotBytes); entries() gives
+// the seed's address map (main, main address) -> work address in arrival order.
 
 import { addon, NativeRegionKind, NativeRegionKindValue } from '../native';
 import { checkIntegerIn, checkObject, checkOneOf, namedTarget, orDefault, sharedRegionName } from './validate';
 import { Region } from './region';
+import { Disk, kDiskHandle, type NativeDisk } from './disk';
 
 export type WorkState = 'unused' | 'diverting' | 'full' | 'copying-back';
 const WORK_STATES: readonly WorkState[] = ['unused', 'diverting', 'full', 'copying-back'];
@@ -33,11 +40,12 @@ export interface NativeWorkVolume {
   beginCopyBack(): void;
   copyBackStep(maxSlots: number): number;
   stats(): Float64Array;
+  entries(maxEntries: number): Float64Array;
   close(): void;
 }
 
 interface DiversionAddon {
-  WorkVolume: new (kind: NativeRegionKindValue, name: string, create: boolean, slotCount: number, slotBytes: number) => NativeWorkVolume;
+  WorkVolume: new (kind: NativeRegionKindValue, name: string, create: boolean, slotCount: number, slotBytes: number, dataDisk?: NativeDisk) => NativeWorkVolume;
 }
 
 const native = addon as unknown as DiversionAddon;
@@ -45,8 +53,10 @@ const SHARED_PREFIX = 'blockmirror.work.';
 export const kWorkHandle = Symbol('blockmirror.workVolume');
 
 export interface WorkVolumeCreateOptions {
-  /** Bytes of diverted data it holds (a multiple of slotBytes). */
-  capacityBytes: number;
+  /** Bytes of diverted data it holds (a multiple of slotBytes). With a dataDisk: default the disk's capacity rounded down to slotBytes. */
+  capacityBytes?: number;
+  /** Variant (c), a work disk: the slots live on this disk (its sector size must divide slotBytes). */
+  dataDisk?: Disk;
   /** The diversion unit: a power of two 512..65536. @default 4096 */
   slotBytes?: number;
   /** @default 'memory' */
@@ -61,6 +71,18 @@ export interface WorkVolumeStats {
   inPlaceWrites: number;
   copiedBackSlots: number;
   divertedReads: number;
+  /** Slot reads or writes its data disk failed (a work disk). */
+  slotErrors: number;
+}
+
+/** One live row of the address map, in arrival order. */
+export interface WorkMapEntry {
+  /** The main's index (WorkVolume.mains). */
+  main: number;
+  /** The main's block: its byte offset / slotBytes (a work disk: the member disk address). */
+  block: number;
+  /** The slot holding its newest bytes (1-based; a work disk: the work disk address). */
+  slot: number;
 }
 
 export class WorkVolume {
@@ -69,10 +91,13 @@ export class WorkVolume {
   readonly slotCount: number;
   readonly slotBytes: number;
   readonly name: string | undefined;
+  /** A work disk's data disk; undefined for a work volume. */
+  readonly dataDisk: Disk | undefined;
   #handle: NativeWorkVolume | null;
 
-  private constructor(handle: NativeWorkVolume, name: string | undefined) {
+  private constructor(handle: NativeWorkVolume, name: string | undefined, dataDisk: Disk | undefined) {
     this.#handle = handle;
+    this.dataDisk = dataDisk;
     const [slotCount, slotBytes] = handle.info();
     this.slotCount = slotCount;
     this.slotBytes = slotBytes;
@@ -84,19 +109,32 @@ export class WorkVolume {
     const slotBytes = orDefault(options.slotBytes, WorkVolume.DEFAULT_SLOT_BYTES);
     checkIntegerIn(slotBytes, 'options.slotBytes', 512, 65536);
     if ((slotBytes & (slotBytes - 1)) !== 0) throw new RangeError('options.slotBytes must be a power of two');
-    checkIntegerIn(options.capacityBytes, 'options.capacityBytes', slotBytes, 2 ** 48);
-    if (options.capacityBytes % slotBytes !== 0) throw new RangeError('options.capacityBytes must be a multiple of slotBytes');
+    const dataDisk = options.dataDisk;
+    if (dataDisk !== undefined && !(dataDisk instanceof Disk)) throw new TypeError('options.dataDisk must be a Disk');
+    const capacityBytes = options.capacityBytes ?? (dataDisk === undefined ? undefined : Math.floor(dataDisk.capacityBytes / slotBytes) * slotBytes);
+    checkIntegerIn(capacityBytes, 'options.capacityBytes', slotBytes, 2 ** 48);
+    if (capacityBytes % slotBytes !== 0) throw new RangeError('options.capacityBytes must be a multiple of slotBytes');
+    if (dataDisk !== undefined && capacityBytes > dataDisk.capacityBytes) throw new RangeError('options.capacityBytes exceeds the data disk');
+    if (dataDisk !== undefined && slotBytes % dataDisk.sectorSize !== 0) throw new RangeError("options.slotBytes must be a multiple of the data disk's sector size");
     const backing = orDefault(options.backing, 'memory' as const);
     checkOneOf(backing, 'options.backing', ['memory', 'shared']);
     const regionName = backing === 'shared' ? sharedRegionName(options.name, 'options.name', SHARED_PREFIX) : '';
     const kind = backing === 'shared' ? NativeRegionKind.shared : NativeRegionKind.anonymous;
-    return new WorkVolume(new native.WorkVolume(kind, regionName, true, options.capacityBytes / slotBytes, slotBytes), options.name);
+    const handle = dataDisk === undefined
+      ? new native.WorkVolume(kind, regionName, true, capacityBytes / slotBytes, slotBytes)
+      : new native.WorkVolume(kind, regionName, true, capacityBytes / slotBytes, slotBytes, dataDisk[kDiskHandle]);
+    return new WorkVolume(handle, options.name, dataDisk);
   }
 
-  /** Opens a shared work volume (its maps as a SIGKILL left them). */
-  static open(options: { name: string }): WorkVolume {
+  /** Opens a shared work volume (its maps as a SIGKILL left them); a work disk with its data disk. */
+  static open(options: { name: string; dataDisk?: Disk }): WorkVolume {
     const target = namedTarget({ name: options?.name }, 'options', SHARED_PREFIX);
-    return new WorkVolume(new native.WorkVolume(NativeRegionKind.shared, target.regionName, false, 0, 0), options.name);
+    const dataDisk = options.dataDisk;
+    if (dataDisk !== undefined && !(dataDisk instanceof Disk)) throw new TypeError('options.dataDisk must be a Disk');
+    const handle = dataDisk === undefined
+      ? new native.WorkVolume(NativeRegionKind.shared, target.regionName, false, 0, 0)
+      : new native.WorkVolume(NativeRegionKind.shared, target.regionName, false, 0, 0, dataDisk[kDiskHandle]);
+    return new WorkVolume(handle, options.name, dataDisk);
   }
 
   static exists(name: string): boolean {
@@ -180,7 +218,16 @@ export class WorkVolume {
 
   stats(): WorkVolumeStats {
     const s = this.#native().stats();
-    return { divertedWrites: s[0] as number, fallbackWrites: s[1] as number, inPlaceWrites: s[2] as number, copiedBackSlots: s[3] as number, divertedReads: s[4] as number };
+    return { divertedWrites: s[0] as number, fallbackWrites: s[1] as number, inPlaceWrites: s[2] as number, copiedBackSlots: s[3] as number, divertedReads: s[4] as number, slotErrors: s[5] as number };
+  }
+
+  /** The live address map in arrival order (slot order), at most maxEntries rows. */
+  entries(maxEntries = 64): WorkMapEntry[] {
+    checkIntegerIn(maxEntries, 'maxEntries', 0, 1 << 20);
+    const flat = this.#native().entries(maxEntries);
+    const rows: WorkMapEntry[] = [];
+    for (let i = 0; i + 2 < flat.length; i += 3) rows.push({ main: flat[i] as number, block: flat[i + 1] as number, slot: flat[i + 2] as number });
+    return rows;
   }
 
   /** Idempotent. A volume diverting through it keeps it alive natively until lifted. */

@@ -104,6 +104,7 @@ interface NativeRaidGroup {
   attachVolume(volume: NativeVolume, extentName: string): void;
   detachVolume(volume: NativeVolume): void;
   divertVolume(volume: NativeVolume, work: NativeWorkVolume | null, mainKey?: bigint): number;
+  divertDisks(work: NativeWorkVolume | null, mainKeys: bigint[]): number[];
   destroy(): void;
   close(): void;
 }
@@ -398,6 +399,23 @@ export class RaidGroup {
     return mainKey === undefined
       ? this.#native().divertVolume(volume[kVolumeHandle], work === null ? null : work[kWorkHandle])
       : this.#native().divertVolume(volume[kVolumeHandle], work === null ? null : work[kWorkHandle], mainKey);
+  }
+
+  /**
+   * Diversion variant (c) (docs/raid.md): lays a work disk (a WorkVolume with a `dataDisk`) under
+   * every member's I/O; member m is registered in its mains with `mainKeys[m]` (default: the
+   * member disks' ids; pass keys that stay the same across restarts for memory disks). Returns
+   * the members' main indexes. null lifts it (copy back first). RangeError when the work disk is
+   * a member or keeps its slots in its region; ERR_DIVERSION_MAINS_FULL past 8 mains.
+   */
+  divertDisks(work: WorkVolume | null, mainKeys?: bigint[]): number[] {
+    if (work === null) return this.#native().divertDisks(null, []);
+    if (!(work instanceof WorkVolume)) throw new TypeError('work must be a WorkVolume or null');
+    if (work.dataDisk === undefined) throw new RangeError('work must be a work disk (a WorkVolume with a dataDisk)');
+    const keys = mainKeys ?? this.disks.map((disk) => disk.id);
+    if (!Array.isArray(keys) || keys.some((key) => typeof key !== 'bigint')) throw new TypeError('mainKeys must be an array of bigints');
+    if (keys.length !== this.disks.length) throw new RangeError(`mainKeys needs one key per member (${this.disks.length})`);
+    return this.#native().divertDisks(work[kWorkHandle], keys);
   }
 
   attachVolume(volume: Volume, extentName: string): void {
