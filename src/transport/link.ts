@@ -34,6 +34,11 @@
 //
 // Time and chance: every timer goes through the injected Clock, every jitter through the
 // injected Random; only nonces come from node:crypto.
+//
+// Layout: this module is the Link class; the state vocabulary (LinkState, LINK_TRANSITIONS,
+// LinkReason, LinkStateEvent, LinkStatus) is in link-state.ts and the options, tuning, logger,
+// message types and reconnect backoff are in link-options.ts. Both are re-exported here, so
+// importers keep one path.
 
 import * as crypto from 'node:crypto';
 import { EventEmitter } from 'node:events';
@@ -68,196 +73,45 @@ import {
 import { LINK_DEFAULTS, MAX_MAX_FRAME_BYTES, MIN_MAX_FRAME_BYTES } from './limits';
 import { isKnownMessageType } from './message-types';
 import { type Network, type NetworkAddress, formatAddress } from './wire';
+import {
+  type LinkState,
+  isLinkTransition,
+  type LinkReason,
+  type LinkStateEvent,
+  type LinkStatus,
+} from './link-state';
+import {
+  type LinkMessage,
+  type UnconfirmedMessage,
+  type UnconfirmedReport,
+  type SendOptions,
+  type RequestHandler,
+  type LinkLogger,
+  SILENT,
+  type LinkTuning,
+  type LinkOptions,
+  backoffDelayMs,
+  positiveInteger,
+} from './link-options';
 
-export type LinkState = 'connecting' | 'handshaking' | 'up' | 'down';
-
-/** Allowed transitions; down -> down records a new reason. */
-export const LINK_TRANSITIONS: Readonly<Record<LinkState, readonly LinkState[]>> = Object.freeze({
-  down: ['connecting', 'handshaking', 'down'],
-  connecting: ['handshaking', 'down'],
-  handshaking: ['up', 'down'],
-  up: ['down'],
-});
-
-/** True when `from -> to` is in the table. */
-export function isLinkTransition(from: LinkState, to: LinkState): boolean {
-  return LINK_TRANSITIONS[from].includes(to);
-}
-
-/** Why a link is in its state (stable strings: status and events carry them). */
-export type LinkReason =
-  | 'not-started'
-  | 'waiting-for-peer'
-  | 'dialing'
-  | 'connected'
-  | 'inbound'
-  | 'handshake-done'
-  | 'connect-failed'
-  | 'refused'
-  | 'handshake-timeout'
-  | 'dead-peer'
-  | 'closed-by-peer'
-  | 'protocol-error'
-  | 'dropped'
-  | 'partitioned'
-  | 'healed'
-  | 'replaced'
-  | 'closed';
-
-/** A state change, as emitted and as /events shows it. */
-export interface LinkStateEvent {
-  peerId: string;
-  old: LinkState;
-  new: LinkState;
-  reason: LinkReason;
-  /** The ERR_LINK_* code behind a refusal or protocol error. */
-  code?: LinkErrorCode;
-  /** Free text: an errno, a refusal message. Never a secret. */
-  detail?: string;
-  timeMs: number;
-  wallTimeMs: number;
-}
-
-/** A message delivered to 'message' listeners. */
-export interface LinkMessage {
-  type: number;
-  /** Valid while the listener runs (the link reuses the buffer): copy what you keep. */
-  payload: Buffer;
-}
-
-/** A message the link could not confirm. */
-export interface UnconfirmedMessage {
-  messageId: number;
-  type: number;
-  byteLength: number;
-}
-
-/** The 'unconfirmed' event: messages of a connection that ended without acknowledging them. */
-export interface UnconfirmedReport {
-  peerId: string;
-  reason: LinkReason;
-  messages: UnconfirmedMessage[];
-}
-
-/** Options of send(). */
-export interface SendOptions {
-  /** Called once if the message is not confirmed when its connection ends. */
-  onUnconfirmed?: (message: UnconfirmedMessage) => void;
-}
-
-/** Handles a request of one type; the returned payload is the response. */
-export type RequestHandler = (payload: Buffer) => Buffer | Promise<Buffer>;
-
-/** A logger with pino's calling convention. */
-export interface LinkLogger {
-  debug(object: object, message?: string): void;
-  info(object: object, message?: string): void;
-  warn(object: object, message?: string): void;
-  error(object: object, message?: string): void;
-}
-
-const SILENT: LinkLogger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
-
-/** Link timing and limits (all have defaults). */
-export interface LinkTuning {
-  /** @default 1000 */
-  heartbeatIntervalMs?: number;
-  /** No frame for this long: the peer is dead. @default 5000 */
-  deadPeerTimeoutMs?: number;
-  /** @default 5000 */
-  handshakeTimeoutMs?: number;
-  /** @default 5000 */
-  connectTimeoutMs?: number;
-  /** @default 100 */
-  reconnectInitialDelayMs?: number;
-  /** @default 5000 */
-  reconnectMaxDelayMs?: number;
-  /** Fraction of a backoff delay drawn at random either way. @default 0.2 */
-  reconnectJitter?: number;
-  /** @default DEFAULT_MAX_FRAME_BYTES (32 MiB + 64 KiB) */
-  maxFrameBytes?: number;
-  /** Unacknowledged message bytes allowed in flight. @default 67108864 (64 MiB) */
-  maxQueuedBytes?: number;
-  /** Default timeout of request(). @default 10000 */
-  requestTimeoutMs?: number;
-}
-
-/** Options of a Link. */
-export interface LinkOptions extends LinkTuning {
-  selfId: string;
-  peerId: string;
-  /** Where the peer listens; without it this side only accepts. @default undefined */
-  address?: NetworkAddress;
-  /** Whether this side dials (see the design note); the controller decides. @default address !== undefined */
-  dial?: boolean;
-  /** The shared secret with this peer. @default undefined (unauthenticated) */
-  secret?: Buffer;
-  /** @default tcpNetwork (the controller passes it) */
-  network: Network;
-  /** @default realClock */
-  clock?: Clock;
-  /** @default realRandom */
-  random?: Random;
-  /** @default silent */
-  logger?: LinkLogger;
-  /** Link protocol versions offered (a test hook). @default 1..1 */
-  versions?: VersionRange;
-  /** Feature bits offered. @default 0 */
-  features?: number;
-  /** Source of handshake nonces. @default crypto.randomBytes */
-  nonce?: () => Buffer;
-}
-
-/**
- * Backoff of reconnect attempt `attempt` (1, 2, ...): initial * 2^(attempt-1), jittered by
- * +-jitter, and never above reconnectMaxDelayMs (the cap is the real maximum).
- */
-export function backoffDelayMs(
-  attempt: number,
-  tuning: { reconnectInitialDelayMs: number; reconnectMaxDelayMs: number; reconnectJitter: number },
-  random: Random,
-): number {
-  if (!Number.isInteger(attempt) || attempt < 1) throw new RangeError(`attempt must be an integer >= 1, got ${attempt}`);
-  const base = Math.min(tuning.reconnectMaxDelayMs, tuning.reconnectInitialDelayMs * 2 ** Math.min(attempt - 1, 40));
-  const jittered = base * (1 + tuning.reconnectJitter * (random.next() * 2 - 1));
-  return Math.max(0, Math.min(tuning.reconnectMaxDelayMs, jittered));
-}
-
-/** A status snapshot of a link (secrets never appear). */
-export interface LinkStatus {
-  peerId: string;
-  state: LinkState;
-  reason: LinkReason;
-  code?: LinkErrorCode;
-  detail?: string;
-  /** Wall time of the last state change (ms since the epoch). */
-  sinceWallTimeMs: number;
-  address: string | null;
-  dialing: boolean;
-  /** 'hmac-sha256' when a secret is configured, else 'none' (the link is unauthenticated). */
-  auth: 'hmac-sha256' | 'none';
-  authenticated: boolean;
-  protocolVersion: number | null;
-  connection: string | null;
-  rttMs: number | null;
-  bytesIn: number;
-  bytesOut: number;
-  framesIn: number;
-  framesOut: number;
-  messagesSent: number;
-  messagesReceived: number;
-  /** Times the link came up again after having been up. */
-  reconnects: number;
-  /** Connection attempts since the link was last up. */
-  attempt: number;
-  /** When the next dial is due (wall time), or null. */
-  nextAttemptWallTimeMs: number | null;
-  queuedBytes: number;
-  unconfirmedMessages: number;
-  unconfirmedReported: number;
-  pendingRequests: number;
-  faults: LinkFaults | null;
-}
+export type {
+  LinkState,
+  LinkReason,
+  LinkStateEvent,
+  LinkStatus,
+} from './link-state';
+export { LINK_TRANSITIONS, isLinkTransition } from './link-state';
+export type {
+  LinkMessage,
+  UnconfirmedMessage,
+  UnconfirmedReport,
+  SendOptions,
+  RequestHandler,
+  LinkLogger,
+  LinkTuning,
+  LinkOptions,
+} from './link-options';
+export { backoffDelayMs } from './link-options';
 
 interface SentMessage {
   messageId: number;
@@ -290,14 +144,6 @@ const ACK_EVERY_BYTES = 1024 * 1024;
  * costs every wake-up ~5 us on this VM); streams are acknowledged by byte count anyway.
  */
 const ACK_DELAY_MS = 20;
-
-function positiveInteger(name: string, value: number | undefined, fallback: number, min: number, max: number): number {
-  const result = value ?? fallback;
-  if (!Number.isSafeInteger(result) || result < min || result > max) {
-    throw new RangeError(`${name} must be an integer from ${min} to ${max}, got ${value}`);
-  }
-  return result;
-}
 
 /** A link to one peer controller. */
 export class Link extends EventEmitter {
