@@ -1,6 +1,6 @@
 // Runs every benchmark suite in its own child process (so one suite's heap, JIT state and page
 // cache do not colour the next), then prints the ratios each suite reported.
-// Usage: node dist/bench/run.js [suite ...]   (suites: storage, snapshot, nbd-fio, link, pair-fio, pair-resync, lockstep, sim-scale, cgroup, raid)
+// Usage: node dist/bench/run.js [suite ...]   (suites: storage, snapshot, nbd-fio, link, pair-fio, pair-resync, lockstep, sim-scale, cgroup, raid, sparing)
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 
@@ -15,6 +15,7 @@ const SUITES: Record<string, string> = {
   'sim-scale': 'sim-scale.js',
   cgroup: 'cgroup.bench.js',
   raid: 'raid.bench.js',
+  sparing: 'sparing.bench.js',
 };
 
 function main(): number {
