@@ -731,9 +731,28 @@ export const workVolumeSchema = strictObject({
   ...(work.sharedName === undefined ? {} : { sharedName: work.sharedName }),
 }));
 
+/** A work disk for diversion variant (c) (docs/raid.md). */
+export const workDiskSchema = strictObject({
+  name: doc(volumeNameSchema, { description: `Work disk name, \`${SHARED_NAME_TEXT}\`, unique within the controller.` }),
+  disk: doc(volumeNameSchema, { description: 'The disk whose space takes the diverted member blocks: a name of `disks`, in no group, not a spare, not another work disk\'s.' }),
+  slotSize: doc(powerOfTwoSize(512, 65536, String).default(4096), {
+    description: 'The diversion unit (one slot per member block written), a power of two from 512 to 65536 and a multiple of the disk\'s sector size.',
+  }),
+  sharedName: doc(sharedNameSchema.optional(), {
+    description: 'The shared-memory name of its map when the disk is `shared` (`blockmirror.work.<sharedName>`: the map survives a SIGKILL with the disk).',
+    docDefault: '`<controller id>.workdisk.<name>`',
+  }),
+}).transform((work) => ({
+  name: work.name,
+  disk: work.disk,
+  slotBytes: work.slotSize,
+  ...(work.sharedName === undefined ? {} : { sharedName: work.sharedName }),
+}));
+
 export type DiskConfig = z.output<typeof diskSchema>;
 export type RaidGroupConfig = z.output<typeof raidGroupSchema>;
 export type WorkVolumeConfig = z.output<typeof workVolumeSchema>;
+export type WorkDiskConfig = z.output<typeof workDiskSchema>;
 
 export const controllerSchema = strictObject({
   id: doc(controllerIdSchema, { description: `The controller id, \`${CONTROLLER_ID_TEXT}\`, unique in the file; peers name it.` }),
@@ -759,8 +778,11 @@ export const controllerSchema = strictObject({
   workVolumes: doc(list(workVolumeSchema, { max: MAX_VOLUMES }).default(() => []), {
     description: 'Work volumes new writes of a group are diverted to while its suspect disk is spared, with `diversion: work-volume` (docs/raid.md).',
   }),
-  diversion: doc(z.enum(['none', 'work-volume']).default('none'), {
-    description: 'How new writes of a group being spared are diverted: `none`, or `work-volume` (variant (b): to an unused one of `workVolumes`).',
+  workDisks: doc(list(workDiskSchema, { max: MAX_VOLUMES }).default(() => []), {
+    description: 'Work disks the member disk writes of a group are diverted to while its suspect disk is spared, with `diversion: work-disk` (docs/raid.md).',
+  }),
+  diversion: doc(z.enum(['none', 'work-volume', 'work-disk']).default('none'), {
+    description: 'How new writes of a group being spared are diverted: `none`, `work-volume` (variant (b): to an unused one of `workVolumes`) or `work-disk` (variant (c): every member disk\'s writes to an unused one of `workDisks`).',
   }),
   rebuildStepBytes: doc(sizeRange(512, 64 * 1024 * 1024).default(4 * 1024 * 1024), {
     description: 'The step of rebuild, sparing and copy-back copies, per event-loop turn, 512 B to 64 MiB (docs/raid.md); smaller makes sparing slower and lighter.',
@@ -770,6 +792,7 @@ export const controllerSchema = strictObject({
   ...(controller.disks.length === 0 ? {} : { disks: controller.disks }),
   ...(controller.groups.length === 0 ? {} : { groups: controller.groups }),
   ...(controller.workVolumes.length === 0 ? {} : { workVolumes: controller.workVolumes }),
+  ...(controller.workDisks.length === 0 ? {} : { workDisks: controller.workDisks }),
   ...(controller.diversion === 'none' ? {} : { diversion: controller.diversion }),
   ...((controller.rebuildStepBytes === 4 * 1024 * 1024 ? {} : { rebuildStepBytes: controller.rebuildStepBytes }) as { rebuildStepBytes?: number }),
 }));

@@ -110,6 +110,7 @@ export function controllerOptionsOf(config: ControllerConfig, index: number, log
   if (config.disks !== undefined) options.disks = config.disks.map((disk) => ({ ...disk }));
   if (config.groups !== undefined) options.groups = config.groups.map((group) => ({ ...group, disks: [...group.disks] }));
   if (config.workVolumes !== undefined) options.workVolumes = config.workVolumes.map((work) => ({ ...work }));
+  if (config.workDisks !== undefined) options.workDisks = config.workDisks.map((work) => ({ ...work }));
   if (config.diversion !== undefined) options.diversion = config.diversion;
   if (config.rebuildStepBytes !== undefined) options.raid = { rebuildStepBytes: config.rebuildStepBytes };
   const versions = linkVersionsFromEnvironment();

@@ -41,7 +41,7 @@ import { ControllerSnapshots, type SnapshotEvent } from './snapshots';
 import { ControllerGroups, type GroupEvent } from '../cgroup/groups';
 import type { CgroupSpec } from '../cgroup/types';
 import { type ControllerVolumeSpec, type OpenedVolume, openConfiguredVolume } from './volumes';
-import { ControllerDisks, type ControllerDiskSpec, type ControllerGroupSpec, type ControllerWorkVolumeSpec, type DiversionVariant, type RebuildEvent } from './disks';
+import { ControllerDisks, type ControllerDiskSpec, type ControllerGroupSpec, type ControllerWorkDiskSpec, type ControllerWorkVolumeSpec, type DiversionVariant, type RebuildEvent } from './disks';
 import type { SparingEvent } from './sparing';
 
 export type ControllerState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
@@ -133,6 +133,8 @@ export interface ControllerOptions {
   raid?: { checkIntervalMs?: number; rebuildStepBytes?: number };
   /** Work volumes for diversion variant (b) (docs/raid.md). @default [] */
   workVolumes?: ControllerWorkVolumeSpec[];
+  /** Work disks for diversion variant (c) (docs/raid.md). @default [] */
+  workDisks?: ControllerWorkDiskSpec[];
   /** How new writes of a group being spared are diverted. @default 'none' */
   diversion?: DiversionVariant;
 }
@@ -226,7 +228,8 @@ export class Controller extends EventEmitter {
       logger: this.log,
     });
     this.diskManager = new ControllerDisks({ controllerId: this.id, disks: options.disks ?? [], groups: options.groups ?? [], clock: this.clock, logger: this.log, ...options.raid,
-      ...(options.workVolumes === undefined ? {} : { workVolumes: options.workVolumes }), ...(options.diversion === undefined ? {} : { diversion: options.diversion }) });
+      ...(options.workVolumes === undefined ? {} : { workVolumes: options.workVolumes }),
+      ...(options.workDisks === undefined ? {} : { workDisks: options.workDisks }), ...(options.diversion === undefined ? {} : { diversion: options.diversion }) });
     this.diskManager.on('diversion', (event: { group: string; work: string; kind: string; code?: string; detail?: string }) => {
       this.emitEvent({ subject: `group:${event.group}`, kind: 'change', old: null, new: `diversion-${event.kind}`, reason: 'sparing', workVolume: event.work,
         ...(event.code === undefined ? {} : { code: event.code, detail: event.detail }) });

@@ -80,7 +80,23 @@ export interface ControllerWorkVolumeSpec {
   sharedName?: string;
 }
 
-export type DiversionVariant = 'none' | 'work-volume';
+/** A work disk (diversion variant (c), docs/raid.md): one of `disks` whose space takes the diverted member blocks. */
+export interface ControllerWorkDiskSpec {
+  name: string;
+  /** The disk (a name of `disks`: in no group, not a spare). */
+  disk: string;
+  /** @default 4096 */
+  slotBytes?: number;
+  /** The map's shared-memory name when the disk is shared. @default `<controller>.workdisk.<name>` */
+  sharedName?: string;
+}
+
+export type DiversionVariant = 'none' | 'work-volume' | 'work-disk';
+
+/** The seed's T5 status of a member disk of a group diverting to a work disk. */
+export const RENEWED_DATA_BEING_BACKED_UP = 'renewed data being backed up';
+/** After a copy-back failed, the next try waits this long. */
+export const COPY_BACK_RETRY_MS = 5000;
 
 export interface ControllerDisksOptions {
   controllerId: string;
@@ -88,6 +104,8 @@ export interface ControllerDisksOptions {
   groups: ControllerGroupSpec[];
   /** Work volumes new writes of a group being spared are diverted to. @default [] */
   workVolumes?: ControllerWorkVolumeSpec[];
+  /** Work disks new member writes of a group being spared are diverted to. @default [] */
+  workDisks?: ControllerWorkDiskSpec[];
   /** How writes are diverted during a sparing. @default 'none' */
   diversion?: DiversionVariant;
   clock: Clock;
@@ -121,8 +139,17 @@ interface OpenGroup {
   sparing: GroupSparing | undefined;
   /** Volume objects laid on the group, by name. */
   volumeObjects: Map<string, Volume>;
-  /** The work volume its volumes divert to, and whether its copy-back runs. */
-  diverting: { work: string; copyingBack: boolean } | undefined;
+  /** The work volume its volumes divert to (or the work disk its members do), and its copy-back. */
+  diverting: Diverting | undefined;
+}
+
+interface Diverting {
+  variant: 'work-volume' | 'work-disk';
+  work: string;
+  copyingBack: boolean;
+  /** The last copy-back failure (retried after COPY_BACK_RETRY_MS). */
+  lastError: string | undefined;
+  retryAtMs: number;
 }
 
 export const DISK_DEFAULTS = Object.freeze({ checkIntervalMs: 200, rebuildStepBytes: 4 * 1024 * 1024 });
@@ -132,6 +159,7 @@ export class ControllerDisks extends EventEmitter {
   readonly #disks = new Map<string, { spec: ControllerDiskSpec; disk: Disk }>();
   readonly #groups = new Map<string, OpenGroup>();
   readonly #works = new Map<string, { spec: ControllerWorkVolumeSpec; work: WorkVolume }>();
+  readonly #workDisks = new Map<string, { spec: ControllerWorkDiskSpec; work: WorkVolume }>();
   #timer: TimerHandle | undefined;
   #closed = false;
 
@@ -151,6 +179,13 @@ export class ControllerDisks extends EventEmitter {
         if (options.disks.find((d) => d.name === name)?.spare === true) throw new TypeError(`groups.${group.name}: disk ${name} is a spare`);
         used.add(name);
       }
+    }
+    for (const work of options.workDisks ?? []) {
+      const spec = options.disks.find((d) => d.name === work.disk);
+      if (spec === undefined) throw new TypeError(`workDisks.${work.name}: no disk named ${work.disk}`);
+      if (used.has(work.disk)) throw new TypeError(`workDisks.${work.name}: disk ${work.disk} is in a group or another work disk`);
+      if (spec.spare === true) throw new TypeError(`workDisks.${work.name}: disk ${work.disk} is a spare`);
+      used.add(work.disk);
     }
   }
 
@@ -204,7 +239,31 @@ export class ControllerDisks extends EventEmitter {
           backing: spec.backing ?? 'memory', ...(spec.backing === 'shared' ? { name: sharedName } : {}) });
       this.#works.set(spec.name, { spec, work });
     }
+    for (const spec of this.#options.workDisks ?? []) {
+      const entry = this.#disks.get(spec.disk);
+      if (entry === undefined) continue;
+      const sharedName = spec.sharedName ?? `${controllerId}.workdisk.${spec.name}`;
+      const shared = entry.spec.backing === 'shared';
+      const work = shared && WorkVolume.exists(sharedName)
+        ? WorkVolume.open({ name: sharedName, dataDisk: entry.disk })
+        : WorkVolume.create({ dataDisk: entry.disk, ...(spec.slotBytes === undefined ? {} : { slotBytes: spec.slotBytes }),
+          backing: shared ? 'shared' : 'memory', ...(shared ? { name: sharedName } : {}) });
+      this.#workDisks.set(spec.name, { spec, work });
+      // A restart during a diversion: lay the work disk under its group's members again before any write.
+      if (work.state === 'unused') continue;
+      for (const [groupName, group] of this.#groups) {
+        const keys = this.#memberKeys(groupName, group);
+        if (!keys.every((key) => work.mains.includes(key))) continue;
+        group.group.divertDisks(work, keys);
+        group.diverting = { variant: 'work-disk', work: spec.name, copyingBack: false, lastError: undefined, retryAtMs: 0 };
+      }
+    }
     this.#schedule();
+  }
+
+  // A member's key in a work disk: stable across restarts and member replacements (the slot, not the disk).
+  #memberKeys(groupName: string, entry: OpenGroup): bigint[] {
+    return entry.members.map((_, member) => this.#hashKey(`${this.#options.controllerId}/${groupName}/member-${member}`));
   }
 
   #reopen(metadataName: string, members: string[]): RaidGroup {
@@ -259,7 +318,7 @@ export class ControllerDisks extends EventEmitter {
     for (const [workName, { work }] of this.#works) {
       if (work.state !== 'unused' && work.mains.includes(this.#mainKey(groupName, volumeName))) {
         entry.group.divertVolume(volume, work, this.#mainKey(groupName, volumeName));
-        entry.diverting = { work: workName, copyingBack: false };
+        entry.diverting = { variant: 'work-volume', work: workName, copyingBack: false, lastError: undefined, retryAtMs: 0 };
       }
     }
   }
@@ -268,7 +327,12 @@ export class ControllerDisks extends EventEmitter {
   // unused work volume; once no sparing runs any more, the diverted blocks are copied back and
   // the volumes lifted (also after a restart that found the work volume in use).
   #startDiversion(name: string, entry: OpenGroup): void {
-    if ((this.#options.diversion ?? 'none') !== 'work-volume' || entry.diverting !== undefined || entry.volumeObjects.size === 0) return;
+    if (entry.diverting !== undefined) return;
+    if ((this.#options.diversion ?? 'none') === 'work-disk') {
+      this.#startDiskDiversion(name, entry);
+      return;
+    }
+    if ((this.#options.diversion ?? 'none') !== 'work-volume' || entry.volumeObjects.size === 0) return;
     const free = [...this.#works.entries()].find(([, w]) => w.work.state === 'unused');
     if (free === undefined) {
       this.#options.logger.warn({ group: name }, `group ${name}: no unused work volume, writes are not diverted`);
@@ -277,28 +341,54 @@ export class ControllerDisks extends EventEmitter {
     const [workName, { work }] = free;
     for (const [volumeName, volume] of entry.volumeObjects) entry.group.divertVolume(volume, work, this.#mainKey(name, volumeName));
     work.start();
-    entry.diverting = { work: workName, copyingBack: false };
+    entry.diverting = { variant: 'work-volume', work: workName, copyingBack: false, lastError: undefined, retryAtMs: 0 };
+    this.emit('diversion', { group: name, work: workName, kind: 'started' });
+  }
+
+  // Diversion variant (c): every member disk's I/O of the group goes through an unused work disk.
+  #startDiskDiversion(name: string, entry: OpenGroup): void {
+    const free = [...this.#workDisks.entries()].find(([, w]) => !w.work.closed && w.work.state === 'unused' && w.work.dataDisk?.status !== 'failed');
+    if (free === undefined) {
+      this.#options.logger.warn({ group: name }, `group ${name}: no unused work disk, writes are not diverted`);
+      return;
+    }
+    const [workName, { work }] = free;
+    entry.group.divertDisks(work, this.#memberKeys(name, entry));
+    work.start();
+    entry.diverting = { variant: 'work-disk', work: workName, copyingBack: false, lastError: undefined, retryAtMs: 0 };
     this.emit('diversion', { group: name, work: workName, kind: 'started' });
   }
 
   // A main volume's key in a work volume: stable across restarts (a memory volume gets a new id).
   #mainKey(groupName: string, volumeName: string): bigint {
+    return this.#hashKey(`${this.#options.controllerId}/${groupName}/${volumeName}`);
+  }
+
+  #hashKey(text: string): bigint {
     let hash = 0xcbf29ce484222325n;
-    for (const byte of Buffer.from(`${this.#options.controllerId}/${groupName}/${volumeName}`)) hash = ((hash ^ BigInt(byte)) * 0x100000001b3n) & 0xffffffffffffffffn;
+    for (const byte of Buffer.from(text)) hash = ((hash ^ BigInt(byte)) * 0x100000001b3n) & 0xffffffffffffffffn;
     return hash === 0n ? 1n : hash;
+  }
+
+  #workOf(diverting: Diverting): WorkVolume | undefined {
+    return (diverting.variant === 'work-disk' ? this.#workDisks : this.#works).get(diverting.work)?.work;
   }
 
   #copyBack(name: string, entry: OpenGroup): void {
     const diverting = entry.diverting;
-    if (diverting === undefined || diverting.copyingBack) return;
-    const work = this.#works.get(diverting.work)?.work;
+    if (diverting === undefined || diverting.copyingBack || this.#options.clock.nowMs() < diverting.retryAtMs) return;
+    const work = this.#workOf(diverting);
     if (work === undefined || work.closed) return;
     diverting.copyingBack = true;
     this.emit('diversion', { group: name, work: diverting.work, kind: 'copy-back-started' });
     const stepBytes = this.#options.rebuildStepBytes ?? DISK_DEFAULTS.rebuildStepBytes;
     work.copyBack({ stepSlots: Math.max(1, Math.floor(stepBytes / work.slotBytes)) }).then(
       () => {
-        for (const volume of entry.volumeObjects.values()) if (!entry.group.closed && !volume.closed) entry.group.divertVolume(volume, null);
+        if (diverting.variant === 'work-disk') {
+          if (!entry.group.closed) entry.group.divertDisks(null);
+        } else {
+          for (const volume of entry.volumeObjects.values()) if (!entry.group.closed && !volume.closed) entry.group.divertVolume(volume, null);
+        }
         entry.diverting = undefined;
         this.emit('diversion', { group: name, work: diverting.work, kind: 'copy-back-done' });
         this.#options.logger.info({ group: name, work: diverting.work }, `group ${name}: diverted blocks copied back from ${diverting.work}`);
@@ -306,7 +396,11 @@ export class ControllerDisks extends EventEmitter {
       (error: Error & { code?: string }) => {
         diverting.copyingBack = false;
         if (entry.group.closed || work.closed) return;
-        entry.lastError = `${error.code ?? 'Error'}: ${error.message}`;
+        // Not the group's lastError (that one holds copy-backs back until an operator verb): a
+        // copy-back is retried by itself, from its cursor, after COPY_BACK_RETRY_MS.
+        diverting.lastError = `${error.code ?? 'Error'}: ${error.message}`;
+        diverting.retryAtMs = this.#options.clock.nowMs() + COPY_BACK_RETRY_MS;
+        this.#options.logger.warn({ group: name, work: diverting.work, code: error.code }, `group ${name}: copy-back from ${diverting.work} failed, retried in ${COPY_BACK_RETRY_MS / 1000} s: ${error.message}`);
         this.emit('diversion', { group: name, work: diverting.work, kind: 'copy-back-failed', code: error.code ?? 'Error', detail: error.message });
       },
     );
@@ -492,7 +586,12 @@ export class ControllerDisks extends EventEmitter {
         members: entry.group.closed ? [] : entry.group.members().map((member) => ({ ...member, diskId: member.diskId.toString(16).padStart(16, '0'), disk: entry.members[member.member] })),
         rebuild: entry.group.closed ? null : entry.group.rebuildProgress ?? null,
         sparing: entry.sparing?.status() ?? null,
-        diversion: entry.diverting === undefined ? null : { workVolume: entry.diverting.work, copyingBack: entry.diverting.copyingBack },
+        diversion: entry.diverting === undefined ? null : {
+          variant: entry.diverting.variant,
+          ...(entry.diverting.variant === 'work-disk' ? { workDisk: entry.diverting.work } : { workVolume: entry.diverting.work }),
+          copyingBack: entry.diverting.copyingBack,
+          lastError: entry.diverting.lastError ?? null,
+        },
         lastError: entry.lastError ?? null,
         stats: entry.group.closed ? null : entry.group.stats(),
       })),
@@ -503,6 +602,9 @@ export class ControllerDisks extends EventEmitter {
         errorCount: disk.closed ? 0 : disk.errorCount,
         errorThreshold: disk.closed ? 0 : disk.errorThreshold,
         group: groupOf.get(name) ?? null,
+        // The seed's T5: a member of a group whose member I/O goes to a work disk.
+        backupStatus: this.#groups.get(groupOf.get(name) ?? '')?.diverting?.variant === 'work-disk' ? RENEWED_DATA_BEING_BACKED_UP : null,
+        workDisk: [...this.#workDisks.entries()].find(([, w]) => w.spec.disk === name)?.[0] ?? null,
         faults: disk.closed ? [] : disk.faults(),
       })),
       // The seed's work volumes table (T4): primary = the main volumes while in use.
@@ -512,6 +614,18 @@ export class ControllerDisks extends EventEmitter {
         const names = [...this.#groups.entries()].flatMap(([g, entry]) => [...entry.volumeObjects.keys()].filter((v) => ids.includes(this.#mainKey(g, v))));
         return { workVolume: name, capacityBytes: work.capacityBytes, state: work.state, primary: work.state === 'unused' ? null : names,
           terminalAddress: work.terminal, bitmap: work.bitmap(Math.min(64, work.slotCount)), stats: work.stats() };
+      }),
+      // The seed's work disks table (T6) and its address map (T7), the first 64 live rows of each.
+      workDisks: [...this.#workDisks.entries()].map(([name, { spec, work }]) => {
+        if (work.closed) return { workDisk: name, disk: spec.disk, capacityBytes: 0, status: 'closed', state: 'closed', mainDisks: null, terminalAddress: null, stats: null };
+        const mains = this.#mainDiskNames(work);
+        return { workDisk: name, disk: spec.disk, capacityBytes: work.capacityBytes, status: work.state === 'unused' ? 'unused' : 'in use', state: work.state,
+          mainDisks: work.state === 'unused' ? null : mains.filter((m) => m !== null), terminalAddress: work.terminal, stats: work.stats() };
+      }),
+      workDiskMap: [...this.#workDisks.entries()].flatMap(([name, { work }]) => {
+        if (work.closed || work.state === 'unused') return [];
+        const mains = this.#mainDiskNames(work);
+        return work.entries(64).map((row) => ({ mainDisk: mains[row.main] ?? null, mainAddress: row.block, workDisk: name, workAddress: row.slot }));
       }),
       addressMap: volumes.flatMap((volume) => {
         const entry = volume.group === undefined ? undefined : this.#groups.get(volume.group);
@@ -524,12 +638,22 @@ export class ControllerDisks extends EventEmitter {
     };
   }
 
+  // The member disk names of a work disk's mains, by main index (null: a main of no open group).
+  #mainDiskNames(work: WorkVolume): (string | null)[] {
+    const names = new Map<bigint, string>();
+    for (const [groupName, entry] of this.#groups) {
+      this.#memberKeys(groupName, entry).forEach((key, member) => names.set(key, entry.members[member] as string));
+    }
+    return work.mains.map((key) => names.get(key) ?? null);
+  }
+
   /** Closes the groups (lifting their volumes) and the disks. Idempotent. */
   close(): void {
     this.#closed = true;
     this.#timer?.cancel();
     for (const entry of this.#groups.values()) entry.group.close();
     for (const { work } of this.#works.values()) work.close();
+    for (const { work } of this.#workDisks.values()) work.close();
     for (const { disk } of this.#disks.values()) disk.close();
   }
 }

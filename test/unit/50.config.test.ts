@@ -34,7 +34,7 @@ import {
   validateConfig,
 } from '../../src/cli/config';
 import { Volume } from '../../src/storage/volume';
-import type { DiskConfig, RaidGroupConfig, WorkVolumeConfig } from '../../src/cli/config-schema';
+import type { DiskConfig, RaidGroupConfig, WorkDiskConfig, WorkVolumeConfig } from '../../src/cli/config-schema';
 import { CONFIG_DOC_PATH, configKeyRows, replaceConfigKeyTable } from '../../scripts/gen-config-docs';
 
 function issuesOf(raw: unknown): string[] {
@@ -99,7 +99,7 @@ const typeChecks: true[] = [
   true satisfies Same<ControllerConfig, {
     id: string; volumes: VolumeConfig[]; exports: ExportConfig[]; replication: ReplicationConfig; peers: PeerConfig[];
     pairs: PairConfig[]; consistencyGroups: ConsistencyGroupConfig[]; disks?: DiskConfig[]; groups?: RaidGroupConfig[];
-    workVolumes?: WorkVolumeConfig[]; diversion?: 'work-volume'; rebuildStepBytes?: number;
+    workVolumes?: WorkVolumeConfig[]; workDisks?: WorkDiskConfig[]; diversion?: 'work-volume' | 'work-disk'; rebuildStepBytes?: number;
   }>,
   true satisfies Same<VolumeConfig, {
     name: string; capacityBytes: number; blockSize: number; backing: 'memory' | 'shared' | 'file'; path?: string;
@@ -463,7 +463,7 @@ describe('50 config', () => {
       ['duplicate controller id', twoSites((d) => { (d.controllers[1] as { id: string }).id = 'a'; }),
         /^controllers\[1\]\.id: duplicate controller id "a"$/],
       ['unknown controller field', twoSites((d) => { (d.controllers[0] as Record<string, unknown>).listen = []; }),
-        /^controllers\[0\]\.listen: unknown field \(allowed: id, volumes, exports, replication, peers, pairs, consistencyGroups, disks, groups, workVolumes, diversion, rebuildStepBytes\)$/],
+        /^controllers\[0\]\.listen: unknown field \(allowed: id, volumes, exports, replication, peers, pairs, consistencyGroups, disks, groups, workVolumes, workDisks, diversion, rebuildStepBytes\)$/],
       ['duplicate export across controllers', twoSites((d) => { d.controllers[1]!.exports = [{ name: 'va', volume: 'v' }]; }),
         /^controllers\[1\]\.exports\[0\]\.name: duplicate export name "va" \(also an export of controller "a"\)$/],
       ['implicit exports that clash across controllers', twoSites((d) => {
@@ -601,7 +601,7 @@ describe('50 config', () => {
         'controllers[0].peers[0].address: port must be from 1 to 65535, got "h:0"',
         'controllers[1].id: duplicate controller id "a"',
         'controllers[1].peers[0].secretEnv: cannot be combined with secretFile: give one of them',
-        'controllers[1].colour: unknown field (allowed: id, volumes, exports, replication, peers, pairs, consistencyGroups, disks, groups, workVolumes, diversion, rebuildStepBytes)',
+        'controllers[1].colour: unknown field (allowed: id, volumes, exports, replication, peers, pairs, consistencyGroups, disks, groups, workVolumes, workDisks, diversion, rebuildStepBytes)',
         'listen[0].port: must be an integer from 0 to 65535 (0: any free port), got number 1.5',
         'admin.tcp: host must be a loopback address (127.0.0.1, ::1 or localhost): the admin endpoint must not be ' +
           'reachable from the network, got "10.0.0.1:1"',
