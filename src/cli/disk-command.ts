@@ -4,7 +4,9 @@
 // serve, through its admin endpoint (POST /disks/<verb>, src/admin/disk-routes.ts). Thin: the
 // options are parsed and range-checked here (a usage error exits 2 before anything is sent), the
 // serve does the rest. --range OFFSET:LENGTH takes sizes ("1MiB:4KiB"); --errno takes a number or
-// a name (EIO, ENOSPC, ...).
+// a name (EIO, ENOSPC, ...). `list` prints the seed's tables from the serve's status with
+// formatDiskList, a pure function of that status (test/unit/92.disk-list-format.test.ts); a work
+// table with no rows is left out, and --json prints the serve's answer as it came.
 
 import * as os from 'node:os';
 
@@ -12,6 +14,7 @@ import { type Command, InvalidArgumentError } from 'commander';
 
 import { type AdminOptions, adminAction, adminOption, clientFor } from './admin-commands';
 import { parseSize } from './config-schema';
+import { formatBytes } from './status';
 
 const EXIT_CODES = '\nExit codes: 0 ok, 1 the serve answered with an error or could not be reached ' +
   '(stderr: "blockmirror: ERR_...: message"), 2 usage error.';
@@ -73,27 +76,88 @@ function table(rows: string[][]): string {
   return `${rows.map((row) => row.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join('  ').trimEnd()).join('\n')}\n`;
 }
 
-/** Lines of `disk list`: the groups table (seed 004's T1), the disk status table and the address map. */
+/** The parts of the admin status's `raid` (src/controller/disks.ts `status()`) that `disk list` prints. */
+interface DiskListStatus {
+  groups?: {
+    group: string; volumes: string[]; disks: string[]; level: string; condition: string;
+    rebuild: { cursorBytes: number; memberBytes: number; member: number } | null;
+    diversion?: { variant: string; workVolume?: string; workDisk?: string; copyingBack: boolean; lastError: string | null } | null;
+    lastError?: string | null;
+  }[];
+  disks?: { disk: string; capacityBytes: number; status: string; errorCount: number; errorThreshold: number; group: string | null; backupStatus?: string | null; faults: unknown[] }[];
+  workVolumes?: { workVolume: string; capacityBytes: number; state: string; primary: string[] | null; terminalAddress: number | null; bitmap: string }[];
+  workDisks?: { workDisk: string; disk: string; capacityBytes: number; status: string; mainDisks: string[] | null; terminalAddress: number | null }[];
+  workDiskMap?: { mainDisk: string | null; mainAddress: number; workDisk: string; workAddress: number }[];
+  addressMap?: { volume: string; group: string; groupByteOffset: number; byteLength: number; firstDisk: string; firstDiskByteOffset: number }[];
+}
+
+// The seed prints a differential bitmap's first slots and an ellipsis; the status carries up to 64.
+const BITMAP_SLOTS_SHOWN = 16;
+
+const nullable = (value: number | string | null | undefined): string => (value === null || value === undefined ? 'NULL' : String(value));
+const names = (list: readonly string[] | null): string => (list === null || list.length === 0 ? 'NULL' : list.join(', '));
+
+// The lines under the groups table: a group's diversion (variant, where to, copy-back) and the
+// errors it keeps. Only groups with something to say get a line.
+function groupNotes(groups: NonNullable<DiskListStatus['groups']>): string {
+  const lines: string[] = [];
+  for (const group of groups) {
+    const diversion = group.diversion ?? null;
+    if (diversion !== null) {
+      const target = diversion.variant === 'work-disk' ? diversion.workDisk : diversion.workVolume;
+      lines.push(`group ${group.group}: diversion: ${diversion.variant} ${target ?? '?'}${diversion.copyingBack ? ', copying back' : ''}`);
+      if (diversion.lastError !== null) lines.push(`group ${group.group}: diversion error: ${diversion.lastError}`);
+    }
+    if (group.lastError !== null && group.lastError !== undefined) lines.push(`group ${group.group}: last error: ${group.lastError}`);
+  }
+  return lines.length === 0 ? '' : `${lines.join('\n')}\n`;
+}
+
+/**
+ * Lines of `disk list` (seed 004's tables): the groups table (T1) with a line per diversion or
+ * error under it, the disk status table with the backup status (T5), the work volumes (T4), the
+ * work disks (T6), the work disk address map (T7) and the address map. The three work tables are
+ * printed only when they have rows.
+ */
 export function formatDiskList(result: unknown): string {
-  const raid = (result ?? {}) as {
-    groups?: { group: string; volumes: string[]; disks: string[]; level: string; condition: string; rebuild: { cursorBytes: number; memberBytes: number; member: number } | null }[];
-    disks?: { disk: string; capacityBytes: number; status: string; errorCount: number; errorThreshold: number; group: string | null; faults: unknown[] }[];
-    addressMap?: { volume: string; group: string; groupByteOffset: number; byteLength: number; firstDisk: string; firstDiskByteOffset: number }[];
-  };
+  const raid = (result ?? {}) as DiskListStatus;
   const groups = [['GROUP', 'VOLUMES', 'DISKS', 'LEVEL', 'CONDITION', 'REBUILD']];
   for (const group of raid.groups ?? []) {
     const rebuild = group.rebuild === null ? '' : `member ${group.rebuild.member} ${Math.floor((100 * group.rebuild.cursorBytes) / group.rebuild.memberBytes)}%`;
     groups.push([group.group, group.volumes.join(', ') || 'NULL', group.disks.join(', '), group.level, group.condition, rebuild]);
   }
-  const disks = [['DISK', 'CAPACITY', 'STATUS', 'ERRORS', 'GROUP', 'FAULTS']];
+  const disks = [['DISK', 'CAPACITY', 'STATUS', 'ERRORS', 'GROUP', 'BACKUP', 'FAULTS']];
   for (const disk of raid.disks ?? []) {
-    disks.push([disk.disk, String(disk.capacityBytes), disk.status, `${disk.errorCount}${disk.errorThreshold > 0 ? `/${disk.errorThreshold}` : ''}`, disk.group ?? '-', String(disk.faults.length)]);
+    disks.push([disk.disk, String(disk.capacityBytes), disk.status, `${disk.errorCount}${disk.errorThreshold > 0 ? `/${disk.errorThreshold}` : ''}`, disk.group ?? '-',
+      disk.backupStatus ?? '-', String(disk.faults.length)]);
+  }
+  const sections = [`${table(groups)}${groupNotes(raid.groups ?? [])}`, table(disks)];
+  if ((raid.workVolumes ?? []).length > 0) {
+    const workVolumes = [['WORK VOLUME', 'CAPACITY', 'STATE', 'PRIMARY', 'TERMINAL ADDRESS', 'BITMAP']];
+    for (const work of raid.workVolumes ?? []) {
+      const bitmap = work.bitmap.length > BITMAP_SLOTS_SHOWN ? `${work.bitmap.slice(0, BITMAP_SLOTS_SHOWN)}...` : work.bitmap;
+      workVolumes.push([work.workVolume, formatBytes(work.capacityBytes), work.state, names(work.primary), nullable(work.terminalAddress), bitmap || '-']);
+    }
+    sections.push(table(workVolumes));
+  }
+  if ((raid.workDisks ?? []).length > 0) {
+    const workDisks = [['WORK DISK', 'CAPACITY', 'STATUS', 'MAIN DISKS', 'TERMINAL ADDRESS']];
+    for (const work of raid.workDisks ?? []) {
+      workDisks.push([`${work.workDisk} (${work.disk})`, formatBytes(work.capacityBytes), work.status, names(work.mainDisks), nullable(work.terminalAddress)]);
+    }
+    sections.push(table(workDisks));
+  }
+  if ((raid.workDiskMap ?? []).length > 0) {
+    const workDiskMap = [['MAIN DISK', 'MAIN ADDRESS', 'WORK DISK', 'WORK ADDRESS']];
+    for (const row of raid.workDiskMap ?? []) workDiskMap.push([nullable(row.mainDisk), String(row.mainAddress), row.workDisk, String(row.workAddress)]);
+    sections.push(table(workDiskMap));
   }
   const map = [['VOLUME', 'GROUP', 'GROUP OFFSET', 'LENGTH', 'FIRST DISK', 'DISK OFFSET']];
   for (const entry of raid.addressMap ?? []) {
     map.push([entry.volume, entry.group, String(entry.groupByteOffset), String(entry.byteLength), entry.firstDisk, String(entry.firstDiskByteOffset)]);
   }
-  return `${table(groups)}\n${table(disks)}\n${table(map)}`;
+  sections.push(table(map));
+  return sections.join('\n');
 }
 
 export function registerDiskCommand(program: Command): void {
@@ -105,7 +169,7 @@ export function registerDiskCommand(program: Command): void {
     .option('--controller <id>', 'the controller of the disk (required when the serve runs several)')
     .option('--json', 'print the serve\'s answer as JSON');
 
-  common(disk.command('list').description('The groups, disk status and address map tables.'))
+  common(disk.command('list').description('The groups, disk status, work volume, work disk and address map tables.'))
     .addHelpText('after', EXIT_CODES)
     .action(adminAction(async (options: DiskOptions) => {
       const result = await post(options, 'list', {});

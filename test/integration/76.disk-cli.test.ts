@@ -1,9 +1,10 @@
 // `blockmirror disk list|fault|fail|heal` against a real serve with a raid1 group and a hot
-// spare: the tables (groups, disk status, address map), a fault rule that reaches the disk with
-// the errno asked for, a failed disk whose group is rebuilt onto the spare by the serve, heal,
-// the serve's coded errors (unknown disk: exit 1 with ERR_CONTROLLER_NO_DISK; a range past the
-// disk: ERR_ADMIN_BAD_REQUEST) and usage errors (exit 2, nothing sent). The admin body checks of
-// POST /disks/<verb> are covered directly too.
+// spare: the tables (groups, disk status with its backup column, address map; no work volume or
+// work disk table on a serve without them, whose rows test/unit/92.disk-list-format checks), a
+// fault rule that reaches the disk with the errno asked for, a failed disk whose group is rebuilt
+// onto the spare by the serve, heal, the serve's coded errors (unknown disk: exit 1 with
+// ERR_CONTROLLER_NO_DISK; a range past the disk: ERR_ADMIN_BAD_REQUEST) and usage errors (exit 2,
+// nothing sent). The admin body checks of POST /disks/<verb> are covered directly too.
 import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
 
@@ -58,8 +59,11 @@ describe('76 disk command', function () {
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stdout, /^GROUP\s+VOLUMES\s+DISKS\s+LEVEL\s+CONDITION/m);
     assert.match(result.stdout, /^m0\s+vol0\s+d0, d1\s+raid1\s+optimal/m);
-    assert.match(result.stdout, /^s0\s+8388608\s+spare\s+0\s+-/m);
+    assert.match(result.stdout, /^DISK\s+CAPACITY\s+STATUS\s+ERRORS\s+GROUP\s+BACKUP\s+FAULTS$/m);
+    assert.match(result.stdout, /^s0\s+8388608\s+spare\s+0\s+-\s+-\s+0$/m);
     assert.match(result.stdout, /^vol0\s+m0\s+0\s+4194304\s+d0\s+0/m);
+    // No work volumes, work disks or diversion on this serve: none of their tables, not even a header.
+    assert.doesNotMatch(result.stdout, /WORK VOLUME|WORK DISK|MAIN DISK|diversion/);
     const json = await tables();
     assert.deepEqual(json.addressMap.map((entry) => entry.volume), ['vol0']);
   });
