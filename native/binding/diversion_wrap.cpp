@@ -14,6 +14,11 @@
 //   lookup(main, block) -> slot (0: not diverted); start(); beginCopyBack();
 //   copyBackStep(maxSlots) -> slots walked; stats() -> Float64Array(6); close()
 //   entries(max) -> Float64Array of [main, block, slot] x n: the live map in arrival order
+// The native BackupVolume class (variant (a), native/core/backup_diversion.hpp), the same way:
+//   new BackupVolume(kind, name, create, byteLength, blockBytes)
+//   info() -> [byteLength, blockBytes, state (0 unused, 1 diverting, 3 copying-back), divertedBlocks, copyBackCursor]
+//   bitmap(maxBlocks) -> Uint8Array of 0/1; start(); beginCopyBack(); copyBackStep(maxBlocks);
+//   stats() -> Float64Array(4): divertedWrites, divertedReads, fallbackWrites, copiedBackBlocks; close()
 #include <napi.h>
 
 #include <memory>
@@ -175,12 +180,138 @@ class WorkVolumeWrap final : public Napi::ObjectWrap<WorkVolumeWrap> {
   std::shared_ptr<bm::WorkVolume> core_;
 };
 
+class BackupVolumeWrap final : public Napi::ObjectWrap<BackupVolumeWrap> {
+ public:
+  static constexpr napi_type_tag kTypeTag = {0x626d426b'75703031ULL, 0x7a51c3e0'42d9b6f8ULL};
+  static constexpr const char* kClassName = "BackupVolume";
+
+  static void init(Napi::Env env, Napi::Object exports) {
+    Napi::Function constructor = defineClass<BackupVolumeWrap>(
+        env, "BackupVolume",
+        {
+            prototypeMethod<BackupVolumeWrap, &BackupVolumeWrap::info>(env, "info"),
+            prototypeMethod<BackupVolumeWrap, &BackupVolumeWrap::bitmap>(env, "bitmap"),
+            prototypeMethod<BackupVolumeWrap, &BackupVolumeWrap::start>(env, "start"),
+            prototypeMethod<BackupVolumeWrap, &BackupVolumeWrap::beginCopyBack>(env, "beginCopyBack"),
+            prototypeMethod<BackupVolumeWrap, &BackupVolumeWrap::copyBackStep>(env, "copyBackStep"),
+            prototypeMethod<BackupVolumeWrap, &BackupVolumeWrap::stats>(env, "stats"),
+            prototypeMethod<BackupVolumeWrap, &BackupVolumeWrap::close>(env, "close"),
+        });
+    exports.Set("BackupVolume", constructor);
+  }
+
+  explicit BackupVolumeWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BackupVolumeWrap>(info) {
+    napi_env env = info.Env();
+    try {
+      const auto kind = static_cast<bm::RegionKind>(argIndexAtMost(env, arg(info, 0), "kind", 2));
+      std::string name = argString(env, arg(info, 1), "name");
+      const bool create = argBool(env, arg(info, 2), "create");
+      bm::RegionOptions regionOptions;
+      regionOptions.kind = kind;
+      regionOptions.name = name;
+      if (create) {
+        const uint64_t byteLength = argIndex(env, arg(info, 3), "byteLength");
+        const uint64_t blockBytes = argIndexAtMost(env, arg(info, 4), "blockBytes", 1 << 20);
+        if (blockBytes < 512 || (blockBytes & (blockBytes - 1)) != 0) throwRangeError(env, "blockBytes must be a power of two from 512 to 1 MiB");
+        if (byteLength == 0 || byteLength % blockBytes != 0) throwRangeError(env, "byteLength must be a positive multiple of blockBytes");
+        regionOptions.create = true;
+        regionOptions.byteLength = bm::BackupVolume::regionBytesFor(byteLength, static_cast<uint32_t>(blockBytes));
+        std::shared_ptr<bm::Region> region = bm::Region::open(regionOptions);
+        try {
+          core_ = bm::BackupVolume::create(region, byteLength, static_cast<uint32_t>(blockBytes));
+        } catch (...) {
+          region->close();
+          if (kind != bm::RegionKind::Anonymous) bm::Region::unlink(kind, name);
+          throw;
+        }
+      } else {
+        if (kind == bm::RegionKind::Anonymous) throwTypeError(env, "an anonymous backup volume cannot be opened");
+        regionOptions.create = false;
+        regionOptions.open = true;
+        core_ = bm::BackupVolume::open(bm::Region::open(regionOptions));
+      }
+    } catch (const Napi::Error&) {
+      throw;
+    } catch (...) {
+      rethrowAsJs(info.Env());
+    }
+    tagThis<BackupVolumeWrap>(info);
+  }
+
+  std::shared_ptr<bm::BackupVolume> shared() const {
+    if (!core_) throwClosed(bm::Code::ERR_DIVERSION_STATE, "backup volume");
+    return core_;
+  }
+
+ private:
+  bm::BackupVolume& core() const { return *shared(); }
+
+  Napi::Value info(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    bm::BackupVolume& backup = core();
+    Napi::Array result = Napi::Array::New(env, 5);
+    result.Set(0u, Napi::Number::New(env, static_cast<double>(backup.byteLength())));
+    result.Set(1u, Napi::Number::New(env, backup.blockBytes()));
+    result.Set(2u, Napi::Number::New(env, static_cast<double>(backup.state())));
+    result.Set(3u, Napi::Number::New(env, static_cast<double>(backup.divertedCount())));
+    result.Set(4u, Napi::Number::New(env, static_cast<double>(backup.copyBackCursor())));
+    return result;
+  }
+
+  Napi::Value bitmap(const Napi::CallbackInfo& info) {
+    napi_env env = info.Env();
+    bm::BackupVolume& backup = core();
+    const uint64_t count = std::min<uint64_t>(backup.blockCount(), argIndexAtMost(env, arg(info, 0), "maxBlocks", 1 << 20));
+    Napi::Uint8Array result = Napi::Uint8Array::New(info.Env(), count);
+    for (uint64_t i = 0; i < count; i++) result[i] = backup.diverted(i) ? 1 : 0;
+    return result;
+  }
+
+  Napi::Value start(const Napi::CallbackInfo& info) {
+    core().start();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value beginCopyBack(const Napi::CallbackInfo& info) {
+    core().beginCopyBack();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value copyBackStep(const Napi::CallbackInfo& info) {
+    napi_env env = info.Env();
+    const uint64_t maxBlocks = argIndexAtMost(env, arg(info, 0), "maxBlocks", 1 << 24);
+    return Napi::Number::New(env, static_cast<double>(core().copyBackStep(maxBlocks)));
+  }
+
+  Napi::Value stats(const Napi::CallbackInfo& info) {
+    const bm::BackupStats s = core().stats();
+    Napi::Float64Array result = Napi::Float64Array::New(info.Env(), 4);
+    const uint64_t values[4] = {s.divertedWrites, s.divertedReads, s.fallbackWrites, s.copiedBackBlocks};
+    for (size_t i = 0; i < 4; i++) result[i] = static_cast<double>(values[i]);
+    return result;
+  }
+
+  Napi::Value close(const Napi::CallbackInfo& info) {
+    core_.reset();
+    return info.Env().Undefined();
+  }
+
+  std::shared_ptr<bm::BackupVolume> core_;
+};
+
 }  // namespace
+
+std::shared_ptr<bm::BackupVolume> backupVolumeFromObject(napi_env env, napi_value value, const char* name) {
+  return unwrapArgument<BackupVolumeWrap>(env, value, name)->shared();
+}
 
 std::shared_ptr<bm::WorkVolume> workVolumeFromObject(napi_env env, napi_value value, const char* name) {
   return unwrapArgument<WorkVolumeWrap>(env, value, name)->shared();
 }
 
-void initDiversion(Napi::Env env, Napi::Object exports) { WorkVolumeWrap::init(env, exports); }
+void initDiversion(Napi::Env env, Napi::Object exports) {
+  WorkVolumeWrap::init(env, exports);
+  BackupVolumeWrap::init(env, exports);
+}
 
 }  // namespace bmjs

@@ -78,6 +78,7 @@ class RaidWrap final : public Napi::ObjectWrap<RaidWrap> {
             prototypeMethod<RaidWrap, &RaidWrap::info>(env, "info"),
             prototypeMethod<RaidWrap, &RaidWrap::map>(env, "map"),
             prototypeMethod<RaidWrap, &RaidWrap::divertDisks>(env, "divertDisks"),
+            prototypeMethod<RaidWrap, &RaidWrap::divertToBackup>(env, "divertToBackup"),
             prototypeMethod<RaidWrap, &RaidWrap::read>(env, "read"),
             prototypeMethod<RaidWrap, &RaidWrap::write>(env, "write"),
             prototypeMethod<RaidWrap, &RaidWrap::writeZeroes>(env, "writeZeroes"),
@@ -399,6 +400,32 @@ class RaidWrap final : public Napi::ObjectWrap<RaidWrap> {
     Napi::Array result = Napi::Array::New(env, group.memberCount());
     for (uint32_t m = 0; m < group.memberCount(); m++) result.Set(m, Napi::Number::New(env, group.workDiskMain(m)));
     return result;
+  }
+
+  // divertToBackup(volume, backup | null, secondaryGroup?, extentName?): diversion variant (a):
+  // the volume's group share goes through a backup volume whose secondary is the extent
+  // `extentName` of `secondaryGroup` (another RaidGroup object); null lifts it.
+  Napi::Value divertToBackup(const Napi::CallbackInfo& info) {
+    napi_env env = info.Env();
+    core();
+    std::shared_ptr<bm::Volume> volume = volumeFromObject(env, arg(info, 0), "volume");
+    for (auto& entry : resource_->attached) {
+      if (entry.volume != volume) continue;
+      if (Napi::Value(env, arg(info, 1)).IsNull()) {
+        entry.extent->setBackup(nullptr);
+        return info.Env().Undefined();
+      }
+      std::shared_ptr<bm::BackupVolume> backup = backupVolumeFromObject(env, arg(info, 1), "backup");
+      RaidWrap* other = unwrapArgument<RaidWrap>(env, arg(info, 2), "secondaryGroup");
+      if (other->resource_->closed()) throwClosed(bm::Code::ERR_RAID_CLOSED, "RAID group");
+      if (other->resource_ == resource_) throwRangeError(env, "the secondary must be in another group");
+      const bm::RaidExtent extent = other->resource_->core->findExtent(argString(env, arg(info, 3), "extentName"));
+      if (extent.byteLength < backup->byteLength()) throwRangeError(env, "the secondary extent is smaller than the backup volume");
+      backup->setSecondary(std::make_shared<bm::GroupExtent>(other->resource_->core, extent.groupByteOffset, backup->byteLength()));
+      entry.extent->setBackup(std::move(backup));
+      return info.Env().Undefined();
+    }
+    throwTypeError(env, "the volume is not laid on this group");
   }
 
   Napi::Value detachVolume(const Napi::CallbackInfo& info) {

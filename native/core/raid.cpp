@@ -671,7 +671,8 @@ GroupExtent::GroupExtent(std::shared_ptr<RaidGroup> group, uint64_t groupByteOff
 void GroupExtent::store(uint64_t byteOffset, const uint8_t* data, uint64_t byteLength) {
   BM_ASSERT(byteOffset <= byteLength_ && byteLength <= byteLength_ - byteOffset);
   try {
-    if (work_) work_->store(main_, byteOffset, data, byteLength, *this);
+    if (backup_) backup_->store(byteOffset, data, byteLength, *this);
+    else if (work_) work_->store(main_, byteOffset, data, byteLength, *this);
     else group_->write(groupByteOffset_ + byteOffset, data, byteLength);
   } catch (const Error& error) {
     // Kept until the batch's bitmaps and journal are done (the volume's own store has the bytes).
@@ -685,12 +686,20 @@ void GroupExtent::store(uint64_t byteOffset, const uint8_t* data, uint64_t byteL
 
 void GroupExtent::load(uint64_t byteOffset, uint8_t* target, uint64_t byteLength) {
   BM_ASSERT(byteOffset <= byteLength_ && byteLength <= byteLength_ - byteOffset);
-  if (work_) work_->load(main_, byteOffset, target, byteLength, *this);
+  if (backup_) backup_->load(byteOffset, target, byteLength, *this);
+  else if (work_) work_->load(main_, byteOffset, target, byteLength, *this);
   else group_->read(groupByteOffset_ + byteOffset, target, byteLength);
 }
 
 GroupExtent::~GroupExtent() {
   if (work_) work_->detach(this);
+  if (backup_) backup_->detach(this);
+}
+
+void GroupExtent::setBackup(std::shared_ptr<BackupVolume> backup) noexcept {
+  if (backup_) backup_->detach(this);
+  backup_ = std::move(backup);
+  if (backup_) backup_->attach(this);
 }
 
 void GroupExtent::setWorkVolume(std::shared_ptr<WorkVolume> work, uint32_t main) noexcept {

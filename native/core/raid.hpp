@@ -45,6 +45,7 @@
 #include <vector>
 
 #include "disk.hpp"
+#include "backup_diversion.hpp"
 #include "diversion.hpp"
 #include "errors.hpp"
 #include "volume.hpp"
@@ -275,6 +276,10 @@ class GroupExtent final : public BackingStore, public MainStore {
   void setWorkVolume(std::shared_ptr<WorkVolume> work, uint32_t main) noexcept;
   ~GroupExtent() override;
   const std::shared_ptr<WorkVolume>& workVolume() const noexcept { return work_; }
+  // Diversion variant (a) (backup_diversion.hpp): while a backup volume is set (it wins over a
+  // work volume), stores and loads go through it.
+  void setBackup(std::shared_ptr<BackupVolume> backup) noexcept;
+  const std::shared_ptr<BackupVolume>& backup() const noexcept { return backup_; }
   // The group's share with no diversion (MainStore): storeMain throws the group's error.
   void storeMain(uint64_t byteOffset, const uint8_t* data, uint64_t byteLength) override;
   void loadMain(uint64_t byteOffset, uint8_t* target, uint64_t byteLength) override;
@@ -285,6 +290,7 @@ class GroupExtent final : public BackingStore, public MainStore {
   uint64_t byteLength_;
   bool failed_ = false;
   std::shared_ptr<WorkVolume> work_;
+  std::shared_ptr<BackupVolume> backup_;
   uint32_t main_ = 0;
   Code failedCode_ = Code::ERR_RAID_WRITE_FAILED;
   std::string failedMessage_;

@@ -23,6 +23,7 @@ import { addon, NativeRegionKind, NativeRegionKindValue } from '../native';
 import { Disk, kDiskHandle, NativeDisk } from './disk';
 import { Volume, kNativeHandle as kVolumeHandle } from './volume';
 import type { NativeVolume } from '../native';
+import { BackupVolume, kBackupHandle, type NativeBackupVolume } from './backup-volume';
 import { kWorkHandle, WorkVolume, type NativeWorkVolume } from './diversion';
 import { checkBytes, checkIndex, checkIntegerIn, checkObject, checkOneOf, checkPowerOfTwo, checkSpan, namedTarget, orDefault, sharedRegionName } from './validate';
 
@@ -105,6 +106,7 @@ interface NativeRaidGroup {
   detachVolume(volume: NativeVolume): void;
   divertVolume(volume: NativeVolume, work: NativeWorkVolume | null, mainKey?: bigint): number;
   divertDisks(work: NativeWorkVolume | null, mainKeys: bigint[]): number[];
+  divertToBackup(volume: NativeVolume, backup: NativeBackupVolume | null, secondary?: NativeRaidGroup, extentName?: string): void;
   destroy(): void;
   close(): void;
 }
@@ -416,6 +418,24 @@ export class RaidGroup {
     if (!Array.isArray(keys) || keys.some((key) => typeof key !== 'bigint')) throw new TypeError('mainKeys must be an array of bigints');
     if (keys.length !== this.disks.length) throw new RangeError(`mainKeys needs one key per member (${this.disks.length})`);
     return this.#native().divertDisks(work[kWorkHandle], keys);
+  }
+
+  /**
+   * Diversion variant (a) (docs/raid.md): the volume's group share goes through `backup`, whose
+   * secondary is the extent `extentName` of `secondary` (another group: allocate it first, at
+   * least backup.byteLength long). null lifts it (copy back first).
+   */
+  divertToBackup(volume: Volume, backup: BackupVolume | null, secondary?: RaidGroup, extentName?: string): void {
+    if (!(volume instanceof Volume)) throw new TypeError('volume must be a Volume');
+    if (backup === null) {
+      this.#native().divertToBackup(volume[kVolumeHandle], null);
+      return;
+    }
+    if (!(backup instanceof BackupVolume)) throw new TypeError('backup must be a BackupVolume or null');
+    if (!(secondary instanceof RaidGroup)) throw new TypeError('secondary must be a RaidGroup');
+    checkExtentName(extentName);
+    if (backup.byteLength < volume.capacityBytes) throw new RangeError('the backup volume is smaller than the volume');
+    this.#native().divertToBackup(volume[kVolumeHandle], backup[kBackupHandle], secondary.#native(), extentName as string);
   }
 
   attachVolume(volume: Volume, extentName: string): void {
