@@ -781,8 +781,8 @@ export const controllerSchema = strictObject({
   workDisks: doc(list(workDiskSchema, { max: MAX_VOLUMES }).default(() => []), {
     description: 'Work disks the member disk writes of a group are diverted to while its suspect disk is spared, with `diversion: work-disk` (docs/raid.md).',
   }),
-  diversion: doc(z.enum(['none', 'work-volume', 'work-disk']).default('none'), {
-    description: 'How new writes of a group being spared are diverted: `none`, `work-volume` (variant (b): to an unused one of `workVolumes`) or `work-disk` (variant (c): every member disk\'s writes to an unused one of `workDisks`).',
+  diversion: doc(z.enum(['none', 'backup-volume', 'work-volume', 'work-disk']).default('none'), {
+    description: 'How new writes of a group being spared are diverted: `none`, `backup-volume` (variant (a): to secondary volumes created in an unused group), `work-volume` (variant (b): to an unused one of `workVolumes`) or `work-disk` (variant (c): every member disk\'s writes to an unused one of `workDisks`).',
   }),
   rebuildStepBytes: doc(sizeRange(512, 64 * 1024 * 1024).default(4 * 1024 * 1024), {
     description: 'The step of rebuild, sparing and copy-back copies, per event-loop turn, 512 B to 64 MiB (docs/raid.md); smaller makes sparing slower and lighter.',

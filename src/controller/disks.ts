@@ -38,6 +38,7 @@ import { RaidGroup, type RaidLevel } from '../storage/raid-group';
 import { Region } from '../storage/region';
 import type { Volume } from '../storage/volume';
 import { findSpareById, GroupSparing, suspectMember, type SparingEvent } from './sparing';
+import { BackupVolume } from '../storage/backup-volume';
 import { WorkVolume } from '../storage/diversion';
 
 /** A disk as a controller is configured with it. */
@@ -91,7 +92,10 @@ export interface ControllerWorkDiskSpec {
   sharedName?: string;
 }
 
-export type DiversionVariant = 'none' | 'work-volume' | 'work-disk';
+export type DiversionVariant = 'none' | 'work-volume' | 'work-disk' | 'backup-volume';
+
+/** The seed's T2 status of a volume whose writes go to a backup volume (variant (a)). */
+export const UPDATE_DATA_BEING_BACKED_UP = 'update data being backed up';
 
 /** The seed's T5 status of a member disk of a group diverting to a work disk. */
 export const RENEWED_DATA_BEING_BACKED_UP = 'renewed data being backed up';
@@ -144,8 +148,11 @@ interface OpenGroup {
 }
 
 interface Diverting {
-  variant: 'work-volume' | 'work-disk';
+  variant: 'work-volume' | 'work-disk' | 'backup-volume';
+  /** The work volume, work disk or (backup-volume) the secondary group. */
   work: string;
+  /** backup-volume: per main volume, its backup and the secondary's extent. */
+  backups?: Map<string, { backup: BackupVolume; extent: string; sharedName: string | undefined }>;
   copyingBack: boolean;
   /** The last copy-back failure (retried after COPY_BACK_RETRY_MS). */
   lastError: string | undefined;
@@ -321,6 +328,41 @@ export class ControllerDisks extends EventEmitter {
         entry.diverting = { variant: 'work-volume', work: workName, copyingBack: false, lastError: undefined, retryAtMs: 0 };
       }
     }
+    this.#relayBackup(groupName, entry, volumeName, volume);
+  }
+
+  // Variant (a) after a restart: a shared backup volume in use names the secondary extent; the
+  // volume goes behind it again before any write. One left unused is removed with its extent.
+  #relayBackup(groupName: string, entry: OpenGroup, volumeName: string, volume: Volume): void {
+    const sharedName = this.#backupSharedName(groupName, volumeName);
+    if (!BackupVolume.exists(sharedName)) return;
+    const extent = this.#backupExtentName(volumeName);
+    const secondary = [...this.#groups.entries()].find(([n, g]) => n !== groupName && !g.group.closed && g.group.extents().some((e) => e.name === extent));
+    const backup = BackupVolume.open({ name: sharedName });
+    if (backup.state === 'unused' || secondary === undefined) {
+      backup.close();
+      BackupVolume.unlink(sharedName);
+      if (secondary !== undefined) secondary[1].group.freeExtent(extent);
+      return;
+    }
+    entry.group.divertToBackup(volume, backup, secondary[1].group, extent);
+    if (entry.diverting === undefined) {
+      entry.diverting = { variant: 'backup-volume', work: secondary[0], backups: new Map(), copyingBack: false, lastError: undefined, retryAtMs: 0 };
+    }
+    entry.diverting.backups?.set(volumeName, { backup, extent, sharedName });
+  }
+
+  #backupExtentName(volumeName: string): string {
+    const name = `bk.${volumeName}`;
+    return name.length <= 39 ? name : `bk.${this.#hashKey(volumeName).toString(16)}`;
+  }
+
+  #backupSharedName(groupName: string, volumeName: string): string {
+    return `${this.#options.controllerId}.${groupName}.${volumeName}`;
+  }
+
+  #sharedGroup(entry: OpenGroup): boolean {
+    return entry.members.every((name) => this.#disks.get(name)?.spec.backing === 'shared');
   }
 
   // Diversion variant (b): at the start of a sparing every volume of the group is laid behind an
@@ -330,6 +372,10 @@ export class ControllerDisks extends EventEmitter {
     if (entry.diverting !== undefined) return;
     if ((this.#options.diversion ?? 'none') === 'work-disk') {
       this.#startDiskDiversion(name, entry);
+      return;
+    }
+    if ((this.#options.diversion ?? 'none') === 'backup-volume') {
+      this.#startBackupDiversion(name, entry);
       return;
     }
     if ((this.#options.diversion ?? 'none') !== 'work-volume' || entry.volumeObjects.size === 0) return;
@@ -359,6 +405,46 @@ export class ControllerDisks extends EventEmitter {
     this.emit('diversion', { group: name, work: workName, kind: 'started' });
   }
 
+  // Diversion variant (a): a secondary volume per volume of the group, created on the fly as an
+  // extent of an unused group (one with no volumes, optimal, not the secondary of another
+  // diversion), each behind a differential bitmap.
+  #startBackupDiversion(name: string, entry: OpenGroup): void {
+    if (entry.volumeObjects.size === 0) return;
+    const taken = new Set([...this.#groups.values()].flatMap((g) => (g.diverting?.variant === 'backup-volume' ? [g.diverting.work] : [])));
+    for (const [candidateName, candidate] of this.#groups) {
+      if (candidateName === name || candidate.volumes.length > 0 || taken.has(candidateName) || candidate.group.closed || candidate.group.condition !== 'optimal') continue;
+      const made: { volumeName: string; extent: string }[] = [];
+      try {
+        for (const [volumeName, volume] of entry.volumeObjects) {
+          const extent = this.#backupExtentName(volumeName);
+          candidate.group.allocateExtent(extent, volume.capacityBytes);
+          made.push({ volumeName, extent });
+        }
+      } catch (error) {
+        for (const { extent } of made) candidate.group.freeExtent(extent);
+        if ((error as { code?: string }).code === 'ERR_RAID_NO_SPACE' || (error as { code?: string }).code === 'ERR_RAID_EXTENT_EXISTS') continue;
+        throw error;
+      }
+      const shared = this.#sharedGroup(entry) && this.#sharedGroup(candidate);
+      const backups = new Map<string, { backup: BackupVolume; extent: string; sharedName: string | undefined }>();
+      for (const { volumeName, extent } of made) {
+        const volume = entry.volumeObjects.get(volumeName) as Volume;
+        const sharedName = shared ? this.#backupSharedName(name, volumeName) : undefined;
+        if (sharedName !== undefined && BackupVolume.exists(sharedName)) BackupVolume.unlink(sharedName);
+        const byteLength = Math.ceil(volume.capacityBytes / BackupVolume.DEFAULT_BLOCK_BYTES) * BackupVolume.DEFAULT_BLOCK_BYTES;
+        const backup = BackupVolume.create({ byteLength, ...(sharedName === undefined ? {} : { backing: 'shared' as const, name: sharedName }) });
+        entry.group.divertToBackup(volume, backup, candidate.group, extent);
+        backup.start();
+        backups.set(volumeName, { backup, extent, sharedName });
+      }
+      entry.diverting = { variant: 'backup-volume', work: candidateName, backups, copyingBack: false, lastError: undefined, retryAtMs: 0 };
+      this.emit('diversion', { group: name, work: candidateName, kind: 'started' });
+      this.#options.logger.info({ group: name, secondaryGroup: candidateName }, `group ${name}: new writes backed up to group ${candidateName}`);
+      return;
+    }
+    this.#options.logger.warn({ group: name }, `group ${name}: no unused group with room for its volumes, writes are not diverted`);
+  }
+
   // A main volume's key in a work volume: stable across restarts (a memory volume gets a new id).
   #mainKey(groupName: string, volumeName: string): bigint {
     return this.#hashKey(`${this.#options.controllerId}/${groupName}/${volumeName}`);
@@ -377,15 +463,37 @@ export class ControllerDisks extends EventEmitter {
   #copyBack(name: string, entry: OpenGroup): void {
     const diverting = entry.diverting;
     if (diverting === undefined || diverting.copyingBack || this.#options.clock.nowMs() < diverting.retryAtMs) return;
-    const work = this.#workOf(diverting);
-    if (work === undefined || work.closed) return;
+    const stepBytes = this.#options.rebuildStepBytes ?? DISK_DEFAULTS.rebuildStepBytes;
+    let run: Promise<void>;
+    let closed: () => boolean;
+    if (diverting.variant === 'backup-volume') {
+      const backups = [...(diverting.backups ?? new Map()).values()];
+      closed = () => backups.some(({ backup }) => backup.closed);
+      if (closed()) return;
+      run = (async () => {
+        for (const { backup } of backups) await backup.copyBack({ stepBlocks: Math.max(1, Math.floor(stepBytes / backup.blockBytes)) });
+      })();
+    } else {
+      const work = this.#workOf(diverting);
+      if (work === undefined || work.closed) return;
+      closed = () => work.closed;
+      run = work.copyBack({ stepSlots: Math.max(1, Math.floor(stepBytes / work.slotBytes)) });
+    }
     diverting.copyingBack = true;
     this.emit('diversion', { group: name, work: diverting.work, kind: 'copy-back-started' });
-    const stepBytes = this.#options.rebuildStepBytes ?? DISK_DEFAULTS.rebuildStepBytes;
-    work.copyBack({ stepSlots: Math.max(1, Math.floor(stepBytes / work.slotBytes)) }).then(
+    run.then(
       () => {
         if (diverting.variant === 'work-disk') {
           if (!entry.group.closed) entry.group.divertDisks(null);
+        } else if (diverting.variant === 'backup-volume') {
+          const secondary = this.#groups.get(diverting.work);
+          for (const [volumeName, { backup, extent, sharedName }] of diverting.backups ?? []) {
+            const volume = entry.volumeObjects.get(volumeName);
+            if (volume !== undefined && !entry.group.closed && !volume.closed) entry.group.divertToBackup(volume, null);
+            backup.close();
+            if (sharedName !== undefined) BackupVolume.unlink(sharedName);
+            if (secondary !== undefined && !secondary.group.closed) secondary.group.freeExtent(extent);
+          }
         } else {
           for (const volume of entry.volumeObjects.values()) if (!entry.group.closed && !volume.closed) entry.group.divertVolume(volume, null);
         }
@@ -395,7 +503,7 @@ export class ControllerDisks extends EventEmitter {
       },
       (error: Error & { code?: string }) => {
         diverting.copyingBack = false;
-        if (entry.group.closed || work.closed) return;
+        if (entry.group.closed || closed()) return;
         // Not the group's lastError (that one holds copy-backs back until an operator verb): a
         // copy-back is retried by itself, from its cursor, after COPY_BACK_RETRY_MS.
         diverting.lastError = `${error.code ?? 'Error'}: ${error.message}`;
@@ -579,7 +687,9 @@ export class ControllerDisks extends EventEmitter {
       groups: [...this.#groups.entries()].map(([name, entry]) => ({
         group: name,
         level: entry.spec.level,
-        volumes: [...entry.volumes],
+        // With the secondary volumes (variant (a)) it holds for another group, as the seed's T1 shows them.
+        volumes: [...entry.volumes, ...[...this.#groups.values()].flatMap((other) => (other.diverting?.variant === 'backup-volume' && other.diverting.work === name
+          ? [...(other.diverting.backups?.values() ?? [])].map((b) => b.extent) : []))],
         disks: [...entry.members],
         capacityBytes: entry.group.capacityBytes,
         condition: entry.group.closed ? 'closed' : entry.group.condition,
@@ -588,7 +698,8 @@ export class ControllerDisks extends EventEmitter {
         sparing: entry.sparing?.status() ?? null,
         diversion: entry.diverting === undefined ? null : {
           variant: entry.diverting.variant,
-          ...(entry.diverting.variant === 'work-disk' ? { workDisk: entry.diverting.work } : { workVolume: entry.diverting.work }),
+          ...(entry.diverting.variant === 'work-disk' ? { workDisk: entry.diverting.work }
+            : entry.diverting.variant === 'backup-volume' ? { secondaryGroup: entry.diverting.work } : { workVolume: entry.diverting.work }),
           copyingBack: entry.diverting.copyingBack,
           lastError: entry.diverting.lastError ?? null,
         },
@@ -627,6 +738,21 @@ export class ControllerDisks extends EventEmitter {
         const mains = this.#mainDiskNames(work);
         return work.entries(64).map((row) => ({ mainDisk: mains[row.main] ?? null, mainAddress: row.block, workDisk: name, workAddress: row.slot }));
       }),
+      // The seed's pairs table (T2) of variant (a): each volume backed up to a secondary volume.
+      backupPairs: [...this.#groups.entries()].flatMap(([name, entry]) => {
+        const diverting = entry.diverting;
+        if (diverting?.variant !== 'backup-volume') return [];
+        return [...(diverting.backups ?? [])].map(([volumeName, { backup, extent }]) => ({
+          primary: volumeName,
+          group: name,
+          secondary: extent,
+          secondaryGroup: diverting.work,
+          status: backup.closed ? 'closed' : diverting.copyingBack ? 'copying back' : UPDATE_DATA_BEING_BACKED_UP,
+          bitmap: backup.closed ? '' : backup.bitmap(64),
+          divertedBlocks: backup.closed ? 0 : backup.divertedBlocks,
+          stats: backup.closed ? null : backup.stats(),
+        }));
+      }),
       addressMap: volumes.flatMap((volume) => {
         const entry = volume.group === undefined ? undefined : this.#groups.get(volume.group);
         const extent = entry?.group.closed === false ? entry.group.extents().find((e) => e.name === volume.name) : undefined;
@@ -652,6 +778,7 @@ export class ControllerDisks extends EventEmitter {
     this.#closed = true;
     this.#timer?.cancel();
     for (const entry of this.#groups.values()) entry.group.close();
+    for (const entry of this.#groups.values()) for (const { backup } of entry.diverting?.backups?.values() ?? []) backup.close();
     for (const { work } of this.#works.values()) work.close();
     for (const { work } of this.#workDisks.values()) work.close();
     for (const { disk } of this.#disks.values()) disk.close();

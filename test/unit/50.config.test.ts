@@ -99,7 +99,7 @@ const typeChecks: true[] = [
   true satisfies Same<ControllerConfig, {
     id: string; volumes: VolumeConfig[]; exports: ExportConfig[]; replication: ReplicationConfig; peers: PeerConfig[];
     pairs: PairConfig[]; consistencyGroups: ConsistencyGroupConfig[]; disks?: DiskConfig[]; groups?: RaidGroupConfig[];
-    workVolumes?: WorkVolumeConfig[]; workDisks?: WorkDiskConfig[]; diversion?: 'work-volume' | 'work-disk'; rebuildStepBytes?: number;
+    workVolumes?: WorkVolumeConfig[]; workDisks?: WorkDiskConfig[]; diversion?: 'backup-volume' | 'work-volume' | 'work-disk'; rebuildStepBytes?: number;
   }>,
   true satisfies Same<VolumeConfig, {
     name: string; capacityBytes: number; blockSize: number; backing: 'memory' | 'shared' | 'file'; path?: string;
