@@ -10,6 +10,9 @@
 // allocation on the store/load path. Variant (c): a work disk (slots on a Disk) under every member
 // of a raid5 group (RaidGroup::setWorkDisk): member disks untouched while diverting, random I/O
 // against a model, a slot write fault falls back, no allocation, copy-back restores the members.
+// Variant (a): a BackupVolume behind a raid5 volume's extent with its secondary on a raid1 group:
+// the weak group untouched while diverting, the bitmap marks the blocks written, no allocation,
+// copy-back restores the weak group and clears the bitmap.
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -18,6 +21,7 @@
 #include <vector>
 
 #include "check.hpp"
+#include "backup_diversion.hpp"
 #include "diversion.hpp"
 #include "raid.hpp"
 #include "test_support.hpp"
@@ -257,6 +261,64 @@ TEST(work_disk_under_raid5_members) {
   group->read(0, all.data(), all.size());
   CHECK(all == model);
   CHECK(work->entries(10).empty());
+}
+
+TEST(backup_volume_behind_a_raid5_volume) {
+  auto random = bmtest::seededRandom("backup_raid5");
+  auto makeDisk = [](uint64_t bytes) {
+    bm::DiskOptions options;
+    options.capacityBytes = bytes;
+    return std::shared_ptr<bm::Disk>(bm::Disk::create(bmtest::anonymousRegion(bm::Disk::regionBytesFor(bytes)), options));
+  };
+  std::vector<std::shared_ptr<bm::Disk>> weakDisks, secondaryDisks;
+  for (int i = 0; i < 3; i++) weakDisks.push_back(makeDisk(1 << 20));
+  for (int i = 0; i < 2; i++) secondaryDisks.push_back(makeDisk(1 << 20));
+  bm::RaidOptions options;
+  options.level = bm::RaidLevel::Raid5;
+  options.stripeUnitBytes = 16 * 1024;
+  std::shared_ptr<bm::RaidGroup> weak(bm::RaidGroup::create(bmtest::anonymousRegion(bm::RaidGroup::kMetadataBytes), weakDisks, options));
+  options.level = bm::RaidLevel::Raid1;
+  std::shared_ptr<bm::RaidGroup> secondary(bm::RaidGroup::create(bmtest::anonymousRegion(bm::RaidGroup::kMetadataBytes), secondaryDisks, options));
+  bm::VolumeOptions vo;
+  vo.capacityBytes = 1 << 20;
+  auto volume = bm::Volume::create(bmtest::anonymousRegion(bm::Volume::regionBytesFor(vo.capacityBytes)), vo);
+  bm::GroupExtent extent(weak, 0, vo.capacityBytes);
+  volume->setBackingStore(&extent);
+  auto backup = bm::BackupVolume::create(bmtest::anonymousRegion(bm::BackupVolume::regionBytesFor(vo.capacityBytes, kSlot)), vo.capacityBytes, kSlot);
+  backup->setSecondary(std::make_shared<bm::GroupExtent>(secondary, 0, vo.capacityBytes));
+  std::vector<uint8_t> model(vo.capacityBytes, 0), buffer(64 * 1024), all(model.size());
+  std::vector<bool> written(vo.capacityBytes / kSlot, false);
+  auto write = [&](uint64_t offset, uint64_t length, bool track) {
+    for (uint64_t i = 0; i < length; i++) buffer[i] = static_cast<uint8_t>(random());
+    volume->write(offset, buffer.data(), length);
+    std::memcpy(model.data() + offset, buffer.data(), length);
+    if (track) for (uint64_t b = offset / kSlot; b <= (offset + length - 1) / kSlot; b++) written[b] = true;
+  };
+  for (int i = 0; i < 20; i++) write(512 * (random() % 1500), 4096, false);
+  extent.setBackup(backup);
+  backup->start();
+  const uint64_t weakWrites = weak->stats().writeCount;
+  for (int i = 0; i < 60; i++) write(512 * (random() % 1500), 512 * (1 + random() % 16), true);
+  CHECK_EQ(weak->stats().writeCount, weakWrites);
+  uint64_t expected = 0;
+  for (uint64_t b = 0; b < written.size(); b++) {
+    CHECK_EQ(backup->diverted(b), static_cast<bool>(written[b]));
+    expected += written[b] ? 1 : 0;
+  }
+  CHECK_EQ(backup->divertedCount(), expected);
+  volume->read(0, all.data(), all.size());
+  CHECK(all == model);
+  const uint64_t allocations = allocationCount.load();
+  write(8192, 4096, true);
+  volume->read(0, all.data(), 8192 * 2);
+  CHECK_EQ(allocationCount.load(), allocations);
+  backup->beginCopyBack();
+  while (backup->state() == WorkState::CopyingBack) backup->copyBackStep(37);
+  CHECK_EQ(backup->divertedCount(), uint64_t(0));
+  extent.setBackup(nullptr);
+  weak->read(0, all.data(), all.size());
+  CHECK(all == model);
+  volume->setBackingStore(nullptr);
 }
 
 int main(int argc, char** argv) { return bmtest::runAll(argc, argv); }
