@@ -10,15 +10,15 @@
 // writes and small `rebuildStepBytes`) so the kill lands mid-diversion. A second case gives the
 // work volume 1 MiB: it goes `full`, later writes fall back to the group, nothing is lost.
 import * as assert from 'node:assert/strict';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 import { AdminClient } from '../../src/admin/client';
 import { Disk } from '../../src/storage/disk';
 import { runFio } from '../helpers/fio';
+import { fioVerifyJob, makeSuspect, removeRegions as removeRegionsOf } from '../helpers/raid-sparing';
 import { ServeProcess } from '../helpers/serve-process';
 import { shmPrefix } from '../helpers/pair-sites';
-import { makeTempDir, removeTempDir, requireTool, run, waitFor } from '../helpers/tools';
+import { makeTempDir, removeTempDir, requireTool, waitFor } from '../helpers/tools';
 
 interface GroupRow {
   condition: string; disks: string[]; lastError: string | null;
@@ -58,11 +58,7 @@ describe('80 interop: fio through sparing with diversion, SIGKILL mid-diversion,
       }],
     };
   };
-  const removeRegions = (): void => {
-    for (const name of fs.readdirSync('/dev/shm')) {
-      if (name.includes(prefix)) fs.rmSync(path.join('/dev/shm', name), { force: true });
-    }
-  };
+  const removeRegions = (): void => removeRegionsOf(prefix);
 
   before(() => {
     directory = makeTempDir('raid-diversion');
@@ -82,10 +78,8 @@ describe('80 interop: fio through sparing with diversion, SIGKILL mid-diversion,
     return { admin: new AdminClient(adminSocket), live };
   };
 
-  const job = (name: string, offset: string, size: string, seed: number) => (uri: string) => [`--name=${name}`, '--ioengine=nbd', `--uri=${uri}`,
-    '--rw=randwrite', '--bs=4k', '--iodepth=16', `--offset=${offset}`, `--size=${size}`, '--verify=crc32c', '--verify_fatal=1', '--verify_dump=0', `--randseed=${seed}`];
-  const firstJob = job('before', '0', '12M', 8001);
-  const duringJob = job('during', '12M', '8M', 8002);
+  const firstJob = fioVerifyJob('before', '0', '12M', 8001);
+  const duringJob = fioVerifyJob('during', '12M', '8M', 8002);
 
   /** Writes `before`, slows the spare, turns d1 suspect through failing reads; resolves once the sparing diverts. */
   async function startSparing(admin: AdminClient, live: ServeProcess): Promise<Disk> {
@@ -93,15 +87,7 @@ describe('80 interop: fio through sparing with diversion, SIGKILL mid-diversion,
     // Slow the spare's writes; fail d1's reads until its counter crosses the threshold: a read of
     // the first 8 MiB goes through (raid5 rebuilds those reads from parity: no error reaches the
     // client) and turns d1 suspect.
-    const spare = Disk.open({ name: sharedName('s0') });
-    spare.addFault({ operations: 'write', errno: 0, latencyMs: 20 });
-    const d1 = Disk.open({ name: sharedName('d1') });
-    d1.addFault({ operations: 'read', errno: 5 });
-    const read = await run('qemu-io', ['-f', 'raw', '-r', '-c', 'read 0 4M', '-c', 'read 4M 4M', live.uri('vol0')], { check: false, timeoutMs: 60_000 });
-    assert.equal(read.code, 0, read.stdout + read.stderr);
-    assert.doesNotMatch(read.stdout + read.stderr, /error|failed/i, 'a read of the failing disk reached the client');
-    d1.clearFaults();
-    d1.close();
+    const spare = await makeSuspect({ uri: live.uri('vol0'), spareSharedName: sharedName('s0'), suspectSharedName: sharedName('d1') });
     const sparing = await waitFor(async () => {
       const { group } = raidOf(await admin.get('/status'));
       return group?.sparing != null && group.diversion != null ? group : undefined;
