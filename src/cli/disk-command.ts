@@ -81,13 +81,14 @@ interface DiskListStatus {
   groups?: {
     group: string; volumes: string[]; disks: string[]; level: string; condition: string;
     rebuild: { cursorBytes: number; memberBytes: number; member: number } | null;
-    diversion?: { variant: string; workVolume?: string; workDisk?: string; copyingBack: boolean; lastError: string | null } | null;
+    diversion?: { variant: string; workVolume?: string; workDisk?: string; secondaryGroup?: string; copyingBack: boolean; lastError: string | null } | null;
     lastError?: string | null;
   }[];
   disks?: { disk: string; capacityBytes: number; status: string; errorCount: number; errorThreshold: number; group: string | null; backupStatus?: string | null; faults: unknown[] }[];
   workVolumes?: { workVolume: string; capacityBytes: number; state: string; primary: string[] | null; terminalAddress: number | null; bitmap: string }[];
   workDisks?: { workDisk: string; disk: string; capacityBytes: number; status: string; mainDisks: string[] | null; terminalAddress: number | null }[];
   workDiskMap?: { mainDisk: string | null; mainAddress: number; workDisk: string; workAddress: number }[];
+  backupPairs?: { primary: string; secondary: string; secondaryGroup: string; status: string; bitmap: string }[];
   addressMap?: { volume: string; group: string; groupByteOffset: number; byteLength: number; firstDisk: string; firstDiskByteOffset: number }[];
 }
 
@@ -104,7 +105,7 @@ function groupNotes(groups: NonNullable<DiskListStatus['groups']>): string {
   for (const group of groups) {
     const diversion = group.diversion ?? null;
     if (diversion !== null) {
-      const target = diversion.variant === 'work-disk' ? diversion.workDisk : diversion.workVolume;
+      const target = diversion.variant === 'work-disk' ? diversion.workDisk : diversion.variant === 'backup-volume' ? diversion.secondaryGroup : diversion.workVolume;
       lines.push(`group ${group.group}: diversion: ${diversion.variant} ${target ?? '?'}${diversion.copyingBack ? ', copying back' : ''}`);
       if (diversion.lastError !== null) lines.push(`group ${group.group}: diversion error: ${diversion.lastError}`);
     }
@@ -132,6 +133,14 @@ export function formatDiskList(result: unknown): string {
       disk.backupStatus ?? '-', String(disk.faults.length)]);
   }
   const sections = [`${table(groups)}${groupNotes(raid.groups ?? [])}`, table(disks)];
+  if ((raid.backupPairs ?? []).length > 0) {
+    const pairs = [['PRIMARY VOLUME', 'SECONDARY VOLUME', 'PAIRING STATUS', 'DIFFERENTIAL BITMAP']];
+    for (const pair of raid.backupPairs ?? []) {
+      const bitmap = pair.bitmap.length > BITMAP_SLOTS_SHOWN ? `${pair.bitmap.slice(0, BITMAP_SLOTS_SHOWN)}...` : pair.bitmap;
+      pairs.push([pair.primary, `${pair.secondary} (${pair.secondaryGroup})`, pair.status.toUpperCase(), bitmap || '-']);
+    }
+    sections.push(table(pairs));
+  }
   if ((raid.workVolumes ?? []).length > 0) {
     const workVolumes = [['WORK VOLUME', 'CAPACITY', 'STATE', 'PRIMARY', 'TERMINAL ADDRESS', 'BITMAP']];
     for (const work of raid.workVolumes ?? []) {

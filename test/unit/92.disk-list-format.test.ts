@@ -52,6 +52,23 @@ function rowsOf(text: string, header: RegExp): string[] {
 }
 
 describe('92 disk list format', () => {
+  it('prints the pairs table (T2) of backup volumes and the group line of a backup-volume diversion', () => {
+    const text = formatDiskList({
+      groups: [group('g0', ['d0', 'd1', 'd2'], { variant: 'backup-volume', secondaryGroup: 'g5', copyingBack: false, lastError: null })],
+      disks: [disk('d0', 'g0', null)],
+      backupPairs: [
+        { primary: 'vol1', group: 'g0', secondary: 'bk.vol1', secondaryGroup: 'g5', status: 'update data being backed up', bitmap: `110000100011${'0'.repeat(52)}`, divertedBlocks: 5 },
+        { primary: 'vol3', group: 'g0', secondary: 'bk.vol3', secondaryGroup: 'g5', status: 'copying back', bitmap: '0'.repeat(8), divertedBlocks: 0 },
+      ],
+    });
+    assert.match(text, /^PRIMARY VOLUME\s+SECONDARY VOLUME\s+PAIRING STATUS\s+DIFFERENTIAL BITMAP$/m);
+    assert.deepEqual(rowsOf(text, /^PRIMARY VOLUME\s/).map((line) => line.split(/\s{2,}/)), [
+      ['vol1', 'bk.vol1 (g5)', 'UPDATE DATA BEING BACKED UP', '1100001000110000...'],
+      ['vol3', 'bk.vol3 (g5)', 'COPYING BACK', '00000000'],
+    ]);
+    assert.ok(text.includes('group g0: diversion: backup-volume g5'));
+  });
+
   it('prints the backup status, work volumes, work disks, work disk map and group diversions', () => {
     const text = formatDiskList(withWork);
 
