@@ -7,8 +7,10 @@
 // diversion back, and every block of both fio jobs verifies through NBD, diverted ones read from
 // the work volume; then the sparing ends, the blocks are copied back, the work volume is unused
 // again, and everything verifies once more. The sparing is slowed (a latency fault on the spare's
-// writes and small `rebuildStepBytes`) so the kill lands mid-diversion. A second case gives the
-// work volume 1 MiB: it goes `full`, later writes fall back to the group, nothing is lost.
+// writes, a small `rebuildStepBytes` and a 16 KiB stripe unit: a step copies at least one unit
+// per event-loop turn, so the unit sets the number of steps) so the kill lands mid-diversion. A
+// second case gives the work volume 1 MiB: it goes `full`, later writes fall back to the group,
+// nothing is lost.
 import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
 
@@ -51,7 +53,7 @@ describe('80 interop: fio through sparing with diversion, SIGKILL mid-diversion,
         id: prefix,
         rebuildStepBytes: '16KiB',
         disks: [disk('d0'), disk('d1', { errorThreshold: 8 }), disk('d2'), disk('s0', { spare: true })],
-        groups: [{ name: 'g0', level: 'raid5', disks: ['d0', 'd1', 'd2'], stripeUnit: '64KiB' }],
+        groups: [{ name: 'g0', level: 'raid5', disks: ['d0', 'd1', 'd2'], stripeUnit: '16KiB' }],
         volumes: [{ name: 'vol0', capacity: '24MiB', group: 'g0' }],
         workVolumes: [{ name: 'w0', capacity: workCapacity, backing: 'shared', sharedName: sharedName('w0') }],
         diversion: 'work-volume',
