@@ -210,6 +210,30 @@ describe('19 work disk (diversion variant (c))', () => {
     assert.ok((terminal ?? 0) > 0);
   });
 
+  it('a second disk failing during a diverted raid5 sparing: the lost bytes are an error, never stale', () => {
+    const disks = [disk(), disk(256 * KiB, { errorThreshold: 1 }), disk(), disk()];
+    const group = cleanup.close(RaidGroup.create({ level: 'raid5', disks, stripeUnitBytes: 16 * KiB }));
+    const model = crypto.randomBytes(group.capacityBytes);
+    group.write(0, model);
+    const work = workDisk();
+    group.divertDisks(work);
+    work.start();
+    group.startSparing(1, disk());
+    group.sparingStep(16 * KiB);
+    for (let i = 0; i < 10; i++) writeRandom(group, model);
+    // Member 1 cannot read its first unit, and member 2 fails outright: stripe 0 has two holes.
+    disks[1]?.addFault({ operations: 'read', byteOffset: 0, byteLength: 16 * KiB });
+    disks[2]?.fail();
+    const piece = Buffer.alloc(16 * KiB);
+    const lostBefore = group.stats().dataLostCount;
+    throwsCode(() => group.read(16 * KiB, piece), 'ERR_RAID_READ_FAILED');  // member 1's unit of stripe 0
+    assert.ok(group.stats().dataLostCount > lostBefore);
+    // A stripe where member 1 reads and only member 2 is gone is rebuilt from the rest.
+    const at = 4 * 48 * KiB;  // stripe 4: parity on member 3, data on 0, 1, 2
+    group.read(at + 32 * KiB, piece);  // member 2's unit, from members 0, 1 and parity (some diverted)
+    assert.ok(piece.equals(model.subarray(at + 32 * KiB, at + 48 * KiB)));
+  });
+
   it('reopens shared maps as a SIGKILL leaves them, with its own data disk only', () => {
     const diskName = uniqueName('wdd');
     const mapName = uniqueName('wdm');
