@@ -84,7 +84,7 @@ interface DiskListStatus {
     diversion?: { variant: string; workVolume?: string; workDisk?: string; secondaryGroup?: string; copyingBack: boolean; lastError: string | null } | null;
     lastError?: string | null;
   }[];
-  disks?: { disk: string; capacityBytes: number; status: string; errorCount: number; errorThreshold: number; group: string | null; backupStatus?: string | null; faults: unknown[] }[];
+  disks?: { disk: string; capacityBytes: number; status: string; errorCount: number; errorThreshold: number; group: string | null; backupStatus?: string | null; workDisk?: string | null; faults: unknown[] }[];
   workVolumes?: { workVolume: string; capacityBytes: number; state: string; primary: string[] | null; terminalAddress: number | null; bitmap: string }[];
   workDisks?: { workDisk: string; disk: string; capacityBytes: number; status: string; mainDisks: string[] | null; terminalAddress: number | null }[];
   workDiskMap?: { mainDisk: string | null; mainAddress: number; workDisk: string; workAddress: number }[];
@@ -129,7 +129,8 @@ export function formatDiskList(result: unknown): string {
   }
   const disks = [['DISK', 'CAPACITY', 'STATUS', 'ERRORS', 'GROUP', 'BACKUP', 'FAULTS']];
   for (const disk of raid.disks ?? []) {
-    disks.push([disk.disk, String(disk.capacityBytes), disk.status, `${disk.errorCount}${disk.errorThreshold > 0 ? `/${disk.errorThreshold}` : ''}`, disk.group ?? '-',
+    disks.push([disk.disk, String(disk.capacityBytes), disk.status, `${disk.errorCount}${disk.errorThreshold > 0 ? `/${disk.errorThreshold}` : ''}`,
+      disk.group ?? (disk.workDisk !== undefined && disk.workDisk !== null ? `work disk ${disk.workDisk}` : '-'),
       disk.backupStatus ?? '-', String(disk.faults.length)]);
   }
   const sections = [`${table(groups)}${groupNotes(raid.groups ?? [])}`, table(disks)];

@@ -25,7 +25,7 @@ const withWork = {
     group('g2', ['d6', 'd7', 'd8'], null, 'ERR_RAID_READ_FAILED: data lost at 4096'),
     group('g3', ['d9', 'd10', 'd11'], null),
   ],
-  disks: [disk('d0', 'g0', RENEWED_DATA_BEING_BACKED_UP), disk('d3', 'g1', null), disk('wd', null, null)],
+  disks: [disk('d0', 'g0', RENEWED_DATA_BEING_BACKED_UP), disk('d3', 'g1', null), { ...disk('wd', null, null), workDisk: 'w0' }],
   workVolumes: [
     { workVolume: 'wv0', capacityBytes: 3 * 1024 * MiB, state: 'copying-back', primary: ['g1.vol'], terminalAddress: 3, bitmap: `111${'0'.repeat(61)}`, stats: null },
     { workVolume: 'wv1', capacityBytes: 3 * 1024 * MiB, state: 'unused', primary: null, terminalAddress: null, bitmap: '0'.repeat(8), stats: null },
@@ -76,7 +76,7 @@ describe('92 disk list format', () => {
     assert.deepEqual(rowsOf(text, /^DISK\s/).map((line) => line.split(/\s{2,}/)), [
       ['d0', '8388608', 'normal', '0', 'g0', 'renewed data being backed up', '0'],
       ['d3', '8388608', 'normal', '0', 'g1', '-', '0'],
-      ['wd', '8388608', 'normal', '0', '-', '-', '0'],
+      ['wd', '8388608', 'normal', '0', 'work disk w0', '-', '0'],
     ]);
 
     assert.match(text, /^WORK VOLUME\s+CAPACITY\s+STATE\s+PRIMARY\s+TERMINAL ADDRESS\s+BITMAP$/m);
