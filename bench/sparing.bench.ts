@@ -66,8 +66,9 @@
 // bytes per host byte from ~2 written + ~2 read (RMW) to 0 written (the sparing copy's reads of
 // the weak member stay: 4 MiB per 8 MiB of host writes, 0.5 read per host byte). Copy-back of
 // ~24k distinct 4 KiB blocks, each a raid5 RMW: near the raid5 small-write rate, ~100-300 MiB/s.
-// Measured (docs/raid.md "Measured"): 0.92, 3.2, 2 / 2.5 / 0 written and ~16.9k distinct blocks
-// copied back at ~1.45 GiB/s (a raid5 RMW without the host write's JS call and volume memcpy).
+// Measured first (docs/raid.md "Measured", load 0.6): 0.92, 3.2, 2 / 2.5 / 0 written and ~16.9k
+// distinct blocks copied back at ~1.45 GiB/s (a raid5 RMW without the host write's JS call and
+// volume memcpy).
 // Work disk (c), expected before measuring: the RMW stays (its reads come from the members, or
 // from the work disk for blocks already diverted), only its two stores become two slot appends
 // plus two address-map updates: ~1-1.2 of the baseline, 0 member bytes written, up to 2 read
@@ -77,6 +78,12 @@
 // secondary (two stores) and a bit set, no read-modify-write: ~2-3 of the baseline, 0 member bytes
 // written, 0.5 read (the sparing copy), 2 written to the secondary per host byte; its copy-back
 // reads each set block from the secondary and does a raid5 small write: like (b)'s, ~1-1.5 GiB/s.
+// Measured (docs/raid.md "Measured", three runs at load 1.5 on 2 CPUs): sparing 0.87-0.92, (b)
+// 3.0-3.3, (c) 0.70-0.74, (a) 2.3-2.65 of no sparing; members written 0 per host byte in all three,
+// read 0.5 in (b) and (a) and 1.37 in (c); copy-back (b) ~1.45 GiB/s, (c) ~3.2-3.5 GiB/s of ~24.9k
+// slots, (a) ~1.55 GiB/s. The work disk missed its guess (not profiled; the likely cost is a hash
+// lookup per member block read and an append plus map update per block written, on top of the
+// RMW it keeps).
 import * as os from 'node:os';
 
 import { BackupVolume } from '../src/storage/backup-volume';
