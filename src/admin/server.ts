@@ -43,6 +43,11 @@
 // stream, stops listening, waits for requests in flight (at most closeTimeoutMs, then cuts the
 // connections), removes the socket file it made (only if it is still the same file), and is
 // idempotent.
+//
+// Layout: this module is the AdminServer class; its options, defaults, logger and state names are
+// in server-options.ts, and the HTTP plumbing it shares across routes (STATUS_OF_CODE, the JSON
+// body reader and writer, the controller/peer field checks) is in server-http.ts. The exported
+// names of both are re-exported here, so importers keep one path.
 
 import * as fs from 'node:fs';
 import * as http from 'node:http';
@@ -56,154 +61,24 @@ import { SNAPSHOT_VERBS, type SnapshotVerb, snapshotRequest } from './snapshot-r
 import { GROUP_VERBS, type GroupVerb, groupRequest } from './group-routes';
 import { DISK_VERBS, type DiskVerb, diskRequest } from './disk-routes';
 import type { AdminTarget, ArrayEvent } from './target';
+import {
+  type AdminLogger, LOOPBACK_HOSTS, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS,
+  DEFAULT_HEADERS_TIMEOUT_MS, DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_MAX_EVENT_BUFFER_BYTES,
+  DEFAULT_CLOSE_TIMEOUT_MS, OVERFLOW_LINE, type AdminServerOptions, type AdminAddresses,
+  type AdminServerState, SILENT, checkInteger,
+} from './server-options';
+import {
+  LOCKSTEP_NUMBERS, STATUS_OF_CODE, INTERNAL_ERROR_CODE, NODE_REQUEST_TIMEOUT_CODE, FAULT_FIELD_TYPES,
+  MAX_ID_CHARS, type Handler, badRequest, listenOn, type EventStream, sendJson, readJsonObject, linkFields,
+  controllerField,
+} from './server-http';
 
-/** A logger with pino's calling convention. */
-export interface AdminLogger {
-  debug(object: object, message?: string): void;
-  info(object: object, message?: string): void;
-  warn(object: object, message?: string): void;
-  error(object: object, message?: string): void;
-}
-
-/** Hosts the TCP listener may bind: loopback only (the endpoint has no authentication). */
-export const LOOPBACK_HOSTS: readonly string[] = Object.freeze(['127.0.0.1', '::1', 'localhost']);
-
-export const DEFAULT_MAX_BODY_BYTES = 64 * 1024;
-export const DEFAULT_MAX_CONNECTIONS = 64;
-export const DEFAULT_HEADERS_TIMEOUT_MS = 10_000;
-export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
-export const DEFAULT_MAX_EVENT_BUFFER_BYTES = 1024 * 1024;
-export const DEFAULT_CLOSE_TIMEOUT_MS = 5000;
-
-/** The last line of an /events stream whose reader fell too far behind. */
-export const OVERFLOW_LINE = '{"kind":"overflow"}\n';
-
-/** Options of an AdminServer. At least one of socketPath and tcp is required. */
-export interface AdminServerOptions {
-  /** The array served. */
-  target: AdminTarget;
-  /** Listen on this Unix socket (mode 0600). @default undefined (no Unix socket) */
-  socketPath?: string;
-  /** Listen on this TCP address too; the host must be loopback (LOOPBACK_HOSTS). Port 0: any free one. @default undefined */
-  tcp?: { host: string; port: number };
-  /** @default silent */
-  logger?: AdminLogger;
-  /** The largest request body accepted (HTTP 413 past it). @default 65536 (64 KiB) */
-  maxBodyBytes?: number;
-  /** Connections open at once, over all listeners; more are closed at once. @default 64 */
-  maxConnections?: number;
-  /** The request headers must arrive within this. @default 10000 */
-  headersTimeoutMs?: number;
-  /** The whole request (headers and body) must arrive within this. @default 30000 */
-  requestTimeoutMs?: number;
-  /** Bytes an /events response may have waiting before it is ended with an overflow line. @default 1048576 (1 MiB) */
-  maxEventBufferBytes?: number;
-  /** How long close() waits for requests in flight before it cuts connections. @default 5000 */
-  closeTimeoutMs?: number;
-}
-
-/** Where an AdminServer listens. */
-export interface AdminAddresses {
-  socketPath?: string;
-  tcp?: { host: string; port: number };
-}
-
-export type AdminServerState = 'new' | 'listening' | 'closing' | 'closed';
-
-/** NonStop RDF's numbers of the lockstep results (src/replication/lockstep.ts). */
-const LOCKSTEP_NUMBERS: Readonly<Record<string, number>> = Object.freeze({ done: 31428, 'not-done': 31426, disabled: 31429 });
-
-/** HTTP status of each error code the endpoint answers with. Any other code: 500. */
-export const STATUS_OF_CODE: Readonly<Record<string, number>> = Object.freeze({
-  'ERR_ADMIN_BAD_REQUEST': 400,
-  'ERR_LINK_BAD_FAULT': 400,
-  'ERR_ADMIN_CONTROLLER_REQUIRED': 400,
-  'ERR_ADMIN_NOT_FOUND': 404,
-  'ERR_ADMIN_UNKNOWN_CONTROLLER': 404,
-  'ERR_LINK_UNKNOWN_PEER': 404,
-  'ERR_PAIR_UNKNOWN': 404,
-  'ERR_PAIR_STATE': 409,
-  'ERR_PAIR_EXISTS': 409,
-  'ERR_PAIR_BAD_SPEC': 400,
-  'ERR_PAIR_ROLE': 409,
-  'ERR_PAIR_SPLIT_BRAIN': 409,
-  'ERR_PAIR_BOTH_DISCARDED': 409,
-  'ERR_PAIR_UNRELATED': 409,
-  'ERR_LOCKSTEP_TIMEOUT': 504,
-  'ERR_CONTROLLER_NO_DISK': 404,
-  'ERR_DISK_FAULT_LIMIT': 409,
-  'ERR_SNAPSHOT_NOT_FOUND': 404,
-  'ERR_SNAPSHOT_EXISTS': 409,
-  'ERR_SNAPSHOT_LIMIT': 409,
-  'ERR_SNAPSHOT_INVALID': 409,
-  'ERR_SNAPSHOT_READ_ONLY': 409,
-  'ERR_CGROUP_UNKNOWN': 404,
-  'ERR_CGROUP_BAD_SPEC': 400,
-  'ERR_CGROUP_EXISTS': 409,
-  'ERR_CGROUP_NO_COPY': 409,
-  'ERR_CGROUP_NOT_READY': 409,
-  'ERR_ADMIN_METHOD': 405,
-  'ERR_LINK_CLOSED': 409,
-  // A verb that needs the peer, which cannot be reached now.
-  'ERR_LINK_DOWN': 503,
-  'ERR_LINK_FULL': 503,
-  'ERR_LINK_TIMEOUT': 504,
-  'ERR_ADMIN_TOO_LARGE': 413,
-});
-
-/** The code a 500 carries when the failure had no code of its own (a bug behind the endpoint). */
-const INTERNAL_ERROR_CODE = 'ERR_ADMIN_RESPONSE';
-
-/**
- * Node's code for a request that missed headersTimeout/requestTimeout. Node's, not one of ours: in
- * backquotes so the error catalogue test (which collects quoted ERR_ literals) does not list it.
- */
-const NODE_REQUEST_TIMEOUT_CODE = `ERR_HTTP_REQUEST_TIMEOUT`;
-
-const SILENT: AdminLogger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
-
-const FAULT_FIELD_TYPES: Readonly<Record<keyof FaultSettings, 'number' | 'boolean' | 'string'>> = Object.freeze({
-  delayMs: 'number',
-  jitterMs: 'number',
-  bandwidthBytesPerSecond: 'number',
-  drop: 'boolean',
-  partition: 'boolean',
-  direction: 'string',
-});
-
-const MAX_ID_CHARS = 1024;
-
-type Handler = (request: http.IncomingMessage, response: http.ServerResponse, url: URL) => Promise<void> | void;
-
-function badRequest(message: string): BlockmirrorError {
-  return new BlockmirrorError('ERR_ADMIN_BAD_REQUEST', message);
-}
-
-function checkInteger(name: string, value: number | undefined, fallback: number, min: number, max: number): number {
-  const result = value ?? fallback;
-  if (!Number.isSafeInteger(result) || result < min || result > max) {
-    throw new RangeError(`${name} must be an integer from ${min} to ${max}, got ${String(value)}`);
-  }
-  return result;
-}
-
-function listenOn(server: http.Server, options: net.ListenOptions): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (error: Error): void => reject(error);
-    server.once('error', onError);
-    server.listen(options, () => {
-      server.off('error', onError);
-      resolve();
-    });
-  });
-}
-
-/** An open /events response. */
-interface EventStream {
-  response: http.ServerResponse;
-  unsubscribe: (() => void) | undefined;
-  ended: boolean;
-}
+export type { AdminLogger, AdminServerOptions, AdminAddresses, AdminServerState } from './server-options';
+export {
+  LOOPBACK_HOSTS, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS, DEFAULT_HEADERS_TIMEOUT_MS,
+  DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_MAX_EVENT_BUFFER_BYTES, DEFAULT_CLOSE_TIMEOUT_MS, OVERFLOW_LINE,
+} from './server-options';
+export { STATUS_OF_CODE } from './server-http';
 
 /** The admin endpoint of a serve. */
 export class AdminServer {
@@ -495,21 +370,11 @@ export class AdminServer {
       },
     };
     if (status === 413) response.setHeader('Connection', 'close');
-    this.sendJson(response, status, body);
-  }
-
-  private sendJson(response: http.ServerResponse, status: number, value: unknown): void {
-    const body = `${JSON.stringify(value)}\n`;
-    response.writeHead(status, {
-      'Content-Type': 'application/json; charset=utf-8',
-      'Content-Length': Buffer.byteLength(body),
-      'Cache-Control': 'no-store',
-    });
-    response.end(body);
+    sendJson(response, status, body);
   }
 
   private getStatus(response: http.ServerResponse): void {
-    this.sendJson(response, 200, this.target.status());
+    sendJson(response, 200, this.target.status());
   }
 
   private async getMetrics(response: http.ServerResponse): Promise<void> {
@@ -609,79 +474,9 @@ export class AdminServer {
     }
   }
 
-  /** Reads a JSON object body within maxBodyBytes (413 past it, after draining a bounded amount). */
-  private readJsonObject(request: http.IncomingMessage): Promise<Record<string, unknown>> {
-    const limit = this.maxBodyBytes;
-    // Past the limit the rest is read and dropped (so the client sees the 413 rather than a
-    // reset), up to this much; beyond it the connection is cut.
-    const drainLimit = Math.max(1024 * 1024, 4 * limit);
-    return new Promise((resolve, reject) => {
-      const chunks: Buffer[] = [];
-      let total = 0;
-      let tooLarge = false;
-      let settled = false;
-      const tooLargeError = (): BlockmirrorError =>
-        new BlockmirrorError('ERR_ADMIN_TOO_LARGE', `the request body is larger than the limit of ${limit} bytes`);
-      const settle = (action: () => void): void => {
-        if (settled) return;
-        settled = true;
-        action();
-      };
-      const declared = Number(request.headers['content-length']);
-      if (Number.isFinite(declared) && declared > limit) tooLarge = true;
-      request.on('data', (chunk: Buffer) => {
-        total += chunk.length;
-        if (total > limit) tooLarge = true;
-        if (!tooLarge) {
-          chunks.push(chunk);
-          return;
-        }
-        chunks.length = 0;
-        if (total > drainLimit) {
-          settle(() => reject(tooLargeError()));
-          request.destroy();
-        }
-      });
-      request.once('end', () => settle(() => {
-        if (tooLarge) {
-          reject(tooLargeError());
-          return;
-        }
-        const text = Buffer.concat(chunks).toString('utf8');
-        let value: unknown;
-        try {
-          value = JSON.parse(text);
-        } catch (error) {
-          reject(badRequest(text.trim() === '' ? 'the request needs a JSON object body' : `the body is not JSON: ${(error as Error).message}`));
-          return;
-        }
-        if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-          reject(badRequest('the body must be a JSON object'));
-          return;
-        }
-        resolve(value as Record<string, unknown>);
-      }));
-      // The client went away mid-body: its problem, not the server's (no 500, no error log).
-      request.once('error', (error) => settle(() => reject(badRequest(`the request body could not be read: ${error.message}`))));
-      request.once('close', () => settle(() => reject(badRequest('the client closed the request before its body ended'))));
-    });
-  }
-
-  /** The controller and peer fields every /links request has. */
-  private linkFields(body: Record<string, unknown>): { controller: string | undefined; peer: string } {
-    const controller = body.controller;
-    if (controller !== undefined && controller !== null && (typeof controller !== 'string' || controller === '' || controller.length > MAX_ID_CHARS)) {
-      throw badRequest('controller must be a non-empty string (a controller id)');
-    }
-    const peer = body.peer;
-    if (peer === undefined) throw badRequest('peer is required (the id of the link\'s peer controller)');
-    if (typeof peer !== 'string' || peer === '' || peer.length > MAX_ID_CHARS) throw badRequest('peer must be a non-empty string (a controller id)');
-    return { controller: typeof controller === 'string' ? controller : undefined, peer };
-  }
-
   private async postFault(request: http.IncomingMessage, response: http.ServerResponse): Promise<void> {
-    const body = await this.readJsonObject(request);
-    const { controller, peer } = this.linkFields(body);
+    const body = await readJsonObject(request, this.maxBodyBytes);
+    const { controller, peer } = linkFields(body);
     const settings: FaultSettings = {};
     for (const [key, value] of Object.entries(body)) {
       if (key === 'controller' || key === 'peer') continue;
@@ -698,22 +493,22 @@ export class AdminServer {
     }
     checkFaultSettings(settings);
     this.target.setLinkFaults(controller, peer, settings);
-    this.sendJson(response, 200, { ok: true, link: this.findLinkStatus(controller, peer) });
+    sendJson(response, 200, { ok: true, link: this.findLinkStatus(controller, peer) });
   }
 
   private async postHeal(request: http.IncomingMessage, response: http.ServerResponse): Promise<void> {
-    const body = await this.readJsonObject(request);
-    const { controller, peer } = this.linkFields(body);
+    const body = await readJsonObject(request, this.maxBodyBytes);
+    const { controller, peer } = linkFields(body);
     for (const key of Object.keys(body)) {
       if (key !== 'controller' && key !== 'peer') throw badRequest(`unknown field "${key}" (fields: controller, peer)`);
     }
     this.target.healLink(controller, peer);
-    this.sendJson(response, 200, { ok: true, link: this.findLinkStatus(controller, peer) });
+    sendJson(response, 200, { ok: true, link: this.findLinkStatus(controller, peer) });
   }
 
   /** POST /pairs/<verb>: {controller?, pair} (+ force for takeover, keep for resolve). */
   private async postPair(request: http.IncomingMessage, response: http.ServerResponse, verb: 'suspend' | 'resume' | 'takeover' | 'failback' | 'resolve' | 'delete'): Promise<void> {
-    const body = await this.readJsonObject(request);
+    const body = await readJsonObject(request, this.maxBodyBytes);
     const fields = ['controller', 'pair', ...(verb === 'takeover' ? ['force'] : []), ...(verb === 'resolve' ? ['keep'] : [])];
     for (const key of Object.keys(body)) {
       if (!fields.includes(key)) throw badRequest(`unknown field "${key}" (fields: ${fields.join(', ')})`);
@@ -736,39 +531,31 @@ export class AdminServer {
       case 'delete': result = await this.target.deletePair(controllerId, pair); break;
       default: result = await this.target.resolvePair(controllerId, pair, body.keep as 'primary' | 'secondary');
     }
-    this.sendJson(response, 200, { ok: true, pair: result });
+    sendJson(response, 200, { ok: true, pair: result });
   }
 
   /** POST /groups/<verb> (group-routes.ts). */
   private async postGroup(request: http.IncomingMessage, response: http.ServerResponse, verb: GroupVerb): Promise<void> {
-    const { controllerId, request: groupAsk } = groupRequest(verb, await this.readJsonObject(request));
-    this.sendJson(response, 200, { ok: true, result: await this.target.group(controllerId, groupAsk) });
+    const { controllerId, request: groupAsk } = groupRequest(verb, await readJsonObject(request, this.maxBodyBytes));
+    sendJson(response, 200, { ok: true, result: await this.target.group(controllerId, groupAsk) });
   }
 
   /** POST /disks/<verb> (disk-routes.ts). */
   private async postDisk(request: http.IncomingMessage, response: http.ServerResponse, verb: DiskVerb): Promise<void> {
-    const { controllerId, request: diskAsk } = diskRequest(verb, await this.readJsonObject(request));
+    const { controllerId, request: diskAsk } = diskRequest(verb, await readJsonObject(request, this.maxBodyBytes));
     if (this.target.disk === undefined) throw new BlockmirrorError('ERR_ADMIN_NOT_FOUND', 'this serve has no disks');
-    this.sendJson(response, 200, { ok: true, result: await this.target.disk(controllerId, diskAsk) });
+    sendJson(response, 200, { ok: true, result: await this.target.disk(controllerId, diskAsk) });
   }
 
   /** POST /snapshots/<verb> (snapshot-routes.ts). */
   private async postSnapshot(request: http.IncomingMessage, response: http.ServerResponse, verb: SnapshotVerb): Promise<void> {
-    const { controllerId, request: snapshotAsk } = snapshotRequest(verb, await this.readJsonObject(request));
-    this.sendJson(response, 200, { ok: true, result: await this.target.snapshot(controllerId, snapshotAsk) });
-  }
-
-  private controllerField(body: Record<string, unknown>): string | undefined {
-    const controller = body.controller;
-    if (controller !== undefined && controller !== null && (typeof controller !== 'string' || controller === '' || controller.length > MAX_ID_CHARS)) {
-      throw badRequest('controller must be a non-empty string (a controller id)');
-    }
-    return typeof controller === 'string' ? controller : undefined;
+    const { controllerId, request: snapshotAsk } = snapshotRequest(verb, await readJsonObject(request, this.maxBodyBytes));
+    sendJson(response, 200, { ok: true, result: await this.target.snapshot(controllerId, snapshotAsk) });
   }
 
   /** POST /lockstep: {controller?, pairs?, volumes?, journals?, timeoutMs?} -> {result, number}. */
   private async postLockstep(request: http.IncomingMessage, response: http.ServerResponse): Promise<void> {
-    const body = await this.readJsonObject(request);
+    const body = await readJsonObject(request, this.maxBodyBytes);
     const fields = ['controller', 'pairs', 'volumes', 'journals', 'timeoutMs'];
     for (const key of Object.keys(body)) {
       if (!fields.includes(key)) throw badRequest(`unknown field "${key}" (fields: ${fields.join(', ')})`);
@@ -788,23 +575,23 @@ export class AdminServer {
       }
       target.timeoutMs = body.timeoutMs;
     }
-    const result = await this.target.lockstep(this.controllerField(body), target);
-    this.sendJson(response, 200, { ok: true, result, number: LOCKSTEP_NUMBERS[result] ?? null });
+    const result = await this.target.lockstep(controllerField(body), target);
+    sendJson(response, 200, { ok: true, result, number: LOCKSTEP_NUMBERS[result] ?? null });
   }
 
   /** POST /lockstep/enable and /lockstep/disable: {controller?}. */
   private async postLockstepSwitch(request: http.IncomingMessage, response: http.ServerResponse, enabled: boolean): Promise<void> {
-    const body = await this.readJsonObject(request);
+    const body = await readJsonObject(request, this.maxBodyBytes);
     for (const key of Object.keys(body)) {
       if (key !== 'controller') throw badRequest(`unknown field "${key}" (fields: controller)`);
     }
-    this.target.setLockstepEnabled(this.controllerField(body), enabled);
-    this.sendJson(response, 200, { ok: true, enabled });
+    this.target.setLockstepEnabled(controllerField(body), enabled);
+    sendJson(response, 200, { ok: true, enabled });
   }
 
   /** POST /pairs/create: a pair declared at run time, with the fields of the config's `pairs[]`. */
   private async postPairCreate(request: http.IncomingMessage, response: http.ServerResponse): Promise<void> {
-    const body = await this.readJsonObject(request);
+    const body = await readJsonObject(request, this.maxBodyBytes);
     const fields = ['controller', 'pair', 'volume', 'peer', 'remoteVolume', 'mode', 'role', 'fence', 'autoResume', 'journalGroup'];
     for (const key of Object.keys(body)) {
       if (!fields.includes(key)) throw badRequest(`unknown field "${key}" (fields: ${fields.join(', ')})`);
@@ -832,7 +619,7 @@ export class AdminServer {
     };
     if (body.journalGroup !== undefined) spec.journalGroup = text('journalGroup', /^[A-Za-z0-9._-]{1,64}$/);
     const result = this.target.createPair(typeof controller === 'string' ? controller : undefined, spec);
-    this.sendJson(response, 200, { ok: true, pair: result });
+    sendJson(response, 200, { ok: true, pair: result });
   }
 
   /** The status of one link from target.status(), or null when the status does not show it. */
