@@ -31,6 +31,10 @@
 // 'never' it completes at once (the pair is suspended and OOS records it), with 'data' it fails
 // with ERR_PAIR_FENCED (EIO to NBD clients): no acknowledged write is ever missing from the
 // secondary.
+//
+// Layout: this module is the PrimaryPair class; its options, the GroupStream and PairStateEvent
+// types, KIND_OF, and its private bookkeeping shapes and limits are in primary-pair-options.ts
+// (the public names are re-exported here, so importers keep one path).
 
 import { Coalesced } from '../runtime/coalesce';
 import { EventEmitter } from 'node:events';
@@ -46,7 +50,6 @@ import { type DecisionResult, type Generations, completeAsSource, formatGenerati
 import {
   type PairMode,
   type PairPosition,
-  type RecordKind,
   type ShippedRecord,
   type OpenReply,
   decodeOpenReply,
@@ -65,84 +68,21 @@ import type { PairMeta } from './pair-meta';
 import { type Consistency, PairError, type PairState, type SuspendReason, isPairTransition } from './pair-state';
 import type { Tracking } from './tracking';
 import { type CutReply, decodeCutReply, encodeCutRequest } from '../cgroup/messages';
+import {
+  type PrimaryPairOptions,
+  type GroupStream,
+  type PairStateEvent,
+  type PendingCut,
+  type Waiter,
+  MAX_WAITER_SPAN,
+  UNDECLARED_RETRY_MS,
+  MARKER_REPORT_WAIT_MS,
+  TIMES_RING,
+  KIND_OF,
+} from './primary-pair-options';
 
-/** Options of a primary pair. */
-export interface PrimaryPairOptions {
-  name: string;
-  volumeName: string;
-  remoteVolume: string;
-  mode: PairMode;
-  /** @default 'never' */
-  fence?: 'never' | 'data';
-  /** Resume and resync by itself when the cause of a suspension clears. @default true */
-  autoResume?: boolean;
-  /** Most payload bytes per PAIR_RECORDS message. @default 1048576 */
-  maxBatchBytes?: number;
-  /** No progress for this long in copying/resyncing: the stuck detector reports it. @default 30000 */
-  stuckAfterMs?: number;
-  /** Least time between two rotations of the tracking bitmaps while mirroring. @default 50 */
-  rotateIntervalMs?: number;
-  /** The reason the pair starts with (e.g. 'takeover'). @default 'declared' */
-  initialReason?: string;
-  /** A deliberate bug for the mutation check (pairs.ts PairMutation). @default none */
-  mutation?: 'skip-track';
-  /** The journal group whose one stream ships this pair's records (journal-group.ts). @default none */
-  group?: GroupStream;
-}
-
-/** What ships a journal group member's records (journal-group.ts). */
-export interface GroupStream {
-  schedulePump(): void;
-}
-
-/** A pair's event (state changes). */
-export interface PairStateEvent {
-  name: string;
-  old: PairState;
-  new: PairState;
-  reason: string;
-  detail?: string;
-  timeMs: number;
-}
-
-/** A consistency group's cut waiting to be shipped (see fenceAt / cutAt). */
-interface PendingCut {
-  group: string;
-  cycle: number;
-  formed: number;
-  timeoutMs: number;
-  resolve(reply: CutReply): void;
-  reject(error: Error): void;
-}
-
-/**
- * Sync writes waiting for the secondary: one waiter per group of consecutive writes not shipped
- * yet (at most MAX_WAITER_SPAN sequences), all sharing one promise that settles once the
- * secondary applied the group's last sequence (see ackPoint).
- */
-interface Waiter {
-  /** The group's last sequence: settled once the secondary applied it. */
-  sequence: number;
-  /** The group's first sequence. */
-  first: number;
-  promise: Promise<void>;
-  resolve(): void;
-  reject(error: Error): void;
-}
-
-/** Most sequences one waiter group spans (about one PAIR_RECORDS batch). */
-const MAX_WAITER_SPAN = 1024;
-
-/** How often a primary asks again a peer that does not declare the pair. */
-const UNDECLARED_RETRY_MS = 1000;
-
-/** How long a shipped lockstep marker waits for the secondary's flushed position before PAIR_MARKER asks. */
-const MARKER_REPORT_WAIT_MS = 50;
-
-/** Entries of the (sequence, time) ring behind the lag in seconds. */
-const TIMES_RING = 1024;
-
-export const KIND_OF: Record<string, RecordKind | undefined> = { write: 'write', zero: 'zero', trim: 'trim', marker: 'marker' };
+export type { PrimaryPairOptions, GroupStream, PairStateEvent } from './primary-pair-options';
+export { KIND_OF } from './primary-pair-options';
 
 /** The primary side of a pair. */
 export class PrimaryPair extends EventEmitter {
