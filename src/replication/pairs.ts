@@ -34,17 +34,21 @@
 // and one mode, and a grouped volume is in no other pair. Each member keeps its own role, so a
 // takeover is per member (take over every member of the group for the group's image); suspend
 // and resume act on the whole group.
+//
+// Layout: this module is the PairManager class and the shape of a side; the declared pair
+// (PairSpec, groupProblem, initialMeta) is in pair-spec.ts, the manager's options, hooks,
+// mutations and role event are in pairs-options.ts, and the snapshot keeper of a side's last
+// consistent image is in pair-images.ts. The public names are re-exported here, so importers
+// keep one path.
 
 import { EventEmitter } from 'node:events';
 
-import type { Clock } from '../runtime/clock';
 import { type Random, realRandom } from '../runtime/random';
 import type { Volume } from '../storage/volume';
-import type { Link, LinkLogger, LinkMessage, LinkStateEvent } from '../transport/link';
+import type { Link, LinkMessage, LinkStateEvent } from '../transport/link';
 import { MessageType } from '../transport/message-types';
-import { EMPTY_GENERATIONS, decide, startGeneration } from './generations';
+import { decide, startGeneration } from './generations';
 import {
-  type PairMode,
   type PairOpen,
   decodeMarker,
   decodeName,
@@ -68,91 +72,30 @@ import type { LockstepMember } from './lockstep';
 import { PairMeta, type PairMetaState } from './pair-meta';
 import { JournalFeed } from './journal-feed';
 import { type GroupBatchMember, JournalGroup, applyGroupBatch } from './journal-group';
-import { MAX_GROUP_MEMBERS } from './messages';
 import { PairError, type PairRole } from './pair-state';
 import { PairVolume } from './pair-volume';
 import { PrimaryPair, type PairStateEvent } from './primary-pair';
-import { ReplicatedVolume, type ReplicatedVolumeOptions } from './replicated-volume';
+import { ReplicatedVolume } from './replicated-volume';
 import { decodeCutRequest, encodeCutReply } from '../cgroup/messages';
 import { type ImageKeeper, SecondaryPair } from './secondary-pair';
 import { Tracking } from './tracking';
+import { type PairSpec, groupProblem, initialMeta } from './pair-spec';
+import {
+  type PairManagerOptions,
+  type PairRoleEvent,
+  ASK_WHO_KEEPS_RETRY_MS,
+} from './pairs-options';
+import { snapshotImageKeeper } from './pair-images';
 
-/** A declared pair (the config's `pairs` entry). */
-export interface PairSpec {
-  name: string;
-  /** This controller's volume. */
-  volume: string;
-  peer: string;
-  /** The volume on the peer. */
-  remoteVolume: string;
-  mode: PairMode;
-  /** The declared role (the first one; takeover, failback and resolve change it). */
-  role: PairRole;
-  /** Sync only. @default 'never' */
-  fence?: 'never' | 'data';
-  /** @default true */
-  autoResume?: boolean;
-  /** The journal group: pairs with the same one share a journal and one write order. @default none */
-  journalGroup?: string;
-}
-
-/** Options of a PairManager. */
-export interface PairManagerOptions {
-  controllerId: string;
-  pairs: PairSpec[];
-  volume: (name: string) => Volume | undefined;
-  link: (peerId: string) => Link;
-  /** Every link of the controller: each answers pair messages, even for pairs it has none of. */
-  links: () => Iterable<Link>;
-  clock: Clock;
-  logger: LinkLogger;
-  /** New generation ids. @default realRandom */
-  random?: Random;
-  journal?: ReplicatedVolumeOptions;
-  /** How long a failback waits for the secondary to catch up. @default 30000 */
-  handoverTimeoutMs?: number;
-  /** See PairMutation. @default none */
-  mutation?: PairMutation;
-  /**
-   * Snapshots of a volume, for the last consistent image of a resyncing secondary
-   * (secondary-pair.ts ImageKeeper). @default none: a resyncing secondary keeps no image
-   */
-  snapshots?: PairSnapshots;
-  /**
-   * The consistency groups' copies on this controller as a secondary (src/cgroup/copies.ts):
-   * PAIR_CG_CUT takes one. @default none: cuts are refused
-   */
-  copies?: PairCopies;
-}
-
-/** What PAIR_CG_CUT needs of the controller (src/cgroup/copies.ts SecondaryCopies). */
-export interface PairCopies {
-  take(volume: string, group: string, cycle: number, formed: number): { snapshot: string; holdings: number[] };
-}
-
-/** What a controller's snapshots give the pairs. */
-export interface PairSnapshots {
-  create(volume: string, name: string): void;
-  delete(volume: string, name: string): void;
-  has(volume: string, name: string): boolean;
-}
-
-/**
- * A deliberate bug, for the mutation check of the simulator's invariant checkers only:
- *   apply-out-of-order  the secondary applies each batch of records backwards
- *   drop-write          the secondary skips every 5th write record but reports it applied
- *   skip-track          a resync pass leaves out every 3rd track
- */
-export type PairMutation = 'apply-out-of-order' | 'drop-write' | 'skip-track';
-
-/** A role change of a volume (the host sets its exports' read-only flag from it). */
-export interface PairRoleEvent {
-  name: string;
-  volume: string;
-  role: PairRole;
-  writable: boolean;
-  reason: string;
-}
+export type { PairSpec } from './pair-spec';
+export { groupProblem } from './pair-spec';
+export type {
+  PairManagerOptions,
+  PairCopies,
+  PairSnapshots,
+  PairMutation,
+  PairRoleEvent,
+} from './pairs-options';
 
 interface Side {
   spec: PairSpec;
@@ -166,43 +109,6 @@ interface Side {
   secondary?: SecondaryPair;
   /** An operator's resolve on this side is under way (its peer must not promote this side meanwhile). */
   resolving?: boolean;
-}
-
-/** How often a side that discarded its data asks again while the peer does not declare the pair. */
-const ASK_WHO_KEEPS_RETRY_MS = 1000;
-
-/** Journal group names: as pair names are written in configs and commands. */
-const GROUP_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-
-/**
- * Why `spec` cannot sit beside `others` (the controller's other pairs) as far as journal groups
- * go, or undefined: one peer, one mode and one declared role per group; a grouped volume is in
- * no other pair; at most MAX_GROUP_MEMBERS pairs per group.
- */
-export function groupProblem(spec: PairSpec, others: readonly PairSpec[]): string | undefined {
-  const sameVolume = others.filter((other) => other.volume === spec.volume);
-  if (spec.journalGroup === undefined) {
-    const grouped = sameVolume.find((other) => other.journalGroup !== undefined);
-    return grouped === undefined ? undefined : `volume ${spec.volume} is in journal group ${grouped.journalGroup} (pair ${grouped.name}); a grouped volume is in no other pair`;
-  }
-  const group = spec.journalGroup;
-  if (typeof group !== 'string' || !GROUP_NAME.test(group)) return `${JSON.stringify(group)} is not a journal group name (letters, digits, . _ -, at most 64)`;
-  if (sameVolume.length > 0) return `volume ${spec.volume} is also in pair ${sameVolume[0]?.name}; a grouped volume is in no other pair`;
-  const members = others.filter((other) => other.journalGroup === group);
-  if (members.length + 1 > MAX_GROUP_MEMBERS) return `journal group ${group} holds at most ${MAX_GROUP_MEMBERS} pairs`;
-  for (const other of members) {
-    if (other.peer !== spec.peer) return `journal group ${group} has pair ${other.name} with peer ${other.peer}; pair ${spec.name} names ${spec.peer} (one peer per group)`;
-    if (other.mode !== spec.mode) return `journal group ${group} has pair ${other.name} in mode ${other.mode}; pair ${spec.name} is ${spec.mode} (one mode per group)`;
-    if (other.role !== spec.role) return `journal group ${group} has pair ${other.name} declared ${other.role}; pair ${spec.name} is ${spec.role} (one role per group)`;
-  }
-  return undefined;
-}
-
-function initialMeta(role: PairRole): PairMetaState {
-  return {
-    role, generations: EMPTY_GENERATIONS, synced: false, consistency: 'inconsistent', applied: 0, nextSequence: 1,
-    discard: false, active: 0, sealedThrough: 0, newGeneration: false,
-  };
 }
 
 /** The pairs of one controller. */
@@ -372,35 +278,7 @@ export class PairManager extends EventEmitter {
     const snapshots = this.options.snapshots;
     if (snapshots === undefined) return undefined;
     if (side.images !== undefined) return side.images;
-    const { spec } = side;
-    // Snapshot names: [A-Za-z0-9._:-]{1,47}.
-    const name = `resync.${spec.name}`.slice(0, 47);
-    const log = this.options.logger;
-    let current: string | null = snapshots.has(spec.volume, name) ? name : null;
-    side.images = {
-      get current() {
-        return current;
-      },
-      keep(reason: string): void {
-        if (current !== null) return;
-        try {
-          snapshots.create(spec.volume, name);
-          current = name;
-          log.info({ pair: spec.name, volume: spec.volume, snapshot: name }, `pair ${spec.name}: the last consistent image of ${spec.volume} is kept as snapshot ${name} (${reason})`);
-        } catch (error) {
-          log.warn({ pair: spec.name, volume: spec.volume, err: String(error) }, `pair ${spec.name}: cannot keep the last consistent image of ${spec.volume}: ${(error as Error).message}`);
-        }
-      },
-      release(): void {
-        if (current === null) return;
-        try {
-          snapshots.delete(spec.volume, current);
-        } catch (error) {
-          log.warn({ pair: spec.name, volume: spec.volume, err: String(error) }, `pair ${spec.name}: deleting snapshot ${current} failed: ${(error as Error).message}`);
-        }
-        current = null;
-      },
-    };
+    side.images = snapshotImageKeeper(snapshots, side.spec, this.options.logger);
     return side.images;
   }
 
