@@ -413,6 +413,8 @@ export class ControllerDisks extends EventEmitter {
     const taken = new Set([...this.#groups.values()].flatMap((g) => (g.diverting?.variant === 'backup-volume' ? [g.diverting.work] : [])));
     for (const [candidateName, candidate] of this.#groups) {
       if (candidateName === name || candidate.volumes.length > 0 || taken.has(candidateName) || candidate.group.closed || candidate.group.condition !== 'optimal') continue;
+      const needed = [...entry.volumeObjects.values()].reduce((sum, v) => sum + v.capacityBytes, 0);
+      if (needed > candidate.group.capacityBytes) continue;
       const made: { volumeName: string; extent: string }[] = [];
       try {
         for (const [volumeName, volume] of entry.volumeObjects) {
@@ -630,7 +632,14 @@ export class ControllerDisks extends EventEmitter {
     if (suspectDisk.status === 'suspect' || suspectDisk.status === 'normal') suspectDisk.setStatus('sparing');
     const sparing = new GroupSparing(entry.group, this.#options.clock, member, diskName, spareName);
     entry.sparing = sparing;
-    this.#startDiversion(name, entry);
+    try {
+      this.#startDiversion(name, entry);
+    } catch (error) {
+      // The sparing goes on without a diversion: the weak group carries the writes.
+      const failure = error as Error & { code?: string };
+      this.#options.logger.warn({ group: name, code: failure.code }, `group ${name}: writes are not diverted: ${failure.message}`);
+      this.emit('diversion', { group: name, work: '', kind: 'failed', code: failure.code ?? failure.name, detail: failure.message });
+    }
     const base = { group: name, member, disk: diskName, spare: spareName, totalBytes: entry.group.memberBytes };
     this.emit('sparing', { ...base, kind: 'started', doneBytes: sparing.status().doneBytes } satisfies SparingEvent);
     this.#options.logger.info(base, `group ${name}: sparing member ${member} (${diskName}) onto ${spareName}`);

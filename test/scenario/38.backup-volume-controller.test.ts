@@ -60,6 +60,38 @@ describe('38 diversion to a backup volume in an unused group during a sparing', 
     assert.throws(() => validateConfig({ controllers: [{ id: 'c1', volumes: [{ name: 'v', capacity: '1MiB' }], diversion: 'local-pair' }] }), /diversion/);
   });
 
+  it('an unused group smaller than the volume: no diversion, the sparing goes on, the serve lives', async () => {
+    const small = new Controller({
+      id: `${id}s`,
+      disks: names.map((name) => ({ name, capacityBytes: name.startsWith('e') ? 2 * MiB : 4 * MiB, spare: name === 's0', errorThreshold: name === 'd1' ? 2 : 0 })),
+      groups: [{ name: 'g0', level: 'raid5', disks: ['d0', 'd1', 'd2'], stripeUnitBytes: 64 * KiB }, { name: 'g1', level: 'raid1', disks: ['e0', 'e1'] }],
+      volumes: [{ name: 'vol0', capacityBytes: 4 * MiB, group: 'g0' }],
+      diversion: 'backup-volume',
+      raid: { rebuildStepBytes: 128 * KiB, checkIntervalMs: 50 },
+    });
+    const events: ControllerEvent[] = [];
+    small.on('event', (event: ControllerEvent) => {
+      if (event.subject === 'group:g0') events.push(event);
+    });
+    await small.start();
+    try {
+      const volume = small.volume('vol0') as NonNullable<ReturnType<Controller['volume']>>;
+      const model = crypto.randomBytes(4 * MiB);
+      volume.write(0, model);
+      small.disks.fault('d1', { operations: 'read', byteOffset: 0, byteLength: 64 * KiB });
+      const piece = Buffer.alloc(64 * KiB);
+      for (let i = 0; i < 2; i++) volume.read(64 * KiB, piece);
+      await waitFor(() => events.some((e) => e.new === 'sparing-done'), 'the sparing to finish');
+      assert.ok(!events.some((e) => e.new === 'diversion-started'));
+      assert.equal(tables(small).groups[0]?.diversion, null);
+      const all = Buffer.alloc(4 * MiB);
+      volume.read(0, all);
+      assert.ok(all.equals(model));
+    } finally {
+      await small.close();
+    }
+  });
+
   it('backs writes up to a secondary created in the unused group, survives a restart, copies back and deletes it', async () => {
     const first = controller();
     const events: ControllerEvent[] = [];
