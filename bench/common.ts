@@ -14,6 +14,12 @@ export function parseSizeText(text: string): number | null {
 }
 
 /** A number with `digits` decimals, 'n/a' when it is not finite. */
+/** Median, min and max of one figure over interleaved rounds (an even count takes the upper middle). */
+export function summary(values: number[]): { median: number; min: number; max: number } {
+  const sorted = [...values].sort((a, b) => a - b);
+  return { median: sorted[Math.floor(sorted.length / 2)] as number, min: sorted[0] as number, max: sorted[sorted.length - 1] as number };
+}
+
 export function fixed(value: number, digits = 1): string {
   return Number.isFinite(value) ? value.toFixed(digits) : 'n/a';
 }

@@ -17,7 +17,7 @@ import * as os from 'node:os';
 import { Disk } from '../src/storage/disk';
 import { RaidGroup, type RaidLevel } from '../src/storage/raid-group';
 import { Volume } from '../src/storage/volume';
-import { fixed, warnIfBusy } from './common';
+import { fixed, summary, warnIfBusy } from './common';
 import { writeResults } from './results';
 
 const VOLUME_BYTES = 96 * 1024 * 1024;
@@ -69,11 +69,6 @@ function timeReads(volume: Volume, at: Float64Array, target: Buffer): number {
   const start = process.hrtime.bigint();
   for (let i = 0; i < at.length; i++) volume.read(at[i] as number, target);
   return (at.length * target.length) / (Number(process.hrtime.bigint() - start) / 1e9);
-}
-
-function summary(values: number[]): { median: number; min: number; max: number } {
-  const sorted = [...values].sort((a, b) => a - b);
-  return { median: sorted[Math.floor(sorted.length / 2)] as number, min: sorted[0] as number, max: sorted[sorted.length - 1] as number };
 }
 
 async function main(): Promise<void> {

@@ -41,11 +41,15 @@ function main(): number {
     const lines = child.stdout.toString().trim().split('\n');
     const last = lines[lines.length - 1] ?? '{}';
     try {
-      const result = JSON.parse(last) as { ratios?: Record<string, number>; targets?: Record<string, number> };
-      for (const [key, value] of Object.entries(result.ratios ?? {})) {
+      // A ratio is a number, or { median, min, max } for the suites that run interleaved rounds.
+      type Ratio = number | { median: number; min: number; max: number };
+      const result = JSON.parse(last) as { ratios?: Record<string, Ratio>; targets?: Record<string, number> };
+      for (const [key, ratio] of Object.entries(result.ratios ?? {})) {
+        const value = typeof ratio === 'number' ? ratio : ratio.median;
+        const spread = typeof ratio === 'number' ? '' : ` (${ratio.min.toFixed(3)}..${ratio.max.toFixed(3)})`;
         const target = result.targets?.[key];
         const verdict = target === undefined ? '' : value >= target ? ` (target >= ${target}: met)` : ` (target >= ${target}: NOT met)`;
-        process.stdout.write(`${name}.${key} = ${value.toFixed(3)}${verdict}\n`);
+        process.stdout.write(`${name}.${key} = ${value.toFixed(3)}${spread}${verdict}\n`);
       }
     } catch {
       process.stdout.write(`${lines.join('\n')}\n`);

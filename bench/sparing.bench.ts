@@ -91,7 +91,7 @@ import { Disk } from '../src/storage/disk';
 import { WorkVolume } from '../src/storage/diversion';
 import { RaidGroup } from '../src/storage/raid-group';
 import { Volume } from '../src/storage/volume';
-import { fixed, warnIfBusy } from './common';
+import { fixed, summary, warnIfBusy } from './common';
 import { writeResults } from './results';
 
 const VOLUME_BYTES = 96 * 1024 * 1024;
@@ -372,11 +372,6 @@ async function runVariant(rig: Rig, variant: Variant, at: Float64Array, label: s
     case 'backup':
       return runBackup(rig, at, label);
   }
-}
-
-function summary(values: number[]): { median: number; min: number; max: number } {
-  const sorted = [...values].sort((a, b) => a - b);
-  return { median: sorted[Math.floor(sorted.length / 2)] as number, min: sorted[0] as number, max: sorted[sorted.length - 1] as number };
 }
 
 function push(series: Record<string, number[]>, key: string, value: number): void {
