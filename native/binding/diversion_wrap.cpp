@@ -33,6 +33,35 @@
 namespace bmjs {
 namespace {
 
+// A new region of byteLength formatted by `format(region)`; a format that throws leaves no region behind.
+template <class Format>
+auto formatNewRegion(bm::RegionKind kind, const std::string& name, uint64_t byteLength, Format format) {
+  bm::RegionOptions options;
+  options.kind = kind;
+  options.name = name;
+  options.create = true;
+  options.byteLength = byteLength;
+  std::shared_ptr<bm::Region> region = bm::Region::open(options);
+  try {
+    return format(region);
+  } catch (...) {
+    region->close();
+    if (kind != bm::RegionKind::Anonymous) bm::Region::unlink(kind, name);
+    throw;
+  }
+}
+
+// An existing shared or file region (TypeError for an anonymous one: there is nothing to open).
+std::shared_ptr<bm::Region> openExistingRegion(napi_env env, bm::RegionKind kind, const std::string& name, const char* what) {
+  if (kind == bm::RegionKind::Anonymous) throwTypeError(env, std::string("an anonymous ") + what + " cannot be opened");
+  bm::RegionOptions options;
+  options.kind = kind;
+  options.name = name;
+  options.create = false;
+  options.open = true;
+  return bm::Region::open(options);
+}
+
 class WorkVolumeWrap final : public Napi::ObjectWrap<WorkVolumeWrap> {
  public:
   static constexpr napi_type_tag kTypeTag = {0x626d576f'726b3031ULL, 0x3c19e6a2'8f04d7b1ULL};
@@ -61,9 +90,6 @@ class WorkVolumeWrap final : public Napi::ObjectWrap<WorkVolumeWrap> {
       const auto kind = static_cast<bm::RegionKind>(argIndexAtMost(env, arg(info, 0), "kind", 2));
       std::string name = argString(env, arg(info, 1), "name");
       const bool create = argBool(env, arg(info, 2), "create");
-      bm::RegionOptions regionOptions;
-      regionOptions.kind = kind;
-      regionOptions.name = name;
       std::shared_ptr<bm::Disk> dataDisk;
       if (info.Length() > 5 && !info[5].IsUndefined() && !info[5].IsNull()) dataDisk = diskFromObject(env, info[5], "dataDisk");
       if (create) {
@@ -71,21 +97,12 @@ class WorkVolumeWrap final : public Napi::ObjectWrap<WorkVolumeWrap> {
         const uint64_t slotBytes = argIndexAtMost(env, arg(info, 4), "slotBytes", 65536);
         if (slotCount == 0) throwRangeError(env, "slotCount must be at least 1");
         if (slotBytes < 512 || (slotBytes & (slotBytes - 1)) != 0) throwRangeError(env, "slotBytes must be a power of two from 512 to 65536");
-        regionOptions.create = true;
-        regionOptions.byteLength = bm::WorkVolume::regionBytesFor(slotCount, static_cast<uint32_t>(slotBytes), dataDisk != nullptr);
-        std::shared_ptr<bm::Region> region = bm::Region::open(regionOptions);
-        try {
-          core_ = bm::WorkVolume::create(region, slotCount, static_cast<uint32_t>(slotBytes), dataDisk);
-        } catch (...) {
-          region->close();
-          if (kind != bm::RegionKind::Anonymous) bm::Region::unlink(kind, name);
-          throw;
-        }
+        core_ = formatNewRegion(kind, name, bm::WorkVolume::regionBytesFor(slotCount, static_cast<uint32_t>(slotBytes), dataDisk != nullptr),
+                                [&](std::shared_ptr<bm::Region> region) {
+                                  return bm::WorkVolume::create(std::move(region), slotCount, static_cast<uint32_t>(slotBytes), dataDisk);
+                                });
       } else {
-        if (kind == bm::RegionKind::Anonymous) throwTypeError(env, "an anonymous work volume cannot be opened");
-        regionOptions.create = false;
-        regionOptions.open = true;
-        core_ = bm::WorkVolume::open(bm::Region::open(regionOptions), dataDisk);
+        core_ = bm::WorkVolume::open(openExistingRegion(env, kind, name, "work volume"), dataDisk);
       }
     } catch (const Napi::Error&) {
       throw;
@@ -206,29 +223,17 @@ class BackupVolumeWrap final : public Napi::ObjectWrap<BackupVolumeWrap> {
       const auto kind = static_cast<bm::RegionKind>(argIndexAtMost(env, arg(info, 0), "kind", 2));
       std::string name = argString(env, arg(info, 1), "name");
       const bool create = argBool(env, arg(info, 2), "create");
-      bm::RegionOptions regionOptions;
-      regionOptions.kind = kind;
-      regionOptions.name = name;
       if (create) {
         const uint64_t byteLength = argIndex(env, arg(info, 3), "byteLength");
         const uint64_t blockBytes = argIndexAtMost(env, arg(info, 4), "blockBytes", 1 << 20);
         if (blockBytes < 512 || (blockBytes & (blockBytes - 1)) != 0) throwRangeError(env, "blockBytes must be a power of two from 512 to 1 MiB");
         if (byteLength == 0 || byteLength % blockBytes != 0) throwRangeError(env, "byteLength must be a positive multiple of blockBytes");
-        regionOptions.create = true;
-        regionOptions.byteLength = bm::BackupVolume::regionBytesFor(byteLength, static_cast<uint32_t>(blockBytes));
-        std::shared_ptr<bm::Region> region = bm::Region::open(regionOptions);
-        try {
-          core_ = bm::BackupVolume::create(region, byteLength, static_cast<uint32_t>(blockBytes));
-        } catch (...) {
-          region->close();
-          if (kind != bm::RegionKind::Anonymous) bm::Region::unlink(kind, name);
-          throw;
-        }
+        core_ = formatNewRegion(kind, name, bm::BackupVolume::regionBytesFor(byteLength, static_cast<uint32_t>(blockBytes)),
+                                [&](std::shared_ptr<bm::Region> region) {
+                                  return bm::BackupVolume::create(std::move(region), byteLength, static_cast<uint32_t>(blockBytes));
+                                });
       } else {
-        if (kind == bm::RegionKind::Anonymous) throwTypeError(env, "an anonymous backup volume cannot be opened");
-        regionOptions.create = false;
-        regionOptions.open = true;
-        core_ = bm::BackupVolume::open(bm::Region::open(regionOptions));
+        core_ = bm::BackupVolume::open(openExistingRegion(env, kind, name, "backup volume"));
       }
     } catch (const Napi::Error&) {
       throw;
