@@ -1,4 +1,4 @@
-// Helpers for the interop tests of a RAID sparing through a real serve (80: diversion to a work
+// Helpers for the tests of a RAID sparing, through a real serve (interop 80: diversion to a work
 // volume, 81: diversion to a work disk): the fio verify jobs they write and check with, the way
 // they turn a member disk suspect without an error reaching the client, and the removal of every
 // shared-memory object their controller made. Moved out of 80 so 81 runs the same story.
@@ -62,4 +62,20 @@ export function removeRegions(prefix: string): void {
   for (const name of fs.readdirSync(SHM_DIRECTORY)) {
     if (name.includes(prefix)) fs.rmSync(path.join(SHM_DIRECTORY, name), { force: true });
   }
+}
+
+/**
+ * The same story in-process (scenarios 36 to 38): slows the spare `<controllerId>.s0`, fails the
+ * first 64 KiB of `<controllerId>.d1`'s reads and reads them twice through `volume` (raid5 rebuilds
+ * them from parity; a threshold of 2 turns d1 suspect). Returns both disks, opened: the caller
+ * clears `spareLatency` on the spare to let the sparing end, and closes them.
+ */
+export function makeSuspectInProcess(controllerId: string, volume: { read(byteOffset: number, target: Buffer): unknown }): { spare: Disk; spareLatency: number; suspect: Disk } {
+  const spare = Disk.open({ name: `${controllerId}.s0` });
+  const spareLatency = spare.addFault({ operations: 'write', errno: 0, latencyMs: 20 });
+  const suspect = Disk.open({ name: `${controllerId}.d1` });
+  suspect.addFault({ operations: 'read', byteOffset: 0, byteLength: 64 * 1024 });
+  const piece = Buffer.alloc(64 * 1024);
+  for (let i = 0; i < 2; i++) volume.read(64 * 1024, piece);
+  return { spare, spareLatency, suspect };
 }

@@ -13,11 +13,11 @@
 // fault is gone, and ends with the tables reset and every byte read back from the members.
 import * as assert from 'node:assert/strict';
 import * as crypto from 'node:crypto';
-import * as fs from 'node:fs';
 
 import { validateConfig } from '../../src/cli/config';
 import { Controller, type ControllerEvent } from '../../src/controller/controller';
 import { Disk } from '../../src/storage/disk';
+import { makeSuspectInProcess, removeRegions } from '../helpers/raid-sparing';
 import { uniqueName } from '../helpers/storage';
 import { waitFor } from '../helpers/tools';
 
@@ -35,13 +35,7 @@ describe('37 diversion to a work disk during a sparing', function () {
   this.timeout(90_000);
   const id = uniqueName('c');
   const names = ['d0', 'd1', 'd2', 's0', 'wd'];
-  after(() => {
-    for (const name of fs.readdirSync('/dev/shm')) {
-      if (name.startsWith(`blockmirror.disk.${id}.`) || name.startsWith(`blockmirror.raid.${id}.`) || name.startsWith(`blockmirror.work.${id}.`)) {
-        fs.rmSync(`/dev/shm/${name}`, { force: true });
-      }
-    }
-  });
+  after(() => removeRegions(id));
 
   const controller = (): Controller => new Controller({
     id,
@@ -77,12 +71,7 @@ describe('37 diversion to a work disk during a sparing', function () {
     const volume = first.volume('vol0') as NonNullable<ReturnType<Controller['volume']>>;
     const model = crypto.randomBytes(8 * MiB);
     volume.write(0, model);
-    const spare = Disk.open({ name: `${id}.s0` });
-    const slow = spare.addFault({ operations: 'write', errno: 0, latencyMs: 20 });
-    const d1 = Disk.open({ name: `${id}.d1` });
-    d1.addFault({ operations: 'read', byteOffset: 0, byteLength: 64 * KiB });
-    const piece = Buffer.alloc(64 * KiB);
-    for (let i = 0; i < 2; i++) volume.read(64 * KiB, piece);
+    const { spare, spareLatency: slow, suspect: d1 } = makeSuspectInProcess(id, volume);
     await waitFor(() => events.some((e) => e.new === 'diversion-started'), 'the diversion to start');
     const members = ['d0', 'd1', 'd2'].map((name) => Disk.open({ name: `${id}.${name}` }));
     const memberWrites = (): number => members.reduce((sum, d) => sum + d.stats().writeCount, 0);

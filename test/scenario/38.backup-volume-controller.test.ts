@@ -16,7 +16,7 @@ import * as fs from 'node:fs';
 
 import { validateConfig } from '../../src/cli/config';
 import { Controller, type ControllerEvent } from '../../src/controller/controller';
-import { Disk } from '../../src/storage/disk';
+import { makeSuspectInProcess, removeRegions } from '../helpers/raid-sparing';
 import { uniqueName } from '../helpers/storage';
 import { waitFor } from '../helpers/tools';
 
@@ -33,13 +33,7 @@ describe('38 diversion to a backup volume in an unused group during a sparing', 
   this.timeout(90_000);
   const id = uniqueName('c');
   const names = ['d0', 'd1', 'd2', 's0', 'e0', 'e1'];
-  after(() => {
-    for (const name of fs.readdirSync('/dev/shm')) {
-      if (name.startsWith(`blockmirror.disk.${id}.`) || name.startsWith(`blockmirror.raid.${id}.`) || name.startsWith(`blockmirror.backup.${id}.`)) {
-        fs.rmSync(`/dev/shm/${name}`, { force: true });
-      }
-    }
-  });
+  after(() => removeRegions(id));
 
   const controller = (): Controller => new Controller({
     id,
@@ -103,12 +97,7 @@ describe('38 diversion to a backup volume in an unused group during a sparing', 
     const volume = first.volume('vol0') as NonNullable<ReturnType<Controller['volume']>>;
     const model = crypto.randomBytes(4 * MiB);
     volume.write(0, model);
-    const spare = Disk.open({ name: `${id}.s0` });
-    const slow = spare.addFault({ operations: 'write', errno: 0, latencyMs: 20 });
-    const d1 = Disk.open({ name: `${id}.d1` });
-    d1.addFault({ operations: 'read', byteOffset: 0, byteLength: 64 * KiB });
-    const piece = Buffer.alloc(64 * KiB);
-    for (let i = 0; i < 2; i++) volume.read(64 * KiB, piece);
+    const { spare, spareLatency: slow, suspect: d1 } = makeSuspectInProcess(id, volume);
     await waitFor(() => events.some((e) => e.new === 'diversion-started'), 'the diversion to start');
     const weakWrites = (c: Controller): number => tables(c).groups[0]?.stats?.writeCount ?? -1;
     const before = weakWrites(first);
