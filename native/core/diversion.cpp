@@ -231,14 +231,13 @@ void WorkVolume::fallBack(uint64_t* entry, uint64_t block, const uint8_t* merged
   bump(header_, 1);
 }
 
-bool WorkVolume::append(uint64_t key, const uint8_t* block) {
+bool WorkVolume::append(uint64_t key, uint64_t* entry, const uint8_t* block) {
   const uint64_t slot = terminal() + 1;
   word64(header_, kTerminalOffset).store(slot, std::memory_order_release);  // reserved first
   if (slot == slotCount_) word32(header_, kStateOffset).store(static_cast<uint32_t>(WorkState::Full), std::memory_order_release);
   if (!writeSlot(slot, 0, block, slotBytes_)) return false;  // the slot is wasted, its bitmap bit stays clear
   cell(&reverse_[slot - 1]).store(key, std::memory_order_relaxed);
   cell(&bitmap_[(slot - 1) / 64]).fetch_or(uint64_t(1) << ((slot - 1) % 64), std::memory_order_relaxed);
-  uint64_t* entry = findEntry(key);
   std::atomic_thread_fence(std::memory_order_release);
   if (entry[0] == 0) {
     cell(entry + 1).store(slot, std::memory_order_relaxed);
@@ -297,7 +296,7 @@ void WorkVolume::store(uint32_t main, uint64_t byteOffset, const uint8_t* data, 
         fallBack(entry, block, scratch_.data(), inner);
       }
     } else if (n == slotBytes_) {
-      if (!append(key, piece)) fallBack(entry, block, piece, inner);
+      if (!append(key, entry, piece)) fallBack(entry, block, piece, inner);
     } else {
       // A partial block: the rest comes from the newest copy.
       if (slot != 0) {
@@ -306,7 +305,7 @@ void WorkVolume::store(uint32_t main, uint64_t byteOffset, const uint8_t* data, 
         inner.loadMain(block * slotBytes_, scratch_.data(), slotBytes_);
       }
       mergeInto(scratch_.data(), within, piece, n);
-      if (!append(key, scratch_.data())) fallBack(entry, block, scratch_.data(), inner);
+      if (!append(key, entry, scratch_.data())) fallBack(entry, block, scratch_.data(), inner);
     }
     done += n;
   }

@@ -137,8 +137,9 @@ class WorkVolume {
   // A slot write failed: the merged block goes to the main store instead and the map forgets the slot.
   void fallBack(uint64_t* entry, uint64_t block, const uint8_t* merged, MainStore& inner);
   uint64_t* findEntry(uint64_t key) const noexcept;  // the key's entry or the empty one it would take
-  // False when the slot write failed (the slot is wasted, nothing else changed).
-  bool append(uint64_t key, const uint8_t* block);
+  // False when the slot write failed (the slot is wasted, nothing else changed). `entry` is the
+  // key's map entry (findEntry: the caller found it already; nothing changed the map since).
+  bool append(uint64_t key, uint64_t* entry, const uint8_t* block);
   void copyBlockBack(uint64_t slot, uint64_t key, uint64_t* entry, MainStore& inner);
   void reset() noexcept;
 
