@@ -81,6 +81,7 @@ interface DiskListStatus {
   groups?: {
     group: string; volumes: string[]; disks: string[]; level: string; condition: string;
     rebuild: { cursorBytes: number; memberBytes: number; member: number } | null;
+    sparing?: { member: number; disk: string; spare: string; doneBytes: number; totalBytes: number } | null;
     diversion?: { variant: string; workVolume?: string; workDisk?: string; secondaryGroup?: string; copyingBack: boolean; lastError: string | null } | null;
     lastError?: string | null;
   }[];
@@ -124,7 +125,9 @@ export function formatDiskList(result: unknown): string {
   const raid = (result ?? {}) as DiskListStatus;
   const groups = [['GROUP', 'VOLUMES', 'DISKS', 'LEVEL', 'CONDITION', 'REBUILD']];
   for (const group of raid.groups ?? []) {
-    const rebuild = group.rebuild === null ? '' : `member ${group.rebuild.member} ${Math.floor((100 * group.rebuild.cursorBytes) / group.rebuild.memberBytes)}%`;
+    const sparing = group.sparing ?? null;
+    const rebuild = group.rebuild !== null ? `member ${group.rebuild.member} ${Math.floor((100 * group.rebuild.cursorBytes) / group.rebuild.memberBytes)}%`
+      : sparing !== null ? `sparing ${sparing.disk} -> ${sparing.spare} ${Math.floor((100 * sparing.doneBytes) / Math.max(1, sparing.totalBytes))}%` : '';
     groups.push([group.group, group.volumes.join(', ') || 'NULL', group.disks.join(', '), group.level, group.condition, rebuild]);
   }
   const disks = [['DISK', 'CAPACITY', 'STATUS', 'ERRORS', 'GROUP', 'BACKUP', 'FAULTS']];

@@ -21,7 +21,8 @@ const group = (name: string, disks: string[], diversion: unknown, lastError: str
 const withWork = {
   groups: [
     group('g0', ['d0', 'd1', 'd2'], { variant: 'work-disk', workDisk: 'w0', copyingBack: false, lastError: null }),
-    group('g1', ['d3', 'd4', 'd5'], { variant: 'work-volume', workVolume: 'wv0', copyingBack: true, lastError: 'ERR_RAID_WRITE_FAILED: member 1 write failed' }),
+    { ...group('g1', ['d3', 'd4', 'd5'], { variant: 'work-volume', workVolume: 'wv0', copyingBack: true, lastError: 'ERR_RAID_WRITE_FAILED: member 1 write failed' }),
+      sparing: { member: 1, disk: 'd4', spare: 's0', doneBytes: 3 * MiB, totalBytes: 8 * MiB, rate: null, eta: null } },
     group('g2', ['d6', 'd7', 'd8'], null, 'ERR_RAID_READ_FAILED: data lost at 4096'),
     group('g3', ['d9', 'd10', 'd11'], null),
   ],
@@ -107,6 +108,7 @@ describe('92 disk list format', () => {
       'group g2: last error: ERR_RAID_READ_FAILED: data lost at 4096',
     ]);
     assert.deepEqual(groupRows.filter((line) => !line.startsWith('group ')).map((line) => line.split(/\s{2,}/)[0]), ['g0', 'g1', 'g2', 'g3']);
+    assert.match(groupRows.find((line) => line.startsWith('g1 ')) ?? '', /sparing d4 -> s0 37%$/);
 
     // Order: groups, disks, work volumes, work disks, work disk map, address map.
     const headers = ['GROUP', 'DISK', 'WORK VOLUME', 'WORK DISK', 'MAIN DISK', 'VOLUME'].map((name) => text.search(new RegExp(`^${name}\\s`, 'm')));
