@@ -210,7 +210,13 @@ bool WorkVolume::writeSlot(uint64_t slot, uint64_t within, const uint8_t* data, 
     else std::memcpy(slotData(slot) + within, data, n);
     return true;
   }
-  if (disk_->write((slot - 1) * slotBytes_ + within, data, n) == 0) return true;
+  int failure = 0;
+  try {
+    failure = disk_->write((slot - 1) * slotBytes_ + within, data, n);
+  } catch (const Error&) {
+    failure = EIO;  // the data disk was closed under the diversion: a failed slot I/O like any other
+  }
+  if (failure == 0) return true;
   bump(header_, 5);
   return false;
 }
@@ -220,7 +226,13 @@ bool WorkVolume::readSlot(uint64_t slot, uint64_t within, uint8_t* target, uint6
     std::memcpy(target, slotData(slot) + within, n);
     return true;
   }
-  if (disk_->read((slot - 1) * slotBytes_ + within, target, n) == 0) return true;
+  int failure = 0;
+  try {
+    failure = disk_->read((slot - 1) * slotBytes_ + within, target, n);
+  } catch (const Error&) {
+    failure = EIO;
+  }
+  if (failure == 0) return true;
   bump(header_, 5);
   return false;
 }

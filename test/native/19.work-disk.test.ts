@@ -234,6 +234,24 @@ describe('19 work disk (diversion variant (c))', () => {
     assert.ok(piece.equals(model.subarray(at + 32 * KiB, at + 48 * KiB)));
   });
 
+  it('a data disk closed under the diversion fails slot I/O: writes fall back, lost slots are an error, the process lives', () => {
+    const disks = [disk(), disk(), disk()];
+    const group = cleanup.close(RaidGroup.create({ level: 'raid5', disks, stripeUnitBytes: 16 * KiB }));
+    const data = Disk.create({ capacityBytes: 1024 * KiB });
+    const work = cleanup.close(WorkVolume.create({ dataDisk: data }));
+    group.divertDisks(work);
+    work.start();
+    group.write(0, Buffer.alloc(4096, 7));
+    data.close();
+    group.write(8192, Buffer.alloc(4096, 9));
+    const piece = Buffer.alloc(4096);
+    group.read(8192, piece);
+    assert.ok(piece.equals(Buffer.alloc(4096, 9)), 'the write fell back to the members');
+    assert.ok(work.stats().slotErrors > 0);
+    // Block 0's data and parity lived on the closed disk only: an error, not stale bytes.
+    throwsCode(() => group.read(0, piece), 'ERR_RAID_READ_FAILED');
+  });
+
   it('reopens shared maps as a SIGKILL leaves them, with its own data disk only', () => {
     const diskName = uniqueName('wdd');
     const mapName = uniqueName('wdm');
