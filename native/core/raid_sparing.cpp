@@ -114,7 +114,11 @@ void RaidGroup::sparingMirror(uint32_t member, uint64_t diskByteOffset, const ui
   const uint64_t cursor = word64(header_, kSparingCursorOffset).load(std::memory_order_relaxed);
   if (diskByteOffset >= cursor) return;
   const uint64_t n = std::min(byteLength, cursor - diskByteOffset);
-  if (sparingDisk_->write(diskByteOffset, source, n) != 0) sparingWriteFailed_ = true;
+  try {
+    if (sparingDisk_->write(diskByteOffset, source, n) != 0) sparingWriteFailed_ = true;
+  } catch (const Error&) {
+    sparingWriteFailed_ = true;  // the spare was closed under the sparing: the next step cancels it
+  }
 }
 
 uint64_t RaidGroup::sparingStep(uint64_t maxBytes) {
