@@ -421,6 +421,13 @@ class RaidWrap final : public Napi::ObjectWrap<RaidWrap> {
       if (other->resource_ == resource_) throwRangeError(env, "the secondary must be in another group");
       const bm::RaidExtent extent = other->resource_->core->findExtent(argString(env, arg(info, 3), "extentName"));
       if (extent.byteLength < backup->byteLength()) throwRangeError(env, "the secondary extent is smaller than the backup volume");
+      if (backup->byteLength() != volume->capacityBytes()) throwRangeError(env, "the backup volume must be as long as the volume");
+      if (entry.extent->backup() && entry.extent->backup() != backup && entry.extent->backup()->state() != bm::WorkState::Unused) {
+        throw bm::Error(bm::Code::ERR_DIVERSION_STATE, "the volume is backed up to another backup volume in use (copy it back and lift it first)");
+      }
+      if (backup->hasSecondary() && backup->state() != bm::WorkState::Unused && entry.extent->backup() != backup) {
+        throw bm::Error(bm::Code::ERR_DIVERSION_STATE, "the backup volume is in use behind another volume");
+      }
       backup->setSecondary(std::make_shared<bm::GroupExtent>(other->resource_->core, extent.groupByteOffset, backup->byteLength()));
       entry.extent->setBackup(std::move(backup));
       return info.Env().Undefined();

@@ -179,6 +179,8 @@ void BackupVolume::store(uint64_t byteOffset, const uint8_t* data, uint64_t byte
         main.storeMain(block * blockBytes_, scratch_.data(), blockBytes_);
         setBit(block, false);
         bump(header_, kStatsOffset + 16);
+        done += n;
+        continue;
       }
       bump(header_, kStatsOffset);
     } else {

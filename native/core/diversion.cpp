@@ -406,6 +406,8 @@ void WorkVolume::reset() noexcept {
   word64(header_, kTerminalOffset).store(0, std::memory_order_relaxed);
   std::memset(header_ + l.bitmap, 0, l.data - l.bitmap);
   word64(header_, kCopyCursorOffset).store(0, std::memory_order_relaxed);
+  // Nothing is diverted any more: the mains are registered afresh by the next diversion.
+  word32(header_, kMainCountOffset).store(0, std::memory_order_relaxed);
   word32(header_, kStateOffset).store(static_cast<uint32_t>(WorkState::Unused), std::memory_order_release);
 }
 

@@ -256,14 +256,30 @@ void RaidGroup::MemberStore::loadMain(uint64_t byteOffset, uint8_t* target, uint
 
 void RaidGroup::setWorkDisk(std::shared_ptr<WorkVolume> work, const std::vector<uint64_t>& mainKeys) {
   checkOpen();
-  for (uint32_t m = 0; m < memberCount_ && workDisk_; m++) workDisk_->detach(&memberStores_[m]);
-  workDisk_.reset();
-  if (!work) return;
+  auto lift = [&] {
+    for (uint32_t m = 0; m < memberCount_ && workDisk_; m++) workDisk_->detach(&memberStores_[m]);
+    workDisk_.reset();
+  };
+  if (!work) {
+    lift();
+    return;
+  }
+  // Everything is checked before the current work disk is let go: a refused call changes nothing.
   if (work->dataDisk() == nullptr) throw RangeError("a work disk keeps its slots on a disk (a work volume goes behind a volume's extent)");
   if (mainKeys.size() != memberCount_) throw RangeError("one main key per member is needed");
   for (uint32_t m = 0; m < memberCount_; m++) {
     if (disks_[m] == work->dataDisk()) throw RangeError("the work disk is a member of the group");
   }
+  if (workDisk_ && workDisk_ != work && workDisk_->state() != WorkState::Unused) {
+    throw Error(Code::ERR_DIVERSION_STATE, "the group diverts to another work disk in use (copy it back and lift it first)");
+  }
+  const auto known = work->mains();
+  uint32_t fresh = 0;
+  for (uint32_t m = 0; m < memberCount_; m++) {
+    if (std::find(known.begin(), known.end(), mainKeys[m]) == known.end()) fresh++;
+  }
+  if (known.size() + fresh > WorkVolume::kMaxMains) throw Error(Code::ERR_DIVERSION_MAINS_FULL, "the work disk cannot take this group's members as mains");
+  lift();
   uint32_t mains[kMaxMembers];
   for (uint32_t m = 0; m < memberCount_; m++) mains[m] = work->registerMain(mainKeys[m]);
   for (uint32_t m = 0; m < memberCount_; m++) {
@@ -696,7 +712,10 @@ GroupExtent::~GroupExtent() {
   if (backup_) backup_->detach(this);
 }
 
-void GroupExtent::setBackup(std::shared_ptr<BackupVolume> backup) noexcept {
+void GroupExtent::setBackup(std::shared_ptr<BackupVolume> backup) {
+  if (backup && backup_ && backup_ != backup && backup_->state() != WorkState::Unused) {
+    throw Error(Code::ERR_DIVERSION_STATE, "the volume is backed up to another backup volume in use (copy it back and lift it first)");
+  }
   if (backup_) backup_->detach(this);
   backup_ = std::move(backup);
   if (backup_) backup_->attach(this);

@@ -278,7 +278,8 @@ class GroupExtent final : public BackingStore, public MainStore {
   const std::shared_ptr<WorkVolume>& workVolume() const noexcept { return work_; }
   // Diversion variant (a) (backup_diversion.hpp): while a backup volume is set (it wins over a
   // work volume), stores and loads go through it.
-  void setBackup(std::shared_ptr<BackupVolume> backup) noexcept;
+  // ERR_DIVERSION_STATE when another backup volume is in use behind it (copy it back first); null lifts.
+  void setBackup(std::shared_ptr<BackupVolume> backup);
   const std::shared_ptr<BackupVolume>& backup() const noexcept { return backup_; }
   // The group's share with no diversion (MainStore): storeMain throws the group's error.
   void storeMain(uint64_t byteOffset, const uint8_t* data, uint64_t byteLength) override;

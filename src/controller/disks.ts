@@ -358,7 +358,8 @@ export class ControllerDisks extends EventEmitter {
   }
 
   #backupSharedName(groupName: string, volumeName: string): string {
-    return `${this.#options.controllerId}.${groupName}.${volumeName}`;
+    const name = `${this.#options.controllerId}.${groupName}.${volumeName}`;
+    return name.length <= 120 ? name : `${this.#options.controllerId.slice(0, 40)}.${this.#hashKey(name).toString(16)}`;
   }
 
   #sharedGroup(entry: OpenGroup): boolean {
@@ -429,15 +430,29 @@ export class ControllerDisks extends EventEmitter {
       }
       const shared = this.#sharedGroup(entry) && this.#sharedGroup(candidate);
       const backups = new Map<string, { backup: BackupVolume; extent: string; sharedName: string | undefined }>();
-      for (const { volumeName, extent } of made) {
-        const volume = entry.volumeObjects.get(volumeName) as Volume;
-        const sharedName = shared ? this.#backupSharedName(name, volumeName) : undefined;
-        if (sharedName !== undefined && BackupVolume.exists(sharedName)) BackupVolume.unlink(sharedName);
-        const byteLength = Math.ceil(volume.capacityBytes / BackupVolume.DEFAULT_BLOCK_BYTES) * BackupVolume.DEFAULT_BLOCK_BYTES;
-        const backup = BackupVolume.create({ byteLength, ...(sharedName === undefined ? {} : { backing: 'shared' as const, name: sharedName }) });
-        entry.group.divertToBackup(volume, backup, candidate.group, extent);
-        backup.start();
-        backups.set(volumeName, { backup, extent, sharedName });
+      try {
+        for (const { volumeName, extent } of made) {
+          const volume = entry.volumeObjects.get(volumeName) as Volume;
+          const sharedName = shared ? this.#backupSharedName(name, volumeName) : undefined;
+          if (sharedName !== undefined && BackupVolume.exists(sharedName)) BackupVolume.unlink(sharedName);
+          // The bitmap's unit divides the volume (the backup is exactly as long as the volume).
+          const blockBytes = [4096, 2048, 1024, 512].find((b) => volume.capacityBytes % b === 0);
+          if (blockBytes === undefined) throw new RangeError(`volume ${volumeName}: its size is not a multiple of 512 bytes`);
+          const backup = BackupVolume.create({ byteLength: volume.capacityBytes, blockBytes, ...(sharedName === undefined ? {} : { backing: 'shared' as const, name: sharedName }) });
+          backups.set(volumeName, { backup, extent, sharedName });
+          entry.group.divertToBackup(volume, backup, candidate.group, extent);
+          backup.start();
+        }
+      } catch (error) {
+        // All or nothing: what was made is lifted and removed, so no volume is left half diverted.
+        for (const [volumeName, { backup, sharedName }] of backups) {
+          const volume = entry.volumeObjects.get(volumeName);
+          if (volume !== undefined && !volume.closed) entry.group.divertToBackup(volume, null);
+          backup.close();
+          if (sharedName !== undefined) BackupVolume.unlink(sharedName);
+        }
+        for (const { extent } of made) candidate.group.freeExtent(extent);
+        throw error;
       }
       entry.diverting = { variant: 'backup-volume', work: candidateName, backups, copyingBack: false, lastError: undefined, retryAtMs: 0 };
       this.emit('diversion', { group: name, work: candidateName, kind: 'started' });

@@ -434,7 +434,7 @@ export class RaidGroup {
     if (!(backup instanceof BackupVolume)) throw new TypeError('backup must be a BackupVolume or null');
     if (!(secondary instanceof RaidGroup)) throw new TypeError('secondary must be a RaidGroup');
     checkExtentName(extentName);
-    if (backup.byteLength < volume.capacityBytes) throw new RangeError('the backup volume is smaller than the volume');
+    if (backup.byteLength !== volume.capacityBytes) throw new RangeError('the backup volume must be as long as the volume');
     this.#native().divertToBackup(volume[kVolumeHandle], backup[kBackupHandle], secondary.#native(), extentName as string);
   }
 

@@ -83,6 +83,7 @@ describe('19 work disk (diversion variant (c))', () => {
     assert.equal(work.state, 'unused');
     assert.equal(work.terminal, null);
     assert.deepEqual(work.entries(), []);
+    assert.deepEqual(work.mains, [], 'a finished copy-back clears the mains: the work disk serves any group next');
     assert.ok(spare.stats().writeBytes > spareBefore, 'the copy-back wrote the member that the spare became');
     assertHolds(group, model, 'after the copy-back, without the work disk');
     // The old suspect disk is out: failing it changes nothing.
@@ -297,6 +298,16 @@ describe('19 work disk (diversion variant (c))', () => {
     throwsWith(() => group.divertDisks(work, [1n]), RangeError, /one key per member/);
     throwsWith(() => group.divertDisks(work, [1n, 2 as unknown as bigint]), TypeError, /bigints/);
     throwsWith(() => WorkVolume.create({ dataDisk: disk(64 * KiB), capacityBytes: 128 * KiB }), RangeError, /exceeds/);
+    // A refused call changes nothing: the work disk in use stays, reads stay right.
+    group.divertDisks(work, [1n, 2n]);
+    work.start();
+    group.write(0, Buffer.alloc(4096, 0xaa));
+    throwsWith(() => group.divertDisks(own), RangeError, /member of the group/);
+    const another = workDisk();
+    throwsCode(() => group.divertDisks(another), 'ERR_DIVERSION_STATE');
+    const piece = Buffer.alloc(4096);
+    group.read(0, piece);
+    assert.ok(piece.equals(Buffer.alloc(4096, 0xaa)));
     throwsWith(() => WorkVolume.create({ dataDisk: disk(64 * KiB, { sectorSize: 4096 }), slotBytes: 512 }), RangeError, /sector/);
   });
 });

@@ -160,8 +160,17 @@ describe('20 backup volume (diversion variant (a))', () => {
     throwsWith(() => weak.divertToBackup(volume, backup, weak, 'vol'), RangeError, /another group/);
     throwsCode(() => weak.divertToBackup(volume, backup, spareGroup, 'nope'), 'ERR_RAID_EXTENT_NOT_FOUND');
     const small = cleanup.close(BackupVolume.create({ byteLength: 64 * KiB }));
-    throwsWith(() => weak.divertToBackup(volume, small, spareGroup, 'bk.vol'), RangeError, /smaller/);
-    throwsWith(() => BackupVolume.create({ byteLength: 5000 }), RangeError, /multiple/);
+    throwsWith(() => weak.divertToBackup(volume, small, spareGroup, 'bk.vol'), RangeError, /as long as the volume/);
     throwsCode(() => backup.beginCopyBack(), 'ERR_DIVERSION_STATE');
+    // A backup in use is not replaced by another (its bitmap would be forgotten): copy back first.
+    weak.divertToBackup(volume, backup, spareGroup, 'bk.vol');
+    backup.start();
+    volume.write(0, Buffer.alloc(4096, 0xaa));
+    const other = cleanup.close(BackupVolume.create({ byteLength: 512 * KiB }));
+    throwsCode(() => weak.divertToBackup(volume, other, spareGroup, 'bk.vol'), 'ERR_DIVERSION_STATE');
+    const piece = Buffer.alloc(4096);
+    volume.read(0, piece);
+    assert.ok(piece.equals(Buffer.alloc(4096, 0xaa)));
+    throwsWith(() => BackupVolume.create({ byteLength: 5000 }), RangeError, /multiple/);
   });
 });
