@@ -261,11 +261,16 @@ bool WorkVolume::append(uint64_t key, uint64_t* entry, const uint8_t* block) {
   return true;
 }
 
+void WorkVolume::loadNewest(uint64_t slot, uint64_t block, MainStore& inner) {
+  if (readSlot(slot, 0, scratch_.data(), slotBytes_)) return;
+  if (!inner.rebuildMain(block * slotBytes_, scratch_.data(), slotBytes_)) throw SlotIoError{EIO};
+}
+
 void WorkVolume::copyBlockBack(uint64_t slot, uint64_t key, uint64_t* entry, MainStore& inner) {
   const uint64_t block = key & ((uint64_t(1) << 56) - 1);
   const uint8_t* bytes = slotData(slot);
   if (disk_ != nullptr) {
-    if (!readSlot(slot, 0, scratch_.data(), slotBytes_)) throw SlotIoError{EIO};
+    loadNewest(slot, block, inner);
     bytes = scratch_.data();
   }
   inner.storeMain(block * slotBytes_, bytes, slotBytes_);
@@ -303,7 +308,7 @@ void WorkVolume::store(uint32_t main, uint64_t byteOffset, const uint8_t* data, 
         bump(header_, 2);
       } else {
         // The slot cannot take it: the whole block, merged, goes to the main store.
-        if (!readSlot(slot, 0, scratch_.data(), slotBytes_)) throw SlotIoError{EIO};
+        loadNewest(slot, block, inner);
         mergeInto(scratch_.data(), within, piece, n);
         fallBack(entry, block, scratch_.data(), inner);
       }
@@ -312,7 +317,7 @@ void WorkVolume::store(uint32_t main, uint64_t byteOffset, const uint8_t* data, 
     } else {
       // A partial block: the rest comes from the newest copy.
       if (slot != 0) {
-        if (!readSlot(slot, 0, scratch_.data(), slotBytes_)) throw SlotIoError{EIO};
+        loadNewest(slot, block, inner);
       } else {
         inner.loadMain(block * slotBytes_, scratch_.data(), slotBytes_);
       }

@@ -33,8 +33,9 @@
 // mains are then a group's member disks (RaidGroup::setWorkDisk, raid.hpp) and a block is a
 // member disk address / slotBytes. A slot I/O can fail on a disk: a failed slot write falls back
 // to the main store with the whole merged block and forgets the slot (counted in slotErrors and
-// fallbackWrites), a failed slot read throws SlotIoError (the caller rebuilds the bytes from the
-// group's redundancy, as for any unreadable disk).
+// fallbackWrites); a slot that cannot be read for a merge or a copy-back is rebuilt by the main
+// store from redundancy (MainStore::rebuildMain: the group's other members), and a failed slot
+// read in load() throws SlotIoError (the caller rebuilds the bytes, as for any unreadable disk).
 //
 // No allocation on the I/O path: one scratch slot is allocated at open. One thread at a time.
 #pragma once
@@ -59,6 +60,9 @@ class MainStore {
   virtual ~MainStore() = default;
   virtual void storeMain(uint64_t byteOffset, const uint8_t* data /* null: zeros */, uint64_t byteLength) = 0;
   virtual void loadMain(uint64_t byteOffset, uint8_t* target, uint64_t byteLength) = 0;
+  // The main's newest bytes rebuilt from redundancy (a group member: from the other members),
+  // when the diversion's own copy cannot be read; false when there is none.
+  virtual bool rebuildMain(uint64_t /*byteOffset*/, uint8_t* /*target*/, uint64_t /*byteLength*/) { return false; }
 };
 
 enum class WorkState : uint32_t { Unused = 0, Diverting = 1, Full = 2, CopyingBack = 3 };
@@ -134,6 +138,9 @@ class WorkVolume {
   // Slot I/O (region or data disk): false when the disk failed it.
   bool writeSlot(uint64_t slot, uint64_t within, const uint8_t* data /* null: zeros */, uint64_t n) noexcept;
   bool readSlot(uint64_t slot, uint64_t within, uint8_t* target, uint64_t n) noexcept;
+  // The whole newest block of `slot` into scratch_: from the slot, else rebuilt by the main store
+  // (SlotIoError when neither can).
+  void loadNewest(uint64_t slot, uint64_t block, MainStore& inner);
   // A slot write failed: the merged block goes to the main store instead and the map forgets the slot.
   void fallBack(uint64_t* entry, uint64_t block, const uint8_t* merged, MainStore& inner);
   uint64_t* findEntry(uint64_t key) const noexcept;  // the key's entry or the empty one it would take

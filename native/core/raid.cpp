@@ -254,6 +254,28 @@ void RaidGroup::MemberStore::loadMain(uint64_t byteOffset, uint8_t* target, uint
   if (failure != 0) throw SlotIoError{failure};
 }
 
+bool RaidGroup::MemberStore::rebuildMain(uint64_t byteOffset, uint8_t* target, uint64_t byteLength) {
+  return group->rebuildFromOthers(member, byteOffset, target, byteLength);
+}
+
+bool RaidGroup::rebuildFromOthers(uint32_t member, uint64_t diskByteOffset, uint8_t* target, uint64_t byteLength) {
+  if (level_ == RaidLevel::Raid5) {
+    // xorOthers reads through scratchC_: no caller of writeMember holds it (they use A and B).
+    const uint64_t chunk = scratchC_.size();
+    for (uint64_t done = 0; done < byteLength; done += chunk) {
+      if (!xorOthers(member, kNoMember, diskByteOffset + done, target + done, std::min(chunk, byteLength - done))) return false;
+    }
+    bump(counters_.degradedReadCount);
+    return true;
+  }
+  if (level_ == RaidLevel::Raid1) {
+    for (uint32_t k = 0; k < memberCount_; k++) {
+      if (k != member && readable(k, diskByteOffset, byteLength) && readMember(k, diskByteOffset, target, byteLength)) return true;
+    }
+  }
+  return false;
+}
+
 void RaidGroup::setWorkDisk(std::shared_ptr<WorkVolume> work, const std::vector<uint64_t>& mainKeys) {
   checkOpen();
   auto lift = [&] {

@@ -201,7 +201,11 @@ class RaidGroup {
     uint32_t member = 0;
     void storeMain(uint64_t byteOffset, const uint8_t* data, uint64_t byteLength) override;
     void loadMain(uint64_t byteOffset, uint8_t* target, uint64_t byteLength) override;
+    bool rebuildMain(uint64_t byteOffset, uint8_t* target, uint64_t byteLength) override;
   };
+  // A member's bytes from the other members (raid5: their XOR; raid1: another mirror), through
+  // the work disk; false when they cannot be read.
+  bool rebuildFromOthers(uint32_t member, uint64_t diskByteOffset, uint8_t* target, uint64_t byteLength);
   // The member's disk itself (and the sparing's spare below its cursor): 0 or the errno.
   int rawWrite(uint32_t member, uint64_t diskByteOffset, const uint8_t* source, uint64_t byteLength);
   RaidGroup() = default;

@@ -11,7 +11,7 @@
 //     serving two groups (the seed's T6 and T7);
 //   - full: blocks already diverted are updated in place, others fall back to the members;
 //   - a work disk that fails slot writes (fallback, counted) and slot reads (raid5 rebuilds the
-//     bytes from parity);
+//     bytes from parity), also under a partial write's merge and a copy-back (no member fails);
 //   - a rebuild during the diversion takes no slot and loses nothing;
 //   - shared maps reopened as a SIGKILL leaves them, with the right disk only; refusals.
 import * as assert from 'node:assert/strict';
@@ -164,6 +164,39 @@ describe('19 work disk (diversion variant (c))', () => {
     await work.copyBack();
     group.divertDisks(null);
     assertHolds(group, model, 'after the copy-back');
+  });
+
+  it('a slot unreadable under a partial write or a copy-back is rebuilt from the other members, no member fails', async () => {
+    for (const level of ['raid1', 'raid5'] as const) {
+      const disks = level === 'raid1' ? [disk(), disk()] : [disk(), disk(), disk()];
+      const group = cleanup.close(RaidGroup.create({ level, disks, ...(level === 'raid5' ? { stripeUnitBytes: 16 * KiB } : {}) }));
+      const model = crypto.randomBytes(group.capacityBytes);
+      group.write(0, model);
+      const work = workDisk();
+      group.divertDisks(work);
+      work.start();
+      const first = crypto.randomBytes(4096);
+      group.write(0, first);  // raid1: both mirrors' block 0; raid5: member 0's block 0 and the parity's
+      first.copy(model, 0);
+      const victim = work.entries().find((e) => e.main === 0 && e.block === 0);
+      assert.ok(victim !== undefined);
+      const dataDisk = work.dataDisk as Disk;
+      const fault = dataDisk.addFault({ operations: 'read', byteOffset: (victim.slot - 1) * 4096, byteLength: 4096 });
+      const piece = crypto.randomBytes(512);
+      group.write(1024, piece);  // merged with member 0's block 0, whose slot cannot be read
+      piece.copy(model, 1024);
+      assert.deepEqual(group.members().map((m) => m.state), disks.map(() => 'active'), `${level}: no member failed`);
+      assertHolds(group, model, `${level}: after the merge`);
+      // The copy-back meets another unreadable slot (the newest of block 0 now) and rebuilds it too.
+      const newest = work.entries().find((e) => e.main === 0 && e.block === 0);
+      dataDisk.removeFault(fault);
+      dataDisk.addFault({ operations: 'read', byteOffset: ((newest?.slot ?? 1) - 1) * 4096, byteLength: 4096 });
+      await work.copyBack();
+      group.divertDisks(null);
+      dataDisk.clearFaults();
+      assert.deepEqual(group.members().map((m) => m.state), disks.map(() => 'active'), `${level}: no member failed in the copy-back`);
+      assertHolds(group, model, `${level}: after the copy-back`);
+    }
   });
 
   it('a copy-back that cannot read a slot stops with ERR_DIVERSION_IO_FAILED and resumes at its cursor', async () => {
