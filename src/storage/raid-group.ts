@@ -408,7 +408,9 @@ export class RaidGroup {
    * every member's I/O; member m is registered in its mains with `mainKeys[m]` (default: the
    * member disks' ids; pass keys that stay the same across restarts for memory disks). Returns
    * the members' main indexes. null lifts it (copy back first). RangeError when the work disk is
-   * a member or keeps its slots in its region; ERR_DIVERSION_MAINS_FULL past 8 mains.
+   * a member or keeps its slots in its region; ERR_DIVERSION_MAINS_FULL past 8 mains;
+   * ERR_DIVERSION_STATE while another work disk in use (not `unused`) is laid under the group. A
+   * refused call changes nothing.
    */
   divertDisks(work: WorkVolume | null, mainKeys?: bigint[]): number[] {
     if (work === null) return this.#native().divertDisks(null, []);
@@ -423,7 +425,9 @@ export class RaidGroup {
   /**
    * Diversion variant (a) (docs/raid.md): the volume's group share goes through `backup`, whose
    * secondary is the extent `extentName` of `secondary` (another group: allocate it first, at
-   * least backup.byteLength long). null lifts it (copy back first).
+   * least backup.byteLength long). The backup is exactly as long as the volume (RangeError
+   * otherwise); ERR_DIVERSION_STATE while another backup in use is behind the volume. null lifts
+   * it (copy back first).
    */
   divertToBackup(volume: Volume, backup: BackupVolume | null, secondary?: RaidGroup, extentName?: string): void {
     if (!(volume instanceof Volume)) throw new TypeError('volume must be a Volume');

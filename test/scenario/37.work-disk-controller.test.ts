@@ -40,7 +40,9 @@ describe('37 diversion to a work disk during a sparing', function () {
   const controller = (): Controller => new Controller({
     id,
     disks: names.map((name) => ({ name, capacityBytes: 4 * MiB, backing: 'shared' as const, spare: name === 's0', errorThreshold: name === 'd1' ? 2 : 0 })),
-    groups: [{ name: 'g0', level: 'raid5', disks: ['d0', 'd1', 'd2'], stripeUnitBytes: 64 * KiB }],
+    // A 16 KiB unit: the sparing copies one unit per step, so 256 slowed steps keep it running
+    // while the test acts (a 64 KiB unit gave only 64 and could end under load before the fault).
+    groups: [{ name: 'g0', level: 'raid5', disks: ['d0', 'd1', 'd2'], stripeUnitBytes: 16 * KiB }],
     volumes: [{ name: 'vol0', capacityBytes: 8 * MiB, group: 'g0' }],
     workDisks: [{ name: 'w0', disk: 'wd' }],
     diversion: 'work-disk',
@@ -104,6 +106,10 @@ describe('37 diversion to a work disk during a sparing', function () {
     await first.close();
 
     // A new controller on the same shared regions: the map brings the diverted blocks back.
+    // Slower still while the second controller comes up: its copy-back must not start before the
+    // work disk's read fault below is in place.
+    spare.removeFault(slow);
+    const slower = spare.addFault({ operations: 'write', errno: 0, latencyMs: 60 });
     const second = controller();
     const later: ControllerEvent[] = [];
     second.on('event', (event: ControllerEvent) => {
@@ -117,11 +123,12 @@ describe('37 diversion to a work disk during a sparing', function () {
     // The copy-back cannot read the work disk at first: it fails, is reported, and is retried.
     const wd = Disk.open({ name: `${id}.wd` });
     const unreadable = wd.addFault({ operations: 'read' });
-    spare.removeFault(slow);
-    await waitFor(() => later.some((e) => e.new === 'diversion-copy-back-failed'), 'the copy-back to fail');
+    assert.ok(!later.some((e) => e.new === 'diversion-copy-back-started'), 'the copy-back started before the fault was set');
+    spare.removeFault(slower);
+    await waitFor(() => later.some((e) => e.new === 'diversion-copy-back-failed'), 'the copy-back to fail', 30_000);
     assert.match(tables(second).groups[0]?.diversion?.lastError ?? '', /ERR_DIVERSION_IO_FAILED/);
     wd.removeFault(unreadable);
-    await waitFor(() => later.some((e) => e.new === 'diversion-copy-back-done'), 'the retried copy-back to finish', 20_000);
+    await waitFor(() => later.some((e) => e.new === 'diversion-copy-back-done'), 'the retried copy-back to finish', 30_000);
     assert.ok(later.some((e) => e.new === 'sparing-done'));
     const reset = tables(second);
     assert.deepEqual(reset.workDisks.map((w) => [w.status, w.mainDisks, w.terminalAddress]), [['unused', null, null]]);
