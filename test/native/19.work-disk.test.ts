@@ -32,9 +32,9 @@ describe('19 work disk (diversion variant (c))', () => {
   const workDisk = (capacityBytes = 1024 * KiB, slotBytes = 4096): WorkVolume =>
     cleanup.close(WorkVolume.create({ dataDisk: disk(capacityBytes), slotBytes }));
 
-  function writeRandom(group: RaidGroup, model: Buffer, maxBytes = 12 * KiB): void {
+  function writeRandom(group: RaidGroup, model: Buffer, maxBytes = 12 * KiB, fromByte = 0): void {
     const length = crypto.randomInt(1, maxBytes / 512 + 1) * 512;
-    const at = crypto.randomInt(0, (group.capacityBytes - length) / 512 + 1) * 512;
+    const at = fromByte + crypto.randomInt(0, (group.capacityBytes - fromByte - length) / 512 + 1) * 512;
     if (crypto.randomInt(0, 8) === 0) {
       group.writeZeroes(at, length);
       model.fill(0, at, at + length);
@@ -254,7 +254,8 @@ describe('19 work disk (diversion variant (c))', () => {
     work.start();
     group.startSparing(1, disk());
     group.sparingStep(16 * KiB);
-    for (let i = 0; i < 10; i++) writeRandom(group, model);
+    // Past stripe 0 (48 KiB of data): a diverted copy of its blocks would be readable from the work disk.
+    for (let i = 0; i < 10; i++) writeRandom(group, model, 12 * KiB, 48 * KiB);
     // Member 1 cannot read its first unit, and member 2 fails outright: stripe 0 has two holes.
     disks[1]?.addFault({ operations: 'read', byteOffset: 0, byteLength: 16 * KiB });
     disks[2]?.fail();
