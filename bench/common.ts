@@ -20,6 +20,21 @@ export function summary(values: number[]): { median: number; min: number; max: n
   return { median: sorted[Math.floor(sorted.length / 2)] as number, min: sorted[0] as number, max: sorted[sorted.length - 1] as number };
 }
 
+/** `count` byte offsets, multiples of `unit` below `spanBytes`, from a seeded xorshift32 (the same every run). */
+export function seededOffsets(count: number, spanBytes: number, unit: number, seed: number): Float64Array {
+  let x = seed;
+  const result = new Float64Array(count);
+  for (let i = 0; i < count; i++) {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    result[i] = (x % (spanBytes / unit)) * unit;
+  }
+  return result;
+}
+
 export function fixed(value: number, digits = 1): string {
   return Number.isFinite(value) ? value.toFixed(digits) : 'n/a';
 }

@@ -17,7 +17,7 @@ import * as os from 'node:os';
 import { Disk } from '../src/storage/disk';
 import { RaidGroup, type RaidLevel } from '../src/storage/raid-group';
 import { Volume } from '../src/storage/volume';
-import { fixed, summary, warnIfBusy } from './common';
+import { fixed, seededOffsets, summary, warnIfBusy } from './common';
 import { writeResults } from './results';
 
 const VOLUME_BYTES = 96 * 1024 * 1024;
@@ -46,17 +46,7 @@ function setup(name: string, level: RaidLevel, diskCount: number): Setup {
 }
 
 function offsets(count: number, unit: number, seed: number): Float64Array {
-  let x = seed;
-  const result = new Float64Array(count);
-  for (let i = 0; i < count; i++) {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    result[i] = (x % (VOLUME_BYTES / unit)) * unit;
-  }
-  return result;
+  return seededOffsets(count, VOLUME_BYTES, unit, seed);
 }
 
 function timeWrites(volume: Volume, at: Float64Array, data: Buffer): number {

@@ -91,7 +91,7 @@ import { Disk } from '../src/storage/disk';
 import { WorkVolume } from '../src/storage/diversion';
 import { RaidGroup } from '../src/storage/raid-group';
 import { Volume } from '../src/storage/volume';
-import { fixed, summary, warnIfBusy } from './common';
+import { fixed, seededOffsets, summary, warnIfBusy } from './common';
 import { writeResults } from './results';
 
 const VOLUME_BYTES = 96 * 1024 * 1024;
@@ -199,17 +199,7 @@ function setup(): Rig {
 }
 
 function offsets(count: number, seed: number): Float64Array {
-  let x = seed;
-  const result = new Float64Array(count);
-  for (let i = 0; i < count; i++) {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    result[i] = (x % (VOLUME_BYTES / BLOCK_BYTES)) * BLOCK_BYTES;
-  }
-  return result;
+  return seededOffsets(count, VOLUME_BYTES, BLOCK_BYTES, seed);
 }
 
 function poolBlock(rig: Rig, writeIndex: number): Buffer {
