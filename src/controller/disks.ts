@@ -25,9 +25,19 @@
 // turned 'suspect' copies it onto a spare while it stays in service; at the end the spare is the
 // member and the old disk 'failed'. Status groups[].sparing, events sparing-*.
 //
-// Status: `groups` (group, level, volumes, disks, condition, members, rebuild), `disks` (disk,
-// capacity, status, errors, faults, group) and `addressMap` (per volume: group extent and the
-// member/disk address of its first block, as the seed's address map table).
+// Diversions (diversions.ts): while a sparing runs, the group's new writes may go to a work
+// volume, a work disk or backup volumes in an unused group (`diversion`). ControllerDiversions
+// owns those and each group's diversion state; this class decides when: a sparing that starts
+// starts one, a check that finds no sparing to run (and no group lastError) copies back, and no
+// sparing starts while a copy-back runs. It hands ControllerDiversions its groups and disks
+// read-only, opens it after the groups, closes it after them, and emits its events as
+// `diversion`.
+//
+// Status: `groups` (group, level, volumes, disks, condition, members, rebuild, sparing, diversion),
+// `disks` (disk, capacity, status, errors, faults, group, backupStatus, workDisk), the diversion
+// tables (workVolumes, workDisks, workDiskMap, backupPairs: diversions.ts) and `addressMap` (per
+// volume: group extent and the member/disk address of its first block, as the seed's address
+// map table).
 
 import { EventEmitter } from 'node:events';
 
@@ -37,9 +47,20 @@ import { Disk, type DiskFaultOptions } from '../storage/disk';
 import { RaidGroup, type RaidLevel } from '../storage/raid-group';
 import { Region } from '../storage/region';
 import type { Volume } from '../storage/volume';
+import { ControllerDiversions, type ControllerWorkDiskSpec, type ControllerWorkVolumeSpec, type DiversionVariant } from './diversions';
 import { findSpareById, GroupSparing, suspectMember, type SparingEvent } from './sparing';
-import { BackupVolume } from '../storage/backup-volume';
-import { WorkVolume } from '../storage/diversion';
+
+// The diversion variants moved to diversions.ts; their config types and constants are still
+// importable from here.
+export {
+  COPY_BACK_RETRY_MS,
+  RENEWED_DATA_BEING_BACKED_UP,
+  UPDATE_DATA_BEING_BACKED_UP,
+  type ControllerWorkDiskSpec,
+  type ControllerWorkVolumeSpec,
+  type DiversionEvent,
+  type DiversionVariant,
+} from './diversions';
 
 /** A disk as a controller is configured with it. */
 export interface ControllerDiskSpec {
@@ -68,39 +89,6 @@ export interface ControllerGroupSpec {
   /** raid5 only. @default 65536 */
   stripeUnitBytes?: number;
 }
-
-/** A work volume (diversion variant (b), docs/raid.md) as a controller is configured with it. */
-export interface ControllerWorkVolumeSpec {
-  name: string;
-  capacityBytes: number;
-  /** @default 4096 */
-  slotBytes?: number;
-  /** @default 'memory' */
-  backing?: 'memory' | 'shared';
-  /** @default `<controller>.<name>` */
-  sharedName?: string;
-}
-
-/** A work disk (diversion variant (c), docs/raid.md): one of `disks` whose space takes the diverted member blocks. */
-export interface ControllerWorkDiskSpec {
-  name: string;
-  /** The disk (a name of `disks`: in no group, not a spare). */
-  disk: string;
-  /** @default 4096 */
-  slotBytes?: number;
-  /** The map's shared-memory name when the disk is shared. @default `<controller>.workdisk.<name>` */
-  sharedName?: string;
-}
-
-export type DiversionVariant = 'none' | 'work-volume' | 'work-disk' | 'backup-volume';
-
-/** The seed's T2 status of a volume whose writes go to a backup volume (variant (a)). */
-export const UPDATE_DATA_BEING_BACKED_UP = 'update data being backed up';
-
-/** The seed's T5 status of a member disk of a group diverting to a work disk. */
-export const RENEWED_DATA_BEING_BACKED_UP = 'renewed data being backed up';
-/** After a copy-back failed, the next try waits this long. */
-export const COPY_BACK_RETRY_MS = 5000;
 
 export interface ControllerDisksOptions {
   controllerId: string;
@@ -143,20 +131,6 @@ interface OpenGroup {
   sparing: GroupSparing | undefined;
   /** Volume objects laid on the group, by name. */
   volumeObjects: Map<string, Volume>;
-  /** The work volume its volumes divert to (or the work disk its members do), and its copy-back. */
-  diverting: Diverting | undefined;
-}
-
-interface Diverting {
-  variant: 'work-volume' | 'work-disk' | 'backup-volume';
-  /** The work volume, work disk or (backup-volume) the secondary group. */
-  work: string;
-  /** backup-volume: per main volume, its backup and the secondary's extent. */
-  backups?: Map<string, { backup: BackupVolume; extent: string; sharedName: string | undefined }>;
-  copyingBack: boolean;
-  /** The last copy-back failure (retried after COPY_BACK_RETRY_MS). */
-  lastError: string | undefined;
-  retryAtMs: number;
 }
 
 export const DISK_DEFAULTS = Object.freeze({ checkIntervalMs: 200, rebuildStepBytes: 4 * 1024 * 1024 });
@@ -165,8 +139,8 @@ export class ControllerDisks extends EventEmitter {
   readonly #options: ControllerDisksOptions;
   readonly #disks = new Map<string, { spec: ControllerDiskSpec; disk: Disk }>();
   readonly #groups = new Map<string, OpenGroup>();
-  readonly #works = new Map<string, { spec: ControllerWorkVolumeSpec; work: WorkVolume }>();
-  readonly #workDisks = new Map<string, { spec: ControllerWorkDiskSpec; work: WorkVolume }>();
+  /** The work volumes, work disks and backup volumes, and each group's diversion (diversions.ts). */
+  readonly #diversions: ControllerDiversions;
   #timer: TimerHandle | undefined;
   #closed = false;
 
@@ -194,6 +168,18 @@ export class ControllerDisks extends EventEmitter {
       if (spec.spare === true) throw new TypeError(`workDisks.${work.name}: disk ${work.disk} is a spare`);
       used.add(work.disk);
     }
+    this.#diversions = new ControllerDiversions({
+      controllerId: options.controllerId,
+      variant: options.diversion ?? 'none',
+      workVolumes: options.workVolumes ?? [],
+      workDisks: options.workDisks ?? [],
+      groups: this.#groups,
+      disks: this.#disks,
+      clock: options.clock,
+      stepBytes: options.rebuildStepBytes ?? DISK_DEFAULTS.rebuildStepBytes,
+      logger: options.logger,
+      onEvent: (event) => this.emit('diversion', event),
+    });
   }
 
   /** Opens (or creates) the disks, then the groups. */
@@ -229,7 +215,7 @@ export class ControllerDisks extends EventEmitter {
         const options = { level: spec.level, disks: members.map((name) => this.#disk(name)), ...(spec.stripeUnitBytes === undefined ? {} : { stripeUnitBytes: spec.stripeUnitBytes }) };
         group = RaidGroup.create(shared ? { ...options, backing: 'shared', name: metadataName } : options);
       }
-      this.#groups.set(spec.name, { spec, group, members, volumes: [], rebuilding: undefined, lastError: undefined, sparing: undefined, volumeObjects: new Map(), diverting: undefined });
+      this.#groups.set(spec.name, { spec, group, members, volumes: [], rebuilding: undefined, lastError: undefined, sparing: undefined, volumeObjects: new Map() });
       // A sparing found in the metadata (a restart): attach its spare, the check resumes the copy.
       const found = group.sparingProgress;
       if (found !== undefined) {
@@ -238,39 +224,8 @@ export class ControllerDisks extends EventEmitter {
         else group.resumeSparing(spare[1]);
       }
     }
-    for (const spec of this.#options.workVolumes ?? []) {
-      const sharedName = spec.sharedName ?? `${controllerId}.${spec.name}`;
-      const work = spec.backing === 'shared' && WorkVolume.exists(sharedName)
-        ? WorkVolume.open({ name: sharedName })
-        : WorkVolume.create({ capacityBytes: spec.capacityBytes, ...(spec.slotBytes === undefined ? {} : { slotBytes: spec.slotBytes }),
-          backing: spec.backing ?? 'memory', ...(spec.backing === 'shared' ? { name: sharedName } : {}) });
-      this.#works.set(spec.name, { spec, work });
-    }
-    for (const spec of this.#options.workDisks ?? []) {
-      const entry = this.#disks.get(spec.disk);
-      if (entry === undefined) continue;
-      const sharedName = spec.sharedName ?? `${controllerId}.workdisk.${spec.name}`;
-      const shared = entry.spec.backing === 'shared';
-      const work = shared && WorkVolume.exists(sharedName)
-        ? WorkVolume.open({ name: sharedName, dataDisk: entry.disk })
-        : WorkVolume.create({ dataDisk: entry.disk, ...(spec.slotBytes === undefined ? {} : { slotBytes: spec.slotBytes }),
-          backing: shared ? 'shared' : 'memory', ...(shared ? { name: sharedName } : {}) });
-      this.#workDisks.set(spec.name, { spec, work });
-      // A restart during a diversion: lay the work disk under its group's members again before any write.
-      if (work.state === 'unused') continue;
-      for (const [groupName, group] of this.#groups) {
-        const keys = this.#memberKeys(groupName, group);
-        if (!keys.every((key) => work.mains.includes(key))) continue;
-        group.group.divertDisks(work, keys);
-        group.diverting = { variant: 'work-disk', work: spec.name, copyingBack: false, lastError: undefined, retryAtMs: 0 };
-      }
-    }
+    this.#diversions.open();
     this.#schedule();
-  }
-
-  // A member's key in a work disk: stable across restarts and member replacements (the slot, not the disk).
-  #memberKeys(groupName: string, entry: OpenGroup): bigint[] {
-    return entry.members.map((_, member) => this.#hashKey(`${this.#options.controllerId}/${groupName}/member-${member}`));
   }
 
   #reopen(metadataName: string, members: string[]): RaidGroup {
@@ -320,215 +275,9 @@ export class ControllerDisks extends EventEmitter {
     entry.group.attachVolume(volume, volumeName);
     entry.volumes.push(volumeName);
     entry.volumeObjects.set(volumeName, volume);
-    // A restart during a diversion: the work volume's maps name this volume; lay it behind again
-    // before any write, so reads of diverted blocks come from it.
-    for (const [workName, { work }] of this.#works) {
-      if (work.state !== 'unused' && work.mains.includes(this.#mainKey(groupName, volumeName))) {
-        entry.group.divertVolume(volume, work, this.#mainKey(groupName, volumeName));
-        entry.diverting = { variant: 'work-volume', work: workName, copyingBack: false, lastError: undefined, retryAtMs: 0 };
-      }
-    }
-    this.#relayBackup(groupName, entry, volumeName, volume);
-  }
-
-  // Variant (a) after a restart: a shared backup volume in use names the secondary extent; the
-  // volume goes behind it again before any write. One left unused is removed with its extent.
-  #relayBackup(groupName: string, entry: OpenGroup, volumeName: string, volume: Volume): void {
-    const sharedName = this.#backupSharedName(groupName, volumeName);
-    if (!BackupVolume.exists(sharedName)) return;
-    const extent = this.#backupExtentName(volumeName);
-    const secondary = [...this.#groups.entries()].find(([n, g]) => n !== groupName && !g.group.closed && g.group.extents().some((e) => e.name === extent));
-    const backup = BackupVolume.open({ name: sharedName });
-    if (backup.state === 'unused' || secondary === undefined) {
-      backup.close();
-      BackupVolume.unlink(sharedName);
-      if (secondary !== undefined) secondary[1].group.freeExtent(extent);
-      return;
-    }
-    entry.group.divertToBackup(volume, backup, secondary[1].group, extent);
-    if (entry.diverting === undefined) {
-      entry.diverting = { variant: 'backup-volume', work: secondary[0], backups: new Map(), copyingBack: false, lastError: undefined, retryAtMs: 0 };
-    }
-    entry.diverting.backups?.set(volumeName, { backup, extent, sharedName });
-  }
-
-  #backupExtentName(volumeName: string): string {
-    const name = `bk.${volumeName}`;
-    return name.length <= 39 ? name : `bk.${this.#hashKey(volumeName).toString(16)}`;
-  }
-
-  #backupSharedName(groupName: string, volumeName: string): string {
-    const name = `${this.#options.controllerId}.${groupName}.${volumeName}`;
-    return name.length <= 120 ? name : `${this.#options.controllerId.slice(0, 40)}.${this.#hashKey(name).toString(16)}`;
-  }
-
-  #sharedGroup(entry: OpenGroup): boolean {
-    return entry.members.every((name) => this.#disks.get(name)?.spec.backing === 'shared');
-  }
-
-  // Diversion variant (b): at the start of a sparing every volume of the group is laid behind an
-  // unused work volume; once no sparing runs any more, the diverted blocks are copied back and
-  // the volumes lifted (also after a restart that found the work volume in use).
-  #startDiversion(name: string, entry: OpenGroup): void {
-    if (entry.diverting !== undefined) return;
-    if ((this.#options.diversion ?? 'none') === 'work-disk') {
-      this.#startDiskDiversion(name, entry);
-      return;
-    }
-    if ((this.#options.diversion ?? 'none') === 'backup-volume') {
-      this.#startBackupDiversion(name, entry);
-      return;
-    }
-    if ((this.#options.diversion ?? 'none') !== 'work-volume' || entry.volumeObjects.size === 0) return;
-    const free = [...this.#works.entries()].find(([, w]) => w.work.state === 'unused');
-    if (free === undefined) {
-      this.#options.logger.warn({ group: name }, `group ${name}: no unused work volume, writes are not diverted`);
-      return;
-    }
-    const [workName, { work }] = free;
-    for (const [volumeName, volume] of entry.volumeObjects) entry.group.divertVolume(volume, work, this.#mainKey(name, volumeName));
-    work.start();
-    entry.diverting = { variant: 'work-volume', work: workName, copyingBack: false, lastError: undefined, retryAtMs: 0 };
-    this.emit('diversion', { group: name, work: workName, kind: 'started' });
-  }
-
-  // Diversion variant (c): every member disk's I/O of the group goes through an unused work disk.
-  #startDiskDiversion(name: string, entry: OpenGroup): void {
-    const free = [...this.#workDisks.entries()].find(([, w]) => !w.work.closed && w.work.state === 'unused' && w.work.dataDisk?.status !== 'failed');
-    if (free === undefined) {
-      this.#options.logger.warn({ group: name }, `group ${name}: no unused work disk, writes are not diverted`);
-      return;
-    }
-    const [workName, { work }] = free;
-    entry.group.divertDisks(work, this.#memberKeys(name, entry));
-    work.start();
-    entry.diverting = { variant: 'work-disk', work: workName, copyingBack: false, lastError: undefined, retryAtMs: 0 };
-    this.emit('diversion', { group: name, work: workName, kind: 'started' });
-  }
-
-  // Diversion variant (a): a secondary volume per volume of the group, created on the fly as an
-  // extent of an unused group (one with no volumes, optimal, not the secondary of another
-  // diversion), each behind a differential bitmap.
-  #startBackupDiversion(name: string, entry: OpenGroup): void {
-    if (entry.volumeObjects.size === 0) return;
-    const taken = new Set([...this.#groups.values()].flatMap((g) => (g.diverting?.variant === 'backup-volume' ? [g.diverting.work] : [])));
-    for (const [candidateName, candidate] of this.#groups) {
-      if (candidateName === name || candidate.volumes.length > 0 || taken.has(candidateName) || candidate.group.closed || candidate.group.condition !== 'optimal') continue;
-      const needed = [...entry.volumeObjects.values()].reduce((sum, v) => sum + v.capacityBytes, 0);
-      if (needed > candidate.group.capacityBytes) continue;
-      const made: { volumeName: string; extent: string }[] = [];
-      try {
-        for (const [volumeName, volume] of entry.volumeObjects) {
-          const extent = this.#backupExtentName(volumeName);
-          candidate.group.allocateExtent(extent, volume.capacityBytes);
-          made.push({ volumeName, extent });
-        }
-      } catch (error) {
-        for (const { extent } of made) candidate.group.freeExtent(extent);
-        if ((error as { code?: string }).code === 'ERR_RAID_NO_SPACE' || (error as { code?: string }).code === 'ERR_RAID_EXTENT_EXISTS') continue;
-        throw error;
-      }
-      const shared = this.#sharedGroup(entry) && this.#sharedGroup(candidate);
-      const backups = new Map<string, { backup: BackupVolume; extent: string; sharedName: string | undefined }>();
-      try {
-        for (const { volumeName, extent } of made) {
-          const volume = entry.volumeObjects.get(volumeName) as Volume;
-          const sharedName = shared ? this.#backupSharedName(name, volumeName) : undefined;
-          if (sharedName !== undefined && BackupVolume.exists(sharedName)) BackupVolume.unlink(sharedName);
-          // The bitmap's unit divides the volume (the backup is exactly as long as the volume).
-          const blockBytes = [4096, 2048, 1024, 512].find((b) => volume.capacityBytes % b === 0);
-          if (blockBytes === undefined) throw new RangeError(`volume ${volumeName}: its size is not a multiple of 512 bytes`);
-          const backup = BackupVolume.create({ byteLength: volume.capacityBytes, blockBytes, ...(sharedName === undefined ? {} : { backing: 'shared' as const, name: sharedName }) });
-          backups.set(volumeName, { backup, extent, sharedName });
-          entry.group.divertToBackup(volume, backup, candidate.group, extent);
-          backup.start();
-        }
-      } catch (error) {
-        // All or nothing: what was made is lifted and removed, so no volume is left half diverted.
-        for (const [volumeName, { backup, sharedName }] of backups) {
-          const volume = entry.volumeObjects.get(volumeName);
-          if (volume !== undefined && !volume.closed) entry.group.divertToBackup(volume, null);
-          backup.close();
-          if (sharedName !== undefined) BackupVolume.unlink(sharedName);
-        }
-        for (const { extent } of made) candidate.group.freeExtent(extent);
-        throw error;
-      }
-      entry.diverting = { variant: 'backup-volume', work: candidateName, backups, copyingBack: false, lastError: undefined, retryAtMs: 0 };
-      this.emit('diversion', { group: name, work: candidateName, kind: 'started' });
-      this.#options.logger.info({ group: name, secondaryGroup: candidateName }, `group ${name}: new writes backed up to group ${candidateName}`);
-      return;
-    }
-    this.#options.logger.warn({ group: name }, `group ${name}: no unused group with room for its volumes, writes are not diverted`);
-  }
-
-  // A main volume's key in a work volume: stable across restarts (a memory volume gets a new id).
-  #mainKey(groupName: string, volumeName: string): bigint {
-    return this.#hashKey(`${this.#options.controllerId}/${groupName}/${volumeName}`);
-  }
-
-  #hashKey(text: string): bigint {
-    let hash = 0xcbf29ce484222325n;
-    for (const byte of Buffer.from(text)) hash = ((hash ^ BigInt(byte)) * 0x100000001b3n) & 0xffffffffffffffffn;
-    return hash === 0n ? 1n : hash;
-  }
-
-  #workOf(diverting: Diverting): WorkVolume | undefined {
-    return (diverting.variant === 'work-disk' ? this.#workDisks : this.#works).get(diverting.work)?.work;
-  }
-
-  #copyBack(name: string, entry: OpenGroup): void {
-    const diverting = entry.diverting;
-    if (diverting === undefined || diverting.copyingBack || this.#options.clock.nowMs() < diverting.retryAtMs) return;
-    const stepBytes = this.#options.rebuildStepBytes ?? DISK_DEFAULTS.rebuildStepBytes;
-    let run: Promise<void>;
-    let closed: () => boolean;
-    if (diverting.variant === 'backup-volume') {
-      const backups = [...(diverting.backups ?? new Map()).values()];
-      closed = () => backups.some(({ backup }) => backup.closed);
-      if (closed()) return;
-      run = (async () => {
-        for (const { backup } of backups) await backup.copyBack({ stepBlocks: Math.max(1, Math.floor(stepBytes / backup.blockBytes)) });
-      })();
-    } else {
-      const work = this.#workOf(diverting);
-      if (work === undefined || work.closed) return;
-      closed = () => work.closed;
-      run = work.copyBack({ stepSlots: Math.max(1, Math.floor(stepBytes / work.slotBytes)) });
-    }
-    diverting.copyingBack = true;
-    this.emit('diversion', { group: name, work: diverting.work, kind: 'copy-back-started' });
-    run.then(
-      () => {
-        if (diverting.variant === 'work-disk') {
-          if (!entry.group.closed) entry.group.divertDisks(null);
-        } else if (diverting.variant === 'backup-volume') {
-          const secondary = this.#groups.get(diverting.work);
-          for (const [volumeName, { backup, extent, sharedName }] of diverting.backups ?? []) {
-            const volume = entry.volumeObjects.get(volumeName);
-            if (volume !== undefined && !entry.group.closed && !volume.closed) entry.group.divertToBackup(volume, null);
-            backup.close();
-            if (sharedName !== undefined) BackupVolume.unlink(sharedName);
-            if (secondary !== undefined && !secondary.group.closed) secondary.group.freeExtent(extent);
-          }
-        } else {
-          for (const volume of entry.volumeObjects.values()) if (!entry.group.closed && !volume.closed) entry.group.divertVolume(volume, null);
-        }
-        entry.diverting = undefined;
-        this.emit('diversion', { group: name, work: diverting.work, kind: 'copy-back-done' });
-        this.#options.logger.info({ group: name, work: diverting.work }, `group ${name}: diverted blocks copied back from ${diverting.work}`);
-      },
-      (error: Error & { code?: string }) => {
-        diverting.copyingBack = false;
-        if (entry.group.closed || closed()) return;
-        // Not the group's lastError (that one holds copy-backs back until an operator verb): a
-        // copy-back is retried by itself, from its cursor, after COPY_BACK_RETRY_MS.
-        diverting.lastError = `${error.code ?? 'Error'}: ${error.message}`;
-        diverting.retryAtMs = this.#options.clock.nowMs() + COPY_BACK_RETRY_MS;
-        this.#options.logger.warn({ group: name, work: diverting.work, code: error.code }, `group ${name}: copy-back from ${diverting.work} failed, retried in ${COPY_BACK_RETRY_MS / 1000} s: ${error.message}`);
-        this.emit('diversion', { group: name, work: diverting.work, kind: 'copy-back-failed', code: error.code ?? 'Error', detail: error.message });
-      },
-    );
+    // A restart during a diversion: the work volume's maps (or a backup bitmap) name this volume;
+    // it goes behind again before any write, so reads of diverted blocks come from it.
+    this.#diversions.relayVolume(groupName, volumeName, volume);
   }
 
   /** The disk's fault rules: adds one and returns its index. */
@@ -621,10 +370,10 @@ export class ControllerDisks extends EventEmitter {
   #maybeSpare(name: string, entry: OpenGroup): void {
     const found = entry.group.sparingProgress;
     if (found === undefined && suspectMember(entry.group) === undefined) {
-      this.#copyBack(name, entry);
+      this.#diversions.copyBack(name);
       return;
     }
-    if (entry.diverting?.copyingBack === true) return;
+    if (this.#diversions.copyingBack(name)) return;
     let member: number;
     let spareName: string;
     if (found !== undefined && found.attached) {
@@ -647,14 +396,8 @@ export class ControllerDisks extends EventEmitter {
     if (suspectDisk.status === 'suspect' || suspectDisk.status === 'normal') suspectDisk.setStatus('sparing');
     const sparing = new GroupSparing(entry.group, this.#options.clock, member, diskName, spareName);
     entry.sparing = sparing;
-    try {
-      this.#startDiversion(name, entry);
-    } catch (error) {
-      // The sparing goes on without a diversion: the weak group carries the writes.
-      const failure = error as Error & { code?: string };
-      this.#options.logger.warn({ group: name, code: failure.code }, `group ${name}: writes are not diverted: ${failure.message}`);
-      this.emit('diversion', { group: name, work: '', kind: 'failed', code: failure.code ?? failure.name, detail: failure.message });
-    }
+    // Never throws: a diversion that cannot be set up is reported and the sparing goes on without it.
+    this.#diversions.start(name);
     const base = { group: name, member, disk: diskName, spare: spareName, totalBytes: entry.group.memberBytes };
     this.emit('sparing', { ...base, kind: 'started', doneBytes: sparing.status().doneBytes } satisfies SparingEvent);
     this.#options.logger.info(base, `group ${name}: sparing member ${member} (${diskName}) onto ${spareName}`);
@@ -712,21 +455,14 @@ export class ControllerDisks extends EventEmitter {
         group: name,
         level: entry.spec.level,
         // With the secondary volumes (variant (a)) it holds for another group, as the seed's T1 shows them.
-        volumes: [...entry.volumes, ...[...this.#groups.values()].flatMap((other) => (other.diverting?.variant === 'backup-volume' && other.diverting.work === name
-          ? [...(other.diverting.backups?.values() ?? [])].map((b) => b.extent) : []))],
+        volumes: [...entry.volumes, ...this.#diversions.secondaryExtents(name)],
         disks: [...entry.members],
         capacityBytes: entry.group.capacityBytes,
         condition: entry.group.closed ? 'closed' : entry.group.condition,
         members: entry.group.closed ? [] : entry.group.members().map((member) => ({ ...member, diskId: member.diskId.toString(16).padStart(16, '0'), disk: entry.members[member.member] })),
         rebuild: entry.group.closed ? null : entry.group.rebuildProgress ?? null,
         sparing: entry.sparing?.status() ?? null,
-        diversion: entry.diverting === undefined ? null : {
-          variant: entry.diverting.variant,
-          ...(entry.diverting.variant === 'work-disk' ? { workDisk: entry.diverting.work }
-            : entry.diverting.variant === 'backup-volume' ? { secondaryGroup: entry.diverting.work } : { workVolume: entry.diverting.work }),
-          copyingBack: entry.diverting.copyingBack,
-          lastError: entry.diverting.lastError ?? null,
-        },
+        diversion: this.#diversions.groupStatus(name),
         lastError: entry.lastError ?? null,
         stats: entry.group.closed ? null : entry.group.stats(),
       })),
@@ -738,45 +474,12 @@ export class ControllerDisks extends EventEmitter {
         errorThreshold: disk.closed ? 0 : disk.errorThreshold,
         group: groupOf.get(name) ?? null,
         // The seed's T5: a member of a group whose member I/O goes to a work disk.
-        backupStatus: this.#groups.get(groupOf.get(name) ?? '')?.diverting?.variant === 'work-disk' ? RENEWED_DATA_BEING_BACKED_UP : null,
-        workDisk: [...this.#workDisks.entries()].find(([, w]) => w.spec.disk === name)?.[0] ?? null,
+        backupStatus: this.#diversions.backupStatus(groupOf.get(name)),
+        workDisk: this.#diversions.workDiskOn(name),
         faults: disk.closed ? [] : disk.faults(),
       })),
-      // The seed's work volumes table (T4): primary = the main volumes while in use.
-      workVolumes: [...this.#works.entries()].map(([name, { work }]) => {
-        if (work.closed) return { workVolume: name, capacityBytes: 0, state: 'closed', primary: null, terminalAddress: null, bitmap: '', stats: null };
-        const ids = work.mains;
-        const names = [...this.#groups.entries()].flatMap(([g, entry]) => [...entry.volumeObjects.keys()].filter((v) => ids.includes(this.#mainKey(g, v))));
-        return { workVolume: name, capacityBytes: work.capacityBytes, state: work.state, primary: work.state === 'unused' ? null : names,
-          terminalAddress: work.terminal, bitmap: work.bitmap(Math.min(64, work.slotCount)), stats: work.stats() };
-      }),
-      // The seed's work disks table (T6) and its address map (T7), the first 64 live rows of each.
-      workDisks: [...this.#workDisks.entries()].map(([name, { spec, work }]) => {
-        if (work.closed) return { workDisk: name, disk: spec.disk, capacityBytes: 0, status: 'closed', state: 'closed', mainDisks: null, terminalAddress: null, stats: null };
-        const mains = this.#mainDiskNames(work);
-        return { workDisk: name, disk: spec.disk, capacityBytes: work.capacityBytes, status: work.state === 'unused' ? 'unused' : 'in use', state: work.state,
-          mainDisks: work.state === 'unused' ? null : mains.filter((m) => m !== null), terminalAddress: work.terminal, stats: work.stats() };
-      }),
-      workDiskMap: [...this.#workDisks.entries()].flatMap(([name, { work }]) => {
-        if (work.closed || work.state === 'unused') return [];
-        const mains = this.#mainDiskNames(work);
-        return work.entries(64).map((row) => ({ mainDisk: mains[row.main] ?? null, mainAddress: row.block, workDisk: name, workAddress: row.slot }));
-      }),
-      // The seed's pairs table (T2) of variant (a): each volume backed up to a secondary volume.
-      backupPairs: [...this.#groups.entries()].flatMap(([name, entry]) => {
-        const diverting = entry.diverting;
-        if (diverting?.variant !== 'backup-volume') return [];
-        return [...(diverting.backups ?? [])].map(([volumeName, { backup, extent }]) => ({
-          primary: volumeName,
-          group: name,
-          secondary: extent,
-          secondaryGroup: diverting.work,
-          status: backup.closed ? 'closed' : diverting.copyingBack ? 'copying back' : UPDATE_DATA_BEING_BACKED_UP,
-          bitmap: backup.closed ? '' : backup.bitmap(64),
-          divertedBlocks: backup.closed ? 0 : backup.divertedBlocks,
-          stats: backup.closed ? null : backup.stats(),
-        }));
-      }),
+      // The seed's work volumes (T4), work disks (T6), work disk map (T7) and pairs (T2) tables.
+      ...this.#diversions.tables(),
       addressMap: volumes.flatMap((volume) => {
         const entry = volume.group === undefined ? undefined : this.#groups.get(volume.group);
         const extent = entry?.group.closed === false ? entry.group.extents().find((e) => e.name === volume.name) : undefined;
@@ -788,23 +491,12 @@ export class ControllerDisks extends EventEmitter {
     };
   }
 
-  // The member disk names of a work disk's mains, by main index (null: a main of no open group).
-  #mainDiskNames(work: WorkVolume): (string | null)[] {
-    const names = new Map<bigint, string>();
-    for (const [groupName, entry] of this.#groups) {
-      this.#memberKeys(groupName, entry).forEach((key, member) => names.set(key, entry.members[member] as string));
-    }
-    return work.mains.map((key) => names.get(key) ?? null);
-  }
-
   /** Closes the groups (lifting their volumes) and the disks. Idempotent. */
   close(): void {
     this.#closed = true;
     this.#timer?.cancel();
     for (const entry of this.#groups.values()) entry.group.close();
-    for (const entry of this.#groups.values()) for (const { backup } of entry.diverting?.backups?.values() ?? []) backup.close();
-    for (const { work } of this.#works.values()) work.close();
-    for (const { work } of this.#workDisks.values()) work.close();
+    this.#diversions.close();
     for (const { disk } of this.#disks.values()) disk.close();
   }
 }
