@@ -111,8 +111,8 @@ export interface NativeVolumeConstructor {
 }
 
 export interface NativeJournal {
-  /** [capacityBytes, maxRecordBytes, kind, region name] */
-  info(): [number, number, NativeRegionKindValue, string];
+  /** [capacityBytes, maxRecordBytes, kind, region name, id] */
+  info(): [number, number, NativeRegionKindValue, string, number];
   /** Sequence, or 0 when the ring is full. */
   append(kind: number, volumeId: bigint, byteOffset: number, byteLength: number, data: Uint8Array | undefined, flags: number): number;
   /**
@@ -126,11 +126,14 @@ export interface NativeJournal {
   stats(): Float64Array;
   headSequence(): number;
   nextSequence(): number;
+  /** [volumeId, byteOffset, byteLength, kind (1 write, 2 zero, 3 trim)] per intent open() found. */
+  pendingIntents(): [bigint, number, number, number][];
+  clearPendingIntents(): void;
   close(): void;
 }
 
 export interface NativeJournalConstructor {
-  new (kind: NativeRegionKindValue, name: string, create: boolean, capacityBytes: number, maxRecordBytes: number): NativeJournal;
+  new (kind: NativeRegionKindValue, name: string, create: boolean, capacityBytes: number, maxRecordBytes: number, id?: number): NativeJournal;
 }
 
 /** [slot, id, createdMs, state (1 valid, 2 invalid), preservedChunkCount, name] */

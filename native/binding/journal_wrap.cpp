@@ -58,12 +58,14 @@ class JournalWrap final : public Napi::ObjectWrap<JournalWrap> {
             prototypeMethod<JournalWrap, &JournalWrap::stats>(env, "stats"),
             prototypeMethod<JournalWrap, &JournalWrap::headSequence>(env, "headSequence"),
             prototypeMethod<JournalWrap, &JournalWrap::nextSequence>(env, "nextSequence"),
+            prototypeMethod<JournalWrap, &JournalWrap::pendingIntents>(env, "pendingIntents"),
+            prototypeMethod<JournalWrap, &JournalWrap::clearPendingIntents>(env, "clearPendingIntents"),
             prototypeMethod<JournalWrap, &JournalWrap::close>(env, "close"),
         });
     exports.Set("Journal", constructor);
   }
 
-  // new Journal(kind, name, create, capacityBytes, maxRecordBytes)
+  // new Journal(kind, name, create, capacityBytes, maxRecordBytes, id)
   explicit JournalWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<JournalWrap>(info) {
     napi_env env = info.Env();
     try {
@@ -75,6 +77,7 @@ class JournalWrap final : public Napi::ObjectWrap<JournalWrap> {
         bm::JournalOptions options;
         options.capacityBytes = argIndex(env, arg(info, 3), "capacityBytes");
         options.maxRecordBytes = argIndex(env, arg(info, 4), "maxRecordBytes");
+        if (!info[5].IsUndefined()) options.id = argIndex(env, arg(info, 5), "id");
         if (options.capacityBytes < bm::Journal::kMinCapacityBytes) {
           throwRangeError(env, "capacityBytes must be at least " + std::to_string(bm::Journal::kMinCapacityBytes));
         }
@@ -128,11 +131,12 @@ class JournalWrap final : public Napi::ObjectWrap<JournalWrap> {
   }
 
  private:
-  // [capacityBytes, maxRecordBytes, kind, name]
+  // [capacityBytes, maxRecordBytes, kind, name, id]
   Napi::Value info(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     const bm::Journal& journal = *resource_->core;
-    Napi::Array result = Napi::Array::New(env, 4);
+    Napi::Array result = Napi::Array::New(env, 5);
+    result.Set(4u, Napi::Number::New(env, static_cast<double>(journal.id())));
     result.Set(0u, Napi::Number::New(env, static_cast<double>(journal.capacityBytes())));
     result.Set(1u, Napi::Number::New(env, static_cast<double>(journal.maxRecordBytes())));
     result.Set(2u, Napi::Number::New(env, static_cast<double>(resource_->kind)));
@@ -292,6 +296,28 @@ class JournalWrap final : public Napi::ObjectWrap<JournalWrap> {
 
   Napi::Value nextSequence(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), static_cast<double>(core().nextSequence()));
+  }
+
+  // [[volumeId (bigint), byteOffset, byteLength, kind], ...]: what open() found in the intent area
+  Napi::Value pendingIntents(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const std::vector<bm::JournalIntent>& intents = core().pendingIntents();
+    Napi::Array result = Napi::Array::New(env, intents.size());
+    for (uint32_t i = 0; i < intents.size(); i++) {
+      const bm::JournalIntent& intent = intents[i];
+      Napi::Array entry = Napi::Array::New(env, 4);
+      entry.Set(0u, Napi::BigInt::New(env, intent.volumeId));
+      entry.Set(1u, Napi::Number::New(env, static_cast<double>(intent.byteOffset)));
+      entry.Set(2u, Napi::Number::New(env, static_cast<double>(intent.byteLength)));
+      entry.Set(3u, Napi::Number::New(env, static_cast<double>(intent.kind)));
+      result.Set(i, entry);
+    }
+    return result;
+  }
+
+  Napi::Value clearPendingIntents(const Napi::CallbackInfo& info) {
+    core().clearPendingIntents();
+    return info.Env().Undefined();
   }
 
   Napi::Value close(const Napi::CallbackInfo& info) {

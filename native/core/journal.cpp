@@ -3,7 +3,10 @@
 // See journal.hpp for the format and the contract. Implementation notes:
 //
 // Header bytes: [0,8) magic, [8,12) version, [16,24) ringBytes, [24,32) maxRecordBytes,
-// [32,36) crc32c of [0,32). Then two cursor slots at 64 and 128, each: generation u64,
+// [32,36) crc32c of [0,32). [192,200) id, [200,204) crc32c of the id (a journal from before ids
+// fails it: id 0). [256,260) intent count, then kMaxIntents entries of 32 bytes at 264: volumeId
+// u64, byteOffset u64, byteLength u64, kind u16; then kDirectIntents direct slots of the same
+// shape at 2312, kind 0 when free. Then two cursor slots at 64 and 128, each: generation u64,
 // headSequence u64, nextSequence u64, headOffset u64, tailOffset u64, usedBytes u64, crc32c u32
 // of the preceding 48 bytes. Cursors are published into the slot of the new generation's parity,
 // so a crash in the middle of publishing leaves the other slot (one generation older) intact;
@@ -24,6 +27,7 @@
 // (its pair then resyncs from the bitmap) instead of a silent gap; sequences are never reused.
 #include "journal.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <string>
@@ -43,6 +47,13 @@ constexpr uint64_t kRecordHeaderBytes = sizeof(JournalRecordHeader);
 constexpr uint64_t kStaticCrcByteOffset = 32;
 constexpr uint64_t kCursorSlotByteOffset[2] = {64, 128};
 constexpr uint64_t kCursorSlotCrcByteOffset = 48;
+constexpr uint64_t kIdByteOffset = 192;
+constexpr uint64_t kIntentCountByteOffset = 256;
+constexpr uint64_t kIntentByteOffset = 264;
+constexpr uint64_t kIntentBytes = 32;
+constexpr uint64_t kDirectIntentByteOffset = kIntentByteOffset + Journal::kMaxIntents * kIntentBytes + 0;
+static_assert(kDirectIntentByteOffset + Journal::kDirectIntents * kIntentBytes <= Journal::kHeaderBytes,
+              "the intent area fits in the header");
 
 inline uint64_t alignUp8(uint64_t value) noexcept { return (value + 7) & ~uint64_t{7}; }
 
@@ -136,6 +147,9 @@ std::unique_ptr<Journal> Journal::create(std::shared_ptr<Region> region,
   writeLittleEndian<uint64_t>(header + 24, options.maxRecordBytes);
   writeLittleEndian<uint32_t>(header + kStaticCrcByteOffset,
                               crc32c(0, header, kStaticCrcByteOffset));
+  writeLittleEndian<uint64_t>(header + kIdByteOffset, options.id);
+  writeLittleEndian<uint32_t>(header + kIdByteOffset + 8, crc32c(0, header + kIdByteOffset, 8));
+  journal->id_ = options.id;
   journal->publishCursors();
   return journal;
 }
@@ -178,7 +192,102 @@ std::unique_ptr<Journal> Journal::open(std::shared_ptr<Region> region) {
   journal->capacityBytes_ = capacityBytes;
   journal->maxRecordBytes_ = maxRecordBytes;
   journal->recover();
+  journal->readIdentityAndIntents();
   return journal;
+}
+
+void Journal::readIdentityAndIntents() {
+  const uint8_t* header = header_;
+  id_ = readLittleEndian<uint32_t>(header + kIdByteOffset + 8) == crc32c(0, header + kIdByteOffset, 8)
+            ? readLittleEndian<uint64_t>(header + kIdByteOffset)
+            : 0;
+  // A count past the area is damage: every listed range is taken (the caller journals current
+  // bytes again, which is always safe); an entry's kind other than zero or trim is a write.
+  const uint32_t count = std::min(readLittleEndian<uint32_t>(header + kIntentCountByteOffset), kMaxIntents);
+  pendingIntents_.clear();
+  for (uint32_t i = 0; i < count; i++) {
+    const uint8_t* entry = header + kIntentByteOffset + i * kIntentBytes;
+    JournalIntent intent{};
+    intent.volumeId = readLittleEndian<uint64_t>(entry);
+    intent.byteOffset = readLittleEndian<uint64_t>(entry + 8);
+    intent.byteLength = readLittleEndian<uint64_t>(entry + 16);
+    const uint16_t kind = readLittleEndian<uint16_t>(entry + 24);
+    intent.kind = kind == static_cast<uint16_t>(RecordKind::Zero) || kind == static_cast<uint16_t>(RecordKind::Trim)
+                      ? static_cast<RecordKind>(kind)
+                      : RecordKind::Write;
+    pendingIntents_.push_back(intent);
+  }
+  for (uint32_t i = 0; i < kDirectIntents; i++) {
+    const uint8_t* entry = header + kDirectIntentByteOffset + i * kIntentBytes;
+    const uint16_t kind = readLittleEndian<uint16_t>(entry + 24);
+    if (kind == 0) continue;
+    pendingIntents_.push_back(JournalIntent{readLittleEndian<uint64_t>(entry), readLittleEndian<uint64_t>(entry + 8),
+                                            readLittleEndian<uint64_t>(entry + 16), RecordKind::Write});
+  }
+}
+
+void Journal::clearPendingIntents() noexcept {
+  std::lock_guard<std::mutex> lock(mutex_);
+  pendingIntents_.clear();
+  if (header_ == nullptr) return;
+  // A crashed writer's direct slots: this object's own claims stay.
+  for (uint32_t i = 0; i < kDirectIntents; i++) {
+    if (directIntents_[i].byteLength == 0) writeLittleEndian<uint16_t>(header_ + kDirectIntentByteOffset + i * kIntentBytes + 24, 0);
+  }
+}
+
+bool Journal::claimDirectIntent(const JournalIntent& intent) noexcept {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (header_ == nullptr) return false;
+  for (uint32_t i = 0; i < kDirectIntents; i++) {
+    if (directIntents_[i].byteLength != 0) continue;
+    directIntents_[i] = intent;
+    directIntents_[i].byteLength = std::max<uint64_t>(intent.byteLength, 1);
+    uint8_t* entry = header_ + kDirectIntentByteOffset + i * kIntentBytes;
+    writeLittleEndian<uint64_t>(entry, intent.volumeId);
+    writeLittleEndian<uint64_t>(entry + 8, intent.byteOffset);
+    writeLittleEndian<uint64_t>(entry + 16, intent.byteLength);
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    writeLittleEndian<uint16_t>(entry + 24, static_cast<uint16_t>(RecordKind::Write));
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    return true;
+  }
+  return false;
+}
+
+void Journal::releaseDirectIntent(uint64_t volumeId, uint64_t byteOffset, uint64_t byteLength) noexcept {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (header_ == nullptr) return;
+  for (uint32_t i = 0; i < kDirectIntents; i++) {
+    JournalIntent& slot = directIntents_[i];
+    if (slot.byteLength == 0 || slot.volumeId != volumeId || slot.byteOffset != byteOffset ||
+        slot.byteLength != std::max<uint64_t>(byteLength, 1)) {
+      continue;
+    }
+    // After the record (the caller appended it): a crash before this line journals it twice.
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    writeLittleEndian<uint16_t>(header_ + kDirectIntentByteOffset + i * kIntentBytes + 24, 0);
+    slot = JournalIntent{};
+    return;
+  }
+}
+
+void Journal::setIntent(uint32_t index, const JournalIntent& intent) noexcept {
+  uint8_t* entry = header_ + kIntentByteOffset + index * kIntentBytes;
+  writeLittleEndian<uint64_t>(entry, intent.volumeId);
+  writeLittleEndian<uint64_t>(entry + 8, intent.byteOffset);
+  writeLittleEndian<uint64_t>(entry + 16, intent.byteLength);
+  writeLittleEndian<uint16_t>(entry + 24, static_cast<uint16_t>(intent.kind));
+}
+
+void Journal::publishIntents(uint32_t count) noexcept {
+  // The entries (or, for 0, the records) before the count; the count before the caller's next
+  // stores. A SIGKILL stops the thread at an instruction boundary and every store retired before
+  // it reaches the shared or file mapping, so only the compiler's order matters here (a signal
+  // fence: no instruction). Power loss is not covered (the volume's own flush is).
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  writeLittleEndian<uint32_t>(header_ + kIntentCountByteOffset, count);
+  std::atomic_signal_fence(std::memory_order_seq_cst);
 }
 
 Journal::~Journal() { close(); }

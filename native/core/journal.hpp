@@ -26,6 +26,20 @@
 // maxRecordBytes). One process appends to a journal at a time; a reopened named journal resumes
 // from the header's cursors (a record whose header CRC fails at the tail was torn by a crash and
 // is cut off).
+//
+// Identity: a journal carries an id (u64, given at create, kept across reopen; 0 = none) so a
+// reader's position in its sequence space is never taken for one in another journal's.
+//
+// Intents: a write reaches the store before its record is appended (volume.cpp, steps 4 and 6),
+// so a crash between the two leaves bytes in the store that no record holds. The writer lists
+// the ranges of a write batch in the header's intent area before the first byte is stored and
+// empties the list once their records are appended; open() hands what it found to the caller
+// (pendingIntents()), who journals those ranges again from the store (replicated-volume.ts).
+// Up to kMaxIntents ranges; a larger batch lists its first kMaxIntents - 1 and one range
+// covering the rest. A direct write (Volume::beginDirectWrite: its bytes land from the socket
+// long before commit) claims one of kDirectIntents slots of its own from begin to commit, so
+// batches in between do not overwrite it; with every slot taken, begin returns null (the caller
+// takes write()). The intent area has one writer thread at a time (the volume's).
 #pragma once
 
 #include <cstdint>
@@ -69,6 +83,15 @@ struct JournalRecord {
 struct JournalOptions {
   uint64_t capacityBytes = 64ull << 20;   // ring bytes; >= 64 KiB
   uint64_t maxRecordBytes = 4ull << 20;   // largest payload; <= capacityBytes / 4
+  uint64_t id = 0;                        // the journal's identity (0: none)
+};
+
+// A write between its store and its record, as the intent area lists it.
+struct JournalIntent {
+  uint64_t volumeId;
+  uint64_t byteOffset;
+  uint64_t byteLength;
+  RecordKind kind;
 };
 
 struct JournalStats {
@@ -133,6 +156,25 @@ class Journal {
   // Records cut by open() because they were torn or unreachable (0 after create()).
   uint64_t recoveredCutCount() const noexcept { return recoveredCutCount_; }
 
+  // The id given at create (0 for none, or a journal from before ids).
+  uint64_t id() const noexcept { return id_; }
+
+  static constexpr uint32_t kMaxIntents = 64;
+  // Lists intent `index` (< kMaxIntents); published by publishIntents(count).
+  void setIntent(uint32_t index, const JournalIntent& intent) noexcept;
+  // Makes the first `count` intents the list (0 empties it). Ordered after the entries and
+  // before any later store by the caller (a release fence and a compiler barrier).
+  void publishIntents(uint32_t count) noexcept;
+  static constexpr uint32_t kDirectIntents = 16;
+  // Lists a direct write until releaseDirectIntent(); false when every slot is taken.
+  bool claimDirectIntent(const JournalIntent& intent) noexcept;
+  // Ends the listing of a direct write of exactly this range (none listed: nothing to do).
+  void releaseDirectIntent(uint64_t volumeId, uint64_t byteOffset, uint64_t byteLength) noexcept;
+  // The intents open() found: writes of a crashed writer that may be stored without a record.
+  const std::vector<JournalIntent>& pendingIntents() const noexcept { return pendingIntents_; }
+  // Forgets pendingIntents() (the caller journaled them again).
+  void clearPendingIntents() noexcept;
+
  private:
   struct Placement;
   struct Step;
@@ -147,7 +189,12 @@ class Journal {
                          uint16_t flags, uint32_t dataCrc, uint32_t payloadBytes) noexcept;
   void publishCursors() noexcept;
   void recover();
+  void readIdentityAndIntents();
   std::shared_ptr<Region> region_;
+  uint64_t id_ = 0;
+  std::vector<JournalIntent> pendingIntents_;
+  // The direct slots this object listed (a copy of what the header holds).
+  JournalIntent directIntents_[kDirectIntents] = {};
   uint64_t capacityBytes_ = 0;
   uint64_t maxRecordBytes_ = 0;
   mutable std::mutex mutex_;

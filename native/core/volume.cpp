@@ -457,6 +457,8 @@ size_t Volume::writeBatch(const WriteRequest* requests, size_t count, uint64_t* 
   // the fence is what lets step 5 skip words already set (Bitmap::markBytesAfterFence), so the
   // steady state of a workload that rewrites dirty tracks issues no locked instruction at all.
   BatchTally tally;
+  Journal* const journal = journal_.get();
+  if (journal != nullptr) listIntents(*journal, requests, count);
   for (size_t i = 0; i < count; i++) storeOne(requests[i], tally);
   std::atomic_thread_fence(std::memory_order_seq_cst);
   size_t fullCount = 0;
@@ -465,6 +467,8 @@ size_t Volume::writeBatch(const WriteRequest* requests, size_t count, uint64_t* 
     if (sequence == kJournalFull) fullCount++;
     if (sequencesOut != nullptr) sequencesOut[i] = sequence;
   }
+  // Every record is appended (or the journal was full: the pairs fall back to their bitmaps).
+  if (journal != nullptr) journal->publishIntents(0);
   // One writer thread per Volume object (the design note): the write-path counters are plain
   // relaxed load+store, readable from any thread, with no locked instruction per write.
   auto add = [](std::atomic<uint64_t>& counter, uint64_t value) {
@@ -495,10 +499,21 @@ uint8_t* Volume::beginDirectWrite(uint64_t byteOffset, uint64_t byteLength) {
                 "attached: open the store before writing");
   }
   if (backing_ != nullptr) return nullptr;
+  if (interceptor_ != nullptr && interceptor_->mayRoute()) return nullptr;
+  // A journaled volume lists the write as an intent until its record is appended at commit
+  // (journal.hpp): bytes that land and are never recorded are journaled again after a crash.
+  // Every direct slot taken: the caller takes write().
+  if (journal_ != nullptr && !journal_->claimDirectIntent(JournalIntent{volumeId_, byteOffset, byteLength, RecordKind::Write})) {
+    return nullptr;
+  }
   if (interceptor_ != nullptr) {
-    if (interceptor_->mayRoute()) return nullptr;
     // Step 2 before any byte lands: the old bytes go to every snapshot that still needs them.
-    interceptor_->preserve(*this, byteOffset, byteLength);
+    try {
+      interceptor_->preserve(*this, byteOffset, byteLength);
+    } catch (...) {
+      if (journal_ != nullptr) journal_->releaseDirectIntent(volumeId_, byteOffset, byteLength);
+      throw;
+    }
   }
   // Bits before bytes: a caller killed while the bytes land leaves them dirty (conservative).
   for (uint32_t i = 0; i < recordingCount_; i++) recording_[i]->markBytes(byteOffset, byteLength);
@@ -520,6 +535,7 @@ uint64_t Volume::commitDirectWrite(uint64_t byteOffset, uint64_t byteLength) {
   std::atomic_thread_fence(std::memory_order_seq_cst);
   const WriteRequest request{byteOffset, byteLength, data_ + byteOffset, RecordKind::Write};
   const uint64_t sequence = recordOne(request, tally);
+  if (journal_ != nullptr) journal_->releaseDirectIntent(volumeId_, byteOffset, byteLength);
   auto add = [](std::atomic<uint64_t>& counter, uint64_t value) {
     if (value != 0) counter.store(counter.load(std::memory_order_relaxed) + value, std::memory_order_relaxed);
   };
@@ -530,6 +546,26 @@ uint64_t Volume::commitDirectWrite(uint64_t byteOffset, uint64_t byteLength) {
   add(counters_.journalAppendCount, tally.journalAppendCount);
   add(counters_.journalFullCount, tally.journalFullCount);
   return sequence;
+}
+
+void Volume::listIntents(Journal& journal, const WriteRequest* requests, size_t count) noexcept {
+  // Before the first byte is stored: the ranges a crash could leave in the store without a
+  // record (journal.hpp, intents). A batch longer than the area lists its tail as one range.
+  const uint32_t listed = static_cast<uint32_t>(std::min<size_t>(count, Journal::kMaxIntents));
+  const bool covered = count > Journal::kMaxIntents;
+  for (uint32_t i = 0; i < listed - (covered ? 1 : 0); i++) {
+    journal.setIntent(i, JournalIntent{volumeId_, requests[i].byteOffset, requests[i].byteLength, requests[i].kind});
+  }
+  if (covered) {
+    uint64_t first = UINT64_MAX;
+    uint64_t end = 0;
+    for (size_t i = listed - 1; i < count; i++) {
+      first = std::min(first, requests[i].byteOffset);
+      end = std::max(end, requests[i].byteOffset + requests[i].byteLength);
+    }
+    journal.setIntent(listed - 1, JournalIntent{volumeId_, first, end - first, RecordKind::Write});
+  }
+  journal.publishIntents(listed);
 }
 
 void Volume::storeOne(const WriteRequest& request, BatchTally& tally) {

@@ -222,6 +222,7 @@ class Volume {
     uint64_t journalAppendCount = 0, journalFullCount = 0;
   };
   // Steps 2-4 (seams and the store) and steps 5-6 (bitmaps and journal) of one request.
+  void listIntents(Journal& journal, const WriteRequest* requests, size_t count) noexcept;
   void storeOne(const WriteRequest& request, BatchTally& tally);
   uint64_t recordOne(const WriteRequest& request, BatchTally& tally);
   std::shared_ptr<Region> region_;

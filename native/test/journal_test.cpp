@@ -212,6 +212,43 @@ TEST(journal_sequences_start_at_one_and_survive_release_and_reopen) {
   CHECK_EQ(reopened->append(RecordKind::Write, 7, 0, 1, "z", 1), 4u);
 }
 
+TEST(journal_id_and_intents_survive_reopen) {
+  JournalOptions options = smallOptions();
+  options.id = 0x1234567890ABull;
+  auto region = journalRegion(options);
+  auto journal = Journal::create(region, options);
+  CHECK_EQ(journal->id(), 0x1234567890ABull);
+  CHECK(journal->pendingIntents().empty());
+  // A writer listed two ranges and died before its records: a reopen finds both.
+  journal->setIntent(0, bm::JournalIntent{7, 4096, 8192, RecordKind::Write});
+  journal->setIntent(1, bm::JournalIntent{8, 0, 1u << 20, RecordKind::Trim});
+  journal->publishIntents(2);
+  {
+    auto reopened = Journal::open(region);
+    CHECK_EQ(reopened->id(), 0x1234567890ABull);
+    const auto& intents = reopened->pendingIntents();
+    REQUIRE(intents.size() == 2u);
+    CHECK_EQ(intents[0].volumeId, 7u);
+    CHECK_EQ(intents[0].byteOffset, 4096u);
+    CHECK_EQ(intents[0].byteLength, 8192u);
+    CHECK(intents[0].kind == RecordKind::Write);
+    CHECK_EQ(intents[1].volumeId, 8u);
+    CHECK(intents[1].kind == RecordKind::Trim);
+    reopened->clearPendingIntents();
+    CHECK(reopened->pendingIntents().empty());
+  }
+  // An emptied list is found empty.
+  journal->publishIntents(0);
+  CHECK(Journal::open(region)->pendingIntents().empty());
+  // A journal from before ids (the id's checksum fails) has id 0.
+  region->data()[200] ^= 0xFF;
+  CHECK_EQ(Journal::open(region)->id(), 0u);
+  // A damaged count takes at most the whole area, never past it.
+  const uint32_t huge = 1000;
+  std::memcpy(region->data() + 256, &huge, sizeof huge);
+  CHECK_EQ(Journal::open(region)->pendingIntents().size(), static_cast<size_t>(Journal::kMaxIntents));
+}
+
 TEST(journal_read_edges_released_not_yet_and_empty) {
   const JournalOptions options = smallOptions();
   auto journal = Journal::create(journalRegion(options), options);

@@ -192,6 +192,86 @@ TEST(volume_strict_requires_block_alignment) {
   CHECK_EQ(buffer[4], 0);
 }
 
+// Sees the journal's intent list from a second Journal object on the same region while the
+// write is in its store step (what a reopen after a SIGKILL at that instant would find).
+class IntentProbe : public bm::WriteInterceptor {
+ public:
+  explicit IntentProbe(std::shared_ptr<bm::Region> region) : region_(std::move(region)) {}
+  void preserve(Volume&, uint64_t, uint64_t) override {
+    seen.push_back(bm::Journal::open(region_)->pendingIntents());
+  }
+  bool route(Volume&, uint64_t, uint64_t, const uint8_t*, RecordKind) override { return false; }
+  std::vector<std::vector<bm::JournalIntent>> seen;
+
+ private:
+  std::shared_ptr<bm::Region> region_;
+};
+
+TEST(volume_lists_a_batch_as_journal_intents_while_it_is_stored) {
+  auto volume = makeVolume(kMiB);
+  bm::JournalOptions options;
+  options.capacityBytes = kMiB;
+  options.maxRecordBytes = 64 * 1024;
+  auto region = bmtest::anonymousRegion(bm::Journal::regionBytesFor(options.capacityBytes));
+  std::shared_ptr<bm::Journal> journal = bm::Journal::create(region, options);
+  volume->attachJournal(journal);
+  IntentProbe probe(region);
+  volume->setInterceptor(&probe);
+  std::vector<uint8_t> data(4096, 0x5A);
+  const WriteRequest requests[] = {
+      {0, 4096, data.data(), RecordKind::Write},
+      {65536, 8192, nullptr, RecordKind::Zero},
+  };
+  volume->writeBatch(requests, 2, nullptr);
+  REQUIRE(probe.seen.size() == 2u);
+  for (const auto& intents : probe.seen) {
+    REQUIRE(intents.size() == 2u);
+    CHECK_EQ(intents[0].volumeId, volume->volumeId());
+    CHECK_EQ(intents[0].byteOffset, 0u);
+    CHECK_EQ(intents[0].byteLength, 4096u);
+    CHECK(intents[0].kind == RecordKind::Write);
+    CHECK_EQ(intents[1].byteOffset, 65536u);
+    CHECK(intents[1].kind == RecordKind::Zero);
+  }
+  // Recorded: the list is empty again.
+  CHECK(bm::Journal::open(region)->pendingIntents().empty());
+  CHECK_EQ(journal->nextSequence(), 3u);
+  // A batch longer than the area lists its tail as one covering write range.
+  std::vector<WriteRequest> many;
+  for (uint64_t i = 0; i < bm::Journal::kMaxIntents + 6; i++) many.push_back({i * 8192, 512, data.data(), RecordKind::Write});
+  probe.seen.clear();
+  volume->writeBatch(many.data(), many.size(), nullptr);
+  const auto& intents = probe.seen.front();
+  REQUIRE(intents.size() == static_cast<size_t>(bm::Journal::kMaxIntents));
+  const auto& tail = intents.back();
+  CHECK_EQ(tail.byteOffset, (bm::Journal::kMaxIntents - 1) * 8192u);
+  CHECK_EQ(tail.byteOffset + tail.byteLength, (bm::Journal::kMaxIntents + 5) * 8192u + 512u);
+  volume->setInterceptor(nullptr);
+  // A direct write is listed from begin to commit in a slot of its own, past batches between.
+  REQUIRE(volume->beginDirectWrite(65536, 4096) != nullptr);
+  volume->write(0, data.data(), 512);
+  {
+    const auto found = bm::Journal::open(region)->pendingIntents();
+    REQUIRE(found.size() == 1u);
+    CHECK_EQ(found[0].byteOffset, 65536u);
+    CHECK_EQ(found[0].byteLength, 4096u);
+  }
+  volume->commitDirectWrite(65536, 4096);
+  CHECK(bm::Journal::open(region)->pendingIntents().empty());
+  // Every direct slot taken: begin answers null (the caller takes write()), and frees none.
+  for (uint32_t i = 0; i < bm::Journal::kDirectIntents; i++) REQUIRE(volume->beginDirectWrite(i * 4096, 4096) != nullptr);
+  CHECK(volume->beginDirectWrite(512 * 1024, 4096) == nullptr);
+  CHECK_EQ(bm::Journal::open(region)->pendingIntents().size(), static_cast<size_t>(bm::Journal::kDirectIntents));
+  for (uint32_t i = 0; i < bm::Journal::kDirectIntents; i++) volume->commitDirectWrite(i * 4096, 4096);
+  CHECK(bm::Journal::open(region)->pendingIntents().empty());
+  // A crashed writer's slots are found by the next opener, and cleared once it journaled them.
+  REQUIRE(volume->beginDirectWrite(8192, 4096) != nullptr);
+  auto reopened = bm::Journal::open(region);
+  CHECK_EQ(reopened->pendingIntents().size(), 1u);
+  reopened->clearPendingIntents();
+  CHECK(bm::Journal::open(region)->pendingIntents().empty());
+}
+
 TEST(volume_a_batch_with_one_bad_request_changes_nothing) {
   auto volume = makeVolume(kMiB);
   auto journal = makeJournal(1 * kMiB, 64 * 1024);

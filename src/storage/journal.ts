@@ -76,6 +76,16 @@ export interface JournalCreateOptions {
   name?: string;
   /** File: the path. @default undefined */
   path?: string;
+  /** The journal's identity, an integer in [0, 2^53) kept across reopen (0: none). @default 0 */
+  id?: number;
+}
+
+/** A write of a crashed writer that may be in the store without a record (Journal.pendingIntents). */
+export interface JournalIntent {
+  volumeId: bigint;
+  byteOffset: number;
+  byteLength: number;
+  kind: 'write' | 'zero' | 'trim';
 }
 
 /** Options of Journal.read. */
@@ -135,6 +145,8 @@ export class Journal {
   readonly name: string | undefined;
   readonly capacityBytes: number;
   readonly maxRecordBytes: number;
+  /** The id given at create (0: none). */
+  readonly id: number;
 
   #handle: NativeJournal | null;
   #attachments = new Set<JournalAttachment>();
@@ -142,9 +154,10 @@ export class Journal {
 
   private constructor(handle: NativeJournal, kind: JournalKind, name: string | undefined) {
     this.#handle = handle;
-    const [capacityBytes, maxRecordBytes] = handle.info();
+    const [capacityBytes, maxRecordBytes, , , id] = handle.info();
     this.capacityBytes = capacityBytes;
     this.maxRecordBytes = maxRecordBytes;
+    this.id = id;
     this.kind = kind;
     this.name = name;
   }
@@ -168,7 +181,9 @@ export class Journal {
       name = options.path;
       regionName = options.path;
     }
-    const handle = new addon.Journal(NativeRegionKind[kind], regionName, true, capacityBytes, maxRecordBytes);
+    const id = orDefault(options.id, 0);
+    checkIntegerIn(id, 'options.id', 0, Number.MAX_SAFE_INTEGER);
+    const handle = new addon.Journal(NativeRegionKind[kind], regionName, true, capacityBytes, maxRecordBytes, id);
     return new Journal(handle, kind, name);
   }
 
@@ -215,6 +230,22 @@ export class Journal {
   /** The sequence the next append gets. */
   get nextSequence(): number {
     return this.#open().nextSequence();
+  }
+
+  /**
+   * The writes of a crashed writer that open() found listed between their store and their
+   * record (journal.hpp, intents): their bytes may be in the volume without a record. Empty
+   * after create() and after clearPendingIntents().
+   */
+  pendingIntents(): JournalIntent[] {
+    return this.#open().pendingIntents().map(([volumeId, byteOffset, byteLength, kind]) => ({
+      volumeId, byteOffset, byteLength, kind: kind === 2 ? 'zero' : kind === 3 ? 'trim' : 'write',
+    }));
+  }
+
+  /** Forgets pendingIntents() (the caller journaled those ranges again). */
+  clearPendingIntents(): void {
+    this.#open().clearPendingIntents();
   }
 
   /** Appends one record; returns its sequence, or 0 when the ring is full. */
