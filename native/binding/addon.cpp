@@ -355,6 +355,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   initRaid(env, exports);
   initDiversion(env, exports);
   initCrc32c(env, exports);
+  initNbdSocket(env, exports);
   return exports;
 }
 

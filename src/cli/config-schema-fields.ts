@@ -272,6 +272,9 @@ export const limitsSchema = strictObject({
   maxPayloadBytes: doc(sizeRange(MIN_MAX_PAYLOAD_BYTES, MAX_MAX_PAYLOAD_BYTES).default(DEFAULT_MAX_PAYLOAD_BYTES), {
     description: 'The largest NBD read or write, 64 KiB to 1 GiB.',
   }),
+  workers: doc(z.number().int().min(0).max(64).default(0), {
+    description: 'Worker threads that serve NBD connections to plain volumes after their handshake (no pair, journal, snapshot store or RAID; docs/nbd-workers.md), 0 to 64. 0: every connection on the one event loop.',
+  }),
 });
 
 export type VolumeEntry = z.output<typeof volumeSchema>;

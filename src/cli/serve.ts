@@ -200,6 +200,7 @@ export class ServeSession {
         nbd: {
           listen: config.listen.map((entry) => ('path' in entry ? { path: entry.path } : { host: entry.host, port: entry.port })),
           maxPayloadBytes: config.limits.maxPayloadBytes,
+          workers: config.limits.workers,
           logger: this.logger.child({ component: 'nbd' }),
         },
       });

@@ -34,6 +34,8 @@ export interface ControllerHostOptions {
     listen: NbdListenOptions[];
     maxPayloadBytes?: number;
     logger?: NbdServerOptions['logger'];
+    /** Worker threads for NBD connections to plain volumes (NbdServerOptions.workers). @default 0 */
+    workers?: number;
   };
   /** Recent events kept for status. @default 1000 */
   recentEventCount?: number;
@@ -128,6 +130,7 @@ export class ControllerHost implements AdminTarget {
           const serverOptions: NbdServerOptions = { exports, listen: this.options.nbd.listen };
           if (this.options.nbd.maxPayloadBytes !== undefined) serverOptions.maxPayloadBytes = this.options.nbd.maxPayloadBytes;
           if (this.options.nbd.logger !== undefined) serverOptions.logger = this.options.nbd.logger;
+          if (this.options.nbd.workers !== undefined) serverOptions.workers = this.options.nbd.workers;
           const server = new NbdServer(serverOptions);
           this.server = server;
           // A takeover makes a secondary's export read-write; a demotion or a handover makes a
@@ -180,6 +183,9 @@ export class ControllerHost implements AdminTarget {
     }
     const names = controller.exports.filter((entry) => entry.volume === event.volume).map((entry) => `${entry.name}@${event.snapshot}`);
     if (event.kind === 'created') {
+      // The volume has a snapshot store now: worker threads cannot preserve for it, so its
+      // exports' connections there end and reconnect to the main loop (src/nbd/worker-pool.ts).
+      for (const entry of controller.exports) if (entry.volume === event.volume) server.moveExportToMainLoop(entry.name);
       for (const name of names) {
         server.addExport({ name, volume: event.target as unknown as Volume, readOnly: true, description: `snapshot ${event.snapshot} of ${event.volume}` });
       }

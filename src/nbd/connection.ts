@@ -47,6 +47,14 @@
 // completion / 'drain'. With user buffers socket.pause() stops reading at the handle
 // (readStop), as with 'data'.
 //
+// Hand-off to a worker (docs/nbd-workers.md): at the end of the handshake the server may move
+// the connection to a worker thread (detach). Reading stops at once (readStop, so every byte read
+// past the handshake is in the queue), the handshake's replies are written out, and the server
+// dups the fd and posts it with the negotiated state and those bytes; this side then destroys its
+// handle without a disconnect notice (the worker reports the end). A worker builds the same
+// connection with that state (the `resumed` constructor argument): no greeting, no handshake,
+// straight into transmission with the bytes the main thread had read.
+//
 // Errors: nothing is thrown out of a socket callback. A protocol violation (an ERR_NBD_* error)
 // is recorded with the server ('protocol-error') and ends this connection; any other exception
 // is a bug that also ends this connection only.
@@ -58,8 +66,7 @@ import { isNbdError, nbdError } from './errors';
 import * as P from './protocol';
 import { type DirectWrite, abandonStoreReceive, beginStoreReceive } from './receive';
 import { EMPTY_ARENA, ReplyWriter } from './replies';
-import type { NbdServer } from './server';
-import type { ExportEntry, NbdLogger, ResolvedConfig, SelectedContext } from './types';
+import type { ConnectionHost, ExportEntry, HandOffCandidate, NbdLogger, NegotiatedState, ResolvedConfig, SelectedContext } from './types';
 
 /** Receive buffer of a connection in transmission (socket reads land here; see the design note). */
 const RECEIVE_BYTES = 256 * 1024;
@@ -85,8 +92,14 @@ const CONNECTION_TRANSITIONS: Record<ConnectionState, readonly ConnectionState[]
   closed: [],
 };
 
+/** A connection resumed in a worker: its export there and what the main thread's handshake negotiated. */
+export interface ResumedTransmission {
+  entry: ExportEntry;
+  state: NegotiatedState;
+}
+
 /** The base layer of a connection: all its state, its socket and the receive path (see the design note). */
-export abstract class Connection {
+export abstract class Connection implements HandOffCandidate {
   state: ConnectionState = 'handshake';
   protected readonly handshake: P.HandshakeDecoder;
   protected decoder: P.RequestDecoder | null = null;
@@ -126,17 +139,27 @@ export abstract class Connection {
    * committed when the request is handled, or when the socket closes first.
    */
   directWrite: DirectWrite | null = null;
+  /** detach() stopped reading and waits for the handshake replies to leave (see the design note). */
+  private handingOff = false;
+  /** The socket went to a worker: this side only closes its handle. */
+  private handedOff = false;
 
-  /** `accepted` comes from a listener with pauseOnConnect (see adoptWithUserBuffers). */
+  /**
+   * `accepted` comes from a listener with pauseOnConnect (see adoptWithUserBuffers), or in a
+   * worker from the fd the main thread dup'd, created paused; `resumed` (a worker) starts in
+   * transmission with the main thread's negotiated state.
+   */
   constructor(
     readonly id: number,
     accepted: net.Socket,
     readonly transport: 'tcp' | 'unix',
-    protected readonly server: NbdServer,
+    protected readonly server: ConnectionHost,
     protected readonly config: ResolvedConfig,
+    resumed?: ResumedTransmission,
   ) {
     this.log = config.logger;
     this.handshake = new P.HandshakeDecoder({ maxOptionBytes: config.maxOptionBytes });
+    if (resumed !== undefined) this.resume(resumed);
     const adopted = config.userBufferReads
       ? adoptWithUserBuffers(accepted, {
           buffer: () => this.readTarget(),
@@ -160,6 +183,11 @@ export abstract class Connection {
     socket.on('end', () => this.onEnd());
     socket.on('error', (error: Error) => this.onSocketError(error));
     socket.on('close', () => this.onClose());
+    if (resumed !== undefined) {
+      // A request the client pipelined behind the handshake is already queued.
+      if (this.handshake.queue.length > 0) queueMicrotask(() => this.pump());
+      return;
+    }
     this.handshakeTimer = setTimeout(() => this.onHandshakeTimeout(), config.handshakeTimeoutMs);
     this.handshakeTimer.unref();
     socket.write(P.encodeGreeting(P.NBD_FLAG_FIXED_NEWSTYLE | P.NBD_FLAG_NO_ZEROES));
@@ -167,6 +195,64 @@ export abstract class Connection {
 
   get exportName(): string | undefined {
     return this.entry?.name;
+  }
+
+  get exportEntry(): ExportEntry | null {
+    return this.entry;
+  }
+
+  /** A worker's connection: the state the main thread's handshake negotiated, then transmission. */
+  private resume(resumed: ResumedTransmission): void {
+    const { entry, state } = resumed;
+    this.entry = entry;
+    this.limits = { ...state.limits };
+    this.structured = state.structured;
+    this.fixedNewstyle = true;
+    this.contexts = state.contexts.map((context) => (context.kind === 'dirty' ? { ...context, bitmap: null } : { ...context }));
+    this.contextsExport = entry.name;
+    const leftover = state.leftover;
+    if (leftover.byteLength > 0) this.handshake.queue.push(Buffer.from(leftover.buffer, leftover.byteOffset, leftover.byteLength));
+    this.decoder = new P.RequestDecoder({ maxPayloadBytes: this.config.maxPayloadBytes, maxDiscardBytes: this.config.maxDiscardBytes }, this.handshake.queue);
+    this.setState('transmission');
+  }
+
+  /** HandOffCandidate.detach (see the design note): only right after enterTransmission. */
+  detach(move: (state: NegotiatedState, socket: net.Socket) => boolean): void {
+    if (this.state !== 'transmission' || this.entry === null || this.limits === null || this.handingOff) return;
+    this.pauseSocket();
+    this.handingOff = true;
+    const proceed = (): void => {
+      // Closed meanwhile: the ordinary close path ran (or runs) and reported it.
+      if (this.state !== 'transmission' || this.socket.destroyed) return;
+      const queue = this.handshake.queue;
+      const leftover = Buffer.alloc(queue.length);
+      if (queue.length > 0) queue.peekInto(leftover, 0, queue.length);
+      const state: NegotiatedState = {
+        exportName: (this.entry as ExportEntry).name,
+        limits: { ...(this.limits as P.ExportLimits) },
+        structured: this.structured,
+        contexts: this.contexts.map((context) => (context.kind === 'dirty' ? { ...context, bitmap: null } : { ...context })),
+        leftover,
+      };
+      let moved = false;
+      try {
+        moved = move(state, this.socket);
+      } catch (error) {
+        this.log.warn({ connectionId: this.id, err: String(error) }, 'nbd hand-off to a worker failed; served here');
+      }
+      if (!moved) {
+        this.handingOff = false;
+        this.resumeSocket();
+        if (queue.length > 0) this.pump();
+        return;
+      }
+      this.handedOff = true;
+      this.setState('closed');
+      // Closes this thread's fd only: the worker's duplicate keeps the connection open.
+      this.socket.destroy();
+    };
+    if (this.socket.writableLength === 0) proceed();
+    else this.socket.once('drain', proceed);
   }
 
   // --- state ---------------------------------------------------------------------------------
@@ -305,6 +391,7 @@ export abstract class Connection {
   }
 
   private onDrain(): void {
+    if (this.handingOff) return;
     if (this.state === 'handshake') {
       this.resumeSocket();
       this.runHandshake();
@@ -336,6 +423,7 @@ export abstract class Connection {
     if (this.closeTimer !== null) clearTimeout(this.closeTimer);
     this.handshakeTimer = null;
     this.closeTimer = null;
+    if (this.handedOff) return;
     if (this.state !== 'closed') this.setState('closed');
     // No read lands any more: a payload received only in part is committed unacknowledged.
     if (this.directWrite !== null && this.entry !== null) abandonStoreReceive(this, this.entry, this.log);

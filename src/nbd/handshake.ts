@@ -102,6 +102,8 @@ export abstract class HandshakeConnection extends Connection {
       this.protocolFailure(error);
       return;
     }
+    // The server may serve the transmission phase on a worker (connection.ts detach).
+    if (this.state === 'transmission' && this.server.handOff !== undefined && this.server.handOff(this)) return;
     if (this.state === 'transmission' && this.decoder !== null && this.decoder.queue.length > 0) this.pump();
   }
 

@@ -9,7 +9,9 @@
 //   handshake.ts     newstyle fixed option haggling, up to entering transmission;
 //   transmission.ts  requests: validation, the volume calls, ack points, the replies they send;
 //   replies.ts       ReplyWriter (the reply arena) and the error helpers replies use;
-//   flush.ts         FlushCoordinator, the per-volume flush group commit.
+//   flush.ts         FlushCoordinator, the per-volume flush group commit;
+//   worker-pool.ts   the worker threads (option `workers`) that serve the transmission phase of
+//                    connections to plain volumes, and worker.ts, their side (docs/nbd-workers.md).
 // Everything importable from './server' before the split still is (re-exported below).
 //
 // Validation happens at the edge (protocol.validateRequest) before the volume sees a request, so
@@ -31,6 +33,14 @@
 // already received but not started get ESHUTDOWN, then the socket is half-closed
 // (Connection.shutdown). A Unix socket file left by a server that died is replaced once; a live
 // one is never touched.
+//
+// Workers (`workers` > 0): the handshake always runs here; at its end handOff() may move the
+// connection to a worker (worker-pool.ts says which). The server still counts it in
+// `connections` and maxConnections, and reports its end ('disconnect'), its protocol errors and
+// its counters (stats(), exportStats()) as for its own. setExportVolume to a volume the workers
+// may not serve, and moveExportToMainLoop(), evict that export's worker connections before
+// returning. A worker that dies is reported as 'worker-error' (never 'error', which would
+// throw without a listener); the server goes on without it.
 
 import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
@@ -43,7 +53,9 @@ import { FlushCoordinator } from './flush';
 import * as P from './protocol';
 import { NbdConnection } from './transmission';
 import type {
+  ConnectionHost,
   ExportEntry,
+  HandOffCandidate,
   NbdAddress,
   NbdConnectionEvent,
   NbdDisconnectEvent,
@@ -58,6 +70,8 @@ import type {
   NbdVolume,
   ResolvedConfig,
 } from './types';
+import type { WorkerPool } from './worker-pool';
+import { EXPORT_COUNTERS, SERVER_COUNTERS } from './worker-protocol';
 
 // Re-exported: src/nbd/index.ts, the CLI, the controller and the tests import these from here
 // (they lived in this file before it was split).
@@ -94,6 +108,8 @@ const DEFAULT_MAX_OPTIONS = 1024;
 const DEFAULT_HOLE_DETECTION_MIN_BYTES = 64 * 1024;
 const DEFAULT_CLOSE_TIMEOUT_MS = 2_000;
 const MIN_MAX_PAYLOAD_BYTES = 4096;
+/** Most worker threads (worker-pool.ts). */
+const MAX_WORKERS = 64;
 const MAX_MAX_PAYLOAD_BYTES = 1024 * 1024 * 1024;
 /** Preferred block size floor: the memory store's page size. */
 const PREFERRED_BLOCK_BYTES = 4096;
@@ -174,7 +190,7 @@ function encodeExportPath(name: string): string {
  * An NBD server exporting volumes. Events: 'connection' (NbdConnectionEvent), 'disconnect'
  * (NbdDisconnectEvent), 'protocol-error' (NbdProtocolErrorEvent), 'listening'.
  */
-export class NbdServer extends EventEmitter {
+export class NbdServer extends EventEmitter implements ConnectionHost {
   private readonly config: ResolvedConfig;
   private readonly exports: ExportEntry[] = [];
   private readonly exportsByName = new Map<string, ExportEntry>();
@@ -185,6 +201,8 @@ export class NbdServer extends EventEmitter {
   private status: 'new' | 'listening' | 'closing' | 'closed' = 'new';
   private closing: Promise<void> | null = null;
   private readonly log: NbdLogger;
+  /** The worker threads (workers > 0), started by listen(). */
+  private pool: WorkerPool | null = null;
   // Stats (public to the connections, connection.ts and transmission.ts; read them with stats()).
   totalConnections = 0;
   bytesRead = 0;
@@ -214,6 +232,7 @@ export class NbdServer extends EventEmitter {
       userBufferReads: process.env.BLOCKMIRROR_NBD_RECEIVE !== 'stream',
       // BLOCKMIRROR_NBD_RECEIVE=copy keeps user buffers but copies every payload (A/B benches).
       storeReceive: process.env.BLOCKMIRROR_NBD_RECEIVE !== 'stream' && process.env.BLOCKMIRROR_NBD_RECEIVE !== 'copy',
+      workers: checkInteger('workers', options.workers, 0, 0, MAX_WORKERS),
     };
     this.log = this.config.logger;
     for (const [index, spec] of options.exports.entries()) this.addEntry(spec, `exports[${index}]`);
@@ -304,6 +323,20 @@ export class NbdServer extends EventEmitter {
     }
     this.status = 'listening';
     try {
+      if (this.config.workers > 0) {
+        // Loaded only here: the pool needs the native addon, which this area otherwise leaves alone.
+        const { WorkerPool: Pool } = require('./worker-pool') as typeof import('./worker-pool');
+        this.pool = new Pool(this.config.workers, this.config, {
+          log: this.log,
+          findExport: (name) => this.findExport(name),
+          disconnected: (event) => {
+            this.log.debug({ connectionId: event.connectionId, reason: event.reason }, 'nbd connection closed (worker)');
+            this.emit('disconnect', event satisfies NbdDisconnectEvent);
+          },
+          protocolError: (connectionId, error) => this.emit('protocol-error', { connectionId, error } satisfies NbdProtocolErrorEvent),
+          workerError: (workerIndex, error) => this.emit('worker-error', { workerIndex, error }),
+        });
+      }
       for (const spec of this.listenSpecs) {
         const transport = 'path' in spec ? 'unix' : 'tcp';
         // pauseOnConnect: nothing is read before the connection takes the socket over.
@@ -329,6 +362,8 @@ export class NbdServer extends EventEmitter {
       }
     } catch (error) {
       await this.closeListeners();
+      await this.pool?.close(false);
+      this.pool = null;
       this.status = 'new';
       throw error;
     }
@@ -387,33 +422,60 @@ export class NbdServer extends EventEmitter {
     if (volume.capacityBytes !== entry.volume.capacityBytes || volume.blockSize !== entry.volume.blockSize || volume.strict !== entry.volume.strict) {
       throw new RangeError(`export ${JSON.stringify(name)}: the new volume's geometry differs`);
     }
+    // Connections in workers must not go on writing past what the new object adds (a pair's
+    // journal): they are ended before the export changes (worker-pool.ts evict).
+    if (this.pool !== null && this.pool.serves(name) && !this.pool.accepts(volume)) this.pool.evict(name);
     const shared = this.exports.find((other) => other !== entry && other.volume === volume);
     entry.flushes = shared?.flushes ?? new FlushCoordinator(volume);
     entry.volume = volume;
   }
 
-  /** Per-export counters: requests by type and payload bytes, since the server was created. */
-  exportStats(): NbdExportStats[] {
-    return this.exports.map((entry) => ({
-      name: entry.name,
-      readOnly: entry.readOnly,
-      requests: requestCountsOf(entry.requestCounts),
-      bytesRead: entry.bytesRead,
-      bytesWritten: entry.bytesWritten,
-    }));
+  /**
+   * Ends the export's connections served by workers now (a snapshot store was created on its
+   * volume: workers cannot preserve for it); returns once none writes any more. Their clients
+   * reconnect to the main loop. False when the export is unknown.
+   */
+  moveExportToMainLoop(name: string): boolean {
+    if (!this.exportsByName.has(name)) return false;
+    if (this.pool !== null && this.pool.serves(name)) this.pool.evict(name);
+    return true;
   }
 
+  /** The worker threads (empty without workers); for tests and diagnosis. */
+  get workerThreads(): readonly import('node:worker_threads').Worker[] {
+    return this.pool?.threads ?? [];
+  }
+
+  /** Per-export counters: requests by type and payload bytes, since the server was created. */
+  exportStats(): NbdExportStats[] {
+    return this.exports.map((entry) => {
+      const counts = Float64Array.from(entry.requestCounts);
+      let { bytesRead, bytesWritten } = entry;
+      for (const shared of entry.workerCounters ?? []) {
+        for (let i = 0; i < counts.length; i++) counts[i] = (counts[i] as number) + (shared[EXPORT_COUNTERS.requests + i] as number);
+        bytesRead += shared[EXPORT_COUNTERS.bytesRead] as number;
+        bytesWritten += shared[EXPORT_COUNTERS.bytesWritten] as number;
+      }
+      return { name: entry.name, readOnly: entry.readOnly, requests: requestCountsOf(counts), bytesRead, bytesWritten };
+    });
+  }
+
+  /** Server-wide counters, workers' included (summed from their shared counters). */
   stats(): NbdServerStats {
-    const counts = this.requestCounts;
+    const counts = Float64Array.from(this.requestCounts);
+    const workers = new Float64Array(SERVER_COUNTERS.length);
+    this.pool?.addCounters(workers);
+    for (let i = 0; i < counts.length; i++) counts[i] = (counts[i] as number) + (workers[SERVER_COUNTERS.requests + i] as number);
     return {
-      connections: this.connections.size,
+      connections: this.connections.size + (this.pool?.connectionCount ?? 0),
+      workerConnections: this.pool?.connectionCount ?? 0,
       totalConnections: this.totalConnections,
       requests: requestCountsOf(counts),
-      bytesRead: this.bytesRead,
-      bytesWritten: this.bytesWritten,
-      errors: this.errors,
-      protocolErrors: this.protocolErrors,
-      storeReceivedWrites: this.storeReceivedWrites,
+      bytesRead: this.bytesRead + (workers[SERVER_COUNTERS.bytesRead] as number),
+      bytesWritten: this.bytesWritten + (workers[SERVER_COUNTERS.bytesWritten] as number),
+      errors: this.errors + (workers[SERVER_COUNTERS.errors] as number),
+      protocolErrors: this.protocolErrors + (workers[SERVER_COUNTERS.protocolErrors] as number),
+      storeReceivedWrites: this.storeReceivedWrites + (workers[SERVER_COUNTERS.storeReceivedWrites] as number),
     };
   }
 
@@ -426,7 +488,10 @@ export class NbdServer extends EventEmitter {
   close(options: { graceful?: boolean } = {}): Promise<void> {
     const graceful = options.graceful !== false;
     if (this.closing !== null) {
-      if (!graceful) for (const connection of this.connections) connection.shutdown(false);
+      if (!graceful) {
+        for (const connection of this.connections) connection.shutdown(false);
+        void this.pool?.close(false);
+      }
       return this.closing;
     }
     this.status = 'closing';
@@ -442,7 +507,8 @@ export class NbdServer extends EventEmitter {
             }),
         ),
       );
-      await Promise.all([listenersClosed, connectionsClosed]);
+      const workersClosed = this.pool?.close(graceful) ?? Promise.resolve();
+      await Promise.all([listenersClosed, connectionsClosed, workersClosed]);
       if (graceful) {
         const flushed = new Set<FlushCoordinator>();
         for (const entry of this.exports) {
@@ -484,8 +550,17 @@ export class NbdServer extends EventEmitter {
     this.emit('protocol-error', event);
   }
 
-  connectionClosed(connection: Connection, why: { reason: string; error?: Error }): void {
-    if (!this.connections.delete(connection)) return;
+  /** ConnectionHost.handOff: a connection that finished its handshake may go to a worker. */
+  handOff(candidate: HandOffCandidate): boolean {
+    const pool = this.pool;
+    if (pool === null || this.isClosing || !this.config.userBufferReads) return false;
+    const connection = candidate as unknown as Connection;
+    // Its socket becomes the worker's: the pool reports its end from now on.
+    return pool.offer(candidate, () => this.connections.delete(connection));
+  }
+
+  connectionClosed(connection: { readonly id: number; readonly exportName: string | undefined }, why: { reason: string; error?: Error }): void {
+    if (!this.connections.delete(connection as Connection)) return;
     const event: NbdDisconnectEvent = { connectionId: connection.id, reason: why.reason };
     if (connection.exportName !== undefined) event.exportName = connection.exportName;
     if (why.error !== undefined) event.error = why.error;
@@ -500,7 +575,7 @@ export class NbdServer extends EventEmitter {
       accepted.destroy();
       return;
     }
-    if (this.connections.size >= this.config.maxConnections) {
+    if (this.connections.size + (this.pool?.connectionCount ?? 0) >= this.config.maxConnections) {
       const error = nbdError('ERR_NBD_TOO_MANY_CONNECTIONS', `connection limit ${this.config.maxConnections} reached`);
       this.log.warn({ code: error.code, remoteAddress: accepted.remoteAddress }, 'nbd connection refused');
       accepted.on('error', () => undefined);

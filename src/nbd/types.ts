@@ -110,6 +110,13 @@ export interface NbdServerOptions {
   closeTimeoutMs?: number;
   /** pino-like logger. @default no logging */
   logger?: NbdLogger;
+  /**
+   * Worker threads that serve the transmission phase of connections to plain volumes (a
+   * storage Volume with no journal, no snapshot store, no interceptor: docs/nbd-workers.md),
+   * 0 to 64. The handshake always runs on the server's own loop; 0 serves everything there.
+   * @default 0
+   */
+  workers?: number;
 }
 
 export interface NbdAddress {
@@ -146,6 +153,8 @@ export interface NbdExportStats {
 export interface NbdServerStats {
   /** Connections open now (handshake or transmission). */
   connections: number;
+  /** Of those, the connections served by worker threads (NbdServerOptions.workers). */
+  workerConnections: number;
   totalConnections: number;
   /** Requests received, by type (rejected ones included). */
   requests: NbdRequestCounts;
@@ -199,6 +208,52 @@ export interface ExportEntry {
   requestCounts: Float64Array;
   bytesRead: number;
   bytesWritten: number;
+  /** The same counters kept by worker threads (worker-protocol.ts EXPORT_COUNTERS layout), summed by exportStats(). */
+  workerCounters?: Float64Array[];
+}
+
+/**
+ * What a connection needs of the server that runs it (the NbdServer on the main loop, a
+ * WorkerHost in a worker thread: worker.ts): counters, protocol errors, the close notice, and
+ * for the handshake the exports. handOff, when present, may take a connection that just entered
+ * transmission to a worker (true: the connection is no longer served on this thread).
+ */
+export interface ConnectionHost {
+  readonly isClosing: boolean;
+  bytesRead: number;
+  bytesWritten: number;
+  errors: number;
+  storeReceivedWrites: number;
+  countRequest(type: number): void;
+  recordProtocolError(connectionId: number, error: BlockmirrorError): void;
+  connectionClosed(connection: { readonly id: number; readonly exportName: string | undefined }, why: { reason: string; error?: Error }): void;
+  findExport(name: string): ExportEntry | null;
+  exportEntries(): readonly ExportEntry[];
+  handOff?(connection: HandOffCandidate): boolean;
+}
+
+/** A connection at the end of its handshake, as handOff sees it (connection.ts implements it). */
+export interface HandOffCandidate {
+  readonly id: number;
+  readonly transport: 'tcp' | 'unix';
+  readonly exportEntry: ExportEntry | null;
+  /**
+   * Stops reading, waits until the handshake's replies are written, then calls `move` with the
+   * negotiated state and the bytes read past the handshake. `move` returns true when it took the
+   * socket (the connection then closes its handle without a disconnect notice), false to go on
+   * serving here. Nothing is called when the socket closes first.
+   */
+  detach(move: (state: NegotiatedState, socket: import('node:net').Socket) => boolean): void;
+}
+
+/** What the handshake negotiated, as it travels to a worker (structured-clone safe). */
+export interface NegotiatedState {
+  exportName: string;
+  limits: { sizeBytes: number; transmissionFlags: number; minimumBlockBytes: number; maximumBlockBytes: number; metaContextCount: number };
+  structured: boolean;
+  contexts: SelectedContext[];
+  /** Bytes the main thread read past the end of the handshake (a pipelined first request). */
+  leftover: Uint8Array;
 }
 
 /** A context selected by SET_META_CONTEXT; a dirty context keeps its bitmap view open (closed with the connection). */
@@ -222,4 +277,6 @@ export interface ResolvedConfig {
   userBufferReads: boolean;
   /** Receive large WRITE payloads straight into the store (receive.ts); needs userBufferReads. */
   storeReceive: boolean;
+  /** Worker threads for the transmission phase (0: none). */
+  workers: number;
 }

@@ -115,7 +115,7 @@ const typeChecks: true[] = [
   }>,
   true satisfies Same<PeerConfig, { id: string; address?: Address; secretFile?: string; secretEnv?: string }>,
   true satisfies Same<AdminConfig, { socket: string | null; tcp?: Address }>,
-  true satisfies Same<LimitsConfig, { maxPayloadBytes: number }>,
+  true satisfies Same<LimitsConfig, { maxPayloadBytes: number; workers: number }>,
 ];
 
 describe('50 config', () => {
@@ -174,7 +174,7 @@ describe('50 config', () => {
         }],
         listen: [{ host: '127.0.0.1', port: 10809 }],
         admin: { socket: defaultAdminSocketPath() },
-        limits: { maxPayloadBytes: 32 * 1024 * 1024 },
+        limits: { maxPayloadBytes: 32 * 1024 * 1024, workers: 0 },
       });
     });
 
@@ -192,7 +192,7 @@ describe('50 config', () => {
           { name: 'shm1' },
         ],
         listen: [{ host: '0.0.0.0', port: 0 }, { path: '/tmp/bm.sock' }, { port: 10810 }],
-        limits: { maxPayloadBytes: '4MiB' },
+        limits: { maxPayloadBytes: '4MiB', workers: 2 },
       });
       const { volumes, exports } = controller(config);
       assert.equal(volumes[0]?.bitmaps.length, 2);
@@ -206,6 +206,7 @@ describe('50 config', () => {
       assert.deepEqual(exports[2], { name: 'shm1', volume: 'shm1', readOnly: false, description: '' });
       assert.deepEqual(config.listen, [{ host: '0.0.0.0', port: 0 }, { path: '/tmp/bm.sock' }, { host: '127.0.0.1', port: 10810 }]);
       assert.equal(config.limits.maxPayloadBytes, 4 * 1024 * 1024);
+      assert.equal(config.limits.workers, 2);
     });
 
     it('exports every volume under its name when there is no exports list', () => {
@@ -441,6 +442,8 @@ describe('50 config', () => {
       ['limits', { ...minimal(), limits: { maxPayloadBytes: '1KiB' } },
         /^limits\.maxPayloadBytes: must be from 64KiB to 1GiB, got 1024$/],
       ['limits unknown', { ...minimal(), limits: { maxConnections: 1 } }, /^limits\.maxConnections: unknown field/],
+      ['limits workers too many', { ...minimal(), limits: { workers: 65 } }, /^limits\.workers: /],
+      ['limits workers fractional', { ...minimal(), limits: { workers: 1.5 } }, /^limits\.workers: /],
       ['no volumes', {}, /^volumes: is required \(or give controllers\)$/],
       ['volumes empty', { volumes: [] }, /^volumes: must have at least one volume$/],
       ['volumes not an array', { volumes: {} }, /^volumes: must be an array, got an object$/],
