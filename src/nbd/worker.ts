@@ -189,6 +189,9 @@ class WorkerHost implements ConnectionHost {
       this.entries.set(key, entry);
       post({ type: 'export-counters', exportName: message.export.name, counters: shared });
     }
+    // As on the main thread, where setExportReadOnly changes the one entry every connection of
+    // the export shares (it decides whether FLUSH flushes; the flags a connection negotiated stay).
+    entry.readOnly = message.export.readOnly;
     return entry;
   }
 

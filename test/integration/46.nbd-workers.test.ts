@@ -3,6 +3,7 @@
 //   - memory (memfd), shared and file volumes: a connection's writes land in the main thread's
 //     volume and its reads see the main thread's writes; stats() and exportStats() sum the
 //     workers' counters; connections spread over the workers;
+//   - a Unix-socket connection (the worker wraps a pipe fd);
 //   - a request pipelined behind NBD_OPT_GO in the same segment is served (the bytes the main
 //     thread read past the handshake travel with the fd);
 //   - BLOCK_STATUS (base:allocation and a dirty bitmap) and a read-only export in a worker;
@@ -151,6 +152,19 @@ describe('46 NBD workers', function () {
       }
     });
   }
+
+  it('serves a connection over a Unix socket from a worker', async () => {
+    const volume = track(Volume.create({ capacityBytes: SIZE }));
+    const socketPath = path.join(directory, 'nbd.sock');
+    const server = serve({ exports: [{ name: 'vol0', volume }], listen: [{ path: socketPath }] });
+    await server.listen();
+    const client = await NbdTestClient.open({ path: socketPath }, { exportName: 'vol0' });
+    clients.push(client);
+    await waitFor(() => server.stats().workerConnections === 1, 'the hand-off to a worker');
+    assert.equal(await client.writeData(12288, Buffer.alloc(4096, 0x42)), 0);
+    assert.deepEqual(bytesAt(volume, 12288, 4096), Buffer.alloc(4096, 0x42));
+    assert.deepEqual(await client.readData(12288, 4096), Buffer.alloc(4096, 0x42));
+  });
 
   it('serves a request pipelined behind NBD_OPT_GO in the same segment', async () => {
     const volume = track(Volume.create({ capacityBytes: SIZE }));
