@@ -134,7 +134,7 @@ describe('74 link TCP wire: steered reads', function () {
     // One small write, alone in its tick: it must still leave at the end of the tick.
     dialed.write([Buffer.from('hello')]);
     await until(5);
-    // Many small writes in one tick (more than FLUSH_BYTES in all), then more after an await.
+    // Many small writes in one tick (more than STAGE_BUFFER_BYTES in all), then more after an await.
     const expected: Buffer[] = [Buffer.from('hello')];
     for (let index = 0; index < 2000; index++) {
       const chunk = patterned(100 + (index % 50), index);
@@ -148,6 +148,53 @@ describe('74 link TCP wire: steered reads', function () {
     dialed.write([last]);
     dialed.end('test');
     assert.equal(await closed, 'closed by peer');
+    assert.ok(Buffer.concat(received).equals(Buffer.concat(expected)), 'every byte arrived, in order');
+  });
+
+  it('keeps staged bytes intact while the kernel cannot take them (the receiver stopped reading), small and large writes in order', async () => {
+    const { listener, dialed, accepted } = await wirePair();
+    cleanup.push(() => listener.close(), () => dialed.destroy(), () => accepted.destroy());
+    dialed.attach({ data: () => undefined, drain: () => undefined, close: () => undefined });
+    const received: Buffer[] = [];
+    let receivedBytes = 0;
+    let onBytes: () => void = () => undefined;
+    accepted.attach({
+      data: (chunk) => {
+        received.push(Buffer.from(chunk));
+        receivedBytes += chunk.length;
+        onBytes();
+      },
+      drain: () => undefined,
+      close: () => undefined,
+    });
+    // After attach's resume has run (it starts the reads a tick later).
+    await new Promise((done) => setImmediate(done));
+    accepted.pause();
+    // Far more than loopback's socket buffers hold: from some tick on every write is pending,
+    // and staging must go on after (or beside) the bytes a pending write still refers to.
+    const expected: Buffer[] = [];
+    let pendingTicks = 0;
+    let seed = 0;
+    for (let tick = 0; tick < 1000 && pendingTicks < 50; tick++) {
+      for (let index = 0; index < 40; index++) {
+        const byteLength = index === 39 ? 20_000 + tick : 1 + ((seed * 7919) % 3000);
+        const chunk = patterned(byteLength, seed++);
+        expected.push(chunk);
+        dialed.write(byteLength > 10 ? [chunk.subarray(0, 10), chunk.subarray(10)] : [chunk]);
+      }
+      await new Promise((done) => setImmediate(done));
+      if (dialed.bufferedBytes > 0) pendingTicks++;
+    }
+    assert.equal(pendingTicks, 50, 'the writes outran the kernel for 50 ticks (the case under test)');
+    const total = expected.reduce((sum, chunk) => sum + chunk.length, 0);
+    const all = new Promise<void>((resolve) => {
+      onBytes = () => {
+        if (receivedBytes >= total) resolve();
+      };
+    });
+    accepted.resume();
+    await all;
+    assert.equal(receivedBytes, total);
     assert.ok(Buffer.concat(received).equals(Buffer.concat(expected)), 'every byte arrived, in order');
   });
 
