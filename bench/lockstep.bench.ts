@@ -4,10 +4,17 @@
 // to 64 concurrent callers. Two controllers in this process over a real loopback TCP link (the
 // same builders as `blockmirror bench`), an async pair, interleaved rounds. Also printed: the
 // percentiles of the call (p50..p99.9) and the baseline's own p99 (p99OverTailBudget: the call's
-// p99 against 2 round-trip p99s + a flush p99), since on a shared machine the tail is preemption.
-// Usage: node dist/bench/lockstep.bench.js [--rounds N] [--calls N (3000: fewer measure code the JIT has not compiled yet)] [--seconds S]
+// p99 against 2 round-trip p99s + a flush p99), since on a shared machine the tail is preemption,
+// and the machine's own floor for a piece of work as long as the call's median: spinP99Us, the
+// p99 of a busy-wait of lockstepP50Us (no I/O, no allocation), measured in the same round.
+// Collections during the single-caller calls are counted (scavengesPer10kCalls,
+// markCompactsPer10kCalls, gcMsPer10kCalls): they are the part of the tail the process itself
+// causes. The concurrent callers run after all latency rounds, not inside them: their garbage,
+// promoted and then marked, made the next round's p99 three times as long.
+// Usage: node dist/bench/lockstep.bench.js [--rounds N] [--calls N] [--warmup N (5000 calls first, unmeasured: without
+// them the first round measures code the JIT has not compiled yet)] [--seconds S]
 import * as net from 'node:net';
-import { performance } from 'node:perf_hooks';
+import { performance, PerformanceObserver } from 'node:perf_hooks';
 
 import pino from 'pino';
 
@@ -22,10 +29,24 @@ function argument(name: string, fallback: number): number {
 const ROUNDS = argument('--rounds', 3);
 const CALLS = argument('--calls', 3000);
 const SECONDS = argument('--seconds', 2);
+const WARMUP_CALLS = argument('--warmup', 5000);
 const CONCURRENCY = [1, 4, 16, 64];
 
 function percentile(sorted: number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] as number;
+}
+
+/** Busy-waits `count` times for `durationUs` each: the elapsed times (the machine's stalls on top). */
+function spinsUs(count: number, durationUs: number): number[] {
+  const samples: number[] = [];
+  const durationMs = durationUs / 1000;
+  for (let index = 0; index < count; index++) {
+    const start = performance.now();
+    let now = start;
+    while (now - start < durationMs) now = performance.now();
+    samples.push((now - start) * 1000);
+  }
+  return samples;
 }
 
 async function tcpRoundTripsUs(count: number): Promise<number[]> {
@@ -76,7 +97,26 @@ async function main(): Promise<void> {
   }
   const target = primary.exportVolume('async') as PairVolume;
   const block = Buffer.alloc(4096, 7);
+  for (let index = 0; index < WARMUP_CALLS; index++) {
+    target.write((index % 1024) * 4096, block);
+    await primary.lockstep({ pairs: ['async'] });
+  }
   const rounds: Record<string, number>[] = [];
+  // Garbage collections while the single caller runs (the observer is on for the whole run).
+  let collecting = false;
+  let scavenges = 0;
+  let markCompacts = 0;
+  let gcMs = 0;
+  const gcObserver = new PerformanceObserver((list) => {
+    if (!collecting) return;
+    for (const entry of list.getEntries()) {
+      gcMs += entry.duration;
+      const kind = (entry as unknown as { detail?: { kind?: number } }).detail?.kind;
+      if (kind === 1) scavenges++;
+      else if (kind === 2) markCompacts++;
+    }
+  });
+  gcObserver.observe({ entryTypes: ['gc'] });
   for (let round = 0; round < ROUNDS; round++) {
     // Baseline: a loopback round trip and a flush of the secondary volume, same round.
     const rtt = (await tcpRoundTripsUs(CALLS)).sort((a, b) => a - b);
@@ -90,6 +130,10 @@ async function main(): Promise<void> {
     flushes.sort((a, b) => a - b);
     // One caller, one write before each call.
     const latencies: number[] = [];
+    scavenges = 0;
+    markCompacts = 0;
+    gcMs = 0;
+    collecting = true;
     for (let index = 0; index < CALLS; index++) {
       target.write((index % 1024) * 4096, block);
       const start = performance.now();
@@ -97,6 +141,9 @@ async function main(): Promise<void> {
       if (result !== 'done') throw new Error(`lockstep bench: ${result}`);
       latencies.push((performance.now() - start) * 1000);
     }
+    // GC entries arrive from a task after the collection: let the last ones in.
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    collecting = false;
     latencies.sort((a, b) => a - b);
     const rttP50Us = percentile(rtt, 0.5);
     const flushP50Us = percentile(flushes, 0.5);
@@ -106,12 +153,24 @@ async function main(): Promise<void> {
     // above its p50 (preemption by other processes), which no change to the barrier removes.
     const rttP99Us = percentile(rtt, 0.99);
     const flushP99Us = percentile(flushes, 0.99);
+    // The machine's floor: a busy-wait as long as the call's median, same round.
+    const spins = spinsUs(CALLS, percentile(latencies, 0.5)).sort((a, b) => a - b);
+    const spinP99Us = percentile(spins, 0.99);
     const entry: Record<string, number> = {
       rttP99Us, flushP99Us, p99OverTailBudget: lockstepP99Us / (2 * rttP99Us + flushP99Us),
+      spinP99Us, spinP999Us: percentile(spins, 0.999), p99OverSpinP99: lockstepP99Us / spinP99Us,
+      scavengesPer10kCalls: (scavenges * 10000) / CALLS, markCompactsPer10kCalls: (markCompacts * 10000) / CALLS, gcMsPer10kCalls: (gcMs * 10000) / CALLS,
       rttP50Us, flushP50Us, lockstepP50Us: percentile(latencies, 0.5), lockstepP90Us: percentile(latencies, 0.9), lockstepP95Us: percentile(latencies, 0.95),
       lockstepP99Us, lockstepP999Us: percentile(latencies, 0.999), budgetUs, p99OverBudget: lockstepP99Us / budgetUs,
     };
-    // Concurrent callers: calls per second.
+    rounds.push(entry);
+    process.stderr.write(`round ${round + 1}: ${JSON.stringify(entry)}\n`);
+  }
+  // Concurrent callers (calls per second) only after every latency round: a second of 64 callers
+  // leaves the old generation full of promoted promises, and marking it during the next round's
+  // single caller was half of that round's GC time and most of its p99 (docs/lockstep.md).
+  for (let round = 0; round < ROUNDS; round++) {
+    const entry = rounds[round] as Record<string, number>;
     for (const callers of CONCURRENCY) {
       let calls = 0;
       const deadline = performance.now() + SECONDS * 1000;
@@ -122,9 +181,9 @@ async function main(): Promise<void> {
       }));
       entry[`callsPerSecond${callers}`] = calls / SECONDS;
     }
-    rounds.push(entry);
-    process.stderr.write(`round ${round + 1}: ${JSON.stringify(entry)}\n`);
+    process.stderr.write(`round ${round + 1} callers: ${CONCURRENCY.map((callers) => `${callers}: ${entry[`callsPerSecond${callers}`]}/s`).join(', ')}\n`);
   }
+  gcObserver.disconnect();
   const status = primary.status().lockstep as Record<string, unknown>;
   await primaryHost.close();
   await secondaryHost.close();
