@@ -16,18 +16,11 @@
 // dialer's socket reads from connect on) are kept, at most MAX_EARLY_BYTES (then the socket
 // stops reading), and handed over at attach, in order.
 //
-// Writes are batched: a frame of at most STAGE_COPY_MAX_BYTES is copied into the wire's staging
-// buffer, and the end of the tick (process.nextTick) hands everything staged to the socket as one
-// buffer, so the frames one piece of code sends in a row go out in one write(2) instead of one
-// syscall each, and a small frame costs a copy of a few KiB instead of the stream machinery's
-// per-chunk entries and writev arrays (this is the replication hot path: one records frame and
-// one position report per lockstep call). A full staging buffer is handed over at once, so a long
-// burst of sends still feeds the kernel as it goes. A larger frame is not copied: what is staged
-// goes first, then its header and payload as two chunks in one writev. The staging buffer is
-// written into again only once the socket holds no unwritten bytes (writableLength 0: the
-// kernel took the last write whole, nothing of ours is referenced any more); while a write is
-// pending, staging goes on after the bytes handed over, and a full buffer is replaced by a new
-// one (the old one stays with the pending write).
+// Writes are batched: the first write() of a tick corks the socket and the end of the tick
+// (process.nextTick) uncorks it, so the frames one piece of code sends in a row go out in one
+// writev(2) instead of one syscall each; a batch is flushed at once when it reaches
+// FLUSH_BYTES, so a long burst of sends still feeds the kernel as it goes. A 1 MiB frame is
+// past that at once: it goes out as it is, header and payload as two chunks (never copied).
 //
 // node:net takes `onread` only when it makes a socket: net.connect() for a dialer; for an
 // accepted socket, whose net.Server gives no such option, the accepted (paused, never read)
@@ -44,10 +37,8 @@ import { formatAddress } from './wire';
 export const READ_BUFFER_BYTES = 64 * 1024;
 /** A read goes into the rest of the last buffer while at least this much of it is left. */
 export const MIN_SPARE_BYTES = 16 * 1024;
-/** A frame up to this size (header and payload) is copied into the staging buffer. */
-export const STAGE_COPY_MAX_BYTES = 16 * 1024;
-/** The size of a staging buffer: staged bytes are handed to the socket at once when it fills. */
-export const STAGE_BUFFER_BYTES = 128 * 1024;
+/** A batch of writes is handed to the kernel at once when it reaches this size. */
+export const FLUSH_BYTES = 128 * 1024;
 /** Bytes kept before attach() at most: past them the socket stops reading until attach. */
 export const MAX_EARLY_BYTES = 256 * 1024;
 
@@ -132,6 +123,10 @@ class TcpWire implements Wire {
     socket.on('end', () => socket.destroy());
   }
 
+  get bufferedBytes(): number {
+    return this.socket.writableLength;
+  }
+
   private closed(reason: string): void {
     if (this.closedReason !== undefined) return;
     this.closedReason = reason;
@@ -154,71 +149,30 @@ class TcpWire implements Wire {
     if (this.handlers !== undefined) this.socket.resume();
   }
 
-  /** The staging buffer (see the design note): [stageStart, stageEnd) is staged, not yet written. */
-  private stage: Buffer | undefined;
-  private stageStart = 0;
-  private stageEnd = 0;
-  private flushScheduled = false;
-  private readonly flushAtTickEnd = (): void => {
-    this.flushScheduled = false;
-    this.flush();
+  /** Whether this wire holds a cork on the socket (see the design note), and the bytes under it. */
+  private corked = false;
+  private corkedBytes = 0;
+  private readonly flush = (): void => {
+    if (!this.corked) return;
+    this.corked = false;
+    this.corkedBytes = 0;
+    this.socket.uncork();
   };
-
-  /** Hands what is staged to the socket. */
-  private flush(): void {
-    const stage = this.stage;
-    if (stage === undefined || this.stageEnd === this.stageStart) return;
-    if (this.closedReason !== undefined || this.socket.destroyed) {
-      this.stageStart = this.stageEnd = 0;
-      return;
-    }
-    this.socket.write(stage.subarray(this.stageStart, this.stageEnd));
-    if (this.socket.writableLength === 0) {
-      // The kernel took every byte: nothing refers to the staging buffer any more.
-      this.stageStart = this.stageEnd = 0;
-    } else {
-      this.stageStart = this.stageEnd;
-    }
-  }
-
-  get bufferedBytes(): number {
-    return this.socket.writableLength + this.stageEnd - this.stageStart;
-  }
 
   write(chunks: readonly Buffer[]): boolean {
     if (this.closedReason !== undefined || this.socket.destroyed) return true;
-    let byteLength = 0;
-    for (const chunk of chunks) byteLength += chunk.length;
-    if (byteLength > STAGE_COPY_MAX_BYTES) {
-      // Too large to copy: in order after what is staged, as it is (one writev).
-      this.flush();
+    if (!this.corked) {
+      this.corked = true;
       this.socket.cork();
-      let ok = true;
-      for (const chunk of chunks) ok = this.socket.write(chunk);
-      this.socket.uncork();
-      return ok;
+      process.nextTick(this.flush);
     }
-    let stage = this.stage;
-    if (stage !== undefined && stage.length - this.stageEnd < byteLength) {
-      this.flush();
-      // Still referenced by a pending write, and no room after it: a new buffer.
-      if (stage.length - this.stageEnd < byteLength) stage = undefined;
-    }
-    if (stage === undefined) {
-      stage = Buffer.allocUnsafeSlow(STAGE_BUFFER_BYTES);
-      this.stage = stage;
-      this.stageStart = this.stageEnd = 0;
-    }
+    let ok = true;
     for (const chunk of chunks) {
-      chunk.copy(stage, this.stageEnd);
-      this.stageEnd += chunk.length;
+      ok = this.socket.write(chunk);
+      this.corkedBytes += chunk.length;
     }
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      process.nextTick(this.flushAtTickEnd);
-    }
-    // false only when the socket itself is past its high-water mark: its 'drain' follows.
-    return this.socket.writableLength < this.socket.writableHighWaterMark;
+    if (this.corkedBytes >= FLUSH_BYTES) this.flush();
+    return ok;
   }
 
   pause(): void {

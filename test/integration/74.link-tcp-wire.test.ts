@@ -134,7 +134,7 @@ describe('74 link TCP wire: steered reads', function () {
     // One small write, alone in its tick: it must still leave at the end of the tick.
     dialed.write([Buffer.from('hello')]);
     await until(5);
-    // Many small writes in one tick (more than STAGE_BUFFER_BYTES in all), then more after an await.
+    // Many small writes in one tick (more than FLUSH_BYTES in all), then more after an await.
     const expected: Buffer[] = [Buffer.from('hello')];
     for (let index = 0; index < 2000; index++) {
       const chunk = patterned(100 + (index % 50), index);
@@ -151,7 +151,7 @@ describe('74 link TCP wire: steered reads', function () {
     assert.ok(Buffer.concat(received).equals(Buffer.concat(expected)), 'every byte arrived, in order');
   });
 
-  it('keeps staged bytes intact while the kernel cannot take them (the receiver stopped reading), small and large writes in order', async () => {
+  it('keeps batched bytes intact while the kernel cannot take them (the receiver stopped reading), small and large writes in order', async () => {
     const { listener, dialed, accepted } = await wirePair();
     cleanup.push(() => listener.close(), () => dialed.destroy(), () => accepted.destroy());
     dialed.attach({ data: () => undefined, drain: () => undefined, close: () => undefined });
@@ -171,7 +171,7 @@ describe('74 link TCP wire: steered reads', function () {
     await new Promise((done) => setImmediate(done));
     accepted.pause();
     // Far more than loopback's socket buffers hold: from some tick on every write is pending,
-    // and staging must go on after (or beside) the bytes a pending write still refers to.
+    // and later batches must queue behind the bytes a pending write still refers to.
     const expected: Buffer[] = [];
     let pendingTicks = 0;
     let seed = 0;
