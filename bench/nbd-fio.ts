@@ -5,9 +5,13 @@
 // `nbdkit memory` (its default threads).
 //
 // Usage: node dist/bench/nbd-fio.js [--runtime 5] [--ramp 1] [--rounds 3] [--size 256MiB]
-//        [--only JOB,...] [--targets plain,replicated[,plain-copy]] [--ext4-rounds 3]   (0: skip)
+//        [--only JOB,...] [--targets plain,replicated[,plain-copy][,plain-workers]] [--workers 2]
+//        [--ext4-rounds 3]   (0: skip)
 // plain-copy is the plain export of a second serve whose payloads are copied as before
-// (BLOCKMIRROR_NBD_RECEIVE=copy): the same-run A/B of receiving into the store.
+// (BLOCKMIRROR_NBD_RECEIVE=copy): the same-run A/B of receiving into the store. plain-workers is
+// the plain export of a serve with `limits.workers: 2` (connections on worker threads,
+// docs/nbd-workers.md): the same-run A/B of workers 0 vs 2, which matters for the jobs with
+// several connections (`-4jobs`: fio numjobs=4, one connection each, summed by group_reporting).
 // Output: markdown tables on stdout, the full results in bench/results/nbd-fio-<date>.json,
 // and as the last stdout line a JSON object {ratios, targets} for bench/run.js.
 //
@@ -31,6 +35,9 @@
 // with fio: ~1.0x at best. 1 MiB writes are copy-bound: with the payload received straight into
 // the store one copy fewer than nbdkit, so up to ~1.2-1.4x; replicated exports pay the journal
 // append (one more copy) and the pair's shipping on the same two cores.
+// Several connections (4 jobs x QD8, 4 KiB): on one loop the server's turn is the bottleneck, so
+// workers 2 should give up to ~1.5-1.8x on two cores shared with fio (fio's own threads take the
+// rest); a single connection gains nothing from workers (~1.0x, one hand-off per connection).
 // Targets (reported, not enforced): >= 1.0x nbdkit -t 1 IOPS on every job at <= 1.0x its CPU
 // per I/O; 1 MiB writes >= 1.2x; ext4 workload <= 0.9x default nbdkit's time.
 
@@ -58,6 +65,8 @@ interface JobSpec {
   rw: 'randwrite' | 'randread' | 'write' | 'read';
   blockBytes: number;
   iodepth: number;
+  /** fio jobs, one connection each (group_reporting sums them). @default 1 */
+  numjobs?: number;
 }
 
 const JOBS: JobSpec[] = [
@@ -67,11 +76,18 @@ const JOBS: JobSpec[] = [
   { name: '4k-randread-qd32', rw: 'randread', blockBytes: 4096, iodepth: 32 },
   { name: '64k-randwrite-qd16', rw: 'randwrite', blockBytes: 64 * 1024, iodepth: 16 },
   { name: LARGE_WRITE_JOB, rw: 'write', blockBytes: MIB, iodepth: 8 },
+  { name: '4k-randwrite-qd8-4jobs', rw: 'randwrite', blockBytes: 4096, iodepth: 8, numjobs: 4 },
+  { name: '4k-randread-qd8-4jobs', rw: 'randread', blockBytes: 4096, iodepth: 8, numjobs: 4 },
 ];
 
-type TargetName = 'plain' | 'plain-copy' | 'replicated' | 'nbdkit';
-/** plain-copy: the plain export of a second serve with BLOCKMIRROR_NBD_RECEIVE=copy (A/B of the receive path). */
-const OURS: readonly TargetName[] = ['plain', 'plain-copy', 'replicated'];
+type TargetName = 'plain' | 'plain-copy' | 'plain-workers' | 'replicated' | 'nbdkit';
+/**
+ * plain-copy: the plain export of a second serve with BLOCKMIRROR_NBD_RECEIVE=copy (A/B of the
+ * receive path); plain-workers: of a serve with limits.workers 2 (A/B of the worker threads).
+ */
+const OURS: readonly TargetName[] = ['plain', 'plain-copy', 'plain-workers', 'replicated'];
+/** The worker threads of the plain-workers serve (--workers). */
+const DEFAULT_BENCH_WORKERS = 2;
 
 interface Options {
   runtimeSeconds: number;
@@ -81,6 +97,8 @@ interface Options {
   only: string[] | undefined;
   targets: TargetName[];
   ext4Rounds: number;
+  /** limits.workers of the plain-workers serve. */
+  workers: number;
 }
 
 interface Measurement {
@@ -108,13 +126,14 @@ interface Target {
 
 function usage(message: string): never {
   process.stderr.write(`nbd-fio: ${message}\nusage: node dist/bench/nbd-fio.js [--runtime S] [--ramp S] [--rounds N] [--size 256MiB] ` +
-    `[--only JOB,...] [--targets plain,replicated] [--ext4-rounds N]\njobs: ${JOBS.map((j) => j.name).join(', ')}\n`);
+    `[--only JOB,...] [--targets plain,replicated,plain-copy,plain-workers] [--workers N] [--ext4-rounds N]\njobs: ${JOBS.map((j) => j.name).join(', ')}\n`);
   process.exit(2);
 }
 
 function parseOptions(argv: string[]): Options {
   const options: Options = {
     runtimeSeconds: 5, rampSeconds: 1, rounds: 3, sizeBytes: 256 * MIB, only: undefined, targets: ['plain', 'replicated'], ext4Rounds: 3,
+    workers: DEFAULT_BENCH_WORKERS,
   };
   for (let i = 0; i < argv.length; i++) {
     const argument = argv[i] as string;
@@ -132,6 +151,7 @@ function parseOptions(argv: string[]): Options {
       case '--only': options.only = take().split(','); break;
       case '--targets': options.targets = take().split(',') as TargetName[]; break;
       case '--ext4-rounds': options.ext4Rounds = Number(take()); break;
+      case '--workers': options.workers = Number(take()); break;
       case '--help': case '-h': usage('help');
       // falls through (usage exits)
       default: usage(`unknown argument ${argument}`);
@@ -139,6 +159,7 @@ function parseOptions(argv: string[]): Options {
   }
   if (!(options.runtimeSeconds > 0) || !(options.rampSeconds >= 0)) usage('runtime must be > 0 and ramp >= 0');
   if (!Number.isInteger(options.rounds) || options.rounds < 1 || options.rounds > 20) usage('rounds must be 1..20');
+  if (!Number.isInteger(options.workers) || options.workers < 1 || options.workers > 64) usage('workers must be 1..64');
   if (!Number.isInteger(options.ext4Rounds) || options.ext4Rounds < 0 || options.ext4Rounds > 20) usage('ext4-rounds must be 0..20');
   if (options.sizeBytes < 16 * MIB || options.sizeBytes % MIB !== 0) usage('--size must be a multiple of 1MiB, at least 16MiB');
   for (const name of options.only ?? []) if (!JOBS.some((job) => job.name === name)) usage(`unknown job ${name}`);
@@ -212,7 +233,7 @@ async function measure(target: Target, job: JobSpec, options: Options, round: nu
   try {
     result = await runFio<FioResult>([
       `--name=${job.name}`, '--ioengine=nbd', `--uri=${target.uri}`, `--rw=${job.rw}`, `--bs=${job.blockBytes}`,
-      `--iodepth=${job.iodepth}`, `--size=${options.sizeBytes}`, '--numjobs=1', '--time_based',
+      `--iodepth=${job.iodepth}`, `--size=${options.sizeBytes}`, `--numjobs=${job.numjobs ?? 1}`, '--group_reporting', '--time_based',
       `--runtime=${options.runtimeSeconds}`, `--ramp_time=${options.rampSeconds}`, '--norandommap', '--randrepeat=1',
     ]);
   } finally {
@@ -272,6 +293,7 @@ async function main(): Promise<void> {
   let secondary: ServeChild | undefined;
   let primary: ServeChild | undefined;
   let copying: ServeChild | undefined;
+  let threaded: ServeChild | undefined;
   const children: ChildProcess[] = [];
   try {
     const serveArgs = (name: string): string[] => ['--port', '0', '--admin', path.join(directory, `${name}.sock`), '--quiet', '--log-level', 'error'];
@@ -298,6 +320,10 @@ async function main(): Promise<void> {
         else process.env.BLOCKMIRROR_NBD_RECEIVE = saved;
       }
     }
+    if (options.targets.includes('plain-workers')) {
+      const workersConfig = { ...pairBenchConfigs(['none'], options.sizeBytes).primary, limits: { workers: options.workers } };
+      threaded = await ServeChild.start({ config: workersConfig, directory, name: 'bench-workers', args: serveArgs('bench-workers') });
+    }
     const admin = new AdminClient(path.join(directory, 'bench-a.sock'), { timeoutMs: 10_000 });
     const nbdkit = await startNbdkit(options.sizeBytes, directory, 1);
     children.push(nbdkit.child);
@@ -311,6 +337,10 @@ async function main(): Promise<void> {
     const copy = copying;
     if (copy !== undefined) {
       targets.push({ name: 'plain-copy', uri: copy.uri('bench-a-none'), cpu: () => copy.cpuSeconds(), secondaryCpu: () => 0 });
+    }
+    const workers = threaded;
+    if (workers !== undefined) {
+      targets.push({ name: 'plain-workers', uri: workers.uri('bench-a-none'), cpu: () => workers.cpuSeconds(), secondaryCpu: () => 0 });
     }
     if (replicated && second !== undefined) {
       targets.push({ name: 'replicated', uri: started.uri('bench-a-async'), cpu: () => started.cpuSeconds(), secondaryCpu: () => second.cpuSeconds() });
@@ -354,6 +384,7 @@ async function main(): Promise<void> {
     for (const child of children) await stopChild(child);
     if (primary !== undefined) await primary.stop();
     if (copying !== undefined) await copying.stop();
+    if (threaded !== undefined) await threaded.stop();
     if (secondary !== undefined) await secondary.stop();
     fs.rmSync(directory, { recursive: true, force: true });
   }
@@ -397,6 +428,18 @@ async function main(): Promise<void> {
       const cpu = pairedRatio(ours, copied, (m) => m.serverCpuUsPerIo);
       lines.push(`  ${job.name}: ${spreadText(iops, 2)}, ${spreadText(cpu, 2)}`);
       perJob.push({ job: job.name, export: 'plain/plain-copy', iopsRatio: iops, cpuPerIoRatio: cpu });
+    }
+  }
+  if (options.targets.includes('plain') && options.targets.includes('plain-workers')) {
+    lines.push(`Workers ${options.workers} vs 0 (plain-workers / plain, same rounds): IOPS ratio, CPU/IO ratio`);
+    for (const job of jobs) {
+      const threadedRuns = measurements.filter((m) => m.job === job.name && m.target === 'plain-workers');
+      const single = measurements.filter((m) => m.job === job.name && m.target === 'plain');
+      const iops = pairedRatio(threadedRuns, single, (m) => m.iops);
+      const cpu = pairedRatio(threadedRuns, single, (m) => m.serverCpuUsPerIo);
+      lines.push(`  ${job.name}: ${spreadText(iops, 2)}, ${spreadText(cpu, 2)}`);
+      perJob.push({ job: job.name, export: 'plain-workers/plain', iopsRatio: iops, cpuPerIoRatio: cpu });
+      ratios[`workers.${job.name}`] = iops.median;
     }
   }
   if (ext4Rounds.length > 0) {
