@@ -12,10 +12,36 @@
 //   - space is released through the lowest sequence any pair of any of its volumes still needs.
 // Every pair of every volume of the feed hears of every write (notifyWrite): a journal group's
 // stream covers all of its members at once.
+//
+// A volume of its own journal that is 'shared' or 'file' keeps the journal beside it
+// (blockmirror.journal.<sharedName>, or <path>.journal), so a SIGKILLed primary finds its records
+// and its sequence numbers again and a pair resumes shipping from the secondary's position
+// (primary-pair.ts, open). A journal found with other limits than configured is replaced (the
+// pairs then resync from their tracking). A journal group's journal is in memory.
 
 import { type Clock, type TimerHandle } from '../runtime/clock';
 import { Journal } from '../storage/journal';
+import type { Volume } from '../storage/volume';
+import type { LinkLogger } from '../transport/link';
 import type { PrimaryPair } from './primary-pair';
+
+/** Where a volume's own journal is kept: beside a shared or file volume, none for memory. */
+export type JournalTarget = { name: string } | { path: string };
+
+/** The journal beside a shared or file volume (null: a memory volume's journal is in memory). */
+export function journalTargetOf(volume: Volume): JournalTarget | null {
+  if (volume.backing === 'shared' && volume.name !== undefined) return { name: volume.name };
+  if (volume.backing === 'file' && volume.path !== undefined) return { path: `${volume.path}.journal` };
+  return null;
+}
+
+/** A kept journal: where, a new journal's id, and where to say what was found. */
+export interface KeptJournal {
+  target: JournalTarget;
+  /** The id of a new journal (an integer in [1, 2^53)). */
+  newId: () => number;
+  log: LinkLogger;
+}
 
 /** Options of a journal. */
 export interface JournalFeedOptions {
@@ -41,11 +67,62 @@ export class JournalFeed {
   private pollTimer: TimerHandle | undefined;
   private stopped = false;
 
-  constructor(private readonly clock: Clock, private readonly options: JournalFeedOptions = {}) {
+  /**
+   * True when the journal was kept from an earlier run and every write found between its store
+   * and its record was journaled again (ReplicatedVolume): its records after a secondary's
+   * position are all there, and a pair may resume from it.
+   */
+  resumable = false;
+  /** The journal was found from an earlier run (a kept journal). */
+  readonly reopened: boolean;
+  /** Where the journal is kept (null: in memory). */
+  readonly target: JournalTarget | null;
+
+  constructor(private readonly clock: Clock, private readonly options: JournalFeedOptions = {}, kept?: KeptJournal) {
     const capacityBytes = options.journalCapacityBytes ?? 64 * 1024 * 1024;
-    this.journal = Journal.create({ capacityBytes, maxRecordBytes: Math.min(options.maxRecordBytes ?? 32 * 1024 * 1024, Math.floor(capacityBytes / 4)) });
+    const maxRecordBytes = Math.min(options.maxRecordBytes ?? 32 * 1024 * 1024, Math.floor(capacityBytes / 4));
+    let journal: Journal | undefined;
+    let found = false;
+    this.target = kept?.target ?? null;
+    if (kept !== undefined) {
+      const where = 'name' in kept.target ? `blockmirror.journal.${kept.target.name}` : kept.target.path;
+      try {
+        const earlier = Journal.open(kept.target);
+        if (earlier.capacityBytes === capacityBytes && earlier.maxRecordBytes === maxRecordBytes && earlier.id !== 0) {
+          journal = earlier;
+          found = true;
+          kept.log.info({ journal: where, nextSequence: earlier.nextSequence, headSequence: earlier.headSequence },
+            `journal ${where}: found from an earlier run (records ${earlier.headSequence}..${earlier.nextSequence - 1})`);
+        } else {
+          kept.log.warn({ journal: where }, `journal ${where}: found with ring ${earlier.capacityBytes} and records up to ${earlier.maxRecordBytes} bytes, ` +
+            `configured ${capacityBytes} and ${maxRecordBytes}: replaced (the pairs resync from their tracking)`);
+          void earlier.close();
+          Journal.unlink(kept.target);
+        }
+      } catch (error) {
+        if ((error as { code?: string }).code !== 'ERR_REGION_NOT_FOUND') {
+          kept.log.warn({ journal: where, err: String(error) }, `journal ${where}: unusable (${(error as Error).message}): replaced`);
+          Journal.unlink(kept.target);
+        }
+      }
+      journal ??= Journal.create({ ...kept.target, kind: 'name' in kept.target ? 'shared' : 'file', capacityBytes, maxRecordBytes, id: kept.newId() });
+    }
+    this.reopened = found;
+    this.journal = journal ?? Journal.create({ capacityBytes, maxRecordBytes });
     this.lastSeenSequence = this.journal.nextSequence;
     this.poll();
+  }
+
+  /** What was journaled before any pair joined (a kept journal's recovery) is nobody's news. */
+  settle(): void {
+    const stats = this.journal.stats();
+    this.lastFullCount = stats.fullCount;
+    this.lastSeenSequence = stats.nextSequence;
+  }
+
+  /** Removes a kept journal (its last pair was deleted). */
+  static unlink(target: JournalTarget | null): void {
+    if (target !== null) Journal.unlink(target);
   }
 
   get closed(): boolean {

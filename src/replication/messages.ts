@@ -55,6 +55,13 @@ export interface PairOpen {
   blockSize: number;
   generations: Generations;
   discard: boolean;
+  /** The id of the journal the records come from (0: none); the secondary keeps it with its position. */
+  journalId: number;
+  /** The oldest and the next sequence of that journal. */
+  journalHead: number;
+  journalNext: number;
+  /** The primary asks to resume ordered streaming from the secondary's position (primary-pair.ts). */
+  resume: boolean;
 }
 
 /** Most dirty ranges in a PAIR_OPEN reply (more: the reply says "all"). */
@@ -80,7 +87,8 @@ export interface ShippedRecord {
 export function encodePairOpen(message: PairOpen): Buffer {
   const writer = new BinaryWriter().string(message.name).string(message.primaryVolume).string(message.secondaryVolume)
     .u8(MODES.indexOf(message.mode)).u64(message.capacityBytes).u32(message.blockSize);
-  return writeGenerations(writer, message.generations).u8(message.discard ? 1 : 0).encode();
+  return writeGenerations(writer, message.generations).u8(message.discard ? 1 : 0)
+    .u64(message.journalId).u64(message.journalHead).u64(message.journalNext).u8(message.resume ? 1 : 0).encode();
 }
 
 export function decodePairOpen(payload: Buffer): PairOpen {
@@ -93,9 +101,14 @@ export function decodePairOpen(payload: Buffer): PairOpen {
   const blockSize = reader.u32();
   const generations = readGenerations(reader);
   const discard = reader.u8() === 1;
+  const journalId = reader.u64();
+  const journalHead = reader.u64();
+  const journalNext = reader.u64();
+  const resume = reader.u8() === 1;
   reader.end();
   const mode = MODES[modeIndex] ?? bad('PAIR_OPEN', `unknown mode ${modeIndex}`);
-  return { name, primaryVolume, secondaryVolume, mode, capacityBytes, blockSize, generations, discard };
+  if (journalHead > journalNext) bad('PAIR_OPEN', `journal head ${journalHead} is past its next sequence ${journalNext}`);
+  return { name, primaryVolume, secondaryVolume, mode, capacityBytes, blockSize, generations, discard, journalId, journalHead, journalNext, resume };
 }
 
 /** A byte range. */
@@ -114,13 +127,15 @@ export interface OpenReply {
   /** Copy everything allocated (a full copy, or more dirty ranges than a reply carries). */
   all: boolean;
   dirty: ByteRange[];
+  /** The secondary resumed ordered streaming at applied + 1 (it stays consistent; no pass). */
+  resumed: boolean;
 }
 
 export function encodeOpenReply(reply: OpenReply): Buffer {
   const writer = new BinaryWriter().u8(DECISIONS.indexOf(reply.decision)).u8(reply.rule).u64(reply.nextSequence).u64(reply.applied);
   writeGenerations(writer, reply.generations).u8(reply.all ? 1 : 0).u32(reply.dirty.length);
   for (const range of reply.dirty) writer.u64(range.byteOffset).u64(range.byteLength);
-  return writer.encode();
+  return writer.u8(reply.resumed ? 1 : 0).encode();
 }
 
 export function decodeOpenReply(payload: Buffer): OpenReply {
@@ -135,9 +150,11 @@ export function decodeOpenReply(payload: Buffer): OpenReply {
   if (count > MAX_DIRTY_RANGES) bad('PAIR_OPEN reply', `${count} dirty ranges, more than ${MAX_DIRTY_RANGES}`);
   const dirty: ByteRange[] = [];
   for (let index = 0; index < count; index++) dirty.push({ byteOffset: reader.u64(), byteLength: reader.u64() });
+  const resumed = reader.u8() === 1;
   reader.end();
   const decision = DECISIONS[decisionIndex] ?? bad('PAIR_OPEN reply', `unknown decision ${decisionIndex}`);
-  return { decision, rule, nextSequence, applied, generations, all, dirty };
+  if (resumed && (decision !== 'none' || all || dirty.length > 0)) bad('PAIR_OPEN reply', `a resumed stream with decision ${decision} and dirty ranges`);
+  return { decision, rule, nextSequence, applied, generations, all, dirty, resumed };
 }
 
 /** PAIR_PROMOTE: {name, generations}. */

@@ -15,6 +15,9 @@
 //                 which of the primary's two OOS bitmaps records, and the last journal
 //                 sequence that can be marked in the other (primary-pair.ts)
 //   newGeneration the primary stopped mirroring: its next write starts a new generation
+//   streaming     the primary was mirroring with an unbroken ordered stream: every record after
+//                 the secondary's position is in its journal (a restart may resume from there)
+//   journalId     the id of the journal whose sequence space `applied` is in (secondary; 0: none)
 //
 // Two slots of 128 bytes, each with a counter and a CRC32C; a save writes the older slot, a load
 // takes the valid slot with the higher counter. A SIGKILL in the middle of a save leaves the
@@ -37,6 +40,8 @@ export interface PairMetaState {
   active: 0 | 1;
   sealedThrough: number;
   newGeneration: boolean;
+  streaming: boolean;
+  journalId: number;
 }
 
 const MAGIC = 0x424d504d; // 'BMPM'
@@ -59,7 +64,7 @@ function encode(state: PairMetaState, counter: number): Buffer {
   slot.writeUInt32LE(VERSION, 4);
   slot.writeUInt32LE(counter >>> 0, 8);
   slot.writeUInt8(ROLES.indexOf(state.role), 12);
-  slot.writeUInt8((state.synced ? 1 : 0) | (state.discard ? 2 : 0) | (state.active === 1 ? 4 : 0) | (state.newGeneration ? 8 : 0), 13);
+  slot.writeUInt8((state.synced ? 1 : 0) | (state.discard ? 2 : 0) | (state.active === 1 ? 4 : 0) | (state.newGeneration ? 8 : 0) | (state.streaming ? 16 : 0), 13);
   slot.writeUInt8(CONSISTENCIES.indexOf(state.consistency), 14);
   slot.writeDoubleLE(state.generations.current, 16);
   slot.writeDoubleLE(state.generations.bitmap, 24);
@@ -68,6 +73,7 @@ function encode(state: PairMetaState, counter: number): Buffer {
   slot.writeDoubleLE(state.applied, 48);
   slot.writeDoubleLE(state.nextSequence, 56);
   slot.writeDoubleLE(state.sealedThrough, 64);
+  slot.writeDoubleLE(state.journalId, 72);
   slot.writeUInt32LE(crc32c(slot.subarray(0, BODY_BYTES)), BODY_BYTES);
   return slot;
 }
@@ -87,11 +93,13 @@ function decode(slot: Buffer): { state: PairMetaState; counter: number } | null 
       discard: (flags & 2) !== 0,
       active: (flags & 4) !== 0 ? 1 : 0,
       newGeneration: (flags & 8) !== 0,
+      streaming: (flags & 16) !== 0,
       consistency,
       generations: { current: slot.readDoubleLE(16), bitmap: slot.readDoubleLE(24), history: [slot.readDoubleLE(32), slot.readDoubleLE(40)] },
       applied: slot.readDoubleLE(48),
       nextSequence: slot.readDoubleLE(56),
       sealedThrough: slot.readDoubleLE(64),
+      journalId: slot.readDoubleLE(72),
     },
   };
 }

@@ -65,6 +65,6 @@ export function groupProblem(spec: PairSpec, others: readonly PairSpec[]): strin
 export function initialMeta(role: PairRole): PairMetaState {
   return {
     role, generations: EMPTY_GENERATIONS, synced: false, consistency: 'inconsistent', applied: 0, nextSequence: 1,
-    discard: false, active: 0, sealedThrough: 0, newGeneration: false,
+    discard: false, active: 0, sealedThrough: 0, newGeneration: false, streaming: false, journalId: 0,
   };
 }

@@ -4,6 +4,8 @@
 //
 //   simplex --open--> copying --pass done--> mirroring <--> suspended(reason) --> resyncing --> mirroring
 //   simplex --open--> resyncing        (a restarted or promoted side whose peer holds its generation)
+//   simplex, suspended --open--> mirroring
+//                                      (resumed from the primary's kept journal: no pass)
 //   (any of copying, mirroring, resyncing) --> suspended      (link down, journal full, operator,
 //                                                              secondary error)
 //   (any state) --> split-brain   (the generation ids say both sides changed: found on connect,
@@ -23,10 +25,10 @@ export type SuspendReason = 'link-down' | 'journal-full' | 'operator' | 'seconda
 export type Consistency = 'consistent' | 'inconsistent' | 'outdated';
 
 export const PAIR_TRANSITIONS: Readonly<Record<PairState, readonly PairState[]>> = Object.freeze({
-  simplex: ['copying', 'resyncing', 'suspended', 'split-brain'],
+  simplex: ['copying', 'resyncing', 'mirroring', 'suspended', 'split-brain'],
   copying: ['mirroring', 'suspended', 'split-brain'],
   mirroring: ['suspended', 'split-brain'],
-  suspended: ['copying', 'resyncing', 'split-brain'],
+  suspended: ['copying', 'resyncing', 'mirroring', 'split-brain'],
   resyncing: ['mirroring', 'suspended', 'split-brain'],
   'split-brain': ['copying', 'resyncing'],
 });

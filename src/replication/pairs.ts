@@ -47,7 +47,7 @@ import { type Random, realRandom } from '../runtime/random';
 import type { Volume } from '../storage/volume';
 import type { Link, LinkMessage, LinkStateEvent } from '../transport/link';
 import { MessageType } from '../transport/message-types';
-import { decide, startGeneration } from './generations';
+import { decide, newGenerationId, startGeneration } from './generations';
 import {
   type PairOpen,
   decodeMarker,
@@ -70,7 +70,7 @@ import {
 } from './messages';
 import type { LockstepMember } from './lockstep';
 import { PairMeta, type PairMetaState } from './pair-meta';
-import { JournalFeed } from './journal-feed';
+import { JournalFeed, journalTargetOf } from './journal-feed';
 import { type GroupBatchMember, JournalGroup, applyGroupBatch } from './journal-group';
 import { PairError, type PairRole } from './pair-state';
 import { PairVolume } from './pair-volume';
@@ -200,13 +200,17 @@ export class PairManager extends EventEmitter {
     }
     let replicated = this.replicated.get(spec.volume);
     if (replicated === undefined) {
-      replicated = new ReplicatedVolume(side.volume, options.clock, options.journal, group?.feed);
+      // A volume of its own journal keeps it beside a shared or file volume (journal-feed.ts).
+      const target = group === undefined ? journalTargetOf(side.volume) : null;
+      const kept = target === null ? undefined : { target, newId: () => newGenerationId(this.random), log: options.logger };
+      replicated = new ReplicatedVolume(side.volume, options.clock, options.journal, group?.feed, kept);
       this.replicated.set(spec.volume, replicated);
     }
     const pairOptions: ConstructorParameters<typeof PrimaryPair>[0] = {
       name: spec.name, volumeName: spec.volume, remoteVolume: spec.remoteVolume, mode: spec.mode, initialReason: reason,
     };
     if (group !== undefined) pairOptions.group = group;
+    if (replicated.feed.resumable) pairOptions.journalResumable = true;
     if (spec.fence !== undefined) pairOptions.fence = spec.fence;
     if (spec.autoResume !== undefined) pairOptions.autoResume = spec.autoResume;
     if (options.mutation === 'skip-track') pairOptions.mutation = 'skip-track';
@@ -269,7 +273,7 @@ export class PairManager extends EventEmitter {
     void this.retirePrimary(side, pair);
     // A demoted primary holds its generation's data: a resync, never a full copy, unless the
     // generations say otherwise.
-    side.meta.update({ role: 'secondary', synced: true, consistency: 'inconsistent', discard: options.discard === true });
+    side.meta.update({ role: 'secondary', synced: true, consistency: 'inconsistent', discard: options.discard === true, streaming: false });
     return this.buildSecondary(side, reason);
   }
 
@@ -296,7 +300,7 @@ export class PairManager extends EventEmitter {
   /** Makes this side the primary (close the secondary, keep meta and tracking). */
   private promote(side: Side, reason: string, change: Partial<PairMetaState>): PrimaryPair {
     side.secondary?.close({ keepTracking: true });
-    side.meta.update({ role: 'primary', newGeneration: false, discard: false, ...change });
+    side.meta.update({ role: 'primary', newGeneration: false, discard: false, streaming: false, ...change });
     const pair = this.buildPrimary(side, reason);
     return pair;
   }
@@ -821,6 +825,8 @@ export class PairManager extends EventEmitter {
     await side.meta.close();
     PairMeta.unlink(side.volume, name);
     this.sides.delete(name);
+    // The volume's kept journal goes with its last pair.
+    if (![...this.sides.values()].some((other) => other.spec.volume === side.spec.volume)) JournalFeed.unlink(journalTargetOf(side.volume));
     this.specList.splice(this.specList.indexOf(side.spec), 1);
     this.emit('state', { name, old: (primary ?? side.secondary)?.currentState ?? 'simplex', new: 'deleted', reason: 'operator', timeMs: this.options.clock.nowMs(), role: side.meta.state.role });
     if (![...this.sides.values()].some((other) => other.spec.volume === side.spec.volume)) {

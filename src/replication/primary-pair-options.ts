@@ -37,6 +37,11 @@ export interface PrimaryPairOptions {
   mutation?: 'skip-track';
   /** The journal group whose one stream ships this pair's records (journal-group.ts). @default none */
   group?: GroupStream;
+  /**
+   * The journal was kept from an earlier run with every record after the secondary's position
+   * (journal-feed.ts resumable): the first open may ask to resume from there. @default false
+   */
+  journalResumable?: boolean;
 }
 
 /** What ships a journal group member's records (journal-group.ts). */

@@ -26,6 +26,15 @@
 // tracks plus its own dirty ranges, a full copy, or a refusal: split brain, unrelated data, or
 // "you must demote": the peer took over and holds the newer generation).
 //
+// A restart resumes the ordered stream when it can (journal-feed.ts keeps a shared or file
+// volume's journal): the pair was mirroring when this side last ran (meta `streaming`: every
+// record after the secondary's position is in the journal, and the recovery journaled again
+// what reached the store without a record), and the secondary accepts (secondary-pair.ts: same
+// generation, a consistent image whose position is exact and in this journal). Then shipping
+// continues from the secondary's applied + 1, with no pass: the secondary stays consistent and
+// nothing is resynced. The journal holds the records from its head on while the open is asked.
+// Otherwise the tracked tracks are resynced as before.
+//
 // Ack points: an async write completes when stored locally. A sync write completes when the
 // secondary reports it applied (waitApplied); while the pair cannot mirror, with fence level
 // 'never' it completes at once (the pair is suspended and OOS records it), with 'data' it fails
@@ -128,6 +137,12 @@ export class PrimaryPair extends EventEmitter {
   private consistentFrom = Infinity;
   /** A consistency group's fence: nothing after `through` ships until the cut is sent or lifted. */
   private cgFence: { through: number; cut?: PendingCut } | undefined;
+  /** The first open may resume from the kept journal (options.journalResumable). */
+  private mayResume: boolean;
+  /** While a resume is asked: the journal keeps its records from here. */
+  private resumeHold: number | undefined;
+  /** Streams resumed from the journal (no pass). */
+  resumedCount = 0;
 
   constructor(
     options: PrimaryPairOptions,
@@ -157,6 +172,7 @@ export class PrimaryPair extends EventEmitter {
     this.sinceMs = clock.nowMs();
     this.volumeName = options.volumeName;
     this.remoteVolume = options.remoteVolume;
+    this.mayResume = options.journalResumable === true && options.group === undefined && meta.state.streaming;
     tracking.setRecording(true);
     link.on('state', this.onLinkState);
     link.on('drain', this.onDrain);
@@ -182,6 +198,7 @@ export class PrimaryPair extends EventEmitter {
 
   /** The lowest journal sequence this pair still needs (Infinity when it needs none). */
   get neededSequence(): number {
+    if (this.resumeHold !== undefined) return this.resumeHold;
     return this.state === 'mirroring' || this.state === 'copying' || this.state === 'resyncing'
       ? Math.min(this.nextToShip, this.applied + 1)
       : Infinity;
@@ -194,6 +211,11 @@ export class PrimaryPair extends EventEmitter {
     this.reason = reason;
     this.detail = detail;
     if (old === 'mirroring' && next !== 'mirroring') this.dropFence(`pair ${this.name} is ${next} (${reason})`);
+    // Mirroring: the ordered stream is unbroken from the secondary's position (a restart may
+    // resume it); anything else breaks it.
+    const streaming = next === 'mirroring';
+    if (this.meta.state.streaming !== streaming) this.meta.update({ streaming });
+    if (!streaming) this.mayResume = false;
     this.sinceMs = this.clock.nowMs();
     this.log[next === 'suspended' ? 'warn' : 'info']({ pair: this.name, old, new: next, reason, detail },
       `pair ${this.name}: ${old} -> ${next} (${reason}${detail === undefined ? '' : `: ${detail}`})`);
@@ -278,12 +300,19 @@ export class PrimaryPair extends EventEmitter {
     // Connected again: the next suspension decides about a new generation afresh.
     if (this.meta.state.newGeneration) this.meta.update({ newGeneration: false });
     let reply: OpenReply;
+    // Only the first open of this process may resume (later ones follow a broken stream).
+    const resume = this.mayResume && this.state === 'simplex';
+    this.mayResume = false;
+    const journalHead = this.journal.headSequence;
+    if (resume) this.resumeHold = journalHead;
     try {
       reply = decodeOpenReply(await this.link.request(MessageType.PAIR_OPEN, encodePairOpen({
         name: this.name, primaryVolume: this.volumeName, secondaryVolume: this.remoteVolume, mode: this.mode,
         capacityBytes: this.volume.capacityBytes, blockSize: this.volume.blockSize, generations, discard: false,
+        journalId: this.journal.id, journalHead, journalNext: this.journal.nextSequence, resume,
       })));
     } catch (error) {
+      this.resumeHold = undefined;
       if (generation !== this.passGeneration || this.closed) return;
       const code = (error as { remoteCode?: string }).remoteCode ?? (error as { code?: string }).code ?? 'error';
       this.log.warn({ pair: this.name, code }, `pair ${this.name}: the secondary refused to open: ${(error as Error).message}`);
@@ -310,9 +339,14 @@ export class PrimaryPair extends EventEmitter {
       }
       return;
     }
+    this.resumeHold = undefined;
     if (generation !== this.passGeneration || this.closed) return;
     this.peerGenerations = reply.generations;
     this.lastDecision = { decision: reply.decision, rule: reply.rule, text: '' };
+    if (reply.resumed) {
+      this.resumeStream(resume, reply.applied);
+      return;
+    }
     // The secondary's position is in the sequence space of the journal that last fed it, which
     // may be another one (this side restarted, or was promoted): this journal's records before
     // its next sequence are covered by the pass, never by that position.
@@ -332,6 +366,31 @@ export class PrimaryPair extends EventEmitter {
       this.setState('resyncing', reply.dirty.length > 0 ? 'resync dirty tracks of both sides' : 'resync dirty tracks');
     }
     await this.pass(generation);
+  }
+
+  /**
+   * The secondary continues the ordered stream at `applied` + 1 (it accepted the resume): ship
+   * from there, no pass. The tracking keeps what it holds (the records still to ship, and what
+   * the recovery journaled again) until the secondary has caught up.
+   */
+  private resumeStream(asked: boolean, applied: number): void {
+    if (!asked || applied + 1 < this.journal.headSequence || applied > this.journal.nextSequence - 1) {
+      // Not what this side asked for, or a position outside the journal: the peer is broken.
+      this.suspend('secondary-error', `the secondary resumed at ${applied + 1}, outside the journal's records ${this.journal.headSequence}..${this.journal.nextSequence - 1}${asked ? '' : ' (no resume was asked)'}`);
+      return;
+    }
+    this.resumedCount++;
+    this.received = this.applied = applied;
+    this.flushed = 0;
+    this.nextToShip = applied + 1;
+    this.everMirrored = true;
+    this.consistentFrom = applied;
+    this.trackedSince = 0;
+    this.setState('mirroring', 'resumed from the journal', `records ${applied + 1}..${this.journal.nextSequence - 1} to ship`);
+    this.resolveWaiters();
+    this.clearIfCaughtUp();
+    this.emit('progress');
+    this.schedulePump();
   }
 
   /** One copy or resync pass over the OOS bits, then ordered streaming from J. */
@@ -972,6 +1031,7 @@ export class PrimaryPair extends EventEmitter {
         : null,
       shippedBytes: this.shippedBytes,
       resyncedBytes: this.resyncedBytes,
+      resumedStreams: this.resumedCount,
       generations: formatGenerations(generations),
       peerGenerations: this.peerGenerations === undefined ? null : formatGenerations(this.peerGenerations),
       decision: this.lastDecision === undefined ? null : { decision: this.lastDecision.decision, rule: this.lastDecision.rule },

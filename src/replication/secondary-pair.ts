@@ -17,6 +17,15 @@
 // On PAIR_OPEN it compares generations (generations.ts decide()) and answers with the decision
 // and its own dirty ranges (the tracking of a demoted primary or a split brain's discarded
 // side); at PAIR_RESYNC_DONE it adopts the source's generation and clears that tracking.
+//
+// A resume (a restarted primary whose kept journal holds every record after this side's
+// position, primary-pair.ts): accepted only when nothing else can differ: same generation (rule
+// 4), an image that is a write-order prefix (consistent, or outdated by a link loss), a position
+// in the sequence space of that very journal (its id, kept with the position at
+// PAIR_RESYNC_DONE) and still in it, a position exact because this process applied it (after
+// a restart of this side the saved position may trail what the volume holds: records applied
+// again over later ones would mix two states), and no tracked change of its own. Then the
+// stream continues at applied + 1 with no pass and the image stays consistent.
 
 import { EventEmitter } from 'node:events';
 
@@ -88,6 +97,12 @@ export class SecondaryPair extends EventEmitter {
   private synced: boolean;
   private peerGenerations: Generations | undefined;
   private lastDecision: { decision: Decision; rule: number } | undefined;
+  /** The position was set by this process (a resume may continue from it exactly). */
+  private positionExact = false;
+  /** The id of the journal of the last PAIR_OPEN (kept with the position at PAIR_RESYNC_DONE). */
+  private openedJournalId = 0;
+  /** Streams resumed from the primary's journal (no pass). */
+  resumedCount = 0;
   appliedBytes = 0;
   refusedCount = 0;
   private mutationCounter = 0;
@@ -185,6 +200,16 @@ export class SecondaryPair extends EventEmitter {
         throw new PairError('ERR_PAIR_ROLE', `pair ${this.name}: the secondary holds the newer generation (rule ${result.rule}); take it over or resolve`);
       default:
     }
+    if (this.mayResume(request, result.decision)) {
+      this.resumedCount++;
+      this.setConsistency('consistent');
+      this.move('mirroring', 'resumed from the journal');
+      return {
+        decision: 'none', rule: result.rule, nextSequence: this.nextSequence, applied: this.applied, generations: local.generations,
+        all: false, dirty: [], resumed: true,
+      };
+    }
+    this.openedJournalId = request.journalId;
     // The image is about to be overwritten out of order: keep it (a snapshot) while it is still
     // a consistent one (a completed copy, not an interrupted resync).
     if (this.synced && this.consistencyValue !== 'inconsistent') this.options.images?.keep(`resync of pair ${this.name}`);
@@ -206,7 +231,18 @@ export class SecondaryPair extends EventEmitter {
     return {
       decision: full ? 'full-source' : OPENER_VIEW[result.decision], rule: result.rule,
       nextSequence: this.nextSequence, applied: this.applied, generations: local.generations, all: dirty === null, dirty: dirty ?? [],
+      resumed: false,
     };
+  }
+
+  /** Whether the primary may continue the ordered stream at applied + 1 (the design note). */
+  private mayResume(request: PairOpen, decision: Decision): boolean {
+    const local = this.meta.state;
+    return request.resume && decision === 'none' && this.synced && this.positionExact && this.consistentAt === undefined &&
+      (this.consistencyValue === 'consistent' || this.consistencyValue === 'outdated') &&
+      !local.discard && request.journalId !== 0 && local.journalId === request.journalId &&
+      this.applied + 1 >= request.journalHead && this.applied <= request.journalNext - 1 &&
+      this.options.journalGroup === undefined && this.tracking.ranges(1)?.length === 0;
   }
 
   private refuse(error: PairError): void {
@@ -317,6 +353,7 @@ export class SecondaryPair extends EventEmitter {
     if (sequence < this.nextSequence - 1) return;
     this.nextSequence = sequence + 1;
     this.received = this.applied = sequence;
+    this.positionExact = true;
     this.meta.update({ applied: sequence, nextSequence: sequence + 1 });
     if (this.consistentAt !== undefined && sequence >= this.consistentAt) this.caughtUpAfterPass();
     if (report) this.reportPosition();
@@ -370,9 +407,10 @@ export class SecondaryPair extends EventEmitter {
     this.synced = true;
     // This side's own changes were sent to the source in the open reply and overwritten by it.
     this.tracking.clearAll();
+    this.positionExact = true;
     this.meta.update({
       generations: completeAsTarget(this.meta.state.generations, source), synced: true, consistency: this.consistencyValue,
-      applied: nextSequence - 1, nextSequence, discard: false,
+      applied: nextSequence - 1, nextSequence, discard: false, journalId: this.openedJournalId,
     });
     this.peerGenerations = source;
     this.move('mirroring', 'resync done');
@@ -448,6 +486,7 @@ export class SecondaryPair extends EventEmitter {
       link: this.link.currentState,
       positions: { received: this.received, applied: this.applied, flushed: this.flushed, next: this.nextSequence },
       appliedBytes: this.appliedBytes,
+      resumedStreams: this.resumedCount,
       refused: this.refusedCount,
       oos: { tracks: oosTracks, bytes: oosTracks * this.tracking.granularityBytes },
       generations: formatGenerations(this.meta.state.generations),

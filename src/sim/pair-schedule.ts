@@ -27,6 +27,7 @@
 // left to finalizers. Errors: what the checks find is returned as sentences, never thrown; an
 // exception of the pair code is caught and returned as a violation too (with its stack).
 
+import { Journal } from '../storage/journal';
 import { Region } from '../storage/region';
 import { SnapshotStore } from '../storage/snapshot';
 import { Volume } from '../storage/volume';
@@ -194,6 +195,8 @@ class PairSchedule extends PairScheduleOperations {
       // The store of a resync image (keepResyncImages) outlives its snapshots: without this, a
       // 100,000-schedule run left thousands of store regions in /dev/shm.
       SnapshotStore.unlink({ name });
+      // A primary's kept journal (journal-feed.ts).
+      Journal.unlink({ name });
       for (const link of this.links) Region.unlink('shared', `blockmirror.pair.${name}.${link.pair}`);
     }
   }

@@ -39,6 +39,7 @@ import type { ControllerVolumeSpec } from '../controller/volumes';
 import type { PairMutation, PairSpec } from '../replication/pairs';
 import type { PairVolume } from '../replication/pair-volume';
 import { SeededRandom } from '../runtime/random';
+import { Journal } from '../storage/journal';
 import { Region } from '../storage/region';
 import { SnapshotStore } from '../storage/snapshot';
 import { Volume } from '../storage/volume';
@@ -578,6 +579,7 @@ class TopologyRun {
       for (const name of (this.volumesOf.get(id) as Map<string, string>).values()) {
         Volume.unlink({ name });
         SnapshotStore.unlink({ name });
+        Journal.unlink({ name });
         for (const spec of this.specsOf.get(id) as PairSpec[]) Region.unlink('shared', `blockmirror.pair.${name}.${spec.name}`);
       }
     }

@@ -101,6 +101,7 @@ export type PairStatus = Record<string, unknown> & {
   consistency: string;
   resyncedBytes?: number;
   shippedBytes?: number;
+  resumedStreams?: number;
   lag?: { records: number; bytes: number };
   oos?: { tracks: number; bytes: number; since: number | null };
 };

@@ -72,7 +72,7 @@ describe('67 interop: pair roles across serve processes with real NBD clients', 
     return image.subarray(block * BLOCK_BYTES, (block + 1) * BLOCK_BYTES).equals(writeContent(tag, block, block * BLOCK_BYTES, BLOCK_BYTES));
   }
 
-  it('async: SIGKILL of the primary and then of the secondary under load; after each restart both are identical and the resync moved about the in-flight window', async () => {
+  it('async: SIGKILL of the primary and then of the secondary under load; after each restart both are identical; a restarted primary resumes from its kept journal (nothing resynced), a restarted secondary resyncs about the in-flight window', async () => {
     const capacityBytes = 128 * MIB;
     const [a, b] = await twoSites('async', `${capacityBytes / MIB}MiB`);
     // Sequential 64 KiB writes: each is one track, so what the resync moves reads directly as
@@ -93,12 +93,18 @@ describe('67 interop: pair roles across serve processes with real NBD clients', 
     assert.equal(restarted.role, 'primary', 'the restarted primary keeps its role');
     await assertIdentical(a.uri, b.uri);
     assert.deepEqual(writer.verify(await a.readAll(), TRACK_BYTES), [], 'an acknowledged write is missing on the restarted primary');
-    const movedAfterPrimary = restarted.resyncedBytes ?? 0;
-    assert.ok(movedAfterPrimary >= unappliedTracks * TRACK_BYTES,
-      `the primary's restart resynced ${movedAfterPrimary} bytes; ${unappliedTracks} acknowledged tracks were not on the secondary`);
-    assert.ok(movedAfterPrimary <= Math.min(writtenBytes / 2, capacityBytes / 8),
-      `the primary's restart resynced ${movedAfterPrimary} bytes (written ${writtenBytes}, volume ${capacityBytes})`);
-    assert.equal((await b.pair('p0')).consistency, 'consistent');
+    // The restarted primary found its kept journal and resumed shipping from the secondary's
+    // position: no pass, nothing resynced; what was in flight travelled as records.
+    assert.equal(restarted.resumedStreams, 1, `the restarted primary resumed from its journal (${restarted.state}, ${restarted.reason})`);
+    assert.equal(restarted.resyncedBytes ?? 0, 0, 'a resumed stream resyncs nothing');
+    const shippedAfterPrimary = restarted.shippedBytes ?? 0;
+    assert.ok(shippedAfterPrimary >= unappliedTracks * TRACK_BYTES,
+      `the primary's restart shipped ${shippedAfterPrimary} bytes; ${unappliedTracks} acknowledged tracks were not on the secondary`);
+    assert.ok(shippedAfterPrimary <= Math.min(writtenBytes / 2, capacityBytes / 8),
+      `the primary's restart shipped ${shippedAfterPrimary} bytes (written ${writtenBytes}, volume ${capacityBytes})`);
+    const secondary = await b.pair('p0');
+    assert.equal(secondary.consistency, 'consistent');
+    assert.equal(secondary.resumedStreams, 1, 'the secondary continued the stream (it never became inconsistent)');
 
     // Now the secondary dies under load; the writer stops once it is gone.
     const second = await a.connect();

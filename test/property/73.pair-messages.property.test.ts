@@ -32,7 +32,8 @@ const CODECS: { what: string; message: fc.Arbitrary<unknown>; encode: (m: never)
     message: fc.record({
       name, primaryVolume: name, secondaryVolume: name, mode: fc.constantFrom('sync' as const, 'async' as const),
       capacityBytes: u64, blockSize: fc.integer({ min: 0, max: 2 ** 32 - 1 }), generations, discard: fc.boolean(),
-    }),
+      journalId: u64, journalHead: u64, ahead: fc.integer({ min: 0, max: 1000 }), resume: fc.boolean(),
+    }).map(({ ahead, ...m }) => ({ ...m, journalNext: Math.min(Number.MAX_SAFE_INTEGER, m.journalHead + ahead) })),
     encode: M.encodePairOpen as (m: never) => Buffer,
     decode: M.decodePairOpen,
   },
@@ -41,8 +42,8 @@ const CODECS: { what: string; message: fc.Arbitrary<unknown>; encode: (m: never)
     message: fc.record({
       decision: fc.constantFrom('none' as const, 'bitmap-source' as const, 'full-source' as const, 'split-brain' as const),
       rule: fc.integer({ min: 0, max: 255 }), nextSequence: u64, applied: u64, generations, all: fc.boolean(),
-      dirty: fc.array(fc.record({ byteOffset: u64, byteLength: u64 }), { maxLength: 20 }),
-    }),
+      dirty: fc.array(fc.record({ byteOffset: u64, byteLength: u64 }), { maxLength: 20 }), resumed: fc.boolean(),
+    }).map((m) => (m.resumed ? { ...m, decision: 'none' as const, all: false, dirty: [] } : m)),
     encode: M.encodeOpenReply as (m: never) => Buffer,
     decode: M.decodeOpenReply,
   },

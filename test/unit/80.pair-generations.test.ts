@@ -43,6 +43,10 @@ describe('80 pair generations and state', () => {
       assert.equal(isPairTransition('copying', 'split-brain'), true);
       assert.equal(isPairTransition('resyncing', 'split-brain'), true);
       assert.equal(isPairTransition('split-brain', 'suspended'), false);
+      // A stream resumed from the primary's kept journal goes straight back to mirroring.
+      assert.equal(isPairTransition('simplex', 'mirroring'), true);
+      assert.equal(isPairTransition('suspended', 'mirroring'), true);
+      assert.equal(isPairTransition('copying', 'resyncing'), false);
     });
     it('has no state that cannot be left', () => {
       for (const [state, next] of Object.entries(PAIR_TRANSITIONS)) assert.ok(next.length > 0, state);
@@ -161,7 +165,7 @@ describe('80 pair generations and state', () => {
     let volume: Volume;
     const initial: PairMetaState = {
       role: 'secondary', generations: g(0), synced: false, consistency: 'inconsistent', applied: 0, nextSequence: 1,
-      discard: false, active: 0, sealedThrough: 0, newGeneration: false,
+      discard: false, active: 0, sealedThrough: 0, newGeneration: false, streaming: false, journalId: 0,
     };
     before(() => {
       volume = Volume.create({ backing: 'shared', name, capacityBytes: 1 << 20 });
