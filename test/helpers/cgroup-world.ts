@@ -15,6 +15,7 @@ import { SIM_LINK_TUNING } from '../../src/sim/pair-schedule';
 import { SimClock } from '../../src/sim/sim-clock';
 import { Region } from '../../src/storage/region';
 import { SnapshotStore } from '../../src/storage/snapshot';
+import { Journal } from '../../src/storage/journal';
 import { Volume } from '../../src/storage/volume';
 
 let worlds = 0;
@@ -297,6 +298,7 @@ export class CgWorld {
       for (const id of [`p${member.primary}`, `s${member.primary}`]) {
         const name = this.sharedName(id, member.volume);
         Volume.unlink({ name });
+        Journal.unlink({ name });
         SnapshotStore.unlink({ name });
         Region.unlink('shared', `blockmirror.pair.${name}.${this.pairName(member.primary, member.volume)}`);
       }

@@ -28,7 +28,7 @@ export function shmPrefix(tag: string): string {
   return `bmt-${tag}-${process.pid}-${prefixCount}`;
 }
 
-/** Unlinks every /dev/shm object of volumes (their pair metadata and snapshot stores) named with `prefix`. */
+/** Unlinks every /dev/shm object of volumes (their pair metadata, kept journals and snapshot stores) named with `prefix`. */
 export function removeShm(prefix: string): string[] {
   const removed: string[] = [];
   let names: string[] = [];
@@ -38,8 +38,8 @@ export function removeShm(prefix: string): string[] {
     return removed;
   }
   for (const name of names) {
-    // Volumes, pair metadata and snapshot stores (resync images, consistent copies).
-    if (!['vol', 'pair', 'snap'].some((kind) => name.startsWith(`blockmirror.${kind}.${prefix}.`))) continue;
+    // Volumes, pair metadata, kept journals and snapshot stores (resync images, consistent copies).
+    if (!['vol', 'pair', 'journal', 'snap'].some((kind) => name.startsWith(`blockmirror.${kind}.${prefix}.`))) continue;
     try {
       fs.unlinkSync(path.join(SHM_DIRECTORY, name));
       removed.push(name);

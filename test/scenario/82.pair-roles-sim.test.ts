@@ -14,6 +14,7 @@ import { SimNetwork } from '../../src/sim/network';
 import { SIM_LINK_TUNING } from '../../src/sim/pair-schedule';
 import { SimClock } from '../../src/sim/sim-clock';
 import { Region } from '../../src/storage/region';
+import { Journal } from '../../src/storage/journal';
 import { Volume } from '../../src/storage/volume';
 import { SnapshotStore } from '../../src/storage/snapshot';
 
@@ -64,6 +65,7 @@ async function dispose(w: World): Promise<void> {
   for (const name of [w.names.a, w.names.b]) {
     Volume.unlink({ name });
     SnapshotStore.unlink({ name });
+    Journal.unlink({ name });
     Region.unlink('shared', `blockmirror.pair.${name}.p0`);
   }
 }

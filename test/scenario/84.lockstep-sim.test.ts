@@ -12,6 +12,7 @@ import { SimNetwork } from '../../src/sim/network';
 import { SIM_LINK_TUNING } from '../../src/sim/pair-schedule';
 import { SimClock } from '../../src/sim/sim-clock';
 import { Region } from '../../src/storage/region';
+import { Journal } from '../../src/storage/journal';
 import { Volume } from '../../src/storage/volume';
 import { SnapshotStore } from '../../src/storage/snapshot';
 
@@ -101,6 +102,7 @@ async function dispose(w: World): Promise<void> {
       const name = `${w.prefix}-${id}-${volume}`;
       Volume.unlink({ name });
       SnapshotStore.unlink({ name });
+      Journal.unlink({ name });
       for (const pair of ['p0', 'p1']) Region.unlink('shared', `blockmirror.pair.${name}.${pair}`);
     }
   }
