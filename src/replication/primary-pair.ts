@@ -139,6 +139,12 @@ export class PrimaryPair extends EventEmitter {
   private cgFence: { through: number; cut?: PendingCut } | undefined;
   /** The first open may resume from the kept journal (options.journalResumable). */
   private mayResume: boolean;
+  /** The journal's full count when this pair started: a write since then that found it full is in no record. */
+  private readonly fullCountAtStart: number;
+  /** No write found the journal full since this pair started (a resume would miss it). */
+  private get journalNeverFull(): boolean {
+    return this.journal.stats().fullCount === this.fullCountAtStart;
+  }
   /** While a resume is asked: the journal keeps its records from here. */
   private resumeHold: number | undefined;
   /** Streams resumed from the journal (no pass). */
@@ -173,6 +179,7 @@ export class PrimaryPair extends EventEmitter {
     this.volumeName = options.volumeName;
     this.remoteVolume = options.remoteVolume;
     this.mayResume = options.journalResumable === true && options.group === undefined && meta.state.streaming;
+    this.fullCountAtStart = journal.stats().fullCount;
     tracking.setRecording(true);
     link.on('state', this.onLinkState);
     link.on('drain', this.onDrain);
@@ -301,7 +308,7 @@ export class PrimaryPair extends EventEmitter {
     if (this.meta.state.newGeneration) this.meta.update({ newGeneration: false });
     let reply: OpenReply;
     // Only the first open of this process may resume (later ones follow a broken stream).
-    const resume = this.mayResume && this.state === 'simplex';
+    const resume = this.mayResume && this.state === 'simplex' && this.journalNeverFull;
     this.mayResume = false;
     const journalHead = this.journal.headSequence;
     if (resume) this.resumeHold = journalHead;
@@ -387,6 +394,12 @@ export class PrimaryPair extends EventEmitter {
     this.consistentFrom = applied;
     this.trackedSince = 0;
     this.setState('mirroring', 'resumed from the journal', `records ${applied + 1}..${this.journal.nextSequence - 1} to ship`);
+    if (!this.journalNeverFull) {
+      // A write found the journal full while the resume was asked: it is in no record, only in
+      // the tracking, so the stream is broken already (a resync follows, as for any full journal).
+      this.suspend('journal-full', 'the journal had no room while the stream resumed; writes are recorded in the OOS bitmap');
+      return;
+    }
     this.resolveWaiters();
     this.clearIfCaughtUp();
     this.emit('progress');
