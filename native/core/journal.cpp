@@ -236,6 +236,11 @@ void Journal::clearPendingIntents() noexcept {
   }
 }
 
+void Journal::countUnrepresentable() noexcept {
+  std::lock_guard<std::mutex> lock(mutex_);
+  fullCount_++;
+}
+
 bool Journal::claimDirectIntent(const JournalIntent& intent) noexcept {
   std::lock_guard<std::mutex> lock(mutex_);
   if (header_ == nullptr) return false;

@@ -165,6 +165,10 @@ class Journal {
   // Makes the first `count` intents the list (0 empties it). Ordered after the entries and
   // before any later store by the caller (a release fence and a compiler barrier).
   void publishIntents(uint32_t count) noexcept;
+  // Counts a record its writer could not append because the journal cannot hold it at all (a
+  // payload over maxRecordBytes, a zero or trim over 4 GiB): to its readers it is a full journal.
+  void countUnrepresentable() noexcept;
+
   static constexpr uint32_t kDirectIntents = 16;
   // Lists a direct write until releaseDirectIntent(); false when every slot is taken.
   bool claimDirectIntent(const JournalIntent& intent) noexcept;

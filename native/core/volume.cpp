@@ -640,6 +640,9 @@ uint64_t Volume::recordOne(const WriteRequest& request, BatchTally& tally) {
                                 withPayload ? static_cast<uint32_t>(byteLength) : 0);
   }
   if (sequence == 0) {
+    // A record the journal can never hold counts as full there too: its readers (the pairs)
+    // see the stream broken, as for a ring without room.
+    if (!representable) journal_->countUnrepresentable();
     tally.journalFullCount++;
     return kJournalFull;
   }

@@ -233,6 +233,12 @@ TEST(volume_lists_a_batch_as_journal_intents_while_it_is_stored) {
     CHECK_EQ(intents[1].byteOffset, 65536u);
     CHECK(intents[1].kind == RecordKind::Zero);
   }
+  // A record the journal can never hold is counted full by the journal itself (its readers see it).
+  const uint64_t fullBefore = journal->stats().fullCount;
+  std::vector<uint8_t> large(128 * 1024, 0x6B);
+  CHECK_EQ(volume->write(0, large.data(), large.size()), Volume::kJournalFull);
+  CHECK_EQ(journal->stats().fullCount, fullBefore + 1);
+  CHECK_EQ(journal->nextSequence(), 3u);
   // Recorded: the list is empty again.
   CHECK(bm::Journal::open(region)->pendingIntents().empty());
   CHECK_EQ(journal->nextSequence(), 3u);

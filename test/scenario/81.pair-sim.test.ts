@@ -14,7 +14,7 @@ import { SeededRandom } from '../../src/runtime/random';
 import { SimNetwork } from '../../src/sim/network';
 import { SIM_LINK_TUNING } from '../../src/sim/pair-schedule';
 import { SimClock } from '../../src/sim/sim-clock';
-import type { Volume } from '../../src/storage/volume';
+import { Volume } from '../../src/storage/volume';
 
 const TUNING = SIM_LINK_TUNING;
 const CAPACITY = 8 * 1024 * 1024;
@@ -189,6 +189,16 @@ describe('81 pairs on the simulated network', () => {
     await until(w, () => w.a.pairs?.primary('p0').status().reason === 'journal-full' || state(w) === 'suspended', 'journal-full');
     w.network.setLink('a', 'b', { bandwidthBytesPerSecond: Infinity });
     await until(w, () => state(w) === 'mirroring' && identical(w), 'recovered', 60_000);
+    await close(w);
+  });
+
+  it('a write larger than a journal record can be suspends with journal-full (never missed), then resyncs', async () => {
+    const w = await world({}, { journalCapacityBytes: 256 * 1024 });
+    await until(w, () => state(w) === 'mirroring', 'mirroring');
+    // 128 KiB is over this journal's largest record (capacity / 4 = 64 KiB): no record at all.
+    assert.equal(w.primary.write(8192, Buffer.alloc(128 * 1024, 0x7e)), Volume.JOURNAL_FULL);
+    await until(w, () => w.a.pairs?.primary('p0').status().reason === 'journal-full', 'journal-full');
+    await until(w, () => state(w) === 'mirroring' && identical(w), 'resynced, identical');
     await close(w);
   });
 
