@@ -16,7 +16,7 @@
 // export and stored the sequence there (CONTROL_EVICTED), so that when NbdServer.setExportVolume
 // returns no worker writes to that export any more.
 
-import type { NegotiatedState } from './types';
+import type { NegotiatedState, ResolvedConfig } from './types';
 import * as P from './protocol';
 
 /** Server-wide counters a worker keeps (Float64Array slots). */
@@ -43,20 +43,8 @@ export const EXPORT_COUNTERS = {
 export const CONTROL_EVICTED = 0;
 export const CONTROL_LENGTH = 1;
 
-/** The transmission options a worker's connections need (ResolvedConfig without the logger). */
-export interface WorkerConfig {
-  maxPayloadBytes: number;
-  maxDiscardBytes: number;
-  maxInFlightRequests: number;
-  maxConnections: number;
-  handshakeTimeoutMs: number;
-  maxOptionBytes: number;
-  maxOptionsPerConnection: number;
-  holeDetectionMinBytes: number;
-  closeTimeoutMs: number;
-  userBufferReads: boolean;
-  storeReceive: boolean;
-}
+/** The transmission options a worker's connections need (ResolvedConfig without the logger and the pool's size). */
+export type WorkerConfig = Omit<ResolvedConfig, 'logger' | 'workers'>;
 
 export interface WorkerData {
   kind: 'blockmirror-nbd-worker';
