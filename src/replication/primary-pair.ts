@@ -550,6 +550,10 @@ export class PrimaryPair extends EventEmitter {
 
   /** The journal refused a record: the ordered stream is broken for every pair of the volume. */
   journalFull(): void {
+    // A write is in no record (in the tracking only): the stream is broken from here, also for
+    // a later restart (meta streaming) of a pair that has not opened yet.
+    this.mayResume = false;
+    if (this.meta.state.streaming) this.meta.update({ streaming: false });
     if (this.state === 'mirroring' || this.state === 'copying' || this.state === 'resyncing') {
       this.suspend('journal-full', 'the journal has no room; writes are recorded in the OOS bitmap');
     }
