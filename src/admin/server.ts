@@ -17,7 +17,7 @@
 //   POST /pairs/takeover {controller?, pair, force?} -> target.takeoverPair
 //   POST /pairs/failback {controller?, pair} -> target.failbackPair
 //   POST /pairs/resolve {controller?, pair, keep: primary|secondary} -> target.resolvePair
-//   POST /pairs/create {controller?, pair, volume, peer, remoteVolume, mode?, role, fence?, autoResume?, journalGroup?} -> target.createPair
+//   POST /pairs/create {controller?, pair, volume, peer, remoteVolume, mode?, role, fence?, autoResume?, journalHold?, journalGroup?} -> target.createPair
 //   POST /pairs/delete {controller?, pair} -> target.deletePair
 //   POST /lockstep {controller?, pairs?, volumes?, journals?, timeoutMs?} -> target.lockstep
 //   POST /lockstep/enable, /lockstep/disable {controller?} -> target.setLockstepEnabled
@@ -592,7 +592,7 @@ export class AdminServer {
   /** POST /pairs/create: a pair declared at run time, with the fields of the config's `pairs[]`. */
   private async postPairCreate(request: http.IncomingMessage, response: http.ServerResponse): Promise<void> {
     const body = await readJsonObject(request, this.maxBodyBytes);
-    const fields = ['controller', 'pair', 'volume', 'peer', 'remoteVolume', 'mode', 'role', 'fence', 'autoResume', 'journalGroup'];
+    const fields = ['controller', 'pair', 'volume', 'peer', 'remoteVolume', 'mode', 'role', 'fence', 'autoResume', 'journalHold', 'journalGroup'];
     for (const key of Object.keys(body)) {
       if (!fields.includes(key)) throw badRequest(`unknown field "${key}" (fields: ${fields.join(', ')})`);
     }
@@ -617,6 +617,10 @@ export class AdminServer {
       name: text('pair', /^[A-Za-z0-9._-]{1,64}$/), volume: text('volume'), peer: text('peer'), remoteVolume: text('remoteVolume'),
       mode, role: body.role, fence, autoResume: body.autoResume !== false,
     };
+    if (body.journalHold !== undefined) {
+      if (typeof body.journalHold !== 'number' || !(body.journalHold >= 0 && body.journalHold <= 1)) throw badRequest('journalHold must be a number from 0 to 1');
+      spec.journalHold = body.journalHold;
+    }
     if (body.journalGroup !== undefined) spec.journalGroup = text('journalGroup', /^[A-Za-z0-9._-]{1,64}$/);
     const result = this.target.createPair(typeof controller === 'string' ? controller : undefined, spec);
     sendJson(response, 200, { ok: true, pair: result });

@@ -53,7 +53,7 @@ export interface AdminTarget {
    */
   createPair(controllerId: string | undefined, spec: {
     name: string; volume: string; peer: string; remoteVolume: string; mode: 'sync' | 'async'; role: 'primary' | 'secondary';
-    fence?: 'never' | 'data'; autoResume?: boolean; journalGroup?: string;
+    fence?: 'never' | 'data'; autoResume?: boolean; journalHold?: number; journalGroup?: string;
   }): Record<string, unknown>;
   /** Removes a pair (its bitmaps and metadata; the volume keeps its data). */
   deletePair(controllerId: string | undefined, pairName: string): Promise<Record<string, unknown>>;

@@ -47,6 +47,14 @@ function parseIntervalSeconds(value: string): number {
   return seconds;
 }
 
+function parseFraction(value: string): number {
+  const fraction = Number(value);
+  if (!/^\d+(\.\d+)?$/.test(value.trim()) || !(fraction >= 0 && fraction <= 1)) {
+    throw new InvalidArgumentError('must be a number from 0 to 1');
+  }
+  return fraction;
+}
+
 /** `--admin` value: a Unix socket path, or host:port for a loopback TCP endpoint. */
 export function parseAdminAddress(value: string): AdminAddress {
   const tcp = /^(127\.0\.0\.1|localhost|\[::1\]):(\d{1,5})$/.exec(value);
@@ -600,6 +608,7 @@ ${exitCodes}`)
     .option('--mode <mode>', 'sync or async', 'async')
     .option('--fence <level>', 'sync only: never or data', 'never')
     .option('--no-auto-resume', 'wait for `pair resume` after a suspension')
+    .option('--journal-hold <fraction>', 'how much of the journal (0 to 1) a link outage may hold for a resume; 0: always resync', parseFraction)
     .option('--journal-group <name>', 'share a journal with the other pairs of this group: one write order across their volumes')
     .addOption(adminOption())
     .option('--controller <id>', 'the controller to declare it on (required when the serve runs several)')
@@ -612,9 +621,10 @@ Examples:
   $ blockmirror pair create p1 --volume vol1 --peer site-a --remote-volume vol1 --role secondary --mode sync --controller site-b
 ${exitCodes}`)
     .action(adminAction(async (name: string, options: AdminOptions & { json?: boolean; volume: string; peer: string; remoteVolume: string;
-      role: string; mode: string; fence: string; autoResume: boolean; journalGroup?: string }) => {
+      role: string; mode: string; fence: string; autoResume: boolean; journalHold?: number; journalGroup?: string }) => {
       const body: Record<string, unknown> = { pair: name, volume: options.volume, peer: options.peer, remoteVolume: options.remoteVolume,
         role: options.role, mode: options.mode, fence: options.fence, autoResume: options.autoResume };
+      if (options.journalHold !== undefined) body.journalHold = options.journalHold;
       if (options.journalGroup !== undefined) body.journalGroup = options.journalGroup;
       if (options.controller !== undefined) body.controller = options.controller;
       const answer = await clientFor(options).post('/pairs/create', body) as { pair?: Record<string, unknown> };

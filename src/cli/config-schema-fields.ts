@@ -335,6 +335,11 @@ export const pairSchema = strictObject({
   autoResume: doc(z.boolean().default(true), {
     description: 'Resume and resync by itself when the cause of a suspension (link down, journal full) clears.',
   }),
+  journalHold: doc(z.number().min(0).max(1).default(0.75), {
+    description: 'Primary only. While the pair is suspended by a link loss, the journal keeps the records the secondary lacks, so that the stream resumes '
+      + 'from its position with no resync when the link is back; this is the most of the journal\'s ring (a fraction) they may take before the pair '
+      + 'gives the resume up and resyncs from its OOS bitmap. 0: resync after every link loss.',
+  }),
   journalGroup: doc(patterned(PAIR_NAME_PATTERN, '[A-Za-z0-9._-]{1,64}').optional(), {
     description: 'The journal group (docs/pairs.md): pairs with the same group share one journal and are applied on the secondary in one write order '
       + 'across their volumes. One peer, mode and role per group; a grouped volume is in no other pair; both controllers name the same group.',

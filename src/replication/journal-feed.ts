@@ -17,13 +17,27 @@
 // (blockmirror.journal.<sharedName>, or <path>.journal), so a SIGKILLed primary finds its records
 // and its sequence numbers again and a pair resumes shipping from the secondary's position
 // (primary-pair.ts, open). A journal found with other limits than configured is replaced (the
-// pairs then resync from their tracking). A journal group's journal is in memory.
+// pairs then resync from their tracking). A journal group's journal is in memory. Every journal
+// gets an id that names its sequence space (a secondary resumes only from positions of that very
+// journal): a kept one keeps its id across restarts, an in-memory one gets a random one (from the
+// system's source, not the seeded one: ids are only compared, and the simulator's random stream
+// stays what its seeds were recorded with).
+
+import { randomBytes } from 'node:crypto';
 
 import { type Clock, type TimerHandle } from '../runtime/clock';
 import { Journal } from '../storage/journal';
 import type { Volume } from '../storage/volume';
 import type { LinkLogger } from '../transport/link';
 import type { PrimaryPair } from './primary-pair';
+
+/** A fresh id for an in-memory journal: 48 random bits, never 0. */
+function memoryJournalId(): number {
+  for (;;) {
+    const id = randomBytes(6).readUIntLE(0, 6);
+    if (id !== 0) return id;
+  }
+}
 
 /** Where a volume's own journal is kept: beside a shared or file volume, none for memory. */
 export type JournalTarget = { name: string } | { path: string };
@@ -78,6 +92,7 @@ export class JournalFeed {
   /** Where the journal is kept (null: in memory). */
   readonly target: JournalTarget | null;
 
+  /** `kept`: where the journal is kept (none: in memory). */
   constructor(private readonly clock: Clock, private readonly options: JournalFeedOptions = {}, kept?: KeptJournal) {
     const capacityBytes = options.journalCapacityBytes ?? 64 * 1024 * 1024;
     const maxRecordBytes = Math.min(options.maxRecordBytes ?? 32 * 1024 * 1024, Math.floor(capacityBytes / 4));
@@ -108,7 +123,7 @@ export class JournalFeed {
       journal ??= Journal.create({ ...kept.target, kind: 'name' in kept.target ? 'shared' : 'file', capacityBytes, maxRecordBytes, id: kept.newId() });
     }
     this.reopened = found;
-    this.journal = journal ?? Journal.create({ capacityBytes, maxRecordBytes });
+    this.journal = journal ?? Journal.create({ capacityBytes, maxRecordBytes, id: memoryJournalId() });
     this.lastSeenSequence = this.journal.nextSequence;
     this.poll();
   }

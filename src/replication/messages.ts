@@ -153,7 +153,11 @@ export function decodeOpenReply(payload: Buffer): OpenReply {
   const resumed = reader.u8() === 1;
   reader.end();
   const decision = DECISIONS[decisionIndex] ?? bad('PAIR_OPEN reply', `unknown decision ${decisionIndex}`);
-  if (resumed && (decision !== 'none' || all || dirty.length > 0)) bad('PAIR_OPEN reply', `a resumed stream with decision ${decision} and dirty ranges`);
+  // A resume continues the ordered stream: the same generation, or one the primary (the opener,
+  // the source) started while the link was down; never with ranges to resync.
+  if (resumed && ((decision !== 'none' && decision !== 'bitmap-source') || all || dirty.length > 0)) {
+    bad('PAIR_OPEN reply', `a resumed stream with decision ${decision}${all || dirty.length > 0 ? ' and dirty ranges' : ''}`);
+  }
   return { decision, rule, nextSequence, applied, generations, all, dirty, resumed };
 }
 

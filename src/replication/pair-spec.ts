@@ -31,6 +31,8 @@ export interface PairSpec {
   fence?: 'never' | 'data';
   /** @default true */
   autoResume?: boolean;
+  /** Most of the journal a link loss's hold may keep, 0 to 1 (primary-pair.ts streamHold). @default 0.75 */
+  journalHold?: number;
   /** The journal group: pairs with the same one share a journal and one write order. @default none */
   journalGroup?: string;
 }

@@ -213,6 +213,7 @@ export class PairManager extends EventEmitter {
     if (replicated.feed.resumable) pairOptions.journalResumable = true;
     if (spec.fence !== undefined) pairOptions.fence = spec.fence;
     if (spec.autoResume !== undefined) pairOptions.autoResume = spec.autoResume;
+    if (spec.journalHold !== undefined) pairOptions.journalHold = spec.journalHold;
     if (options.mutation === 'skip-track') pairOptions.mutation = 'skip-track';
     const pair = new PrimaryPair(pairOptions, side.volume, replicated.journal, side.link, options.clock, options.logger, side.meta, side.tracking, this.random);
     pair.on('state', (event: PairStateEvent) => this.emit('state', { ...event, role: 'primary' }));

@@ -42,6 +42,12 @@ export interface PrimaryPairOptions {
    * (journal-feed.ts resumable): the first open may ask to resume from there. @default false
    */
   journalResumable?: boolean;
+  /**
+   * Most of the journal's ring (a fraction, 0 to 1) that the records kept for a resume may take
+   * while the pair is suspended by a link loss; past it the pair gives the resume up and resyncs
+   * from its OOS bitmap. 0: no resume after a link loss. @default 0.75
+   */
+  journalHold?: number;
 }
 
 /** What ships a journal group member's records (journal-group.ts). */

@@ -35,6 +35,20 @@
 // nothing is resynced. The journal holds the records from its head on while the open is asked.
 // Otherwise the tracked tracks are resynced as before.
 //
+// A link loss resumes the same way (DRBD resyncs the whole activity since the disconnect;
+// Universal Replicator keeps its journal through an outage, and so do we): a pair that suspends
+// with link-down from mirroring, outside a journal group, keeps a stream hold at applied + 1
+// (the journal keeps every record from there on) instead of releasing its records, and the
+// meta keeps `streaming`. On the next open it asks for a resume; the secondary accepts the same
+// generation (rule 4) or, when this side started a generation while the link was down (the
+// first write after the suspension does, DRBD's new current UUID), the bitmap-target rule 5, and
+// adopts it; a takeover on the other side meanwhile is still a split brain. The
+// hold is given up (logged, event 'released'; the next open resyncs the tracked tracks) when the
+// held records pass `journalHold` of the journal's capacity, or a write found the journal full
+// since the hold was taken (that write is in no record), or the pair suspends for any other
+// reason. A journal-group pair releases at once: the group's write order across its volumes is
+// restored by the group's own resync.
+//
 // Ack points: an async write completes when stored locally. A sync write completes when the
 // secondary reports it applied (waitApplied); while the pair cannot mirror, with fence level
 // 'never' it completes at once (the pair is suspended and OOS records it), with 'data' it fails
@@ -137,16 +151,24 @@ export class PrimaryPair extends EventEmitter {
   private consistentFrom = Infinity;
   /** A consistency group's fence: nothing after `through` ships until the cut is sent or lifted. */
   private cgFence: { through: number; cut?: PendingCut } | undefined;
-  /** The first open may resume from the kept journal (options.journalResumable). */
-  private mayResume: boolean;
-  /** The journal's full count when this pair started: a write since then that found it full is in no record. */
-  private readonly fullCountAtStart: number;
-  /** No write found the journal full since this pair started (a resume would miss it). */
-  private get journalNeverFull(): boolean {
-    return this.journal.stats().fullCount === this.fullCountAtStart;
-  }
-  /** While a resume is asked: the journal keeps its records from here. */
-  private resumeHold: number | undefined;
+  /**
+   * The journal keeps its records from this sequence on, so that the ordered stream may resume
+   * there (undefined: no resume is possible): a restarted primary's kept journal from its head
+   * (options.journalResumable), or every record after the secondary's position at a link loss
+   * while mirroring. Dropped when the stream breaks (a pass, a full journal, any other
+   * suspension) or when the journal is fuller than `journalHold` allows.
+   */
+  private streamHold: number | undefined;
+  /** The journal's full count when the hold began: a write since then that found it full is in no record. */
+  private holdFullCount = 0;
+  /**
+   * Set while an open that asks for a resume is in flight: the hold stays until the answer (the
+   * secondary may already continue from its position), and why it should go is kept here.
+   */
+  private askingResume = false;
+  private holdDropPending: string | undefined;
+  /** Most of the journal's ring a hold may keep (a fraction of its capacity). */
+  private readonly journalHold: number;
   /** Streams resumed from the journal (no pass). */
   resumedCount = 0;
 
@@ -178,8 +200,11 @@ export class PrimaryPair extends EventEmitter {
     this.sinceMs = clock.nowMs();
     this.volumeName = options.volumeName;
     this.remoteVolume = options.remoteVolume;
-    this.mayResume = options.journalResumable === true && options.group === undefined && meta.state.streaming;
-    this.fullCountAtStart = journal.stats().fullCount;
+    this.journalHold = options.journalHold ?? 0.75;
+    if (!(this.journalHold >= 0 && this.journalHold <= 1)) throw new RangeError(`pair ${options.name}: journalHold must be a fraction from 0 to 1, not ${String(options.journalHold)}`);
+    if (options.journalResumable === true && options.group === undefined && meta.state.streaming && this.journalHold > 0) {
+      this.holdStream(journal.headSequence);
+    }
     tracking.setRecording(true);
     link.on('state', this.onLinkState);
     link.on('drain', this.onDrain);
@@ -205,24 +230,69 @@ export class PrimaryPair extends EventEmitter {
 
   /** The lowest journal sequence this pair still needs (Infinity when it needs none). */
   get neededSequence(): number {
-    if (this.resumeHold !== undefined) return this.resumeHold;
-    return this.state === 'mirroring' || this.state === 'copying' || this.state === 'resyncing'
+    const shipping = this.state === 'mirroring' || this.state === 'copying' || this.state === 'resyncing'
       ? Math.min(this.nextToShip, this.applied + 1)
       : Infinity;
+    return this.streamHold === undefined ? shipping : Math.min(this.streamHold, shipping);
+  }
+
+  /** The journal keeps its records from `from` on for a resume (see streamHold). */
+  private holdStream(from: number): void {
+    this.streamHold = from;
+    this.holdFullCount = this.journal.stats().fullCount;
+  }
+
+  /** Whether a resume may be asked: a hold, and no write found the journal full since it began (that write is in no record). */
+  private get holdIntact(): boolean {
+    return this.streamHold !== undefined && this.journal.stats().fullCount === this.holdFullCount;
+  }
+
+  /** The stream cannot resume any more: the journal may release the held records. */
+  private dropHold(why: string): void {
+    if (this.streamHold === undefined) return;
+    if (this.askingResume) {
+      // The secondary may be continuing from its position already: the records stay until it
+      // answers (resumeStream finds a full journal by the full count; a fill is mirroring's).
+      this.holdDropPending ??= why;
+      return;
+    }
+    this.streamHold = undefined;
+    if (this.meta.state.streaming && this.state !== 'mirroring') this.meta.update({ streaming: false });
+    this.log.warn({ pair: this.name, state: this.state }, `pair ${this.name}: the journal no longer holds the records for a resume (${why}); the pair will resync from its OOS bitmap`);
+    this.emit('released');
+  }
+
+  /** The answer to an open came: a drop asked meanwhile happens now, unless the stream resumes. */
+  private endResumeAsk(resumed: boolean): void {
+    if (!this.askingResume) return;
+    this.askingResume = false;
+    const why = this.holdDropPending;
+    this.holdDropPending = undefined;
+    if (why !== undefined && !resumed) this.dropHold(why);
+  }
+
+  /** A hold may keep at most `journalHold` of the journal's ring (other pairs of the volume need room too). */
+  private checkHoldFill(): void {
+    const stats = this.journal.stats();
+    if (stats.usedBytes > this.journalHold * stats.capacityBytes) {
+      this.dropHold(`the journal is ${Math.round((100 * stats.usedBytes) / stats.capacityBytes)} % full, over the hold's ${Math.round(100 * this.journalHold)} %`);
+    }
   }
 
   private setState(next: PairState, reason: string, detail?: string): void {
     const old = this.state;
-    if (!isPairTransition(old, next)) throw new Error(`pair ${this.name}: invalid transition ${old} -> ${next}`);
+    // suspended -> suspended: the reason changes (a resume answered wrongly), not in the table.
+    if (!isPairTransition(old, next) && !(old === 'suspended' && next === 'suspended')) throw new Error(`pair ${this.name}: invalid transition ${old} -> ${next}`);
     this.state = next;
     this.reason = reason;
     this.detail = detail;
     if (old === 'mirroring' && next !== 'mirroring') this.dropFence(`pair ${this.name} is ${next} (${reason})`);
-    // Mirroring: the ordered stream is unbroken from the secondary's position (a restart may
-    // resume it); anything else breaks it.
-    const streaming = next === 'mirroring';
+    // Mirroring, or suspended while the journal holds every record after the secondary's
+    // position: the ordered stream is unbroken from there (a restart may resume it); anything
+    // else breaks it.
+    const streaming = next === 'mirroring' || (next === 'suspended' && this.streamHold !== undefined);
+    if (!streaming) this.streamHold = undefined;
     if (this.meta.state.streaming !== streaming) this.meta.update({ streaming });
-    if (!streaming) this.mayResume = false;
     this.sinceMs = this.clock.nowMs();
     this.log[next === 'suspended' ? 'warn' : 'info']({ pair: this.name, old, new: next, reason, detail },
       `pair ${this.name}: ${old} -> ${next} (${reason}${detail === undefined ? '' : `: ${detail}`})`);
@@ -307,11 +377,11 @@ export class PrimaryPair extends EventEmitter {
     // Connected again: the next suspension decides about a new generation afresh.
     if (this.meta.state.newGeneration) this.meta.update({ newGeneration: false });
     let reply: OpenReply;
-    // Only the first open of this process may resume (later ones follow a broken stream).
-    const resume = this.mayResume && this.state === 'simplex' && this.journalNeverFull;
-    this.mayResume = false;
+    // The hold keeps the records from its sequence on while the resume is asked.
+    const resume = this.holdIntact;
     const journalHead = this.journal.headSequence;
-    if (resume) this.resumeHold = journalHead;
+    this.askingResume = resume;
+    this.holdDropPending = undefined;
     try {
       reply = decodeOpenReply(await this.link.request(MessageType.PAIR_OPEN, encodePairOpen({
         name: this.name, primaryVolume: this.volumeName, secondaryVolume: this.remoteVolume, mode: this.mode,
@@ -319,7 +389,7 @@ export class PrimaryPair extends EventEmitter {
         journalId: this.journal.id, journalHead, journalNext: this.journal.nextSequence, resume,
       })));
     } catch (error) {
-      this.resumeHold = undefined;
+      this.endResumeAsk(false);
       if (generation !== this.passGeneration || this.closed) return;
       const code = (error as { remoteCode?: string }).remoteCode ?? (error as { code?: string }).code ?? 'error';
       this.log.warn({ pair: this.name, code }, `pair ${this.name}: the secondary refused to open: ${(error as Error).message}`);
@@ -346,7 +416,7 @@ export class PrimaryPair extends EventEmitter {
       }
       return;
     }
-    this.resumeHold = undefined;
+    this.endResumeAsk(reply.resumed && generation === this.passGeneration && !this.closed);
     if (generation !== this.passGeneration || this.closed) return;
     this.peerGenerations = reply.generations;
     this.lastDecision = { decision: reply.decision, rule: reply.rule, text: '' };
@@ -383,18 +453,33 @@ export class PrimaryPair extends EventEmitter {
   private resumeStream(asked: boolean, applied: number): void {
     if (!asked || applied + 1 < this.journal.headSequence || applied > this.journal.nextSequence - 1) {
       // Not what this side asked for, or a position outside the journal: the peer is broken.
-      this.suspend('secondary-error', `the secondary resumed at ${applied + 1}, outside the journal's records ${this.journal.headSequence}..${this.journal.nextSequence - 1}${asked ? '' : ' (no resume was asked)'}`);
+      const why = `the secondary resumed at ${applied + 1}, outside the journal's records ${this.journal.headSequence}..${this.journal.nextSequence - 1}${asked ? '' : ' (no resume was asked)'}`;
+      if (this.state !== 'suspended') {
+        this.suspend('secondary-error', why);
+        return;
+      }
+      // Already suspended (suspend() would do nothing): the reason changes, the stream is broken.
+      this.passGeneration++;
+      this.streamHold = undefined;
+      this.setState('suspended', 'secondary-error', why);
+      this.emit('released');
       return;
     }
+    const fullSinceHold = this.journal.stats().fullCount !== this.holdFullCount;
     this.resumedCount++;
     this.received = this.applied = applied;
     this.flushed = 0;
     this.nextToShip = applied + 1;
     this.everMirrored = true;
     this.consistentFrom = applied;
-    this.trackedSince = 0;
+    // A generation started while the link was down (the secondary took it as its own with the
+    // resume): both sides share it now, as after a pass.
+    const generations = this.meta.state.generations;
+    if (generations.bitmap !== 0 && this.peerGenerations?.current === generations.current) this.meta.update({ generations: completeAsSource(generations) });
     this.setState('mirroring', 'resumed from the journal', `records ${applied + 1}..${this.journal.nextSequence - 1} to ship`);
-    if (!this.journalNeverFull) {
+    // Mirroring covers what the hold kept (neededSequence).
+    this.streamHold = undefined;
+    if (fullSinceHold) {
       // A write found the journal full while the resume was asked: it is in no record, only in
       // the tracking, so the stream is broken already (a resync follows, as for any full journal).
       this.suspend('journal-full', 'the journal had no room while the stream resumed; writes are recorded in the OOS bitmap');
@@ -498,6 +583,7 @@ export class PrimaryPair extends EventEmitter {
    */
   notifyWrite(throughSequence?: number): void {
     if (this.state !== 'mirroring' && this.meta.state.newGeneration) this.beginGeneration();
+    if (this.streamHold !== undefined) this.checkHoldFill();
     if (throughSequence !== undefined && throughSequence > this.lastTimedSequence) {
       // A ring of (sequence, time): when full, the oldest entry is overwritten (the lag in
       // seconds then reads a little low, never high), O(1) per write.
@@ -552,7 +638,7 @@ export class PrimaryPair extends EventEmitter {
   journalFull(): void {
     // A write is in no record (in the tracking only): the stream is broken from here, also for
     // a later restart (meta streaming) of a pair that has not opened yet.
-    this.mayResume = false;
+    this.dropHold('a write found it full');
     if (this.meta.state.streaming) this.meta.update({ streaming: false });
     if (this.state === 'mirroring' || this.state === 'copying' || this.state === 'resyncing') {
       this.suspend('journal-full', 'the journal has no room; writes are recorded in the OOS bitmap');
@@ -881,6 +967,14 @@ export class PrimaryPair extends EventEmitter {
     if (this.meta.state.generations.current !== 0 && !this.meta.state.newGeneration) this.meta.update({ newGeneration: true });
     // The full journal let writes through unjournaled (tracked only): before the state event.
     if (reason === 'journal-full') this.trackedSince = 0;
+    // A link loss keeps the journal's records after the secondary's position (a hold), so that
+    // the stream resumes from there when the link is back, with no pass; a restart's hold stays
+    // across a link loss during its open. Any other suspension breaks the stream.
+    if (reason === 'link-down' && this.group === undefined && this.journalHold > 0) {
+      if (this.state === 'mirroring') this.holdStream(this.applied + 1);
+    } else {
+      this.streamHold = undefined;
+    }
     this.setState('suspended', reason, detail);
     this.releaseWaiters(reason);
     this.emit('released');
@@ -1049,6 +1143,7 @@ export class PrimaryPair extends EventEmitter {
       shippedBytes: this.shippedBytes,
       resyncedBytes: this.resyncedBytes,
       resumedStreams: this.resumedCount,
+      streamHold: this.streamHold === undefined ? null : { from: this.streamHold, records: Math.max(0, next - this.streamHold), limit: this.journalHold },
       generations: formatGenerations(generations),
       peerGenerations: this.peerGenerations === undefined ? null : formatGenerations(this.peerGenerations),
       decision: this.lastDecision === undefined ? null : { decision: this.lastDecision.decision, rule: this.lastDecision.rule },

@@ -18,9 +18,10 @@
 // and its own dirty ranges (the tracking of a demoted primary or a split brain's discarded
 // side); at PAIR_RESYNC_DONE it adopts the source's generation and clears that tracking.
 //
-// A resume (a restarted primary whose kept journal holds every record after this side's
-// position, primary-pair.ts): accepted only when nothing else can differ: same generation (rule
-// 4), an image that is a write-order prefix (consistent, or outdated by a link loss), a position
+// A resume (a primary whose journal holds every record after this side's position: a restarted
+// one's kept journal, or a link loss's hold, primary-pair.ts): accepted only when nothing else
+// can differ: same generation (rule 4) or one the primary started from this side's while the
+// link was down (rule 5: this side then takes it, as at the end of a pass), an image that is a write-order prefix (consistent, or outdated by a link loss), a position
 // in the sequence space of that very journal (its id, kept with the position at
 // PAIR_RESYNC_DONE) and still in it, a position exact because this process applied it (after
 // a restart of this side the saved position may trail what the volume holds: records applied
@@ -33,7 +34,7 @@ import { type Clock, settled } from '../runtime/clock';
 import { Volume, type WriteOp } from '../storage/volume';
 import type { Link, LinkLogger, LinkStateEvent } from '../transport/link';
 import { MessageType } from '../transport/message-types';
-import { type Decision, type Generations, completeAsTarget, decide, formatGenerations } from './generations';
+import { type Decision, type DecisionResult, type Generations, completeAsTarget, decide, formatGenerations } from './generations';
 import { MAX_DIRTY_RANGES, type OpenReply, type PairMode, type PairOpen, type ShippedRecord, encodePairError, encodePosition } from './messages';
 import type { PairMeta } from './pair-meta';
 import { type Consistency, PairError, type PairState } from './pair-state';
@@ -200,13 +201,17 @@ export class SecondaryPair extends EventEmitter {
         throw new PairError('ERR_PAIR_ROLE', `pair ${this.name}: the secondary holds the newer generation (rule ${result.rule}); take it over or resolve`);
       default:
     }
-    if (this.mayResume(request, result.decision)) {
+    if (this.mayResume(request, result)) {
       this.resumedCount++;
+      // Rule 5: the primary started a generation at its first write while the link was down;
+      // the records from applied + 1 are every change since, so this side takes that generation
+      // now (as at the end of a pass; its tracking still covers them until they are applied).
+      if (result.rule === 5) this.meta.update({ generations: completeAsTarget(local.generations, request.generations) });
       this.setConsistency('consistent');
       this.move('mirroring', 'resumed from the journal');
       return {
-        decision: 'none', rule: result.rule, nextSequence: this.nextSequence, applied: this.applied, generations: local.generations,
-        all: false, dirty: [], resumed: true,
+        decision: OPENER_VIEW[result.decision], rule: result.rule, nextSequence: this.nextSequence, applied: this.applied,
+        generations: this.meta.state.generations, all: false, dirty: [], resumed: true,
       };
     }
     this.openedJournalId = request.journalId;
@@ -236,9 +241,12 @@ export class SecondaryPair extends EventEmitter {
   }
 
   /** Whether the primary may continue the ordered stream at applied + 1 (the design note). */
-  private mayResume(request: PairOpen, decision: Decision): boolean {
+  private mayResume(request: PairOpen, result: DecisionResult): boolean {
     const local = this.meta.state;
-    return request.resume && decision === 'none' && this.synced && this.positionExact && this.consistentAt === undefined &&
+    // The same generation (rule 4), or one the primary started from this side's (rule 5: it
+    // wrote while the link was down; its hold keeps every record of those writes).
+    const generation = (result.decision === 'none' && result.rule === 4) || (result.decision === 'bitmap-target' && result.rule === 5);
+    return request.resume && generation && this.synced && this.positionExact && this.consistentAt === undefined &&
       (this.consistencyValue === 'consistent' || this.consistencyValue === 'outdated') &&
       !local.discard && request.journalId !== 0 && local.journalId === request.journalId &&
       this.applied + 1 >= request.journalHead && this.applied <= request.journalNext - 1 &&

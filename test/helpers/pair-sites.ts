@@ -62,6 +62,7 @@ export interface PairDeclaration {
   role: 'primary' | 'secondary';
   fence?: 'never' | 'data';
   autoResume?: boolean;
+  journalHold?: number;
 }
 
 export interface PairSiteOptions {

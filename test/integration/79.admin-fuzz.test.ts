@@ -23,7 +23,7 @@ const ROUTES: Record<string, string[]> = {
   ...Object.fromEntries(['suspend', 'resume', 'failback', 'delete'].map((verb) => [`/pairs/${verb}`, ['controller', 'pair']])),
   '/pairs/takeover': ['controller', 'pair', 'force'],
   '/pairs/resolve': ['controller', 'pair', 'keep'],
-  '/pairs/create': ['controller', 'pair', 'volume', 'peer', 'remoteVolume', 'mode', 'role', 'fence', 'autoResume', 'journalGroup'],
+  '/pairs/create': ['controller', 'pair', 'volume', 'peer', 'remoteVolume', 'mode', 'role', 'fence', 'autoResume', 'journalHold', 'journalGroup'],
   '/lockstep': ['controller', 'pairs', 'volumes', 'journals', 'timeoutMs'],
   '/lockstep/enable': ['controller'],
   '/lockstep/disable': ['controller'],

@@ -43,7 +43,7 @@ const CODECS: { what: string; message: fc.Arbitrary<unknown>; encode: (m: never)
       decision: fc.constantFrom('none' as const, 'bitmap-source' as const, 'full-source' as const, 'split-brain' as const),
       rule: fc.integer({ min: 0, max: 255 }), nextSequence: u64, applied: u64, generations, all: fc.boolean(),
       dirty: fc.array(fc.record({ byteOffset: u64, byteLength: u64 }), { maxLength: 20 }), resumed: fc.boolean(),
-    }).map((m) => (m.resumed ? { ...m, decision: 'none' as const, all: false, dirty: [] } : m)),
+    }).map((m) => (m.resumed ? { ...m, decision: m.decision === 'bitmap-source' ? 'bitmap-source' as const : 'none' as const, all: false, dirty: [] } : m)),
     encode: M.encodeOpenReply as (m: never) => Buffer,
     decode: M.decodeOpenReply,
   },

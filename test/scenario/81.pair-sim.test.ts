@@ -1,7 +1,8 @@
 // Pairs between two controllers on the simulated network and clock: the initial copy moves only
 // allocated data, async and sync pairs mirror every write in order, a sync write completes only
 // once applied on the secondary, a partition suspends the pair (writes go on, recorded in the
-// OOS bitmap) and healing resyncs only the dirty tracks, a fenced sync pair fails host writes
+// OOS bitmap) and healing resumes the stream from the journal's hold (or, without a hold or
+// past it, resyncs only the dirty tracks), a fenced sync pair fails host writes
 // while cut off, a full journal suspends with journal-full and recovers, and the secondary
 // refuses what it did not declare.
 import * as assert from 'node:assert/strict';
@@ -140,8 +141,8 @@ describe('81 pairs on the simulated network', () => {
     await close(w);
   });
 
-  it('suspend on a partition without blocking writes, then resync only the dirty tracks', async () => {
-    const w = await world({ mode: 'sync' });
+  it('suspend on a partition without blocking writes, then resync only the dirty tracks (no journal hold)', async () => {
+    const w = await world({ mode: 'sync', journalHold: 0 });
     await until(w, () => state(w) === 'mirroring', 'mirroring');
     for (let index = 0; index < 50; index++) randomWrite(w);
     await until(w, () => identical(w) && (w.a.pairs?.primary('p0').status().oos as { tracks: number }).tracks === 0,
@@ -163,7 +164,91 @@ describe('81 pairs on the simulated network', () => {
     await until(w, () => (w.a.pairs?.primary('p0').status().lag as { records: number }).records === 0 &&
       (w.a.pairs?.primary('p0').status().journal as { recordCount: number }).recordCount === 0, 'no lag, and the journal released');
     const moved = (w.a.pairs?.primary('p0').resyncedBytes ?? 0) - resyncedBefore;
+    assert.ok(moved > 0, 'a bitmap resync moved the dirty tracks');
     assert.ok(moved <= dirtyOffsets.length * 65536 + 65536 * 4, `resync moved ${moved} bytes, not about 3 tracks`);
+    assert.equal(w.a.pairs?.primary('p0').resumedCount, 0);
+    await close(w);
+  });
+
+  for (const mode of ['sync', 'async'] as const) {
+    it(`${mode}: after a partition the stream resumes from the journal's hold: nothing resynced, the secondary consistent throughout`, async () => {
+      const w = await world({ mode });
+      await until(w, () => state(w) === 'mirroring', 'mirroring');
+      for (let index = 0; index < 50; index++) randomWrite(w);
+      await until(w, () => identical(w), 'identical before the partition');
+      const consistencies = new Set<string>();
+      const secondary = w.b.pairs?.secondary('p0');
+      secondary?.on('state', () => consistencies.add(secondary.consistency));
+      const generationBefore = (w.a.pairs?.primary('p0').status().generations as { current: string }).current;
+      w.network.partition('a', 'b', { direction: 'both' });
+      await until(w, () => state(w) === 'suspended', 'suspended');
+      // Writes while cut off: a new generation on the primary, every write kept in the journal.
+      for (let index = 0; index < 40; index++) randomWrite(w);
+      w.primary.writeZeroes(65536 * 7, 65536);
+      w.primary.trim(65536 * 9, 65536);
+      const held = w.a.pairs?.primary('p0').status() as { journal: { recordCount: number }; generations: { current: string; bitmap: string } };
+      assert.ok(held.journal.recordCount >= 42, `the journal holds the writes of the outage: ${JSON.stringify(held.journal)}`);
+      assert.notEqual(held.generations.current, generationBefore, 'a new generation at the first write while cut off');
+      assert.equal(held.generations.bitmap, generationBefore);
+      assert.equal(w.b.pairs?.secondary('p0')?.consistency, 'outdated');
+      w.network.healAll();
+      await until(w, () => state(w) === 'mirroring' && identical(w), 'resumed and identical');
+      const primary = w.a.pairs?.primary('p0');
+      assert.equal(primary?.resumedCount, 1, 'resumed from the journal');
+      assert.equal(primary?.resyncedBytes, 0, 'nothing resynced');
+      assert.equal(secondary?.resumedCount, 1);
+      assert.ok(!consistencies.has('inconsistent'), `the secondary was never inconsistent: ${[...consistencies].join(', ')}`);
+      assert.equal(secondary?.consistency, 'consistent');
+      // Both sides took the primary's new generation, and the bitmap generation went to history.
+      const after = primary?.status().generations as { current: string; bitmap: string; history: string[] };
+      const peer = secondary?.status().generations as { current: string; bitmap: string };
+      assert.equal(after.current, held.generations.current);
+      assert.equal(Number.parseInt(after.bitmap, 16), 0);
+      assert.equal(after.history[0], generationBefore);
+      assert.equal(peer.current, after.current);
+      await until(w, () => (primary?.status().journal as { recordCount: number }).recordCount === 0 &&
+        (primary?.status().oos as { tracks: number }).tracks === 0, 'the journal released and the OOS cleared once caught up');
+      // A second outage resumes as well.
+      w.network.partition('a', 'b', { direction: 'both' });
+      await until(w, () => state(w) === 'suspended', 'suspended again');
+      for (let index = 0; index < 10; index++) randomWrite(w);
+      w.network.healAll();
+      await until(w, () => state(w) === 'mirroring' && identical(w), 'resumed again');
+      assert.equal(primary?.resumedCount, 2);
+      assert.equal(primary?.resyncedBytes, 0);
+      await close(w);
+    });
+  }
+
+  it('a hold over journalHold of the ring is given up: the pair resyncs from its bitmap, and a fan-out sibling never sees the journal full', async () => {
+    const w = await world({ journalHold: 0.25 }, { journalCapacityBytes: 1024 * 1024 });
+    await until(w, () => state(w) === 'mirroring', 'mirroring');
+    w.network.partition('a', 'b', { direction: 'both' });
+    await until(w, () => state(w) === 'suspended', 'suspended');
+    // About 400 KiB of records: past a quarter of the 1 MiB ring, far from full.
+    for (let index = 0; index < 100; index++) w.primary.write(index * 4096, Buffer.alloc(4096, index + 1));
+    const status = w.a.pairs?.primary('p0').status() as { journal: { recordCount: number; fullCount: number } };
+    assert.equal(status.journal.fullCount, 0, 'the journal never filled');
+    assert.ok(status.journal.recordCount < 100, `the hold was given up and the records released: ${JSON.stringify(status.journal)}`);
+    w.network.healAll();
+    await until(w, () => state(w) === 'mirroring' && identical(w), 'resynced and identical');
+    assert.equal(w.a.pairs?.primary('p0').resumedCount, 0, 'no resume');
+    assert.ok((w.a.pairs?.primary('p0').resyncedBytes ?? 0) > 0, 'a bitmap resync');
+    await close(w);
+  });
+
+  it('a journal that fills during the outage ends the hold: writes past it are in no record, so the pair resyncs', async () => {
+    const w = await world({ journalHold: 1 }, { journalCapacityBytes: 256 * 1024 });
+    await until(w, () => state(w) === 'mirroring', 'mirroring');
+    w.network.partition('a', 'b', { direction: 'both' });
+    await until(w, () => state(w) === 'suspended', 'suspended');
+    for (let index = 0; index < 100; index++) w.primary.write(index * 4096, Buffer.alloc(4096, index + 1));
+    await w.clock.runFor(0.1);
+    const status = w.a.pairs?.primary('p0').status() as { journal: { fullCount: number } };
+    assert.ok(status.journal.fullCount > 0, 'the journal filled');
+    w.network.healAll();
+    await until(w, () => state(w) === 'mirroring' && identical(w), 'resynced and identical');
+    assert.equal(w.a.pairs?.primary('p0').resumedCount, 0, 'no resume past a full journal');
     await close(w);
   });
 

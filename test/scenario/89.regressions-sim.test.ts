@@ -57,7 +57,7 @@ describe('89 pair simulation regression cases', function () {
     assert.match(broken.stdout, /FAIL {2}consistent-is-prefix/);
     const clean = sim('--replay', file, '--mutation', 'none');
     assert.equal(clean.status, 0, clean.stdout + clean.stderr);
-    assert.match(clean.stdout, /replay of 2 events \(seed 5000\)/);
+    assert.match(clean.stdout, /replay of 3 events \(seed 5000\)/);
     assert.match(clean.stdout, /pass {2}identical-after-quiescence/);
     const bad = sim('--replay', '{"format":"blockmirror-pair-schedule/1","seed":1,"mode":"async","fence":"never","blockCount":8,"journalCapacityBytes":65536,"events":[{"operation":"explode","draws":[],"afterMs":0}]}');
     assert.equal(bad.status, 2);
