@@ -340,6 +340,13 @@ export class WorkerPool {
         if (entry !== null && entry.name === message.exportName) (entry.workerCounters ??= []).push(new Float64Array(message.counters));
         return;
       }
+      case 'volume-counters': {
+        // The worker's own Volume object over this volume's region: its counts join the volume's stats().
+        for (const [volume, source] of this.sources) {
+          if (source.key === message.volumeKey && volume instanceof Volume) volume.addThreadCounters(new Float64Array(message.counters));
+        }
+        return;
+      }
       case 'log':
         this.hooks.log[message.level]({ ...message.object, worker: slot.index }, message.message);
         return;

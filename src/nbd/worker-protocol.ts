@@ -39,6 +39,13 @@ export const EXPORT_COUNTERS = {
   length: P.NBD_CMD_COUNT + 3,
 } as const;
 
+/**
+ * A worker's Volume object counters (VOLUME_STATS_KEYS order, storage/volume.ts), copied from its
+ * stats() every VOLUME_COUNTERS_REFRESH_MS and before the worker closes it; the main thread's
+ * volume adds them to its own stats().
+ */
+export const VOLUME_COUNTERS_REFRESH_MS = 100;
+
 /** Int32Array slots of a worker's control buffer. */
 export const CONTROL_EVICTED = 0;
 export const CONTROL_LENGTH = 1;
@@ -93,5 +100,6 @@ export type FromWorker =
   | { type: 'closed'; connectionId: number; reason: string; error?: { code?: string; message: string } }
   | { type: 'protocol-error'; connectionId: number; code: string; message: string }
   | { type: 'export-counters'; exportName: string; counters: SharedArrayBuffer }
+  | { type: 'volume-counters'; volumeKey: string; counters: SharedArrayBuffer }
   | { type: 'log'; level: LogLevel; object: Record<string, unknown>; message: string }
   | { type: 'drained' };

@@ -35,7 +35,7 @@ import * as net from 'node:net';
 import { parentPort, workerData } from 'node:worker_threads';
 
 import type { BlockmirrorError } from '../errors';
-import { Volume } from '../storage/volume';
+import { VOLUME_STATS_KEYS, Volume } from '../storage/volume';
 import { FlushCoordinator } from './flush';
 import * as P from './protocol';
 import { NbdConnection } from './transmission';
@@ -44,6 +44,7 @@ import {
   CONTROL_EVICTED,
   EXPORT_COUNTERS,
   SERVER_COUNTERS,
+  VOLUME_COUNTERS_REFRESH_MS,
   type FromWorker,
   type LogLevel,
   type ToWorker,
@@ -72,6 +73,8 @@ function forwardingLogger(): NbdLogger {
 interface OpenVolume {
   volume: Volume;
   flushes: FlushCoordinator;
+  /** Shared with the main thread's volume (VOLUME_STATS_KEYS order). */
+  counters: Float64Array;
 }
 
 /** The ConnectionHost of a worker thread (see the design note). */
@@ -144,6 +147,16 @@ class WorkerHost implements ConnectionHost {
   }
 
   private onIdle: (() => void) | null = null;
+  private volumeCountersTimer: NodeJS.Timeout | undefined;
+
+  /** Copies each open volume's stats() into the counters the main thread adds to its volume's. */
+  private refreshVolumeCounters(): void {
+    for (const { volume, counters } of this.volumes.values()) {
+      if (volume.closed) continue;
+      const stats = volume.stats();
+      VOLUME_STATS_KEYS.forEach((key, index) => { counters[index] = stats[key]; });
+    }
+  }
 
   /** The worker's volume object for `source` (opened on first use, checked against the main's id). */
   private volumeOf(source: VolumeSource): OpenVolume {
@@ -154,8 +167,11 @@ class WorkerHost implements ConnectionHost {
         void volume.close();
         throw new Error(`/proc/self/fd/${source.fd} is not volume ${source.id}`);
       }
-      open = { volume, flushes: new FlushCoordinator(volume) };
+      const shared = new SharedArrayBuffer(VOLUME_STATS_KEYS.length * Float64Array.BYTES_PER_ELEMENT);
+      open = { volume, flushes: new FlushCoordinator(volume), counters: new Float64Array(shared) };
       this.volumes.set(source.key, open);
+      post({ type: 'volume-counters', volumeKey: source.key, counters: shared });
+      this.volumeCountersTimer ??= setInterval(() => this.refreshVolumeCounters(), VOLUME_COUNTERS_REFRESH_MS).unref();
     }
     return open;
   }
@@ -241,8 +257,11 @@ class WorkerHost implements ConnectionHost {
         } catch (error) {
           this.config.logger.warn({ err: String(error) }, 'nbd worker final flush failed');
         }
-        await volume.close();
       }
+      // The final counts stay with the main thread's volume after this worker's objects close.
+      clearInterval(this.volumeCountersTimer);
+      this.refreshVolumeCounters();
+      for (const { volume } of this.volumes.values()) await volume.close();
       this.volumes.clear();
       post({ type: 'drained' });
       parentPort?.close();

@@ -109,6 +109,12 @@ export interface VolumeStats {
   bitmapMarkCount: number;
 }
 
+/** The fields of VolumeStats in the native core's order (stats() and the counters another thread adds). */
+export const VOLUME_STATS_KEYS: readonly (keyof VolumeStats)[] = Object.freeze([
+  'readCount', 'readBytes', 'writeCount', 'writeBytes', 'zeroCount', 'zeroBytes', 'trimCount', 'trimBytes',
+  'flushCount', 'batchCount', 'journalAppendCount', 'journalFullCount', 'bitmapMarkCount',
+] as const);
+
 const BACKINGS: readonly VolumeBacking[] = ['memory', 'shared', 'file'];
 const NATIVE_KIND = { memory: NativeRegionKind.anonymous, shared: NativeRegionKind.shared, file: NativeRegionKind.file } as const;
 const SHARED_PREFIX = 'blockmirror.vol.';
@@ -174,6 +180,8 @@ export class Volume implements JournalAttachment {
   #directAreas: (ArrayBuffer | null)[] | null = null;
   #bitmaps = new Map<Bitmap, string>();
   #journal: Journal | null = null;
+  /** Counters of other Volume objects over this region in other threads (NBD workers), in VOLUME_STATS_KEYS order. */
+  #threadCounters: Float64Array[] = [];
   #pending = new Set<Promise<void>>();
   #closing: Promise<void> | null = null;
 
@@ -509,23 +517,28 @@ export class Volume implements JournalAttachment {
     this.#handle?.attachJournal(null);
   }
 
+  /**
+   * The volume's counters: this object's I/O, plus what other threads' objects over the same
+   * region report through addThreadCounters (an NBD worker's, refreshed every 100 ms).
+   */
   stats(): VolumeStats {
     const s = this.#open().stats();
-    return {
-      readCount: s[0] as number,
-      readBytes: s[1] as number,
-      writeCount: s[2] as number,
-      writeBytes: s[3] as number,
-      zeroCount: s[4] as number,
-      zeroBytes: s[5] as number,
-      trimCount: s[6] as number,
-      trimBytes: s[7] as number,
-      flushCount: s[8] as number,
-      batchCount: s[9] as number,
-      journalAppendCount: s[10] as number,
-      journalFullCount: s[11] as number,
-      bitmapMarkCount: s[12] as number,
-    };
+    const stats = {} as VolumeStats;
+    VOLUME_STATS_KEYS.forEach((key, index) => {
+      let value = s[index] as number;
+      for (const counters of this.#threadCounters) value += counters[index] as number;
+      stats[key] = value;
+    });
+    return stats;
+  }
+
+  /**
+   * @internal Adds another thread's counters (a Float64Array in VOLUME_STATS_KEYS order that
+   * only that thread writes) to stats(): the NBD worker pool's, for the worker's own Volume object.
+   */
+  addThreadCounters(counters: Float64Array): void {
+    if (counters.length < VOLUME_STATS_KEYS.length) throw new RangeError(`thread counters need ${VOLUME_STATS_KEYS.length} slots, not ${counters.length}`);
+    this.#threadCounters.push(counters);
   }
 
   /** Waits for flushes in flight, closes handed-out bitmaps, detaches the journal, unmaps. Idempotent. */

@@ -145,6 +145,14 @@ describe('46 NBD workers', function () {
         const [exportStats] = server.exportStats();
         assert.equal(exportStats?.requests.write, 1);
         assert.equal(exportStats?.bytesWritten, payload.length);
+        // The volume's own counters count the workers' I/O too (their Volume objects report
+        // every 100 ms): the worker's write, reads and flush beside the main thread's write and
+        // read (bytesAt).
+        await waitFor(() => {
+          const counted = volume.stats();
+          return counted.writeCount === 2 && counted.writeBytes === payload.length + 4096 &&
+            counted.readCount === 3 && counted.readBytes === 2 * payload.length + 4096 && counted.flushCount === 1;
+        }, 'the volume\'s stats counting the workers\' I/O');
         await a.disconnect();
         await waitFor(() => server.stats().workerConnections === 1, 'the first disconnect');
       } finally {
