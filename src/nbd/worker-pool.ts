@@ -343,7 +343,7 @@ export class WorkerPool {
       case 'volume-counters': {
         // The worker's own Volume object over this volume's region: its counts join the volume's stats().
         for (const [volume, source] of this.sources) {
-          if (source.key === message.volumeKey && volume instanceof Volume) volume.addThreadCounters(new Float64Array(message.counters));
+          if (source.key === message.volumeKey && volume instanceof Volume && !volume.closed) volume.addThreadCounters(new Float64Array(message.counters));
         }
         return;
       }

@@ -537,6 +537,7 @@ export class Volume implements JournalAttachment {
    * only that thread writes) to stats(): the NBD worker pool's, for the worker's own Volume object.
    */
   addThreadCounters(counters: Float64Array): void {
+    this.#open();
     if (counters.length < VOLUME_STATS_KEYS.length) throw new RangeError(`thread counters need ${VOLUME_STATS_KEYS.length} slots, not ${counters.length}`);
     this.#threadCounters.push(counters);
   }
