@@ -792,7 +792,7 @@ describe('50 config: pairs', () => {
   it('normalizes a pair with its defaults, and round-trips through toDocument', () => {
     const config = validateConfig(withPairs([{ name: 'p', volume: 'v', peer: 'b', remoteVolume: 'v', role: 'primary' }]));
     assert.deepEqual(config.controllers[0]?.pairs, [
-      { name: 'p', volume: 'v', peer: 'b', remoteVolume: 'v', mode: 'async', role: 'primary', fence: 'never', autoResume: true },
+      { name: 'p', volume: 'v', peer: 'b', remoteVolume: 'v', mode: 'async', role: 'primary', fence: 'never', autoResume: true, journalHold: 0.75 },
     ]);
     assert.deepEqual(validateConfig(toDocument(config)), config);
     const builtIn = defaultConfig();

@@ -117,6 +117,12 @@ describe('88 pair brief and lagRecords', () => {
       await run(600);
       network.healAll();
       await run(1000);
+      // The partition resumed from the journal; an operator's suspension resyncs.
+      (nodes.get('a') as Controller).pairs?.suspend('p0');
+      for (let index = 12; index < 16; index++) host.write(index * 4096, Buffer.alloc(4096, index + 1));
+      await run(100);
+      (nodes.get('a') as Controller).pairs?.resume('p0');
+      await run(1000);
       (nodes.get('a') as Controller).crash();
       network.crash('a');
       nodes.delete('a');
