@@ -285,7 +285,7 @@ async function main(): Promise<void> {
   const loadAtStart = warnIfBusy('nbd-fio', 'fio and both servers');
   const directory = fs.mkdtempSync(path.join(os.tmpdir(), 'bm-nbd-fio-'));
   const measurements: Measurement[] = [];
-  const ext4Rounds: { round: number; server: 'blockmirror' | 'nbdkit'; seconds: number; serverCpuSeconds: number }[] = [];
+  const ext4Rounds: { round: number; server: 'blockmirror' | 'blockmirror-workers' | 'nbdkit'; seconds: number; serverCpuSeconds: number }[] = [];
   const replicated = options.targets.includes('replicated');
   const modes = replicated ? (['none', 'async'] as const) : (['none'] as const);
   const ext4 = options.ext4Rounds > 0 && ext4WorkloadAvailable();
@@ -322,6 +322,12 @@ async function main(): Promise<void> {
     }
     if (options.targets.includes('plain-workers')) {
       const workersConfig = { ...pairBenchConfigs(['none'], options.sizeBytes).primary, limits: { workers: options.workers } };
+      if (ext4) {
+        // The ext4 workload also runs on the workers' serve (nbdfuse opens several connections).
+        const workersController = (workersConfig as unknown as { controllers: { volumes: unknown[]; exports: unknown[] }[] }).controllers[0] as { volumes: unknown[]; exports: unknown[] };
+        workersController.volumes.push({ name: 'fs', capacity: EXT4_EXPORT_BYTES });
+        workersController.exports.push({ name: 'fs', volume: 'fs' });
+      }
       threaded = await ServeChild.start({ config: workersConfig, directory, name: 'bench-workers', args: serveArgs('bench-workers') });
     }
     const admin = new AdminClient(path.join(directory, 'bench-a.sock'), { timeoutMs: 10_000 });
@@ -364,12 +370,16 @@ async function main(): Promise<void> {
     if (ext4) {
       const kit = await startNbdkit(EXT4_EXPORT_BYTES, directory, undefined);
       children.push(kit.child);
-      const servers = [
-        { server: 'blockmirror' as const, uri: started.uri('fs'), cpu: () => started.cpuSeconds() },
-        { server: 'nbdkit' as const, uri: kit.uri, cpu: () => processCpuSeconds(kit.child.pid as number) },
+      const servers: { server: 'blockmirror' | 'blockmirror-workers' | 'nbdkit'; uri: string; cpu: () => number }[] = [
+        { server: 'blockmirror', uri: started.uri('fs'), cpu: () => started.cpuSeconds() },
+        { server: 'nbdkit', uri: kit.uri, cpu: () => processCpuSeconds(kit.child.pid as number) },
       ];
+      const workersServe = threaded;
+      if (workersServe !== undefined) servers.push({ server: 'blockmirror-workers', uri: workersServe.uri('fs'), cpu: () => workersServe.cpuSeconds() });
       for (let round = 1; round <= options.ext4Rounds; round++) {
-        const order = round % 2 === 1 ? servers : [...servers].reverse();
+        // Each round starts with another server (rotated), so no arm always runs first.
+        const shift = (round - 1) % servers.length;
+        const order = [...servers.slice(shift), ...servers.slice(0, shift)];
         for (const entry of order) {
           process.stderr.write(`nbd-fio: ext4 round ${round}/${options.ext4Rounds} on ${entry.server}\n`);
           const workDir = path.join(directory, `ext4-${entry.server}-${round}`);
@@ -453,6 +463,15 @@ async function main(): Promise<void> {
       `(server CPU ${spreadText(spreadOf(ours.map((r) => r.serverCpuSeconds)), 2)} s), default nbdkit ${spreadText(spreadOf(kit.map((r) => r.seconds)), 2)} s ` +
       `(CPU ${spreadText(spreadOf(kit.map((r) => r.serverCpuSeconds)), 2)} s): time ratio ${spreadText(timeRatio, 2)} ` +
       `(target <= ${EXT4_TIME_TARGET}: ${timeRatio.median <= EXT4_TIME_TARGET ? 'met' : 'NOT met'})`);
+    const threadedExt4 = ext4Rounds.filter((r) => r.server === 'blockmirror-workers');
+    if (threadedExt4.length > 0) {
+      const workersRatio = spreadOf(threadedExt4.map((r) => r.seconds / ((kit.find((k) => k.round === r.round)?.seconds) ?? Number.NaN)));
+      const againstPlain = spreadOf(threadedExt4.map((r) => r.seconds / ((ours.find((o) => o.round === r.round)?.seconds) ?? Number.NaN)));
+      ext4Summary.workers = { seconds: spreadOf(threadedExt4.map((r) => r.seconds)), timeRatio: workersRatio, againstPlain };
+      lines.push(`ext4 with workers ${options.workers}: ${spreadText(spreadOf(threadedExt4.map((r) => r.seconds)), 2)} s ` +
+        `(server CPU ${spreadText(spreadOf(threadedExt4.map((r) => r.serverCpuSeconds)), 2)} s): time ratio to nbdkit ${spreadText(workersRatio, 2)}, ` +
+        `to workers 0 ${spreadText(againstPlain, 2)}`);
+    }
   }
   const result = {
     suite: 'nbd-fio',
