@@ -14,7 +14,7 @@
 // primary's NBD export, acknowledged; `link heal`; waited until the primary has caught up. The
 // two sides' images are then compared (a difference fails the run). Arms alternate within each
 // size. Owns: the serve processes, their /dev/shm objects and directories of a round.
-import { AcknowledgedWriter, PairSite, ports, removeShm, shmPrefix } from '../test/helpers/pair-sites';
+import { AcknowledgedWriter, PairSite, removeShm, shmPrefix } from '../test/helpers/pair-sites';
 import { makeTempDir, removeTempDir } from '../test/helpers/tools';
 import { parseSizeText } from './common';
 import { writeResults } from './results';
@@ -52,15 +52,7 @@ async function round(sizeText: string, journalHold: number, count: number): Prom
   const prefix = shmPrefix('bo');
   const sites: PairSite[] = [];
   try {
-    const [portA, portB] = await ports(2) as [number, number];
-    const common = { prefix, directory, capacity: sizeText };
-    sites.push(await PairSite.start({ ...common, id: 'site-b', replicationPort: portB, peers: [{ id: 'site-a', port: portA }],
-      pairs: [{ name: 'p0', peer: 'site-a', mode: 'async', role: 'secondary' }] }));
-    const a = await PairSite.start({ ...common, id: 'site-a', replicationPort: portA, peers: [{ id: 'site-b', port: portB }],
-      pairs: [{ name: 'p0', peer: 'site-b', mode: 'async', role: 'primary', journalHold }] });
-    sites.push(a);
-    const b = sites[0] as PairSite;
-    await a.caughtUp('p0');
+    const [a, b] = await PairSite.startPair(sites, { prefix, directory, capacity: sizeText, mode: 'async', primary: { journalHold } });
     const before = await a.pair('p0');
     if ((await a.cli('link', 'fault', 'site-b', '--partition')).code !== 0) throw new Error('link fault --partition failed');
     await a.until('p0', (pair) => pair.state === 'suspended', 'suspended by the partition', 30_000);

@@ -142,6 +142,23 @@ export class PairSite {
     return new PairSite(options, await PairSite.spawn(options, adminSocket), adminSocket);
   }
 
+  /**
+   * site-b (declared secondary) then site-a (declared primary) of pair p0 on vol0, each pushed
+   * to `sites` as it starts (so a failure still stops it); resolves once the primary caught up.
+   */
+  static async startPair(sites: PairSite[], options: { prefix: string; directory: string; capacity: string; mode: 'sync' | 'async'; primary?: Partial<PairDeclaration> }): Promise<[PairSite, PairSite]> {
+    const [portA, portB] = await ports(2) as [number, number];
+    const common = { prefix: options.prefix, directory: options.directory, capacity: options.capacity };
+    const b = await PairSite.start({ ...common, id: 'site-b', replicationPort: portB, peers: [{ id: 'site-a', port: portA }],
+      pairs: [{ name: 'p0', peer: 'site-a', mode: options.mode, role: 'secondary' }] });
+    sites.push(b);
+    const a = await PairSite.start({ ...common, id: 'site-a', replicationPort: portA, peers: [{ id: 'site-b', port: portB }],
+      pairs: [{ name: 'p0', peer: 'site-b', mode: options.mode, role: 'primary', ...options.primary }] });
+    sites.push(a);
+    await a.caughtUp('p0');
+    return [a, b];
+  }
+
   /** Starts the site again on the same ports, socket and shared volume. */
   async restart(): Promise<void> {
     assert.ok(!this.running, `${this.id} is still running`);

@@ -7,7 +7,7 @@
 // With `journalHold: 0` the same outage ends in a resync of the tracked tracks, as before.
 import * as assert from 'node:assert/strict';
 
-import { AcknowledgedWriter, PairSite, type PairSiteOptions, type PairStatus, ports, removeShm, shmPrefix } from '../helpers/pair-sites';
+import { AcknowledgedWriter, PairSite, type PairStatus, removeShm, shmPrefix } from '../helpers/pair-sites';
 import { makeTempDir, removeTempDir } from '../helpers/tools';
 
 const MIB = 1024 * 1024;
@@ -30,18 +30,8 @@ describe('87 a link loss between serve processes resumes from the journal', func
     removeTempDir(directory);
   });
 
-  async function twoSites(mode: 'sync' | 'async', journalHold?: number): Promise<[PairSite, PairSite]> {
-    const [portA, portB] = await ports(2) as [number, number];
-    const common = { prefix, directory, capacity: '32MiB' } satisfies Partial<PairSiteOptions>;
-    const b = await PairSite.start({ ...common, id: 'site-b', replicationPort: portB, peers: [{ id: 'site-a', port: portA }],
-      pairs: [{ name: 'p0', peer: 'site-a', mode, role: 'secondary' }] });
-    sites.push(b);
-    const hold = journalHold === undefined ? {} : { journalHold };
-    const a = await PairSite.start({ ...common, id: 'site-a', replicationPort: portA, peers: [{ id: 'site-b', port: portB }],
-      pairs: [{ name: 'p0', peer: 'site-b', mode, role: 'primary', ...hold }] });
-    sites.push(a);
-    await a.caughtUp('p0');
-    return [a, b];
+  function twoSites(mode: 'sync' | 'async', journalHold?: number): Promise<[PairSite, PairSite]> {
+    return PairSite.startPair(sites, { prefix, directory, capacity: '32MiB', mode, primary: journalHold === undefined ? {} : { journalHold } });
   }
 
   async function linkFault(site: PairSite, ...flags: string[]): Promise<void> {
