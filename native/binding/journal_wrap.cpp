@@ -216,12 +216,14 @@ class JournalWrap final : public Napi::ObjectWrap<JournalWrap> {
     return result;
   }
 
-  // readPacked(fromSequence, maxRecords, maxDataBytes, prefixBytes, gapBytes) -> [fields:
+  // readPacked(fromSequence, maxRecords, maxDataBytes, prefixBytes, gapBytes, target?) -> [fields:
   // Float64Array (as read(), payloadOffset counted from the buffer's start), buffer: Buffer,
   // usedBytes: the bytes of it that hold something]. The
   // buffer is the caller's to keep: `prefixBytes` free at its start, then per record `gapBytes`
   // free and its data, copied once from the ring (no scratch). It is sized from the ring bytes
   // after fromSequence, so it is at most a record header per record larger than what it holds.
+  // `target`, a Buffer of the caller's (a reused send buffer), is filled instead when it is at
+  // least that size; otherwise a new buffer is made as without it (the caller sees which).
   Napi::Value readPacked(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     const uint64_t fromSequence = argIndex(env, arg(info, 0), "fromSequence");
@@ -237,7 +239,15 @@ class JournalWrap final : public Napi::ObjectWrap<JournalWrap> {
     const uint64_t ringBytes = journal.ringBytesFrom(fromSequence);
     const uint64_t dataLimit = maxDataBytes;
     uint64_t capacity = std::min<uint64_t>(ringBytes + 16 * maxRecords, dataLimit + gapBytes * maxRecords);
-    Napi::Buffer<uint8_t> buffer = Napi::Buffer<uint8_t>::New(env, prefixBytes + capacity);
+    Napi::Buffer<uint8_t> buffer;
+    const Napi::Value target = info[5];
+    if (!target.IsUndefined() && !target.IsNull()) {
+      if (!target.IsBuffer()) throwTypeError(env, "target must be a Buffer");
+      buffer = target.As<Napi::Buffer<uint8_t>>();
+      if (buffer.Length() < prefixBytes + capacity) buffer = Napi::Buffer<uint8_t>::New(env, prefixBytes + capacity);
+    } else {
+      buffer = Napi::Buffer<uint8_t>::New(env, prefixBytes + capacity);
+    }
     size_t count = journal.readFrom(fromSequence, maxRecords, records_.data(), buffer.Data() + prefixBytes, capacity,
                                     static_cast<uint32_t>(gapBytes), dataLimit);
     if (count == 0 && fromSequence < journal.nextSequence()) {

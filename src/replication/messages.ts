@@ -30,6 +30,7 @@
 
 import { BinaryReader, BinaryWriter } from '../transport/codec';
 import { LinkError } from '../transport/errors';
+import { crc32cCombine, crc32cSmall } from '../transport/frame';
 import type { Decision, Generations } from './generations';
 
 export type PairMode = 'sync' | 'async';
@@ -256,31 +257,43 @@ export function recordsPrefixBytes(nameBytes: Buffer): number {
   return 2 + nameBytes.length + 4;
 }
 
+/** recordsPrefixBytes of the longest pair name. */
+export const MAX_RECORDS_PREFIX_BYTES = 2 + MAX_NAME_BYTES + 4;
+
 /**
  * Turns records the journal read with Journal.readPacked (prefixBytes =
  * recordsPrefixBytes(nameBytes), gapBytes = RECORD_HEADER_BYTES) into a PAIR_RECORDS message in
  * place, byte for byte what encodeRecords makes of the same records, without copying the data
  * again. Returns null when a record's kind has no PAIR_RECORDS kind (the caller takes the
- * copying path).
+ * copying path). `crc` is the message's CRC32C, made without reading the data: the headers are
+ * summed here and each record's data CRC (which readPacked checked against the copy) is
+ * combined in (transport/frame.ts crc32cCombine), so the link need not read the payload again.
  */
-export function packRecords(nameBytes: Buffer, fields: Float64Array, buffer: Buffer, usedBytes: number): Buffer | null {
+export function packRecords(nameBytes: Buffer, fields: Float64Array, buffer: Buffer, usedBytes: number): { message: Buffer; crc: number } | null {
   if (nameBytes.length > MAX_NAME_BYTES) throw new RangeError(`pair name longer than ${MAX_NAME_BYTES} bytes`);
   const count = fields.length / 8;
   let at = buffer.writeUInt16BE(nameBytes.length, 0);
   at += nameBytes.copy(buffer, at);
-  buffer.writeUInt32BE(count, at);
+  at = buffer.writeUInt32BE(count, at);
+  let crc = crc32cSmall(buffer, 0, at, 0);
   for (let index = 0; index < count; index++) {
     const f = index * 8;
     const kind = WIRE_KIND_OF_JOURNAL_KIND[fields[f + 3] as number] ?? -1;
     if (kind < 0) return null;
-    let header = (fields[f + 6] as number) - RECORD_HEADER_BYTES;
-    header = writeU64(buffer, fields[f] as number, header);
+    const dataAt = fields[f + 6] as number;
+    const dataBytes = fields[f + 7] as number;
+    const start = dataAt - RECORD_HEADER_BYTES;
+    if (start !== at) throw new Error(`packRecords: record ${index} starts at ${start}, not at ${at} (readPacked layout)`);
+    let header = writeU64(buffer, fields[f] as number, start);
     header = buffer.writeUInt8(kind, header);
     header = writeU64(buffer, fields[f + 1] as number, header);
     header = buffer.writeUInt32BE(fields[f + 2] as number, header);
-    buffer.writeUInt32BE(fields[f + 7] as number, header);
+    buffer.writeUInt32BE(dataBytes, header);
+    crc = crc32cCombine(crc32cSmall(buffer, start, dataAt, crc), fields[f + 5] as number, dataBytes);
+    at = dataAt + dataBytes;
   }
-  return buffer.subarray(0, usedBytes);
+  if (at !== usedBytes) throw new Error(`packRecords: records end at ${at}, readPacked used ${usedBytes}`);
+  return { message: buffer.subarray(0, usedBytes), crc };
 }
 
 function writeU64(out: Buffer, value: number, at: number): number {

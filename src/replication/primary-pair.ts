@@ -69,6 +69,7 @@ import type { Volume } from '../storage/volume';
 import { isLinkError } from '../transport/errors';
 import type { Link, LinkLogger, LinkStateEvent } from '../transport/link';
 import { MessageType } from '../transport/message-types';
+import { SendPool } from '../transport/send-pool';
 import { type DecisionResult, type Generations, completeAsSource, formatGeneration, formatGenerations, newGenerationId, startGeneration } from './generations';
 import {
   type PairMode,
@@ -81,6 +82,7 @@ import {
   encodeName,
   encodePairOpen,
   encodeRecords,
+  MAX_RECORDS_PREFIX_BYTES,
   packRecords,
   RECORD_HEADER_BYTES,
   recordsPrefixBytes,
@@ -107,6 +109,9 @@ import {
 export type { PrimaryPairOptions, GroupStream, PairStateEvent } from './primary-pair-options';
 export { KIND_OF } from './primary-pair-options';
 
+/** The most records one PAIR_RECORDS message of the pump carries. */
+const MAX_PUMP_RECORDS = 1024;
+
 /** The primary side of a pair. */
 export class PrimaryPair extends EventEmitter {
   readonly name: string;
@@ -114,6 +119,7 @@ export class PrimaryPair extends EventEmitter {
   readonly fence: 'never' | 'data';
   private readonly autoResume: boolean;
   private readonly maxBatchBytes: number;
+  private readonly sendPool: SendPool;
   private readonly stuckAfterMs: number;
   private state: PairState = 'simplex';
   private reason: string;
@@ -190,6 +196,8 @@ export class PrimaryPair extends EventEmitter {
     this.fence = options.fence ?? 'never';
     this.autoResume = options.autoResume ?? true;
     this.maxBatchBytes = options.maxBatchBytes ?? 1024 * 1024;
+    // Large enough for any readPacked of the pump: every pair of this batch size shares it.
+    this.sendPool = SendPool.shared(MAX_RECORDS_PREFIX_BYTES + this.maxBatchBytes + RECORD_HEADER_BYTES * MAX_PUMP_RECORDS);
     this.stuckAfterMs = options.stuckAfterMs ?? 30_000;
     this.rotateIntervalMs = options.rotateIntervalMs ?? 50;
     // The journal (in memory) numbers from 1 again in every process: nothing older is known.
@@ -655,7 +663,10 @@ export class PrimaryPair extends EventEmitter {
   }
 
   /** One pump per burst of writes (runtime/coalesce.ts). */
-  private readonly pumpTask = new Coalesced(() => this.pump());
+  private readonly pumpTask = new Coalesced(() => this.pump(), (run) => {
+    if (this.clock.defer !== undefined) this.clock.defer(run);
+    else queueMicrotask(run);
+  });
 
   private pump(): void {
     for (;;) {
@@ -672,23 +683,41 @@ export class PrimaryPair extends EventEmitter {
       if (this.link.isFull) return;
       const limit = fence === undefined ? this.journal.nextSequence : fence.through + 1;
       if (this.nextToShip >= limit) return;
-      const maxRecords = Math.min(1024, limit - this.nextToShip);
+      const maxRecords = Math.min(MAX_PUMP_RECORDS, limit - this.nextToShip);
       // The hot path: the journal copies the records' data straight into the message, with room
       // left for the per-record headers (packRecords writes them in place).
+      // The message goes into a reused send buffer when one is free (transport/send-pool.ts),
+      // given back once the link says nothing reads it any more.
       let message: Buffer | null;
+      let messageCrc: number | undefined;
       let last: number;
       let dataBytes = 0;
+      const target = this.sendPool.take();
+      let pooled: Buffer | undefined;
       try {
         const packed = this.journal.readPacked(this.nextToShip, {
-          maxRecords, maxDataBytes: this.maxBatchBytes, prefixBytes: recordsPrefixBytes(this.nameBytes), gapBytes: RECORD_HEADER_BYTES,
+          maxRecords, maxDataBytes: this.maxBatchBytes, prefixBytes: recordsPrefixBytes(this.nameBytes), gapBytes: RECORD_HEADER_BYTES, target,
         });
-        if (packed.count === 0) return;
-        message = packRecords(this.nameBytes, packed.fields, packed.buffer, packed.usedBytes);
+        if (target !== undefined && packed.buffer === target) pooled = target;
+        else if (target !== undefined) this.sendPool.give(target);
+        if (packed.count === 0) {
+          if (pooled !== undefined) this.sendPool.give(pooled);
+          return;
+        }
+        const packedMessage = packRecords(this.nameBytes, packed.fields, packed.buffer, packed.usedBytes);
+        message = packedMessage?.message ?? null;
+        messageCrc = packedMessage?.crc;
         last = packed.fields[(packed.count - 1) * 8] as number;
         for (let index = 0; index < packed.count; index++) dataBytes += packed.fields[index * 8 + 7] as number;
       } catch (error) {
+        if (pooled !== undefined) this.sendPool.give(pooled);
+        else if (target !== undefined) this.sendPool.give(target);
         this.suspend('journal-full', `journal read: ${(error as Error).message}`);
         return;
+      }
+      if (message === null && pooled !== undefined) {
+        this.sendPool.give(pooled);
+        pooled = undefined;
       }
       if (message === null) {
         // A record kind PAIR_RECORDS does not carry as such: the copying path filters it out.
@@ -712,11 +741,15 @@ export class PrimaryPair extends EventEmitter {
         message = shipped.length > 0 ? encodeRecords(this.name, shipped) : null;
       }
       if (message !== null) {
+        const lent = pooled;
         try {
           this.link.send(MessageType.PAIR_RECORDS, message, {
             onUnconfirmed: this.onRecordsUnconfirmed,
+            onWritten: lent === undefined ? undefined : () => this.sendPool.give(lent),
+            payloadCrc: messageCrc,
           });
         } catch (error) {
+          if (lent !== undefined) this.sendPool.give(lent);
           if (isLinkError(error, 'ERR_LINK_FULL')) return; // 'drain' pumps again
           this.suspend('link-down', (error as Error).message);
           return;

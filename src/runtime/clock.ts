@@ -40,6 +40,12 @@ export interface Clock {
    * clock has nothing to wait for. @default absent: the promise is used as it is
    */
   settle?<T>(promise: Promise<T>): Promise<T>;
+  /**
+   * Runs `callback` once the I/O events ready now have been handled (a real clock: setImmediate,
+   * the loop's check phase), so work many of them ask for runs once for all (runtime/
+   * coalesce.ts). @default absent: a microtask (the simulator, whose events are its own)
+   */
+  defer?(callback: () => void): void;
 }
 
 /** `clock.settle(promise)` when the clock has it, else the promise. */
@@ -71,6 +77,10 @@ class RealClock implements Clock {
     const timer = setTimeout(callback, delayMs);
     if (options?.unref === true) timer.unref();
     return { cancel: () => clearTimeout(timer) };
+  }
+
+  defer(callback: () => void): void {
+    setImmediate(callback);
   }
 }
 

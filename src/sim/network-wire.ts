@@ -122,8 +122,11 @@ export class SimWire implements Wire {
     this.maybeDrain();
   }
 
-  write(chunks: readonly Buffer[]): boolean {
-    if (this.closedReason !== undefined) return true;
+  write(chunks: readonly Buffer[], onWritten?: () => void): boolean {
+    if (this.closedReason !== undefined) {
+      onWritten?.();
+      return true;
+    }
     let byteLength = 0;
     for (const chunk of chunks) byteLength += chunk.length;
     if (byteLength > 0) {
@@ -132,6 +135,8 @@ export class SimWire implements Wire {
       this.core.counters.writtenBytes += byteLength;
       this.outgoing.enqueueData(segment);
     }
+    // The chunks were copied (or there were none): the caller may reuse them now.
+    onWritten?.();
     const belowMark = this.outgoing.queuedBytes < this.core.highWaterMarkBytes;
     if (!belowMark) this.needDrain = true;
     return belowMark;

@@ -310,9 +310,11 @@ export class Journal {
    * per record: sequence, byteOffset, byteLength, kind (1 write, 2 zero, 3 trim, 4 marker),
    * flags, dataCrc, dataOffset (in `buffer`), dataBytes. At least one record is returned when one
    * exists, even if its data alone exceeds maxDataBytes. `buffer` holds `usedBytes` bytes and is
-   * the caller's; nothing in it but the data is written.
+   * the caller's; nothing in it but the data is written. `target` (a buffer the caller reuses)
+   * is filled and returned as `buffer` when it is large enough for what the read may need
+   * (prefixBytes + maxDataBytes + gapBytes per record at most); otherwise a new buffer is.
    */
-  readPacked(fromSequence: number, options: { maxRecords?: number; maxDataBytes?: number; prefixBytes?: number; gapBytes?: number } = {}):
+  readPacked(fromSequence: number, options: { maxRecords?: number; maxDataBytes?: number; prefixBytes?: number; gapBytes?: number; target?: Buffer } = {}):
     { fields: Float64Array; buffer: Buffer; usedBytes: number; count: number } {
     const handle = this.#open();
     checkIndex(fromSequence, 'fromSequence');
@@ -326,7 +328,9 @@ export class Journal {
     checkIntegerIn(prefixBytes, 'options.prefixBytes', 0, 65536);
     const gapBytes = orDefault(options.gapBytes, 0);
     checkIntegerIn(gapBytes, 'options.gapBytes', 0, 64);
-    const [fields, buffer, usedBytes] = handle.readPacked(fromSequence, maxRecords, maxDataBytes, prefixBytes, gapBytes);
+    const target = options.target;
+    if (target !== undefined && !Buffer.isBuffer(target)) throw new TypeError(`options.target must be a Buffer (got ${describe(target)})`);
+    const [fields, buffer, usedBytes] = handle.readPacked(fromSequence, maxRecords, maxDataBytes, prefixBytes, gapBytes, target);
     return { fields, buffer, usedBytes, count: fields.length / 8 };
   }
 

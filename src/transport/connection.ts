@@ -54,6 +54,14 @@ export interface ConnectionHandlers {
 interface OutgoingItem {
   chunks: Buffer[];
   byteLength: number;
+  /** The sender's: runs once the wire no longer reads the chunks (wire.ts), or on a discard. */
+  onWritten: (() => void) | undefined;
+}
+
+/** What Connection.send() may be told about a payload. */
+export interface SendFrameOptions {
+  onWritten?: (() => void) | undefined;
+  payloadCrc?: number | undefined;
 }
 
 interface IncomingItem {
@@ -93,8 +101,8 @@ export class Connection {
     let faults = options.faults ?? (() => ({ in: noFaults(), out: noFaults() }));
     this.outStage = new FaultStage<OutgoingItem>(() => faults().out, options.clock, options.random, (item) => {
       this.bytesOut += item.byteLength;
-      this.wire.write(item.chunks);
-    });
+      this.wire.write(item.chunks, item.onWritten);
+    }, (item) => item.onWritten?.());
     this.inStage = new FaultStage<IncomingItem>(() => faults().in, options.clock, options.random, (item) => {
       if (this.closedInfo === undefined) this.handlers?.frame(item.frame);
     });
@@ -160,12 +168,20 @@ export class Connection {
     }
   }
 
-  /** Sends one frame (through the outgoing fault stage); returns its sequence. */
-  send(type: number, payload: Buffer, flags = 0, correlation = 0): number {
-    const { chunks, sequence } = this.encoder.encode(type, payload, flags, correlation);
-    if (this.closedInfo !== undefined) return sequence;
+  /**
+   * Sends one frame (through the outgoing fault stage); returns its sequence. `options.onWritten`
+   * runs once, when nothing reads the payload any more (written, or discarded by a partition or
+   * a close); `options.payloadCrc` is the payload's CRC32C when the caller knows it (frame.ts).
+   */
+  send(type: number, payload: Buffer, flags = 0, correlation = 0, options?: SendFrameOptions): number {
+    const { chunks, sequence } = this.encoder.encode(type, payload, flags, correlation, options?.payloadCrc);
+    const onWritten = options?.onWritten;
+    if (this.closedInfo !== undefined) {
+      onWritten?.();
+      return sequence;
+    }
     this.framesOut++;
-    this.outStage.push({ chunks, byteLength: FRAME_HEADER_BYTES + payload.length });
+    this.outStage.push({ chunks, byteLength: FRAME_HEADER_BYTES + payload.length, onWritten });
     return sequence;
   }
 

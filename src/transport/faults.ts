@@ -126,6 +126,8 @@ export class FaultStage<T extends { byteLength: number }> {
     private readonly clock: Clock,
     private readonly random: Random,
     private readonly release: (item: T) => void,
+    /** Called for every item discarded (a partition, stop()) instead of released. */
+    private readonly discard: (item: T) => void = () => undefined,
   ) {}
 
   /** Items held, not yet released. */
@@ -139,11 +141,15 @@ export class FaultStage<T extends { byteLength: number }> {
   }
 
   push(item: T): void {
-    if (this.stopped) return;
+    if (this.stopped) {
+      this.discard(item);
+      return;
+    }
     const faults = this.faults();
     if (faults.partitioned || this.blackHoled) {
       this.blackHoled = true;
       this.discardedCount++;
+      this.discard(item);
       return;
     }
     if (!hasFaults(faults) && this.queue.length === 0) {
@@ -186,6 +192,7 @@ export class FaultStage<T extends { byteLength: number }> {
       if (this.blackHoled || this.faults().partitioned) {
         this.blackHoled = true;
         this.discardedCount++;
+        this.discard(head.item);
         continue;
       }
       this.release(head.item);
@@ -202,6 +209,7 @@ export class FaultStage<T extends { byteLength: number }> {
       if (this.blackHoled || this.faults().partitioned) {
         this.blackHoled = true;
         this.discardedCount++;
+        this.discard(head.item);
         continue;
       }
       this.release(head.item);
@@ -211,7 +219,8 @@ export class FaultStage<T extends { byteLength: number }> {
   /** Discards what is held and stops. */
   stop(): void {
     this.stopped = true;
-    this.queue.length = 0;
+    const held = this.queue.splice(0);
+    for (const entry of held) this.discard(entry.item);
     this.timer?.cancel();
     this.timer = undefined;
   }

@@ -75,6 +75,63 @@ export function crc32cSmall(bytes: Uint8Array, start: number, end: number, previ
   return ~crc >>> 0;
 }
 
+// crc32cCombine: the CRC of A followed by B from crc(A), crc(B) and |B| alone, as zlib's
+// crc32_combine does for CRC-32: crc(A B) = crc(A) * x^(8|B|) mod P, xor crc(B), in the reflected
+// representation. x^(2^k) mod P is tabulated; x^(8n) mod P is cached for the few lengths a
+// stream of like records repeats (4 KiB, 64 KiB), so a combine costs one multiply: 32 steps.
+const CRC32C_POLY = 0x82f63b78;
+
+/** a(x) * b(x) modulo the CRC32C polynomial, both reflected. */
+function multiplyModP(a: number, b: number): number {
+  let m = 0x80000000;
+  let product = 0;
+  for (;;) {
+    if ((a & m) !== 0) {
+      product ^= b;
+      if ((a & (m - 1)) === 0) break;
+    }
+    m >>>= 1;
+    b = (b & 1) !== 0 ? (b >>> 1) ^ CRC32C_POLY : b >>> 1;
+  }
+  return product >>> 0;
+}
+
+/** X_POW_2K[k] = x^(2^k) mod P. */
+const X_POW_2K = (() => {
+  const table = new Uint32Array(32);
+  let power = 0x40000000; // x^1
+  for (let k = 0; k < 32; k++) {
+    table[k] = power;
+    power = multiplyModP(power, power);
+  }
+  return table;
+})();
+
+const shiftCache = new Map<number, number>();
+const SHIFT_CACHE_LIMIT = 64;
+
+/** x^(8 n) mod P. */
+function byteShift(n: number): number {
+  const cached = shiftCache.get(n);
+  if (cached !== undefined) return cached;
+  let power = 0x80000000; // x^0
+  let k = 3;
+  for (let rest = n; rest > 0; rest = Math.floor(rest / 2), k++) {
+    if (rest % 2 === 1) power = multiplyModP(X_POW_2K[k & 31] as number, power);
+  }
+  if (shiftCache.size < SHIFT_CACHE_LIMIT) shiftCache.set(n, power);
+  return power;
+}
+
+/**
+ * CRC32C of A followed by B, from crcA = crc32c(A), crcB = crc32c(B) and B's length: equal to
+ * crc32c(B, crc32c(A)) without reading B (see the note above).
+ */
+export function crc32cCombine(crcA: number, crcB: number, lengthB: number): number {
+  if (lengthB === 0) return crcA >>> 0;
+  return (multiplyModP(byteShift(lengthB), crcA >>> 0) ^ crcB) >>> 0;
+}
+
 /** CRC32C of a payload continuing from `previous`: in JS when small, else by the addon. */
 function crcOfPayload(payload: Uint8Array, previous: number): number {
   return payload.length <= SMALL_CRC_BYTES ? crc32cSmall(payload, 0, payload.length, previous) : addon.crc32c(payload, previous);
@@ -161,9 +218,11 @@ export class FrameEncoder {
 
   /**
    * Encodes one frame: returns [header, payload] (the payload is not copied; keep it unchanged
-   * until written) and the sequence it was given.
+   * until written) and the sequence it was given. `payloadCrc`, when the caller knows it (the
+   * payload's crc32c from 0, made from CRCs it already holds), spares a pass over the payload:
+   * the frame's CRC is combined from it. A wrong one makes the peer refuse the frame.
    */
-  encode(type: number, payload: Buffer, flags = 0, correlation = 0): { chunks: Buffer[]; sequence: number } {
+  encode(type: number, payload: Buffer, flags = 0, correlation = 0, payloadCrc?: number): { chunks: Buffer[]; sequence: number } {
     if (!(payload instanceof Uint8Array)) throw new TypeError('payload must be a Buffer');
     if (!Number.isInteger(type) || type < 1 || type > 0xff) throw new RangeError(`type must be 1..255, got ${type}`);
     if ((flags & ~KNOWN_FLAGS) !== 0) throw new RangeError(`unknown flags 0x${flags.toString(16)}`);
@@ -187,7 +246,14 @@ export class FrameEncoder {
     // The addon's crc32c directly (for a payload past SMALL_CRC_BYTES): both arguments are ours
     // and known good (a Uint8Array, a CRC).
     const headerCrc = crc32cSmall(header, 0, 24, 0);
-    header.writeUInt32BE(crcOfPayload(payload, headerCrc), 24);
+    if (payloadCrc !== undefined) {
+      if (!Number.isInteger(payloadCrc) || payloadCrc < 0 || payloadCrc > 0xffffffff) {
+        throw new RangeError(`payloadCrc must be a 32-bit unsigned integer, got ${payloadCrc}`);
+      }
+      header.writeUInt32BE(crc32cCombine(headerCrc, payloadCrc, payload.length), 24);
+    } else {
+      header.writeUInt32BE(crcOfPayload(payload, headerCrc), 24);
+    }
     return { chunks: payload.length === 0 ? [header] : [header, payload], sequence };
   }
 }

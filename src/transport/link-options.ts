@@ -41,6 +41,14 @@ export interface UnconfirmedReport {
 export interface SendOptions {
   /** Called once if the message is not confirmed when its connection ends. */
   onUnconfirmed?: (message: UnconfirmedMessage) => void;
+  /**
+   * Called once, if send() returned (not when it threw), when nothing reads the payload's memory
+   * any more: handed to the kernel, copied, or discarded (a partition, a close). Until then the
+   * payload must stay unchanged; after it the sender may reuse the buffer (send-pool.ts).
+   */
+  onWritten?: () => void;
+  /** The payload's CRC32C (from 0), when the sender made it from CRCs it holds (frame.ts). */
+  payloadCrc?: number;
 }
 
 /** Handles a request of one type; the returned payload is the response. */

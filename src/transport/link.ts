@@ -624,11 +624,11 @@ export class Link extends EventEmitter {
    * ERR_LINK_FRAME_TOO_LARGE for a payload above the frame limit.
    */
   send(type: number, payload: Buffer, options?: SendOptions): number {
-    return this.sendFrame(type, payload, 0, 0, options?.onUnconfirmed);
+    return this.sendFrame(type, payload, 0, 0, options?.onUnconfirmed, options);
   }
 
   private sendFrame(type: number, payload: Buffer, flags: number, correlation: number,
-    onUnconfirmed: ((message: UnconfirmedMessage) => void) | undefined): number {
+    onUnconfirmed: ((message: UnconfirmedMessage) => void) | undefined, frameOptions?: SendOptions): number {
     if (!Buffer.isBuffer(payload)) throw new TypeError('payload must be a Buffer');
     if (!isKnownMessageType(type)) {
       throw new RangeError(`message type 0x${Number(type).toString(16)} is not registered (src/transport/message-types.ts): the peer would refuse it`);
@@ -651,7 +651,7 @@ export class Link extends EventEmitter {
         `link to ${this.peerId}: ${this.queued} bytes unacknowledged; another ${byteLength} would pass maxQueuedBytes ${this.tuning.maxQueuedBytes}`);
     }
     const messageId = this.nextMessageId++;
-    const sequence = connection.send(type, payload, flags, correlation);
+    const sequence = connection.send(type, payload, flags, correlation, frameOptions);
     this.sent.push({ messageId, sequence, type, byteLength, onUnconfirmed });
     this.queued += byteLength;
     this.messagesSent++;

@@ -159,18 +159,26 @@ class TcpWire implements Wire {
     this.socket.uncork();
   };
 
-  write(chunks: readonly Buffer[]): boolean {
-    if (this.closedReason !== undefined || this.socket.destroyed) return true;
+  write(chunks: readonly Buffer[], onWritten?: () => void): boolean {
+    if (this.closedReason !== undefined || this.socket.destroyed) {
+      onWritten?.();
+      return true;
+    }
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
       process.nextTick(this.flush);
     }
     let ok = true;
-    for (const chunk of chunks) {
-      ok = this.socket.write(chunk);
+    const last = chunks.length - 1;
+    for (let index = 0; index <= last; index++) {
+      const chunk = chunks[index] as Buffer;
+      // Node calls a write's callback once libuv is done with its buffer: written to the kernel,
+      // or failed/cancelled by a destroy (then with an error). Callbacks run in write order.
+      ok = index === last && onWritten !== undefined ? this.socket.write(chunk, () => onWritten()) : this.socket.write(chunk);
       this.corkedBytes += chunk.length;
     }
+    if (last < 0) onWritten?.();
     if (this.corkedBytes >= FLUSH_BYTES) this.flush();
     return ok;
   }

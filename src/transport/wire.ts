@@ -13,6 +13,11 @@
 // its handlers were attached reports the close at attach. destroy() is idempotent, and after
 // close no handler runs again. write() never throws: writing to a closed wire drops the bytes
 // (the close has been or will be reported).
+//
+// write() may be given `onWritten`: the wire calls it once, when it no longer reads the chunks'
+// memory (handed to the kernel, copied, or discarded by a close), so a sender can reuse a buffer
+// instead of allocating one per message (a pair's PAIR_RECORDS messages, send-pool.ts). It may
+// run synchronously inside write() (a closed wire, a wire that copies).
 
 /** A host and port (or a simulated address written the same way). */
 export interface NetworkAddress {
@@ -54,8 +59,11 @@ export interface Wire {
   readonly bufferedBytes: number;
   /** Attaches the handlers (once) and starts reading. */
   attach(handlers: WireHandlers): void;
-  /** Queues the chunks in order; false when the send buffer is above its high-water mark. */
-  write(chunks: readonly Buffer[]): boolean;
+  /**
+   * Queues the chunks in order; false when the send buffer is above its high-water mark.
+   * `onWritten` runs once when the chunks' memory is no longer read (see the note).
+   */
+  write(chunks: readonly Buffer[], onWritten?: () => void): boolean;
   /** Stops reading (back-pressure on the peer) until resume(). */
   pause(): void;
   resume(): void;

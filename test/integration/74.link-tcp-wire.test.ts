@@ -198,6 +198,39 @@ describe('74 link TCP wire: steered reads', function () {
     assert.ok(Buffer.concat(received).equals(Buffer.concat(expected)), 'every byte arrived, in order');
   });
 
+  it('runs onWritten once per write, in order, once the kernel has the bytes; for writes still queued at destroy, at the destroy', async () => {
+    const { listener, dialed, accepted } = await wirePair();
+    cleanup.push(() => listener.close(), () => dialed.destroy(), () => accepted.destroy());
+    dialed.attach({ data: () => undefined, drain: () => undefined, close: () => undefined });
+    accepted.attach({ data: () => undefined, drain: () => undefined, close: () => undefined });
+    await new Promise((done) => setImmediate(done));
+    const order: number[] = [];
+    dialed.write([Buffer.alloc(10, 1), Buffer.alloc(20, 2)], () => order.push(1));
+    dialed.write([Buffer.alloc(5, 3)], () => order.push(2));
+    dialed.write([], () => order.push(3)); // nothing to write: at once
+    assert.deepEqual(order, [3], 'the kernel had nothing before the tick ends (the writes are corked)');
+    for (let tick = 0; tick < 100 && order.length < 3; tick++) await new Promise((done) => setImmediate(done));
+    assert.deepEqual(order, [3, 1, 2]);
+
+    // The receiver stops reading: writes queue in the socket, their callbacks wait; a destroy
+    // ends them (libuv reads none of the buffers after it).
+    accepted.pause();
+    let written = 0;
+    let calls = 0;
+    for (let index = 0; index < 400; index++) {
+      dialed.write([Buffer.alloc(256 * 1024, index & 0xff)], () => calls++);
+      written++;
+      if (index % 10 === 9) await new Promise((done) => setImmediate(done));
+    }
+    assert.ok(calls < written, `some of ${written} writes are still queued (${calls} done)`);
+    assert.ok(dialed.bufferedBytes > 0);
+    dialed.destroy('test');
+    for (let tick = 0; tick < 100 && calls < written; tick++) await new Promise((done) => setImmediate(done));
+    assert.equal(calls, written, 'every write was ended exactly once');
+    dialed.write([Buffer.alloc(1)], () => calls++);
+    assert.equal(calls, written + 1, 'a write to a destroyed wire ends at once');
+  });
+
   it('reports a close to a handler that has no readTarget, and never calls it after close', async () => {
     const { listener, dialed, accepted } = await wirePair();
     cleanup.push(() => listener.close());

@@ -9,6 +9,8 @@ import fc from 'fast-check';
 
 import type { Generations } from '../../src/replication/generations';
 import * as M from '../../src/replication/messages';
+import { crc32c } from '../../src/storage/crc32c';
+import { Journal } from '../../src/storage/journal';
 import { LinkError } from '../../src/transport/errors';
 
 const SEED = process.env.PAIR_PROPERTY_SEED !== undefined ? Number(process.env.PAIR_PROPERTY_SEED) : Date.now() % 2 ** 31;
@@ -160,6 +162,43 @@ describe('73 pair messages (property)', () => {
       });
     });
   }
+
+  it('packRecords of what readPacked read is byte for byte encodeRecords, and its crc is the CRC32C of the message', () => {
+    const journal = Journal.create({ capacityBytes: 4 * 1024 * 1024 });
+    const kinds = ['write', 'zero', 'trim'] as const;
+    try {
+      fc.assert(fc.property(
+        name,
+        fc.array(fc.record({ kind: fc.constantFrom(...kinds), byteOffset: u64, byteLength: fc.integer({ min: 0, max: 1 << 20 }), data: fc.uint8Array({ maxLength: 3000 }) }), { minLength: 1, maxLength: 12 }),
+        fc.boolean(),
+        (pairName, appends, reuse) => {
+          const nameBytes = Buffer.from(pairName, 'utf8');
+          const from = journal.nextSequence;
+          const shipped: M.ShippedRecord[] = [];
+          for (const a of appends) {
+            const data = a.kind === 'write' ? Buffer.from(a.data) : Buffer.alloc(0);
+            const byteLength = a.kind === 'write' ? data.length : a.byteLength;
+            const sequence = journal.append({ kind: a.kind, byteOffset: a.byteOffset, byteLength, data: a.kind === 'write' ? data : undefined });
+            assert.ok(sequence > 0, 'the journal has room');
+            shipped.push({ sequence, kind: a.kind, byteOffset: a.byteOffset, byteLength, data });
+          }
+          // A reused target holds garbage from before: packRecords must overwrite every byte it returns.
+          const target = reuse ? Buffer.alloc(M.MAX_RECORDS_PREFIX_BYTES + 64 * 1024 + M.RECORD_HEADER_BYTES * 64, 0xa5) : undefined;
+          const packed = journal.readPacked(from, { maxRecords: 64, maxDataBytes: 64 * 1024, prefixBytes: M.recordsPrefixBytes(nameBytes), gapBytes: M.RECORD_HEADER_BYTES, target });
+          assert.equal(packed.count, appends.length);
+          if (target !== undefined) assert.equal(packed.buffer, target, 'a large enough target is filled');
+          const result = M.packRecords(nameBytes, packed.fields, packed.buffer, packed.usedBytes);
+          assert.ok(result !== null);
+          const expected = M.encodeRecords(pairName, shipped);
+          assert.deepEqual(result.message, expected);
+          assert.equal(result.crc, crc32c(expected));
+          journal.release(journal.nextSequence - 1);
+        },
+      ), { seed: SEED, numRuns: RUNS });
+    } finally {
+      journal.close();
+    }
+  });
 
   it('refuses records whose data exceeds the limit, and more records than a message may carry', () => {
     const big = M.encodeRecords('p', [{ sequence: 1, kind: 'write', byteOffset: 0, byteLength: MAX_DATA + 1, data: Buffer.alloc(MAX_DATA + 1) }]);

@@ -16,6 +16,8 @@ import { SimNetwork } from '../../src/sim/network';
 import { SIM_LINK_TUNING } from '../../src/sim/pair-schedule';
 import { SimClock } from '../../src/sim/sim-clock';
 import { Volume } from '../../src/storage/volume';
+import { MAX_RECORDS_PREFIX_BYTES, RECORD_HEADER_BYTES } from '../../src/replication/messages';
+import { SendPool } from '../../src/transport/send-pool';
 
 const TUNING = SIM_LINK_TUNING;
 const CAPACITY = 8 * 1024 * 1024;
@@ -86,6 +88,15 @@ async function close(w: World): Promise<void> {
 }
 
 describe('81 pairs on the simulated network', () => {
+  // The pumps' reused send buffers (transport/send-pool.ts, default batch size): each one lent
+  // for a message comes back once the wire has it, whatever the test did to the pair.
+  const pool = SendPool.shared(MAX_RECORDS_PREFIX_BYTES + 1024 * 1024 + RECORD_HEADER_BYTES * 1024);
+  let reusedBefore = 0;
+  before(() => {
+    reusedBefore = pool.stats().reused;
+  });
+  afterEach(() => assert.equal(pool.stats().lent, 0, 'every send buffer lent came back'));
+  after(() => assert.ok(pool.stats().reused > reusedBefore, `the pumps reused their send buffers: ${JSON.stringify(pool.stats())}`));
   it('copy only allocated data first, then mirror async writes in order until both sides are identical', async () => {
     const clock = new SimClock();
     void clock;

@@ -192,6 +192,24 @@ describe('06 sim network', () => {
     });
   });
 
+  describe('write completion', () => {
+    it('runs onWritten once write() has copied the chunks (the caller may reuse them at once), and on a closed wire', async () => {
+      const sim = harness(3);
+      const { client, server } = await connect(sim, 'c1', 'c2');
+      const calls: string[] = [];
+      const chunk = Buffer.from('abcdef');
+      client.wire.write([chunk], () => calls.push('written'));
+      assert.deepEqual(calls, ['written']);
+      chunk.fill(0x7a); // reused before delivery: the peer still gets what was written
+      client.wire.write([], () => calls.push('empty'));
+      assert.equal(await sim.clock.runUntil(() => server.byteLength === 6), true);
+      assert.equal(server.received.toString(), 'abcdef');
+      client.wire.destroy('test');
+      client.wire.write([Buffer.from('x')], () => calls.push('closed'));
+      assert.deepEqual(calls, ['written', 'empty', 'closed']);
+    });
+  });
+
   describe('delivery', () => {
     it('keeps order under jitter and re-splitting, with arbitrary splits and joins', async () => {
       const sim = harness(3, { link: { latencyMs: 2, jitterMs: 8 } });

@@ -181,15 +181,16 @@ describe('72 link faults: FaultStage', () => {
   }
 
   function setup(initial: Partial<DirectionFaults> = {}, seed = 7): {
-    clock: ManualClock; faults: DirectionFaults; stage: FaultStage<Item>; released: { id: number; atMs: number }[];
+    clock: ManualClock; faults: DirectionFaults; stage: FaultStage<Item>; released: { id: number; atMs: number }[]; discarded: number[];
   } {
     const clock = new ManualClock();
     const faults: DirectionFaults = { ...noFaults(), ...initial };
     const released: { id: number; atMs: number }[] = [];
+    const discarded: number[] = [];
     const stage = new FaultStage<Item>(() => faults, clock, new SeededRandom(seed), (item) => {
       released.push({ id: item.id, atMs: clock.nowMs() });
-    });
-    return { clock, faults, stage, released };
+    }, (item) => discarded.push(item.id));
+    return { clock, faults, stage, released, discarded };
   }
 
   it('passes items straight through when no fault is in force', () => {
@@ -315,6 +316,32 @@ describe('72 link faults: FaultStage', () => {
     assert.equal(stage.heldCount, 0);
     assert.equal(stage.discardedCount, 0);
     stage.stop();
+  });
+
+  it('hands every item pushed to exactly one of release and discard (the sender frees its buffer either way)', () => {
+    const { clock, faults, stage, released, discarded } = setup({ delayMs: 100 });
+    stage.push({ id: 1, byteLength: 10 });
+    clock.advanceBy(150);
+    stage.push({ id: 2, byteLength: 10 });
+    stage.push({ id: 3, byteLength: 10 });
+    faults.partitioned = true;
+    clock.advanceBy(150); // 2 and 3 fall to the partition when due
+    stage.push({ id: 4, byteLength: 10 }); // at once
+    faults.partitioned = false;
+    faults.delayMs = 0;
+    stage.push({ id: 5, byteLength: 10 }); // black-holed for good
+    stage.stop();
+    stage.push({ id: 6, byteLength: 10 }); // after stop
+    assert.deepEqual(released.map((entry) => entry.id), [1]);
+    assert.deepEqual(discarded, [2, 3, 4, 5, 6]);
+  });
+
+  it('stop() hands the items it held to discard, in order', () => {
+    const { stage, released, discarded } = setup({ delayMs: 100 });
+    for (let id = 1; id <= 3; id++) stage.push({ id, byteLength: 10 });
+    stage.stop();
+    assert.deepEqual(released, []);
+    assert.deepEqual(discarded, [1, 2, 3]);
   });
 
   it('stays in order when faults are lifted while items are held', () => {
