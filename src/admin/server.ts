@@ -15,6 +15,7 @@
 //   POST /pairs/suspend {controller?, pair} -> target.suspendPair
 //   POST /pairs/resume  {controller?, pair} -> target.resumePair
 //   POST /pairs/takeover {controller?, pair, force?} -> target.takeoverPair
+//   POST /pairs/takeover-group {controller?, journalGroup, force?} -> target.takeoverGroup
 //   POST /pairs/failback {controller?, pair} -> target.failbackPair
 //   POST /pairs/resolve {controller?, pair, keep: primary|secondary} -> target.resolvePair
 //   POST /pairs/create {controller?, pair, volume, peer, remoteVolume, mode?, role, fence?, autoResume?, journalHold?, journalGroup?} -> target.createPair
@@ -105,7 +106,7 @@ export class AdminServer {
   constructor(options: AdminServerOptions) {
     if (options === null || typeof options !== 'object') throw new TypeError('options must be an object');
     const target = options.target;
-    for (const method of ['status', 'currentEvents', 'subscribe', 'controllerIds', 'setLinkFaults', 'healLink', 'suspendPair', 'resumePair', 'takeoverPair', 'failbackPair', 'resolvePair', 'createPair', 'deletePair', 'lockstep', 'setLockstepEnabled', 'metrics'] as const) {
+    for (const method of ['status', 'currentEvents', 'subscribe', 'controllerIds', 'setLinkFaults', 'healLink', 'suspendPair', 'resumePair', 'takeoverPair', 'takeoverGroup', 'failbackPair', 'resolvePair', 'createPair', 'deletePair', 'lockstep', 'setLockstepEnabled', 'metrics'] as const) {
       if (typeof (target as unknown as Record<string, unknown> | undefined)?.[method] !== 'function') {
         throw new TypeError(`options.target must be an AdminTarget (it has no ${method}())`);
       }
@@ -144,6 +145,7 @@ export class AdminServer {
       '/pairs/suspend': { POST: (request, response) => this.postPair(request, response, 'suspend') },
       '/pairs/resume': { POST: (request, response) => this.postPair(request, response, 'resume') },
       '/pairs/takeover': { POST: (request, response) => this.postPair(request, response, 'takeover') },
+      '/pairs/takeover-group': { POST: (request, response) => this.postTakeoverGroup(request, response) },
       '/pairs/failback': { POST: (request, response) => this.postPair(request, response, 'failback') },
       '/pairs/resolve': { POST: (request, response) => this.postPair(request, response, 'resolve') },
       '/pairs/create': { POST: (request, response) => this.postPairCreate(request, response) },
@@ -532,6 +534,24 @@ export class AdminServer {
       default: result = await this.target.resolvePair(controllerId, pair, body.keep as 'primary' | 'secondary');
     }
     sendJson(response, 200, { ok: true, pair: result });
+  }
+
+  /** POST /pairs/takeover-group: {controller?, journalGroup, force?}. */
+  private async postTakeoverGroup(request: http.IncomingMessage, response: http.ServerResponse): Promise<void> {
+    const body = await readJsonObject(request, this.maxBodyBytes);
+    const fields = ['controller', 'journalGroup', 'force'];
+    for (const key of Object.keys(body)) {
+      if (!fields.includes(key)) throw badRequest(`unknown field "${key}" (fields: ${fields.join(', ')})`);
+    }
+    if (body.force !== undefined && typeof body.force !== 'boolean') throw badRequest('force must be true or false');
+    const controller = body.controller;
+    if (controller !== undefined && controller !== null && (typeof controller !== 'string' || controller === '' || controller.length > MAX_ID_CHARS)) {
+      throw badRequest('controller must be a non-empty string (a controller id)');
+    }
+    const group = body.journalGroup;
+    if (typeof group !== 'string' || group === '' || group.length > MAX_ID_CHARS) throw badRequest('journalGroup must be a non-empty string (a journal group name)');
+    const pairs = await this.target.takeoverGroup(typeof controller === 'string' ? controller : undefined, group, { force: body.force === true });
+    sendJson(response, 200, { ok: true, journalGroup: group, pairs });
   }
 
   /** POST /groups/<verb> (group-routes.ts). */

@@ -45,6 +45,12 @@ export interface AdminTarget {
    * and ERR_PAIR_STATE (already primary; an inconsistent image without force).
    */
   takeoverPair(controllerId: string | undefined, pairName: string, options: { force?: boolean }): Promise<Record<string, unknown>>;
+  /**
+   * Takes over every member of a journal group held here as secondary, all or none
+   * (PairManager.takeoverGroup); resolves with the members' statuses. ERR_PAIR_UNKNOWN for an
+   * undeclared group, ERR_PAIR_STATE when a check fails (nothing is taken over).
+   */
+  takeoverGroup(controllerId: string | undefined, group: string, options: { force?: boolean }): Promise<Record<string, unknown>[]>;
   /** Swaps a pair's roles back to the declared ones after a takeover; same errors. */
   failbackPair(controllerId: string | undefined, pairName: string): Promise<Record<string, unknown>>;
   /**

@@ -596,7 +596,7 @@ ${exitCodes}`)
 
   const pair = program
     .command('pair')
-    .description('Steer the pairs of a running serve: create, suspend, resume, takeover, failback, resolve, delete.');
+    .description('Steer the pairs of a running serve: create, suspend, resume, takeover, takeover-group, failback, resolve, delete.');
   pair
     .command('create')
     .description('Declare the pair NAME on a running controller (both controllers declare it: run this on each side, with its own role).')
@@ -634,6 +634,35 @@ ${exitCodes}`)
       }
       const status = answer.pair ?? {};
       process.stdout.write(`pair ${name}: ${String(status.state ?? '?')} (${String(status.reason ?? '?')}); role ${String(status.role ?? '?')}\n`);
+    }));
+  pair
+    .command('takeover-group')
+    .description('Take over every member of the journal group GROUP held here as secondary, all or none: '
+      + 'each image must be consistent and the primary unreachable (--force skips both checks). The volumes taken over '
+      + 'are of one instant of the group\'s write order.')
+    .argument('<group>', 'the journal group\'s name (journalGroup of its pairs)')
+    .addOption(adminOption())
+    .option('--controller <id>', 'the controller holding the group\'s secondaries (found by itself when only one fits)')
+    .option('--force', 'take over even from an inconsistent image, or with the primary reachable')
+    .option('--json', 'print the serve\'s answer as JSON')
+    .addHelpText('after', `
+Prints one line per member of the group: its resulting state and role.
+
+Examples:
+  $ blockmirror pair takeover-group db
+${exitCodes}`)
+    .action(adminAction(async (group: string, options: AdminOptions & { json?: boolean; force?: boolean }) => {
+      const body: Record<string, unknown> = { journalGroup: group };
+      if (options.controller !== undefined) body.controller = options.controller;
+      if (options.force === true) body.force = true;
+      const answer = await clientFor(options).post('/pairs/takeover-group', body) as { pairs?: Record<string, unknown>[] };
+      if (options.json === true) {
+        process.stdout.write(`${JSON.stringify(answer, null, 2)}\n`);
+        return;
+      }
+      for (const status of answer.pairs ?? []) {
+        process.stdout.write(`pair ${String(status.name ?? '?')}: ${String(status.state ?? '?')} (${String(status.reason ?? '?')}); role ${String(status.role ?? '?')}\n`);
+      }
     }));
   for (const [verb, description] of [
     ['suspend', 'Suspend the pair NAME (its primary stops shipping; writes go on and are recorded in its OOS bitmap).'],

@@ -387,6 +387,26 @@ export class ControllerHost implements AdminTarget {
     return this.pairsOf(controllerId, pairName, (pair) => pair.role === 'secondary').takeover(pairName, options);
   }
 
+  takeoverGroup(controllerId: string | undefined, group: string, options: { force?: boolean } = {}): Promise<Record<string, unknown>[]> {
+    let manager: PairManager | undefined;
+    if (controllerId === undefined) {
+      // The controller that holds members of the group as secondary (or the only one that has it).
+      const holders = this.controllers.filter((controller) => controller.pairs?.status().some((pair) => pair.journalGroup === group));
+      const secondaries = holders.filter((controller) => controller.pairs?.status().some((pair) => pair.journalGroup === group && pair.role === 'secondary'));
+      if (holders.length === 0) throw new BlockmirrorError('ERR_PAIR_UNKNOWN', `no controller here declares a journal group ${JSON.stringify(group)}`);
+      const chosen = secondaries.length === 1 ? secondaries[0] : holders.length === 1 ? holders[0] : undefined;
+      if (chosen === undefined) {
+        throw new BlockmirrorError('ERR_ADMIN_CONTROLLER_REQUIRED',
+          `controllers ${holders.map((controller) => controller.id).join(', ')} declare journal group ${group}: name one`);
+      }
+      manager = chosen.pairs;
+    } else {
+      manager = this.pick(controllerId).pairs;
+    }
+    if (manager === undefined) throw new BlockmirrorError('ERR_PAIR_UNKNOWN', `the controller has no pairs`);
+    return manager.takeoverGroup(group, options);
+  }
+
   failbackPair(controllerId: string | undefined, pairName: string): Promise<Record<string, unknown>> {
     // Both sides are out of their declared roles; the current primary drains and hands over.
     return this.pairsOf(controllerId, pairName, (pair) => pair.role === 'primary' && pair.declaredRole === 'secondary').failback(pairName);

@@ -587,6 +587,43 @@ export class PairManager extends EventEmitter {
     return this.statusOf(side);
   }
 
+  /**
+   * Takes over every member of journal group `group` that this controller holds as secondary, in
+   * one step and all or none: the checks of takeover() run for every member before any is
+   * promoted (the primary unreachable, each image consistent; `force` skips them), then each
+   * becomes a primary with a new generation. The members' images are of one instant of the
+   * group's write order (the secondary applies a group batch as a whole), so the volumes taken
+   * over are too. With the primary reachable there is no drained switch of a whole group: switch
+   * the members one by one (takeover NAME), or `force`. Resolves with the members' statuses.
+   */
+  async takeoverGroup(group: string, options: { force?: boolean } = {}): Promise<Record<string, unknown>[]> {
+    const members = [...this.sides.values()].filter((side) => side.spec.journalGroup === group);
+    if (members.length === 0) throw new PairError('ERR_PAIR_UNKNOWN', `controller ${this.options.controllerId} declares no journal group ${JSON.stringify(group)}`);
+    const secondaries = members.filter((side) => side.secondary !== undefined);
+    if (secondaries.length === 0) {
+      throw new PairError('ERR_PAIR_STATE', `journal group ${group}: ${this.options.controllerId} is already the primary of every member (${members.map((side) => side.spec.name).join(', ')})`);
+    }
+    if (options.force !== true) {
+      const problems: string[] = [];
+      for (const side of secondaries) {
+        const secondary = side.secondary as SecondaryPair;
+        if (side.link.isUp) problems.push(`${side.spec.name}: the primary is reachable (${secondary.currentState})`);
+        else if (!secondary.takeoverSafe) problems.push(`${side.spec.name}: the image is ${secondary.consistency}`);
+      }
+      if (problems.length > 0) {
+        throw new PairError('ERR_PAIR_STATE', `journal group ${group}: nothing taken over; ${problems.join('; ')}. ` +
+          'Take over the members one by one (a drained switch when the primary is reachable), or --force');
+      }
+    }
+    const promoted: PrimaryPair[] = [];
+    for (const side of secondaries) {
+      const generations = startGeneration(side.meta.state.generations, this.random);
+      promoted.push(this.promote(side, 'takeover', { generations }));
+    }
+    for (const pair of promoted) pair.start();
+    return members.map((side) => this.statusOf(side));
+  }
+
   /** Swaps the roles back to the declared ones (run on either side). */
   async failback(name: string): Promise<Record<string, unknown>> {
     const side = this.side(name);

@@ -120,6 +120,12 @@ export class FakeAdminTarget implements AdminTarget {
     return this.pairVerb('takeover', controllerId, pairName);
   }
 
+  async takeoverGroup(controllerId: string | undefined, group: string, options: { force?: boolean }): Promise<Record<string, unknown>[]> {
+    this.pairCalls.push({ verb: 'takeover-group', controllerId, pairName: group, options });
+    if (group === 'missing') throw new BlockmirrorError('ERR_PAIR_UNKNOWN', `no journal group ${group}`);
+    return [{ name: `${group}-a`, state: 'simplex', journalGroup: group }, { name: `${group}-b`, state: 'simplex', journalGroup: group }];
+  }
+
   async failbackPair(controllerId: string | undefined, pairName: string): Promise<Record<string, unknown>> {
     return this.pairVerb('failback', controllerId, pairName);
   }

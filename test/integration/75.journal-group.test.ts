@@ -139,6 +139,15 @@ describe('75 a journal group across serve processes: SIGKILL mid-stream, takeove
       }
     })().catch(() => undefined);
     await waitFor(() => acknowledged >= 300, 'the first 300 steps acknowledged', 60_000);
+    // With the primary reachable the group is not taken over in one step: refused, nothing changed.
+    const refused = await run(process.execPath, [CLI_PATH, 'pair', 'takeover-group', 'db', '--admin', b.adminSocket], { timeoutMs: 60_000, check: false });
+    assert.equal(refused.code, 1, `takeover-group with the primary up: ${refused.stdout}${refused.stderr}`);
+    assert.match(refused.stderr, /ERR_PAIR_STATE/);
+    assert.match(refused.stderr, /nothing taken over; g-log: the primary is reachable .*g-data: the primary is reachable/);
+    const unknown = await run(process.execPath, [CLI_PATH, 'pair', 'takeover-group', 'nosuch', '--admin', b.adminSocket], { timeoutMs: 60_000, check: false });
+    assert.equal(unknown.code, 1);
+    assert.match(unknown.stderr, /ERR_PAIR_UNKNOWN/);
+    await untilPairs(b, (entries) => entries.length === 2 && entries.every((entry) => entry.role === 'secondary'), 'site-b still the secondary of both');
     await a.serve.signal('SIGKILL');
     stop = true;
     await writer;
@@ -151,11 +160,16 @@ describe('75 a journal group across serve processes: SIGKILL mid-stream, takeove
     assert.ok(log >= 0 && data >= 0 && (data === log || data === log - 1), `the secondary after the kill: log ${log}, data ${data} steps (acknowledged ${acknowledged})`);
     assert.ok(log > 0, 'the secondary holds part of the stream');
 
-    for (const volume of VOLUMES) {
-      const answer = await run(process.execPath, [CLI_PATH, 'pair', 'takeover', `g-${volume}`, '--admin', b.adminSocket], { timeoutMs: 60_000, check: false });
-      assert.equal(answer.code, 0, `takeover g-${volume}: ${answer.stdout}${answer.stderr}`);
-    }
+    // Both members in one step (pair takeover-group): each line names a member now primary.
+    const answer = await run(process.execPath, [CLI_PATH, 'pair', 'takeover-group', 'db', '--admin', b.adminSocket], { timeoutMs: 60_000, check: false });
+    assert.equal(answer.code, 0, `takeover-group db: ${answer.stdout}${answer.stderr}`);
+    const lines = answer.stdout.trimEnd().split('\n');
+    assert.equal(lines.length, 2, answer.stdout);
+    for (const volume of VOLUMES) assert.ok(lines.some((line) => line.startsWith(`pair g-${volume}: `) && line.endsWith('role primary')), answer.stdout);
     await untilPairs(b, (entries) => entries.every((entry) => entry.role === 'primary'), 'site-b is the primary of both');
+    const again = await run(process.execPath, [CLI_PATH, 'pair', 'takeover-group', 'db', '--admin', b.adminSocket], { timeoutMs: 60_000, check: false });
+    assert.equal(again.code, 1, 'a second takeover-group finds every member primary already');
+    assert.match(again.stderr, /ERR_PAIR_STATE.*already the primary of every member/);
     // The new primary writes (its exports are read-write now).
     const bClients = await Promise.all(VOLUMES.map((volume) => NbdTestClient.open(b.serve.tcpAddress, { exportName: `site-b-${volume}` })));
     for (const [index, client] of bClients.entries()) await client.writeData((STEPS - 1) * BLOCK, content(index, 99_999));

@@ -10,6 +10,7 @@ import { Controller } from '../../src/controller/controller';
 import { MessageType } from '../../src/transport/message-types';
 import { encodeGroupRecords, encodeRecords } from '../../src/replication/messages';
 import { type PairSpec, groupProblem } from '../../src/replication/pairs';
+import { PairError } from '../../src/replication/pair-state';
 import type { PairVolume } from '../../src/replication/pair-volume';
 import { SeededRandom } from '../../src/runtime/random';
 import { SimNetwork } from '../../src/sim/network';
@@ -360,6 +361,45 @@ describe('87 journal groups on the simulated network', () => {
       await w.b?.close().catch(() => undefined);
       removeShared(names);
     }
+  });
+
+  it('takeoverGroup takes over every member or none: refused while the primary is reachable or an image is inconsistent, then --force takes both', async () => {
+    const w = await world(true, { seed: 9 });
+    const manager = w.b.pairs as NonNullable<Controller['pairs']>;
+    const roles = (): string[] => manager.status().map((pair) => `${String(pair.name)}:${String(pair.role)}`);
+    const refusal = async (what: RegExp): Promise<void> => {
+      let caught: unknown;
+      let settled = false;
+      void manager.takeoverGroup('db').then(() => { settled = true; }, (error: unknown) => { caught = error; settled = true; });
+      await until(w, () => settled, 'the refusal');
+      assert.ok(caught instanceof PairError && caught.code === 'ERR_PAIR_STATE', String(caught));
+      assert.match((caught as Error).message, what);
+      assert.deepEqual(roles(), ['g-log:secondary', 'g-data:secondary'], 'nothing was taken over');
+    };
+    await until(w, () => states(w).every((state) => state === 'mirroring'), 'mirroring');
+    await runChecked(w, 0, 10);
+    await refusal(/nothing taken over; g-log: the primary is reachable \(mirroring\); g-data: the primary is reachable/);
+    await assert.rejects(manager.takeoverGroup('nosuch'), (error: unknown) => error instanceof PairError && error.code === 'ERR_PAIR_UNKNOWN');
+
+    // Writes during a partition, then a slow resync cut by a second partition: the secondary
+    // images are inconsistent (a resync was running) and the primary unreachable.
+    w.network.partition('a', 'b', { direction: 'both' });
+    await until(w, () => states(w).every((state) => state === 'suspended'), 'both suspended');
+    for (let step = 10; step < 60; step++) writeStep(w, step);
+    w.network.setLink('a', 'b', { bandwidthBytesPerSecond: 16 * 1024 });
+    w.network.healAll();
+    await until(w, () => VOLUMES.some((volume) => manager.secondary(`g-${volume}`)?.consistency === 'inconsistent'), 'a resync under way');
+    w.network.partition('a', 'b', { direction: 'both' });
+    await until(w, () => w.b.links.get('a')?.currentState !== 'up', 'the link down on b');
+    await refusal(/nothing taken over; .*the image is inconsistent/);
+
+    let pairs: Record<string, unknown>[] | undefined;
+    void manager.takeoverGroup('db', { force: true }).then((result) => { pairs = result; });
+    await until(w, () => pairs !== undefined, 'the forced group takeover');
+    assert.deepEqual((pairs as Record<string, unknown>[]).map((pair) => [pair.name, pair.role]), [['g-log', 'primary'], ['g-data', 'primary']]);
+    assert.deepEqual(roles(), ['g-log:primary', 'g-data:primary']);
+    await assert.rejects(manager.takeoverGroup('db'), /already the primary of every member/);
+    await close(w);
   });
 
   it('refuses a group across peers, modes or roles, and a grouped volume in a second pair', () => {
