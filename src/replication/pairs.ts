@@ -590,7 +590,8 @@ export class PairManager extends EventEmitter {
   /**
    * Takes over every member of journal group `group` that this controller holds as secondary, in
    * one step and all or none: the checks of takeover() run for every member before any is
-   * promoted (the primary unreachable, each image consistent; `force` skips them), then each
+   * promoted (the primary unreachable, each image consistent, every member at the same point of
+   * the group's order; `force` skips them), then each
    * becomes a primary with a new generation. The members' images are of one instant of the
    * group's write order (the secondary applies a group batch as a whole), so the volumes taken
    * over are too. With the primary reachable there is no drained switch of a whole group: switch
@@ -609,6 +610,13 @@ export class PairManager extends EventEmitter {
         const secondary = side.secondary as SecondaryPair;
         if (side.link.isUp) problems.push(`${side.spec.name}: the primary is reachable (${secondary.currentState})`);
         else if (!secondary.takeoverSafe) problems.push(`${side.spec.name}: the image is ${secondary.consistency}`);
+      }
+      // Each image consistent is not enough: the group's image is one instant of its order only
+      // if every member stands at the same batch (a member that streamed on while another was
+      // out of the stream ran ahead of it).
+      const positions = secondaries.map((side) => (side.secondary as SecondaryPair).appliedSequence);
+      if (problems.length === 0 && secondaries.length === members.length && new Set(positions).size > 1) {
+        problems.push(`the members stand at different points of the group's order (${secondaries.map((side, index) => `${side.spec.name} at ${positions[index]}`).join(', ')})`);
       }
       if (problems.length > 0) {
         throw new PairError('ERR_PAIR_STATE', `journal group ${group}: nothing taken over; ${problems.join('; ')}. ` +

@@ -166,6 +166,11 @@ export class SecondaryPair extends EventEmitter {
     if (this.meta.state.consistency !== consistency) this.meta.update({ consistency });
   }
 
+  /** The last sequence applied here (the position reported to the primary). */
+  get appliedSequence(): number {
+    return this.applied;
+  }
+
   /** Whether this side's image may be taken over without --force. */
   get takeoverSafe(): boolean {
     return this.synced && this.consistencyValue !== 'inconsistent';

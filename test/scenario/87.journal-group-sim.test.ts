@@ -402,6 +402,36 @@ describe('87 journal groups on the simulated network', () => {
     await close(w);
   });
 
+  it('takeoverGroup refuses members that stand at different points of the group\'s order, each image consistent', async () => {
+    const w = await world(true, { seed: 13 });
+    const manager = w.b.pairs as NonNullable<Controller['pairs']>;
+    await until(w, () => states(w).every((state) => state === 'mirroring'), 'mirroring');
+    await runChecked(w, 0, 10);
+    await until(w, () => identical(w), 'caught up');
+    const log = manager.secondary('g-log') as NonNullable<ReturnType<typeof manager.secondary>>;
+    const data = manager.secondary('g-data') as NonNullable<ReturnType<typeof manager.secondary>>;
+    assert.equal(log.appliedSequence, data.appliedSequence, 'one batch point while both stream');
+    // A valid batch that covers the log member alone (as when one member streamed on while the
+    // other was out of the stream), then the link goes.
+    const at = log.appliedSequence;
+    w.a.link('b').send(MessageType.PAIR_GROUP_RECORDS, encodeGroupRecords({
+      group: 'db', through: at + 1, members: [{ name: 'g-log', previous: at }],
+      records: [{ member: 0, sequence: at + 1, kind: 'write', byteOffset: 0, byteLength: BLOCK, data: Buffer.alloc(BLOCK, 0x5a) }],
+    }));
+    await until(w, () => log.appliedSequence === at + 1, 'the log member alone one record on');
+    w.network.partition('a', 'b', { direction: 'both' });
+    await until(w, () => w.b.links.get('a')?.currentState !== 'up', 'the link down on b');
+    assert.ok(log.takeoverSafe && data.takeoverSafe, 'each image alone is consistent');
+    let caught: unknown;
+    let settled = false;
+    void manager.takeoverGroup('db').then(() => { settled = true; }, (error: unknown) => { caught = error; settled = true; });
+    await until(w, () => settled, 'the refusal');
+    assert.ok(caught instanceof PairError && caught.code === 'ERR_PAIR_STATE', String(caught));
+    assert.match((caught as Error).message, new RegExp(`different points of the group's order \\(g-log at ${at + 1}, g-data at ${at}\\)`));
+    assert.deepEqual(manager.status().map((pair) => pair.role), ['secondary', 'secondary']);
+    await close(w);
+  });
+
   it('refuses a group across peers, modes or roles, and a grouped volume in a second pair', () => {
     const base = specs('primary', 'b', true, 'async');
     const [log, data] = base as [PairSpec, PairSpec];
