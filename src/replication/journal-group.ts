@@ -24,7 +24,10 @@
 // copying or resyncing suspends with the same reason (so the secondary image stops at one
 // point of the group's order instead of running ahead on some volumes). A suspension the link
 // or the journal caused resumes by itself, member by member; `resume` on one member resumes
-// them all (pairs.ts).
+// them all (pairs.ts). After a link loss every member holds the shared journal from its own
+// position (primary-pair.ts, the stream hold) and asks to resume on its open; the stream ships
+// nothing while a member still awaits its resume, so the members continue together from where
+// the outage left them.
 //
 // The secondary side (applyGroupBatch): validates a batch as a whole against the members it
 // names (declared here in the same group, each mirroring, each window continuing the last one,
@@ -97,6 +100,8 @@ export class JournalGroup implements GroupStream {
 
   /** One member suspended: so does the rest of the group, with the same reason. */
   private onMemberState(pair: PrimaryPair, event: PairStateEvent): void {
+    // A member that was waited for (awaitingResume) resumed, resyncs or left: the stream goes on.
+    if (event.new !== 'suspended') this.schedulePump();
     if (event.new !== 'suspended' || this.propagating) return;
     this.propagating = true;
     try {
@@ -121,6 +126,9 @@ export class JournalGroup implements GroupStream {
 
   private pump(): void {
     const { journal } = this.feed;
+    // A member that will resume from its hold (a link loss) is waited for: shipping on to the
+    // members that resumed first would let them run ahead of it on the secondary.
+    if (this.members.some((member) => member.awaitingResume)) return;
     while (!this.feed.closed && !this.link.isFull) {
       // A consistency group's fence (primary-pair.ts fenceAt): a member shipped through its cut
       // sends the cut, or (no run yet) is left out of the stream for now; a member not there yet

@@ -37,7 +37,7 @@
 //
 // A link loss resumes the same way (DRBD resyncs the whole activity since the disconnect;
 // Universal Replicator keeps its journal through an outage, and so do we): a pair that suspends
-// with link-down from mirroring, outside a journal group, keeps a stream hold at applied + 1
+// with link-down from mirroring keeps a stream hold at applied + 1
 // (the journal keeps every record from there on) instead of releasing its records, and the
 // meta keeps `streaming`. On the next open it asks for a resume; the secondary accepts the same
 // generation (rule 4) or, when this side started a generation while the link was down (the
@@ -46,8 +46,10 @@
 // hold is given up (logged, event 'released'; the next open resyncs the tracked tracks) when the
 // held records pass `journalHold` of the journal's capacity, or a write found the journal full
 // since the hold was taken (that write is in no record), or the pair suspends for any other
-// reason. A journal-group pair releases at once: the group's write order across its volumes is
-// restored by the group's own resync.
+// reason. A journal group's members hold the group's shared journal each from their own
+// position (the group suspends as one, so they all hold) and resume one by one; the group's
+// stream then covers each from where it resumed. Only a restart resyncs them (a group's journal
+// is in memory).
 //
 // Ack points: an async write completes when stored locally. A sync write completes when the
 // secondary reports it applied (waitApplied); while the pair cannot mirror, with fence level
@@ -268,6 +270,17 @@ export class PrimaryPair extends EventEmitter {
     if (this.meta.state.streaming && this.state !== 'mirroring') this.meta.update({ streaming: false });
     this.log.warn({ pair: this.name, state: this.state }, `pair ${this.name}: the journal no longer holds the records for a resume (${why}); the pair will resync from its OOS bitmap`);
     this.emit('released');
+    // A journal group's stream may have waited for this member's resume (awaitingResume).
+    this.group?.schedulePump();
+  }
+
+  /**
+   * A journal group member that will ask to resume from its hold (suspended by a link loss with
+   * its records kept): the group's stream waits for it, so that the members that resume first
+   * do not run ahead of it on the secondary (journal-group.ts).
+   */
+  get awaitingResume(): boolean {
+    return !this.closed && this.state === 'suspended' && this.holdIntact;
   }
 
   /** The answer to an open came: a drop asked meanwhile happens now, unless the stream resumes. */
@@ -1003,7 +1016,7 @@ export class PrimaryPair extends EventEmitter {
     // A link loss keeps the journal's records after the secondary's position (a hold), so that
     // the stream resumes from there when the link is back, with no pass; a restart's hold stays
     // across a link loss during its open. Any other suspension breaks the stream.
-    if (reason === 'link-down' && this.group === undefined && this.journalHold > 0) {
+    if (reason === 'link-down' && this.journalHold > 0) {
       if (this.state === 'mirroring') this.holdStream(this.applied + 1);
     } else {
       this.streamHold = undefined;

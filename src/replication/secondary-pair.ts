@@ -255,7 +255,7 @@ export class SecondaryPair extends EventEmitter {
       (this.consistencyValue === 'consistent' || this.consistencyValue === 'outdated') &&
       !local.discard && request.journalId !== 0 && local.journalId === request.journalId &&
       this.applied + 1 >= request.journalHead && this.applied <= request.journalNext - 1 &&
-      this.options.journalGroup === undefined && this.tracking.ranges(1)?.length === 0;
+      this.tracking.ranges(1)?.length === 0;
   }
 
   private refuse(error: PairError): void {

@@ -223,18 +223,48 @@ describe('87 journal groups on the simulated network', () => {
     });
   }
 
-  it('a partition suspends both members; healing resyncs both by themselves; a full shared journal suspends both with journal-full', async () => {
+  it('a partition suspends both members; healing resumes both from the shared journal (no resync); a full shared journal suspends both with journal-full', async () => {
     const w = await world(true, { journalCapacityBytes: 128 * 1024, seed: 5 });
     await until(w, () => states(w).every((state) => state === 'mirroring'), 'mirroring');
     await runChecked(w, 0, 10);
+    const resynced = (): number[] => VOLUMES.map((volume) => Number(w.a.pairs?.primary(`g-${volume}`).status().resyncedBytes));
+    const resyncedBefore = resynced();
     w.network.partition('a', 'b', { direction: 'both' });
     await until(w, () => states(w).every((state) => state === 'suspended'), 'both suspended');
-    for (const volume of VOLUMES) assert.equal(w.a.pairs?.primary(`g-${volume}`).status().reason, 'link-down');
+    for (const volume of VOLUMES) {
+      const status = w.a.pairs?.primary(`g-${volume}`).status() as Record<string, unknown>;
+      assert.equal(status.reason, 'link-down');
+      assert.ok(status.streamHold !== null, `g-${volume} holds the shared journal: ${JSON.stringify(status.streamHold)}`);
+    }
     // The secondary kept the last write-order prefix it had.
     assert.ok(writeOrderPrefix(w).ok, JSON.stringify(writeOrderPrefix(w)));
-    for (let step = 10; step < 30; step++) writeStep(w, step);
+    // 64 KiB written during the outage: within journalHold (0.75) of the 128 KiB shared journal.
+    for (let step = 10; step < 18; step++) writeStep(w, step);
+    w.network.healAll();
+    // Checked at every instant of the resume: the members continue together (the stream waits
+    // for the one that resumes last), so the group's image stays a write-order prefix.
+    const cuts: string[] = [];
+    await until(w, () => {
+      const cut = writeOrderPrefix(w);
+      if (!cut.ok) cuts.push(JSON.stringify(cut));
+      return states(w).every((state) => state === 'mirroring') && identical(w);
+    }, 'resumed and identical');
+    assert.deepEqual(cuts, [], 'the secondary was a write-order prefix of the group throughout the resume');
+    assert.deepEqual(resynced(), resyncedBefore, 'nothing was resynced: the held records were shipped');
+    for (const volume of VOLUMES) {
+      assert.equal(w.a.pairs?.primary(`g-${volume}`).status().resumedStreams, 1);
+      assert.equal(w.b.pairs?.secondary(`g-${volume}`)?.consistency, 'consistent');
+    }
+    assert.ok(writeOrderPrefix(w).ok, JSON.stringify(writeOrderPrefix(w)));
+    // An outage whose writes pass journalHold of the shared journal: the holds are given up and
+    // both members resync their tracked tracks instead.
+    w.network.partition('a', 'b', { direction: 'both' });
+    await until(w, () => states(w).every((state) => state === 'suspended'), 'both suspended again');
+    for (let step = 18; step < 30; step++) writeStep(w, step);
+    for (const volume of VOLUMES) assert.equal(w.a.pairs?.primary(`g-${volume}`).status().streamHold, null, `g-${volume} gave its hold up`);
     w.network.healAll();
     await until(w, () => states(w).every((state) => state === 'mirroring') && identical(w), 'resynced and identical');
+    assert.ok(resynced().every((bytes, index) => bytes > (resyncedBefore[index] as number)), `both resynced: ${JSON.stringify(resynced())}`);
     // A slow link and a small shared journal: the journal fills, both members suspend, both recover.
     w.network.setLink('a', 'b', { bandwidthBytesPerSecond: 32 * 1024 });
     const reasons = new Set<string>();
@@ -381,13 +411,14 @@ describe('87 journal groups on the simulated network', () => {
     await refusal(/nothing taken over; g-log: the primary is reachable \(mirroring\); g-data: the primary is reachable/);
     await assert.rejects(manager.takeoverGroup('nosuch'), (error: unknown) => error instanceof PairError && error.code === 'ERR_PAIR_UNKNOWN');
 
-    // Writes during a partition, then a slow resync cut by a second partition: the secondary
-    // images are inconsistent (a resync was running) and the primary unreachable.
-    w.network.partition('a', 'b', { direction: 'both' });
+    // Writes during an operator's suspension (it breaks the stream: resume resyncs), then a slow
+    // resync cut by a partition: the secondary images are inconsistent (a resync was running)
+    // and the primary unreachable.
+    (w.a.pairs as NonNullable<Controller['pairs']>).suspend('g-log');
     await until(w, () => states(w).every((state) => state === 'suspended'), 'both suspended');
     for (let step = 10; step < 60; step++) writeStep(w, step);
     w.network.setLink('a', 'b', { bandwidthBytesPerSecond: 16 * 1024 });
-    w.network.healAll();
+    (w.a.pairs as NonNullable<Controller['pairs']>).resume('g-log');
     await until(w, () => VOLUMES.some((volume) => manager.secondary(`g-${volume}`)?.consistency === 'inconsistent'), 'a resync under way');
     w.network.partition('a', 'b', { direction: 'both' });
     await until(w, () => w.b.links.get('a')?.currentState !== 'up', 'the link down on b');
