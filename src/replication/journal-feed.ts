@@ -17,7 +17,11 @@
 // (blockmirror.journal.<sharedName>, or <path>.journal), so a SIGKILLed primary finds its records
 // and its sequence numbers again and a pair resumes shipping from the secondary's position
 // (primary-pair.ts, open). A journal found with other limits than configured is replaced (the
-// pairs then resync from their tracking). A journal group's journal is in memory. Every journal
+// pairs then resync from their tracking). A journal group's journal is kept the same way when
+// every volume of the group is a shared one (blockmirror.journal.<first volume>.group.<group>);
+// its intents (writes a SIGKILL caught between store and record) belong to several volumes, so
+// each member volume journals its own again as it joins (recoverIntents), and they are cleared
+// once every volume they name has done so. Every journal
 // gets an id that names its sequence space (a secondary resumes only from positions of that very
 // journal): a kept one keeps its id across restarts, an in-memory one gets a random one (from the
 // system's source, not the seeded one: ids are only compared, and the simulator's random stream
@@ -27,7 +31,7 @@ import { randomBytes } from 'node:crypto';
 
 import { type Clock, type TimerHandle } from '../runtime/clock';
 import { Journal } from '../storage/journal';
-import type { Volume } from '../storage/volume';
+import { Volume } from '../storage/volume';
 import type { LinkLogger } from '../transport/link';
 import type { PrimaryPair } from './primary-pair';
 
@@ -41,6 +45,16 @@ function memoryJournalId(): number {
 
 /** Where a volume's own journal is kept: beside a shared or file volume, none for memory. */
 export type JournalTarget = { name: string } | { path: string };
+
+/**
+ * Where a journal group's journal is kept: in shared memory beside the group's first declared
+ * volume (blockmirror.journal.<its shared name>.group.<group>), when every volume of the group is
+ * a shared one (null otherwise: in memory).
+ */
+export function groupJournalTargetOf(group: string, volumes: readonly Volume[]): JournalTarget | null {
+  if (volumes.length === 0 || !volumes.every((volume) => volume.backing === 'shared' && volume.name !== undefined)) return null;
+  return { name: `${(volumes[0] as Volume).name as string}.group.${group}`.slice(0, 200) };
+}
 
 /** The journal beside a shared or file volume (null: a memory volume's journal is in memory). */
 export function journalTargetOf(volume: Volume): JournalTarget | null {
@@ -126,6 +140,52 @@ export class JournalFeed {
     this.journal = journal ?? Journal.create({ capacityBytes, maxRecordBytes, id: memoryJournalId() });
     this.lastSeenSequence = this.journal.nextSequence;
     this.poll();
+  }
+
+  /** The volumes whose intents were journaled again (recoverIntents). */
+  private readonly recoveredVolumes = new Set<bigint>();
+
+  /**
+   * Journals again, from the store, the writes of `volume` that a crashed writer left between
+   * store and record (the journal's intents), as new records after every other, so the journal
+   * holds every byte the store holds that a secondary may lack. Returns false when one of them
+   * found the journal full (then the pairs resync from their tracking, which covers it). The
+   * intents are forgotten once every volume they name has been recovered.
+   */
+  recoverIntents(volume: Volume, log: LinkLogger | undefined): boolean {
+    const { journal } = this;
+    const pending = journal.pendingIntents();
+    const intents = pending.filter((intent) => intent.volumeId === volume.id);
+    let complete = true;
+    const chunkBytes = Math.min(journal.maxRecordBytes, 4 * 1024 * 1024);
+    let buffer: Buffer | undefined;
+    for (const intent of intents) {
+      const end = Math.min(intent.byteOffset + intent.byteLength, volume.capacityBytes);
+      for (let offset = intent.byteOffset; offset < end;) {
+        let sequence: number;
+        if (intent.kind === 'write') {
+          const length = Math.min(chunkBytes, end - offset);
+          buffer ??= Buffer.allocUnsafe(chunkBytes);
+          const bytes = buffer.subarray(0, length);
+          volume.read(offset, bytes);
+          sequence = volume.write(offset, bytes);
+          offset += length;
+        } else {
+          // A zero or trim is done again whole: what the crash left half done is finished.
+          const length = Math.min(2 ** 31, end - offset);
+          sequence = intent.kind === 'zero' ? volume.writeZeroes(offset, length) : volume.trim(offset, length);
+          offset += length;
+        }
+        if (sequence === Volume.JOURNAL_FULL) complete = false;
+      }
+    }
+    this.recoveredVolumes.add(volume.id);
+    if (pending.every((intent) => this.recoveredVolumes.has(intent.volumeId))) journal.clearPendingIntents();
+    if (intents.length > 0) {
+      log?.info({ volume: volume.name, intents: intents.length, complete },
+        `volume ${volume.name ?? volume.path ?? ''}: ${intents.length} write(s) stored but not journaled before the last stop journaled again${complete ? '' : ' (the journal was full: the pairs resync from their tracking)'}`);
+    }
+    return complete;
   }
 
   /** What was journaled before any pair joined (a kept journal's recovery) is nobody's news. */

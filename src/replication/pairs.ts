@@ -70,7 +70,7 @@ import {
 } from './messages';
 import type { LockstepMember } from './lockstep';
 import { PairMeta, type PairMetaState } from './pair-meta';
-import { JournalFeed, journalTargetOf } from './journal-feed';
+import { JournalFeed, groupJournalTargetOf, journalTargetOf } from './journal-feed';
 import { type GroupBatchMember, JournalGroup, applyGroupBatch } from './journal-group';
 import { PairError, type PairRole } from './pair-state';
 import { PairVolume } from './pair-volume';
@@ -194,8 +194,16 @@ export class PairManager extends EventEmitter {
     if (spec.journalGroup !== undefined) {
       group = this.groups.get(spec.journalGroup);
       if (group === undefined) {
-        group = new JournalGroup(spec.journalGroup, new JournalFeed(options.clock, options.journal), side.link);
-        this.groups.set(spec.journalGroup, group);
+        // Kept in shared memory when every volume of the group is a shared one (journal-feed.ts).
+        const groupName = spec.journalGroup;
+        const volumes = [...this.sides.values()].filter((other) => other.spec.journalGroup === groupName).map((other) => other.volume);
+        const target = groupJournalTargetOf(groupName, volumes);
+        const kept = target === null ? undefined : { target, newId: () => newGenerationId(this.random), log: options.logger };
+        const feed = new JournalFeed(options.clock, options.journal, kept);
+        // Resumable while every member's intents are journaled again (each and-s its own in).
+        if (feed.reopened) feed.resumable = true;
+        group = new JournalGroup(groupName, feed, side.link);
+        this.groups.set(groupName, group);
       }
     }
     let replicated = this.replicated.get(spec.volume);
@@ -203,7 +211,7 @@ export class PairManager extends EventEmitter {
       // A volume of its own journal keeps it beside a shared or file volume (journal-feed.ts).
       const target = group === undefined ? journalTargetOf(side.volume) : null;
       const kept = target === null ? undefined : { target, newId: () => newGenerationId(this.random), log: options.logger };
-      replicated = new ReplicatedVolume(side.volume, options.clock, options.journal, group?.feed, kept);
+      replicated = new ReplicatedVolume(side.volume, options.clock, options.journal, group?.feed, kept, () => options.logger);
       this.replicated.set(spec.volume, replicated);
     }
     const pairOptions: ConstructorParameters<typeof PrimaryPair>[0] = {
@@ -861,6 +869,9 @@ export class PairManager extends EventEmitter {
    */
   async delete(name: string): Promise<void> {
     const side = this.side(name);
+    const groupName = side.spec.journalGroup;
+    // The group's volumes before the change: its kept journal's name comes from the first.
+    const groupVolumes = groupName === undefined ? [] : [...this.sides.values()].filter((other) => other.spec.journalGroup === groupName).map((other) => other.volume);
     const primary = side.primary;
     if (primary !== undefined) {
       primary.close({ keepTracking: true });
@@ -871,8 +882,11 @@ export class PairManager extends EventEmitter {
     await side.meta.close();
     PairMeta.unlink(side.volume, name);
     this.sides.delete(name);
-    // The volume's kept journal goes with its last pair.
+    // The volume's kept journal goes with its last pair. A group's kept journal goes with any
+    // change of its members (its name comes from the first declared volume): the members still
+    // running keep their mapping, and resync after their next restart.
     if (![...this.sides.values()].some((other) => other.spec.volume === side.spec.volume)) JournalFeed.unlink(journalTargetOf(side.volume));
+    if (groupName !== undefined) JournalFeed.unlink(groupJournalTargetOf(groupName, groupVolumes));
     this.specList.splice(this.specList.indexOf(side.spec), 1);
     this.emit('state', { name, old: (primary ?? side.secondary)?.currentState ?? 'simplex', new: 'deleted', reason: 'operator', timeMs: this.options.clock.nowMs(), role: side.meta.state.role });
     if (![...this.sides.values()].some((other) => other.spec.volume === side.spec.volume)) {

@@ -212,7 +212,7 @@ export class PrimaryPair extends EventEmitter {
     this.remoteVolume = options.remoteVolume;
     this.journalHold = options.journalHold ?? 0.75;
     if (!(this.journalHold >= 0 && this.journalHold <= 1)) throw new RangeError(`pair ${options.name}: journalHold must be a fraction from 0 to 1, not ${String(options.journalHold)}`);
-    if (options.journalResumable === true && options.group === undefined && meta.state.streaming && this.journalHold > 0) {
+    if (options.journalResumable === true && meta.state.streaming && this.journalHold > 0) {
       this.holdStream(journal.headSequence);
     }
     tracking.setRecording(true);
@@ -275,12 +275,12 @@ export class PrimaryPair extends EventEmitter {
   }
 
   /**
-   * A journal group member that will ask to resume from its hold (suspended by a link loss with
-   * its records kept): the group's stream waits for it, so that the members that resume first
-   * do not run ahead of it on the secondary (journal-group.ts).
+   * A journal group member that will ask to resume from its hold (suspended by a link loss, or
+   * restarted, with its records kept): the group's stream waits for it, so that the members that
+   * resume first do not run ahead of it on the secondary (journal-group.ts).
    */
   get awaitingResume(): boolean {
-    return !this.closed && this.state === 'suspended' && this.holdIntact;
+    return !this.closed && (this.state === 'suspended' || this.state === 'simplex') && this.holdIntact;
   }
 
   /** The answer to an open came: a drop asked meanwhile happens now, unless the stream resumes. */

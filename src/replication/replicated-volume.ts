@@ -9,9 +9,11 @@
 //
 // A kept journal (journal-feed.ts) found from an earlier run may list writes that reached the
 // store but not the journal before a SIGKILL (the journal's intents): they are journaled again
-// from the store before any pair starts, as new records after every other, so the journal holds
-// every byte the store holds that a secondary may lack. Any of them not journaled (the journal
-// full) leaves the feed not resumable: the pairs resync from their tracking, which covers it.
+// from the store before the volume's pairs start (JournalFeed.recoverIntents), as new records
+// after every other, so the journal holds every byte the store holds that a secondary may lack.
+// Any of them not journaled (the journal full) leaves the feed not resumable: the pairs resync
+// from their tracking, which covers it. A journal group's shared journal is recovered volume by
+// volume, as each member joins.
 
 import { type Clock, settled } from '../runtime/clock';
 import type { Journal } from '../storage/journal';
@@ -54,51 +56,20 @@ export class ReplicatedVolume {
 
   /** `feed`: a journal group's (shared); without one the volume gets a journal of its own. */
   /** `kept`: where its own journal is kept (journal-feed.ts); without it the journal is in memory. */
-  constructor(readonly volume: Volume, private readonly clock: Clock, options: ReplicatedVolumeOptions = {}, feed?: JournalFeed, kept?: KeptJournal) {
+  constructor(readonly volume: Volume, private readonly clock: Clock, options: ReplicatedVolumeOptions = {}, feed?: JournalFeed, kept?: KeptJournal,
+    logOf?: () => KeptJournal['log']) {
     this.ownFeed = feed === undefined;
     this.feed = feed ?? new JournalFeed(clock, options, kept);
     this.journal = this.feed.journal;
     volume.attachJournal(this.journal);
-    if (this.ownFeed && this.feed.reopened) {
-      this.feed.resumable = this.journalIntents(kept?.log);
-      this.feed.settle();
+    if (this.feed.reopened) {
+      // A journal group's members recover their own intents as each joins; the group is
+      // resumable only while every member's were journaled (journal-feed.ts).
+      const complete = this.feed.recoverIntents(volume, kept?.log ?? logOf?.());
+      this.feed.resumable = this.ownFeed ? complete : this.feed.resumable && complete;
+      if (this.ownFeed) this.feed.settle();
     }
     this.feed.join(this);
-  }
-
-  /** Writes found between store and record (a SIGKILL): journaled again from the store. */
-  private journalIntents(log: KeptJournal['log'] | undefined): boolean {
-    const { journal, volume } = this;
-    const intents = journal.pendingIntents().filter((intent) => intent.volumeId === volume.id);
-    let complete = true;
-    const chunkBytes = Math.min(journal.maxRecordBytes, 4 * 1024 * 1024);
-    let buffer: Buffer | undefined;
-    for (const intent of intents) {
-      const end = Math.min(intent.byteOffset + intent.byteLength, volume.capacityBytes);
-      for (let offset = intent.byteOffset; offset < end;) {
-        let sequence: number;
-        if (intent.kind === 'write') {
-          const length = Math.min(chunkBytes, end - offset);
-          buffer ??= Buffer.allocUnsafe(chunkBytes);
-          const bytes = buffer.subarray(0, length);
-          volume.read(offset, bytes);
-          sequence = volume.write(offset, bytes);
-          offset += length;
-        } else {
-          // A zero or trim is done again whole: what the crash left half done is finished.
-          const length = Math.min(2 ** 31, end - offset);
-          sequence = intent.kind === 'zero' ? volume.writeZeroes(offset, length) : volume.trim(offset, length);
-          offset += length;
-        }
-        if (sequence === Volume.JOURNAL_FULL) complete = false;
-      }
-    }
-    journal.clearPendingIntents();
-    if (intents.length > 0) {
-      log?.info({ volume: volume.name, intents: intents.length, complete },
-        `volume ${volume.name ?? volume.path ?? ''}: ${intents.length} write(s) stored but not journaled before the last stop journaled again${complete ? '' : ' (the journal was full: the pairs resync from their tracking)'}`);
-    }
-    return complete;
   }
 
   add(pair: PrimaryPair): void {

@@ -3,7 +3,8 @@
 // the application's order (log block i, acknowledged, then data block i, acknowledged); the
 // primary is SIGKILLed mid-stream; the secondary's two read-only exports, read over NBD, are a
 // write-order prefix of the steps (never data ahead of its log); both members are taken over
-// with the command; the old primary restarts demoted and is resynced to identical. Volumes are
+// with the command; the old primary restarts demoted and is resynced to identical. A second case
+// restarts the SIGKILLed primary instead: both members resume from the kept group journal. Volumes are
 // `shared` (their data, pair metadata and bitmaps outlive the kill); every /dev/shm object the
 // test made is unlinked after it.
 import * as assert from 'node:assert/strict';
@@ -184,6 +185,52 @@ describe('75 a journal group across serve processes: SIGKILL mid-stream, takeove
     for (const volume of VOLUMES) {
       const [left, right] = await Promise.all([readVolume(a, volume), readVolume(b, volume)]);
       assert.ok(left.equals(right), `${volume}: both sides identical after the return`);
+    }
+  });
+
+  it('resumes both members from the kept group journal after a SIGKILL and restart of the primary: nothing resynced, a write-order prefix, identical', async () => {
+    const [portA, portB] = await ports(2) as [number, number];
+    const portOf = { 'site-a': portA, 'site-b': portB };
+    const b = await startSite('site-b', siteConfig('site-b', 'site-a', 'secondary', prefix, portOf), directory);
+    sites.push(b);
+    let a = await startSite('site-a', siteConfig('site-a', 'site-b', 'primary', prefix, portOf), directory);
+    sites.push(a);
+    await untilPairs(a, (entries) => entries.length === 2 && entries.every((entry) => entry.state === 'mirroring'), 'both members mirroring');
+    const clients = await Promise.all(VOLUMES.map((volume) => NbdTestClient.open(a.serve.tcpAddress, { exportName: `site-a-${volume}` })));
+    let acknowledged = 0;
+    let stop = false;
+    const writer = (async () => {
+      for (let step = 0; step < STEPS && !stop; step++) {
+        for (const [index, client] of clients.entries()) await client.writeData(step * BLOCK, content(index, step));
+        acknowledged = step + 1;
+      }
+    })().catch(() => undefined);
+    await waitFor(() => acknowledged >= 200, 'the first 200 steps acknowledged', 60_000);
+    await a.serve.signal('SIGKILL');
+    stop = true;
+    await writer;
+    for (const client of clients) client.destroy();
+    await untilPairs(b, (entries) => entries.every((entry) => entry.state === 'suspended'), 'the secondary sees the primary gone', 30_000);
+
+    sites.splice(sites.indexOf(a), 1);
+    a = await startSite('site-a', a.config, directory);
+    sites.push(a);
+    await untilPairs(a, (entries) => entries.length === 2 && entries.every((entry) => entry.role === 'primary' && entry.state === 'mirroring' &&
+      (entry.lag as { records: number }).records === 0), 'both members resumed and caught up');
+    for (const entry of await pairs(a)) {
+      assert.equal(entry.resumedStreams, 1, `${entry.name} resumed from the journal: ${JSON.stringify(entry)}`);
+      assert.equal(entry.resyncedBytes, 0, `${entry.name} resynced nothing`);
+      assert.equal(entry.reason, 'resumed from the journal');
+    }
+    assert.match(a.serve.stderrText + a.serve.stdoutLines.join('\n'), /found from an earlier run/);
+    for (const entry of await pairs(b)) assert.equal(entry.consistency, 'consistent', `${entry.name} on the secondary`);
+    const images = await Promise.all(VOLUMES.map((volume) => readVolume(b, volume)));
+    const log = prefixLength(images[0] as Buffer, 0);
+    const data = prefixLength(images[1] as Buffer, 1);
+    assert.ok(log >= acknowledged - 1 && (data === log || data === log - 1), `a write-order prefix with every acknowledged step: log ${log}, data ${data}, acknowledged ${acknowledged}`);
+    for (const volume of VOLUMES) {
+      const [left, right] = await Promise.all([readVolume(a, volume), readVolume(b, volume)]);
+      assert.ok(left.equals(right), `${volume}: both sides identical`);
     }
   });
 });
