@@ -17,8 +17,8 @@
 // (blockmirror.journal.<sharedName>, or <path>.journal), so a SIGKILLed primary finds its records
 // and its sequence numbers again and a pair resumes shipping from the secondary's position
 // (primary-pair.ts, open). A journal found with other limits than configured is replaced (the
-// pairs then resync from their tracking). A journal group's journal is kept the same way when
-// every volume of the group is a shared one (blockmirror.journal.<first volume>.group.<group>);
+// pairs then resync from their tracking). A journal group's journal is kept the same way, beside
+// its first declared volume, when every volume of the group is shared or file (groupJournalTargetOf);
 // its intents (writes a SIGKILL caught between store and record) belong to several volumes, so
 // each member volume journals its own again as it joins (recoverIntents), and they are cleared
 // once every volume they name has done so. Every journal
@@ -47,13 +47,16 @@ function memoryJournalId(): number {
 export type JournalTarget = { name: string } | { path: string };
 
 /**
- * Where a journal group's journal is kept: in shared memory beside the group's first declared
- * volume (blockmirror.journal.<its shared name>.group.<group>), when every volume of the group is
- * a shared one (null otherwise: in memory).
+ * Where a journal group's journal is kept: beside the group's first declared volume, as that
+ * volume's own would be (blockmirror.journal.<its shared name>.group.<group>, or
+ * <its path>.group.<group>.journal), when every volume of the group outlives the process
+ * (shared or file); null otherwise (in memory: a memory volume does not outlive it either).
  */
 export function groupJournalTargetOf(group: string, volumes: readonly Volume[]): JournalTarget | null {
-  if (volumes.length === 0 || !volumes.every((volume) => volume.backing === 'shared' && volume.name !== undefined)) return null;
-  return { name: `${(volumes[0] as Volume).name as string}.group.${group}`.slice(0, 200) };
+  const persistent = (volume: Volume): boolean => (volume.backing === 'shared' && volume.name !== undefined) || (volume.backing === 'file' && volume.path !== undefined);
+  const first = volumes[0];
+  if (first === undefined || !volumes.every(persistent)) return null;
+  return first.backing === 'shared' ? { name: `${first.name as string}.group.${group}`.slice(0, 200) } : { path: `${first.path as string}.group.${group}.journal` };
 }
 
 /** The journal beside a shared or file volume (null: a memory volume's journal is in memory). */

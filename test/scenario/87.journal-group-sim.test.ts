@@ -5,6 +5,9 @@
 // restart of the primary. The same workload without the group runs one volume ahead of the
 // other (the check can fail). Bad group batches are refused as a whole, nothing applied.
 import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 
 import { Controller } from '../../src/controller/controller';
 import { MessageType } from '../../src/transport/message-types';
@@ -16,6 +19,7 @@ import { SeededRandom } from '../../src/runtime/random';
 import { SimNetwork } from '../../src/sim/network';
 import { SIM_LINK_TUNING } from '../../src/sim/pair-schedule';
 import { SimClock } from '../../src/sim/sim-clock';
+import { Journal } from '../../src/storage/journal';
 import { Region } from '../../src/storage/region';
 import { Volume } from '../../src/storage/volume';
 import { SnapshotStore } from '../../src/storage/snapshot';
@@ -170,7 +174,21 @@ function removeShared(names: Record<'a' | 'b', string>): void {
       SnapshotStore.unlink({ name: `${names[id]}-${volume}` });
       for (const pair of VOLUMES) Region.unlink('shared', `blockmirror.pair.${names[id]}-${volume}.g-${pair}`);
     }
+    // The group's kept journal, beside its first volume (journal-feed.ts groupJournalTargetOf).
+    Journal.unlink({ name: `${names[id]}-${VOLUMES[0]}.group.db` });
   }
+}
+
+/** A controller of the group on file volumes in `directory` (pair metadata and journal beside them). */
+function fileController(w: World, id: 'a' | 'b', directory: string, label: string): Controller {
+  const peer = id === 'a' ? 'b' : 'a';
+  return new Controller({
+    id, network: w.network.node(id), clock: w.clock, random: w.random.fork(label),
+    volumes: VOLUMES.map((name) => ({ name, capacityBytes: CAPACITY, backing: 'file' as const, path: path.join(directory, `${id}-${name}.img`) })),
+    replication: { ...SIM_LINK_TUNING, listen: { host: id, port: 7000 } },
+    peers: [{ id: peer, address: { host: peer, port: 7000 } }],
+    pairs: specs(id === 'a' ? 'primary' : 'secondary', peer, true, 'async'),
+  });
 }
 
 describe('87 journal groups on the simulated network', () => {
@@ -461,6 +479,51 @@ describe('87 journal groups on the simulated network', () => {
     assert.match((caught as Error).message, new RegExp(`different points of the group's order \\(g-log at ${at + 1}, g-data at ${at}\\)`));
     assert.deepEqual(manager.status().map((pair) => pair.role), ['secondary', 'secondary']);
     await close(w);
+  });
+
+  it('a crash of the primary of a group on file volumes: restarted, both members resume from the group journal kept beside the first volume', async () => {
+    const directory = fs.mkdtempSync(path.join(os.tmpdir(), 'bm-sim87-'));
+    const clock = new SimClock();
+    const random = new SeededRandom(43);
+    const network = new SimNetwork({ clock, random: random.fork('network') });
+    const w: World = { clock, network, grouped: true, random, a: undefined as unknown as Controller, b: undefined as unknown as Controller };
+    try {
+      w.b = fileController(w, 'b', directory, 'b');
+      w.a = fileController(w, 'a', directory, 'a');
+      await w.b.start();
+      await w.a.start();
+      await until(w, () => states(w).every((state) => state === 'mirroring'), 'mirroring');
+      network.setLink('a', 'b', { latencyMs: 3 });
+      for (let step = 0; step < 40; step++) {
+        writeStep(w, step);
+        await clock.runFor(0.7);
+      }
+      w.a.crash();
+      network.crash('a');
+      assert.ok(fs.existsSync(path.join(directory, 'a-log.img.group.db.journal')), 'the group journal is kept beside the first volume');
+      const cut = writeOrderPrefix(w);
+      assert.ok(cut.ok && cut.log < 40, `the secondary after the crash: ${JSON.stringify(cut)}`);
+      network.restart('a');
+      w.a = fileController(w, 'a', directory, 'a-restarted');
+      await w.a.start();
+      const cuts: string[] = [];
+      await until(w, () => {
+        const now = writeOrderPrefix(w);
+        if (!now.ok) cuts.push(JSON.stringify(now));
+        return states(w).every((state) => state === 'mirroring') && identical(w);
+      }, 'both resumed and identical');
+      assert.deepEqual(cuts, [], 'a write-order prefix of the group throughout');
+      assert.equal(writeOrderPrefix(w).log, 40, 'every step is on the secondary');
+      for (const volume of VOLUMES) {
+        const status = w.a.pairs?.primary(`g-${volume}`).status() as Record<string, unknown>;
+        assert.equal(status.resumedStreams, 1, `g-${volume}: ${JSON.stringify(status)}`);
+        assert.equal(status.resyncedBytes, 0);
+      }
+    } finally {
+      await w.a?.close().catch(() => undefined);
+      await w.b?.close().catch(() => undefined);
+      fs.rmSync(directory, { recursive: true, force: true });
+    }
   });
 
   it('refuses a group across peers, modes or roles, and a grouped volume in a second pair', () => {
