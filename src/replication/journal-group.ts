@@ -24,8 +24,9 @@
 // copying or resyncing suspends with the same reason (so the secondary image stops at one
 // point of the group's order instead of running ahead on some volumes). A suspension the link
 // or the journal caused resumes by itself, member by member; `resume` on one member resumes
-// them all (pairs.ts). After a link loss every member holds the shared journal from its own
-// position (primary-pair.ts, the stream hold) and asks to resume on its open; the stream ships
+// them all (pairs.ts). After a link loss (or a restart, with the group's journal kept) every
+// member holds the shared journal from its own position (primary-pair.ts, the stream hold)
+// and asks to resume on its open; the stream ships
 // nothing while a member still awaits its resume, so the members continue together from where
 // the outage left them.
 //

@@ -47,9 +47,9 @@
 // held records pass `journalHold` of the journal's capacity, or a write found the journal full
 // since the hold was taken (that write is in no record), or the pair suspends for any other
 // reason. A journal group's members hold the group's shared journal each from their own
-// position (the group suspends as one, so they all hold) and resume one by one; the group's
-// stream then covers each from where it resumed. Only a restart resyncs them (a group's journal
-// is in memory).
+// position (the group suspends as one, so they all hold) and resume one by one, and the group's
+// stream waits until none still awaits its answer (awaitingResume). After a restart they do the
+// same when the group's journal is kept (every volume shared or file, journal-feed.ts).
 //
 // Ack points: an async write completes when stored locally. A sync write completes when the
 // secondary reports it applied (waitApplied); while the pair cannot mirror, with fence level
