@@ -156,15 +156,47 @@ async function close(w: World): Promise<void> {
 let worldCounter = 0;
 
 /** Controller `id` of a world whose volumes are shared (they outlive a crash), in its declared role. */
-function sharedController(w: World, id: 'a' | 'b', names: Record<'a' | 'b', string>, label: string): Controller {
+/** A controller of the group on volumes that outlive it (`volumes` names their specs). */
+function persistentController(w: World, id: 'a' | 'b', label: string, volumes: (name: string) => Record<string, unknown>): Controller {
   const peer = id === 'a' ? 'b' : 'a';
   return new Controller({
     id, network: w.network.node(id), clock: w.clock, random: w.random.fork(label),
-    volumes: VOLUMES.map((name) => ({ name, capacityBytes: CAPACITY, backing: 'shared' as const, sharedName: `${names[id]}-${name}` })),
+    volumes: VOLUMES.map((name) => ({ name, capacityBytes: CAPACITY, ...volumes(name) })),
     replication: { ...SIM_LINK_TUNING, listen: { host: id, port: 7000 } },
     peers: [{ id: peer, address: { host: peer, port: 7000 } }],
     pairs: specs(id === 'a' ? 'primary' : 'secondary', peer, true, 'async'),
   });
+}
+
+function sharedController(w: World, id: 'a' | 'b', names: Record<'a' | 'b', string>, label: string): Controller {
+  return persistentController(w, id, label, (name) => ({ backing: 'shared' as const, sharedName: `${names[id]}-${name}` }));
+}
+
+/** A controller of the group on file volumes in `directory` (pair metadata and journal beside them). */
+function fileController(w: World, id: 'a' | 'b', directory: string, label: string): Controller {
+  return persistentController(w, id, label, (name) => ({ backing: 'file' as const, path: path.join(directory, `${id}-${name}.img`) }));
+}
+
+/** An empty world of `seed`: the caller builds and starts its controllers. */
+function bareWorld(seed: number): World {
+  const clock = new SimClock();
+  const random = new SeededRandom(seed);
+  const network = new SimNetwork({ clock, random: random.fork('network') });
+  return { clock, network, grouped: true, random, a: undefined as unknown as Controller, b: undefined as unknown as Controller };
+}
+
+/** Both controllers started and mirroring; then 40 steps while records are in flight, and the primary crashes between two of them. */
+async function crashMidStream(w: World): Promise<void> {
+  await w.b.start();
+  await w.a.start();
+  await until(w, () => states(w).every((state) => state === 'mirroring'), 'mirroring');
+  w.network.setLink('a', 'b', { latencyMs: 3 });
+  for (let step = 0; step < 40; step++) {
+    writeStep(w, step);
+    await w.clock.runFor(0.7);
+  }
+  w.a.crash();
+  w.network.crash('a');
 }
 
 function removeShared(names: Record<'a' | 'b', string>): void {
@@ -179,17 +211,6 @@ function removeShared(names: Record<'a' | 'b', string>): void {
   }
 }
 
-/** A controller of the group on file volumes in `directory` (pair metadata and journal beside them). */
-function fileController(w: World, id: 'a' | 'b', directory: string, label: string): Controller {
-  const peer = id === 'a' ? 'b' : 'a';
-  return new Controller({
-    id, network: w.network.node(id), clock: w.clock, random: w.random.fork(label),
-    volumes: VOLUMES.map((name) => ({ name, capacityBytes: CAPACITY, backing: 'file' as const, path: path.join(directory, `${id}-${name}.img`) })),
-    replication: { ...SIM_LINK_TUNING, listen: { host: id, port: 7000 } },
-    peers: [{ id: peer, address: { host: peer, port: 7000 } }],
-    pairs: specs(id === 'a' ? 'primary' : 'secondary', peer, true, 'async'),
-  });
-}
 
 describe('87 journal groups on the simulated network', () => {
   it('ships two volumes as one stream: the secondary is a write-order prefix of the group at every instant, and identical at the end', async () => {
@@ -359,24 +380,12 @@ describe('87 journal groups on the simulated network', () => {
   it('a crash of the primary mid-stream leaves the secondary a write-order prefix; both members are taken over, the old primary returns demoted and resyncs', async () => {
     worldCounter++;
     const names = { a: `bm-sim87-${process.pid}-${worldCounter}-a`, b: `bm-sim87-${process.pid}-${worldCounter}-b` };
-    const clock = new SimClock();
-    const random = new SeededRandom(41);
-    const network = new SimNetwork({ clock, random: random.fork('network') });
-    const w: World = { clock, network, grouped: true, random, a: undefined as unknown as Controller, b: undefined as unknown as Controller };
+    const w = bareWorld(41);
+    const { network } = w;
     try {
       w.b = sharedController(w, 'b', names, 'b');
       w.a = sharedController(w, 'a', names, 'a');
-      await w.b.start();
-      await w.a.start();
-      await until(w, () => states(w).every((state) => state === 'mirroring'), 'mirroring');
-      network.setLink('a', 'b', { latencyMs: 3 });
-      // Steps go on while records are in flight; the primary dies between two of them.
-      for (let step = 0; step < 40; step++) {
-        writeStep(w, step);
-        await clock.runFor(0.7);
-      }
-      w.a.crash();
-      network.crash('a');
+      await crashMidStream(w);
       const cut = writeOrderPrefix(w);
       assert.ok(cut.ok, `the secondary after the crash: ${JSON.stringify(cut)}`);
       assert.ok(cut.log > 0 && cut.log < 40, `the crash fell mid-stream (log ${cut.log})`);
@@ -483,23 +492,12 @@ describe('87 journal groups on the simulated network', () => {
 
   it('a crash of the primary of a group on file volumes: restarted, both members resume from the group journal kept beside the first volume', async () => {
     const directory = fs.mkdtempSync(path.join(os.tmpdir(), 'bm-sim87-'));
-    const clock = new SimClock();
-    const random = new SeededRandom(43);
-    const network = new SimNetwork({ clock, random: random.fork('network') });
-    const w: World = { clock, network, grouped: true, random, a: undefined as unknown as Controller, b: undefined as unknown as Controller };
+    const w = bareWorld(43);
+    const { network } = w;
     try {
       w.b = fileController(w, 'b', directory, 'b');
       w.a = fileController(w, 'a', directory, 'a');
-      await w.b.start();
-      await w.a.start();
-      await until(w, () => states(w).every((state) => state === 'mirroring'), 'mirroring');
-      network.setLink('a', 'b', { latencyMs: 3 });
-      for (let step = 0; step < 40; step++) {
-        writeStep(w, step);
-        await clock.runFor(0.7);
-      }
-      w.a.crash();
-      network.crash('a');
+      await crashMidStream(w);
       assert.ok(fs.existsSync(path.join(directory, 'a-log.img.group.db.journal')), 'the group journal is kept beside the first volume');
       const cut = writeOrderPrefix(w);
       assert.ok(cut.ok && cut.log < 40, `the secondary after the crash: ${JSON.stringify(cut)}`);
