@@ -101,6 +101,32 @@ function prefixLength(image: Buffer, volume: number): number {
   return length;
 }
 
+/**
+ * The application on site `site`: log i, then data i, each after the previous one was
+ * acknowledged, until killSite() SIGKILLs the site. `acknowledged()` is the steps fully acknowledged so far.
+ */
+async function startApplication(site: Site): Promise<{ acknowledged: () => number; killSite: () => Promise<void> }> {
+  const clients = await Promise.all(VOLUMES.map((volume) => NbdTestClient.open(site.serve.tcpAddress, { exportName: `${site.id}-${volume}` })));
+  let acknowledged = 0;
+  let stop = false;
+  const writer = (async () => {
+    for (let step = 0; step < STEPS && !stop; step++) {
+      for (const [index, client] of clients.entries()) await client.writeData(step * BLOCK, content(index, step));
+      acknowledged = step + 1;
+    }
+  })().catch(() => undefined);
+  return {
+    acknowledged: () => acknowledged,
+    // SIGKILL of the site mid-stream; the writer ends with its connections.
+    killSite: async () => {
+      await site.serve.signal('SIGKILL');
+      stop = true;
+      await writer;
+      for (const client of clients) client.destroy();
+    },
+  };
+}
+
 describe('75 a journal group across serve processes: SIGKILL mid-stream, takeover, return', function () {
   this.timeout(180_000);
   let directory: string;
@@ -129,17 +155,8 @@ describe('75 a journal group across serve processes: SIGKILL mid-stream, takeove
     const status = await a.admin.get('/status') as { controllers: { journalGroups: { name: string; pairs: string[] }[] }[] };
     assert.deepEqual(status.controllers[0]?.journalGroups.map((group) => [group.name, group.pairs]), [['db', ['g-log', 'g-data']]]);
 
-    // The application: log i, then data i, each after the previous one was acknowledged.
-    const clients = await Promise.all(VOLUMES.map((volume) => NbdTestClient.open(a.serve.tcpAddress, { exportName: `site-a-${volume}` })));
-    let acknowledged = 0;
-    let stop = false;
-    const writer = (async () => {
-      for (let step = 0; step < STEPS && !stop; step++) {
-        for (const [index, client] of clients.entries()) await client.writeData(step * BLOCK, content(index, step));
-        acknowledged = step + 1;
-      }
-    })().catch(() => undefined);
-    await waitFor(() => acknowledged >= 300, 'the first 300 steps acknowledged', 60_000);
+    const application = await startApplication(a);
+    await waitFor(() => application.acknowledged() >= 300, 'the first 300 steps acknowledged', 60_000);
     // With the primary reachable the group is not taken over in one step: refused, nothing changed.
     const refused = await run(process.execPath, [CLI_PATH, 'pair', 'takeover-group', 'db', '--admin', b.adminSocket], { timeoutMs: 60_000, check: false });
     assert.equal(refused.code, 1, `takeover-group with the primary up: ${refused.stdout}${refused.stderr}`);
@@ -149,10 +166,8 @@ describe('75 a journal group across serve processes: SIGKILL mid-stream, takeove
     assert.equal(unknown.code, 1);
     assert.match(unknown.stderr, /ERR_PAIR_UNKNOWN/);
     await untilPairs(b, (entries) => entries.length === 2 && entries.every((entry) => entry.role === 'secondary'), 'site-b still the secondary of both');
-    await a.serve.signal('SIGKILL');
-    stop = true;
-    await writer;
-    for (const client of clients) client.destroy();
+    await application.killSite();
+    const acknowledged = application.acknowledged();
     await untilPairs(b, (entries) => entries.every((entry) => entry.state === 'suspended'), 'the secondary sees the primary gone', 30_000);
 
     const images = await Promise.all(VOLUMES.map((volume) => readVolume(b, volume)));
@@ -196,20 +211,10 @@ describe('75 a journal group across serve processes: SIGKILL mid-stream, takeove
     let a = await startSite('site-a', siteConfig('site-a', 'site-b', 'primary', prefix, portOf), directory);
     sites.push(a);
     await untilPairs(a, (entries) => entries.length === 2 && entries.every((entry) => entry.state === 'mirroring'), 'both members mirroring');
-    const clients = await Promise.all(VOLUMES.map((volume) => NbdTestClient.open(a.serve.tcpAddress, { exportName: `site-a-${volume}` })));
-    let acknowledged = 0;
-    let stop = false;
-    const writer = (async () => {
-      for (let step = 0; step < STEPS && !stop; step++) {
-        for (const [index, client] of clients.entries()) await client.writeData(step * BLOCK, content(index, step));
-        acknowledged = step + 1;
-      }
-    })().catch(() => undefined);
-    await waitFor(() => acknowledged >= 200, 'the first 200 steps acknowledged', 60_000);
-    await a.serve.signal('SIGKILL');
-    stop = true;
-    await writer;
-    for (const client of clients) client.destroy();
+    const application = await startApplication(a);
+    await waitFor(() => application.acknowledged() >= 200, 'the first 200 steps acknowledged', 60_000);
+    await application.killSite();
+    const acknowledged = application.acknowledged();
     await untilPairs(b, (entries) => entries.every((entry) => entry.state === 'suspended'), 'the secondary sees the primary gone', 30_000);
 
     sites.splice(sites.indexOf(a), 1);
