@@ -388,23 +388,8 @@ export class ControllerHost implements AdminTarget {
   }
 
   takeoverGroup(controllerId: string | undefined, group: string, options: { force?: boolean } = {}): Promise<Record<string, unknown>[]> {
-    let manager: PairManager | undefined;
-    if (controllerId === undefined) {
-      // The controller that holds members of the group as secondary (or the only one that has it).
-      const holders = this.controllers.filter((controller) => controller.pairs?.status().some((pair) => pair.journalGroup === group));
-      const secondaries = holders.filter((controller) => controller.pairs?.status().some((pair) => pair.journalGroup === group && pair.role === 'secondary'));
-      if (holders.length === 0) throw new BlockmirrorError('ERR_PAIR_UNKNOWN', `no controller here declares a journal group ${JSON.stringify(group)}`);
-      const chosen = secondaries.length === 1 ? secondaries[0] : holders.length === 1 ? holders[0] : undefined;
-      if (chosen === undefined) {
-        throw new BlockmirrorError('ERR_ADMIN_CONTROLLER_REQUIRED',
-          `controllers ${holders.map((controller) => controller.id).join(', ')} declare journal group ${group}: name one`);
-      }
-      manager = chosen.pairs;
-    } else {
-      manager = this.pick(controllerId).pairs;
-    }
-    if (manager === undefined) throw new BlockmirrorError('ERR_PAIR_UNKNOWN', `the controller has no pairs`);
-    return manager.takeoverGroup(group, options);
+    return this.managerHolding(controllerId, (pair) => pair.journalGroup === group, (pair) => pair.role === 'secondary', `a journal group ${JSON.stringify(group)}`)
+      .takeoverGroup(group, options);
   }
 
   failbackPair(controllerId: string | undefined, pairName: string): Promise<Record<string, unknown>> {
@@ -455,12 +440,22 @@ export class ControllerHost implements AdminTarget {
    * holds it, or the only one whose side of it matches `prefer` (both sides in one process).
    */
   private pairsOf(controllerId: string | undefined, pairName: string, prefer: (pair: Record<string, unknown>) => boolean): PairManager {
+    return this.managerHolding(controllerId, (pair) => pair.name === pairName, prefer, `a pair ${JSON.stringify(pairName)}`);
+  }
+
+  /**
+   * The pairs of the named controller, or (none named) of the one controller with a pair that
+   * `holds` matches, or the only one of those whose matching pair also matches `prefer`.
+   * `what` names the thing looked for in ERR_PAIR_UNKNOWN.
+   */
+  private managerHolding(controllerId: string | undefined, holds: (pair: Record<string, unknown>) => boolean,
+    prefer: (pair: Record<string, unknown>) => boolean, what: string): PairManager {
     if (controllerId === undefined) {
-      const holders = this.controllers.filter((controller) => controller.pairs?.status().some((pair) => pair.name === pairName));
+      const holders = this.controllers.filter((controller) => controller.pairs?.status().some(holds));
       if (holders.length === 1) return (holders[0] as Controller).pairs as PairManager;
-      const preferred = holders.filter((controller) => controller.pairs?.status().some((pair) => pair.name === pairName && prefer(pair)));
+      const preferred = holders.filter((controller) => controller.pairs?.status().some((pair) => holds(pair) && prefer(pair)));
       if (preferred.length === 1) return (preferred[0] as Controller).pairs as PairManager;
-      if (holders.length === 0) throw new BlockmirrorError('ERR_PAIR_UNKNOWN', `no controller here declares a pair ${JSON.stringify(pairName)}`);
+      if (holders.length === 0) throw new BlockmirrorError('ERR_PAIR_UNKNOWN', `no controller here declares ${what}`);
     }
     const controller = this.pick(controllerId);
     if (controller.pairs === undefined) throw new BlockmirrorError('ERR_PAIR_UNKNOWN', `controller ${controller.id} has no pairs`);
