@@ -211,7 +211,7 @@ export class PairManager extends EventEmitter {
       // A volume of its own journal keeps it beside a shared or file volume (journal-feed.ts).
       const target = group === undefined ? journalTargetOf(side.volume) : null;
       const kept = target === null ? undefined : { target, newId: () => newGenerationId(this.random), log: options.logger };
-      replicated = new ReplicatedVolume(side.volume, options.clock, options.journal, group?.feed, kept, () => options.logger);
+      replicated = new ReplicatedVolume(side.volume, options.clock, options.journal, group?.feed, kept, options.logger);
       this.replicated.set(spec.volume, replicated);
     }
     const pairOptions: ConstructorParameters<typeof PrimaryPair>[0] = {

@@ -56,8 +56,9 @@ export class ReplicatedVolume {
 
   /** `feed`: a journal group's (shared); without one the volume gets a journal of its own. */
   /** `kept`: where its own journal is kept (journal-feed.ts); without it the journal is in memory. */
+  /** `log`: where a reopened journal's recovery says what it did. */
   constructor(readonly volume: Volume, private readonly clock: Clock, options: ReplicatedVolumeOptions = {}, feed?: JournalFeed, kept?: KeptJournal,
-    logOf?: () => KeptJournal['log']) {
+    log?: KeptJournal['log']) {
     this.ownFeed = feed === undefined;
     this.feed = feed ?? new JournalFeed(clock, options, kept);
     this.journal = this.feed.journal;
@@ -65,7 +66,7 @@ export class ReplicatedVolume {
     if (this.feed.reopened) {
       // A journal group's members recover their own intents as each joins; the group is
       // resumable only while every member's were journaled (journal-feed.ts).
-      const complete = this.feed.recoverIntents(volume, kept?.log ?? logOf?.());
+      const complete = this.feed.recoverIntents(volume, log ?? kept?.log);
       this.feed.resumable = this.ownFeed ? complete : this.feed.resumable && complete;
       if (this.ownFeed) this.feed.settle();
     }
