@@ -110,7 +110,7 @@ export class JournalFeed {
   readonly target: JournalTarget | null;
 
   /** `kept`: where the journal is kept (none: in memory). */
-  constructor(private readonly clock: Clock, private readonly options: JournalFeedOptions = {}, kept?: KeptJournal) {
+  constructor(readonly clock: Clock, private readonly options: JournalFeedOptions = {}, kept?: KeptJournal) {
     const capacityBytes = options.journalCapacityBytes ?? 64 * 1024 * 1024;
     const maxRecordBytes = Math.min(options.maxRecordBytes ?? 32 * 1024 * 1024, Math.floor(capacityBytes / 4));
     let journal: Journal | undefined;

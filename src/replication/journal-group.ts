@@ -35,7 +35,7 @@
 // sequences increasing, records inside their volume), then applies it in order, and each listed
 // member stands at `through`.
 
-import { Coalesced } from '../runtime/coalesce';
+import { Coalesced, deferOn } from '../runtime/coalesce';
 import type { JournalRecord } from '../storage/journal';
 import type { Link } from '../transport/link';
 import { isLinkError } from '../transport/errors';
@@ -122,8 +122,8 @@ export class JournalGroup implements GroupStream {
     this.pumpTask.schedule();
   }
 
-  /** One pump per burst of writes (runtime/coalesce.ts). */
-  private readonly pumpTask = new Coalesced(() => this.pump());
+  /** One pump per burst of writes, once per loop turn on a real clock (runtime/coalesce.ts). */
+  private readonly pumpTask = new Coalesced(() => this.pump(), (run) => deferOn(this.feed.clock, run));
 
   private pump(): void {
     const { journal } = this.feed;

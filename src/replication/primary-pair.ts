@@ -61,7 +61,7 @@
 // types, KIND_OF, and its private bookkeeping shapes and limits are in primary-pair-options.ts
 // (the public names are re-exported here, so importers keep one path).
 
-import { Coalesced } from '../runtime/coalesce';
+import { Coalesced, deferOn } from '../runtime/coalesce';
 import { EventEmitter } from 'node:events';
 
 import type { Clock, TimerHandle } from '../runtime/clock';
@@ -676,10 +676,7 @@ export class PrimaryPair extends EventEmitter {
   }
 
   /** One pump per burst of writes (runtime/coalesce.ts). */
-  private readonly pumpTask = new Coalesced(() => this.pump(), (run) => {
-    if (this.clock.defer !== undefined) this.clock.defer(run);
-    else queueMicrotask(run);
-  });
+  private readonly pumpTask = new Coalesced(() => this.pump(), (run) => deferOn(this.clock, run));
 
   private pump(): void {
     for (;;) {

@@ -11,6 +11,14 @@
 // and 16 wake-ups of the secondary; deferred, they go as one (bench/README, pair exports on
 // large writes). The simulator's clock has no defer: its runs keep the microtask.
 
+import type { Clock } from './clock';
+
+/** Queues `callback` as a Coalesced run on `clock`: its defer when it has one, else a microtask. */
+export function deferOn(clock: Clock, callback: () => void): void {
+  if (clock.defer !== undefined) clock.defer(callback);
+  else queueMicrotask(callback);
+}
+
 /** Runs `task` once per burst of schedule() calls (see the design note). */
 export class Coalesced {
   private running = false;
