@@ -87,6 +87,13 @@ async function close(w: World): Promise<void> {
   await w.b.close();
 }
 
+/** A two-way partition; once the pair is suspended, `blocks` distinct 4 KiB writes on the primary. */
+async function outageWithWrites(w: World, blocks: number): Promise<void> {
+  w.network.partition('a', 'b', { direction: 'both' });
+  await until(w, () => state(w) === 'suspended', 'suspended');
+  for (let index = 0; index < blocks; index++) w.primary.write(index * 4096, Buffer.alloc(4096, index + 1));
+}
+
 describe('81 pairs on the simulated network', () => {
   // The pumps' reused send buffers (transport/send-pool.ts, default batch size): each one lent
   // for a message comes back once the wire has it, whatever the test did to the pair.
@@ -234,10 +241,8 @@ describe('81 pairs on the simulated network', () => {
   it('a hold over journalHold of the ring is given up: the pair resyncs from its bitmap, and a fan-out sibling never sees the journal full', async () => {
     const w = await world({ journalHold: 0.25 }, { journalCapacityBytes: 1024 * 1024 });
     await until(w, () => state(w) === 'mirroring', 'mirroring');
-    w.network.partition('a', 'b', { direction: 'both' });
-    await until(w, () => state(w) === 'suspended', 'suspended');
     // About 400 KiB of records: past a quarter of the 1 MiB ring, far from full.
-    for (let index = 0; index < 100; index++) w.primary.write(index * 4096, Buffer.alloc(4096, index + 1));
+    await outageWithWrites(w, 100);
     const status = w.a.pairs?.primary('p0').status() as { journal: { recordCount: number; fullCount: number } };
     assert.equal(status.journal.fullCount, 0, 'the journal never filled');
     assert.ok(status.journal.recordCount < 100, `the hold was given up and the records released: ${JSON.stringify(status.journal)}`);
@@ -251,9 +256,7 @@ describe('81 pairs on the simulated network', () => {
   it('a journal that fills during the outage ends the hold: writes past it are in no record, so the pair resyncs', async () => {
     const w = await world({ journalHold: 1 }, { journalCapacityBytes: 256 * 1024 });
     await until(w, () => state(w) === 'mirroring', 'mirroring');
-    w.network.partition('a', 'b', { direction: 'both' });
-    await until(w, () => state(w) === 'suspended', 'suspended');
-    for (let index = 0; index < 100; index++) w.primary.write(index * 4096, Buffer.alloc(4096, index + 1));
+    await outageWithWrites(w, 100);
     await w.clock.runFor(0.1);
     const status = w.a.pairs?.primary('p0').status() as { journal: { fullCount: number } };
     assert.ok(status.journal.fullCount > 0, 'the journal filled');
