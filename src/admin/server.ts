@@ -16,6 +16,7 @@
 //   POST /pairs/resume  {controller?, pair} -> target.resumePair
 //   POST /pairs/takeover {controller?, pair, force?} -> target.takeoverPair
 //   POST /pairs/takeover-group {controller?, journalGroup, force?} -> target.takeoverGroup
+//   POST /pairs/failback-group {controller?, journalGroup} -> target.failbackGroup
 //   POST /pairs/failback {controller?, pair} -> target.failbackPair
 //   POST /pairs/resolve {controller?, pair, keep: primary|secondary} -> target.resolvePair
 //   POST /pairs/create {controller?, pair, volume, peer, remoteVolume, mode?, role, fence?, autoResume?, journalHold?, journalGroup?} -> target.createPair
@@ -106,7 +107,7 @@ export class AdminServer {
   constructor(options: AdminServerOptions) {
     if (options === null || typeof options !== 'object') throw new TypeError('options must be an object');
     const target = options.target;
-    for (const method of ['status', 'currentEvents', 'subscribe', 'controllerIds', 'setLinkFaults', 'healLink', 'suspendPair', 'resumePair', 'takeoverPair', 'takeoverGroup', 'failbackPair', 'resolvePair', 'createPair', 'deletePair', 'lockstep', 'setLockstepEnabled', 'metrics'] as const) {
+    for (const method of ['status', 'currentEvents', 'subscribe', 'controllerIds', 'setLinkFaults', 'healLink', 'suspendPair', 'resumePair', 'takeoverPair', 'takeoverGroup', 'failbackGroup', 'failbackPair', 'resolvePair', 'createPair', 'deletePair', 'lockstep', 'setLockstepEnabled', 'metrics'] as const) {
       if (typeof (target as unknown as Record<string, unknown> | undefined)?.[method] !== 'function') {
         throw new TypeError(`options.target must be an AdminTarget (it has no ${method}())`);
       }
@@ -145,7 +146,8 @@ export class AdminServer {
       '/pairs/suspend': { POST: (request, response) => this.postPair(request, response, 'suspend') },
       '/pairs/resume': { POST: (request, response) => this.postPair(request, response, 'resume') },
       '/pairs/takeover': { POST: (request, response) => this.postPair(request, response, 'takeover') },
-      '/pairs/takeover-group': { POST: (request, response) => this.postTakeoverGroup(request, response) },
+      '/pairs/takeover-group': { POST: (request, response) => this.postGroupRole(request, response, 'takeover') },
+      '/pairs/failback-group': { POST: (request, response) => this.postGroupRole(request, response, 'failback') },
       '/pairs/failback': { POST: (request, response) => this.postPair(request, response, 'failback') },
       '/pairs/resolve': { POST: (request, response) => this.postPair(request, response, 'resolve') },
       '/pairs/create': { POST: (request, response) => this.postPairCreate(request, response) },
@@ -536,10 +538,10 @@ export class AdminServer {
     sendJson(response, 200, { ok: true, pair: result });
   }
 
-  /** POST /pairs/takeover-group: {controller?, journalGroup, force?}. */
-  private async postTakeoverGroup(request: http.IncomingMessage, response: http.ServerResponse): Promise<void> {
+  /** POST /pairs/takeover-group {controller?, journalGroup, force?}, /pairs/failback-group {controller?, journalGroup}. */
+  private async postGroupRole(request: http.IncomingMessage, response: http.ServerResponse, verb: 'takeover' | 'failback'): Promise<void> {
     const body = await readJsonObject(request, this.maxBodyBytes);
-    const fields = ['controller', 'journalGroup', 'force'];
+    const fields = verb === 'takeover' ? ['controller', 'journalGroup', 'force'] : ['controller', 'journalGroup'];
     for (const key of Object.keys(body)) {
       if (!fields.includes(key)) throw badRequest(`unknown field "${key}" (fields: ${fields.join(', ')})`);
     }
@@ -550,7 +552,10 @@ export class AdminServer {
     }
     const group = body.journalGroup;
     if (typeof group !== 'string' || group === '' || group.length > MAX_ID_CHARS) throw badRequest('journalGroup must be a non-empty string (a journal group name)');
-    const pairs = await this.target.takeoverGroup(typeof controller === 'string' ? controller : undefined, group, { force: body.force === true });
+    const controllerId = typeof controller === 'string' ? controller : undefined;
+    const pairs = verb === 'takeover'
+      ? await this.target.takeoverGroup(controllerId, group, { force: body.force === true })
+      : await this.target.failbackGroup(controllerId, group);
     sendJson(response, 200, { ok: true, journalGroup: group, pairs });
   }
 

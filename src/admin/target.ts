@@ -51,6 +51,11 @@ export interface AdminTarget {
    * undeclared group, ERR_PAIR_STATE when a check fails (nothing is taken over).
    */
   takeoverGroup(controllerId: string | undefined, group: string, options: { force?: boolean }): Promise<Record<string, unknown>[]>;
+  /**
+   * Swaps the roles of every member of a journal group back to the declared ones, in one drained
+   * switch, all or none (PairManager.failbackGroup); resolves with the members' statuses.
+   */
+  failbackGroup(controllerId: string | undefined, group: string): Promise<Record<string, unknown>[]>;
   /** Swaps a pair's roles back to the declared ones after a takeover; same errors. */
   failbackPair(controllerId: string | undefined, pairName: string): Promise<Record<string, unknown>>;
   /**

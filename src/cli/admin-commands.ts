@@ -159,6 +159,13 @@ export interface FormatStatusOptions {
 }
 
 /** A 20-cell text progress bar for a fraction from 0 to 1. */
+/** One line per member of a journal group after a group verb: its state and role. */
+function printGroupRoles(pairs: Record<string, unknown>[] | undefined): void {
+  for (const status of pairs ?? []) {
+    process.stdout.write(`pair ${String(status.name ?? '?')}: ${String(status.state ?? '?')} (${String(status.reason ?? '?')}); role ${String(status.role ?? '?')}\n`);
+  }
+}
+
 function progressBar(fraction: number): string {
   const cells = Math.max(0, Math.min(20, Math.round(fraction * 20)));
   return `[${'#'.repeat(cells)}${'.'.repeat(20 - cells)}] ${Math.floor(Math.max(0, Math.min(1, fraction)) * 100)}%`;
@@ -596,7 +603,7 @@ ${exitCodes}`)
 
   const pair = program
     .command('pair')
-    .description('Steer the pairs of a running serve: create, suspend, resume, takeover, takeover-group, failback, resolve, delete.');
+    .description('Steer the pairs of a running serve: create, suspend, resume, takeover, takeover-group, failback, failback-group, resolve, delete.');
   pair
     .command('create')
     .description('Declare the pair NAME on a running controller (both controllers declare it: run this on each side, with its own role).')
@@ -637,9 +644,10 @@ ${exitCodes}`)
     }));
   pair
     .command('takeover-group')
-    .description('Take over every member of the journal group GROUP held here as secondary, all or none: '
-      + 'each image must be consistent and the primary unreachable (--force skips both checks). The volumes taken over '
-      + 'are of one instant of the group\'s write order.')
+    .description('Take over every member of the journal group GROUP held here as secondary, all or none. '
+      + 'With the primary reachable and every member mirroring: a drained switch of the whole group. With the primary '
+      + 'unreachable: each image must be consistent and every member at the same point of the group\'s order '
+      + '(--force skips the checks). The volumes taken over are of one instant of the group\'s write order.')
     .argument('<group>', 'the journal group\'s name (journalGroup of its pairs)')
     .addOption(adminOption())
     .option('--controller <id>', 'the controller holding the group\'s secondaries (found by itself when only one fits)')
@@ -660,9 +668,32 @@ ${exitCodes}`)
         process.stdout.write(`${JSON.stringify(answer, null, 2)}\n`);
         return;
       }
-      for (const status of answer.pairs ?? []) {
-        process.stdout.write(`pair ${String(status.name ?? '?')}: ${String(status.state ?? '?')} (${String(status.reason ?? '?')}); role ${String(status.role ?? '?')}\n`);
+      printGroupRoles(answer.pairs);
+    }));
+  pair
+    .command('failback-group')
+    .description('Swap the roles of every member of the journal group GROUP back to the declared ones after a takeover: '
+      + 'one drained switch of the whole group (host writes held, the secondary catches up and flushes), all or none. '
+      + 'Run it on either side; every member must be mirroring.')
+    .argument('<group>', 'the journal group\'s name (journalGroup of its pairs)')
+    .addOption(adminOption())
+    .option('--controller <id>', 'the controller holding the group (found by itself when only one fits)')
+    .option('--json', 'print the serve\'s answer as JSON')
+    .addHelpText('after', `
+Prints one line per member of the group: its resulting state and role.
+
+Examples:
+  $ blockmirror pair failback-group db
+${exitCodes}`)
+    .action(adminAction(async (group: string, options: AdminOptions & { json?: boolean }) => {
+      const body: Record<string, unknown> = { journalGroup: group };
+      if (options.controller !== undefined) body.controller = options.controller;
+      const answer = await clientFor(options).post('/pairs/failback-group', body) as { pairs?: Record<string, unknown>[] };
+      if (options.json === true) {
+        process.stdout.write(`${JSON.stringify(answer, null, 2)}\n`);
+        return;
       }
+      printGroupRoles(answer.pairs);
     }));
   for (const [verb, description] of [
     ['suspend', 'Suspend the pair NAME (its primary stops shipping; writes go on and are recorded in its OOS bitmap).'],

@@ -392,6 +392,12 @@ export class ControllerHost implements AdminTarget {
       .takeoverGroup(group, options);
   }
 
+  failbackGroup(controllerId: string | undefined, group: string): Promise<Record<string, unknown>[]> {
+    // Either side of the group does it; the one out of its declared roles is preferred.
+    return this.managerHolding(controllerId, (pair) => pair.journalGroup === group, (pair) => pair.role !== pair.declaredRole, `a journal group ${JSON.stringify(group)}`)
+      .failbackGroup(group);
+  }
+
   failbackPair(controllerId: string | undefined, pairName: string): Promise<Record<string, unknown>> {
     // Both sides are out of their declared roles; the current primary drains and hands over.
     return this.pairsOf(controllerId, pairName, (pair) => pair.role === 'primary' && pair.declaredRole === 'secondary').failback(pairName);

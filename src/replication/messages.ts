@@ -20,6 +20,9 @@
 //                             and is consistent once it has applied through consistentAt
 //   PAIR_PROMOTE     request  {name, generations} -> {}: the drained primary hands its role over
 //   PAIR_SWITCH      request  {name} -> {}: the secondary asks the primary to hand over
+//   PAIR_PROMOTE_GROUP request {group, members: [{name, generations}]} -> {}: the drained primary
+//                             of every member of a journal group hands the roles over, all or none
+//   PAIR_SWITCH_GROUP  request {group} -> {}: the secondary asks for that handover
 //   PAIR_RESOLVE     request  {name, keepSender} -> {}: a split brain's operator decision
 //   PAIR_MARKER      request  {name, sequence} -> {flushed}: flush through a lockstep marker
 //   PAIR_ERROR       message  {name, code, message}
@@ -172,6 +175,38 @@ export function decodePromote(payload: Buffer): { name: string; generations: Gen
   const message = { name: reader.string(MAX_NAME_BYTES), generations: readGenerations(reader) };
   reader.end();
   return message;
+}
+
+/** PAIR_PROMOTE_GROUP: a journal group's members, each with the generations it is promoted on. */
+export interface GroupPromote {
+  group: string;
+  members: { name: string; generations: Generations }[];
+}
+
+export function encodeGroupPromote(message: GroupPromote): Buffer {
+  if (message.members.length === 0 || message.members.length > MAX_GROUP_MEMBERS) {
+    throw new RangeError(`a group promotion lists 1 to ${MAX_GROUP_MEMBERS} members, got ${message.members.length}`);
+  }
+  const writer = new BinaryWriter().string(message.group).u16(message.members.length);
+  for (const member of message.members) writeGenerations(writer.string(member.name), member.generations);
+  return writer.encode();
+}
+
+export function decodeGroupPromote(payload: Buffer): GroupPromote {
+  const reader = new BinaryReader(payload, 'PAIR_PROMOTE_GROUP');
+  const group = reader.string(MAX_NAME_BYTES);
+  const count = reader.u16();
+  if (count === 0 || count > MAX_GROUP_MEMBERS) bad('PAIR_PROMOTE_GROUP', `${count} members, not 1 to ${MAX_GROUP_MEMBERS}`);
+  const members: GroupPromote['members'] = [];
+  const names = new Set<string>();
+  for (let index = 0; index < count; index++) {
+    const name = reader.string(MAX_NAME_BYTES);
+    if (names.has(name)) bad('PAIR_PROMOTE_GROUP', `pair ${JSON.stringify(name)} listed twice`);
+    names.add(name);
+    members.push({ name, generations: readGenerations(reader) });
+  }
+  reader.end();
+  return { group, members };
 }
 
 /** PAIR_MARKER: {name, sequence}. */

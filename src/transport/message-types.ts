@@ -35,6 +35,10 @@ export const MessageType = Object.freeze({
   PAIR_GROUP_RECORDS: 0x3b,
   /** Pairs: take the consistency group's copy at a cut the secondary has applied exactly through (request). */
   PAIR_CG_CUT: 0x3c,
+  /** Pairs: become the primary of every member of a journal group, handed over drained (request). */
+  PAIR_PROMOTE_GROUP: 0x3d,
+  /** Pairs: hand the primary role of every member of a journal group over to the sender (request). */
+  PAIR_SWITCH_GROUP: 0x3e,
   /** Consistency groups (src/cgroup/messages.ts): hold host writes and take the cut (request). */
   CGROUP_PREPARE: 0x50,
   /** Consistency groups: release the hold, drain to the cut, answer with the copies (request). */

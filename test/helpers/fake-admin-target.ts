@@ -126,6 +126,12 @@ export class FakeAdminTarget implements AdminTarget {
     return [{ name: `${group}-a`, state: 'simplex', journalGroup: group }, { name: `${group}-b`, state: 'simplex', journalGroup: group }];
   }
 
+  async failbackGroup(controllerId: string | undefined, group: string): Promise<Record<string, unknown>[]> {
+    this.pairCalls.push({ verb: 'failback-group', controllerId, pairName: group, options: {} });
+    if (group === 'missing') throw new BlockmirrorError('ERR_PAIR_UNKNOWN', `no journal group ${group}`);
+    return [{ name: `${group}-a`, state: 'mirroring', journalGroup: group }, { name: `${group}-b`, state: 'mirroring', journalGroup: group }];
+  }
+
   async failbackPair(controllerId: string | undefined, pairName: string): Promise<Record<string, unknown>> {
     return this.pairVerb('failback', controllerId, pairName);
   }

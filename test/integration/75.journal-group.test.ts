@@ -155,13 +155,22 @@ describe('75 a journal group across serve processes: SIGKILL mid-stream, takeove
     const status = await a.admin.get('/status') as { controllers: { journalGroups: { name: string; pairs: string[] }[] }[] };
     assert.deepEqual(status.controllers[0]?.journalGroups.map((group) => [group.name, group.pairs]), [['db', ['g-log', 'g-data']]]);
 
+    // With the primary reachable, takeover-group is a drained switch of the whole group, and
+    // failback-group (here on the side now primary) swaps every role back.
+    const switched = await run(process.execPath, [CLI_PATH, 'pair', 'takeover-group', 'db', '--admin', b.adminSocket], { timeoutMs: 60_000, check: false });
+    assert.equal(switched.code, 0, `takeover-group with the primary up: ${switched.stdout}${switched.stderr}`);
+    assert.deepEqual(switched.stdout.trimEnd().split('\n').map((line) => line.replace(/: .*; /, ' ')), ['pair g-log role primary', 'pair g-data role primary']);
+    await untilPairs(a, (entries) => entries.every((entry) => entry.role === 'secondary' && entry.state === 'mirroring'), 'site-a the secondary of both');
+    const back = await run(process.execPath, [CLI_PATH, 'pair', 'failback-group', 'db', '--admin', b.adminSocket], { timeoutMs: 60_000, check: false });
+    assert.equal(back.code, 0, `failback-group: ${back.stdout}${back.stderr}`);
+    assert.deepEqual(back.stdout.trimEnd().split('\n').map((line) => line.replace(/: .*; /, ' ')), ['pair g-log role secondary', 'pair g-data role secondary']);
+    await untilPairs(a, (entries) => entries.every((entry) => entry.role === 'primary' && entry.state === 'mirroring'), 'site-a the primary of both again');
+    const declared = await run(process.execPath, [CLI_PATH, 'pair', 'failback-group', 'db', '--admin', a.adminSocket], { timeoutMs: 60_000, check: false });
+    assert.equal(declared.code, 1, 'every role is the declared one already');
+    assert.match(declared.stderr, /ERR_PAIR_STATE.*a failback needs every member out of its declared role/);
+
     const application = await startApplication(a);
     await waitFor(() => application.acknowledged() >= 300, 'the first 300 steps acknowledged', 60_000);
-    // With the primary reachable the group is not taken over in one step: refused, nothing changed.
-    const refused = await run(process.execPath, [CLI_PATH, 'pair', 'takeover-group', 'db', '--admin', b.adminSocket], { timeoutMs: 60_000, check: false });
-    assert.equal(refused.code, 1, `takeover-group with the primary up: ${refused.stdout}${refused.stderr}`);
-    assert.match(refused.stderr, /ERR_PAIR_STATE/);
-    assert.match(refused.stderr, /nothing taken over; g-log: the primary is reachable .*g-data: the primary is reachable/);
     const unknown = await run(process.execPath, [CLI_PATH, 'pair', 'takeover-group', 'nosuch', '--admin', b.adminSocket], { timeoutMs: 60_000, check: false });
     assert.equal(unknown.code, 1);
     assert.match(unknown.stderr, /ERR_PAIR_UNKNOWN/);

@@ -23,6 +23,7 @@ const ROUTES: Record<string, string[]> = {
   ...Object.fromEntries(['suspend', 'resume', 'failback', 'delete'].map((verb) => [`/pairs/${verb}`, ['controller', 'pair']])),
   '/pairs/takeover': ['controller', 'pair', 'force'],
   '/pairs/takeover-group': ['controller', 'journalGroup', 'force'],
+  '/pairs/failback-group': ['controller', 'journalGroup'],
   '/pairs/resolve': ['controller', 'pair', 'keep'],
   '/pairs/create': ['controller', 'pair', 'volume', 'peer', 'remoteVolume', 'mode', 'role', 'fence', 'autoResume', 'journalHold', 'journalGroup'],
   '/lockstep': ['controller', 'pairs', 'volumes', 'journals', 'timeoutMs'],
@@ -52,6 +53,7 @@ function validBody(route: string, side: string): Record<string, unknown> {
   if (route === '/links/heal') return { controller, peer };
   if (route === '/pairs/takeover') return { controller, pair: 'vol0', force: false };
   if (route === '/pairs/takeover-group') return { controller, journalGroup: 'g1', force: false };
+  if (route === '/pairs/failback-group') return { controller, journalGroup: 'g1' };
   if (route === '/pairs/resolve') return { controller, pair: 'vol0', keep: 'primary' };
   if (route === '/pairs/create') return { controller, pair: 'p9', volume: 'vol0', peer, remoteVolume: 'vol0', mode: 'async', role: 'primary' };
   if (route.startsWith('/pairs/')) return { controller, pair: 'vol0' };

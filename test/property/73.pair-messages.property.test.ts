@@ -96,6 +96,12 @@ const CODECS: { what: string; message: fc.Arbitrary<unknown>; encode: (m: never)
     decode: M.decodePromote,
   },
   {
+    what: 'PAIR_PROMOTE_GROUP',
+    message: fc.record({ group: name, members: fc.uniqueArray(fc.record({ name, generations }), { minLength: 1, maxLength: 8, selector: (member) => member.name }) }),
+    encode: M.encodeGroupPromote as (m: never) => Buffer,
+    decode: M.decodeGroupPromote,
+  },
+  {
     what: 'PAIR_RESOLVE',
     // A query keeps no side: its keepSender decodes as false.
     message: fc.oneof(fc.record({ name, keepSender: fc.boolean(), query: fc.constant(false) }), fc.record({ name, keepSender: fc.constant(false), query: fc.constant(true) })),
@@ -109,7 +115,7 @@ const CODECS: { what: string; message: fc.Arbitrary<unknown>; encode: (m: never)
     decode: M.decodePairError,
   },
   {
-    what: 'a name (PAIR_FLUSH, PAIR_SWITCH)',
+    what: 'a name (PAIR_FLUSH, PAIR_SWITCH, PAIR_SWITCH_GROUP)',
     message: fc.record({ name }),
     encode: ((m: { name: string }) => M.encodeName(m.name)) as (m: never) => Buffer,
     decode: (bytes) => ({ name: M.decodeName(bytes, 'PAIR_FLUSH') }),
@@ -198,6 +204,18 @@ describe('73 pair messages (property)', () => {
     } finally {
       journal.close();
     }
+  });
+
+  it('refuses a group promotion with no member, too many, or one listed twice', () => {
+    const generationsOf = { current: 1, bitmap: 0, history: [0, 0] as const };
+    assert.throws(() => M.encodeGroupPromote({ group: 'g', members: [] }), RangeError);
+    const many = Array.from({ length: M.MAX_GROUP_MEMBERS + 1 }, (_, index) => ({ name: `p${index}`, generations: generationsOf }));
+    assert.throws(() => M.encodeGroupPromote({ group: 'g', members: many }), RangeError);
+    const twice = M.encodeGroupPromote({ group: 'g', members: [{ name: 'p', generations: generationsOf }, { name: 'q', generations: generationsOf }] });
+    // The second name's bytes rewritten to the first's: a valid frame listing p twice.
+    const at = twice.lastIndexOf(Buffer.from('q'));
+    twice[at] = 'p'.charCodeAt(0);
+    assert.throws(() => M.decodeGroupPromote(twice), (error: unknown) => error instanceof LinkError && error.code === 'ERR_LINK_BAD_MESSAGE' && /listed twice/.test(error.message));
   });
 
   it('refuses records whose data exceeds the limit, and more records than a message may carry', () => {

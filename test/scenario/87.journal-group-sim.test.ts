@@ -11,7 +11,8 @@ import * as path from 'node:path';
 
 import { Controller } from '../../src/controller/controller';
 import { MessageType } from '../../src/transport/message-types';
-import { encodeGroupRecords, encodeRecords } from '../../src/replication/messages';
+import type { Generations } from '../../src/replication/generations';
+import { encodeGroupPromote, encodeGroupRecords, encodeName, encodeRecords } from '../../src/replication/messages';
 import { type PairSpec, groupProblem } from '../../src/replication/pairs';
 import { PairError } from '../../src/replication/pair-state';
 import type { PairVolume } from '../../src/replication/pair-volume';
@@ -420,7 +421,7 @@ describe('87 journal groups on the simulated network', () => {
     }
   });
 
-  it('takeoverGroup takes over every member or none: refused while the primary is reachable or an image is inconsistent, then --force takes both', async () => {
+  it('takeoverGroup takes over every member or none: refused while the primary is reachable but a member not mirroring, or an image is inconsistent, then --force takes both', async () => {
     const w = await world(true, { seed: 9 });
     const manager = w.b.pairs as NonNullable<Controller['pairs']>;
     const roles = (): string[] => manager.status().map((pair) => `${String(pair.name)}:${String(pair.role)}`);
@@ -435,14 +436,17 @@ describe('87 journal groups on the simulated network', () => {
     };
     await until(w, () => states(w).every((state) => state === 'mirroring'), 'mirroring');
     await runChecked(w, 0, 10);
-    await refusal(/nothing taken over; g-log: the primary is reachable \(mirroring\); g-data: the primary is reachable/);
-    await assert.rejects(manager.takeoverGroup('nosuch'), (error: unknown) => error instanceof PairError && error.code === 'ERR_PAIR_UNKNOWN');
-
-    // Writes during an operator's suspension (it breaks the stream: resume resyncs), then a slow
-    // resync cut by a partition: the secondary images are inconsistent (a resync was running)
-    // and the primary unreachable.
+    // An operator's suspension on the primary (the group suspends as one): the primary is
+    // reachable, so no takeover, and no drained switch either (it needs every member mirroring).
     (w.a.pairs as NonNullable<Controller['pairs']>).suspend('g-log');
     await until(w, () => states(w).every((state) => state === 'suspended'), 'both suspended');
+    // b still sees both mirroring: it asks for the drained switch, and the primary refuses.
+    await refusal(/journal group db: nothing handed over; a drained switch needs every member mirroring with a its primary \(g-log: suspended; g-data: suspended\)/);
+    await assert.rejects(manager.takeoverGroup('nosuch'), (error: unknown) => error instanceof PairError && error.code === 'ERR_PAIR_UNKNOWN');
+
+    // Writes during the suspension (it breaks the stream: resume resyncs), then a slow resync
+    // cut by a partition: the secondary images are inconsistent (a resync was running) and the
+    // primary unreachable.
     for (let step = 10; step < 60; step++) writeStep(w, step);
     w.network.setLink('a', 'b', { bandwidthBytesPerSecond: 16 * 1024 });
     (w.a.pairs as NonNullable<Controller['pairs']>).resume('g-log');
@@ -457,6 +461,132 @@ describe('87 journal groups on the simulated network', () => {
     assert.deepEqual((pairs as Record<string, unknown>[]).map((pair) => [pair.name, pair.role]), [['g-log', 'primary'], ['g-data', 'primary']]);
     assert.deepEqual(roles(), ['g-log:primary', 'g-data:primary']);
     await assert.rejects(manager.takeoverGroup('db'), /already the primary of every member/);
+    await close(w);
+  });
+
+  it('a drained switch of the whole group with the primary reachable: writes held, one step for every member, identical images; failbackGroup swaps back', async () => {
+    const w = await world(true, { seed: 17 });
+    const aPairs = w.a.pairs as NonNullable<Controller['pairs']>;
+    const bPairs = w.b.pairs as NonNullable<Controller['pairs']>;
+    const roles = (c: Controller): string[] => (c.pairs?.status() ?? []).map((pair) => `${String(pair.name)}:${String(pair.role)}`);
+    /** Starts `run`, lets `meanwhile` act on the simulation, then runs the clock until `run` settles. */
+    const settle = async <T>(what: string, run: () => Promise<T>, meanwhile?: () => Promise<void>): Promise<{ value?: T; error?: unknown }> => {
+      const outcome: { value?: T; error?: unknown; done?: boolean } = {};
+      void run().then((value) => { outcome.value = value; outcome.done = true; }, (error: unknown) => { outcome.error = error; outcome.done = true; });
+      await meanwhile?.();
+      await until(w, () => outcome.done === true, what);
+      return outcome;
+    };
+    const sameImages = (): boolean => VOLUMES.every((name) => {
+      const left = Buffer.alloc(CAPACITY);
+      const right = Buffer.alloc(CAPACITY);
+      (w.a.volume(name) as Volume).read(0, left);
+      (w.b.volume(name) as Volume).read(0, right);
+      return left.equals(right);
+    });
+    await until(w, () => states(w).every((state) => state === 'mirroring'), 'mirroring');
+    await runChecked(w, 0, 10);
+
+    // Records in flight behind a slow link when the switch is asked: the drain holds host
+    // writes on both volumes until the secondary has applied and flushed everything.
+    w.network.setLink('a', 'b', { latencyMs: 5, bandwidthBytesPerSecond: 4 * 1024 * 1024 });
+    for (let step = 10; step < 40; step++) writeStep(w, step);
+    let refusedDuringDrain: unknown;
+    const outcome = await settle('the drained switch', () => bPairs.takeoverGroup('db'), async () => {
+      await w.clock.runFor(1);
+      try {
+        (w.a.exportVolume('data') as PairVolume).write(0, content(1, 999));
+      } catch (error) {
+        refusedDuringDrain = error;
+      }
+    });
+    assert.equal(outcome.error, undefined, String(outcome.error));
+    assert.ok(refusedDuringDrain instanceof PairError && refusedDuringDrain.code === 'ERR_PAIR_READ_ONLY', `a host write during the drain: ${String(refusedDuringDrain)}`);
+    assert.deepEqual((outcome.value as Record<string, unknown>[]).map((pair) => [pair.name, pair.role]), [['g-log', 'primary'], ['g-data', 'primary']]);
+    assert.deepEqual(roles(w.a), ['g-log:secondary', 'g-data:secondary'], 'the old primary is the secondary of both');
+    assert.ok(sameImages(), 'both volumes identical at the switch (nothing acknowledged is missing)');
+    assert.equal(prefixLength(w, 0), 40, 'every step is on the new primary');
+    for (const volume of VOLUMES) {
+      assert.equal((w.b.exportVolume(volume) as PairVolume).writable, true, `b's ${volume} is writable`);
+      assert.equal((w.a.exportVolume(volume) as PairVolume).writable, false, `a's ${volume} is read-only`);
+    }
+    // The new primary ships as a group to the old one, with no resync (the tracks were cleared).
+    w.network.setLink('a', 'b', { latencyMs: 1 });
+    await until(w, () => VOLUMES.every((volume) => bPairs.primary(`g-${volume}`).currentState === 'mirroring'), 'b mirroring both');
+    assert.equal(bPairs.groupStatus().length, 1, 'b ships the group as one stream');
+    for (let step = 40; step < 50; step++) VOLUMES.forEach((volume, index) => (w.b.exportVolume(volume) as PairVolume).write((step % BLOCKS) * BLOCK, content(index, step)));
+    await until(w, sameImages, 'a follows b');
+    for (const volume of VOLUMES) assert.equal(bPairs.primary(`g-${volume}`).status().resyncedBytes, 0, `g-${volume} needed no resync`);
+
+    // A switch asked while one member is not mirroring is refused on the primary, nothing changed.
+    bPairs.suspend('g-log');
+    await until(w, () => VOLUMES.every((volume) => bPairs.primary(`g-${volume}`).currentState === 'suspended'), 'both suspended on b');
+    const early = await settle('the failback refused', () => aPairs.failbackGroup('db'));
+    assert.ok(early.error instanceof PairError && early.error.code === 'ERR_PAIR_STATE', String(early.error));
+    assert.match((early.error as Error).message, /journal group db: nothing handed over; .*g-log: suspended; g-data: suspended/);
+    assert.deepEqual(roles(w.b), ['g-log:primary', 'g-data:primary']);
+    bPairs.resume('g-log');
+    await until(w, () => VOLUMES.every((volume) => bPairs.primary(`g-${volume}`).currentState === 'mirroring'), 'b mirroring both again');
+
+    // A partition in the middle of the drain: the handover fails, the writes are released, the
+    // roles stay; after healing the failback goes through.
+    w.network.setLink('b', 'a', { latencyMs: 5, bandwidthBytesPerSecond: 2 * 1024 * 1024 });
+    for (let step = 50; step < 80; step++) VOLUMES.forEach((volume, index) => (w.b.exportVolume(volume) as PairVolume).write((step % BLOCKS) * BLOCK, content(index, step)));
+    const cut = await settle('the failback cut by a partition', () => aPairs.failbackGroup('db'), async () => {
+      await w.clock.runFor(20);
+      w.network.partition('a', 'b', { direction: 'both' });
+    });
+    // The asker hears the link go down; the roles say what happened: nothing.
+    assert.equal((cut.error as { code?: string }).code, 'ERR_LINK_DOWN', String(cut.error));
+    await until(w, () => VOLUMES.every((volume) => bPairs.primary(`g-${volume}`).currentState === 'suspended'), 'b suspended (link-down)');
+    assert.deepEqual(roles(w.b), ['g-log:primary', 'g-data:primary'], 'b stays the primary of both');
+    assert.deepEqual(roles(w.a), ['g-log:secondary', 'g-data:secondary']);
+    for (const volume of VOLUMES) assert.equal((w.b.exportVolume(volume) as PairVolume).writable, true, `b's ${volume} writable again`);
+    w.network.heal('a', 'b');
+    w.network.setLink('b', 'a', { latencyMs: 1, bandwidthBytesPerSecond: Infinity });
+    await until(w, () => VOLUMES.every((volume) => bPairs.primary(`g-${volume}`).currentState === 'mirroring') && sameImages(), 'mirroring and identical after healing');
+    const back = await settle('the failback', () => aPairs.failbackGroup('db'));
+    assert.equal(back.error, undefined, String(back.error));
+    assert.deepEqual(roles(w.a), ['g-log:primary', 'g-data:primary'], 'the declared roles again');
+    assert.deepEqual(roles(w.b), ['g-log:secondary', 'g-data:secondary']);
+    assert.ok(sameImages());
+    const again = await settle('a second failback', () => aPairs.failbackGroup('db'));
+    assert.match(String((again.error as Error)?.message), /a failback needs every member out of its declared role/);
+    await until(w, () => states(w).every((state) => state === 'mirroring'), 'a mirroring both');
+    await runChecked(w, 80, 10);
+    await until(w, () => identical(w), 'identical at the end');
+    await close(w);
+  });
+
+  it('refuses a group promotion or switch that does not fit: a member left out, another generation, an unknown group, garbage; nothing changes', async () => {
+    const w = await world(true, { seed: 19 });
+    await until(w, () => states(w).every((state) => state === 'mirroring'), 'mirroring');
+    await runChecked(w, 0, 5);
+    // The status shows the generation ids in hex.
+    const generations = (name: string): Generations => {
+      const shown = w.a.pairs?.primary(name).status().generations as { current: string; bitmap: string; history: [string, string] };
+      const id = (hex: string): number => Number.parseInt(hex, 16);
+      return { current: id(shown.current), bitmap: id(shown.bitmap), history: [id(shown.history[0]), id(shown.history[1])] };
+    };
+    const ask = async (link: ReturnType<Controller['link']>, type: number, payload: Buffer): Promise<string> => {
+      let code = 'answered';
+      let done = false;
+      void link.request(type, payload).then(() => { done = true; }, (error: unknown) => { code = String((error as { remoteCode?: string }).remoteCode); done = true; });
+      await until(w, () => done, 'the answer');
+      return code;
+    };
+    const toB = w.a.link('b');
+    const both = [{ name: 'g-log', generations: generations('g-log') }, { name: 'g-data', generations: generations('g-data') }];
+    assert.equal(await ask(toB, MessageType.PAIR_PROMOTE_GROUP, encodeGroupPromote({ group: 'db', members: [both[0] as (typeof both)[0]] })), 'ERR_PAIR_MISMATCH');
+    const stale = { current: 12345, bitmap: 0, history: [0, 0] as const };
+    assert.equal(await ask(toB, MessageType.PAIR_PROMOTE_GROUP, encodeGroupPromote({ group: 'db', members: [both[0] as (typeof both)[0], { name: 'g-data', generations: stale }] })), 'ERR_PAIR_STATE');
+    assert.equal(await ask(toB, MessageType.PAIR_PROMOTE_GROUP, encodeGroupPromote({ group: 'nosuch', members: both })), 'ERR_PAIR_UNKNOWN');
+    assert.equal(await ask(toB, MessageType.PAIR_PROMOTE_GROUP, Buffer.from([1, 2, 3])), 'ERR_LINK_BAD_MESSAGE');
+    assert.equal(await ask(w.b.link('a'), MessageType.PAIR_SWITCH_GROUP, encodeName('nosuch')), 'ERR_PAIR_UNKNOWN');
+    assert.deepEqual(w.b.pairs?.status().map((pair) => pair.role), ['secondary', 'secondary'], 'nothing was promoted');
+    assert.deepEqual(w.a.pairs?.status().map((pair) => pair.role), ['primary', 'primary']);
+    await runChecked(w, 5, 5);
+    await until(w, () => identical(w), 'still mirroring, identical');
     await close(w);
   });
 
