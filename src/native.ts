@@ -120,7 +120,7 @@ export interface NativeJournal {
    * flags, dataCrc, payloadOffset, payloadBytes.
    */
   read(fromSequence: number, maxRecords: number, maxBytes: number): [Float64Array, BigUint64Array, Buffer];
-  readPacked(fromSequence: number, maxRecords: number, maxDataBytes: number, prefixBytes: number, gapBytes: number, target?: Buffer): [Float64Array, Buffer, number];
+  readPacked(fromSequence: number, maxRecords: number, maxDataBytes: number, prefixBytes: number, gapBytes: number, target?: Buffer, verify?: boolean): [Float64Array, Buffer, number];
   release(throughSequence: number): number;
   /** headSequence, nextSequence, recordCount, usedBytes, capacityBytes, maxRecordBytes, appendCount, fullCount */
   stats(): Float64Array;

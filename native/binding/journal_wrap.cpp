@@ -224,6 +224,7 @@ class JournalWrap final : public Napi::ObjectWrap<JournalWrap> {
   // after fromSequence, so it is at most a record header per record larger than what it holds.
   // `target`, a Buffer of the caller's (a reused send buffer), is filled instead when it is at
   // least that size; otherwise a new buffer is made as without it (the caller sees which).
+  // `verify` (7th, default true): false skips the data CRC check of each copy (Journal::readFrom).
   Napi::Value readPacked(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     const uint64_t fromSequence = argIndex(env, arg(info, 0), "fromSequence");
@@ -248,14 +249,17 @@ class JournalWrap final : public Napi::ObjectWrap<JournalWrap> {
     } else {
       buffer = Napi::Buffer<uint8_t>::New(env, prefixBytes + capacity);
     }
+    const Napi::Value verifyArg = info[6];
+    if (!verifyArg.IsUndefined() && !verifyArg.IsBoolean()) throwTypeError(env, "verify must be a boolean");
+    const bool verify = verifyArg.IsUndefined() || verifyArg.As<Napi::Boolean>().Value();
     size_t count = journal.readFrom(fromSequence, maxRecords, records_.data(), buffer.Data() + prefixBytes, capacity,
-                                    static_cast<uint32_t>(gapBytes), dataLimit);
+                                    static_cast<uint32_t>(gapBytes), dataLimit, verify);
     if (count == 0 && fromSequence < journal.nextSequence()) {
       // The first record alone exceeds maxDataBytes: return it anyway, so a reader makes progress.
       capacity = gapBytes + journal.maxRecordBytes();
       buffer = Napi::Buffer<uint8_t>::New(env, prefixBytes + capacity);
       count = journal.readFrom(fromSequence, 1, records_.data(), buffer.Data() + prefixBytes, capacity,
-                               static_cast<uint32_t>(gapBytes), journal.maxRecordBytes());
+                               static_cast<uint32_t>(gapBytes), journal.maxRecordBytes(), verify);
     }
     uint64_t used = prefixBytes;
     Napi::Float64Array fields = Napi::Float64Array::New(env, count * kRecordFieldCount);

@@ -137,8 +137,12 @@ class Journal {
   // The same, leaving `gapBytes` free in `payload` before each record's data (a caller that
   // frames records writes its per-record header there, so the data is copied only once), and
   // stopping before the data bytes pass maxDataBytes or the buffer (gaps included) is full.
+  // `verifyData` false skips the check of each copy against its data CRC (the headers are still
+  // checked): for a caller that sends the records with their CRCs to a receiver that checks
+  // them (a pair's PAIR_RECORDS, whose frame CRC is combined from the records' CRCs).
   size_t readFrom(uint64_t fromSequence, size_t maxRecords, JournalRecord* records,
-                  uint8_t* payload, uint64_t payloadCapacity, uint32_t gapBytes, uint64_t maxDataBytes);
+                  uint8_t* payload, uint64_t payloadCapacity, uint32_t gapBytes, uint64_t maxDataBytes,
+                  bool verifyData = true);
   // An upper bound of the ring bytes (record headers included) from fromSequence to the tail:
   // exact when the read cursor stands there (a reader that follows the journal), else usedBytes.
   uint64_t ringBytesFrom(uint64_t fromSequence) const;

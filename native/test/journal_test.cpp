@@ -344,6 +344,11 @@ TEST(journal_checksum_corruption_is_detected_on_read) {
   ring[second + 48 + 1] ^= 0x40;  // payload byte of record 2
   CHECK_THROWS_CODE(journal->readFrom(2, 2, records, payload, sizeof payload), ERR_JOURNAL_CHECKSUM);
   CHECK_EQ(journal->readFrom(1, 1, records, payload, sizeof payload), 1u);  // record 1 is fine
+  // Unverified, the damaged copy comes out with the CRC it was appended with (a receiver that
+  // checks it finds the mismatch): the stored CRC no longer matches the bytes.
+  CHECK_EQ(journal->readFrom(2, 1, records, payload, sizeof payload, 0, UINT64_MAX, false), 1u);
+  CHECK(records[0].dataCrc != bm::crc32c(0, payload, 5));
+  CHECK_EQ(records[0].dataCrc, bm::crc32c(0, "world", 5));
   ring[second + 48 + 1] ^= 0x40;
   ring[second + 24] ^= 0x01;  // byteOffset field of record 2's header
   CHECK_THROWS_CODE(journal->readFrom(1, 2, records, payload, sizeof payload), ERR_JOURNAL_CHECKSUM);

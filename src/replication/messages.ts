@@ -301,8 +301,10 @@ export const MAX_RECORDS_PREFIX_BYTES = 2 + MAX_NAME_BYTES + 4;
  * place, byte for byte what encodeRecords makes of the same records, without copying the data
  * again. Returns null when a record's kind has no PAIR_RECORDS kind (the caller takes the
  * copying path). `crc` is the message's CRC32C, made without reading the data: the headers are
- * summed here and each record's data CRC (which readPacked checked against the copy) is
- * combined in (transport/frame.ts crc32cCombine), so the link need not read the payload again.
+ * summed here and each record's data CRC, the one it was appended with, is combined in
+ * (transport/frame.ts crc32cCombine), so the link need not read the payload again. A copy that
+ * no longer matches its CRC (readPacked with verify false does not look) makes the receiver
+ * refuse the frame: the check runs end to end, from the append to the secondary.
  */
 export function packRecords(nameBytes: Buffer, fields: Float64Array, buffer: Buffer, usedBytes: number): { message: Buffer; crc: number } | null {
   if (nameBytes.length > MAX_NAME_BYTES) throw new RangeError(`pair name longer than ${MAX_NAME_BYTES} bytes`);

@@ -138,6 +138,14 @@ export class PrimaryPair extends EventEmitter {
   handingOver = false;
   /** The next journal sequence to ship while mirroring. */
   private nextToShip = 1;
+  /**
+   * The pump checks the journal's copies against their CRCs through this sequence: the records
+   * the journal held when the stream last (re)started (a resume after a link loss or a restart).
+   * Later ones are sent unchecked: the frame's CRC is combined from the CRCs they were appended
+   * with, so the secondary checks them end to end; and if it refuses a damaged one, the link
+   * drops, the stream resumes, and this check finds it here (the pair suspends, then resyncs).
+   */
+  private verifyThrough = 0;
   private received = 0;
   private applied = 0;
   private flushed = 0;
@@ -491,6 +499,7 @@ export class PrimaryPair extends EventEmitter {
     this.received = this.applied = applied;
     this.flushed = 0;
     this.nextToShip = applied + 1;
+    this.verifyThrough = this.journal.nextSequence - 1;
     this.everMirrored = true;
     this.consistentFrom = applied;
     // A generation started while the link was down (the secondary took it as its own with the
@@ -707,6 +716,7 @@ export class PrimaryPair extends EventEmitter {
       try {
         const packed = this.journal.readPacked(this.nextToShip, {
           maxRecords, maxDataBytes: this.maxBatchBytes, prefixBytes: recordsPrefixBytes(this.nameBytes), gapBytes: RECORD_HEADER_BYTES, target,
+          verify: this.nextToShip <= this.verifyThrough,
         });
         if (target !== undefined && packed.buffer === target) pooled = target;
         else if (target !== undefined) this.sendPool.give(target);

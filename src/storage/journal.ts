@@ -313,8 +313,11 @@ export class Journal {
    * the caller's; nothing in it but the data is written. `target` (a buffer the caller reuses)
    * is filled and returned as `buffer` when it is large enough for what the read may need
    * (prefixBytes + maxDataBytes + gapBytes per record at most); otherwise a new buffer is.
+   * `verify` (default true) checks each copy against its data CRC (ERR_JOURNAL_CHECKSUM); false
+   * leaves that to a receiver that checks the CRCs it is sent (dataCrc in `fields` is always the
+   * CRC the record was appended with).
    */
-  readPacked(fromSequence: number, options: { maxRecords?: number; maxDataBytes?: number; prefixBytes?: number; gapBytes?: number; target?: Buffer } = {}):
+  readPacked(fromSequence: number, options: { maxRecords?: number; maxDataBytes?: number; prefixBytes?: number; gapBytes?: number; target?: Buffer; verify?: boolean } = {}):
     { fields: Float64Array; buffer: Buffer; usedBytes: number; count: number } {
     const handle = this.#open();
     checkIndex(fromSequence, 'fromSequence');
@@ -330,7 +333,9 @@ export class Journal {
     checkIntegerIn(gapBytes, 'options.gapBytes', 0, 64);
     const target = options.target;
     if (target !== undefined && !Buffer.isBuffer(target)) throw new TypeError(`options.target must be a Buffer (got ${describe(target)})`);
-    const [fields, buffer, usedBytes] = handle.readPacked(fromSequence, maxRecords, maxDataBytes, prefixBytes, gapBytes, target);
+    const verify = orDefault(options.verify, true);
+    if (typeof verify !== 'boolean') throw new TypeError(`options.verify must be a boolean (got ${describe(verify)})`);
+    const [fields, buffer, usedBytes] = handle.readPacked(fromSequence, maxRecords, maxDataBytes, prefixBytes, gapBytes, target, verify);
     return { fields, buffer, usedBytes, count: fields.length / 8 };
   }
 

@@ -6,6 +6,9 @@
 // while cut off, a full journal suspends with journal-full and recovers, and the secondary
 // refuses what it did not declare.
 import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 
 import { Controller } from '../../src/controller/controller';
 import type { PairSpec } from '../../src/replication/pairs';
@@ -33,14 +36,18 @@ interface World {
   random: SeededRandom;
 }
 
-async function world(pair: Partial<PairSpec> = {}, options: { journalCapacityBytes?: number; seed?: number } = {}): Promise<World> {
+async function world(pair: Partial<PairSpec> = {}, options: {
+  journalCapacityBytes?: number; seed?: number;
+  /** More of the primary's volume spec (a file volume: its journal is a file beside it). */
+  primaryVolume?: Record<string, unknown>;
+} = {}): Promise<World> {
   const clock = new SimClock();
   const random = new SeededRandom(options.seed ?? 11);
   const network = new SimNetwork({ clock, random: random.fork('network') });
   const spec = { name: 'p0', mode: 'async' as const, ...pair };
   const a = new Controller({
     id: 'a', network: network.node('a'), clock, random: random.fork('a'),
-    volumes: [{ name: 'vol0', capacityBytes: CAPACITY }],
+    volumes: [{ name: 'vol0', capacityBytes: CAPACITY, ...options.primaryVolume }],
     replication: { ...TUNING, listen: { host: 'a', port: 7000 } },
     peers: [{ id: 'b', address: { host: 'b', port: 7000 } }],
     pairs: [{ ...spec, volume: 'vol0', peer: 'b', remoteVolume: 'vol0', role: 'primary' }],
@@ -289,6 +296,47 @@ describe('81 pairs on the simulated network', () => {
     w.network.setLink('a', 'b', { bandwidthBytesPerSecond: Infinity });
     await until(w, () => state(w) === 'mirroring' && identical(w), 'recovered', 60_000);
     await close(w);
+  });
+
+  it('a journal record damaged before it is shipped never lands: the secondary refuses its frame, the resumed stream checks the journal and finds it, the pair resyncs', async () => {
+    // The pump sends records without checking the journal's copies against their CRCs (the
+    // frame's CRC is combined from them, and the secondary checks it). A record damaged in the
+    // ring before the pump reads it goes out as it is; the secondary refuses the frame, the
+    // stream resumes from the hold and checks what the journal held, which finds the damage.
+    const directory = fs.mkdtempSync(path.join(os.tmpdir(), 'bm-sim81-'));
+    const imagePath = path.join(directory, 'a.img');
+    try {
+      const w = await world({}, { primaryVolume: { backing: 'file', path: imagePath } });
+      await until(w, () => state(w) === 'mirroring', 'mirroring');
+      for (let index = 0; index < 20; index++) randomWrite(w);
+      await until(w, () => identical(w), 'identical before');
+      const downs: { reason: string; code?: string }[] = [];
+      w.b.link('a').on('state', (event: { new: string; reason: string; code?: string }) => {
+        if (event.new === 'down') downs.push({ reason: event.reason, ...(event.code === undefined ? {} : { code: event.code }) });
+      });
+      const marker = Buffer.alloc(65536);
+      for (let at = 0; at < marker.length; at += 16) marker.write('damaged-record!!', at, 'latin1');
+      w.primary.write(100 * 65536, marker);
+      // Before the pump runs (the simulator's clock defers it to a microtask): flip one byte of
+      // the record's copy in the journal's ring (a file, mapped shared).
+      const journalFile = fs.readFileSync(`${imagePath}.journal`);
+      const at = journalFile.indexOf(marker);
+      assert.ok(at > 0, 'the record is in the journal file');
+      const descriptor = fs.openSync(`${imagePath}.journal`, 'r+');
+      fs.writeSync(descriptor, Buffer.from([(journalFile[at + 1000] as number) ^ 0x40]), 0, 1, at + 1000);
+      fs.closeSync(descriptor);
+      await until(w, () => w.a.pairs?.primary('p0').status().reason === 'journal-full', 'the resumed stream found the damaged record', 60_000);
+      assert.match(String(w.a.pairs?.primary('p0').status().detail), /checksum/);
+      assert.deepEqual(downs[0], { reason: 'protocol-error', code: 'ERR_LINK_CHECKSUM' }, `the secondary refused the damaged frame: ${JSON.stringify(downs)}`);
+      await until(w, () => state(w) === 'mirroring' && identical(w), 'resynced and identical', 60_000);
+      const landed = Buffer.alloc(65536);
+      w.secondary.read(100 * 65536, landed);
+      assert.deepEqual(landed, marker, 'the secondary holds the volume\'s bytes, not the damaged copy');
+      assert.ok((w.a.pairs?.primary('p0').resyncedBytes ?? 0) > 0, 'a resync moved it');
+      await close(w);
+    } finally {
+      fs.rmSync(directory, { recursive: true, force: true });
+    }
   });
 
   it('a write larger than a journal record can be suspends with journal-full (never missed), then resyncs', async () => {

@@ -4,7 +4,11 @@
 // buffer otherwise.
 
 import { strict as assert } from 'node:assert';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 
+import { crc32c } from '../../src/storage/crc32c';
 import { Journal } from '../../src/storage/journal';
 import { SendPool } from '../../src/transport/send-pool';
 
@@ -84,6 +88,34 @@ describe('75 Journal.readPacked target', () => {
     assert.notEqual(packed.buffer, target);
     assert.equal(packed.count, 4);
     assert.deepEqual(target, Buffer.alloc(100, 0xee));
+  });
+
+  it('checks each copy against its CRC unless told not to (verify: false): then the stored CRC comes out with the copy', () => {
+    const directory = fs.mkdtempSync(path.join(os.tmpdir(), 'bm-unit75-'));
+    const file = path.join(directory, 'j');
+    const damaged = Journal.create({ kind: 'file', path: file, capacityBytes: 1024 * 1024 });
+    try {
+      const data = Buffer.alloc(4096, 0x33);
+      damaged.append({ byteOffset: 0, data });
+      const bytes = fs.readFileSync(file);
+      const at = bytes.indexOf(data);
+      const descriptor = fs.openSync(file, 'r+');
+      fs.writeSync(descriptor, Buffer.from([0x34]), 0, 1, at + 100);
+      fs.closeSync(descriptor);
+      assert.throws(() => damaged.readPacked(1), (error: unknown) => (error as { code?: string }).code === 'ERR_JOURNAL_CHECKSUM');
+      assert.throws(() => damaged.readPacked(1, { verify: true }), (error: unknown) => (error as { code?: string }).code === 'ERR_JOURNAL_CHECKSUM');
+      const packed = damaged.readPacked(1, { verify: false });
+      assert.equal(packed.count, 1);
+      const offset = packed.fields[6] as number;
+      const copy = packed.buffer.subarray(offset, offset + 4096);
+      assert.equal(copy[100], 0x34, 'the damaged copy');
+      assert.equal(packed.fields[5], crc32c(data), 'with the CRC it was appended with');
+      assert.notEqual(crc32c(copy), packed.fields[5]);
+      assert.throws(() => damaged.readPacked(1, { verify: 1 as unknown as boolean }), TypeError);
+    } finally {
+      damaged.close();
+      fs.rmSync(directory, { recursive: true, force: true });
+    }
   });
 
   it('refuses a target that is not a Buffer with TypeError', () => {
