@@ -342,6 +342,26 @@ export abstract class Connection implements HandOffCandidate {
   }
 
   /** The rest of the pending payload in the decoder's assembly buffer, as the next read target. */
+  /**
+   * The volume revoked the payload landing in the store (receive.ts; a pair's primary changed
+   * role): net.Socket already holds the store window as the next read's target (it asks right
+   * after each read), so that target is swapped for the decoder's own buffer at the same place
+   * of the payload. Where the socket cannot swap it, the connection is dropped instead (no read
+   * lands after a destroy), and the write is never acknowledged.
+   */
+  retargetRevokedRead(): void {
+    const pending = this.directWindow;
+    const decoder = this.decoder;
+    if (pending === null || decoder === null) return;
+    const replacement = decoder.payloadWindow();
+    if (replacement !== null && swapUserBuffer(this.socket, replacement)) {
+      this.directWindow = replacement;
+      return;
+    }
+    this.directWindow = null;
+    this.end({ reason: 'error', error: new Error('a revoked payload could not be moved off the store') }, true);
+  }
+
   private directWindowOf(decoder: P.RequestDecoder): Buffer | null {
     const window = decoder.payloadWindow();
     this.directWindow = window;
@@ -563,6 +583,21 @@ function adoptWithUserBuffers(accepted: net.Socket, onread: net.OnReadOpts): net
   internals._handle = null;
   accepted.destroy();
   return new net.Socket({ handle, onread, allowHalfOpen: false, readable: true, writable: true } as net.SocketConstructorOpts);
+}
+
+/**
+ * Makes `buffer` the target of the socket's next read, as if readTarget() had returned it: the
+ * handle's user buffer and net.Socket's own reference to it (the one its read callback is given).
+ * False when this Node keeps them elsewhere.
+ */
+function swapUserBuffer(socket: net.Socket, buffer: Buffer): boolean {
+  const handle = (socket as unknown as { _handle?: { useUserBuffer?: (target: Buffer) => void } | null })._handle;
+  const key = Object.getOwnPropertySymbols(socket).find((symbol) => symbol.description === 'kBuffer');
+  const fields = socket as unknown as Record<symbol, unknown>;
+  if (handle === null || handle === undefined || typeof handle.useUserBuffer !== 'function' || key === undefined || !Buffer.isBuffer(fields[key])) return false;
+  handle.useUserBuffer(buffer);
+  fields[key] = buffer;
+  return true;
 }
 
 function isNbdCoded(error: unknown): error is BlockmirrorError {

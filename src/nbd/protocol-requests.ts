@@ -226,6 +226,20 @@ export class RequestDecoder {
     this.request.payloadDirect = true;
   }
 
+  /**
+   * Ends a redirect before the payload is complete (the volume revoked the direct write): the
+   * rest of the payload is assembled in the decoder's own buffer again. What it then holds is
+   * not the payload (its start landed elsewhere); the caller refuses the request. No-op when no
+   * payload is redirected.
+   */
+  revokeRedirect(): void {
+    const own = this.ownAssembly;
+    if (own === null) return;
+    this.ownAssembly = null;
+    this.assembly = own;
+    if (this.assembly.length < this.request.length) this.growAssembly(this.request.length);
+  }
+
   /** Reports that the first `byteLength` bytes of payloadWindow() were filled. */
   payloadReceived(byteLength: number): void {
     if (

@@ -10,8 +10,8 @@
 // passes P.validateRequest exactly as handleRequest will check it (so a request that would be
 // rejected changes nothing), the server is not shutting down, no other payload of this
 // connection is being received this way, and the export's volume offers beginDirectWrite (a
-// storage Volume; a pair export's PairVolume does not: it takes write(), see "replicated" in the
-// doc). beginDirectWrite does, natively, what write() does before a byte lands: range check, the
+// storage Volume, or a pair export's PairVolume on the primary, which may revoke a landing when
+// its role changes: see "replicated" in the doc). beginDirectWrite does, natively, what write() does before a byte lands: range check, the
 // snapshot copy-on-write seam (preserve), and it marks every recording bitmap, so tracking is
 // conservative from the first landed byte on. It returns null (nothing was done) when the write
 // cannot land in the store itself (an interceptor that may divert it: RAID protection), and
@@ -40,11 +40,15 @@ import * as P from './protocol';
 export interface DirectWrite {
   byteOffset: number;
   byteLength: number;
+  /** Set when the volume revoked it (committed by the volume; the request is refused with it). */
+  revoked?: Error;
 }
 
 /** What this module needs of a connection. */
 interface Receiver {
   directWrite: DirectWrite | null;
+  /** A revoked landing: the socket read already named into the store must land elsewhere. */
+  retargetRevokedRead?(): void;
 }
 
 /**
@@ -58,15 +62,24 @@ export function beginStoreReceive(receiver: Receiver, decoder: P.RequestDecoder,
   const request = decoder.request;
   if (request.type !== P.NBD_CMD_WRITE || P.validateRequest(request, limits) !== null) return false;
   let view: Uint8Array | null;
+  const direct: DirectWrite = { byteOffset: request.offset, byteLength: request.length };
+  // A pair's primary may revoke the landing (its role changed): the rest of the payload goes to
+  // the decoder's own buffer, and the request is refused when it completes.
+  const revoke = (reason: Error): void => {
+    if (receiver.directWrite !== direct || direct.revoked !== undefined) return;
+    direct.revoked = reason;
+    decoder.revokeRedirect();
+    receiver.retargetRevokedRead?.();
+  };
   try {
-    view = volume.beginDirectWrite(request.offset, request.length);
+    view = volume.beginDirectWrite(request.offset, request.length, revoke);
   } catch {
     // What write() would refuse: it answers the error when the request is handled.
     return false;
   }
   if (view === null) return false;
   const target = Buffer.isBuffer(view) ? view : Buffer.from(view.buffer, view.byteOffset, view.byteLength);
-  receiver.directWrite = { byteOffset: request.offset, byteLength: request.length };
+  receiver.directWrite = direct;
   decoder.redirectPayload(target);
   return true;
 }
@@ -76,6 +89,7 @@ export function commitStoreReceive(receiver: Receiver, entry: ExportEntry): numb
   const direct = receiver.directWrite;
   if (direct === null || entry.volume.commitDirectWrite === undefined) throw new Error('no direct write to commit');
   receiver.directWrite = null;
+  if (direct.revoked !== undefined) throw direct.revoked;
   return entry.volume.commitDirectWrite(direct.byteOffset, direct.byteLength);
 }
 
@@ -83,7 +97,7 @@ export function commitStoreReceive(receiver: Receiver, entry: ExportEntry): numb
 export function abandonStoreReceive(receiver: Receiver, entry: ExportEntry, log: NbdLogger): void {
   const direct = receiver.directWrite;
   receiver.directWrite = null;
-  if (direct === null || entry.volume.commitDirectWrite === undefined) return;
+  if (direct === null || direct.revoked !== undefined || entry.volume.commitDirectWrite === undefined) return;
   try {
     entry.volume.commitDirectWrite(direct.byteOffset, direct.byteLength);
   } catch (error) {

@@ -43,9 +43,11 @@ export interface NbdVolume {
   /**
    * Receive into the store (docs/nbd-receive.md): the memory where a WRITE's payload may be
    * received directly, after the seams and the bitmap marks, or null (then write()). Volumes
-   * without these methods always take write().
+   * without these methods always take write(). `revoke`: a volume whose role may change while
+   * the payload lands (a pair's primary) calls it to stop the landing; it has then committed
+   * what landed itself, and the request is refused with `reason`.
    */
-  beginDirectWrite?(byteOffset: number, byteLength: number): Uint8Array | null;
+  beginDirectWrite?(byteOffset: number, byteLength: number, revoke?: (reason: Error) => void): Uint8Array | null;
   /** Completes beginDirectWrite (also for a payload that never fully arrived); returns the sequence. */
   commitDirectWrite?(byteOffset: number, byteLength: number): number;
 }

@@ -6,6 +6,16 @@
 // while it is a secondary (before a takeover, after a demotion, or while a failback drains the
 // primary). Reads always come from the volume. The export's read-only flag follows the role (the
 // controller host sets it on every role change), so new connections see the right flags.
+//
+// Receive into the store (docs/nbd-receive.md) works on a primary too: beginDirectWrite tracks
+// the range in every pair (ReplicatedVolume) before the first byte lands, and commitDirectWrite
+// journals it from the store, so a payload is copied once less than through write(). A payload
+// can take as long to arrive as its client likes, and the role may change meanwhile: when this
+// volume stops being the write target (a demotion, a handover's hold, a deleted pair), every
+// payload still landing is committed as it stands (journaled and tracked as any write that
+// reached the store) and revoked: its connection lands the rest in a buffer of its own, and the
+// request fails (ERR_PAIR_READ_ONLY, EPERM) instead of being acknowledged. So no byte lands in
+// the store of a side that is no longer the primary, and a handover never waits for a slow client.
 
 import { performance } from 'node:perf_hooks';
 
@@ -48,6 +58,14 @@ export class LatencyHistogram {
   }
 }
 
+/** A payload landing in the store of a primary (PairVolume.beginDirectWrite). */
+interface LandingWrite {
+  byteOffset: number;
+  byteLength: number;
+  replicated: ReplicatedVolume;
+  revoke: (reason: Error) => void;
+}
+
 /** A pair's volume as hosts see it. */
 export class PairVolume {
   /**
@@ -57,10 +75,30 @@ export class PairVolume {
    */
   readonly latency = { local: new LatencyHistogram(), remote: new LatencyHistogram() };
   private lastWriteStart = 0;
+  #replicated: ReplicatedVolume | undefined;
+  #holdWrites = false;
+  /** Payloads landing in the store (beginDirectWrite to commitDirectWrite), with their revokers. */
+  readonly #landing = new Set<LandingWrite>();
+
   /** Set while this controller is the primary of the volume's pairs. */
-  replicated: ReplicatedVolume | undefined;
+  get replicated(): ReplicatedVolume | undefined {
+    return this.#replicated;
+  }
+
+  set replicated(replicated: ReplicatedVolume | undefined) {
+    if (replicated !== this.#replicated) this.revokeLanding(replicated === undefined ? 'the secondary of a pair now' : 'the primary of pairs on another journal now');
+    this.#replicated = replicated;
+  }
+
   /** Host writes are refused while set (a failback or planned takeover drains the primary). */
-  holdWrites = false;
+  get holdWrites(): boolean {
+    return this.#holdWrites;
+  }
+
+  set holdWrites(hold: boolean) {
+    if (hold && !this.#holdWrites) this.revokeLanding('handing its primary role over');
+    this.#holdWrites = hold;
+  }
 
   constructor(readonly volume: Volume, readonly volumeName: string) {}
 
@@ -110,6 +148,48 @@ export class PairVolume {
   trim(byteOffset: number, byteLength: number): number {
     this.lastWriteStart = performance.now();
     return this.target().trim(byteOffset, byteLength);
+  }
+
+  /**
+   * Receive into the store on a primary (see the note): the store's memory for the range, or null
+   * (then write()). `revoke` is how the caller is told to stop landing bytes there; a caller
+   * that cannot be told gets null. Throws what write() would (ERR_PAIR_READ_ONLY).
+   */
+  beginDirectWrite(byteOffset: number, byteLength: number, revoke?: (reason: Error) => void): Uint8Array | null {
+    const replicated = this.target();
+    if (revoke === undefined) return null;
+    const view = replicated.beginDirectWrite(byteOffset, byteLength);
+    if (view !== null) this.#landing.add({ byteOffset, byteLength, replicated, revoke });
+    return view;
+  }
+
+  /** Completes a beginDirectWrite that was not revoked: journaled from the store; the sequence as write() returns it. */
+  commitDirectWrite(byteOffset: number, byteLength: number): number {
+    this.lastWriteStart = performance.now();
+    for (const landing of this.#landing) {
+      if (landing.byteOffset !== byteOffset || landing.byteLength !== byteLength) continue;
+      this.#landing.delete(landing);
+      return landing.replicated.commitDirectWrite(byteOffset, byteLength);
+    }
+    throw new RangeError(`commitDirectWrite(${byteOffset}, ${byteLength}) without a beginDirectWrite of that range landing`);
+  }
+
+  /** The number of payloads landing in the store now. */
+  get landingWrites(): number {
+    return this.#landing.size;
+  }
+
+  /** Commits every payload still landing as it stands, and revokes the rest of it (see the note). */
+  private revokeLanding(why: string): void {
+    for (const landing of [...this.#landing]) {
+      this.#landing.delete(landing);
+      try {
+        landing.replicated.commitDirectWrite(landing.byteOffset, landing.byteLength);
+      } catch {
+        // The volume closed meanwhile: its bitmaps were marked at begin.
+      }
+      landing.revoke(new PairError('ERR_PAIR_READ_ONLY', `volume ${this.volumeName} is ${why}: the write arriving meanwhile is refused`));
+    }
   }
 
   /** The ack point of the write that just returned `sequence` (called right after it). */

@@ -111,6 +111,19 @@ export class ReplicatedVolume {
     return sequence;
   }
 
+  /** Receive into the store (pair-volume.ts): tracked in every pair before a byte lands. */
+  beginDirectWrite(byteOffset: number, byteLength: number): Buffer | null {
+    this.beforeWrite(byteOffset, byteLength);
+    return this.volume.beginDirectWrite(byteOffset, byteLength);
+  }
+
+  /** Journals a direct write from the store (the volume's commit) and ships it. */
+  commitDirectWrite(byteOffset: number, byteLength: number): number {
+    const sequence = this.volume.commitDirectWrite(byteOffset, byteLength);
+    if (!this.stopped) this.feed.afterWrite(sequence);
+    return sequence;
+  }
+
   writeZeroes(byteOffset: number, byteLength: number, options?: { mayPunchHole?: boolean }): number {
     this.beforeWrite(byteOffset, byteLength);
     const sequence = this.volume.writeZeroes(byteOffset, byteLength, options);

@@ -1,0 +1,192 @@
+// Receive into the store on a pair's primary export (src/replication/pair-volume.ts,
+// docs/nbd-receive.md "Replicated (pair) exports"): two controllers in this process over a real
+// loopback TCP link, an NBD server over real TCP exporting the primary's PairVolumes, real
+// client processes killed with SIGKILL:
+//   - large payloads sent in pieces land in the store and are acknowledged at their ack point
+//     (sync: applied on the secondary first); the secondary ends identical;
+//   - a client killed mid-payload: never acknowledged; what landed is journaled from the store
+//     and shipped, so the secondary ends identical to the primary;
+//   - a drained switch while a payload is still landing: the handover does not wait for the
+//     slow client; what landed is committed and shipped before the switch, the rest of the
+//     payload never reaches the store, the request fails with EPERM, and both sides end identical.
+import * as assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import * as path from 'node:path';
+
+import pino from 'pino';
+
+import { hostOf, pairBenchConfigs } from '../../src/bench/pair-bench';
+import type { ControllerHost } from '../../src/controller/host';
+import { NbdServer } from '../../src/nbd';
+import * as P from '../../src/nbd/protocol';
+import type { PairVolume } from '../../src/replication/pair-volume';
+import type { Volume } from '../../src/storage/volume';
+import { NbdTestClient } from '../helpers/nbd-client';
+import { waitFor } from '../helpers/tools';
+
+const MiB = 1024 * 1024;
+const SIZE = 16 * MiB;
+
+/** A client process that sends a WRITE header and `sentBytes` of its payload (0xab), then waits to be killed. */
+function tornWriter(port: number, exportName: string, offset: number, length: number, sentBytes: number): { kill: () => Promise<void>; sent: Promise<void> } {
+  const helper = path.join(__dirname, '..', 'helpers', 'nbd-client.js');
+  const protocol = path.join(__dirname, '..', '..', 'src', 'nbd', 'protocol.js');
+  const source = `
+    const { NbdTestClient } = require(${JSON.stringify(helper)});
+    const P = require(${JSON.stringify(protocol)});
+    (async () => {
+      const client = await NbdTestClient.open({ host: '127.0.0.1', port: ${port} }, { exportName: ${JSON.stringify(exportName)} });
+      const bytes = P.encodeRequest(P.NBD_CMD_WRITE, 0, 7n, ${offset}, ${length}, Buffer.alloc(${length}, 0xab));
+      client.send(bytes.subarray(0, 28 + ${sentBytes}));
+      process.stdout.write('sent\\n');
+      setInterval(() => undefined, 1000);
+    })().catch((error) => { process.stderr.write(String(error.stack)); process.exit(1); });`;
+  const child = spawn(process.execPath, ['-e', source], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const sent = new Promise<void>((resolve, reject) => {
+    child.stdout.on('data', (chunk: Buffer) => { if (chunk.toString().includes('sent')) resolve(); });
+    child.once('exit', (code) => reject(new Error(`writer exited ${code} before sending`)));
+  });
+  const kill = async (): Promise<void> => {
+    const gone = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGKILL');
+    await gone;
+  };
+  return { kill, sent };
+}
+
+function whole(volume: { read(offset: number, target: Uint8Array): void }): Buffer {
+  const bytes = Buffer.alloc(SIZE);
+  volume.read(0, bytes);
+  return bytes;
+}
+
+function patterned(length: number, seed: number): Buffer {
+  const bytes = Buffer.alloc(length);
+  for (let at = 0; at < length; at += 4) bytes.writeUInt32LE(((at + seed) * 2654435761) >>> 0, at);
+  return bytes;
+}
+
+describe('88 receive into the store on a pair\'s primary export (integration)', function () {
+  this.timeout(120_000);
+  let primaryHost: ControllerHost;
+  let secondaryHost: ControllerHost;
+  let server: NbdServer;
+  let port: number;
+
+  const primary = (): NonNullable<ControllerHost['controllers'][number]> => primaryHost.controllers[0] as NonNullable<ControllerHost['controllers'][number]>;
+  const secondary = (): NonNullable<ControllerHost['controllers'][number]> => secondaryHost.controllers[0] as NonNullable<ControllerHost['controllers'][number]>;
+  const identical = (mode: string): boolean => whole(primary().volume(mode) as Volume).equals(whole(secondary().volume(mode) as Volume));
+  const caughtUp = (mode: string): boolean => {
+    const pair = primary().pairs?.primary(mode);
+    return pair?.currentState === 'mirroring' && (pair.status().lag as { records: number }).records === 0;
+  };
+
+  before(async () => {
+    delete process.env.BLOCKMIRROR_NBD_RECEIVE;
+    const logger = pino({ level: 'silent' });
+    const configs = pairBenchConfigs(['async', 'sync'], SIZE);
+    secondaryHost = hostOf(configs.secondary as Record<string, unknown>, 'test 88 secondary', logger);
+    await secondaryHost.start();
+    primaryHost = hostOf(pairBenchConfigs(['async', 'sync'], SIZE, secondary().replicationAddress?.port).primary, 'test 88 primary', logger);
+    await primaryHost.start();
+    await waitFor(() => ['async', 'sync'].every((mode) => primary().pairs?.primary(mode).currentState === 'mirroring'), 'both pairs mirroring', 30_000);
+    server = new NbdServer({
+      exports: ['async', 'sync'].map((mode) => ({ name: mode, volume: primary().exportVolume(mode) as PairVolume })),
+      listen: [{ host: '127.0.0.1', port: 0 }],
+    });
+    await server.listen();
+    port = server.addresses().find((address) => address.transport === 'tcp')?.port as number;
+  });
+
+  after(async () => {
+    await server?.close();
+    await primaryHost?.close();
+    await secondaryHost?.close();
+  });
+
+  for (const mode of ['async', 'sync'] as const) {
+    it(`${mode}: large payloads sent in pieces land in the store, are acknowledged at their ack point, and the secondary ends identical`, async () => {
+      const receivedBefore = server.stats().storeReceivedWrites;
+      const client = await NbdTestClient.open({ host: '127.0.0.1', port }, { exportName: mode });
+      for (let index = 0; index < 4; index++) {
+        const offset = index * 3 * MiB + 4096;
+        const payload = patterned(MiB, index + (mode === 'sync' ? 100 : 0));
+        const cookie = BigInt(20 + index);
+        const bytes = P.encodeRequest(P.NBD_CMD_WRITE, 0, cookie, offset, payload.length, payload);
+        const reply = client.expectReply(cookie, P.NBD_CMD_WRITE, payload.length);
+        let sentTo = 0;
+        for (const cut of [28, 28 + 200_000, 28 + 700_000, bytes.length]) {
+          client.send(bytes.subarray(sentTo, cut));
+          sentTo = cut;
+          await new Promise((resolve) => setTimeout(resolve, 5));
+        }
+        assert.equal((await reply).error, 0);
+        if (mode === 'sync') {
+          // Acknowledged: the secondary applied it.
+          const there = Buffer.alloc(payload.length);
+          (secondary().volume(mode) as Volume).read(offset, there);
+          assert.ok(there.equals(payload), 'a sync write was acknowledged before the secondary had it');
+        }
+      }
+      await client.disconnect();
+      assert.equal(server.stats().storeReceivedWrites, receivedBefore + 4, 'every payload was received into the store');
+      await waitFor(() => caughtUp(mode) && identical(mode), `${mode}: the secondary identical`, 30_000);
+    });
+  }
+
+  it('a client SIGKILLed mid-payload: never acknowledged; what landed is journaled and shipped, the secondary ends identical', async () => {
+    const offset = 5 * MiB;
+    const writesBefore = server.stats().requests.write;
+    const writer = tornWriter(port, 'async', offset, MiB, 600_000);
+    await writer.sent;
+    const store = primary().volume('async') as Volume;
+    const byteAt = (at: number): number => {
+      const one = Buffer.alloc(1);
+      store.read(at, one);
+      return one[0] as number;
+    };
+    await waitFor(() => byteAt(offset + 599_999) === 0xab, 'the sent bytes to land in the store');
+    await writer.kill();
+    await waitFor(() => server.stats().connections === 0, 'the server to see the connection close');
+    assert.equal(server.stats().requests.write, writesBefore, 'the torn request was handled (and so answered)');
+    await waitFor(() => caughtUp('async') && identical('async'), 'the secondary identical to what the store holds', 30_000);
+    const there = Buffer.alloc(MiB);
+    (secondary().volume('async') as Volume).read(offset, there);
+    assert.ok(there.subarray(0, 600_000).every((byte) => byte === 0xab), 'the landed part reached the secondary');
+  });
+
+  it('a drained switch while a payload lands: the handover does not wait for the client, the rest never reaches the store, EPERM, both identical', async () => {
+    await waitFor(() => caughtUp('async') && identical('async'), 'caught up before', 30_000);
+    const offset = 9 * MiB;
+    const before = Buffer.alloc(MiB);
+    (primary().volume('async') as Volume).read(offset, before);
+    const client = await NbdTestClient.open({ host: '127.0.0.1', port }, { exportName: 'async' });
+    const payload = Buffer.alloc(MiB, 0x5c);
+    const bytes = P.encodeRequest(P.NBD_CMD_WRITE, 0, 41n, offset, MiB, payload);
+    const reply = client.expectReply(41n, P.NBD_CMD_WRITE, MiB);
+    client.send(bytes.subarray(0, 28 + 300_000));
+    const facade = primary().exportVolume('async') as PairVolume;
+    await waitFor(() => facade.landingWrites === 1, 'the payload landing in the store');
+    await waitFor(() => {
+      const one = Buffer.alloc(1);
+      (primary().volume('async') as Volume).read(offset + 299_999, one);
+      return one[0] === 0x5c;
+    }, 'the first 300,000 bytes landed');
+    // The planned takeover on the secondary: a drained switch (writes held, caught up, promoted).
+    const status = await secondary().pairs?.takeover('async');
+    assert.equal(status?.role, 'primary');
+    assert.equal(facade.landingWrites, 0, 'the landing was revoked');
+    assert.equal(facade.writable, false, 'the old primary is a secondary now');
+    client.send(bytes.subarray(28 + 300_000));
+    assert.equal((await reply).error, P.NBD_EPERM, 'the write that straddled the switch is refused');
+    await client.disconnect();
+    const oldPrimary = Buffer.alloc(MiB);
+    (primary().volume('async') as Volume).read(offset, oldPrimary);
+    assert.ok(oldPrimary.subarray(0, 300_000).every((byte) => byte === 0x5c), 'what landed before the switch stays');
+    assert.ok(oldPrimary.subarray(300_000).equals(before.subarray(300_000)), 'a byte sent after the switch reached the old primary\'s store');
+    assert.ok(identical('async'), 'the new primary holds what the old one held at the switch');
+    // And back: the new primary hands the role back (failback), both still identical.
+    await secondary().pairs?.failback('async');
+    await waitFor(() => caughtUp('async') && identical('async'), 'failed back and identical', 30_000);
+  });
+});
