@@ -36,7 +36,8 @@
 // group's image; with the primary reachable a drained switch of the whole group, PAIR_SWITCH_GROUP
 // then PAIR_PROMOTE_GROUP, as failbackGroup does); suspend and resume act on the whole group.
 //
-// Layout: this module is the PairManager class and the shape of a side; the declared pair
+// Layout: this module is the PairManager class; the shape of a side is in pair-side.ts, the role
+// verbs of whole journal groups in group-roles.ts; the declared pair
 // (PairSpec, groupProblem, initialMeta) is in pair-spec.ts, the manager's options, hooks,
 // mutations and role event are in pairs-options.ts, and the snapshot keeper of a side's last
 // consistent image is in pair-images.ts. The public names are re-exported here, so importers
@@ -44,14 +45,12 @@
 
 import { EventEmitter } from 'node:events';
 
-import { PAIR_ERROR_CODES, type PairErrorCode } from '../errors';
 import { type Random, realRandom } from '../runtime/random';
 import type { Volume } from '../storage/volume';
 import type { Link, LinkMessage, LinkStateEvent } from '../transport/link';
 import { MessageType } from '../transport/message-types';
 import { decide, newGenerationId, startGeneration } from './generations';
 import {
-  type GroupPromote,
   type PairOpen,
   decodeMarker,
   decodeName,
@@ -67,7 +66,6 @@ import {
   decodeTrack,
   encodeName,
   encodeOpenReply,
-  encodeGroupPromote,
   encodePairError,
   encodePromote,
   encodeResolve,
@@ -76,7 +74,9 @@ import {
 import type { LockstepMember } from './lockstep';
 import { PairMeta, type PairMetaState } from './pair-meta';
 import { JournalFeed, groupJournalTargetOf, journalTargetOf } from './journal-feed';
+import { GroupRoles } from './group-roles';
 import { type GroupBatchMember, JournalGroup, applyGroupBatch } from './journal-group';
+import type { Side } from './pair-side';
 import { PairError, type PairRole } from './pair-state';
 import { PairVolume } from './pair-volume';
 import { PrimaryPair, type PairStateEvent } from './primary-pair';
@@ -102,20 +102,6 @@ export type {
   PairRoleEvent,
 } from './pairs-options';
 
-interface Side {
-  spec: PairSpec;
-  /** The last consistent image while the side resyncs as a secondary (or was just demoted). */
-  images?: ImageKeeper;
-  volume: Volume;
-  link: Link;
-  meta: PairMeta;
-  tracking: Tracking;
-  primary?: PrimaryPair;
-  secondary?: SecondaryPair;
-  /** An operator's resolve on this side is under way (its peer must not promote this side meanwhile). */
-  resolving?: boolean;
-}
-
 /** The pairs of one controller. */
 export class PairManager extends EventEmitter {
   private readonly sides = new Map<string, Side>();
@@ -127,10 +113,23 @@ export class PairManager extends EventEmitter {
   private readonly attached = new Set<Link>();
   private readonly specList: PairSpec[];
   private started = false;
+  /** The role verbs of whole journal groups (group-roles.ts). */
+  private readonly groupRoles: GroupRoles;
 
   constructor(private readonly options: PairManagerOptions) {
     super();
     this.random = options.random ?? realRandom;
+    this.groupRoles = new GroupRoles({
+      controllerId: this.options.controllerId,
+      handoverTimeoutMs: this.options.handoverTimeoutMs ?? 30_000,
+      random: this.random,
+      members: (group) => [...this.sides.values()].filter((side) => side.spec.journalGroup === group),
+      facade: (volume) => this.facades.get(volume) as PairVolume,
+      promote: (side, reason, change) => this.promote(side, reason, change),
+      demote: (side, reason) => this.demote(side, reason),
+      emitRole: (side, reason) => this.emitRole(side, reason),
+      statusOf: (side) => this.statusOf(side),
+    });
     this.specList = [...options.pairs];
     const names = new Set<string>();
     const secondaryVolumes = new Set<string>();
@@ -430,16 +429,11 @@ export class PairManager extends EventEmitter {
       return Buffer.alloc(0);
     });
     link.handle(MessageType.PAIR_PROMOTE_GROUP, (payload) => {
-      this.promoteGroup(link, decodeGroupPromote(payload));
+      this.groupRoles.promote(link, decodeGroupPromote(payload));
       return Buffer.alloc(0);
     });
     link.handle(MessageType.PAIR_SWITCH_GROUP, async (payload) => {
-      const group = decodeName(payload, 'PAIR_SWITCH_GROUP');
-      const members = this.groupMembers(group);
-      if (members.length === 0 || members.some((side) => side.spec.peer !== link.peerId)) {
-        throw new PairError('ERR_PAIR_UNKNOWN', `controller ${this.options.controllerId} declares no journal group ${JSON.stringify(group)} with ${link.peerId}`);
-      }
-      await this.handOverGroup(group, members);
+      await this.groupRoles.onSwitch(link, decodeName(payload, 'PAIR_SWITCH_GROUP'));
       return Buffer.alloc(0);
     });
     link.handle(MessageType.PAIR_SWITCH, async (payload) => {
@@ -591,105 +585,6 @@ export class PairManager extends EventEmitter {
   }
 
   /**
-   * A role request to the peer: a refusal of the peer's pair layer comes back as that PairError
-   * (its code, and the peer's words), so a caller of the group verbs sees ERR_PAIR_STATE and why.
-   */
-  private async askPeer(link: Link, type: number, payload: Buffer): Promise<void> {
-    try {
-      await link.request(type, payload);
-    } catch (error) {
-      const remote = (error as { remoteCode?: unknown }).remoteCode;
-      if (typeof remote === 'string' && (PAIR_ERROR_CODES as readonly string[]).includes(remote)) throw new PairError(remote as PairErrorCode, (error as Error).message);
-      throw error;
-    }
-  }
-
-  /** The sides of the pairs declared here in journal group `group`, in declaration order. */
-  private groupMembers(group: string): Side[] {
-    return [...this.sides.values()].filter((side) => side.spec.journalGroup === group);
-  }
-
-  /**
-   * Hands the primary role of every member of journal group `group` over to the secondary,
-   * drained and all or none: host writes are held on every member volume, the secondary applies
-   * and flushes the shared journal through its end for every member, one PAIR_PROMOTE_GROUP
-   * promotes them all there, and this side demotes them all. So the new primary's volumes start
-   * from one instant of the group's order, each identical to its old primary. On failure the
-   * writes are released and this side stays the primary of every member.
-   */
-  private async handOverGroup(group: string, members: Side[]): Promise<void> {
-    const problems: string[] = [];
-    for (const side of members) {
-      const pair = side.primary;
-      if (pair === undefined) problems.push(`${side.spec.name}: ${this.options.controllerId} is its secondary`);
-      else if (pair.handingOver) problems.push(`${side.spec.name}: a handover is under way`);
-      else if (pair.currentState !== 'mirroring') problems.push(`${side.spec.name}: ${pair.currentState}`);
-    }
-    if (problems.length > 0) {
-      throw new PairError('ERR_PAIR_STATE', `journal group ${group}: nothing handed over; a drained switch needs every member mirroring with ${this.options.controllerId} its primary (${problems.join('; ')})`);
-    }
-    const pairs = members.map((side) => side.primary as PrimaryPair);
-    const facades = members.map((side) => this.facades.get(side.spec.volume) as PairVolume);
-    members.forEach((side, index) => {
-      (facades[index] as PairVolume).holdWrites = true;
-      (pairs[index] as PrimaryPair).handingOver = true;
-      this.emitRole(side, `handover of journal group ${group}: host writes held`);
-    });
-    try {
-      const timeoutMs = this.options.handoverTimeoutMs ?? 30_000;
-      await Promise.all(pairs.map((pair) => pair.waitCaughtUp(timeoutMs)));
-      const promote = encodeGroupPromote({ group, members: members.map((side) => ({ name: side.spec.name, generations: side.meta.state.generations })) });
-      await this.askPeer((members[0] as Side).link, MessageType.PAIR_PROMOTE_GROUP, promote);
-    } catch (error) {
-      members.forEach((side, index) => {
-        if (side.primary !== pairs[index]) return; // demoted meanwhile: the peer opened as the new primary
-        (pairs[index] as PrimaryPair).handingOver = false;
-        (facades[index] as PairVolume).holdWrites = false;
-        this.emitRole(side, `handover of journal group ${group} failed: host writes released`);
-      });
-      throw error instanceof PairError ? error : new PairError('ERR_PAIR_STATE', `journal group ${group}: handover failed: ${(error as Error).message}`);
-    }
-    members.forEach((side, index) => {
-      if (side.primary === pairs[index]) this.demote(side, `journal group ${group} handed over`);
-      side.tracking.clearAll();
-    });
-  }
-
-  /**
-   * PAIR_PROMOTE_GROUP on the secondary: every member the message lists must be exactly the
-   * group's members declared here with that peer, each mirroring on the sender's generation and
-   * all at the same point of the group's order; then every one is promoted, else none.
-   */
-  private promoteGroup(link: Link, message: GroupPromote): void {
-    const { group } = message;
-    const members = this.groupMembers(group).filter((side) => side.spec.peer === link.peerId);
-    if (members.length === 0) throw new PairError('ERR_PAIR_UNKNOWN', `controller ${this.options.controllerId} declares no journal group ${JSON.stringify(group)} with ${link.peerId}`);
-    const listed = new Map(message.members.map((member) => [member.name, member]));
-    const declared = members.map((side) => side.spec.name);
-    if (listed.size !== members.length || declared.some((name) => !listed.has(name))) {
-      throw new PairError('ERR_PAIR_MISMATCH', `journal group ${group}: the primary hands over ${[...listed.keys()].join(', ')}; declared here: ${declared.join(', ')}`);
-    }
-    const problems: string[] = [];
-    for (const side of members) {
-      const secondary = side.secondary;
-      if (secondary === undefined) problems.push(`${side.spec.name}: already primary`);
-      else if (secondary.currentState !== 'mirroring' || side.meta.state.generations.current !== listed.get(side.spec.name)?.generations.current) {
-        problems.push(`${side.spec.name}: ${secondary.currentState} on ${side.meta.state.generations.current === listed.get(side.spec.name)?.generations.current ? 'the same' : 'another'} generation`);
-      }
-    }
-    const positions = new Set(members.map((side) => side.secondary?.appliedSequence));
-    if (problems.length === 0 && positions.size > 1) problems.push('the members stand at different points of the group\'s order');
-    if (problems.length > 0) throw new PairError('ERR_PAIR_STATE', `journal group ${group}: nothing promoted; ${problems.join('; ')}`);
-    const promoted = members.map((side) => {
-      side.tracking.clearAll();
-      return this.promote(side, `promoted by a handover of journal group ${group}`, {});
-    });
-    setImmediate(() => {
-      for (const pair of promoted) pair.start();
-    });
-  }
-
-  /**
    * Takes the pair over on its secondary. Link down: becomes the primary now, with a new
    * generation. Link up and mirroring: a planned switch. `force`: also from an inconsistent
    * image, or with the link up while not mirroring.
@@ -713,73 +608,17 @@ export class PairManager extends EventEmitter {
   }
 
   /**
-   * Takes over every member of journal group `group` that this controller holds as secondary, in
-   * one step and all or none: the checks of takeover() run for every member before any is
-   * promoted (the primary unreachable, each image consistent, every member at the same point of
-   * the group's order; `force` skips them), then each
-   * becomes a primary with a new generation. The members' images are of one instant of the
-   * group's write order (the secondary applies a group batch as a whole), so the volumes taken
-   * over are too. With the primary reachable and every member mirroring it is a drained switch
-   * of the whole group instead (PAIR_SWITCH_GROUP: handOverGroup on the primary). Resolves with
-   * the members' statuses.
+   * Takes over every member of journal group `group` held here as secondary, all or none
+   * (group-roles.ts): with the primary unreachable after checking every member, with it
+   * reachable by a drained switch of the whole group. Resolves with the members' statuses.
    */
-  async takeoverGroup(group: string, options: { force?: boolean } = {}): Promise<Record<string, unknown>[]> {
-    const members = [...this.sides.values()].filter((side) => side.spec.journalGroup === group);
-    if (members.length === 0) throw new PairError('ERR_PAIR_UNKNOWN', `controller ${this.options.controllerId} declares no journal group ${JSON.stringify(group)}`);
-    const secondaries = members.filter((side) => side.secondary !== undefined);
-    if (secondaries.length === 0) {
-      throw new PairError('ERR_PAIR_STATE', `journal group ${group}: ${this.options.controllerId} is already the primary of every member (${members.map((side) => side.spec.name).join(', ')})`);
-    }
-    // The primary reachable and every member mirroring: a drained switch of the whole group.
-    if (options.force !== true && secondaries.length === members.length &&
-      secondaries.every((side) => side.link.isUp && side.secondary?.currentState === 'mirroring')) {
-      await this.askPeer((members[0] as Side).link, MessageType.PAIR_SWITCH_GROUP, encodeName(group));
-      return members.map((side) => this.statusOf(side));
-    }
-    if (options.force !== true) {
-      const problems: string[] = [];
-      for (const side of secondaries) {
-        const secondary = side.secondary as SecondaryPair;
-        if (side.link.isUp) problems.push(`${side.spec.name}: the primary is reachable (${secondary.currentState})`);
-        else if (!secondary.takeoverSafe) problems.push(`${side.spec.name}: the image is ${secondary.consistency}`);
-      }
-      // Each image consistent is not enough: the group's image is one instant of its order only
-      // if every member stands at the same batch (a member that streamed on while another was
-      // out of the stream ran ahead of it).
-      const positions = secondaries.map((side) => (side.secondary as SecondaryPair).appliedSequence);
-      if (problems.length === 0 && secondaries.length === members.length && new Set(positions).size > 1) {
-        problems.push(`the members stand at different points of the group's order (${secondaries.map((side, index) => `${side.spec.name} at ${positions[index]}`).join(', ')})`);
-      }
-      if (problems.length > 0) {
-        throw new PairError('ERR_PAIR_STATE', `journal group ${group}: nothing taken over; ${problems.join('; ')}. ` +
-          'A drained switch of the group needs every member mirroring; --force takes over anyway');
-      }
-    }
-    const promoted: PrimaryPair[] = [];
-    for (const side of secondaries) {
-      const generations = startGeneration(side.meta.state.generations, this.random);
-      promoted.push(this.promote(side, 'takeover', { generations }));
-    }
-    for (const pair of promoted) pair.start();
-    return members.map((side) => this.statusOf(side));
+  takeoverGroup(group: string, options: { force?: boolean } = {}): Promise<Record<string, unknown>[]> {
+    return this.groupRoles.takeover(group, options);
   }
 
-  /**
-   * Swaps the roles of every member of journal group `group` back to the declared ones (run on
-   * either side): a drained switch of the whole group, all or none.
-   */
-  async failbackGroup(group: string): Promise<Record<string, unknown>[]> {
-    const members = this.groupMembers(group);
-    if (members.length === 0) throw new PairError('ERR_PAIR_UNKNOWN', `controller ${this.options.controllerId} declares no journal group ${JSON.stringify(group)}`);
-    if (members.every((side) => side.primary !== undefined && side.spec.role === 'secondary')) {
-      await this.handOverGroup(group, members);
-    } else if (members.every((side) => side.secondary !== undefined && side.spec.role === 'primary')) {
-      await this.askPeer((members[0] as Side).link, MessageType.PAIR_SWITCH_GROUP, encodeName(group));
-    } else {
-      const roles = members.map((side) => `${side.spec.name} ${side.primary !== undefined ? 'primary' : 'secondary'} (declared ${side.spec.role})`);
-      throw new PairError('ERR_PAIR_STATE', `journal group ${group}: a failback needs every member out of its declared role on ${this.options.controllerId}: ${roles.join(', ')}`);
-    }
-    return members.map((side) => this.statusOf(side));
+  /** Swaps the roles of every member of journal group `group` back to the declared ones, in one drained switch. */
+  failbackGroup(group: string): Promise<Record<string, unknown>[]> {
+    return this.groupRoles.failback(group);
   }
 
   /** Swaps the roles back to the declared ones (run on either side). */

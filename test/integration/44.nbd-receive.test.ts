@@ -11,8 +11,6 @@
 //   - a thin 8 GiB volume: beyond 4 GiB in place, across a 1 GiB area window by copy;
 //   - with BLOCKMIRROR_NBD_RECEIVE=copy the same torn payload is not stored (the control case).
 import * as assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import * as path from 'node:path';
 
 import { NbdServer } from '../../src/nbd';
 import * as P from '../../src/nbd/protocol';
@@ -21,6 +19,7 @@ import { SnapshotStore } from '../../src/storage/snapshot';
 import { Volume } from '../../src/storage/volume';
 import type { Bitmap } from '../../src/storage/bitmap';
 import { NbdTestClient } from '../helpers/nbd-client';
+import { tornWriter } from '../helpers/torn-writer';
 
 const MiB = 1024 * 1024;
 const SIZE = 16 * MiB;
@@ -49,36 +48,6 @@ function setTracks(bitmap: Bitmap): number[] {
 
 function range(from: number, count: number): number[] {
   return Array.from({ length: count }, (_, i) => from + i);
-}
-
-/**
- * A client process that connects, sends a WRITE header and `sentBytes` of its payload (0xab),
- * prints "sent" and waits to be killed.
- */
-function tornWriter(port: number, exportName: string, offset: number, length: number, sentBytes: number): { kill: () => Promise<void>; sent: Promise<void> } {
-  const helper = path.join(__dirname, '..', 'helpers', 'nbd-client.js');
-  const protocol = path.join(__dirname, '..', '..', 'src', 'nbd', 'protocol.js');
-  const source = `
-    const { NbdTestClient } = require(${JSON.stringify(helper)});
-    const P = require(${JSON.stringify(protocol)});
-    (async () => {
-      const client = await NbdTestClient.open({ host: '127.0.0.1', port: ${port} }, { exportName: ${JSON.stringify(exportName)} });
-      const bytes = P.encodeRequest(P.NBD_CMD_WRITE, 0, 7n, ${offset}, ${length}, Buffer.alloc(${length}, 0xab));
-      client.send(bytes.subarray(0, 28 + ${sentBytes}));
-      process.stdout.write('sent\\n');
-      setInterval(() => undefined, 1000);
-    })().catch((error) => { process.stderr.write(String(error.stack)); process.exit(1); });`;
-  const child = spawn(process.execPath, ['-e', source], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const sent = new Promise<void>((resolve, reject) => {
-    child.stdout.on('data', (chunk: Buffer) => { if (chunk.toString().includes('sent')) resolve(); });
-    child.once('exit', (code) => reject(new Error(`writer exited ${code} before sending`)));
-  });
-  const kill = async (): Promise<void> => {
-    const gone = new Promise((resolve) => child.once('exit', resolve));
-    child.kill('SIGKILL');
-    await gone;
-  };
-  return { kill, sent };
 }
 
 describe('44 nbd receive into the store (integration)', function () {

@@ -10,8 +10,6 @@
 //     slow client; what landed is committed and shipped before the switch, the rest of the
 //     payload never reaches the store, the request fails with EPERM, and both sides end identical.
 import * as assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import * as path from 'node:path';
 
 import pino from 'pino';
 
@@ -22,37 +20,11 @@ import * as P from '../../src/nbd/protocol';
 import type { PairVolume } from '../../src/replication/pair-volume';
 import type { Volume } from '../../src/storage/volume';
 import { NbdTestClient } from '../helpers/nbd-client';
+import { tornWriter } from '../helpers/torn-writer';
 import { waitFor } from '../helpers/tools';
 
 const MiB = 1024 * 1024;
 const SIZE = 16 * MiB;
-
-/** A client process that sends a WRITE header and `sentBytes` of its payload (0xab), then waits to be killed. */
-function tornWriter(port: number, exportName: string, offset: number, length: number, sentBytes: number): { kill: () => Promise<void>; sent: Promise<void> } {
-  const helper = path.join(__dirname, '..', 'helpers', 'nbd-client.js');
-  const protocol = path.join(__dirname, '..', '..', 'src', 'nbd', 'protocol.js');
-  const source = `
-    const { NbdTestClient } = require(${JSON.stringify(helper)});
-    const P = require(${JSON.stringify(protocol)});
-    (async () => {
-      const client = await NbdTestClient.open({ host: '127.0.0.1', port: ${port} }, { exportName: ${JSON.stringify(exportName)} });
-      const bytes = P.encodeRequest(P.NBD_CMD_WRITE, 0, 7n, ${offset}, ${length}, Buffer.alloc(${length}, 0xab));
-      client.send(bytes.subarray(0, 28 + ${sentBytes}));
-      process.stdout.write('sent\\n');
-      setInterval(() => undefined, 1000);
-    })().catch((error) => { process.stderr.write(String(error.stack)); process.exit(1); });`;
-  const child = spawn(process.execPath, ['-e', source], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const sent = new Promise<void>((resolve, reject) => {
-    child.stdout.on('data', (chunk: Buffer) => { if (chunk.toString().includes('sent')) resolve(); });
-    child.once('exit', (code) => reject(new Error(`writer exited ${code} before sending`)));
-  });
-  const kill = async (): Promise<void> => {
-    const gone = new Promise((resolve) => child.once('exit', resolve));
-    child.kill('SIGKILL');
-    await gone;
-  };
-  return { kill, sent };
-}
 
 function whole(volume: { read(offset: number, target: Uint8Array): void }): Buffer {
   const bytes = Buffer.alloc(SIZE);
