@@ -11,9 +11,9 @@
 // rejected changes nothing), the server is not shutting down, no other payload of this
 // connection is being received this way, and the export's volume offers beginDirectWrite (a
 // storage Volume, or a pair export's PairVolume on the primary, which may revoke a landing when
-// its role changes: see "replicated" in the doc). beginDirectWrite does, natively, what write() does before a byte lands: range check, the
-// snapshot copy-on-write seam (preserve), and it marks every recording bitmap, so tracking is
-// conservative from the first landed byte on. It returns null (nothing was done) when the write
+// its role changes: see "replicated" in the doc). beginDirectWrite does, natively, what write()
+// does before a byte lands: range check, the snapshot copy-on-write seam (preserve), and it
+// marks every recording bitmap, so tracking is conservative from the first landed byte on. It returns null (nothing was done) when the write
 // cannot land in the store itself (an interceptor that may divert it: RAID protection), and
 // throws for what write() would refuse (then this falls back and write() answers the error).
 //

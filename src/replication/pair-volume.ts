@@ -11,7 +11,7 @@
 // the range in every pair (ReplicatedVolume) before the first byte lands, and commitDirectWrite
 // journals it from the store, so a payload is copied once less than through write(). A payload
 // can take as long to arrive as its client likes, and the role may change meanwhile: when this
-// volume stops being the write target (a demotion, a handover's hold, a deleted pair), every
+// volume stops being the write target (a demotion, a handover's hold, another journal), every
 // payload still landing is committed as it stands (journaled and tracked as any write that
 // reached the store) and revoked: its connection lands the rest in a buffer of its own, and the
 // request fails (ERR_PAIR_READ_ONLY, EPERM) instead of being acknowledged. So no byte lands in
