@@ -15,6 +15,8 @@
 //     members declared here with that peer, each mirroring on the sender's generation, all at
 //     one point of the order; then every one is promoted, else none.
 //   - failback (either side): the drained switch back to the declared roles.
+// The drain itself (drainedHandOver) is the same for one pair's handover (pairs.ts) and a group's:
+// only the promotion request differs.
 // The manager (pairs.ts) gives this module what it needs of its sides (GroupRoleHost).
 
 import { PAIR_ERROR_CODES, type PairErrorCode } from '../errors';
@@ -60,6 +62,39 @@ export async function askPeer(link: Link, type: number, payload: Buffer): Promis
   }
 }
 
+/**
+ * The drain of a handover, of one pair (pairs.ts) or of a whole group: host writes are held on
+ * every member volume (payloads still landing are revoked: pair-volume.ts), the secondary applies
+ * and flushes everything the journal holds for every member, then `promote` asks the peer to
+ * take the roles, and every member is demoted here. On failure the writes are released and this
+ * side stays the primary of every member. `subject` names them in events and errors.
+ */
+export async function drainedHandOver(host: GroupRoleHost, members: Side[], subject: string, promote: () => Promise<void>): Promise<void> {
+  const pairs = members.map((side) => side.primary as PrimaryPair);
+  const facades = members.map((side) => host.facade(side.spec.volume));
+  members.forEach((side, index) => {
+    (facades[index] as PairVolume).holdWrites = true;
+    (pairs[index] as PrimaryPair).handingOver = true;
+    host.emitRole(side, `handover of ${subject}: host writes held`);
+  });
+  try {
+    await Promise.all(pairs.map((pair) => pair.waitCaughtUp(host.handoverTimeoutMs)));
+    await promote();
+  } catch (error) {
+    members.forEach((side, index) => {
+      if (side.primary !== pairs[index]) return; // demoted meanwhile: the peer opened as the new primary
+      (pairs[index] as PrimaryPair).handingOver = false;
+      (facades[index] as PairVolume).holdWrites = false;
+      host.emitRole(side, `handover of ${subject} failed: host writes released`);
+    });
+    throw error instanceof PairError ? error : new PairError('ERR_PAIR_STATE', `${subject}: handover failed: ${(error as Error).message}`);
+  }
+  members.forEach((side, index) => {
+    if (side.primary === pairs[index]) host.demote(side, `${subject} handed over`);
+    side.tracking.clearAll();
+  });
+}
+
 /** The role verbs of journal groups on one controller. */
 export class GroupRoles {
   constructor(private readonly host: GroupRoleHost) {}
@@ -92,31 +127,8 @@ export class GroupRoles {
     if (problems.length > 0) {
       throw new PairError('ERR_PAIR_STATE', `journal group ${group}: nothing handed over; a drained switch needs every member mirroring with ${this.host.controllerId} its primary (${problems.join('; ')})`);
     }
-    const pairs = members.map((side) => side.primary as PrimaryPair);
-    const facades = members.map((side) => this.host.facade(side.spec.volume));
-    members.forEach((side, index) => {
-      (facades[index] as PairVolume).holdWrites = true;
-      (pairs[index] as PrimaryPair).handingOver = true;
-      this.host.emitRole(side, `handover of journal group ${group}: host writes held`);
-    });
-    try {
-      const timeoutMs = this.host.handoverTimeoutMs;
-      await Promise.all(pairs.map((pair) => pair.waitCaughtUp(timeoutMs)));
-      const promote = encodeGroupPromote({ group, members: members.map((side) => ({ name: side.spec.name, generations: side.meta.state.generations })) });
-      await askPeer((members[0] as Side).link, MessageType.PAIR_PROMOTE_GROUP, promote);
-    } catch (error) {
-      members.forEach((side, index) => {
-        if (side.primary !== pairs[index]) return; // demoted meanwhile: the peer opened as the new primary
-        (pairs[index] as PrimaryPair).handingOver = false;
-        (facades[index] as PairVolume).holdWrites = false;
-        this.host.emitRole(side, `handover of journal group ${group} failed: host writes released`);
-      });
-      throw error instanceof PairError ? error : new PairError('ERR_PAIR_STATE', `journal group ${group}: handover failed: ${(error as Error).message}`);
-    }
-    members.forEach((side, index) => {
-      if (side.primary === pairs[index]) this.host.demote(side, `journal group ${group} handed over`);
-      side.tracking.clearAll();
-    });
+    const promote = encodeGroupPromote({ group, members: members.map((side) => ({ name: side.spec.name, generations: side.meta.state.generations })) });
+    await drainedHandOver(this.host, members, `journal group ${group}`, () => askPeer((members[0] as Side).link, MessageType.PAIR_PROMOTE_GROUP, promote));
   }
 
   /**

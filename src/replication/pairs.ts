@@ -74,7 +74,7 @@ import {
 import type { LockstepMember } from './lockstep';
 import { PairMeta, type PairMetaState } from './pair-meta';
 import { JournalFeed, groupJournalTargetOf, journalTargetOf } from './journal-feed';
-import { GroupRoles } from './group-roles';
+import { type GroupRoleHost, GroupRoles, askPeer, drainedHandOver } from './group-roles';
 import { type GroupBatchMember, JournalGroup, applyGroupBatch } from './journal-group';
 import type { Side } from './pair-side';
 import { PairError, type PairRole } from './pair-state';
@@ -113,13 +113,14 @@ export class PairManager extends EventEmitter {
   private readonly attached = new Set<Link>();
   private readonly specList: PairSpec[];
   private started = false;
-  /** The role verbs of whole journal groups (group-roles.ts). */
+  /** What the role verbs (group-roles.ts) need of this manager, and the verbs of whole journal groups. */
+  private readonly roleHost: GroupRoleHost;
   private readonly groupRoles: GroupRoles;
 
   constructor(private readonly options: PairManagerOptions) {
     super();
     this.random = options.random ?? realRandom;
-    this.groupRoles = new GroupRoles({
+    this.roleHost = {
       controllerId: this.options.controllerId,
       handoverTimeoutMs: this.options.handoverTimeoutMs ?? 30_000,
       random: this.random,
@@ -129,7 +130,8 @@ export class PairManager extends EventEmitter {
       demote: (side, reason) => this.demote(side, reason),
       emitRole: (side, reason) => this.emitRole(side, reason),
       statusOf: (side) => this.statusOf(side),
-    });
+    };
+    this.groupRoles = new GroupRoles(this.roleHost);
     this.specList = [...options.pairs];
     const names = new Set<string>();
     const secondaryVolumes = new Set<string>();
@@ -565,23 +567,8 @@ export class PairManager extends EventEmitter {
     if (pair.currentState !== 'mirroring') throw new PairError('ERR_PAIR_STATE', `pair ${side.spec.name} is ${pair.currentState}; a handover needs it mirroring`);
     const others = [...this.sides.values()].filter((other) => other !== side && other.spec.volume === side.spec.volume && other.primary !== undefined);
     if (others.length > 0) throw new PairError('ERR_PAIR_ROLE', `pair ${side.spec.name}: volume ${side.spec.volume} is also the primary of ${others.map((other) => other.spec.name).join(', ')}`);
-    const facade = this.facades.get(side.spec.volume) as PairVolume;
-    facade.holdWrites = true;
-    pair.handingOver = true;
-    this.emitRole(side, 'handover: host writes held');
-    try {
-      await pair.waitCaughtUp(this.options.handoverTimeoutMs ?? 30_000);
-      await side.link.request(MessageType.PAIR_PROMOTE, encodePromote(side.spec.name, side.meta.state.generations));
-    } catch (error) {
-      if (side.primary === pair) {
-        pair.handingOver = false;
-        facade.holdWrites = false;
-        this.emitRole(side, 'handover failed: host writes released');
-      }
-      throw error instanceof PairError ? error : new PairError('ERR_PAIR_STATE', `pair ${side.spec.name}: handover failed: ${(error as Error).message}`);
-    }
-    if (side.primary === pair) this.demote(side, 'handed over');
-    side.tracking.clearAll();
+    await drainedHandOver(this.roleHost, [side], `pair ${side.spec.name}`,
+      () => askPeer(side.link, MessageType.PAIR_PROMOTE, encodePromote(side.spec.name, side.meta.state.generations)));
   }
 
   /**
@@ -594,7 +581,7 @@ export class PairManager extends EventEmitter {
     const secondary = side.secondary;
     if (secondary === undefined) throw new PairError('ERR_PAIR_STATE', `pair ${name}: ${this.options.controllerId} is already its primary`);
     if (side.link.isUp && secondary.currentState === 'mirroring' && options.force !== true) {
-      await side.link.request(MessageType.PAIR_SWITCH, encodeName(name));
+      await askPeer(side.link, MessageType.PAIR_SWITCH, encodeName(name));
       return this.statusOf(side);
     }
     if (options.force !== true) {
@@ -627,7 +614,7 @@ export class PairManager extends EventEmitter {
     if (side.primary !== undefined && side.spec.role === 'secondary') {
       await this.handOver(side);
     } else if (side.secondary !== undefined && side.spec.role === 'primary') {
-      await side.link.request(MessageType.PAIR_SWITCH, encodeName(name));
+      await askPeer(side.link, MessageType.PAIR_SWITCH, encodeName(name));
     } else {
       throw new PairError('ERR_PAIR_STATE', `pair ${name}: ${this.options.controllerId} already holds its declared role (${side.spec.role})`);
     }

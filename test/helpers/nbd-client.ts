@@ -153,6 +153,16 @@ export class NbdTestClient {
     this.socket.write(bytes);
   }
 
+  /** Sends `bytes` cut at `cuts` (increasing offsets, the last its length), pausing `pauseMs` after each piece. */
+  async sendInPieces(bytes: Uint8Array, cuts: readonly number[], pauseMs = 10): Promise<void> {
+    let sentTo = 0;
+    for (const cut of cuts) {
+      this.send(bytes.subarray(sentTo, cut));
+      sentTo = cut;
+      await new Promise((resolve) => setTimeout(resolve, pauseMs));
+    }
+  }
+
   read(byteLength: number): Promise<Buffer> {
     return this.reader.read(byteLength);
   }

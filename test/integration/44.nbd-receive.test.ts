@@ -137,12 +137,7 @@ describe('44 nbd receive into the store (integration)', function () {
     const client = await NbdTestClient.open({ host: '127.0.0.1', port }, { exportName: 'v' });
     const bytes = P.encodeRequest(P.NBD_CMD_WRITE, 0, 9n, offset, payload.length, payload);
     const reply = client.expectReply(9n, P.NBD_CMD_WRITE, payload.length);
-    let sentTo = 0;
-    for (const cut of [28, 28 + 100_000, 28 + 1_500_000, bytes.length]) {
-      client.send(bytes.subarray(sentTo, cut));
-      sentTo = cut;
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
+    await client.sendInPieces(bytes, [28, 28 + 100_000, 28 + 1_500_000, bytes.length]);
     assert.equal((await reply).error, 0);
     await client.disconnect();
     assert.equal(server.stats().storeReceivedWrites, receivedBefore + 1);

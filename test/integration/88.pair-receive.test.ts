@@ -86,12 +86,7 @@ describe('88 receive into the store on a pair\'s primary export (integration)', 
         const cookie = BigInt(20 + index);
         const bytes = P.encodeRequest(P.NBD_CMD_WRITE, 0, cookie, offset, payload.length, payload);
         const reply = client.expectReply(cookie, P.NBD_CMD_WRITE, payload.length);
-        let sentTo = 0;
-        for (const cut of [28, 28 + 200_000, 28 + 700_000, bytes.length]) {
-          client.send(bytes.subarray(sentTo, cut));
-          sentTo = cut;
-          await new Promise((resolve) => setTimeout(resolve, 5));
-        }
+        await client.sendInPieces(bytes, [28, 28 + 200_000, 28 + 700_000, bytes.length], 5);
         assert.equal((await reply).error, 0);
         if (mode === 'sync') {
           // Acknowledged: the secondary applied it.

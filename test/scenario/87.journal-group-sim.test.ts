@@ -84,6 +84,15 @@ async function until(w: World, predicate: () => boolean, what: string, maxTimeMs
   assert.ok(ok, `${what}: not reached; a ${JSON.stringify(brief(w.a))}; b ${JSON.stringify(brief(w.b))}`);
 }
 
+/** Starts `run`, lets `meanwhile` act on the simulation, then runs the clock until `run` settles. */
+async function settle<T>(w: World, what: string, run: () => Promise<T>, meanwhile?: () => Promise<void>): Promise<{ value?: T; error?: unknown }> {
+  const outcome: { value?: T; error?: unknown; done?: boolean } = {};
+  void run().then((value) => { outcome.value = value; outcome.done = true; }, (error: unknown) => { outcome.error = error; outcome.done = true; });
+  await meanwhile?.();
+  await until(w, () => outcome.done === true, what);
+  return outcome;
+}
+
 /** The content of step `step` of the workload on `volume`: the stamp and the volume's index. */
 function content(volume: number, step: number): Buffer {
   const data = Buffer.alloc(BLOCK);
@@ -426,10 +435,7 @@ describe('87 journal groups on the simulated network', () => {
     const manager = w.b.pairs as NonNullable<Controller['pairs']>;
     const roles = (): string[] => manager.status().map((pair) => `${String(pair.name)}:${String(pair.role)}`);
     const refusal = async (what: RegExp): Promise<void> => {
-      let caught: unknown;
-      let settled = false;
-      void manager.takeoverGroup('db').then(() => { settled = true; }, (error: unknown) => { caught = error; settled = true; });
-      await until(w, () => settled, 'the refusal');
+      const caught = (await settle(w, 'the refusal', () => manager.takeoverGroup('db'))).error;
       assert.ok(caught instanceof PairError && caught.code === 'ERR_PAIR_STATE', String(caught));
       assert.match((caught as Error).message, what);
       assert.deepEqual(roles(), ['g-log:secondary', 'g-data:secondary'], 'nothing was taken over');
@@ -455,10 +461,9 @@ describe('87 journal groups on the simulated network', () => {
     await until(w, () => w.b.links.get('a')?.currentState !== 'up', 'the link down on b');
     await refusal(/nothing taken over; .*the image is inconsistent/);
 
-    let pairs: Record<string, unknown>[] | undefined;
-    void manager.takeoverGroup('db', { force: true }).then((result) => { pairs = result; });
-    await until(w, () => pairs !== undefined, 'the forced group takeover');
-    assert.deepEqual((pairs as Record<string, unknown>[]).map((pair) => [pair.name, pair.role]), [['g-log', 'primary'], ['g-data', 'primary']]);
+    const forced = await settle(w, 'the forced group takeover', () => manager.takeoverGroup('db', { force: true }));
+    assert.equal(forced.error, undefined, String(forced.error));
+    assert.deepEqual((forced.value as Record<string, unknown>[]).map((pair) => [pair.name, pair.role]), [['g-log', 'primary'], ['g-data', 'primary']]);
     assert.deepEqual(roles(), ['g-log:primary', 'g-data:primary']);
     await assert.rejects(manager.takeoverGroup('db'), /already the primary of every member/);
     await close(w);
@@ -469,21 +474,6 @@ describe('87 journal groups on the simulated network', () => {
     const aPairs = w.a.pairs as NonNullable<Controller['pairs']>;
     const bPairs = w.b.pairs as NonNullable<Controller['pairs']>;
     const roles = (c: Controller): string[] => (c.pairs?.status() ?? []).map((pair) => `${String(pair.name)}:${String(pair.role)}`);
-    /** Starts `run`, lets `meanwhile` act on the simulation, then runs the clock until `run` settles. */
-    const settle = async <T>(what: string, run: () => Promise<T>, meanwhile?: () => Promise<void>): Promise<{ value?: T; error?: unknown }> => {
-      const outcome: { value?: T; error?: unknown; done?: boolean } = {};
-      void run().then((value) => { outcome.value = value; outcome.done = true; }, (error: unknown) => { outcome.error = error; outcome.done = true; });
-      await meanwhile?.();
-      await until(w, () => outcome.done === true, what);
-      return outcome;
-    };
-    const sameImages = (): boolean => VOLUMES.every((name) => {
-      const left = Buffer.alloc(CAPACITY);
-      const right = Buffer.alloc(CAPACITY);
-      (w.a.volume(name) as Volume).read(0, left);
-      (w.b.volume(name) as Volume).read(0, right);
-      return left.equals(right);
-    });
     await until(w, () => states(w).every((state) => state === 'mirroring'), 'mirroring');
     await runChecked(w, 0, 10);
 
@@ -492,7 +482,7 @@ describe('87 journal groups on the simulated network', () => {
     w.network.setLink('a', 'b', { latencyMs: 5, bandwidthBytesPerSecond: 4 * 1024 * 1024 });
     for (let step = 10; step < 40; step++) writeStep(w, step);
     let refusedDuringDrain: unknown;
-    const outcome = await settle('the drained switch', () => bPairs.takeoverGroup('db'), async () => {
+    const outcome = await settle(w, 'the drained switch', () => bPairs.takeoverGroup('db'), async () => {
       await w.clock.runFor(1);
       try {
         (w.a.exportVolume('data') as PairVolume).write(0, content(1, 999));
@@ -504,7 +494,7 @@ describe('87 journal groups on the simulated network', () => {
     assert.ok(refusedDuringDrain instanceof PairError && refusedDuringDrain.code === 'ERR_PAIR_READ_ONLY', `a host write during the drain: ${String(refusedDuringDrain)}`);
     assert.deepEqual((outcome.value as Record<string, unknown>[]).map((pair) => [pair.name, pair.role]), [['g-log', 'primary'], ['g-data', 'primary']]);
     assert.deepEqual(roles(w.a), ['g-log:secondary', 'g-data:secondary'], 'the old primary is the secondary of both');
-    assert.ok(sameImages(), 'both volumes identical at the switch (nothing acknowledged is missing)');
+    assert.ok(identical(w), 'both volumes identical at the switch (nothing acknowledged is missing)');
     assert.equal(prefixLength(w, 0), 40, 'every step is on the new primary');
     for (const volume of VOLUMES) {
       assert.equal((w.b.exportVolume(volume) as PairVolume).writable, true, `b's ${volume} is writable`);
@@ -515,13 +505,13 @@ describe('87 journal groups on the simulated network', () => {
     await until(w, () => VOLUMES.every((volume) => bPairs.primary(`g-${volume}`).currentState === 'mirroring'), 'b mirroring both');
     assert.equal(bPairs.groupStatus().length, 1, 'b ships the group as one stream');
     for (let step = 40; step < 50; step++) VOLUMES.forEach((volume, index) => (w.b.exportVolume(volume) as PairVolume).write((step % BLOCKS) * BLOCK, content(index, step)));
-    await until(w, sameImages, 'a follows b');
+    await until(w, () => identical(w), 'a follows b');
     for (const volume of VOLUMES) assert.equal(bPairs.primary(`g-${volume}`).status().resyncedBytes, 0, `g-${volume} needed no resync`);
 
     // A switch asked while one member is not mirroring is refused on the primary, nothing changed.
     bPairs.suspend('g-log');
     await until(w, () => VOLUMES.every((volume) => bPairs.primary(`g-${volume}`).currentState === 'suspended'), 'both suspended on b');
-    const early = await settle('the failback refused', () => aPairs.failbackGroup('db'));
+    const early = await settle(w, 'the failback refused', () => aPairs.failbackGroup('db'));
     assert.ok(early.error instanceof PairError && early.error.code === 'ERR_PAIR_STATE', String(early.error));
     assert.match((early.error as Error).message, /journal group db: nothing handed over; .*g-log: suspended; g-data: suspended/);
     assert.deepEqual(roles(w.b), ['g-log:primary', 'g-data:primary']);
@@ -532,7 +522,7 @@ describe('87 journal groups on the simulated network', () => {
     // roles stay; after healing the failback goes through.
     w.network.setLink('b', 'a', { latencyMs: 5, bandwidthBytesPerSecond: 2 * 1024 * 1024 });
     for (let step = 50; step < 80; step++) VOLUMES.forEach((volume, index) => (w.b.exportVolume(volume) as PairVolume).write((step % BLOCKS) * BLOCK, content(index, step)));
-    const cut = await settle('the failback cut by a partition', () => aPairs.failbackGroup('db'), async () => {
+    const cut = await settle(w, 'the failback cut by a partition', () => aPairs.failbackGroup('db'), async () => {
       await w.clock.runFor(20);
       w.network.partition('a', 'b', { direction: 'both' });
     });
@@ -544,13 +534,13 @@ describe('87 journal groups on the simulated network', () => {
     for (const volume of VOLUMES) assert.equal((w.b.exportVolume(volume) as PairVolume).writable, true, `b's ${volume} writable again`);
     w.network.heal('a', 'b');
     w.network.setLink('b', 'a', { latencyMs: 1, bandwidthBytesPerSecond: Infinity });
-    await until(w, () => VOLUMES.every((volume) => bPairs.primary(`g-${volume}`).currentState === 'mirroring') && sameImages(), 'mirroring and identical after healing');
-    const back = await settle('the failback', () => aPairs.failbackGroup('db'));
+    await until(w, () => VOLUMES.every((volume) => bPairs.primary(`g-${volume}`).currentState === 'mirroring') && identical(w), 'mirroring and identical after healing');
+    const back = await settle(w, 'the failback', () => aPairs.failbackGroup('db'));
     assert.equal(back.error, undefined, String(back.error));
     assert.deepEqual(roles(w.a), ['g-log:primary', 'g-data:primary'], 'the declared roles again');
     assert.deepEqual(roles(w.b), ['g-log:secondary', 'g-data:secondary']);
-    assert.ok(sameImages());
-    const again = await settle('a second failback', () => aPairs.failbackGroup('db'));
+    assert.ok(identical(w));
+    const again = await settle(w, 'a second failback', () => aPairs.failbackGroup('db'));
     assert.match(String((again.error as Error)?.message), /a failback needs every member out of its declared role/);
     await until(w, () => states(w).every((state) => state === 'mirroring'), 'a mirroring both');
     await runChecked(w, 80, 10);
@@ -569,11 +559,8 @@ describe('87 journal groups on the simulated network', () => {
       return { current: id(shown.current), bitmap: id(shown.bitmap), history: [id(shown.history[0]), id(shown.history[1])] };
     };
     const ask = async (link: ReturnType<Controller['link']>, type: number, payload: Buffer): Promise<string> => {
-      let code = 'answered';
-      let done = false;
-      void link.request(type, payload).then(() => { done = true; }, (error: unknown) => { code = String((error as { remoteCode?: string }).remoteCode); done = true; });
-      await until(w, () => done, 'the answer');
-      return code;
+      const { error } = await settle(w, 'the answer', () => link.request(type, payload));
+      return error === undefined ? 'answered' : String((error as { remoteCode?: string }).remoteCode);
     };
     const toB = w.a.link('b');
     const both = [{ name: 'g-log', generations: generations('g-log') }, { name: 'g-data', generations: generations('g-data') }];
@@ -610,10 +597,7 @@ describe('87 journal groups on the simulated network', () => {
     w.network.partition('a', 'b', { direction: 'both' });
     await until(w, () => w.b.links.get('a')?.currentState !== 'up', 'the link down on b');
     assert.ok(log.takeoverSafe && data.takeoverSafe, 'each image alone is consistent');
-    let caught: unknown;
-    let settled = false;
-    void manager.takeoverGroup('db').then(() => { settled = true; }, (error: unknown) => { caught = error; settled = true; });
-    await until(w, () => settled, 'the refusal');
+    const caught = (await settle(w, 'the refusal', () => manager.takeoverGroup('db'))).error;
     assert.ok(caught instanceof PairError && caught.code === 'ERR_PAIR_STATE', String(caught));
     assert.match((caught as Error).message, new RegExp(`different points of the group's order \\(g-log at ${at + 1}, g-data at ${at}\\)`));
     assert.deepEqual(manager.status().map((pair) => pair.role), ['secondary', 'secondary']);
