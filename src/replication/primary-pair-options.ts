@@ -8,8 +8,8 @@
 //
 // Invariants: a Waiter spans at most MAX_WAITER_SPAN sequences and settles once the secondary
 // applied its last one; the times ring behind the lag in seconds holds at most TIMES_RING
-// entries. PendingCut, Waiter and the four limits are for primary-pair.ts only (it does not
-// re-export them). No state lives here.
+// entries. PendingCut (cut-fence.ts), Waiter and the four limits are for primary-pair.ts only (it
+// does not re-export them). No state lives here.
 
 import type { CutReply } from '../cgroup/messages';
 import type { PairMode, RecordKind } from './messages';

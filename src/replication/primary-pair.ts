@@ -59,7 +59,8 @@
 //
 // Layout: this module is the PrimaryPair class; its options, the GroupStream and PairStateEvent
 // types, KIND_OF, and its private bookkeeping shapes and limits are in primary-pair-options.ts
-// (the public names are re-exported here, so importers keep one path).
+// (the public names are re-exported here, so importers keep one path); a consistency group's
+// fence on the stream is cut-fence.ts.
 
 import { Coalesced, deferOn } from '../runtime/coalesce';
 import { EventEmitter } from 'node:events';
@@ -94,12 +95,12 @@ import {
 import type { PairMeta } from './pair-meta';
 import { type Consistency, PairError, type PairState, type SuspendReason, isPairTransition } from './pair-state';
 import type { Tracking } from './tracking';
-import { type CutReply, decodeCutReply, encodeCutRequest } from '../cgroup/messages';
+import type { CutReply } from '../cgroup/messages';
+import { CutFence } from './cut-fence';
 import {
   type PrimaryPairOptions,
   type GroupStream,
   type PairStateEvent,
-  type PendingCut,
   type Waiter,
   MAX_WAITER_SPAN,
   UNDECLARED_RETRY_MS,
@@ -166,7 +167,8 @@ export class PrimaryPair extends EventEmitter {
    */
   private consistentFrom = Infinity;
   /** A consistency group's fence: nothing after `through` ships until the cut is sent or lifted. */
-  private cgFence: { through: number; cut?: PendingCut } | undefined;
+  /** A consistency group's fence on the stream (cut-fence.ts). */
+  private readonly cutFence: CutFence;
   /**
    * The journal keeps its records from this sequence on, so that the ordered stream may resume
    * there (undefined: no resume is possible): a restarted primary's kept journal from its head
@@ -219,6 +221,7 @@ export class PrimaryPair extends EventEmitter {
     this.volumeName = options.volumeName;
     this.remoteVolume = options.remoteVolume;
     this.journalHold = options.journalHold ?? 0.75;
+    this.cutFence = new CutFence({ name: options.name, link, schedulePump: () => this.schedulePump() });
     if (!(this.journalHold >= 0 && this.journalHold <= 1)) throw new RangeError(`pair ${options.name}: journalHold must be a fraction from 0 to 1, not ${String(options.journalHold)}`);
     if (options.journalResumable === true && meta.state.streaming && this.journalHold > 0) {
       this.holdStream(journal.headSequence);
@@ -315,7 +318,7 @@ export class PrimaryPair extends EventEmitter {
     this.state = next;
     this.reason = reason;
     this.detail = detail;
-    if (old === 'mirroring' && next !== 'mirroring') this.dropFence(`pair ${this.name} is ${next} (${reason})`);
+    if (old === 'mirroring' && next !== 'mirroring') this.cutFence.drop(`pair ${this.name} is ${next} (${reason})`);
     // Mirroring, or suspended while the journal holds every record after the secondary's
     // position: the ordered stream is unbroken from there (a restart may resume it); anything
     // else breaks it.
@@ -690,17 +693,15 @@ export class PrimaryPair extends EventEmitter {
   private pump(): void {
     for (;;) {
       if (this.closed || this.state !== 'mirroring') return;
-      const fence = this.cgFence;
-      if (fence !== undefined && this.nextToShip > fence.through) {
+      const fenced = this.cutFence.through;
+      if (fenced !== undefined && this.nextToShip > fenced) {
         // Shipped through a consistency group's cut: wait for the run (or the release), then the
         // cut goes out before any later record, and the fence lifts.
-        if (fence.cut === undefined) return;
-        this.cgFence = undefined;
-        this.sendCut(fence.through, fence.cut);
+        if (!this.cutFence.release()) return;
         continue;
       }
       if (this.link.isFull) return;
-      const limit = fence === undefined ? this.journal.nextSequence : fence.through + 1;
+      const limit = fenced === undefined ? this.journal.nextSequence : fenced + 1;
       if (this.nextToShip >= limit) return;
       const maxRecords = Math.min(MAX_PUMP_RECORDS, limit - this.nextToShip);
       // The hot path: the journal copies the records' data straight into the message, with room
@@ -798,7 +799,7 @@ export class PrimaryPair extends EventEmitter {
     if (this.closed) return `pair ${this.name} is closed`;
     if (this.state !== 'mirroring') return `pair ${this.name} is ${this.state} (${this.reason})`;
     if (through < this.consistentFrom) return `pair ${this.name}: the secondary is still catching up after its resync (consistent from ${this.consistentFrom})`;
-    if (this.cgFence !== undefined) return `pair ${this.name} is fenced at ${this.cgFence.through} already`;
+    if (this.cutFence.through !== undefined) return `pair ${this.name} is fenced at ${this.cutFence.through} already`;
     return undefined;
   }
 
@@ -813,7 +814,7 @@ export class PrimaryPair extends EventEmitter {
     }
     const problem = this.cutProblem(through);
     if (problem !== undefined) throw new PairError('ERR_PAIR_STATE', problem);
-    this.cgFence = { through };
+    this.cutFence.set(through);
   }
 
   /**
@@ -822,17 +823,12 @@ export class PrimaryPair extends EventEmitter {
    * Rejects when the pair stops mirroring first, or the secondary refuses.
    */
   cutAt(options: { group: string; cycle: number; formed: number; timeoutMs: number }): Promise<CutReply> {
-    const fence = this.cgFence;
-    if (fence === undefined || fence.cut !== undefined) return Promise.reject(new PairError('ERR_PAIR_STATE', `pair ${this.name} has no fence to cut at`));
-    return new Promise<CutReply>((resolve, reject) => {
-      fence.cut = { ...options, resolve, reject };
-      this.schedulePump();
-    });
+    return this.cutFence.cutAt(options);
   }
 
   /** The journal group's stream: the sequence this member is fenced at (undefined: none). */
   get fencedThrough(): number | undefined {
-    return this.cgFence?.through;
+    return this.cutFence.through;
   }
 
   /**
@@ -840,39 +836,13 @@ export class PrimaryPair extends EventEmitter {
    * the fence (true), or, with no run yet, keeps it (false: nothing of this member ships).
    */
   passFence(): boolean {
-    const fence = this.cgFence;
-    if (fence === undefined || this.nextToShip <= fence.through) return true;
-    if (fence.cut === undefined) return false;
-    this.cgFence = undefined;
-    this.sendCut(fence.through, fence.cut);
-    return true;
+    const fenced = this.cutFence.through;
+    return fenced === undefined || this.nextToShip <= fenced || this.cutFence.release();
   }
 
   /** Lifts the fence without a cut (the cycle did not run). */
   unfence(): void {
-    if (this.cgFence === undefined) return;
-    const cut = this.cgFence.cut;
-    this.cgFence = undefined;
-    cut?.reject(new PairError('ERR_PAIR_STATE', `pair ${this.name}: the fence was lifted`));
-    if (this.state === 'mirroring') this.schedulePump();
-  }
-
-  private dropFence(why: string): void {
-    const cut = this.cgFence?.cut;
-    this.cgFence = undefined;
-    cut?.reject(new PairError('ERR_PAIR_STATE', why));
-  }
-
-  private sendCut(through: number, cut: PendingCut): void {
-    let reply: Promise<Buffer>;
-    try {
-      reply = this.link.request(MessageType.PAIR_CG_CUT,
-        encodeCutRequest({ name: this.name, group: cut.group, cycle: cut.cycle, formed: cut.formed, through }), { timeoutMs: cut.timeoutMs });
-    } catch (error) {
-      cut.reject(error as Error);
-      return;
-    }
-    reply.then((payload) => cut.resolve(decodeCutReply(payload)), (error: unknown) => cut.reject(error as Error));
+    if (this.cutFence.drop(`pair ${this.name}: the fence was lifted`) && this.state === 'mirroring') this.schedulePump();
   }
 
   // ---- a journal group's stream (journal-group.ts) ships for its members -------------------
@@ -1209,7 +1179,7 @@ export class PrimaryPair extends EventEmitter {
    */
   crash(): void {
     this.closed = true;
-    this.cgFence = undefined;
+    this.cutFence.forget();
     this.passGeneration++;
     this.stuckTimer?.cancel();
     this.link.off('state', this.onLinkState);
@@ -1226,7 +1196,7 @@ export class PrimaryPair extends EventEmitter {
     if (this.closed) return;
     this.closed = true;
     this.passGeneration++;
-    this.dropFence(`pair ${this.name} is closed`);
+    this.cutFence.drop(`pair ${this.name} is closed`);
     this.stuckTimer?.cancel();
     this.link.off('state', this.onLinkState);
     this.link.off('drain', this.onDrain);
