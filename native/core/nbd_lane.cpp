@@ -1,0 +1,426 @@
+// The native lane of one NBD connection; see nbd_lane.hpp for the design.
+#include "nbd_lane.hpp"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <exception>
+
+#include "errors.hpp"
+
+namespace bm {
+namespace {
+
+constexpr uint32_t kRequestMagic = 0x25609513;
+constexpr uint32_t kSimpleReplyMagic = 0x67446698;
+constexpr uint32_t kStructuredReplyMagic = 0x668e33ef;
+constexpr size_t kHeaderBytes = 28;
+constexpr size_t kSimpleReplyBytes = 16;
+constexpr size_t kChunkHeaderBytes = 20;
+constexpr size_t kOffsetDataPrefixBytes = kChunkHeaderBytes + 8;
+
+constexpr uint16_t kCmdRead = 0, kCmdWrite = 1, kCmdDisc = 2, kCmdFlush = 3, kCmdTrim = 4,
+                   kCmdCache = 5, kCmdWriteZeroes = 6, kCmdCount = 8;
+constexpr uint16_t kFlagFua = 1 << 0, kFlagNoHole = 1 << 1, kFlagDf = 1 << 2, kFlagFastZero = 1 << 4;
+constexpr uint32_t kTxReadOnly = 1 << 1, kTxSendFua = 1 << 3, kTxSendDf = 1 << 7, kTxSendFastZero = 1 << 11;
+constexpr uint16_t kReplyFlagDone = 1;
+constexpr uint16_t kReplyTypeOffsetData = 1;
+constexpr uint16_t kReplyTypeError = 0x8001;
+constexpr uint32_t kEperm = 1, kEio = 5, kEinval = 22, kEshutdown = 108;
+
+uint32_t loadBe32(const uint8_t* p) noexcept {
+  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
+}
+uint16_t loadBe16(const uint8_t* p) noexcept { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
+uint64_t loadBe64(const uint8_t* p) noexcept { return (uint64_t{loadBe32(p)} << 32) | loadBe32(p + 4); }
+void storeBe16(uint8_t* p, uint16_t v) noexcept {
+  p[0] = static_cast<uint8_t>(v >> 8);
+  p[1] = static_cast<uint8_t>(v);
+}
+void storeBe32(uint8_t* p, uint32_t v) noexcept {
+  for (int i = 3; i >= 0; i--) {
+    p[i] = static_cast<uint8_t>(v);
+    v >>= 8;
+  }
+}
+void storeBe64(uint8_t* p, uint64_t v) noexcept {
+  storeBe32(p, static_cast<uint32_t>(v >> 32));
+  storeBe32(p + 4, static_cast<uint32_t>(v));
+}
+// The cookie is echoed byte for byte: kept as the big-endian load of its 8 bytes.
+void storeCookie(uint8_t* p, uint64_t cookie) noexcept { storeBe64(p, cookie); }
+
+// The NBD error for a core exception (src/nbd/replies.ts errnoForVolumeError).
+uint32_t errnoFor(const std::exception& error) noexcept {
+  if (dynamic_cast<const RangeError*>(&error) != nullptr || dynamic_cast<const ArgumentError*>(&error) != nullptr) return kEinval;
+  if (const auto* coded = dynamic_cast<const Error*>(&error)) {
+    const std::string name = codeName(coded->code());
+    if (name.size() >= 7 && name.compare(name.size() - 7, 7, "_CLOSED") == 0) return kEshutdown;
+    if (name == "ERR_PAIR_READ_ONLY" || name == "ERR_SNAPSHOT_READ_ONLY") return kEperm;
+  }
+  return kEio;
+}
+
+}  // namespace
+
+const char* nbdLaneEndName(NbdLaneEnd end) noexcept {
+  switch (end) {
+    case NbdLaneEnd::Running: return "running";
+    case NbdLaneEnd::Client: return "client";
+    case NbdLaneEnd::Server: return "server";
+    case NbdLaneEnd::HandBack: return "hand-back";
+    case NbdLaneEnd::Error: return "error";
+  }
+  return "unknown";
+}
+
+NbdLane::NbdLane(std::shared_ptr<Volume> volume, NbdLaneOptions options)
+    : volume_(std::move(volume)), options_(std::move(options)) {
+  if (volume_ == nullptr) throw ArgumentError("an NBD lane needs a volume");
+  if (options_.fd < 0) throw ArgumentError("an NBD lane needs a socket");
+  if (options_.minimumBlockBytes == 0) throw RangeError("minimumBlockBytes must be at least 1");
+  if (options_.sizeBytes > volume_->capacityBytes()) throw RangeError("the export is larger than its volume");
+  in_.resize(std::max(kReceiveBytes, options_.leftover.size() + kHeaderBytes));
+  if (!options_.leftover.empty()) std::memcpy(in_.data(), options_.leftover.data(), options_.leftover.size());
+  end_ = options_.leftover.size();
+  out_.resize(kReceiveBytes);
+}
+
+void NbdLane::stop(bool graceful) noexcept {
+  stopping_.store(true, std::memory_order_release);
+  // Wakes a blocked recv (EOF); not graceful: a blocked send too.
+  if (!stopped_.exchange(true) || !graceful) ::shutdown(options_.fd, graceful ? SHUT_RD : SHUT_RDWR);
+}
+
+bool NbdLane::serves(const Header& h) const noexcept {
+  const uint32_t tx = options_.transmissionFlags;
+  if (h.type >= kCmdCount || h.type == 7) return false;  // BLOCK_STATUS and unknown: the main loop
+  if (h.type == kCmdDisc) return true;
+  const bool writeClass = h.type == kCmdWrite || h.type == kCmdTrim || h.type == kCmdWriteZeroes;
+  if (writeClass && (tx & kTxReadOnly) != 0) return false;
+  uint16_t allowed = (tx & kTxSendFua) != 0 ? kFlagFua : 0;
+  if (h.type == kCmdRead && (tx & kTxSendDf) != 0) allowed |= kFlagDf;
+  if (h.type == kCmdWriteZeroes) {
+    allowed |= kFlagNoHole;
+    if ((tx & kTxSendFastZero) != 0) allowed |= kFlagFastZero;
+  }
+  if ((h.flags & ~allowed) != 0) return false;
+  if (h.type == kCmdFlush) return h.offset == 0 && h.length == 0;
+  if (h.length == 0) return false;
+  if (h.offset > options_.sizeBytes || h.length > options_.sizeBytes - h.offset) return false;
+  const uint32_t minimum = options_.minimumBlockBytes;
+  if (minimum > 1 && (h.offset % minimum != 0 || h.length % minimum != 0)) return false;
+  if ((h.type == kCmdRead || h.type == kCmdWrite) && h.length > options_.maximumBlockBytes) return false;
+  // A structured read that may carry holes: the main loop chunks it by the allocation map.
+  if (h.type == kCmdRead && options_.structured && h.length >= options_.holeDetectionMinBytes && (h.flags & kFlagDf) == 0) return false;
+  return true;
+}
+
+NbdLaneEnd NbdLane::run() noexcept {
+  // The description was non-blocking for the event loop; the lane blocks.
+  const int flags = ::fcntl(options_.fd, F_GETFL);
+  if (flags >= 0 && (flags & O_NONBLOCK) != 0) ::fcntl(options_.fd, F_SETFL, flags & ~O_NONBLOCK);
+  NbdLaneEnd end = NbdLaneEnd::Running;
+  for (;;) {
+    while (end == NbdLaneEnd::Running && end_ - start_ >= kHeaderBytes) {
+      const uint8_t* p = in_.data() + start_;
+      if (loadBe32(p) != kRequestMagic) {
+        end = NbdLaneEnd::HandBack;
+        break;
+      }
+      const Header header{loadBe16(p + 4), loadBe16(p + 6), loadBe64(p + 8), loadBe64(p + 16), loadBe32(p + 24)};
+      if (!serves(header)) {
+        end = NbdLaneEnd::HandBack;
+        break;
+      }
+      if (!serveOne(header, end)) break;
+    }
+    if (end == NbdLaneEnd::HandBack) {
+      handBack_.assign(in_.begin() + static_cast<std::ptrdiff_t>(start_), in_.begin() + static_cast<std::ptrdiff_t>(end_));
+      if (!sendReplies()) end = NbdLaneEnd::Error;
+      break;
+    }
+    if (!sendReplies()) {
+      end = NbdLaneEnd::Error;
+      break;
+    }
+    if (end != NbdLaneEnd::Running) break;
+    // Room for the rest of the pending request (its payload is below kDirectMinBytes, or it is
+    // a header), at the front of the buffer.
+    if (start_ == end_) {
+      start_ = end_ = 0;
+    } else if (start_ > 0) {
+      std::memmove(in_.data(), in_.data() + start_, end_ - start_);
+      end_ -= start_;
+      start_ = 0;
+    }
+    size_t want = in_.size() - end_;
+    if (headerFirst_ && end_ < kHeaderBytes) want = kHeaderBytes - end_;
+    const ssize_t got = receive(in_.data() + end_, want);
+    if (got == 0) {
+      end = stopping_.load(std::memory_order_acquire) ? NbdLaneEnd::Server : NbdLaneEnd::Client;
+      break;
+    }
+    if (got < 0) {
+      end = stopping_.load(std::memory_order_acquire) ? NbdLaneEnd::Server : NbdLaneEnd::Error;
+      break;
+    }
+    end_ += static_cast<size_t>(got);
+  }
+  if (end != NbdLaneEnd::HandBack) ::close(options_.fd);
+  return end;
+}
+
+bool NbdLane::serveOne(const Header& h, NbdLaneEnd& end) {
+  if (h.type == kCmdWrite) {
+    const size_t need = kHeaderBytes + h.length;
+    if (end_ - start_ < need) {
+      if (stopping_.load(std::memory_order_acquire)) {
+        // Shutting down: a payload still to come is not waited for.
+        end = NbdLaneEnd::Server;
+        return false;
+      }
+      if (h.length >= kDirectMinBytes) return serveDirectWrite(h, end);
+      if (in_.size() < need) in_.resize(need);
+      return false;
+    }
+  }
+  const size_t type = h.type < kCmdCount ? h.type : kCmdCount;
+  count(kLaneRequests + type, 1);
+  headerFirst_ = h.type == kCmdWrite && h.length >= kHeaderFirstMinBytes;
+  if (h.type == kCmdDisc) {
+    start_ += kHeaderBytes;
+    end = NbdLaneEnd::Client;
+    return false;
+  }
+  const uint8_t* payload = in_.data() + start_ + kHeaderBytes;
+  start_ += kHeaderBytes + (h.type == kCmdWrite ? h.length : 0);
+  if (stopping_.load(std::memory_order_acquire)) {
+    replyError(h.cookie, kEshutdown, "server is shutting down");
+    return true;
+  }
+  switch (h.type) {
+    case kCmdRead:
+      serveRead(h);
+      break;
+    case kCmdWrite:
+      serveWrite(h, payload);
+      break;
+    case kCmdFlush: {
+      bool failed = false;
+      flushVolume(h, failed);
+      if (!failed) replySimple(h.cookie, 0);
+      break;
+    }
+    case kCmdTrim:
+      try {
+        volume_->trim(h.offset, h.length);
+      } catch (const std::exception&) {
+        replyException(h);
+        break;
+      }
+      afterWrite(h);
+      break;
+    case kCmdWriteZeroes:
+      try {
+        volume_->writeZeroes(h.offset, h.length, (h.flags & kFlagNoHole) == 0);
+      } catch (const std::exception&) {
+        replyException(h);
+        break;
+      }
+      afterWrite(h);
+      break;
+    case kCmdCache:
+      replySimple(h.cookie, 0);
+      break;
+    default:
+      BM_ASSERT(false);
+  }
+  return true;
+}
+
+void NbdLane::serveRead(const Header& h) {
+  const size_t prefix = options_.structured ? kOffsetDataPrefixBytes : kSimpleReplyBytes;
+  uint8_t* at = reserve(prefix + h.length);
+  try {
+    volume_->read(h.offset, at + prefix, h.length);
+  } catch (const std::exception&) {
+    outUsed_ -= prefix + h.length;
+    replyException(h);
+    return;
+  }
+  if (options_.structured) {
+    storeBe32(at, kStructuredReplyMagic);
+    storeBe16(at + 4, kReplyFlagDone);
+    storeBe16(at + 6, kReplyTypeOffsetData);
+    storeCookie(at + 8, h.cookie);
+    storeBe32(at + 16, static_cast<uint32_t>(8 + h.length));
+    storeBe64(at + 20, h.offset);
+  } else {
+    storeBe32(at, kSimpleReplyMagic);
+    storeBe32(at + 4, 0);
+    storeCookie(at + 8, h.cookie);
+  }
+  count(kLaneBytesRead, h.length);
+}
+
+void NbdLane::serveWrite(const Header& h, const uint8_t* payload) {
+  try {
+    volume_->write(h.offset, payload, h.length);
+  } catch (const std::exception&) {
+    replyException(h);
+    return;
+  }
+  count(kLaneBytesWritten, h.length);
+  afterWrite(h);
+}
+
+bool NbdLane::serveDirectWrite(const Header& h, NbdLaneEnd& end) {
+  uint8_t* target = nullptr;
+  try {
+    target = volume_->beginDirectWrite(h.offset, h.length);
+  } catch (const std::exception&) {
+    target = nullptr;  // write() will answer the error once the payload is buffered
+  }
+  if (target == nullptr) {
+    if (in_.size() < kHeaderBytes + h.length) in_.resize(kHeaderBytes + h.length);
+    return false;
+  }
+  // The replies so far go out before this payload is waited for.
+  if (!sendReplies()) {
+    volume_->commitDirectWrite(h.offset, h.length);
+    end = NbdLaneEnd::Error;
+    return false;
+  }
+  const size_t buffered = end_ - start_ - kHeaderBytes;
+  std::memcpy(target, in_.data() + start_ + kHeaderBytes, buffered);
+  size_t landed = buffered;
+  start_ = end_ = 0;
+  while (landed < h.length) {
+    const ssize_t got = receive(target + landed, h.length - landed);
+    if (got <= 0) {
+      // Torn: committed unacknowledged (the bits were marked before the first byte landed).
+      volume_->commitDirectWrite(h.offset, h.length);
+      end = stopping_.load(std::memory_order_acquire) ? NbdLaneEnd::Server : got == 0 ? NbdLaneEnd::Client : NbdLaneEnd::Error;
+      return false;
+    }
+    landed += static_cast<size_t>(got);
+  }
+  try {
+    volume_->commitDirectWrite(h.offset, h.length);
+  } catch (const std::exception&) {
+    count(kLaneRequests + kCmdWrite, 1);
+    replyException(h);
+    return true;
+  }
+  count(kLaneRequests + kCmdWrite, 1);
+  count(kLaneStoreReceivedWrites, 1);
+  count(kLaneBytesWritten, h.length);
+  headerFirst_ = h.length >= kHeaderFirstMinBytes;
+  afterWrite(h);
+  return true;
+}
+
+void NbdLane::afterWrite(const Header& h) {
+  if ((h.flags & kFlagFua) != 0) {
+    bool failed = false;
+    flushVolume(h, failed);
+    if (failed) return;
+  }
+  replySimple(h.cookie, 0);
+}
+
+void NbdLane::flushVolume(const Header& h, bool& failed) {
+  try {
+    volume_->flush();
+  } catch (const std::exception& error) {
+    failed = true;
+    replyError(h.cookie, errnoFor(error), std::string("flush failed: ") + error.what());
+  }
+}
+
+uint8_t* NbdLane::reserve(size_t bytes) {
+  if (outUsed_ + bytes > out_.size()) {
+    if (outUsed_ > 0 && !sendReplies()) {
+      // The send failed: the connection ends after this turn; keep the bytes somewhere valid.
+      outUsed_ = 0;
+    }
+    if (bytes > out_.size()) out_.resize(bytes);
+  }
+  uint8_t* at = out_.data() + outUsed_;
+  outUsed_ += bytes;
+  return at;
+}
+
+void NbdLane::replySimple(uint64_t cookie, uint32_t errorValue) {
+  uint8_t* at = reserve(kSimpleReplyBytes);
+  storeBe32(at, kSimpleReplyMagic);
+  storeBe32(at + 4, errorValue);
+  storeCookie(at + 8, cookie);
+}
+
+void NbdLane::replyError(uint64_t cookie, uint32_t errorValue, const std::string& message) {
+  count(kLaneErrors, 1);
+  if (!options_.structured) {
+    replySimple(cookie, errorValue);
+    return;
+  }
+  // An ERROR chunk with its message (at most 1024 bytes, cut at a UTF-8 boundary).
+  size_t length = std::min<size_t>(message.size(), 1024);
+  while (length > 0 && length < message.size() && (static_cast<uint8_t>(message[length]) & 0xc0) == 0x80) length--;
+  uint8_t* at = reserve(kChunkHeaderBytes + 6 + length);
+  storeBe32(at, kStructuredReplyMagic);
+  storeBe16(at + 4, kReplyFlagDone);
+  storeBe16(at + 6, kReplyTypeError);
+  storeCookie(at + 8, cookie);
+  storeBe32(at + 16, static_cast<uint32_t>(6 + length));
+  storeBe32(at + 20, errorValue);
+  storeBe16(at + 24, static_cast<uint16_t>(length));
+  std::memcpy(at + 26, message.data(), length);
+}
+
+void NbdLane::replyException(const Header& h) {
+  try {
+    throw;
+  } catch (const std::exception& error) {
+    replyError(h.cookie, errnoFor(error), error.what());
+  }
+}
+
+bool NbdLane::sendReplies() noexcept {
+  if (outUsed_ == 0) return true;
+  const bool sent = sendAll(out_.data(), outUsed_);
+  outUsed_ = 0;
+  return sent;
+}
+
+bool NbdLane::sendAll(const uint8_t* data, size_t length) noexcept {
+  while (length > 0) {
+    const ssize_t sent = ::send(options_.fd, data, length, MSG_NOSIGNAL);
+    if (sent < 0) {
+      if (errno == EINTR) continue;
+      error_ = std::string("send: ") + std::strerror(errno);
+      return false;
+    }
+    data += sent;
+    length -= static_cast<size_t>(sent);
+  }
+  return true;
+}
+
+ssize_t NbdLane::receive(uint8_t* target, size_t length) noexcept {
+  for (;;) {
+    const ssize_t got = ::recv(options_.fd, target, length, 0);
+    if (got >= 0) return got;
+    if (errno == EINTR) continue;
+    error_ = std::string("recv: ") + std::strerror(errno);
+    return -1;
+  }
+}
+
+}  // namespace bm
