@@ -218,17 +218,10 @@ bool NbdLane::serveOne(const Header& h, NbdLaneEnd& end) {
       break;
     }
     case kCmdTrim:
-      try {
-        volume_->trim(h.offset, h.length);
-      } catch (const std::exception&) {
-        replyException(h);
-        break;
-      }
-      afterWrite(h);
-      break;
     case kCmdWriteZeroes:
       try {
-        volume_->writeZeroes(h.offset, h.length, (h.flags & kFlagNoHole) == 0);
+        if (h.type == kCmdTrim) volume_->trim(h.offset, h.length);
+        else volume_->writeZeroes(h.offset, h.length, (h.flags & kFlagNoHole) == 0);
       } catch (const std::exception&) {
         replyException(h);
         break;

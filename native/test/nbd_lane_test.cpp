@@ -110,6 +110,12 @@ struct Running {
   }
 };
 
+// The client half-closes: the lane ends as the client's.
+void clientCloses(Pair& pair, Running& running) {
+  ::shutdown(pair.client, SHUT_WR);
+  CHECK(running.join() == NbdLaneEnd::Client);
+}
+
 NbdLaneOptions optionsFor(int fd, uint64_t size, bool structured = false) {
   NbdLaneOptions options;
   options.fd = fd;
@@ -165,8 +171,7 @@ TEST(nbd_lane_structured_read_is_one_offset_data_chunk) {
   CHECK_EQ(get32(chunk.data() + 16), 8u + 512u);
   CHECK_EQ(get64(chunk.data() + 20), 1024u);
   CHECK(std::vector<uint8_t>(chunk.begin() + 28, chunk.end()) == data);
-  ::shutdown(pair.client, SHUT_WR);
-  CHECK(running.join() == NbdLaneEnd::Client);
+  clientCloses(pair, running);
 }
 
 TEST(nbd_lane_large_write_lands_in_the_store_and_marks_the_bitmap) {
@@ -189,8 +194,7 @@ TEST(nbd_lane_large_write_lands_in_the_store_and_marks_the_bitmap) {
   CHECK(stored == payload);
   CHECK_EQ(running.lane->counter(bm::kLaneStoreReceivedWrites), 1u);
   CHECK(bitmap->test((2 * kMiB) / (64 * 1024)));
-  ::shutdown(pair.client, SHUT_WR);
-  CHECK(running.join() == NbdLaneEnd::Client);
+  clientCloses(pair, running);
 }
 
 TEST(nbd_lane_torn_large_write_is_never_acknowledged) {
@@ -282,8 +286,7 @@ TEST(nbd_lane_leftover_bytes_are_served_first) {
   Running running(volume, options);
   CHECK_EQ(simpleReply(pair.client, 21), 0u);
   receiveExactly(pair.client, 512);
-  ::shutdown(pair.client, SHUT_WR);
-  CHECK(running.join() == NbdLaneEnd::Client);
+  clientCloses(pair, running);
 }
 
 BM_TEST_MAIN()
