@@ -356,6 +356,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   initDiversion(env, exports);
   initCrc32c(env, exports);
   initNbdSocket(env, exports);
+  initNbdLane(env, exports);
   return exports;
 }
 

@@ -281,6 +281,7 @@ void initJournal(Napi::Env env, Napi::Object exports);
 void initSnapshot(Napi::Env env, Napi::Object exports);
 void initCrc32c(Napi::Env env, Napi::Object exports);
 void initNbdSocket(Napi::Env env, Napi::Object exports);
+void initNbdLane(Napi::Env env, Napi::Object exports);
 Napi::Object initModule(Napi::Env env, Napi::Object exports);
 
 }  // namespace bmjs

@@ -380,15 +380,7 @@ class VolumeWrap final : public Napi::ObjectWrap<VolumeWrap> {
 
   // Float64Array of the counters in bm::VolumeStats order.
   Napi::Value stats(const Napi::CallbackInfo& info) {
-    const bm::VolumeStats stats = core().stats();
-    Napi::Float64Array result = Napi::Float64Array::New(info.Env(), kStatsFieldCount);
-    const uint64_t values[kStatsFieldCount] = {
-        stats.readCount,  stats.readBytes,  stats.writeCount,         stats.writeBytes,
-        stats.zeroCount,  stats.zeroBytes,  stats.trimCount,          stats.trimBytes,
-        stats.flushCount, stats.batchCount, stats.journalAppendCount, stats.journalFullCount,
-        stats.bitmapMarkCount};
-    for (size_t i = 0; i < kStatsFieldCount; ++i) result[i] = static_cast<double>(values[i]);
-    return result;
+    return volumeStatsArray(info.Env(), core().stats());
   }
 
   Napi::Value close(const Napi::CallbackInfo& info) {
@@ -402,6 +394,17 @@ class VolumeWrap final : public Napi::ObjectWrap<VolumeWrap> {
 };
 
 }  // namespace
+
+Napi::Float64Array volumeStatsArray(Napi::Env env, const bm::VolumeStats& stats) {
+  Napi::Float64Array result = Napi::Float64Array::New(env, kStatsFieldCount);
+  const uint64_t values[kStatsFieldCount] = {
+      stats.readCount,  stats.readBytes,  stats.writeCount,         stats.writeBytes,
+      stats.zeroCount,  stats.zeroBytes,  stats.trimCount,          stats.trimBytes,
+      stats.flushCount, stats.batchCount, stats.journalAppendCount, stats.journalFullCount,
+      stats.bitmapMarkCount};
+  for (size_t i = 0; i < kStatsFieldCount; ++i) result[i] = static_cast<double>(values[i]);
+  return result;
+}
 
 std::shared_ptr<bm::Volume> volumeFromObject(napi_env env, napi_value value, const char* name) {
   return unwrapArgument<VolumeWrap>(env, value, name)->shared();

@@ -1,5 +1,5 @@
 // The native Volume class (see volume_wrap.cpp). Exposed so that the SnapshotStore wrapper can
-// install itself on a volume given as a JS object.
+// install itself on a volume given as a JS object, and the NBD lane to open its own.
 #pragma once
 
 #include <napi.h>
@@ -13,5 +13,8 @@ namespace bmjs {
 // The core volume behind a JS Volume object. TypeError when `value` is not one,
 // ERR_VOLUME_CLOSED when it is closed.
 std::shared_ptr<bm::Volume> volumeFromObject(napi_env env, napi_value value, const char* name);
+
+// A volume's stats as JS sees them (VOLUME_STATS_KEYS order, src/storage/volume.ts).
+Napi::Float64Array volumeStatsArray(Napi::Env env, const bm::VolumeStats& stats);
 
 }  // namespace bmjs

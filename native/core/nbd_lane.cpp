@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <exception>
+#include <mutex>
 
 #include "errors.hpp"
 
@@ -72,6 +73,7 @@ const char* nbdLaneEndName(NbdLaneEnd end) noexcept {
   switch (end) {
     case NbdLaneEnd::Running: return "running";
     case NbdLaneEnd::Client: return "client";
+    case NbdLaneEnd::Truncated: return "truncated";
     case NbdLaneEnd::Server: return "server";
     case NbdLaneEnd::HandBack: return "hand-back";
     case NbdLaneEnd::Error: return "error";
@@ -93,7 +95,10 @@ NbdLane::NbdLane(std::shared_ptr<Volume> volume, NbdLaneOptions options)
 
 void NbdLane::stop(bool graceful) noexcept {
   stopping_.store(true, std::memory_order_release);
-  // Wakes a blocked recv (EOF); not graceful: a blocked send too.
+  // Wakes a blocked recv (EOF); not graceful: a blocked send too. Under the fd's lock: once the
+  // lane closed the socket or handed it back, the number may name another file.
+  std::lock_guard<std::mutex> lock(fdMutex_);
+  if (!fdOwned_) return;
   if (!stopped_.exchange(true) || !graceful) ::shutdown(options_.fd, graceful ? SHUT_RD : SHUT_RDWR);
 }
 
@@ -163,7 +168,11 @@ NbdLaneEnd NbdLane::run() noexcept {
     if (headerFirst_ && end_ < kHeaderBytes) want = kHeaderBytes - end_;
     const ssize_t got = receive(in_.data() + end_, want);
     if (got == 0) {
-      end = stopping_.load(std::memory_order_acquire) ? NbdLaneEnd::Server : NbdLaneEnd::Client;
+      // Between requests a normal end; inside one (a partial header or payload) truncation.
+      end = stopping_.load(std::memory_order_acquire) ? NbdLaneEnd::Server
+            : end_ > start_                          ? NbdLaneEnd::Truncated
+                                                     : NbdLaneEnd::Client;
+      if (end == NbdLaneEnd::Truncated) count(kLaneProtocolErrors, 1);
       break;
     }
     if (got < 0) {
@@ -172,7 +181,11 @@ NbdLaneEnd NbdLane::run() noexcept {
     }
     end_ += static_cast<size_t>(got);
   }
-  if (end != NbdLaneEnd::HandBack) ::close(options_.fd);
+  {
+    std::lock_guard<std::mutex> lock(fdMutex_);
+    fdOwned_ = false;
+    if (end != NbdLaneEnd::HandBack) ::close(options_.fd);
+  }
   return end;
 }
 
@@ -299,7 +312,8 @@ bool NbdLane::serveDirectWrite(const Header& h, NbdLaneEnd& end) {
     if (got <= 0) {
       // Torn: committed unacknowledged (the bits were marked before the first byte landed).
       volume_->commitDirectWrite(h.offset, h.length);
-      end = stopping_.load(std::memory_order_acquire) ? NbdLaneEnd::Server : got == 0 ? NbdLaneEnd::Client : NbdLaneEnd::Error;
+      end = stopping_.load(std::memory_order_acquire) ? NbdLaneEnd::Server : got == 0 ? NbdLaneEnd::Truncated : NbdLaneEnd::Error;
+      if (end == NbdLaneEnd::Truncated) count(kLaneProtocolErrors, 1);
       return false;
     }
     landed += static_cast<size_t>(got);

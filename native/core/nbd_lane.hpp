@@ -25,7 +25,8 @@
 // is committed unacknowledged (as src/nbd/receive.ts does), never replied.
 //
 // Threads: run() is the lane thread's; stop() may be called from any thread (an atomic flag,
-// then shutdown(2) of the socket, which wakes a blocked recv or send). The volume object is the
+// then shutdown(2) of the socket, which wakes a blocked recv or send; a stop() after the lane
+// closed or handed back the socket does nothing). The volume object is the
 // lane's alone while it runs (the caller opened it for the lane). Counters are atomics a reader
 // on another thread may load at any time. The socket: the lane closes it when it ends, except on
 // HandBack (then it is the caller's again, with handBackBytes()).
@@ -34,6 +35,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -55,7 +57,8 @@ struct NbdLaneOptions {
 
 enum class NbdLaneEnd {
   Running,
-  Client,    // EOF from the client, or NBD_CMD_DISC
+  Client,    // EOF from the client between requests, or NBD_CMD_DISC
+  Truncated, // EOF inside a request (counted as a protocol error, as the main loop's ERR_NBD_TRUNCATED)
   Server,    // stop() or evict
   HandBack,  // a request the lane does not serve: the socket goes back (see the note)
   Error,     // a socket error
@@ -136,6 +139,9 @@ class NbdLane {
   bool headerFirst_ = false;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> stopped_{false};
+  // Guards the socket between stop() and the end of run() (see stop()).
+  std::mutex fdMutex_;
+  bool fdOwned_ = true;
   std::atomic<uint64_t> counters_[kLaneCounterCount] = {};
   std::vector<uint8_t> handBack_;
   std::string error_;

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -206,7 +207,8 @@ TEST(nbd_lane_torn_large_write_is_never_acknowledged) {
   write.resize(write.size() + 300000, 0x5a);
   sendAll(pair.client, write);
   ::shutdown(pair.client, SHUT_WR);
-  CHECK(running.join() == NbdLaneEnd::Client);
+  CHECK(running.join() == NbdLaneEnd::Truncated);
+  CHECK_EQ(running.lane->counter(bm::kLaneProtocolErrors), 1u);
   // Nothing came back, and the range is marked (conservative).
   uint8_t byte = 0;
   CHECK_EQ(::recv(pair.client, &byte, 1, 0), 0);
@@ -287,6 +289,60 @@ TEST(nbd_lane_leftover_bytes_are_served_first) {
   CHECK_EQ(simpleReply(pair.client, 21), 0u);
   receiveExactly(pair.client, 512);
   clientCloses(pair, running);
+}
+
+TEST(nbd_lane_eof_inside_a_header_is_truncation) {
+  auto volume = makeVolume(4 * kMiB);
+  Pair pair;
+  Running running(volume, optionsFor(pair.server, 4 * kMiB));
+  auto write = request(1, 0, 31, 0, 4096);
+  write.resize(write.size() + 4096, 0x11);
+  sendAll(pair.client, write);
+  CHECK_EQ(simpleReply(pair.client, 31), 0u);
+  auto partial = request(0, 0, 32, 0, 512);
+  partial.resize(10);
+  sendAll(pair.client, partial);
+  ::shutdown(pair.client, SHUT_WR);
+  CHECK(running.join() == NbdLaneEnd::Truncated);
+  CHECK_EQ(running.lane->counter(bm::kLaneProtocolErrors), 1u);
+  CHECK_EQ(running.lane->counter(bm::kLaneRequests + 1), 1u);
+}
+
+TEST(nbd_lane_volume_error_is_an_error_reply_and_changes_nothing) {
+  // The lane's own volume object over the region another object owns, as the binding opens it.
+  auto owner = makeVolume(4 * kMiB);
+  auto laneVolume = std::shared_ptr<Volume>(Volume::open(owner->region()).release());
+  Pair pair;
+  Running running(laneVolume, optionsFor(pair.server, 4 * kMiB));
+  auto write = request(1, 0, 41, 8192, 4096);
+  write.resize(write.size() + 4096, 0x22);
+  sendAll(pair.client, write);
+  CHECK_EQ(simpleReply(pair.client, 41), 0u);
+  // A snapshot store is created through the other object: the lane's writes must not bypass it.
+  owner->setInterceptorRequired(true);
+  auto refused = request(1, 0, 42, 8192, 4096);
+  refused.resize(refused.size() + 4096, 0x33);
+  sendAll(pair.client, refused);
+  CHECK_EQ(simpleReply(pair.client, 42), 5u);  // EIO
+  // A large one, received into the store, is refused before any byte lands.
+  auto large = request(1, 0, 43, kMiB, static_cast<uint32_t>(kMiB));
+  large.resize(large.size() + kMiB, 0x44);
+  sendAll(pair.client, large);
+  CHECK_EQ(simpleReply(pair.client, 43), 5u);
+  std::vector<uint8_t> bytes(4096);
+  owner->read(8192, bytes.data(), bytes.size());
+  CHECK(std::all_of(bytes.begin(), bytes.end(), [](uint8_t b) { return b == 0x22; }));
+  std::vector<uint8_t> big(kMiB);
+  owner->read(kMiB, big.data(), big.size());
+  CHECK(std::all_of(big.begin(), big.end(), [](uint8_t b) { return b == 0; }));
+  CHECK_EQ(running.lane->counter(bm::kLaneErrors), 2u);
+  // Reads still work.
+  sendAll(pair.client, request(0, 0, 44, 8192, 4096));
+  CHECK_EQ(simpleReply(pair.client, 44), 0u);
+  CHECK(receiveExactly(pair.client, 4096)[0] == 0x22);
+  clientCloses(pair, running);
+  // A stop after the end does nothing (the fd is closed; its number may be reused).
+  running.lane->stop(false);
 }
 
 BM_TEST_MAIN()

@@ -41,6 +41,10 @@
 // may not serve, and moveExportToMainLoop(), evict that export's worker connections before
 // returning. A worker that dies is reported as 'worker-error' (never 'error', which would
 // throw without a listener); the server goes on without it.
+//
+// Native lanes (`nativeLanes`): the same, with a native thread per connection in place of a
+// worker (native-lanes.ts); offered before the workers. A connection a lane hands back resumes
+// here (resumeFromLane) and is one of this loop's connections from then on.
 
 import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
@@ -70,6 +74,7 @@ import type {
   NbdVolume,
   ResolvedConfig,
 } from './types';
+import type { NativeLanes } from './native-lanes';
 import type { WorkerPool } from './worker-pool';
 import { EXPORT_COUNTERS, SERVER_COUNTERS } from './worker-protocol';
 
@@ -148,6 +153,12 @@ function checkInteger(name: string, value: number | undefined, fallback: number,
   return value;
 }
 
+function checkBoolean(name: string, value: boolean | undefined, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') throw new TypeError(`${name} must be a boolean, got ${String(value)}`);
+  return value;
+}
+
 function listenOnce(server: net.Server, spec: NbdListenOptions): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     const onError = (error: Error) => reject(error);
@@ -203,6 +214,8 @@ export class NbdServer extends EventEmitter implements ConnectionHost {
   private readonly log: NbdLogger;
   /** The worker threads (workers > 0), started by listen(). */
   private pool: WorkerPool | null = null;
+  /** The native lanes (nativeLanes), made by listen(). */
+  private lanes: NativeLanes | null = null;
   // Stats (public to the connections, connection.ts and transmission.ts; read them with stats()).
   totalConnections = 0;
   bytesRead = 0;
@@ -233,6 +246,7 @@ export class NbdServer extends EventEmitter implements ConnectionHost {
       // BLOCKMIRROR_NBD_RECEIVE=copy keeps user buffers but copies every payload (A/B benches).
       storeReceive: process.env.BLOCKMIRROR_NBD_RECEIVE !== 'stream' && process.env.BLOCKMIRROR_NBD_RECEIVE !== 'copy',
       workers: checkInteger('workers', options.workers, 0, 0, MAX_WORKERS),
+      nativeLanes: checkBoolean('nativeLanes', options.nativeLanes, false),
     };
     this.log = this.config.logger;
     for (const [index, spec] of options.exports.entries()) this.addEntry(spec, `exports[${index}]`);
@@ -337,6 +351,20 @@ export class NbdServer extends EventEmitter implements ConnectionHost {
           workerError: (workerIndex, error) => this.emit('worker-error', { workerIndex, error }),
         });
       }
+      if (this.config.nativeLanes) {
+        const { NativeLanes: Lanes } = require('./native-lanes') as typeof import('./native-lanes');
+        this.lanes = new Lanes(this.config, {
+          log: this.log,
+          disconnected: (event) => {
+            this.log.debug({ connectionId: event.connectionId, reason: event.reason }, 'nbd connection closed (lane)');
+            this.emit('disconnect', event satisfies NbdDisconnectEvent);
+          },
+          protocolError: (connectionId, error) => this.emit('protocol-error', { connectionId, error } satisfies NbdProtocolErrorEvent),
+          resume: (connectionId, transport, socket, entry, state) => {
+            this.connections.add(new NbdConnection(connectionId, socket, transport, this, this.config, { entry, state }));
+          },
+        });
+      }
       for (const spec of this.listenSpecs) {
         const transport = 'path' in spec ? 'unix' : 'tcp';
         // pauseOnConnect: nothing is read before the connection takes the socket over.
@@ -425,6 +453,7 @@ export class NbdServer extends EventEmitter implements ConnectionHost {
     // Connections in workers must not go on writing past what the new object adds (a pair's
     // journal): they are ended before the export changes (worker-pool.ts evict).
     if (this.pool !== null && this.pool.serves(name) && !this.pool.accepts(volume)) this.pool.evict(name);
+    if (this.lanes !== null && this.lanes.serves(name) && !this.lanes.accepts(volume)) this.lanes.evict(name);
     const shared = this.exports.find((other) => other !== entry && other.volume === volume);
     entry.flushes = shared?.flushes ?? new FlushCoordinator(volume);
     entry.volume = volume;
@@ -438,6 +467,7 @@ export class NbdServer extends EventEmitter implements ConnectionHost {
   moveExportToMainLoop(name: string): boolean {
     if (!this.exportsByName.has(name)) return false;
     if (this.pool !== null && this.pool.serves(name)) this.pool.evict(name);
+    if (this.lanes !== null && this.lanes.serves(name)) this.lanes.evict(name);
     return true;
   }
 
@@ -456,6 +486,13 @@ export class NbdServer extends EventEmitter implements ConnectionHost {
         bytesRead += shared[EXPORT_COUNTERS.bytesRead] as number;
         bytesWritten += shared[EXPORT_COUNTERS.bytesWritten] as number;
       }
+      if (this.lanes !== null) {
+        const lanes = new Float64Array(SERVER_COUNTERS.length);
+        this.lanes.addExportCounters(entry.name, lanes);
+        for (let i = 0; i < counts.length; i++) counts[i] = (counts[i] as number) + (lanes[SERVER_COUNTERS.requests + i] as number);
+        bytesRead += lanes[SERVER_COUNTERS.bytesRead] as number;
+        bytesWritten += lanes[SERVER_COUNTERS.bytesWritten] as number;
+      }
       return { name: entry.name, readOnly: entry.readOnly, requests: requestCountsOf(counts), bytesRead, bytesWritten };
     });
   }
@@ -465,10 +502,12 @@ export class NbdServer extends EventEmitter implements ConnectionHost {
     const counts = Float64Array.from(this.requestCounts);
     const workers = new Float64Array(SERVER_COUNTERS.length);
     this.pool?.addCounters(workers);
+    this.lanes?.addCounters(workers);
     for (let i = 0; i < counts.length; i++) counts[i] = (counts[i] as number) + (workers[SERVER_COUNTERS.requests + i] as number);
     return {
-      connections: this.connections.size + (this.pool?.connectionCount ?? 0),
+      connections: this.connections.size + (this.pool?.connectionCount ?? 0) + (this.lanes?.connectionCount ?? 0),
       workerConnections: this.pool?.connectionCount ?? 0,
+      laneConnections: this.lanes?.connectionCount ?? 0,
       totalConnections: this.totalConnections,
       requests: requestCountsOf(counts),
       bytesRead: this.bytesRead + (workers[SERVER_COUNTERS.bytesRead] as number),
@@ -491,6 +530,7 @@ export class NbdServer extends EventEmitter implements ConnectionHost {
       if (!graceful) {
         for (const connection of this.connections) connection.shutdown(false);
         void this.pool?.close(false);
+        void this.lanes?.close(false);
       }
       return this.closing;
     }
@@ -508,7 +548,8 @@ export class NbdServer extends EventEmitter implements ConnectionHost {
         ),
       );
       const workersClosed = this.pool?.close(graceful) ?? Promise.resolve();
-      await Promise.all([listenersClosed, connectionsClosed, workersClosed]);
+      const lanesClosed = this.lanes?.close(graceful) ?? Promise.resolve();
+      await Promise.all([listenersClosed, connectionsClosed, workersClosed, lanesClosed]);
       if (graceful) {
         const flushed = new Set<FlushCoordinator>();
         for (const entry of this.exports) {
@@ -552,11 +593,12 @@ export class NbdServer extends EventEmitter implements ConnectionHost {
 
   /** ConnectionHost.handOff: a connection that finished its handshake may go to a worker. */
   handOff(candidate: HandOffCandidate): boolean {
-    const pool = this.pool;
-    if (pool === null || this.isClosing || !this.config.userBufferReads) return false;
+    if (this.isClosing || !this.config.userBufferReads) return false;
     const connection = candidate as unknown as Connection;
-    // Its socket becomes the worker's: the pool reports its end from now on.
-    return pool.offer(candidate, () => this.connections.delete(connection));
+    // Its socket becomes the lane's or the worker's: they report its end from now on.
+    const release = (): void => { this.connections.delete(connection); };
+    if (this.lanes !== null && this.lanes.offer(candidate, release)) return true;
+    return this.pool !== null && this.pool.offer(candidate, release);
   }
 
   connectionClosed(connection: { readonly id: number; readonly exportName: string | undefined }, why: { reason: string; error?: Error }): void {
@@ -575,7 +617,7 @@ export class NbdServer extends EventEmitter implements ConnectionHost {
       accepted.destroy();
       return;
     }
-    if (this.connections.size + (this.pool?.connectionCount ?? 0) >= this.config.maxConnections) {
+    if (this.connections.size + (this.pool?.connectionCount ?? 0) + (this.lanes?.connectionCount ?? 0) >= this.config.maxConnections) {
       const error = nbdError('ERR_NBD_TOO_MANY_CONNECTIONS', `connection limit ${this.config.maxConnections} reached`);
       this.log.warn({ code: error.code, remoteAddress: accepted.remoteAddress }, 'nbd connection refused');
       accepted.on('error', () => undefined);

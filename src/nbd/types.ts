@@ -119,6 +119,14 @@ export interface NbdServerOptions {
    * @default 0
    */
   workers?: number;
+  /**
+   * Serve the transmission phase of connections to plain volumes (the same ones workers may
+   * serve) on native threads of the addon in blocking I/O, one per connection, as nbdkit does
+   * (docs/nbd-native.md). Requests a lane does not serve itself (BLOCK_STATUS, invalid ones)
+   * hand the connection back to the event loop. Before workers when both are set.
+   * @default false
+   */
+  nativeLanes?: boolean;
 }
 
 export interface NbdAddress {
@@ -157,6 +165,8 @@ export interface NbdServerStats {
   connections: number;
   /** Of those, the connections served by worker threads (NbdServerOptions.workers). */
   workerConnections: number;
+  /** Of those, the connections served by native lanes (NbdServerOptions.nativeLanes). */
+  laneConnections: number;
   totalConnections: number;
   /** Requests received, by type (rejected ones included). */
   requests: NbdRequestCounts;
@@ -281,4 +291,6 @@ export interface ResolvedConfig {
   storeReceive: boolean;
   /** Worker threads for the transmission phase (0: none). */
   workers: number;
+  /** Native lanes for the transmission phase of connections to plain volumes. */
+  nativeLanes: boolean;
 }

@@ -180,8 +180,11 @@ export class Volume implements JournalAttachment {
   #directAreas: (ArrayBuffer | null)[] | null = null;
   #bitmaps = new Map<Bitmap, string>();
   #journal: Journal | null = null;
-  /** Counters of other Volume objects over this region in other threads (NBD workers), in VOLUME_STATS_KEYS order. */
-  #threadCounters: Float64Array[] = [];
+  /**
+   * Counters of other Volume objects over this region in other threads (NBD workers' arrays, NBD
+   * lanes' functions that read them when asked), in VOLUME_STATS_KEYS order.
+   */
+  #threadCounters: (Float64Array | (() => ArrayLike<number>))[] = [];
   #pending = new Set<Promise<void>>();
   #closing: Promise<void> | null = null;
 
@@ -519,14 +522,16 @@ export class Volume implements JournalAttachment {
 
   /**
    * The volume's counters: this object's I/O, plus what other threads' objects over the same
-   * region report through addThreadCounters (an NBD worker's, refreshed every 100 ms).
+   * region report through addThreadCounters (an NBD worker's, refreshed every 100 ms; an NBD
+   * lane's, read now).
    */
   stats(): VolumeStats {
     const s = this.#open().stats();
+    const others = this.#threadCounters.map((counters) => (typeof counters === 'function' ? counters() : counters));
     const stats = {} as VolumeStats;
     VOLUME_STATS_KEYS.forEach((key, index) => {
       let value = s[index] as number;
-      for (const counters of this.#threadCounters) value += counters[index] as number;
+      for (const counters of others) value += counters[index] as number;
       stats[key] = value;
     });
     return stats;
@@ -534,10 +539,15 @@ export class Volume implements JournalAttachment {
 
   /**
    * @internal Adds another thread's counters (a Float64Array in VOLUME_STATS_KEYS order that
-   * only that thread writes) to stats(): the NBD worker pool's, for the worker's own Volume object.
+   * only that thread writes, or a function returning them) to stats(): the NBD worker pool's, for
+   * the worker's own Volume object; the NBD lanes', for theirs.
    */
-  addThreadCounters(counters: Float64Array): void {
+  addThreadCounters(counters: Float64Array | (() => ArrayLike<number>)): void {
     this.#open();
+    if (typeof counters === 'function') {
+      this.#threadCounters.push(counters);
+      return;
+    }
     if (counters.length < VOLUME_STATS_KEYS.length) throw new RangeError(`thread counters need ${VOLUME_STATS_KEYS.length} slots, not ${counters.length}`);
     this.#threadCounters.push(counters);
   }
