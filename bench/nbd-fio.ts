@@ -5,13 +5,15 @@
 // `nbdkit memory` (its default threads).
 //
 // Usage: node dist/bench/nbd-fio.js [--runtime 5] [--ramp 1] [--rounds 3] [--size 256MiB]
-//        [--only JOB,...] [--targets plain,replicated[,plain-copy][,plain-workers]] [--workers 2]
+//        [--only JOB,...] [--targets plain,replicated[,plain-copy][,plain-workers][,plain-lanes]] [--workers 2]
 //        [--ext4-rounds 3]   (0: skip)
 // plain-copy is the plain export of a second serve whose payloads are copied as before
 // (BLOCKMIRROR_NBD_RECEIVE=copy): the same-run A/B of receiving into the store. plain-workers is
 // the plain export of a serve with `limits.workers: 2` (connections on worker threads,
 // docs/nbd-workers.md): the same-run A/B of workers 0 vs 2, which matters for the jobs with
 // several connections (`-4jobs`: fio numjobs=4, one connection each, summed by group_reporting).
+// plain-lanes is the plain export of a serve with `limits.nativeLanes: true` (each connection on
+// a native thread in blocking I/O, docs/nbd-native.md): the same-run A/B of lanes vs the loop.
 // Output: markdown tables on stdout, the full results in bench/results/nbd-fio-<date>.json,
 // and as the last stdout line a JSON object {ratios, targets} for bench/run.js.
 //
@@ -80,12 +82,13 @@ const JOBS: JobSpec[] = [
   { name: '4k-randread-qd8-4jobs', rw: 'randread', blockBytes: 4096, iodepth: 8, numjobs: 4 },
 ];
 
-type TargetName = 'plain' | 'plain-copy' | 'plain-workers' | 'replicated' | 'nbdkit';
+type TargetName = 'plain' | 'plain-copy' | 'plain-workers' | 'plain-lanes' | 'replicated' | 'nbdkit';
+type Ext4Server = 'blockmirror' | 'blockmirror-workers' | 'blockmirror-lanes' | 'nbdkit';
 /**
  * plain-copy: the plain export of a second serve with BLOCKMIRROR_NBD_RECEIVE=copy (A/B of the
  * receive path); plain-workers: of a serve with limits.workers 2 (A/B of the worker threads).
  */
-const OURS: readonly TargetName[] = ['plain', 'plain-copy', 'plain-workers', 'replicated'];
+const OURS: readonly TargetName[] = ['plain', 'plain-copy', 'plain-workers', 'plain-lanes', 'replicated'];
 /** The worker threads of the plain-workers serve (--workers). */
 const DEFAULT_BENCH_WORKERS = 2;
 
@@ -126,7 +129,7 @@ interface Target {
 
 function usage(message: string): never {
   process.stderr.write(`nbd-fio: ${message}\nusage: node dist/bench/nbd-fio.js [--runtime S] [--ramp S] [--rounds N] [--size 256MiB] ` +
-    `[--only JOB,...] [--targets plain,replicated,plain-copy,plain-workers] [--workers N] [--ext4-rounds N]\njobs: ${JOBS.map((j) => j.name).join(', ')}\n`);
+    `[--only JOB,...] [--targets plain,replicated,plain-copy,plain-workers,plain-lanes] [--workers N] [--ext4-rounds N]\njobs: ${JOBS.map((j) => j.name).join(', ')}\n`);
   process.exit(2);
 }
 
@@ -285,7 +288,7 @@ async function main(): Promise<void> {
   const loadAtStart = warnIfBusy('nbd-fio', 'fio and both servers');
   const directory = fs.mkdtempSync(path.join(os.tmpdir(), 'bm-nbd-fio-'));
   const measurements: Measurement[] = [];
-  const ext4Rounds: { round: number; server: 'blockmirror' | 'blockmirror-workers' | 'nbdkit'; seconds: number; serverCpuSeconds: number }[] = [];
+  const ext4Rounds: { round: number; server: Ext4Server; seconds: number; serverCpuSeconds: number }[] = [];
   const replicated = options.targets.includes('replicated');
   const modes = replicated ? (['none', 'async'] as const) : (['none'] as const);
   const ext4 = options.ext4Rounds > 0 && ext4WorkloadAvailable();
@@ -294,6 +297,7 @@ async function main(): Promise<void> {
   let primary: ServeChild | undefined;
   let copying: ServeChild | undefined;
   let threaded: ServeChild | undefined;
+  let laned: ServeChild | undefined;
   const children: ChildProcess[] = [];
   try {
     const serveArgs = (name: string): string[] => ['--port', '0', '--admin', path.join(directory, `${name}.sock`), '--quiet', '--log-level', 'error'];
@@ -320,16 +324,18 @@ async function main(): Promise<void> {
         else process.env.BLOCKMIRROR_NBD_RECEIVE = saved;
       }
     }
-    if (options.targets.includes('plain-workers')) {
-      const workersConfig = { ...pairBenchConfigs(['none'], options.sizeBytes).primary, limits: { workers: options.workers } };
+    // A plain serve with other limits (workers, lanes); the ext4 workload runs on it too.
+    const variant = (limits: Record<string, unknown>, name: string): Promise<ServeChild> => {
+      const variantConfig = { ...pairBenchConfigs(['none'], options.sizeBytes).primary, limits };
       if (ext4) {
-        // The ext4 workload also runs on the workers' serve (nbdfuse opens several connections).
-        const workersController = (workersConfig as unknown as { controllers: { volumes: unknown[]; exports: unknown[] }[] }).controllers[0] as { volumes: unknown[]; exports: unknown[] };
-        workersController.volumes.push({ name: 'fs', capacity: EXT4_EXPORT_BYTES });
-        workersController.exports.push({ name: 'fs', volume: 'fs' });
+        const variantController = (variantConfig as unknown as { controllers: { volumes: unknown[]; exports: unknown[] }[] }).controllers[0] as { volumes: unknown[]; exports: unknown[] };
+        variantController.volumes.push({ name: 'fs', capacity: EXT4_EXPORT_BYTES });
+        variantController.exports.push({ name: 'fs', volume: 'fs' });
       }
-      threaded = await ServeChild.start({ config: workersConfig, directory, name: 'bench-workers', args: serveArgs('bench-workers') });
-    }
+      return ServeChild.start({ config: variantConfig, directory, name, args: serveArgs(name) });
+    };
+    if (options.targets.includes('plain-workers')) threaded = await variant({ workers: options.workers }, 'bench-workers');
+    if (options.targets.includes('plain-lanes')) laned = await variant({ nativeLanes: true }, 'bench-lanes');
     const admin = new AdminClient(path.join(directory, 'bench-a.sock'), { timeoutMs: 10_000 });
     const nbdkit = await startNbdkit(options.sizeBytes, directory, 1);
     children.push(nbdkit.child);
@@ -347,6 +353,10 @@ async function main(): Promise<void> {
     const workers = threaded;
     if (workers !== undefined) {
       targets.push({ name: 'plain-workers', uri: workers.uri('bench-a-none'), cpu: () => workers.cpuSeconds(), secondaryCpu: () => 0 });
+    }
+    const lanes = laned;
+    if (lanes !== undefined) {
+      targets.push({ name: 'plain-lanes', uri: lanes.uri('bench-a-none'), cpu: () => lanes.cpuSeconds(), secondaryCpu: () => 0 });
     }
     if (replicated && second !== undefined) {
       targets.push({ name: 'replicated', uri: started.uri('bench-a-async'), cpu: () => started.cpuSeconds(), secondaryCpu: () => second.cpuSeconds() });
@@ -370,12 +380,14 @@ async function main(): Promise<void> {
     if (ext4) {
       const kit = await startNbdkit(EXT4_EXPORT_BYTES, directory, undefined);
       children.push(kit.child);
-      const servers: { server: 'blockmirror' | 'blockmirror-workers' | 'nbdkit'; uri: string; cpu: () => number }[] = [
+      const servers: { server: Ext4Server; uri: string; cpu: () => number }[] = [
         { server: 'blockmirror', uri: started.uri('fs'), cpu: () => started.cpuSeconds() },
         { server: 'nbdkit', uri: kit.uri, cpu: () => processCpuSeconds(kit.child.pid as number) },
       ];
       const workersServe = threaded;
       if (workersServe !== undefined) servers.push({ server: 'blockmirror-workers', uri: workersServe.uri('fs'), cpu: () => workersServe.cpuSeconds() });
+      const lanesServe = laned;
+      if (lanesServe !== undefined) servers.push({ server: 'blockmirror-lanes', uri: lanesServe.uri('fs'), cpu: () => lanesServe.cpuSeconds() });
       for (let round = 1; round <= options.ext4Rounds; round++) {
         // Each round starts with another server (rotated), so no arm always runs first.
         const shift = (round - 1) % servers.length;
@@ -395,6 +407,7 @@ async function main(): Promise<void> {
     if (primary !== undefined) await primary.stop();
     if (copying !== undefined) await copying.stop();
     if (threaded !== undefined) await threaded.stop();
+    if (laned !== undefined) await laned.stop();
     if (secondary !== undefined) await secondary.stop();
     fs.rmSync(directory, { recursive: true, force: true });
   }
@@ -440,16 +453,21 @@ async function main(): Promise<void> {
       perJob.push({ job: job.name, export: 'plain/plain-copy', iopsRatio: iops, cpuPerIoRatio: cpu });
     }
   }
-  if (options.targets.includes('plain') && options.targets.includes('plain-workers')) {
-    lines.push(`Workers ${options.workers} vs 0 (plain-workers / plain, same rounds): IOPS ratio, CPU/IO ratio`);
+  const variants: { target: TargetName; key: string; title: string }[] = [
+    { target: 'plain-workers', key: 'workers', title: `Workers ${options.workers} vs 0 (plain-workers / plain, same rounds)` },
+    { target: 'plain-lanes', key: 'lanes', title: 'Native lanes vs the event loop (plain-lanes / plain, same rounds)' },
+  ];
+  for (const { target, key, title } of variants) {
+    if (!options.targets.includes('plain') || !options.targets.includes(target)) continue;
+    lines.push(`${title}: IOPS ratio, CPU/IO ratio`);
     for (const job of jobs) {
-      const threadedRuns = measurements.filter((m) => m.job === job.name && m.target === 'plain-workers');
+      const variantRuns = measurements.filter((m) => m.job === job.name && m.target === target);
       const single = measurements.filter((m) => m.job === job.name && m.target === 'plain');
-      const iops = pairedRatio(threadedRuns, single, (m) => m.iops);
-      const cpu = pairedRatio(threadedRuns, single, (m) => m.serverCpuUsPerIo);
+      const iops = pairedRatio(variantRuns, single, (m) => m.iops);
+      const cpu = pairedRatio(variantRuns, single, (m) => m.serverCpuUsPerIo);
       lines.push(`  ${job.name}: ${spreadText(iops, 2)}, ${spreadText(cpu, 2)}`);
-      perJob.push({ job: job.name, export: 'plain-workers/plain', iopsRatio: iops, cpuPerIoRatio: cpu });
-      ratios[`workers.${job.name}`] = iops.median;
+      perJob.push({ job: job.name, export: `${target}/plain`, iopsRatio: iops, cpuPerIoRatio: cpu });
+      ratios[`${key}.${job.name}`] = iops.median;
     }
   }
   if (ext4Rounds.length > 0) {
@@ -463,14 +481,20 @@ async function main(): Promise<void> {
       `(server CPU ${spreadText(spreadOf(ours.map((r) => r.serverCpuSeconds)), 2)} s), default nbdkit ${spreadText(spreadOf(kit.map((r) => r.seconds)), 2)} s ` +
       `(CPU ${spreadText(spreadOf(kit.map((r) => r.serverCpuSeconds)), 2)} s): time ratio ${spreadText(timeRatio, 2)} ` +
       `(target <= ${EXT4_TIME_TARGET}: ${timeRatio.median <= EXT4_TIME_TARGET ? 'met' : 'NOT met'})`);
-    const threadedExt4 = ext4Rounds.filter((r) => r.server === 'blockmirror-workers');
-    if (threadedExt4.length > 0) {
-      const workersRatio = spreadOf(threadedExt4.map((r) => r.seconds / ((kit.find((k) => k.round === r.round)?.seconds) ?? Number.NaN)));
-      const againstPlain = spreadOf(threadedExt4.map((r) => r.seconds / ((ours.find((o) => o.round === r.round)?.seconds) ?? Number.NaN)));
-      ext4Summary.workers = { seconds: spreadOf(threadedExt4.map((r) => r.seconds)), timeRatio: workersRatio, againstPlain };
-      lines.push(`ext4 with workers ${options.workers}: ${spreadText(spreadOf(threadedExt4.map((r) => r.seconds)), 2)} s ` +
-        `(server CPU ${spreadText(spreadOf(threadedExt4.map((r) => r.serverCpuSeconds)), 2)} s): time ratio to nbdkit ${spreadText(workersRatio, 2)}, ` +
-        `to workers 0 ${spreadText(againstPlain, 2)}`);
+    const ext4Variants: { server: Ext4Server; key: 'workers' | 'lanes'; title: string }[] = [
+      { server: 'blockmirror-workers', key: 'workers', title: `ext4 with workers ${options.workers}` },
+      { server: 'blockmirror-lanes', key: 'lanes', title: 'ext4 with native lanes' },
+    ];
+    for (const { server, key, title } of ext4Variants) {
+      const variantExt4 = ext4Rounds.filter((r) => r.server === server);
+      if (variantExt4.length === 0) continue;
+      const toNbdkit = spreadOf(variantExt4.map((r) => r.seconds / ((kit.find((k) => k.round === r.round)?.seconds) ?? Number.NaN)));
+      const againstPlain = spreadOf(variantExt4.map((r) => r.seconds / ((ours.find((o) => o.round === r.round)?.seconds) ?? Number.NaN)));
+      ext4Summary[key] = { seconds: spreadOf(variantExt4.map((r) => r.seconds)), timeRatio: toNbdkit, againstPlain };
+      if (key === 'lanes') ratios['time.ext4.lanes'] = 1 / toNbdkit.median;
+      lines.push(`${title}: ${spreadText(spreadOf(variantExt4.map((r) => r.seconds)), 2)} s ` +
+        `(server CPU ${spreadText(spreadOf(variantExt4.map((r) => r.serverCpuSeconds)), 2)} s): time ratio to nbdkit ${spreadText(toNbdkit, 2)} ` +
+        `(target <= ${EXT4_TIME_TARGET}: ${toNbdkit.median <= EXT4_TIME_TARGET ? 'met' : 'NOT met'}), to the event loop ${spreadText(againstPlain, 2)}`);
     }
   }
   const result = {

@@ -201,6 +201,7 @@ export class ServeSession {
           listen: config.listen.map((entry) => ('path' in entry ? { path: entry.path } : { host: entry.host, port: entry.port })),
           maxPayloadBytes: config.limits.maxPayloadBytes,
           workers: config.limits.workers,
+          nativeLanes: config.limits.nativeLanes,
           logger: this.logger.child({ component: 'nbd' }),
         },
       });

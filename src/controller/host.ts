@@ -36,6 +36,8 @@ export interface ControllerHostOptions {
     logger?: NbdServerOptions['logger'];
     /** Worker threads for NBD connections to plain volumes (NbdServerOptions.workers). @default 0 */
     workers?: number;
+    /** Native lanes for NBD connections to plain volumes (NbdServerOptions.nativeLanes). @default false */
+    nativeLanes?: boolean;
   };
   /** Recent events kept for status. @default 1000 */
   recentEventCount?: number;
@@ -131,6 +133,7 @@ export class ControllerHost implements AdminTarget {
           if (this.options.nbd.maxPayloadBytes !== undefined) serverOptions.maxPayloadBytes = this.options.nbd.maxPayloadBytes;
           if (this.options.nbd.logger !== undefined) serverOptions.logger = this.options.nbd.logger;
           if (this.options.nbd.workers !== undefined) serverOptions.workers = this.options.nbd.workers;
+          if (this.options.nbd.nativeLanes !== undefined) serverOptions.nativeLanes = this.options.nbd.nativeLanes;
           const server = new NbdServer(serverOptions);
           this.server = server;
           // A takeover makes a secondary's export read-write; a demotion or a handover makes a

@@ -115,7 +115,7 @@ const typeChecks: true[] = [
   }>,
   true satisfies Same<PeerConfig, { id: string; address?: Address; secretFile?: string; secretEnv?: string }>,
   true satisfies Same<AdminConfig, { socket: string | null; tcp?: Address }>,
-  true satisfies Same<LimitsConfig, { maxPayloadBytes: number; workers: number }>,
+  true satisfies Same<LimitsConfig, { maxPayloadBytes: number; workers: number; nativeLanes: boolean }>,
 ];
 
 describe('50 config', () => {
