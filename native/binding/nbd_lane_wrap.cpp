@@ -3,7 +3,7 @@
 // The JavaScript face of a native NBD lane (native/core/nbd_lane.hpp, docs/nbd-native.md):
 //
 //   new NbdLane(volume, fd, structured, transmissionFlags, sizeBytes, minimumBlockBytes,
-//               maximumBlockBytes, holeDetectionMinBytes, leftover, onEnd)
+//               maximumBlockBytes, holeDetectionMinBytes, directWrites, leftover, onEnd)
 //
 // starts one lane on a thread of its own and returns at once. `volume` is the main thread's
 // Volume object; the lane gets a core Volume object of its own over the same Region (the same
@@ -98,9 +98,10 @@ class NbdLaneWrap final : public Napi::ObjectWrap<NbdLaneWrap> {
       options.minimumBlockBytes = static_cast<uint32_t>(argIndexAtMost(env, arg(info, 5), "minimumBlockBytes", UINT32_MAX));
       options.maximumBlockBytes = static_cast<uint32_t>(argIndexAtMost(env, arg(info, 6), "maximumBlockBytes", UINT32_MAX));
       options.holeDetectionMinBytes = static_cast<uint32_t>(argIndexAtMost(env, arg(info, 7), "holeDetectionMinBytes", UINT32_MAX));
-      const Bytes leftover = argBytes(env, arg(info, 8), "leftover");
+      options.directWrites = argBool(env, arg(info, 8), "directWrites");
+      const Bytes leftover = argBytes(env, arg(info, 9), "leftover");
       options.leftover.assign(leftover.data, leftover.data + leftover.byteLength);
-      Napi::Value callback = info[9];
+      Napi::Value callback = info[10];
       if (!callback.IsFunction()) throwTypeError(env, "onEnd must be a function");
 
       auto state = std::make_shared<LaneState>();

@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -95,11 +96,14 @@ NbdLane::NbdLane(std::shared_ptr<Volume> volume, NbdLaneOptions options)
 
 void NbdLane::stop(bool graceful) noexcept {
   stopping_.store(true, std::memory_order_release);
-  // Wakes a blocked recv (EOF); not graceful: a blocked send too. Under the fd's lock: once the
-  // lane closed the socket or handed it back, the number may name another file.
+  // Graceful: the lane sees the flag at its next request or receive timeout (kStopPollMs) and
+  // drains (see run()). Not graceful: the socket is shut both ways, which wakes a blocked recv or
+  // send at once. Under the fd's lock: once the lane closed the socket or handed it back, the
+  // number may name another file.
+  if (graceful) return;
   std::lock_guard<std::mutex> lock(fdMutex_);
   if (!fdOwned_) return;
-  if (!stopped_.exchange(true) || !graceful) ::shutdown(options_.fd, graceful ? SHUT_RD : SHUT_RDWR);
+  if (!stopped_.exchange(true)) ::shutdown(options_.fd, SHUT_RDWR);
 }
 
 bool NbdLane::serves(const Header& h) const noexcept {
@@ -130,6 +134,8 @@ NbdLaneEnd NbdLane::run() noexcept {
   // The description was non-blocking for the event loop; the lane blocks.
   const int flags = ::fcntl(options_.fd, F_GETFL);
   if (flags >= 0 && (flags & O_NONBLOCK) != 0) ::fcntl(options_.fd, F_SETFL, flags & ~O_NONBLOCK);
+  // An idle recv wakes every kStopPollMs to look at the stop flag (no cost per request).
+  setReceiveTimeout(kStopPollMs);
   NbdLaneEnd end = NbdLaneEnd::Running;
   for (;;) {
     while (end == NbdLaneEnd::Running && end_ - start_ >= kHeaderBytes) {
@@ -167,6 +173,14 @@ NbdLaneEnd NbdLane::run() noexcept {
     size_t want = in_.size() - end_;
     if (headerFirst_ && end_ < kHeaderBytes) want = kHeaderBytes - end_;
     const ssize_t got = receive(in_.data() + end_, want);
+    if (got == kTimedOut) {
+      if (!stopping_.load(std::memory_order_acquire)) continue;
+      // A graceful stop: everything received is answered; half-close as the event loop does,
+      // then wait for the client to hang up (or for stop(false)).
+      drainAfterHalfClose();
+      end = NbdLaneEnd::Server;
+      break;
+    }
     if (got == 0) {
       // Between requests a normal end; inside one (a partial header or payload) truncation.
       end = stopping_.load(std::memory_order_acquire) ? NbdLaneEnd::Server
@@ -184,9 +198,27 @@ NbdLaneEnd NbdLane::run() noexcept {
   {
     std::lock_guard<std::mutex> lock(fdMutex_);
     fdOwned_ = false;
-    if (end != NbdLaneEnd::HandBack) ::close(options_.fd);
+    if (end == NbdLaneEnd::HandBack) setReceiveTimeout(0);
+    else ::close(options_.fd);
   }
   return end;
+}
+
+void NbdLane::setReceiveTimeout(uint32_t ms) noexcept {
+  timeval timeout{};
+  timeout.tv_sec = ms / 1000;
+  timeout.tv_usec = static_cast<suseconds_t>((ms % 1000) * 1000);
+  ::setsockopt(options_.fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+}
+
+void NbdLane::drainAfterHalfClose() noexcept {
+  ::shutdown(options_.fd, SHUT_WR);
+  // What the client still sends cannot be answered any more; read until it hangs up.
+  uint8_t scratch[4096];
+  for (;;) {
+    const ssize_t got = receive(scratch, sizeof scratch);
+    if (got == 0 || got == -1) return;
+  }
 }
 
 bool NbdLane::serveOne(const Header& h, NbdLaneEnd& end) {
@@ -198,7 +230,7 @@ bool NbdLane::serveOne(const Header& h, NbdLaneEnd& end) {
         end = NbdLaneEnd::Server;
         return false;
       }
-      if (h.length >= kDirectMinBytes) return serveDirectWrite(h, end);
+      if (h.length >= kDirectMinBytes && options_.directWrites) return serveDirectWrite(h, end);
       if (in_.size() < need) in_.resize(need);
       return false;
     }
@@ -309,6 +341,7 @@ bool NbdLane::serveDirectWrite(const Header& h, NbdLaneEnd& end) {
   start_ = end_ = 0;
   while (landed < h.length) {
     const ssize_t got = receive(target + landed, h.length - landed);
+    if (got == kTimedOut) continue;  // a slow client: the payload is still coming
     if (got <= 0) {
       // Torn: committed unacknowledged (the bits were marked before the first byte landed).
       volume_->commitDirectWrite(h.offset, h.length);
@@ -425,6 +458,7 @@ ssize_t NbdLane::receive(uint8_t* target, size_t length) noexcept {
     const ssize_t got = ::recv(options_.fd, target, length, 0);
     if (got >= 0) return got;
     if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return kTimedOut;
     error_ = std::string("recv: ") + std::strerror(errno);
     return -1;
   }

@@ -24,9 +24,11 @@
 // lands in the store with the kernel's copy only. A client that vanishes mid-payload: the range
 // is committed unacknowledged (as src/nbd/receive.ts does), never replied.
 //
-// Threads: run() is the lane thread's; stop() may be called from any thread (an atomic flag,
-// then shutdown(2) of the socket, which wakes a blocked recv or send; a stop() after the lane
-// closed or handed back the socket does nothing). The volume object is the
+// Threads: run() is the lane thread's; stop() may be called from any thread (an atomic flag the
+// lane reads at each request and at each receive timeout, kStopPollMs, so a graceful stop costs
+// nothing per request; stop(false) also shuts the socket down both ways, which wakes a blocked
+// recv or send; a stop() after the lane closed or handed back the socket does nothing). The
+// volume object is the
 // lane's alone while it runs (the caller opened it for the lane). Counters are atomics a reader
 // on another thread may load at any time. The socket: the lane closes it when it ends, except on
 // HandBack (then it is the caller's again, with handBackBytes()).
@@ -51,6 +53,9 @@ struct NbdLaneOptions {
   uint32_t minimumBlockBytes = 1;
   uint32_t maximumBlockBytes = 32u << 20;
   uint32_t holeDetectionMinBytes = 64u << 10;
+  // Receive large WRITE payloads straight into the volume (false: every payload through the
+  // lane's buffer, as BLOCKMIRROR_NBD_RECEIVE=copy does on the event loop).
+  bool directWrites = true;
   // Bytes read past the handshake (a pipelined first request).
   std::vector<uint8_t> leftover;
 };
@@ -82,6 +87,8 @@ class NbdLane {
   static constexpr size_t kReceiveBytes = 256 * 1024;
   static constexpr uint32_t kDirectMinBytes = 32 * 1024;
   static constexpr uint32_t kHeaderFirstMinBytes = 128 * 1024;
+  // How often an idle lane looks at the stop flag (graceful stop).
+  static constexpr uint32_t kStopPollMs = 100;
 
   NbdLane(std::shared_ptr<Volume> volume, NbdLaneOptions options);
   NbdLane(const NbdLane&) = delete;
@@ -89,8 +96,10 @@ class NbdLane {
 
   // Serves until the connection ends; returns how. Call once, on the lane's thread.
   NbdLaneEnd run() noexcept;
-  // Any thread. graceful: requests not yet started get ESHUTDOWN, what runs finishes; else the
-  // socket is shut both ways at once (a blocked send fails).
+  // Any thread. graceful: within kStopPollMs the lane answers what it received (ESHUTDOWN for
+  // requests not started; what runs finishes), half-closes the socket and waits for the client
+  // to hang up, as the event loop's graceful close does; not graceful: the socket is shut both
+  // ways at once (a blocked recv or send fails), also ending a graceful drain.
   void stop(bool graceful) noexcept;
 
   uint64_t counter(size_t slot) const noexcept { return counters_[slot].load(std::memory_order_relaxed); }
@@ -123,8 +132,11 @@ class NbdLane {
   uint8_t* reserve(size_t bytes);
   bool sendReplies() noexcept;
   bool sendAll(const uint8_t* data, size_t length) noexcept;
-  // recv into `target`; >0 bytes, 0 EOF, <0 error (error_ set).
+  // recv into `target`; >0 bytes, 0 EOF, -1 error (error_ set), kTimedOut (the receive timeout).
+  static constexpr ssize_t kTimedOut = -2;
   ssize_t receive(uint8_t* target, size_t length) noexcept;
+  void setReceiveTimeout(uint32_t ms) noexcept;
+  void drainAfterHalfClose() noexcept;
   void count(size_t slot, uint64_t value) noexcept {
     counters_[slot].store(counters_[slot].load(std::memory_order_relaxed) + value, std::memory_order_relaxed);
   }

@@ -274,10 +274,56 @@ TEST(nbd_lane_stop_wakes_a_lane_blocked_in_recv) {
   Pair pair;
   Running running(volume, optionsFor(pair.server, 4 * kMiB));
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  running.lane->stop(true);
+  running.lane->stop(false);
   CHECK(running.join() == NbdLaneEnd::Server);
   uint8_t byte = 0;
   CHECK_EQ(::recv(pair.client, &byte, 1, 0), 0);
+}
+
+TEST(nbd_lane_graceful_stop_answers_eshutdown_half_closes_and_waits_for_the_client) {
+  auto volume = makeVolume(4 * kMiB);
+  Pair pair;
+  Running running(volume, optionsFor(pair.server, 4 * kMiB));
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  running.lane->stop(true);
+  // A request that arrives now is answered ESHUTDOWN and changes nothing.
+  auto write = request(1, 0, 51, 0, 4096);
+  write.resize(write.size() + 4096, 0x55);
+  sendAll(pair.client, write);
+  CHECK_EQ(simpleReply(pair.client, 51), 108u);
+  // Then the half-close (EOF for the client) while the lane waits for the client to hang up.
+  uint8_t byte = 0;
+  CHECK_EQ(::recv(pair.client, &byte, 1, 0), 0);
+  std::vector<uint8_t> bytes(4096);
+  volume->read(0, bytes.data(), bytes.size());
+  CHECK(std::all_of(bytes.begin(), bytes.end(), [](uint8_t b) { return b == 0; }));
+  ::close(pair.client);
+  pair.client = -1;
+  CHECK(running.join() == NbdLaneEnd::Server);
+}
+
+TEST(nbd_lane_copy_mode_buffers_large_payloads) {
+  auto volume = makeVolume(8 * kMiB);
+  Pair pair;
+  auto options = optionsFor(pair.server, 8 * kMiB);
+  options.directWrites = false;
+  Running running(volume, options);
+  auto write = request(1, 0, 61, kMiB, static_cast<uint32_t>(kMiB));
+  write.resize(write.size() + kMiB, 0x66);
+  sendAll(pair.client, write);
+  CHECK_EQ(simpleReply(pair.client, 61), 0u);
+  CHECK_EQ(running.lane->counter(bm::kLaneStoreReceivedWrites), 0u);
+  std::vector<uint8_t> bytes(kMiB);
+  volume->read(kMiB, bytes.data(), bytes.size());
+  CHECK(std::all_of(bytes.begin(), bytes.end(), [](uint8_t b) { return b == 0x66; }));
+  // A torn payload in copy mode never reaches the store.
+  auto torn = request(1, 0, 62, 4 * kMiB, static_cast<uint32_t>(kMiB));
+  torn.resize(torn.size() + 200000, 0x77);
+  sendAll(pair.client, torn);
+  ::shutdown(pair.client, SHUT_WR);
+  CHECK(running.join() == NbdLaneEnd::Truncated);
+  volume->read(4 * kMiB, bytes.data(), bytes.size());
+  CHECK(std::all_of(bytes.begin(), bytes.end(), [](uint8_t b) { return b == 0; }));
 }
 
 TEST(nbd_lane_leftover_bytes_are_served_first) {

@@ -269,7 +269,7 @@ export function toDocument(config: BlockmirrorConfig): Record<string, unknown> {
     }),
     listen: config.listen.map((entry) => ({ ...entry })),
     admin,
-    limits: { maxPayloadBytes: formatSize(config.limits.maxPayloadBytes), ...(config.limits.workers === 0 ? {} : { workers: config.limits.workers }), ...(config.limits.nativeLanes ? { nativeLanes: true } : {}) },
+    limits: { maxPayloadBytes: formatSize(config.limits.maxPayloadBytes), ...(config.limits.workers === 0 ? {} : { workers: config.limits.workers }), ...(config.limits.nativeLanes ? {} : { nativeLanes: false }) },
   };
 }
 

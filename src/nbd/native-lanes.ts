@@ -60,6 +60,7 @@ interface NbdLaneAddon {
     minimumBlockBytes: number,
     maximumBlockBytes: number,
     holeDetectionMinBytes: number,
+    directWrites: boolean,
     leftover: Uint8Array,
     onEnd: (end: LaneEnd, handBack: Buffer | null, error: string) => void,
   ) => NativeLane;
@@ -164,6 +165,8 @@ export class NativeLanes {
           state.limits.minimumBlockBytes,
           state.limits.maximumBlockBytes,
           this.config.holeDetectionMinBytes,
+          // BLOCKMIRROR_NBD_RECEIVE=copy copies every payload here too.
+          this.config.storeReceive,
           state.leftover,
           (end, handBack, error) => this.ended(record, end, handBack, error),
         );

@@ -246,7 +246,7 @@ export class NbdServer extends EventEmitter implements ConnectionHost {
       // BLOCKMIRROR_NBD_RECEIVE=copy keeps user buffers but copies every payload (A/B benches).
       storeReceive: process.env.BLOCKMIRROR_NBD_RECEIVE !== 'stream' && process.env.BLOCKMIRROR_NBD_RECEIVE !== 'copy',
       workers: checkInteger('workers', options.workers, 0, 0, MAX_WORKERS),
-      nativeLanes: checkBoolean('nativeLanes', options.nativeLanes, false),
+      nativeLanes: checkBoolean('nativeLanes', options.nativeLanes, true),
     };
     this.log = this.config.logger;
     for (const [index, spec] of options.exports.entries()) this.addEntry(spec, `exports[${index}]`);

@@ -124,7 +124,7 @@ export interface NbdServerOptions {
    * serve) on native threads of the addon in blocking I/O, one per connection, as nbdkit does
    * (docs/nbd-native.md). Requests a lane does not serve itself (BLOCK_STATUS, invalid ones)
    * hand the connection back to the event loop. Before workers when both are set.
-   * @default false
+   * @default true
    */
   nativeLanes?: boolean;
 }

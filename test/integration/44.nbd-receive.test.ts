@@ -10,6 +10,8 @@
 //   - rejected large writes (read-only export, beyond the end) change nothing at all;
 //   - a thin 8 GiB volume: beyond 4 GiB in place, across a 1 GiB area window by copy;
 //   - with BLOCKMIRROR_NBD_RECEIVE=copy the same torn payload is not stored (the control case).
+//   Every server here pins the event loop (nativeLanes: false): this is its receive path (pair
+//   exports use it); the lanes' is native/test/nbd_lane_test.cpp and integration 47.
 import * as assert from 'node:assert/strict';
 
 import { NbdServer } from '../../src/nbd';
@@ -71,7 +73,7 @@ describe('44 nbd receive into the store (integration)', function () {
     store.createSnapshot('s1');
     server = new NbdServer({
       exports: [{ name: 'v', volume }, { name: 'ro', volume, readOnly: true }],
-      listen: [{ host: '127.0.0.1', port: 0 }],
+      listen: [{ host: '127.0.0.1', port: 0 }], nativeLanes: false,
     });
     await server.listen();
     port = server.addresses().find((address) => address.transport === 'tcp')?.port as number;
@@ -203,7 +205,7 @@ describe('44 nbd receive into the store (integration)', function () {
 
   it('a thin 8 GiB volume: payloads land beyond 4 GiB, and one across a 1 GiB window is copied, both exactly', async () => {
     const big = Volume.create({ capacityBytes: 8 * 1024 * MiB });
-    const local = new NbdServer({ exports: [{ name: 'big', volume: big }], listen: [{ host: '127.0.0.1', port: 0 }] });
+    const local = new NbdServer({ exports: [{ name: 'big', volume: big }], listen: [{ host: '127.0.0.1', port: 0 }], nativeLanes: false });
     await local.listen();
     try {
       const localPort = local.addresses().find((address) => address.transport === 'tcp')?.port as number;
@@ -239,7 +241,7 @@ describe('44 nbd receive into the store (integration)', function () {
     process.env.BLOCKMIRROR_NBD_RECEIVE = 'copy';
     let copying: NbdServer;
     try {
-      copying = new NbdServer({ exports: [{ name: 'v', volume }], listen: [{ host: '127.0.0.1', port: 0 }] });
+      copying = new NbdServer({ exports: [{ name: 'v', volume }], listen: [{ host: '127.0.0.1', port: 0 }], nativeLanes: false });
     } finally {
       delete process.env.BLOCKMIRROR_NBD_RECEIVE;
     }

@@ -94,7 +94,8 @@ describe('46 NBD workers', function () {
   });
 
   function serve(options: Partial<ConstructorParameters<typeof NbdServer>[0]> & { exports: ConstructorParameters<typeof NbdServer>[0]['exports'] }): NbdServer {
-    const server = new NbdServer({ listen: [{ host: '127.0.0.1', port: 0 }], workers: 2, ...options });
+    // Lanes are offered before workers: off here, so the workers get the connections.
+    const server = new NbdServer({ listen: [{ host: '127.0.0.1', port: 0 }], workers: 2, nativeLanes: false, ...options });
     servers.push(server);
     return server;
   }
@@ -383,7 +384,7 @@ describe('46 NBD workers', function () {
       const { NbdServer } = require(${JSON.stringify(serverModule)});
       const { Volume } = require(${JSON.stringify(volumeModule)});
       const volume = Volume.open({ path: ${JSON.stringify(file)} });
-      const server = new NbdServer({ exports: [{ name: 'vol0', volume }], listen: [{ host: '127.0.0.1', port: 0 }], workers: 2 });
+      const server = new NbdServer({ exports: [{ name: 'vol0', volume }], listen: [{ host: '127.0.0.1', port: 0 }], workers: 2, nativeLanes: false });
       server.listen().then(() => process.stdout.write(server.addresses()[0].port + '\\n'));
       setInterval(() => process.stdout.write('s' + server.stats().workerConnections + '\\n'), 20);`;
     const child = spawn(process.execPath, ['-e', source], { stdio: ['ignore', 'pipe', 'inherit'] });

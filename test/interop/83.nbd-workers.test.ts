@@ -42,7 +42,8 @@ describe('83 interop: NBD connections on worker threads (limits.workers)', funct
           { name: 'mem0', capacity: '256MiB' },
           { name: 'file0', capacity: '64MiB', backing: 'file', path: path.join(directory, 'file0.img') },
         ],
-        limits: { workers: 2 },
+        // Lanes are offered before workers: off here, so the workers get the connections.
+        limits: { workers: 2, nativeLanes: false },
       },
       args: ['--port', '0', '--admin', adminSocket, '--quiet'],
     });

@@ -174,7 +174,7 @@ describe('50 config', () => {
         }],
         listen: [{ host: '127.0.0.1', port: 10809 }],
         admin: { socket: defaultAdminSocketPath() },
-        limits: { maxPayloadBytes: 32 * 1024 * 1024, workers: 0 },
+        limits: { maxPayloadBytes: 32 * 1024 * 1024, workers: 0, nativeLanes: true },
       });
     });
 
