@@ -32,21 +32,11 @@ import { Journal } from '../../src/storage/journal';
 import { SnapshotStore } from '../../src/storage/snapshot';
 import { kNativeHandle, Volume } from '../../src/storage/volume';
 import { NbdTestClient } from '../helpers/nbd-client';
+import { bytesAt, started, wrapperOf } from '../helpers/nbd-exports';
 import { makeTempDir, removeTempDir, waitFor } from '../helpers/tools';
 
 const MiB = 1024 * 1024;
 const SIZE = 16 * MiB;
-
-function bytesAt(volume: Volume, offset: number, length: number): Buffer {
-  const target = Buffer.alloc(length);
-  volume.read(offset, target);
-  return target;
-}
-
-async function started(server: NbdServer): Promise<number> {
-  await server.listen();
-  return server.addresses()[0]?.port as number;
-}
 
 /** A connection served by a worker (the hand-off is asynchronous: wait for it). */
 async function workerClient(server: NbdServer, port: number, exportName: string, options: { structured?: boolean; metaContexts?: string[] } = {}): Promise<NbdTestClient> {
@@ -54,26 +44,6 @@ async function workerClient(server: NbdServer, port: number, exportName: string,
   const client = await NbdTestClient.open({ port }, { exportName, ...options });
   await waitFor(() => server.stats().workerConnections > before, 'the hand-off to a worker');
   return client;
-}
-
-/** An NbdVolume that is not a storage Volume (as a PairVolume is): calls go to `inner`, counted. */
-function wrapperOf(inner: Volume): Volume & { writes: number } {
-  const wrapper = {
-    writes: 0,
-    get capacityBytes() { return inner.capacityBytes; },
-    get blockSize() { return inner.blockSize; },
-    get strict() { return inner.strict; },
-    get closed() { return inner.closed; },
-    read: (offset: number, target: Uint8Array) => inner.read(offset, target),
-    write: (offset: number, source: Uint8Array) => { wrapper.writes += 1; return inner.write(offset, source); },
-    writeZeroes: (offset: number, length: number, options?: { mayPunchHole?: boolean }) => inner.writeZeroes(offset, length, options),
-    trim: (offset: number, length: number) => inner.trim(offset, length),
-    flush: () => inner.flush(),
-    allocationMap: (offset: number, length: number) => inner.allocationMap(offset, length),
-    listBitmaps: () => inner.listBitmaps(),
-    openBitmap: (name: string) => inner.openBitmap(name),
-  };
-  return wrapper as unknown as Volume & { writes: number };
 }
 
 describe('46 NBD workers', function () {
