@@ -5,15 +5,17 @@
 // `nbdkit memory` (its default threads).
 //
 // Usage: node dist/bench/nbd-fio.js [--runtime 5] [--ramp 1] [--rounds 3] [--size 256MiB]
-//        [--only JOB,...] [--targets plain,replicated[,plain-copy][,plain-workers][,plain-lanes]] [--workers 2]
+//        [--only JOB,...] [--targets plain,replicated[,plain-copy][,plain-workers][,plain-loop]] [--workers 2]
 //        [--ext4-rounds 3]   (0: skip)
 // plain-copy is the plain export of a second serve whose payloads are copied as before
 // (BLOCKMIRROR_NBD_RECEIVE=copy): the same-run A/B of receiving into the store. plain-workers is
 // the plain export of a serve with `limits.workers: 2` (connections on worker threads,
 // docs/nbd-workers.md): the same-run A/B of workers 0 vs 2, which matters for the jobs with
 // several connections (`-4jobs`: fio numjobs=4, one connection each, summed by group_reporting).
-// plain-lanes is the plain export of a serve with `limits.nativeLanes: true` (each connection on
-// a native thread in blocking I/O, docs/nbd-native.md): the same-run A/B of lanes vs the loop.
+// plain-loop is the plain export of a serve with `limits.nativeLanes: false` (every connection on
+// the event loop): since lanes are the default (docs/nbd-native.md), plain / plain-loop is the
+// same-run A/B of lanes vs the loop. The workers serve turns lanes off too (lanes are offered
+// before workers), so plain-workers measures the workers.
 // Output: markdown tables on stdout, the full results in bench/results/nbd-fio-<date>.json,
 // and as the last stdout line a JSON object {ratios, targets} for bench/run.js.
 //
@@ -82,13 +84,13 @@ const JOBS: JobSpec[] = [
   { name: '4k-randread-qd8-4jobs', rw: 'randread', blockBytes: 4096, iodepth: 8, numjobs: 4 },
 ];
 
-type TargetName = 'plain' | 'plain-copy' | 'plain-workers' | 'plain-lanes' | 'replicated' | 'nbdkit';
-type Ext4Server = 'blockmirror' | 'blockmirror-workers' | 'blockmirror-lanes' | 'nbdkit';
+type TargetName = 'plain' | 'plain-copy' | 'plain-workers' | 'plain-loop' | 'replicated' | 'nbdkit';
+type Ext4Server = 'blockmirror' | 'blockmirror-workers' | 'blockmirror-loop' | 'nbdkit';
 /**
  * plain-copy: the plain export of a second serve with BLOCKMIRROR_NBD_RECEIVE=copy (A/B of the
  * receive path); plain-workers: of a serve with limits.workers 2 (A/B of the worker threads).
  */
-const OURS: readonly TargetName[] = ['plain', 'plain-copy', 'plain-workers', 'plain-lanes', 'replicated'];
+const OURS: readonly TargetName[] = ['plain', 'plain-copy', 'plain-workers', 'plain-loop', 'replicated'];
 /** The worker threads of the plain-workers serve (--workers). */
 const DEFAULT_BENCH_WORKERS = 2;
 
@@ -129,7 +131,7 @@ interface Target {
 
 function usage(message: string): never {
   process.stderr.write(`nbd-fio: ${message}\nusage: node dist/bench/nbd-fio.js [--runtime S] [--ramp S] [--rounds N] [--size 256MiB] ` +
-    `[--only JOB,...] [--targets plain,replicated,plain-copy,plain-workers,plain-lanes] [--workers N] [--ext4-rounds N]\njobs: ${JOBS.map((j) => j.name).join(', ')}\n`);
+    `[--only JOB,...] [--targets plain,replicated,plain-copy,plain-workers,plain-loop] [--workers N] [--ext4-rounds N]\njobs: ${JOBS.map((j) => j.name).join(', ')}\n`);
   process.exit(2);
 }
 
@@ -297,7 +299,7 @@ async function main(): Promise<void> {
   let primary: ServeChild | undefined;
   let copying: ServeChild | undefined;
   let threaded: ServeChild | undefined;
-  let laned: ServeChild | undefined;
+  let looped: ServeChild | undefined;
   const children: ChildProcess[] = [];
   try {
     const serveArgs = (name: string): string[] => ['--port', '0', '--admin', path.join(directory, `${name}.sock`), '--quiet', '--log-level', 'error'];
@@ -324,7 +326,7 @@ async function main(): Promise<void> {
         else process.env.BLOCKMIRROR_NBD_RECEIVE = saved;
       }
     }
-    // A plain serve with other limits (workers, lanes); the ext4 workload runs on it too.
+    // A plain serve with other limits (workers, the loop); the ext4 workload runs on it too.
     const variant = (limits: Record<string, unknown>, name: string): Promise<ServeChild> => {
       const variantConfig = { ...pairBenchConfigs(['none'], options.sizeBytes).primary, limits };
       if (ext4) {
@@ -334,8 +336,8 @@ async function main(): Promise<void> {
       }
       return ServeChild.start({ config: variantConfig, directory, name, args: serveArgs(name) });
     };
-    if (options.targets.includes('plain-workers')) threaded = await variant({ workers: options.workers }, 'bench-workers');
-    if (options.targets.includes('plain-lanes')) laned = await variant({ nativeLanes: true }, 'bench-lanes');
+    if (options.targets.includes('plain-workers')) threaded = await variant({ workers: options.workers, nativeLanes: false }, 'bench-workers');
+    if (options.targets.includes('plain-loop')) looped = await variant({ nativeLanes: false }, 'bench-loop');
     const admin = new AdminClient(path.join(directory, 'bench-a.sock'), { timeoutMs: 10_000 });
     const nbdkit = await startNbdkit(options.sizeBytes, directory, 1);
     children.push(nbdkit.child);
@@ -354,9 +356,9 @@ async function main(): Promise<void> {
     if (workers !== undefined) {
       targets.push({ name: 'plain-workers', uri: workers.uri('bench-a-none'), cpu: () => workers.cpuSeconds(), secondaryCpu: () => 0 });
     }
-    const lanes = laned;
-    if (lanes !== undefined) {
-      targets.push({ name: 'plain-lanes', uri: lanes.uri('bench-a-none'), cpu: () => lanes.cpuSeconds(), secondaryCpu: () => 0 });
+    const loop = looped;
+    if (loop !== undefined) {
+      targets.push({ name: 'plain-loop', uri: loop.uri('bench-a-none'), cpu: () => loop.cpuSeconds(), secondaryCpu: () => 0 });
     }
     if (replicated && second !== undefined) {
       targets.push({ name: 'replicated', uri: started.uri('bench-a-async'), cpu: () => started.cpuSeconds(), secondaryCpu: () => second.cpuSeconds() });
@@ -386,8 +388,8 @@ async function main(): Promise<void> {
       ];
       const workersServe = threaded;
       if (workersServe !== undefined) servers.push({ server: 'blockmirror-workers', uri: workersServe.uri('fs'), cpu: () => workersServe.cpuSeconds() });
-      const lanesServe = laned;
-      if (lanesServe !== undefined) servers.push({ server: 'blockmirror-lanes', uri: lanesServe.uri('fs'), cpu: () => lanesServe.cpuSeconds() });
+      const loopServe = looped;
+      if (loopServe !== undefined) servers.push({ server: 'blockmirror-loop', uri: loopServe.uri('fs'), cpu: () => loopServe.cpuSeconds() });
       for (let round = 1; round <= options.ext4Rounds; round++) {
         // Each round starts with another server (rotated), so no arm always runs first.
         const shift = (round - 1) % servers.length;
@@ -407,7 +409,7 @@ async function main(): Promise<void> {
     if (primary !== undefined) await primary.stop();
     if (copying !== undefined) await copying.stop();
     if (threaded !== undefined) await threaded.stop();
-    if (laned !== undefined) await laned.stop();
+    if (looped !== undefined) await looped.stop();
     if (secondary !== undefined) await secondary.stop();
     fs.rmSync(directory, { recursive: true, force: true });
   }
@@ -453,20 +455,22 @@ async function main(): Promise<void> {
       perJob.push({ job: job.name, export: 'plain/plain-copy', iopsRatio: iops, cpuPerIoRatio: cpu });
     }
   }
-  const variants: { target: TargetName; key: string; title: string }[] = [
-    { target: 'plain-workers', key: 'workers', title: `Workers ${options.workers} vs 0 (plain-workers / plain, same rounds)` },
-    { target: 'plain-lanes', key: 'lanes', title: 'Native lanes vs the event loop (plain-lanes / plain, same rounds)' },
+  // Each A/B line is numerator / denominator within a round. Lanes are the default, so the
+  // lanes line is plain (lanes) over plain-loop (lanes off).
+  const variants: { numerator: TargetName; denominator: TargetName; key: string; title: string }[] = [
+    { numerator: 'plain-workers', denominator: 'plain', key: 'workers', title: `Workers ${options.workers} (lanes off) vs the default (plain-workers / plain, same rounds)` },
+    { numerator: 'plain', denominator: 'plain-loop', key: 'lanes', title: 'Native lanes vs the event loop (plain / plain-loop, same rounds)' },
   ];
-  for (const { target, key, title } of variants) {
-    if (!options.targets.includes('plain') || !options.targets.includes(target)) continue;
+  for (const { numerator, denominator, key, title } of variants) {
+    if (!options.targets.includes(numerator) || !options.targets.includes(denominator)) continue;
     lines.push(`${title}: IOPS ratio, CPU/IO ratio`);
     for (const job of jobs) {
-      const variantRuns = measurements.filter((m) => m.job === job.name && m.target === target);
-      const single = measurements.filter((m) => m.job === job.name && m.target === 'plain');
-      const iops = pairedRatio(variantRuns, single, (m) => m.iops);
-      const cpu = pairedRatio(variantRuns, single, (m) => m.serverCpuUsPerIo);
+      const above = measurements.filter((m) => m.job === job.name && m.target === numerator);
+      const below = measurements.filter((m) => m.job === job.name && m.target === denominator);
+      const iops = pairedRatio(above, below, (m) => m.iops);
+      const cpu = pairedRatio(above, below, (m) => m.serverCpuUsPerIo);
       lines.push(`  ${job.name}: ${spreadText(iops, 2)}, ${spreadText(cpu, 2)}`);
-      perJob.push({ job: job.name, export: `${target}/plain`, iopsRatio: iops, cpuPerIoRatio: cpu });
+      perJob.push({ job: job.name, export: `${numerator}/${denominator}`, iopsRatio: iops, cpuPerIoRatio: cpu });
       ratios[`${key}.${job.name}`] = iops.median;
     }
   }
@@ -481,9 +485,9 @@ async function main(): Promise<void> {
       `(server CPU ${spreadText(spreadOf(ours.map((r) => r.serverCpuSeconds)), 2)} s), default nbdkit ${spreadText(spreadOf(kit.map((r) => r.seconds)), 2)} s ` +
       `(CPU ${spreadText(spreadOf(kit.map((r) => r.serverCpuSeconds)), 2)} s): time ratio ${spreadText(timeRatio, 2)} ` +
       `(target <= ${EXT4_TIME_TARGET}: ${timeRatio.median <= EXT4_TIME_TARGET ? 'met' : 'NOT met'})`);
-    const ext4Variants: { server: Ext4Server; key: 'workers' | 'lanes'; title: string }[] = [
-      { server: 'blockmirror-workers', key: 'workers', title: `ext4 with workers ${options.workers}` },
-      { server: 'blockmirror-lanes', key: 'lanes', title: 'ext4 with native lanes' },
+    const ext4Variants: { server: Ext4Server; key: 'workers' | 'loop'; title: string }[] = [
+      { server: 'blockmirror-workers', key: 'workers', title: `ext4 with workers ${options.workers} (lanes off)` },
+      { server: 'blockmirror-loop', key: 'loop', title: 'ext4 on the event loop (lanes off)' },
     ];
     for (const { server, key, title } of ext4Variants) {
       const variantExt4 = ext4Rounds.filter((r) => r.server === server);
@@ -491,10 +495,10 @@ async function main(): Promise<void> {
       const toNbdkit = spreadOf(variantExt4.map((r) => r.seconds / ((kit.find((k) => k.round === r.round)?.seconds) ?? Number.NaN)));
       const againstPlain = spreadOf(variantExt4.map((r) => r.seconds / ((ours.find((o) => o.round === r.round)?.seconds) ?? Number.NaN)));
       ext4Summary[key] = { seconds: spreadOf(variantExt4.map((r) => r.seconds)), timeRatio: toNbdkit, againstPlain };
-      if (key === 'lanes') ratios['time.ext4.lanes'] = 1 / toNbdkit.median;
+      if (key === 'loop') ratios['time.ext4.lanes-over-loop'] = againstPlain.median;
       lines.push(`${title}: ${spreadText(spreadOf(variantExt4.map((r) => r.seconds)), 2)} s ` +
         `(server CPU ${spreadText(spreadOf(variantExt4.map((r) => r.serverCpuSeconds)), 2)} s): time ratio to nbdkit ${spreadText(toNbdkit, 2)} ` +
-        `(target <= ${EXT4_TIME_TARGET}: ${toNbdkit.median <= EXT4_TIME_TARGET ? 'met' : 'NOT met'}), to the event loop ${spreadText(againstPlain, 2)}`);
+        `(target <= ${EXT4_TIME_TARGET}: ${toNbdkit.median <= EXT4_TIME_TARGET ? 'met' : 'NOT met'}), to the default serve (lanes) ${spreadText(againstPlain, 2)}`);
     }
   }
   const result = {
