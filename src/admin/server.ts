@@ -49,7 +49,10 @@
 // Layout: this module is the AdminServer class; its options, defaults, logger and state names are
 // in server-options.ts, and the HTTP plumbing it shares across routes (STATUS_OF_CODE, the JSON
 // body reader and writer, the controller/peer field checks) is in server-http.ts. The exported
-// names of both are re-exported here, so importers keep one path.
+// names of both are re-exported here, so importers keep one path. The bodies of the link, pair
+// and lockstep verbs are checked in link-routes.ts, pair-routes.ts and lockstep-routes.ts (as
+// those of the group, disk and snapshot verbs are in theirs), and the open /events streams are
+// kept by EventStreams (event-streams.ts).
 
 import * as fs from 'node:fs';
 import * as http from 'node:http';
@@ -57,22 +60,24 @@ import type * as net from 'node:net';
 import type { Duplex } from 'node:stream';
 
 import { BlockmirrorError, isBlockmirrorError } from '../errors';
-import { type FaultSettings, checkFaultSettings } from '../transport/faults';
 import { ensureSocketDirectory, removeStaleSocket } from './socket';
 import { SNAPSHOT_VERBS, type SnapshotVerb, snapshotRequest } from './snapshot-routes';
 import { GROUP_VERBS, type GroupVerb, groupRequest } from './group-routes';
 import { DISK_VERBS, type DiskVerb, diskRequest } from './disk-routes';
-import type { AdminTarget, ArrayEvent } from './target';
+import { faultRequest, healRequest } from './link-routes';
+import { type PairVerb, groupRoleRequest, pairCreateRequest, pairRequest } from './pair-routes';
+import { lockstepRequest, lockstepSwitchRequest } from './lockstep-routes';
+import { EventStreams } from './event-streams';
+import type { AdminTarget } from './target';
 import {
   type AdminLogger, LOOPBACK_HOSTS, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS,
   DEFAULT_HEADERS_TIMEOUT_MS, DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_MAX_EVENT_BUFFER_BYTES,
-  DEFAULT_CLOSE_TIMEOUT_MS, OVERFLOW_LINE, type AdminServerOptions, type AdminAddresses,
+  DEFAULT_CLOSE_TIMEOUT_MS, type AdminServerOptions, type AdminAddresses,
   type AdminServerState, SILENT, checkInteger,
 } from './server-options';
 import {
-  LOCKSTEP_NUMBERS, STATUS_OF_CODE, INTERNAL_ERROR_CODE, NODE_REQUEST_TIMEOUT_CODE, FAULT_FIELD_TYPES,
-  MAX_ID_CHARS, type Handler, badRequest, listenOn, type EventStream, sendJson, readJsonObject, linkFields,
-  controllerField,
+  LOCKSTEP_NUMBERS, STATUS_OF_CODE, INTERNAL_ERROR_CODE, NODE_REQUEST_TIMEOUT_CODE,
+  type Handler, badRequest, listenOn, sendJson, readJsonObject,
 } from './server-http';
 
 export type { AdminLogger, AdminServerOptions, AdminAddresses, AdminServerState } from './server-options';
@@ -98,7 +103,7 @@ export class AdminServer {
   private state: AdminServerState = 'new';
   private readonly servers: http.Server[] = [];
   private readonly sockets = new Set<Duplex>();
-  private readonly streams = new Set<EventStream>();
+  private readonly streams: EventStreams;
   private socketInode: number | undefined;
   private tcpAddress: { host: string; port: number } | undefined;
   private closing: Promise<void> | undefined;
@@ -137,6 +142,7 @@ export class AdminServer {
     this.maxEventBufferBytes = checkInteger('maxEventBufferBytes', options.maxEventBufferBytes,
       DEFAULT_MAX_EVENT_BUFFER_BYTES, 1, 1024 ** 3);
     this.closeTimeoutMs = checkInteger('closeTimeoutMs', options.closeTimeoutMs, DEFAULT_CLOSE_TIMEOUT_MS, 0, 3_600_000);
+    this.streams = new EventStreams(this.log, this.maxEventBufferBytes);
     this.routes = Object.freeze({
       '/status': { GET: (_request, response) => this.getStatus(response) },
       '/events': { GET: (request, response, url) => this.getEvents(request, response, url) },
@@ -244,7 +250,7 @@ export class AdminServer {
   }
 
   private async closeNow(wasListening: boolean): Promise<void> {
-    for (const stream of [...this.streams]) this.endStream(stream);
+    this.streams.endAll();
     const timer = setTimeout(() => {
       this.log.warn({ connections: this.sockets.size }, 'admin endpoint: requests still in flight at close; cutting connections');
       for (const server of this.servers) server.closeAllConnections();
@@ -399,162 +405,41 @@ export class AdminServer {
     else throw badRequest(`now must be 1 or 0, got ${JSON.stringify(nowValue)}`);
     // Taken before the headers go out, so a failing target still gets a proper error response.
     const current = this.target.currentEvents();
-    response.writeHead(200, {
-      'Content-Type': 'application/x-ndjson; charset=utf-8',
-      'Cache-Control': 'no-store',
-      'X-Content-Type-Options': 'nosniff',
-      // A stream ends its connection: nothing else would follow on it.
-      Connection: 'close',
-    });
-    response.flushHeaders();
-    const stream: EventStream = { response, unsubscribe: undefined, ended: false };
-    this.streams.add(stream);
-    // 'close' on the response: it finished, or the reader went away (the request's own 'close'
-    // fires as soon as its empty body is read, so it says nothing about the reader).
-    response.once('close', () => this.endStream(stream));
-    for (const event of current) {
-      if (!this.writeEvent(stream, event)) return;
-    }
-    if (now) {
-      this.endStream(stream);
-      return;
-    }
-    // Same tick as currentEvents(): no event can fall between the two.
-    stream.unsubscribe = this.target.subscribe((event) => {
-      try {
-        this.writeEvent(stream, event);
-      } catch (error) {
-        this.log.error({ err: error }, 'admin endpoint: could not write an event');
-      }
-    });
-    if (stream.ended) this.unsubscribe(stream);
-  }
-
-  /** Writes one NDJSON line; ends the stream with an overflow line past maxEventBufferBytes. */
-  private writeEvent(stream: EventStream, event: ArrayEvent): boolean {
-    if (stream.ended) return false;
-    const response = stream.response;
-    if (response.destroyed || response.writableEnded) {
-      this.endStream(stream);
-      return false;
-    }
-    let line: string;
-    try {
-      line = `${JSON.stringify(event)}\n`;
-    } catch (error) {
-      this.log.error({ err: error, subject: event?.subject }, 'admin endpoint: an event is not JSON; skipped');
-      return true;
-    }
-    response.write(line);
-    if (response.writableLength > this.maxEventBufferBytes) {
-      this.log.warn({ bufferedBytes: response.writableLength, limit: this.maxEventBufferBytes },
-        'admin endpoint: an /events reader fell behind; its stream is ended');
-      this.endStream(stream, OVERFLOW_LINE);
-      return false;
-    }
-    return true;
-  }
-
-  private endStream(stream: EventStream, lastLine?: string): void {
-    if (stream.ended) return;
-    stream.ended = true;
-    this.unsubscribe(stream);
-    this.streams.delete(stream);
-    const response = stream.response;
-    if (!response.destroyed && !response.writableEnded) {
-      if (lastLine === undefined) response.end();
-      else response.end(lastLine);
-    }
-  }
-
-  private unsubscribe(stream: EventStream): void {
-    const unsubscribe = stream.unsubscribe;
-    stream.unsubscribe = undefined;
-    if (unsubscribe === undefined) return;
-    try {
-      unsubscribe();
-    } catch (error) {
-      this.log.error({ err: error }, 'admin endpoint: unsubscribe failed');
-    }
+    this.streams.open(response, current, now, (listener) => this.target.subscribe(listener));
   }
 
   private async postFault(request: http.IncomingMessage, response: http.ServerResponse): Promise<void> {
-    const body = await readJsonObject(request, this.maxBodyBytes);
-    const { controller, peer } = linkFields(body);
-    const settings: FaultSettings = {};
-    for (const [key, value] of Object.entries(body)) {
-      if (key === 'controller' || key === 'peer') continue;
-      const type = Object.prototype.hasOwnProperty.call(FAULT_FIELD_TYPES, key) ? FAULT_FIELD_TYPES[key as keyof FaultSettings] : undefined;
-      if (type === undefined) {
-        throw badRequest(`unknown field "${key}" (fields: controller, peer, ${Object.keys(FAULT_FIELD_TYPES).join(', ')})`);
-      }
-      if (typeof value !== type) throw badRequest(`${key} must be a ${type}, got ${value === null ? 'null' : typeof value}`);
-      (settings as Record<string, unknown>)[key] = value;
-    }
-    if (settings.delayMs === undefined && settings.jitterMs === undefined && settings.bandwidthBytesPerSecond === undefined &&
-        settings.drop === undefined && settings.partition === undefined) {
-      throw badRequest('name at least one fault: delayMs, jitterMs, bandwidthBytesPerSecond, drop or partition');
-    }
-    checkFaultSettings(settings);
+    const { controller, peer, settings } = faultRequest(await readJsonObject(request, this.maxBodyBytes));
     this.target.setLinkFaults(controller, peer, settings);
     sendJson(response, 200, { ok: true, link: this.findLinkStatus(controller, peer) });
   }
 
   private async postHeal(request: http.IncomingMessage, response: http.ServerResponse): Promise<void> {
-    const body = await readJsonObject(request, this.maxBodyBytes);
-    const { controller, peer } = linkFields(body);
-    for (const key of Object.keys(body)) {
-      if (key !== 'controller' && key !== 'peer') throw badRequest(`unknown field "${key}" (fields: controller, peer)`);
-    }
+    const { controller, peer } = healRequest(await readJsonObject(request, this.maxBodyBytes));
     this.target.healLink(controller, peer);
     sendJson(response, 200, { ok: true, link: this.findLinkStatus(controller, peer) });
   }
 
   /** POST /pairs/<verb>: {controller?, pair} (+ force for takeover, keep for resolve). */
-  private async postPair(request: http.IncomingMessage, response: http.ServerResponse, verb: 'suspend' | 'resume' | 'takeover' | 'failback' | 'resolve' | 'delete'): Promise<void> {
-    const body = await readJsonObject(request, this.maxBodyBytes);
-    const fields = ['controller', 'pair', ...(verb === 'takeover' ? ['force'] : []), ...(verb === 'resolve' ? ['keep'] : [])];
-    for (const key of Object.keys(body)) {
-      if (!fields.includes(key)) throw badRequest(`unknown field "${key}" (fields: ${fields.join(', ')})`);
-    }
-    if (body.force !== undefined && typeof body.force !== 'boolean') throw badRequest('force must be true or false');
-    if (verb === 'resolve' && body.keep !== 'primary' && body.keep !== 'secondary') throw badRequest('keep must be "primary" or "secondary" (the side, by its declared role, whose data is kept)');
-    const controller = body.controller;
-    if (controller !== undefined && controller !== null && (typeof controller !== 'string' || controller === '' || controller.length > MAX_ID_CHARS)) {
-      throw badRequest('controller must be a non-empty string (a controller id)');
-    }
-    const pair = body.pair;
-    if (typeof pair !== 'string' || pair === '' || pair.length > MAX_ID_CHARS) throw badRequest('pair must be a non-empty string (a pair name)');
-    const controllerId = typeof controller === 'string' ? controller : undefined;
+  private async postPair(request: http.IncomingMessage, response: http.ServerResponse, verb: PairVerb): Promise<void> {
+    const { controllerId, pair, force, keep } = pairRequest(verb, await readJsonObject(request, this.maxBodyBytes));
     let result: Record<string, unknown>;
     switch (verb) {
       case 'suspend': result = this.target.suspendPair(controllerId, pair); break;
       case 'resume': result = this.target.resumePair(controllerId, pair); break;
-      case 'takeover': result = await this.target.takeoverPair(controllerId, pair, { force: body.force === true }); break;
+      case 'takeover': result = await this.target.takeoverPair(controllerId, pair, { force }); break;
       case 'failback': result = await this.target.failbackPair(controllerId, pair); break;
       case 'delete': result = await this.target.deletePair(controllerId, pair); break;
-      default: result = await this.target.resolvePair(controllerId, pair, body.keep as 'primary' | 'secondary');
+      default: result = await this.target.resolvePair(controllerId, pair, keep);
     }
     sendJson(response, 200, { ok: true, pair: result });
   }
 
   /** POST /pairs/takeover-group {controller?, journalGroup, force?}, /pairs/failback-group {controller?, journalGroup}. */
   private async postGroupRole(request: http.IncomingMessage, response: http.ServerResponse, verb: 'takeover' | 'failback'): Promise<void> {
-    const body = await readJsonObject(request, this.maxBodyBytes);
-    const fields = verb === 'takeover' ? ['controller', 'journalGroup', 'force'] : ['controller', 'journalGroup'];
-    for (const key of Object.keys(body)) {
-      if (!fields.includes(key)) throw badRequest(`unknown field "${key}" (fields: ${fields.join(', ')})`);
-    }
-    if (body.force !== undefined && typeof body.force !== 'boolean') throw badRequest('force must be true or false');
-    const controller = body.controller;
-    if (controller !== undefined && controller !== null && (typeof controller !== 'string' || controller === '' || controller.length > MAX_ID_CHARS)) {
-      throw badRequest('controller must be a non-empty string (a controller id)');
-    }
-    const group = body.journalGroup;
-    if (typeof group !== 'string' || group === '' || group.length > MAX_ID_CHARS) throw badRequest('journalGroup must be a non-empty string (a journal group name)');
-    const controllerId = typeof controller === 'string' ? controller : undefined;
+    const { controllerId, group, force } = groupRoleRequest(verb, await readJsonObject(request, this.maxBodyBytes));
     const pairs = verb === 'takeover'
-      ? await this.target.takeoverGroup(controllerId, group, { force: body.force === true })
+      ? await this.target.takeoverGroup(controllerId, group, { force })
       : await this.target.failbackGroup(controllerId, group);
     sendJson(response, 200, { ok: true, journalGroup: group, pairs });
   }
@@ -580,74 +465,21 @@ export class AdminServer {
 
   /** POST /lockstep: {controller?, pairs?, volumes?, journals?, timeoutMs?} -> {result, number}. */
   private async postLockstep(request: http.IncomingMessage, response: http.ServerResponse): Promise<void> {
-    const body = await readJsonObject(request, this.maxBodyBytes);
-    const fields = ['controller', 'pairs', 'volumes', 'journals', 'timeoutMs'];
-    for (const key of Object.keys(body)) {
-      if (!fields.includes(key)) throw badRequest(`unknown field "${key}" (fields: ${fields.join(', ')})`);
-    }
-    const target: { pairs?: string[]; volumes?: string[]; journals?: string[]; timeoutMs?: number } = {};
-    for (const key of ['pairs', 'volumes', 'journals'] as const) {
-      const list = body[key];
-      if (list === undefined) continue;
-      if (!Array.isArray(list) || list.length > 1024 || list.some((entry) => typeof entry !== 'string' || entry === '' || entry.length > MAX_ID_CHARS)) {
-        throw badRequest(`${key} must be an array of names`);
-      }
-      target[key] = list as string[];
-    }
-    if (body.timeoutMs !== undefined) {
-      if (typeof body.timeoutMs !== 'number' || !Number.isFinite(body.timeoutMs) || body.timeoutMs < 0 || body.timeoutMs > 86_400_000) {
-        throw badRequest('timeoutMs must be a number of milliseconds from 0 to 86400000');
-      }
-      target.timeoutMs = body.timeoutMs;
-    }
-    const result = await this.target.lockstep(controllerField(body), target);
+    const { controllerId, target } = lockstepRequest(await readJsonObject(request, this.maxBodyBytes));
+    const result = await this.target.lockstep(controllerId, target);
     sendJson(response, 200, { ok: true, result, number: LOCKSTEP_NUMBERS[result] ?? null });
   }
 
   /** POST /lockstep/enable and /lockstep/disable: {controller?}. */
   private async postLockstepSwitch(request: http.IncomingMessage, response: http.ServerResponse, enabled: boolean): Promise<void> {
-    const body = await readJsonObject(request, this.maxBodyBytes);
-    for (const key of Object.keys(body)) {
-      if (key !== 'controller') throw badRequest(`unknown field "${key}" (fields: controller)`);
-    }
-    this.target.setLockstepEnabled(controllerField(body), enabled);
+    this.target.setLockstepEnabled(lockstepSwitchRequest(await readJsonObject(request, this.maxBodyBytes)), enabled);
     sendJson(response, 200, { ok: true, enabled });
   }
 
   /** POST /pairs/create: a pair declared at run time, with the fields of the config's `pairs[]`. */
   private async postPairCreate(request: http.IncomingMessage, response: http.ServerResponse): Promise<void> {
-    const body = await readJsonObject(request, this.maxBodyBytes);
-    const fields = ['controller', 'pair', 'volume', 'peer', 'remoteVolume', 'mode', 'role', 'fence', 'autoResume', 'journalHold', 'journalGroup'];
-    for (const key of Object.keys(body)) {
-      if (!fields.includes(key)) throw badRequest(`unknown field "${key}" (fields: ${fields.join(', ')})`);
-    }
-    const text = (key: string, pattern?: RegExp): string => {
-      const value = body[key];
-      if (typeof value !== 'string' || value === '' || value.length > MAX_ID_CHARS || (pattern !== undefined && !pattern.test(value))) {
-        throw badRequest(`${key} must be a non-empty string${pattern === undefined ? '' : ` matching ${String(pattern)}`}`);
-      }
-      return value;
-    };
-    const controller = body.controller;
-    if (controller !== undefined && controller !== null && (typeof controller !== 'string' || controller === '' || controller.length > MAX_ID_CHARS)) {
-      throw badRequest('controller must be a non-empty string (a controller id)');
-    }
-    const mode = body.mode ?? 'async';
-    if (mode !== 'sync' && mode !== 'async') throw badRequest('mode must be "sync" or "async"');
-    if (body.role !== 'primary' && body.role !== 'secondary') throw badRequest('role must be "primary" or "secondary"');
-    const fence = body.fence ?? 'never';
-    if (fence !== 'never' && fence !== 'data') throw badRequest('fence must be "never" or "data"');
-    if (body.autoResume !== undefined && typeof body.autoResume !== 'boolean') throw badRequest('autoResume must be true or false');
-    const spec: Parameters<AdminTarget['createPair']>[1] = {
-      name: text('pair', /^[A-Za-z0-9._-]{1,64}$/), volume: text('volume'), peer: text('peer'), remoteVolume: text('remoteVolume'),
-      mode, role: body.role, fence, autoResume: body.autoResume !== false,
-    };
-    if (body.journalHold !== undefined) {
-      if (typeof body.journalHold !== 'number' || !(body.journalHold >= 0 && body.journalHold <= 1)) throw badRequest('journalHold must be a number from 0 to 1');
-      spec.journalHold = body.journalHold;
-    }
-    if (body.journalGroup !== undefined) spec.journalGroup = text('journalGroup', /^[A-Za-z0-9._-]{1,64}$/);
-    const result = this.target.createPair(typeof controller === 'string' ? controller : undefined, spec);
+    const { controllerId, spec } = pairCreateRequest(await readJsonObject(request, this.maxBodyBytes));
+    const result = this.target.createPair(controllerId, spec);
     sendJson(response, 200, { ok: true, pair: result });
   }
 

@@ -17,6 +17,11 @@
 //
 // Events: every state change of the controller and of its links is emitted as 'event' (a
 // ControllerEvent), which the host numbers and serves on /events.
+//
+// Layout: this module is the Controller class; its states, specs, options, event and status
+// types are in controller-options.ts (re-exported here, so importers keep one path), and how
+// the events of its parts (disks, snapshots, links, groups, pairs) become ControllerEvents is in
+// controller-events.ts.
 
 import { EventEmitter } from 'node:events';
 
@@ -26,159 +31,31 @@ import { type Random, realRandom } from '../runtime/random';
 import type { Volume } from '../storage/volume';
 import { LinkError } from '../transport/errors';
 import type { FaultSettings } from '../transport/faults';
-import type { VersionRange } from '../transport/handshake';
 import { LINK_PROTOCOL_VERSION_MAX, LINK_PROTOCOL_VERSION_MIN } from '../transport/handshake';
-import { Link, type LinkLogger, type LinkStateEvent, type LinkStatus, type LinkTuning } from '../transport/link';
+import { Link, type LinkLogger } from '../transport/link';
 import { LINK_DEFAULTS } from '../transport/limits';
-import { LinkListener, type LinkListenerStats } from '../transport/link-listener';
+import { LinkListener } from '../transport/link-listener';
 import { tcpNetwork } from '../transport/tcp';
 import { type Network, type NetworkAddress, formatAddress } from '../transport/wire';
 import type { NbdVolume } from '../nbd/server';
 import { Lockstep, type LockstepResult, type LockstepTarget } from '../replication/lockstep';
-import { type PairMutation, type PairRoleEvent, PairManager, type PairSpec } from '../replication/pairs';
-import type { ReplicatedVolumeOptions } from '../replication/replicated-volume';
-import { ControllerSnapshots, type SnapshotEvent } from './snapshots';
-import { ControllerGroups, type GroupEvent } from '../cgroup/groups';
-import type { CgroupSpec } from '../cgroup/types';
-import { type ControllerVolumeSpec, type OpenedVolume, openConfiguredVolume } from './volumes';
-import { ControllerDisks, type ControllerDiskSpec, type ControllerGroupSpec, type ControllerWorkDiskSpec, type ControllerWorkVolumeSpec, type DiversionVariant, type RebuildEvent } from './disks';
-import type { SparingEvent } from './sparing';
+import { PairManager } from '../replication/pairs';
+import { ControllerSnapshots } from './snapshots';
+import { ControllerGroups } from '../cgroup/groups';
+import { type OpenedVolume, openConfiguredVolume } from './volumes';
+import { ControllerDisks } from './disks';
+import {
+  CONTROLLER_TRANSITIONS, type ControllerEvent, type ControllerExportSpec, type ControllerOptions, type ControllerState,
+  type ControllerStatus, ID_PATTERN, SILENT,
+} from './controller-options';
+import {
+  type ControllerEventSink, forwardDiskEvents, forwardGroupEvents, forwardLinkEvents, forwardPairEvents, forwardSnapshotEvents,
+} from './controller-events';
 
-export type ControllerState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
-
-export const CONTROLLER_TRANSITIONS: Readonly<Record<ControllerState, readonly ControllerState[]>> = Object.freeze({
-  created: ['starting', 'stopped'],
-  starting: ['running', 'stopped'],
-  running: ['stopping'],
-  stopping: ['stopped'],
-  stopped: [],
-});
-
-/** An export a controller declares (served by the host's NBD server). */
-export interface ControllerExportSpec {
-  name: string;
-  volume: string;
-  /** @default false */
-  readOnly?: boolean;
-  /** @default '' */
-  description?: string;
-}
-
-/** A configured peer. */
-export interface ControllerPeerSpec {
-  id: string;
-  /** Where the peer listens for links. @default undefined (this side only accepts) */
-  address?: NetworkAddress;
-  /** The shared secret (bytes; see secrets.ts to read one). @default undefined */
-  secret?: Buffer;
-}
-
-/** Replication listener and link tuning. */
-export interface ControllerReplicationOptions extends LinkTuning {
-  /** Where peers dial this controller. @default undefined (no listener) */
-  listen?: NetworkAddress;
-  /** Inbound handshakes in progress at once. @default 16 */
-  maxPendingConnections?: number;
-}
-
-/** Options of a Controller. */
-export interface ControllerOptions {
-  /** Stable id, [A-Za-z0-9._-]{1,64}. */
-  id: string;
-  /** @default [] */
-  volumes?: ControllerVolumeSpec[];
-  /** @default [] */
-  exports?: ControllerExportSpec[];
-  /** @default {} */
-  replication?: ControllerReplicationOptions;
-  /** @default [] */
-  peers?: ControllerPeerSpec[];
-  /** @default tcpNetwork */
-  network?: Network;
-  /** @default realClock */
-  clock?: Clock;
-  /** @default realRandom */
-  random?: Random;
-  /** @default silent */
-  logger?: LinkLogger & { child?(bindings: object): LinkLogger };
-  /** Link protocol versions offered (a test hook). @default 1..1 */
-  linkVersions?: VersionRange;
-  /** Pairs this controller takes part in (src/replication/). @default [] */
-  pairs?: PairSpec[];
-  /** Journal of each primary volume. @default 64 MiB ring, 32 MiB records */
-  journal?: ReplicatedVolumeOptions;
-  /**
-   * A deliberate bug in the pair logic, to prove the simulator's checkers can fail (the
-   * mutation check, test/scenario/86). Never set outside such a test. @default none
-   */
-  pairMutation?: PairMutation;
-  /**
-   * A resyncing secondary keeps its last consistent image as a snapshot `resync.<pair>` until it
-   * is consistent again (docs/snapshots.md). @default true
-   */
-  keepResyncImages?: boolean;
-  /** Consistency groups this controller takes part in (src/cgroup/, docs/cgroups.md). @default [] */
-  consistencyGroups?: CgroupSpec[];
-  /**
-   * A deliberate bug in the consistency groups' slaves, to prove the dependent-write check can
-   * fail (test/scenario/94): 'no-hold' takes the cut without holding write completions. Never
-   * set outside such a test. @default none
-   */
-  cgroupMutation?: 'no-hold';
-  /** Emulated disks (src/controller/disks.ts, docs/raid.md). @default [] */
-  disks?: ControllerDiskSpec[];
-  /** RAID groups over the disks; a volume with `group` is laid on one. @default [] */
-  groups?: ControllerGroupSpec[];
-  /** Sparing tuning (src/controller/disks.ts). @default { checkIntervalMs: 200, rebuildStepBytes: 4 MiB } */
-  raid?: { checkIntervalMs?: number; rebuildStepBytes?: number };
-  /** Work volumes for diversion variant (b) (docs/raid.md). @default [] */
-  workVolumes?: ControllerWorkVolumeSpec[];
-  /** Work disks for diversion variant (c) (docs/raid.md). @default [] */
-  workDisks?: ControllerWorkDiskSpec[];
-  /** How new writes of a group being spared are diverted. @default 'none' */
-  diversion?: DiversionVariant;
-}
-
-/** One state change of a controller, as /events streams it (the host adds `seq`). */
-export interface ControllerEvent {
-  /** ISO 8601 wall time. */
-  time: string;
-  /** The controller the subject belongs to. */
-  controller: string;
-  /** What changed: "controller", "link:<peer>", "pair:<name>". */
-  subject: string;
-  /** 'exists' (the current state, sent first to a new /events reader) or 'change'. */
-  kind: 'exists' | 'change';
-  old: string | null;
-  new: string;
-  reason: string | null;
-  /** More fields of the subject's event (code, detail, faults, role, ...). */
-  [key: string]: unknown;
-}
-
-/** A controller's status (JSON; never a secret). */
-export interface ControllerStatus {
-  id: string;
-  state: ControllerState;
-  replication: { listen: string | null; listener: LinkListenerStats | null };
-  links: LinkStatus[];
-  pairs: Record<string, unknown>[];
-  /** The journal groups this controller is the primary of (members of) (docs/pairs.md). */
-  journalGroups: Record<string, unknown>[];
-  /** The consistency groups declared here and the copies held here (src/cgroup/); null before start. */
-  consistencyGroups: ReturnType<ControllerGroups['status']> | null;
-  /** The lockstep barrier (src/replication/lockstep.ts); null before start. */
-  lockstep: Record<string, unknown> | null;
-  /** The snapshots of the volumes that have any (src/controller/snapshots.ts). */
-  snapshots: { volume: string; snapshots: Record<string, unknown>[] }[];
-  volumes: { name: string; sharedName: string; backing: string; capacityBytes: number; blockSize: number; opened: string }[];
-  /** Disks, RAID groups and the address map (seed 004's tables; src/controller/disks.ts). */
-  raid: ReturnType<ControllerDisks['status']>;
-  exports: { name: string; volume: string; readOnly: boolean; description: string }[];
-}
-
-const ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
-const SILENT: LinkLogger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
+export {
+  CONTROLLER_TRANSITIONS, type ControllerEvent, type ControllerExportSpec, type ControllerOptions, type ControllerPeerSpec,
+  type ControllerReplicationOptions, type ControllerState, type ControllerStatus,
+} from './controller-options';
 
 /** One emulated storage controller. */
 export class Controller extends EventEmitter {
@@ -196,6 +73,11 @@ export class Controller extends EventEmitter {
   private readonly snapshotManager: ControllerSnapshots;
   private readonly diskManager: ControllerDisks;
   private closePromise: Promise<void> | undefined;
+  /** Where the parts' events go (controller-events.ts). */
+  private readonly sink: ControllerEventSink = {
+    emitEvent: (fields) => this.emitEvent(fields),
+    emit: (name, event) => { this.emit(name, event); },
+  };
 
   constructor(options: ControllerOptions) {
     super();
@@ -230,30 +112,8 @@ export class Controller extends EventEmitter {
     this.diskManager = new ControllerDisks({ controllerId: this.id, disks: options.disks ?? [], groups: options.groups ?? [], clock: this.clock, logger: this.log, ...options.raid,
       ...(options.workVolumes === undefined ? {} : { workVolumes: options.workVolumes }),
       ...(options.workDisks === undefined ? {} : { workDisks: options.workDisks }), ...(options.diversion === undefined ? {} : { diversion: options.diversion }) });
-    this.diskManager.on('diversion', (event: { group: string; work: string; kind: string; code?: string; detail?: string }) => {
-      this.emitEvent({ subject: `group:${event.group}`, kind: 'change', old: null, new: `diversion-${event.kind}`, reason: 'sparing', workVolume: event.work,
-        ...(event.code === undefined ? {} : { code: event.code, detail: event.detail }) });
-    });
-    this.diskManager.on('rebuild', (event: RebuildEvent) => {
-      if (event.kind !== 'progress') {
-        this.emitEvent({ subject: `group:${event.group}`, kind: 'change', old: null, new: `rebuild-${event.kind}`, reason: 'sparing',
-          member: event.member, disk: event.disk, cursorBytes: event.cursorBytes, memberBytes: event.memberBytes, ...(event.code === undefined ? {} : { code: event.code, detail: event.detail }) });
-      }
-      this.emit('rebuild', event);
-    });
-    this.diskManager.on('sparing', (event: SparingEvent) => {
-      if (event.kind !== 'progress') {
-        this.emitEvent({ subject: `group:${event.group}`, kind: 'change', old: null, new: `sparing-${event.kind}`, reason: 'suspect-disk',
-          member: event.member, disk: event.disk, spare: event.spare, doneBytes: event.doneBytes, totalBytes: event.totalBytes,
-          ...(event.code === undefined ? {} : { code: event.code, detail: event.detail }) });
-      }
-      this.emit('sparing', event);
-    });
-    this.snapshotManager.on('snapshot', (event: SnapshotEvent) => {
-      if (event.quiet !== true) this.emitEvent({ subject: `snapshot:${event.volume}@${event.snapshot}`, kind: 'change', old: null, new: event.kind, reason: 'operator',
-        ...(event.kind === 'cloned' ? { clone: event.name } : {}) });
-      this.emit('snapshot', event);
-    });
+    forwardDiskEvents(this.diskManager, this.sink);
+    forwardSnapshotEvents(this.snapshotManager, this.sink);
   }
 
   get currentState(): ControllerState {
@@ -315,16 +175,7 @@ export class Controller extends EventEmitter {
           logger: this.log,
           versions,
         });
-        link.on('state', (event: LinkStateEvent) => {
-          const fields: Record<string, unknown> = {};
-          if (event.code !== undefined) fields.code = event.code;
-          if (event.detail !== undefined) fields.detail = event.detail;
-          this.emitEvent({ subject: `link:${peer.id}`, kind: 'change', old: event.old, new: event.new, reason: event.reason, ...fields });
-        });
-        link.on('faults', (faults: unknown) => {
-          this.emitEvent({ subject: `link:${peer.id}`, kind: 'change', old: null, new: faults === null ? 'healed' : 'faults',
-            reason: 'operator', faults });
-        });
+        forwardLinkEvents(link, peer.id, this.sink);
         this.linkMap.set(peer.id, link);
       }
       if (replication.listen !== undefined) {
@@ -399,27 +250,11 @@ export class Controller extends EventEmitter {
           },
           restore: (volume, name) => snapshots.restore(volume, name),
         });
-        groups.on('event', (event: GroupEvent) => {
-          const { group, old, new: next, reason, ...rest } = event;
-          this.emitEvent({ subject: `cgroup:${group}`, kind: 'change', old, new: next, reason, ...rest });
-        });
+        forwardGroupEvents(groups, this.sink);
         this.groupManager = groups;
         managerOptions.copies = groups.copies;
         const manager = new PairManager(managerOptions);
-        manager.on('state', (event: { name: string; old: string; new: string; reason: string; detail?: string; role: string }) => {
-          const fields: Record<string, unknown> = { role: event.role };
-          if (event.detail !== undefined) fields.detail = event.detail;
-          this.emitEvent({ subject: `pair:${event.name}`, kind: 'change', old: event.old, new: event.new, reason: event.reason, ...fields });
-        });
-        manager.on('stuck', (event: { name: string; state: string; idleMs: number }) => {
-          this.emitEvent({ subject: `pair:${event.name}`, kind: 'change', old: event.state, new: event.state, reason: 'stuck', idleMs: event.idleMs });
-        });
-        manager.on('role', (event: PairRoleEvent) => {
-          this.emitEvent({ subject: `pair:${event.name}`, kind: 'change', old: null, new: event.role, reason: event.reason,
-            role: event.role, volume: event.volume, writable: event.writable });
-          this.emit('role', event);
-        });
-        manager.on('export', (event: { volume: string; target: NbdVolume }) => this.emit('export', event));
+        forwardPairEvents(manager, this.sink);
         this.pairManager = manager;
         this.lockstepBarrier = new Lockstep(() => manager.lockstepMembers(), this.clock, this.log);
         manager.start();
