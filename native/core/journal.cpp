@@ -25,6 +25,11 @@
 // whose header fails at open means the memory was damaged: the unreadable records are dropped
 // and headSequence jumps to nextSequence, so a reader asking for them gets ERR_JOURNAL_RELEASED
 // (its pair then resyncs from the bitmap) instead of a silent gap; sequences are never reused.
+//
+// The code is split by concern: this file (format, open, recovery, the cursor slots, stats),
+// journal_intents.cpp (the identity and the intent area), journal_writer.cpp (append: placement
+// and record headers), journal_reader.cpp (the walks: readFrom, ringBytesFrom, release) and
+// journal_internal.hpp (the header layout and the Step they share).
 #include "journal.hpp"
 
 #include <algorithm>
@@ -35,25 +40,13 @@
 #include "byte_order.hpp"
 #include "crc32c.hpp"
 #include "errors.hpp"
+#include "journal_internal.hpp"
 
 namespace bm {
 
-namespace {
+using namespace journal_internal;
 
-constexpr uint64_t kJournalMagic = 0x4C4E52554F4A4D42ull;  // "BMJOURNL" little endian
-constexpr uint32_t kJournalVersion = 1;
-constexpr uint32_t kRecordMagic = 0x524A4D42u;  // "BMJR" little endian
-constexpr uint64_t kRecordHeaderBytes = sizeof(JournalRecordHeader);
-constexpr uint64_t kStaticCrcByteOffset = 32;
-constexpr uint64_t kCursorSlotByteOffset[2] = {64, 128};
-constexpr uint64_t kCursorSlotCrcByteOffset = 48;
-constexpr uint64_t kIdByteOffset = 192;
-constexpr uint64_t kIntentCountByteOffset = 256;
-constexpr uint64_t kIntentByteOffset = 264;
-constexpr uint64_t kIntentBytes = 32;
-constexpr uint64_t kDirectIntentByteOffset = kIntentByteOffset + Journal::kMaxIntents * kIntentBytes + 0;
-static_assert(kDirectIntentByteOffset + Journal::kDirectIntents * kIntentBytes <= Journal::kHeaderBytes,
-              "the intent area fits in the header");
+namespace {
 
 inline uint64_t alignUp8(uint64_t value) noexcept { return (value + 7) & ~uint64_t{7}; }
 
@@ -76,31 +69,6 @@ bool readCursorSlot(const uint8_t* slot, CursorSlot& cursors) noexcept {
 }
 
 }  // namespace
-
-// Where the next record goes: `fillerBytes` at the tail are given up to reach `recordOffset`.
-struct Journal::Placement {
-  bool fits;
-  bool restart;  // the ring is empty: head and tail move back to offset 0
-  uint64_t fillerBytes;
-  uint64_t recordOffset;
-};
-
-// One record found by a walk: its header fields, where it starts, and the ring bytes it and any
-// filler before it take.
-struct Journal::Step {
-  uint64_t recordOffset;
-  uint64_t consumedBytes;
-  uint64_t nextOffset;
-  uint64_t sequence;
-  uint64_t volumeId;
-  uint64_t byteOffset;
-  uint32_t byteLength;
-  uint16_t kind;
-  uint16_t flags;
-  uint32_t dataCrc;
-  uint32_t payloadBytes;
-  const char* failure;  // why stepAt returned false
-};
 
 uint64_t Journal::regionBytesFor(uint64_t capacityBytes) noexcept {
   return kHeaderBytes + capacityBytes;
@@ -196,105 +164,6 @@ std::unique_ptr<Journal> Journal::open(std::shared_ptr<Region> region) {
   return journal;
 }
 
-void Journal::readIdentityAndIntents() {
-  const uint8_t* header = header_;
-  id_ = readLittleEndian<uint32_t>(header + kIdByteOffset + 8) == crc32c(0, header + kIdByteOffset, 8)
-            ? readLittleEndian<uint64_t>(header + kIdByteOffset)
-            : 0;
-  // A count past the area is damage: every listed range is taken (the caller journals current
-  // bytes again, which is always safe); an entry's kind other than zero or trim is a write.
-  const uint32_t count = std::min(readLittleEndian<uint32_t>(header + kIntentCountByteOffset), kMaxIntents);
-  pendingIntents_.clear();
-  for (uint32_t i = 0; i < count; i++) {
-    const uint8_t* entry = header + kIntentByteOffset + i * kIntentBytes;
-    JournalIntent intent{};
-    intent.volumeId = readLittleEndian<uint64_t>(entry);
-    intent.byteOffset = readLittleEndian<uint64_t>(entry + 8);
-    intent.byteLength = readLittleEndian<uint64_t>(entry + 16);
-    const uint16_t kind = readLittleEndian<uint16_t>(entry + 24);
-    intent.kind = kind == static_cast<uint16_t>(RecordKind::Zero) || kind == static_cast<uint16_t>(RecordKind::Trim)
-                      ? static_cast<RecordKind>(kind)
-                      : RecordKind::Write;
-    pendingIntents_.push_back(intent);
-  }
-  for (uint32_t i = 0; i < kDirectIntents; i++) {
-    const uint8_t* entry = header + kDirectIntentByteOffset + i * kIntentBytes;
-    const uint16_t kind = readLittleEndian<uint16_t>(entry + 24);
-    if (kind == 0) continue;
-    pendingIntents_.push_back(JournalIntent{readLittleEndian<uint64_t>(entry), readLittleEndian<uint64_t>(entry + 8),
-                                            readLittleEndian<uint64_t>(entry + 16), RecordKind::Write});
-  }
-}
-
-void Journal::clearPendingIntents() noexcept {
-  std::lock_guard<std::mutex> lock(mutex_);
-  pendingIntents_.clear();
-  if (header_ == nullptr) return;
-  // A crashed writer's direct slots: this object's own claims stay.
-  for (uint32_t i = 0; i < kDirectIntents; i++) {
-    if (directIntents_[i].byteLength == 0) writeLittleEndian<uint16_t>(header_ + kDirectIntentByteOffset + i * kIntentBytes + 24, 0);
-  }
-}
-
-void Journal::countUnrepresentable() noexcept {
-  std::lock_guard<std::mutex> lock(mutex_);
-  fullCount_++;
-}
-
-bool Journal::claimDirectIntent(const JournalIntent& intent) noexcept {
-  std::lock_guard<std::mutex> lock(mutex_);
-  if (header_ == nullptr) return false;
-  for (uint32_t i = 0; i < kDirectIntents; i++) {
-    if (directIntents_[i].byteLength != 0) continue;
-    directIntents_[i] = intent;
-    directIntents_[i].byteLength = std::max<uint64_t>(intent.byteLength, 1);
-    uint8_t* entry = header_ + kDirectIntentByteOffset + i * kIntentBytes;
-    writeLittleEndian<uint64_t>(entry, intent.volumeId);
-    writeLittleEndian<uint64_t>(entry + 8, intent.byteOffset);
-    writeLittleEndian<uint64_t>(entry + 16, intent.byteLength);
-    std::atomic_signal_fence(std::memory_order_seq_cst);
-    writeLittleEndian<uint16_t>(entry + 24, static_cast<uint16_t>(RecordKind::Write));
-    std::atomic_signal_fence(std::memory_order_seq_cst);
-    return true;
-  }
-  return false;
-}
-
-void Journal::releaseDirectIntent(uint64_t volumeId, uint64_t byteOffset, uint64_t byteLength) noexcept {
-  std::lock_guard<std::mutex> lock(mutex_);
-  if (header_ == nullptr) return;
-  for (uint32_t i = 0; i < kDirectIntents; i++) {
-    JournalIntent& slot = directIntents_[i];
-    if (slot.byteLength == 0 || slot.volumeId != volumeId || slot.byteOffset != byteOffset ||
-        slot.byteLength != std::max<uint64_t>(byteLength, 1)) {
-      continue;
-    }
-    // After the record (the caller appended it): a crash before this line journals it twice.
-    std::atomic_signal_fence(std::memory_order_seq_cst);
-    writeLittleEndian<uint16_t>(header_ + kDirectIntentByteOffset + i * kIntentBytes + 24, 0);
-    slot = JournalIntent{};
-    return;
-  }
-}
-
-void Journal::setIntent(uint32_t index, const JournalIntent& intent) noexcept {
-  uint8_t* entry = header_ + kIntentByteOffset + index * kIntentBytes;
-  writeLittleEndian<uint64_t>(entry, intent.volumeId);
-  writeLittleEndian<uint64_t>(entry + 8, intent.byteOffset);
-  writeLittleEndian<uint64_t>(entry + 16, intent.byteLength);
-  writeLittleEndian<uint16_t>(entry + 24, static_cast<uint16_t>(intent.kind));
-}
-
-void Journal::publishIntents(uint32_t count) noexcept {
-  // The entries (or, for 0, the records) before the count; the count before the caller's next
-  // stores. A SIGKILL stops the thread at an instruction boundary and every store retired before
-  // it reaches the shared or file mapping, so only the compiler's order matters here (a signal
-  // fence: no instruction). Power loss is not covered (the volume's own flush is).
-  std::atomic_signal_fence(std::memory_order_seq_cst);
-  writeLittleEndian<uint32_t>(header_ + kIntentCountByteOffset, count);
-  std::atomic_signal_fence(std::memory_order_seq_cst);
-}
-
 Journal::~Journal() { close(); }
 
 void Journal::close() noexcept {
@@ -321,102 +190,6 @@ void Journal::publishCursors() noexcept {
   std::atomic_thread_fence(std::memory_order_release);
   writeLittleEndian<uint32_t>(slot + kCursorSlotCrcByteOffset,
                               crc32c(0, slot, kCursorSlotCrcByteOffset));
-}
-
-void Journal::writeRecordHeader(uint64_t ringOffset, RecordKind kind, uint64_t sequence,
-                                uint64_t volumeId, uint64_t byteOffset, uint32_t byteLength,
-                                uint16_t flags, uint32_t dataCrc, uint32_t payloadBytes) noexcept {
-  uint8_t bytes[kRecordHeaderBytes];
-  writeLittleEndian<uint32_t>(bytes, kRecordMagic);
-  writeLittleEndian<uint64_t>(bytes + 8, sequence);
-  writeLittleEndian<uint64_t>(bytes + 16, volumeId);
-  writeLittleEndian<uint64_t>(bytes + 24, byteOffset);
-  writeLittleEndian<uint32_t>(bytes + 32, byteLength);
-  writeLittleEndian<uint16_t>(bytes + 36, static_cast<uint16_t>(kind));
-  writeLittleEndian<uint16_t>(bytes + 38, flags);
-  writeLittleEndian<uint32_t>(bytes + 40, dataCrc);
-  writeLittleEndian<uint32_t>(bytes + 44, payloadBytes);
-  writeLittleEndian<uint32_t>(bytes + 4, crc32c(0, bytes + 8, kRecordHeaderBytes - 8));
-  std::memcpy(ring_ + ringOffset, bytes, kRecordHeaderBytes);
-}
-
-// Reads the record expected at ringOffset (skipping an implicit or WRAP filler first) and checks
-// it: magic, header CRC, sequence, and that it lies inside the ring and inside bytesAvailable.
-bool Journal::stepAt(uint64_t ringOffset, uint64_t expectedSequence, uint64_t bytesAvailable,
-                     Step& step) const noexcept {
-  const uint64_t capacity = capacityBytes_;
-  step = Step{};
-  uint64_t offset = ringOffset;
-  uint64_t consumed = 0;
-  // At most two headers: an optional WRAP filler, then the record.
-  for (int attempt = 0; attempt < 2; attempt++) {
-    if (capacity - offset < kRecordHeaderBytes) {
-      if (attempt == 1 || offset == 0) {
-        step.failure = "ring too small for a record header";
-        return false;
-      }
-      consumed += capacity - offset;  // implicit filler
-      offset = 0;
-    }
-    const uint8_t* bytes = ring_ + offset;
-    if (readLittleEndian<uint32_t>(bytes) != kRecordMagic) {
-      step.failure = "bad record magic";
-      return false;
-    }
-    if (readLittleEndian<uint32_t>(bytes + 4) != crc32c(0, bytes + 8, kRecordHeaderBytes - 8)) {
-      step.failure = "record header checksum mismatch";
-      return false;
-    }
-    step.sequence = readLittleEndian<uint64_t>(bytes + 8);
-    step.volumeId = readLittleEndian<uint64_t>(bytes + 16);
-    step.byteOffset = readLittleEndian<uint64_t>(bytes + 24);
-    step.byteLength = readLittleEndian<uint32_t>(bytes + 32);
-    step.kind = readLittleEndian<uint16_t>(bytes + 36);
-    step.flags = readLittleEndian<uint16_t>(bytes + 38);
-    step.dataCrc = readLittleEndian<uint32_t>(bytes + 40);
-    step.payloadBytes = readLittleEndian<uint32_t>(bytes + 44);
-    if (step.sequence != expectedSequence) {
-      step.failure = "unexpected sequence";
-      return false;
-    }
-    const uint64_t bytesOfRecord = recordBytes(step.payloadBytes);
-    if (step.kind == static_cast<uint16_t>(RecordKind::Wrap)) {
-      // A filler runs exactly to the end of the ring and never follows another filler.
-      if (attempt == 1 || offset == 0 || bytesOfRecord != capacity - offset) {
-        step.failure = "misplaced wrap record";
-        return false;
-      }
-      consumed += bytesOfRecord;
-      offset = 0;
-      continue;
-    }
-    if (step.payloadBytes > maxRecordBytes_ || bytesOfRecord > capacity - offset) {
-      step.failure = "record length out of bounds";
-      return false;
-    }
-    consumed += bytesOfRecord;
-    if (consumed > bytesAvailable) {
-      step.failure = "record runs past the used part of the ring";
-      return false;
-    }
-    step.recordOffset = offset;
-    step.consumedBytes = consumed;
-    step.nextOffset = offset + bytesOfRecord == capacity ? 0 : offset + bytesOfRecord;
-    return true;
-  }
-  step.failure = "wrap record not followed by a record";
-  return false;
-}
-
-Journal::Step Journal::stepOrThrow(uint64_t ringOffset, uint64_t expectedSequence,
-                                   uint64_t bytesAvailable) const {
-  Step step;
-  if (!stepAt(ringOffset, expectedSequence, bytesAvailable, step)) {
-    throw Error(Code::ERR_JOURNAL_CHECKSUM,
-                "journal record " + std::to_string(expectedSequence) + " at ring offset " +
-                    std::to_string(ringOffset) + ": " + step.failure);
-  }
-  return step;
 }
 
 void Journal::recover() {
@@ -495,206 +268,6 @@ void Journal::recover() {
     }
   }
   if (changed) publishCursors();
-}
-
-Journal::Placement Journal::placementFor(uint64_t bytesOfRecord) const noexcept {
-  const uint64_t capacity = capacityBytes_;
-  if (usedBytes_ == 0) return Placement{bytesOfRecord <= capacity, true, 0, 0};
-  const uint64_t endRoom = capacity - tailOffset_;
-  if (bytesOfRecord <= endRoom && usedBytes_ + bytesOfRecord <= capacity) {
-    return Placement{true, false, 0, tailOffset_};
-  }
-  if (usedBytes_ + endRoom + bytesOfRecord <= capacity) {
-    return Placement{true, false, endRoom, 0};
-  }
-  return Placement{false, false, 0, 0};
-}
-
-bool Journal::hasRoomFor(uint32_t payloadBytes) const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  checkOpen();
-  if (payloadBytes > maxRecordBytes_) return false;
-  return placementFor(recordBytes(payloadBytes)).fits;
-}
-
-uint64_t Journal::append(RecordKind kind, uint64_t volumeId, uint64_t byteOffset,
-                         uint32_t byteLength, const void* data, uint32_t payloadBytes,
-                         uint16_t flags) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  checkOpen();
-  if (kind == RecordKind::Wrap) throw ArgumentError("journal append: WRAP is reserved for fillers");
-  if (payloadBytes > 0 && data == nullptr) {
-    throw ArgumentError("journal append: data is null but payloadBytes is " +
-                        std::to_string(payloadBytes));
-  }
-  if (payloadBytes > maxRecordBytes_) {
-    throw Error(Code::ERR_JOURNAL_RECORD_TOO_LARGE,
-                "journal record of " + std::to_string(payloadBytes) +
-                    " payload bytes exceeds maxRecordBytes " + std::to_string(maxRecordBytes_));
-  }
-  const uint64_t bytesOfRecord = recordBytes(payloadBytes);
-  const Placement placement = placementFor(bytesOfRecord);
-  if (!placement.fits) {
-    fullCount_++;
-    return 0;
-  }
-  if (placement.restart) {
-    headOffset_ = tailOffset_ = 0;
-    // The cached read offset may point at the old tail.
-    readCacheSequence_ = 0;
-  }
-  const uint64_t sequence = nextSequence_;
-  if (placement.fillerBytes >= kRecordHeaderBytes) {
-    writeRecordHeader(tailOffset_, RecordKind::Wrap, sequence, 0, 0, 0, 0, 0,
-                      static_cast<uint32_t>(placement.fillerBytes - kRecordHeaderBytes));
-  }
-  uint32_t dataCrc = 0;
-  if (payloadBytes > 0) {
-    std::memcpy(ring_ + placement.recordOffset + kRecordHeaderBytes, data, payloadBytes);
-    dataCrc = crc32c(0, ring_ + placement.recordOffset + kRecordHeaderBytes, payloadBytes);
-  }
-  // Payload before header: a header that checks out vouches for its payload after a crash.
-  std::atomic_thread_fence(std::memory_order_release);
-  writeRecordHeader(placement.recordOffset, kind, sequence, volumeId, byteOffset, byteLength,
-                    flags, dataCrc, payloadBytes);
-  std::atomic_thread_fence(std::memory_order_release);
-
-  usedBytes_ += placement.fillerBytes + bytesOfRecord;
-  const uint64_t endOffset = placement.recordOffset + bytesOfRecord;
-  tailOffset_ = endOffset == capacityBytes_ ? 0 : endOffset;
-  nextSequence_ = sequence + 1;
-  BM_ASSERT(usedBytes_ <= capacityBytes_);
-  publishCursors();
-  appendCount_++;
-  return sequence;
-}
-
-size_t Journal::readFrom(uint64_t fromSequence, size_t maxRecords, JournalRecord* records,
-                         uint8_t* payload, uint64_t payloadCapacity) {
-  return readFrom(fromSequence, maxRecords, records, payload, payloadCapacity, 0, UINT64_MAX);
-}
-
-uint64_t Journal::ringBytesFrom(uint64_t fromSequence) const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  checkOpen();
-  if (fromSequence >= nextSequence_) return 0;
-  if (readCacheSequence_ != 0 && readCacheSequence_ == fromSequence && readCacheSequence_ >= headSequence_) {
-    const uint64_t distance = (tailOffset_ + capacityBytes_ - readCacheOffset_) % capacityBytes_;
-    return distance == 0 && fromSequence == headSequence_ ? usedBytes_ : distance;
-  }
-  return usedBytes_;
-}
-
-size_t Journal::readFrom(uint64_t fromSequence, size_t maxRecords, JournalRecord* records,
-                         uint8_t* payload, uint64_t payloadCapacity, uint32_t gapBytes,
-                         uint64_t maxDataBytes, bool verifyData) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  checkOpen();
-  if (fromSequence < headSequence_) {
-    throw Error(Code::ERR_JOURNAL_RELEASED,
-                "journal sequence " + std::to_string(fromSequence) +
-                    " was released (oldest held is " + std::to_string(headSequence_) + ")");
-  }
-  if (fromSequence > nextSequence_) {
-    throw Error(Code::ERR_JOURNAL_NOT_YET,
-                "journal sequence " + std::to_string(fromSequence) +
-                    " is not written yet (next is " + std::to_string(nextSequence_) + ")");
-  }
-  if (fromSequence == nextSequence_ || maxRecords == 0) return 0;
-  if (records == nullptr) throw ArgumentError("journal readFrom: records must not be null");
-
-  // Find the ring offset of fromSequence and the used bytes from there on. The cache holds the
-  // position after the last read, so a reader that follows the journal never walks from head.
-  uint64_t offset = headOffset_;
-  uint64_t bytesAfter = usedBytes_;
-  uint64_t sequence = headSequence_;
-  if (readCacheSequence_ != 0 && readCacheSequence_ >= headSequence_ &&
-      readCacheSequence_ <= fromSequence) {
-    offset = readCacheOffset_;
-    sequence = readCacheSequence_;
-    // Used bytes from the cached offset to the tail: the ring distance, except when the ring is
-    // completely full and the cache sits at head (distance 0 would mean empty).
-    const uint64_t distance = (tailOffset_ + capacityBytes_ - offset) % capacityBytes_;
-    bytesAfter = distance == 0 && sequence == headSequence_ ? usedBytes_ : distance;
-  }
-  for (; sequence < fromSequence; sequence++) {
-    const Step step = stepOrThrow(offset, sequence, bytesAfter);
-    bytesAfter -= step.consumedBytes;
-    offset = step.nextOffset;
-  }
-
-  size_t copied = 0;
-  uint64_t payloadUsed = 0;
-  uint64_t dataUsed = 0;
-  while (copied < maxRecords && sequence < nextSequence_) {
-    const Step step = stepOrThrow(offset, sequence, bytesAfter);
-    if (gapBytes > payloadCapacity - payloadUsed) break;
-    if (step.payloadBytes > payloadCapacity - payloadUsed - gapBytes) break;
-    if (step.payloadBytes > maxDataBytes - dataUsed) break;
-    payloadUsed += gapBytes;
-    if (step.payloadBytes > 0 && payload == nullptr) {
-      throw ArgumentError("journal readFrom: payload must not be null");
-    }
-    const uint8_t* source = ring_ + step.recordOffset + kRecordHeaderBytes;
-    if (step.payloadBytes > 0) {
-      std::memcpy(payload + payloadUsed, source, step.payloadBytes);
-      // Verify the copy the caller gets, not the ring bytes, which could change underneath.
-      if (verifyData && crc32c(0, payload + payloadUsed, step.payloadBytes) != step.dataCrc) {
-        throw Error(Code::ERR_JOURNAL_CHECKSUM,
-                    "journal record " + std::to_string(sequence) + ": data checksum mismatch");
-      }
-    } else if (step.dataCrc != 0) {
-      throw Error(Code::ERR_JOURNAL_CHECKSUM,
-                  "journal record " + std::to_string(sequence) + ": data checksum without data");
-    }
-    JournalRecord& record = records[copied];
-    record.sequence = step.sequence;
-    record.volumeId = step.volumeId;
-    record.byteOffset = step.byteOffset;
-    record.byteLength = step.byteLength;
-    record.kind = static_cast<RecordKind>(step.kind);
-    record.flags = step.flags;
-    record.dataCrc = step.dataCrc;
-    record.payloadOffset = payloadUsed;
-    record.payloadBytes = step.payloadBytes;
-    payloadUsed += step.payloadBytes;
-    dataUsed += step.payloadBytes;
-    bytesAfter -= step.consumedBytes;
-    offset = step.nextOffset;
-    sequence++;
-    copied++;
-  }
-  readCacheSequence_ = sequence;
-  readCacheOffset_ = offset;
-  return copied;
-}
-
-uint64_t Journal::release(uint64_t throughSequence) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  checkOpen();
-  if (throughSequence < headSequence_ || headSequence_ == nextSequence_) return 0;
-  const uint64_t last = std::min(throughSequence, nextSequence_ - 1);
-  uint64_t offset = headOffset_;
-  uint64_t used = usedBytes_;
-  if (last == nextSequence_ - 1) {
-    // Everything goes: no need to walk.
-    offset = tailOffset_;
-    used = 0;
-  } else {
-    // Walk first, commit after: a damaged record leaves the cursors as they were.
-    for (uint64_t sequence = headSequence_; sequence <= last; sequence++) {
-      const Step step = stepOrThrow(offset, sequence, used);
-      used -= step.consumedBytes;
-      offset = step.nextOffset;
-    }
-  }
-  const uint64_t releasedCount = last - headSequence_ + 1;
-  headSequence_ = last + 1;
-  headOffset_ = offset;
-  usedBytes_ = used;
-  BM_ASSERT(usedBytes_ != 0 || headSequence_ == nextSequence_);
-  publishCursors();
-  return releasedCount;
 }
 
 JournalStats Journal::stats() const {

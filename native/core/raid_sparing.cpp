@@ -35,7 +35,7 @@ namespace {
 constexpr uint64_t kSparingMemberOffset = 48;  // uint32: member + 1, 0 none
 constexpr uint64_t kSparingDiskIdOffset = 56;
 constexpr uint64_t kSparingCursorOffset = 64;
-constexpr uint64_t kMemberTableOffset = 256;  // as raid.cpp
+constexpr uint64_t kMemberTableOffset = 256;  // as raid_internal.hpp
 constexpr uint64_t kMemberEntryBytes = 32;
 constexpr uint64_t kEntryDiskId = 0;
 constexpr uint32_t kNone = UINT32_MAX;

@@ -13,14 +13,10 @@
 // slotBytes is a whole number of 4 KiB pages, so the data area starts page-aligned and trims
 // of page-aligned volume ranges free whole pages.
 //
-// Directory changes (create, delete, recording on/off) happen under the directory lock, a word
-// in the superblock that every process mapping the volume shares; the holder's pid is stored so
-// that a lock left behind by a killed process is taken over. Each change bumps
-// directoryGeneration after the entry is written. The write path compares the generation once
-// per batch and rebuilds its cached views only when it moved, so steady-state writes neither
-// lock nor allocate. A batch that raced with a directory change may mark a bitmap deleted a
-// moment ago, or the slot's next tenant: a dirty bitmap with an extra bit is conservative, never
-// wrong (a missing bit would be).
+// The code is split by concern: this file (superblock, create/open/close, request checks,
+// reads, flush, allocation map, journal attach, stats), volume_directory.cpp (the bitmap
+// directory and its lock, with the notes on directory changes) and volume_write.cpp (the write
+// path); volume_internal.hpp holds the little they share.
 //
 // Threads: one Volume object is driven by one thread at a time (the binding serializes calls);
 // stats() may be read from any thread, and flush() may run on a worker while no write batch is
@@ -28,93 +24,35 @@
 // region: that is what the shared directory and the atomic bitmap words are for.
 #include "volume.hpp"
 
-#include <signal.h>
-#include <sched.h>
 #include <sys/random.h>
 #include <unistd.h>
 
-#if defined(__x86_64__)
-#include <emmintrin.h>
-#endif
-
-#include <atomic>
 #include <bit>
-#include <chrono>
 #include <cstring>
 #include <random>
-#include <thread>
 
 #include "byte_order.hpp"
 #include "crc32c.hpp"
 #include "errors.hpp"
+#include "volume_internal.hpp"
 
 namespace bm {
 
 namespace {
 
-// Writes of at least this many bytes are copied with non-temporal stores (x86-64): a large write
-// lands on memory that is not in cache, and ordinary stores would first read every destination
-// line (read for ownership) only to overwrite it, doubling the memory traffic. The batch's full
-// fence (writeBatch) orders these stores before the bitmap marks, as it does ordinary ones.
-constexpr uint64_t kStreamingCopyMinBytes = 256 * 1024;
-
-void copyIntoStore(uint8_t* target, const uint8_t* source, uint64_t byteLength) noexcept {
-#if defined(__x86_64__)
-  if (byteLength >= kStreamingCopyMinBytes) {
-    const uint64_t head = (16 - (reinterpret_cast<uintptr_t>(target) & 15)) & 15;
-    std::memcpy(target, source, head);
-    target += head;
-    source += head;
-    byteLength -= head;
-    const uint64_t blockCount = byteLength / 64;
-    for (uint64_t i = 0; i < blockCount; i++) {
-      const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(source));
-      const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(source + 16));
-      const __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(source + 32));
-      const __m128i d = _mm_loadu_si128(reinterpret_cast<const __m128i*>(source + 48));
-      _mm_stream_si128(reinterpret_cast<__m128i*>(target), a);
-      _mm_stream_si128(reinterpret_cast<__m128i*>(target + 16), b);
-      _mm_stream_si128(reinterpret_cast<__m128i*>(target + 32), c);
-      _mm_stream_si128(reinterpret_cast<__m128i*>(target + 48), d);
-      source += 64;
-      target += 64;
-    }
-    std::memcpy(target, source, byteLength - blockCount * 64);
-    // Non-temporal stores are weakly ordered; the fence makes them ordinary again for anyone
-    // who reads the volume next (the batch fence follows too, but this keeps the helper whole).
-    _mm_sfence();
-    return;
-  }
-#endif
-  std::memcpy(target, source, byteLength);
-}
+using volume_internal::kGenerationByteOffset;
+using volume_internal::rangeText;
+using volume_internal::sharedWord;
 
 constexpr uint64_t kVolumeMagic = 0x314D554C4F564D42ull;  // "BMVOLUM1" little endian
 constexpr uint32_t kVolumeVersion = 1;
 constexpr uint32_t kFlagStrict = 1;
 constexpr uint64_t kStaticCrcByteOffset = 56;
-constexpr uint64_t kGenerationByteOffset = 64;
-constexpr uint64_t kLockByteOffset = 68;
-constexpr uint64_t kInterceptorRequiredByteOffset = 72;
-constexpr uint64_t kDirectoryByteOffset = 128;
-constexpr uint64_t kEntryBytes = 72;
-constexpr uint64_t kEntryNameBytes = 48;
-constexpr uint32_t kEntryFree = 0;
-constexpr uint32_t kEntryInUse = 1;
 constexpr uint64_t kSlotAlignmentBytes = 4096;
 // 2^45 bytes (32 TiB), the same limit as Volume.MAX_CAPACITY_BYTES in TypeScript; with the
 // bitmap slots the region stays far below the address space and every offset sum far from
 // overflow.
 constexpr uint64_t kMaxCapacityBytes = uint64_t{1} << 45;
-// A directory lock held longer than this by a live process is a broken invariant.
-constexpr auto kLockTimeout = std::chrono::seconds(30);
-
-static_assert(kDirectoryByteOffset + Volume::kBitmapSlotCount * kEntryBytes <= Volume::kSuperblockBytes);
-static_assert(Volume::kMaxBitmapNameBytes < kEntryNameBytes);
-
-std::atomic_ref<uint32_t> sharedWord(uint8_t* superblock, uint64_t byteOffset) noexcept {
-  return std::atomic_ref<uint32_t>(*reinterpret_cast<uint32_t*>(superblock + byteOffset));
-}
 
 uint64_t slotBytesFor(uint64_t capacityBytes) noexcept {
   const uint64_t bitmapBytes = Bitmap::storageBytes(
@@ -131,114 +69,6 @@ uint64_t randomVolumeId() {
     }
   }
   return id;
-}
-
-void validateBitmapName(const std::string& name) {
-  if (name.empty() || name.size() > Volume::kMaxBitmapNameBytes) {
-    throw ArgumentError("bitmap name must be 1.." + std::to_string(Volume::kMaxBitmapNameBytes) +
-                        " bytes, got " + std::to_string(name.size()));
-  }
-  for (const char c : name) {
-    const bool allowed = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-                         (c >= '0' && c <= '9') || c == '.' || c == '_' || c == ':' || c == '-';
-    if (!allowed) {
-      throw ArgumentError("bitmap name \"" + name + "\" may only contain [A-Za-z0-9._:-]");
-    }
-  }
-}
-
-std::string rangeText(uint64_t byteOffset, uint64_t byteLength) {
-  return "[" + std::to_string(byteOffset) + ", +" + std::to_string(byteLength) + ")";
-}
-
-const char* operationName(RecordKind kind) noexcept {
-  switch (kind) {
-    case RecordKind::Write:
-      return "write";
-    case RecordKind::Zero:
-      return "writeZeroes";
-    case RecordKind::Trim:
-      return "trim";
-    default:
-      return "request";
-  }
-}
-
-struct DirectoryEntry {
-  uint32_t state;
-  bool recording;
-  uint64_t granularityBytes;
-  uint64_t bitCount;
-  char name[kEntryNameBytes];
-};
-
-uint8_t* entryAt(uint8_t* superblock, uint32_t slot) noexcept {
-  return superblock + kDirectoryByteOffset + slot * kEntryBytes;
-}
-
-// Reads and checks one entry. A damaged entry is a damaged superblock: refusing is safer than
-// marking a bitmap with made-up geometry.
-DirectoryEntry readEntry(uint8_t* superblock, uint32_t slot, uint64_t capacityBytes) {
-  const uint8_t* bytes = entryAt(superblock, slot);
-  DirectoryEntry entry{};
-  entry.state = readLittleEndian<uint32_t>(bytes);
-  if (entry.state == kEntryFree) return entry;
-  entry.recording = readLittleEndian<uint32_t>(bytes + 4) != 0;
-  entry.granularityBytes = readLittleEndian<uint64_t>(bytes + 8);
-  entry.bitCount = readLittleEndian<uint64_t>(bytes + 16);
-  std::memcpy(entry.name, bytes + 24, kEntryNameBytes);
-  const size_t nameBytes = strnlen(entry.name, kEntryNameBytes);
-  const bool valid = entry.state == kEntryInUse &&
-                     entry.granularityBytes >= Volume::kMinVolumeGranularityBytes &&
-                     entry.granularityBytes <= Bitmap::kMaxGranularityBytes &&
-                     std::has_single_bit(entry.granularityBytes) &&
-                     entry.bitCount == Bitmap::bitCountFor(capacityBytes, entry.granularityBytes) &&
-                     nameBytes >= 1 && nameBytes <= Volume::kMaxBitmapNameBytes;
-  if (!valid) {
-    throw Error(Code::ERR_VOLUME_BAD_SUPERBLOCK,
-                "volume superblock: bitmap directory entry " + std::to_string(slot) +
-                    " is damaged");
-  }
-  return entry;
-}
-
-// The cross-process directory lock (see the design note).
-class DirectoryLock {
- public:
-  explicit DirectoryLock(uint8_t* superblock) : word_(sharedWord(superblock, kLockByteOffset)) {
-    const uint32_t self = static_cast<uint32_t>(getpid());
-    const auto deadline = std::chrono::steady_clock::now() + kLockTimeout;
-    uint32_t spins = 0;
-    while (true) {
-      uint32_t expected = 0;
-      if (word_.compare_exchange_strong(expected, self, std::memory_order_acquire)) return;
-      // A holder that no longer exists died inside a directory change: take the lock over. The
-      // entry it was writing is either complete or still free (state is written last).
-      if (expected != self && kill(static_cast<pid_t>(expected), 0) != 0 && errno == ESRCH) {
-        if (word_.compare_exchange_strong(expected, self, std::memory_order_acquire)) return;
-        continue;
-      }
-      if (++spins < 64) {
-        sched_yield();
-      } else {
-        std::this_thread::sleep_for(std::chrono::microseconds(100));
-      }
-      BM_ASSERT(std::chrono::steady_clock::now() < deadline);
-    }
-  }
-  ~DirectoryLock() { word_.store(0, std::memory_order_release); }
-  DirectoryLock(const DirectoryLock&) = delete;
-  DirectoryLock& operator=(const DirectoryLock&) = delete;
-
- private:
-  std::atomic_ref<uint32_t> word_;
-};
-
-void bumpGeneration(uint8_t* superblock) noexcept {
-  uint32_t next = sharedWord(superblock, kGenerationByteOffset).load(std::memory_order_relaxed) + 1;
-  // UINT32_MAX is the "never loaded" value of cachedGeneration_.
-  if (next == UINT32_MAX) next = 1;
-  sharedWord(superblock, kGenerationByteOffset).store(next, std::memory_order_release);
 }
 
 }  // namespace
@@ -397,259 +227,6 @@ void Volume::read(uint64_t byteOffset, uint8_t* target, uint64_t byteLength) {
   counters_.readBytes.fetch_add(byteLength, std::memory_order_relaxed);
 }
 
-uint64_t Volume::write(uint64_t byteOffset, const uint8_t* source, uint64_t byteLength) {
-  const WriteRequest request{byteOffset, byteLength, source, RecordKind::Write};
-  uint64_t sequence = 0;
-  writeBatch(&request, 1, &sequence);
-  return sequence;
-}
-
-uint64_t Volume::writeZeroes(uint64_t byteOffset, uint64_t byteLength, bool mayPunchHole) {
-  const WriteRequest request{byteOffset, byteLength, nullptr, RecordKind::Zero, mayPunchHole};
-  uint64_t sequence = 0;
-  writeBatch(&request, 1, &sequence);
-  return sequence;
-}
-
-uint64_t Volume::trim(uint64_t byteOffset, uint64_t byteLength) {
-  const WriteRequest request{byteOffset, byteLength, nullptr, RecordKind::Trim};
-  uint64_t sequence = 0;
-  writeBatch(&request, 1, &sequence);
-  return sequence;
-}
-
-size_t Volume::writeBatch(const WriteRequest* requests, size_t count, uint64_t* sequencesOut) {
-  checkOpen();
-  if (count == 0) return 0;
-  if (requests == nullptr) throw ArgumentError("writeBatch: requests must not be null");
-  // Step 1 for the whole batch: nothing changes unless every request is valid.
-  for (size_t i = 0; i < count; i++) {
-    const WriteRequest& request = requests[i];
-    const char* operation = operationName(request.kind);
-    if (request.kind != RecordKind::Write && request.kind != RecordKind::Zero &&
-        request.kind != RecordKind::Trim) {
-      throw ArgumentError("writeBatch: request " + std::to_string(i) + " has kind " +
-                          std::to_string(static_cast<unsigned>(request.kind)) +
-                          "; only Write, Zero and Trim are requests");
-    }
-    if (request.kind == RecordKind::Write && request.byteLength > 0 && request.data == nullptr) {
-      throw ArgumentError("writeBatch: request " + std::to_string(i) + " (write " +
-                          rangeText(request.byteOffset, request.byteLength) + ") has no data");
-    }
-    try {
-      checkRequest(operation, request.byteOffset, request.byteLength);
-    } catch (const RangeError& error) {
-      if (count == 1) throw;
-      throw RangeError("writeBatch: request " + std::to_string(i) + " of " +
-                       std::to_string(count) + ": " + error.what());
-    }
-  }
-  refreshDirectoryIfChanged();
-  if (interceptorRequired_ && interceptor_ == nullptr) {
-    throw Error(Code::ERR_SNAPSHOT_DETACHED,
-                "the volume has snapshots and this volume object has no snapshot store "
-                "attached: open the store before writing");
-  }
-
-  // Steps 2-4 for every request, then one full fence, then steps 5-6 for every request. The
-  // order inside each write is kept (its data is stored before its bits are set and before its
-  // record is appended), but the batch pays for one store-buffer drain instead of one per write:
-  // the fence is what lets step 5 skip words already set (Bitmap::markBytesAfterFence), so the
-  // steady state of a workload that rewrites dirty tracks issues no locked instruction at all.
-  BatchTally tally;
-  Journal* const journal = journal_.get();
-  if (journal != nullptr) listIntents(*journal, requests, count);
-  for (size_t i = 0; i < count; i++) storeOne(requests[i], tally);
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  size_t fullCount = 0;
-  for (size_t i = 0; i < count; i++) {
-    const uint64_t sequence = recordOne(requests[i], tally);
-    if (sequence == kJournalFull) fullCount++;
-    if (sequencesOut != nullptr) sequencesOut[i] = sequence;
-  }
-  // Every record is appended (or the journal was full: the pairs fall back to their bitmaps).
-  if (journal != nullptr) journal->publishIntents(0);
-  // One writer thread per Volume object (the design note): the write-path counters are plain
-  // relaxed load+store, readable from any thread, with no locked instruction per write.
-  auto add = [](std::atomic<uint64_t>& counter, uint64_t value) {
-    if (value != 0) counter.store(counter.load(std::memory_order_relaxed) + value, std::memory_order_relaxed);
-  };
-  add(counters_.batchCount, 1);
-  add(counters_.writeCount, tally.writeCount);
-  add(counters_.writeBytes, tally.writeBytes);
-  add(counters_.zeroCount, tally.zeroCount);
-  add(counters_.zeroBytes, tally.zeroBytes);
-  add(counters_.trimCount, tally.trimCount);
-  add(counters_.trimBytes, tally.trimBytes);
-  add(counters_.bitmapMarkCount, tally.bitmapMarkCount);
-  add(counters_.journalAppendCount, tally.journalAppendCount);
-  add(counters_.journalFullCount, tally.journalFullCount);
-  if (backing_ != nullptr) backing_->finishBatch();
-  return fullCount;
-}
-
-uint8_t* Volume::beginDirectWrite(uint64_t byteOffset, uint64_t byteLength) {
-  checkOpen();
-  checkRequest("write", byteOffset, byteLength);
-  if (byteLength == 0) return nullptr;
-  refreshDirectoryIfChanged();
-  if (interceptorRequired_ && interceptor_ == nullptr) {
-    throw Error(Code::ERR_SNAPSHOT_DETACHED,
-                "the volume has snapshots and this volume object has no snapshot store "
-                "attached: open the store before writing");
-  }
-  if (backing_ != nullptr) return nullptr;
-  if (interceptor_ != nullptr && interceptor_->mayRoute()) return nullptr;
-  // A journaled volume lists the write as an intent until its record is appended at commit
-  // (journal.hpp): bytes that land and are never recorded are journaled again after a crash.
-  // Every direct slot taken: the caller takes write().
-  if (journal_ != nullptr && !journal_->claimDirectIntent(JournalIntent{volumeId_, byteOffset, byteLength, RecordKind::Write})) {
-    return nullptr;
-  }
-  if (interceptor_ != nullptr) {
-    // Step 2 before any byte lands: the old bytes go to every snapshot that still needs them.
-    try {
-      interceptor_->preserve(*this, byteOffset, byteLength);
-    } catch (...) {
-      if (journal_ != nullptr) journal_->releaseDirectIntent(volumeId_, byteOffset, byteLength);
-      throw;
-    }
-  }
-  // Bits before bytes: a caller killed while the bytes land leaves them dirty (conservative).
-  for (uint32_t i = 0; i < recordingCount_; i++) recording_[i]->markBytes(byteOffset, byteLength);
-  return data_ + byteOffset;
-}
-
-uint64_t Volume::commitDirectWrite(uint64_t byteOffset, uint64_t byteLength) {
-  checkOpen();
-  checkRequest("write", byteOffset, byteLength);
-  refreshDirectoryIfChanged();
-  if (interceptor_ != nullptr) {
-    // A snapshot created while the bytes landed: it takes the range as it is now (the write was
-    // in flight when it was created). Already-preserved chunks cost one compare.
-    interceptor_->preserve(*this, byteOffset, byteLength);
-  }
-  BatchTally tally;
-  tally.writeCount = 1;
-  tally.writeBytes = byteLength;
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  const WriteRequest request{byteOffset, byteLength, data_ + byteOffset, RecordKind::Write};
-  const uint64_t sequence = recordOne(request, tally);
-  if (journal_ != nullptr) journal_->releaseDirectIntent(volumeId_, byteOffset, byteLength);
-  auto add = [](std::atomic<uint64_t>& counter, uint64_t value) {
-    if (value != 0) counter.store(counter.load(std::memory_order_relaxed) + value, std::memory_order_relaxed);
-  };
-  add(counters_.batchCount, 1);
-  add(counters_.writeCount, tally.writeCount);
-  add(counters_.writeBytes, tally.writeBytes);
-  add(counters_.bitmapMarkCount, tally.bitmapMarkCount);
-  add(counters_.journalAppendCount, tally.journalAppendCount);
-  add(counters_.journalFullCount, tally.journalFullCount);
-  return sequence;
-}
-
-void Volume::listIntents(Journal& journal, const WriteRequest* requests, size_t count) noexcept {
-  // Before the first byte is stored: the ranges a crash could leave in the store without a
-  // record (journal.hpp, intents). A batch longer than the area lists its tail as one range.
-  const uint32_t listed = static_cast<uint32_t>(std::min<size_t>(count, Journal::kMaxIntents));
-  const bool covered = count > Journal::kMaxIntents;
-  for (uint32_t i = 0; i < listed - (covered ? 1 : 0); i++) {
-    journal.setIntent(i, JournalIntent{volumeId_, requests[i].byteOffset, requests[i].byteLength, requests[i].kind});
-  }
-  if (covered) {
-    uint64_t first = UINT64_MAX;
-    uint64_t end = 0;
-    for (size_t i = listed - 1; i < count; i++) {
-      first = std::min(first, requests[i].byteOffset);
-      end = std::max(end, requests[i].byteOffset + requests[i].byteLength);
-    }
-    journal.setIntent(listed - 1, JournalIntent{volumeId_, first, end - first, RecordKind::Write});
-  }
-  journal.publishIntents(listed);
-}
-
-void Volume::storeOne(const WriteRequest& request, BatchTally& tally) {
-  const uint64_t byteOffset = request.byteOffset;
-  const uint64_t byteLength = request.byteLength;
-  const uint8_t* source = request.kind == RecordKind::Write ? request.data : nullptr;
-
-  // Steps 2 and 3: the copy-on-write and diversion seams.
-  bool routed = false;
-  if (interceptor_ != nullptr) {
-    interceptor_->preserve(*this, byteOffset, byteLength);
-    routed = interceptor_->route(*this, byteOffset, byteLength, source, request.kind);
-  }
-
-  // Step 4: the store.
-  if (!routed && byteLength > 0) {
-    switch (request.kind) {
-      case RecordKind::Write:
-        copyIntoStore(data_ + byteOffset, source, byteLength);
-        break;
-      case RecordKind::Zero:
-        if (request.mayPunchHole) {
-          region_->trim(dataByteOffset_ + byteOffset, byteLength);
-        } else {
-          std::memset(data_ + byteOffset, 0, byteLength);
-        }
-        break;
-      default:
-        region_->trim(dataByteOffset_ + byteOffset, byteLength);
-        break;
-    }
-    if (backing_ != nullptr) backing_->store(byteOffset, source, byteLength);
-  }
-  switch (request.kind) {
-    case RecordKind::Write:
-      tally.writeCount++;
-      tally.writeBytes += byteLength;
-      break;
-    case RecordKind::Zero:
-      tally.zeroCount++;
-      tally.zeroBytes += byteLength;
-      break;
-    default:
-      tally.trimCount++;
-      tally.trimBytes += byteLength;
-      break;
-  }
-}
-
-uint64_t Volume::recordOne(const WriteRequest& request, BatchTally& tally) {
-  const uint64_t byteOffset = request.byteOffset;
-  const uint64_t byteLength = request.byteLength;
-
-  // Step 5: every recording bitmap, routed or not: a diverted write still changed the volume.
-  for (uint32_t i = 0; i < recordingCount_; i++) {
-    recording_[i]->markBytesAfterFence(byteOffset, byteLength);
-  }
-  if (byteLength > 0) tally.bitmapMarkCount += recordingCount_;
-
-  // Step 6: the journal. A record the journal cannot hold (larger than its records may be, or a
-  // zero/trim longer than the record's 32-bit length) is reported like a full journal: the pair
-  // falls back to its bitmap, which step 5 has already marked.
-  if (!journal_) return 0;
-  const bool withPayload = request.kind == RecordKind::Write;
-  const bool representable = withPayload ? byteLength <= journal_->maxRecordBytes()
-                                         : byteLength <= UINT32_MAX;
-  uint64_t sequence = 0;
-  if (representable) {
-    sequence = journal_->append(request.kind, volumeId_, byteOffset,
-                                static_cast<uint32_t>(byteLength),
-                                withPayload ? request.data : nullptr,
-                                withPayload ? static_cast<uint32_t>(byteLength) : 0);
-  }
-  if (sequence == 0) {
-    // A record the journal can never hold counts as full there too: its readers (the pairs)
-    // see the stream broken, as for a ring without room.
-    if (!representable) journal_->countUnrepresentable();
-    tally.journalFullCount++;
-    return kJournalFull;
-  }
-  tally.journalAppendCount++;
-  return sequence;
-}
-
 void Volume::flush() {
   checkOpen();
   // The metadata goes with the data: a file-backed volume reopened after a crash needs the
@@ -669,152 +246,6 @@ std::vector<RegionExtent> Volume::allocationMap(uint64_t byteOffset, uint64_t by
       region_->allocationMap(dataByteOffset_ + byteOffset, byteLength);
   for (RegionExtent& extent : extents) extent.byteOffset -= dataByteOffset_;
   return extents;
-}
-
-void Volume::refreshDirectoryIfChanged() {
-  const uint32_t generation =
-      sharedWord(superblock_, kGenerationByteOffset).load(std::memory_order_acquire);
-  if (generation == cachedGeneration_) return;
-  DirectoryLock lock(superblock_);
-  loadDirectoryLocked();
-}
-
-void Volume::loadDirectoryLocked() {
-  std::shared_ptr<Bitmap> loaded[kBitmapSlotCount];
-  uint32_t loadedCount = 0;
-  for (uint32_t slot = 0; slot < kBitmapSlotCount; slot++) {
-    const DirectoryEntry entry = readEntry(superblock_, slot, capacityBytes_);
-    if (entry.state != kEntryInUse || !entry.recording) continue;
-    loaded[loadedCount++] = std::make_shared<Bitmap>(
-        region_, kSuperblockBytes + slot * slotBytes_, entry.bitCount, entry.granularityBytes);
-  }
-  // Swapped in only after every entry was read, so a damaged entry leaves the old cache intact.
-  for (uint32_t i = 0; i < kBitmapSlotCount; i++) recording_[i] = std::move(loaded[i]);
-  recordingCount_ = loadedCount;
-  interceptorRequired_ =
-      sharedWord(superblock_, kInterceptorRequiredByteOffset).load(std::memory_order_acquire) != 0;
-  cachedGeneration_ = sharedWord(superblock_, kGenerationByteOffset).load(std::memory_order_acquire);
-}
-
-std::shared_ptr<Bitmap> Volume::createBitmap(const std::string& name, uint64_t granularityBytes,
-                                             bool recording) {
-  checkOpen();
-  validateBitmapName(name);
-  if (granularityBytes < kMinVolumeGranularityBytes ||
-      granularityBytes > Bitmap::kMaxGranularityBytes || !std::has_single_bit(granularityBytes)) {
-    throw RangeError("bitmap granularity " + std::to_string(granularityBytes) +
-                     " bytes must be a power of two from " +
-                     std::to_string(kMinVolumeGranularityBytes) + " to 2^30");
-  }
-  const uint64_t bitCount = Bitmap::bitCountFor(capacityBytes_, granularityBytes);
-  DirectoryLock lock(superblock_);
-  uint32_t freeSlot = kBitmapSlotCount;
-  for (uint32_t slot = 0; slot < kBitmapSlotCount; slot++) {
-    const DirectoryEntry entry = readEntry(superblock_, slot, capacityBytes_);
-    if (entry.state == kEntryFree) {
-      if (freeSlot == kBitmapSlotCount) freeSlot = slot;
-    } else if (name == entry.name) {
-      throw Error(Code::ERR_BITMAP_EXISTS, "bitmap \"" + name + "\" already exists");
-    }
-  }
-  if (freeSlot == kBitmapSlotCount) {
-    throw Error(Code::ERR_BITMAP_LIMIT, "cannot create bitmap \"" + name + "\": all " +
-                                            std::to_string(kBitmapSlotCount) +
-                                            " bitmap slots of the volume are in use");
-  }
-  const uint64_t slotByteOffset = kSuperblockBytes + freeSlot * slotBytes_;
-  // A bitmap starts clear; punching the slot also returns what an earlier tenant used.
-  region_->trim(slotByteOffset, slotBytes_);
-  uint8_t* bytes = entryAt(superblock_, freeSlot);
-  std::memset(bytes + 4, 0, kEntryBytes - 4);
-  writeLittleEndian<uint32_t>(bytes + 4, recording ? 1 : 0);
-  writeLittleEndian<uint64_t>(bytes + 8, granularityBytes);
-  writeLittleEndian<uint64_t>(bytes + 16, bitCount);
-  std::memcpy(bytes + 24, name.data(), name.size());
-  // State last: a holder killed before this line leaves the slot free.
-  std::atomic_thread_fence(std::memory_order_release);
-  writeLittleEndian<uint32_t>(bytes, kEntryInUse);
-  bumpGeneration(superblock_);
-  loadDirectoryLocked();
-  return std::make_shared<Bitmap>(region_, slotByteOffset, bitCount, granularityBytes);
-}
-
-std::shared_ptr<Bitmap> Volume::openBitmap(const std::string& name) {
-  checkOpen();
-  validateBitmapName(name);
-  DirectoryLock lock(superblock_);
-  for (uint32_t slot = 0; slot < kBitmapSlotCount; slot++) {
-    const DirectoryEntry entry = readEntry(superblock_, slot, capacityBytes_);
-    if (entry.state == kEntryInUse && name == entry.name) {
-      return std::make_shared<Bitmap>(region_, kSuperblockBytes + slot * slotBytes_,
-                                      entry.bitCount, entry.granularityBytes);
-    }
-  }
-  throw Error(Code::ERR_BITMAP_NOT_FOUND, "bitmap \"" + name + "\" does not exist");
-}
-
-void Volume::deleteBitmap(const std::string& name) {
-  checkOpen();
-  validateBitmapName(name);
-  DirectoryLock lock(superblock_);
-  for (uint32_t slot = 0; slot < kBitmapSlotCount; slot++) {
-    const DirectoryEntry entry = readEntry(superblock_, slot, capacityBytes_);
-    if (entry.state == kEntryInUse && name == entry.name) {
-      writeLittleEndian<uint32_t>(entryAt(superblock_, slot), kEntryFree);
-      std::memset(entryAt(superblock_, slot) + 4, 0, kEntryBytes - 4);
-      bumpGeneration(superblock_);
-      loadDirectoryLocked();
-      // The slot's pages go back now; views still held elsewhere read zeros from here on.
-      region_->trim(kSuperblockBytes + slot * slotBytes_, slotBytes_);
-      return;
-    }
-  }
-  throw Error(Code::ERR_BITMAP_NOT_FOUND, "bitmap \"" + name + "\" does not exist");
-}
-
-void Volume::setBitmapRecording(const std::string& name, bool recording) {
-  checkOpen();
-  validateBitmapName(name);
-  DirectoryLock lock(superblock_);
-  for (uint32_t slot = 0; slot < kBitmapSlotCount; slot++) {
-    const DirectoryEntry entry = readEntry(superblock_, slot, capacityBytes_);
-    if (entry.state == kEntryInUse && name == entry.name) {
-      if (entry.recording != recording) {
-        writeLittleEndian<uint32_t>(entryAt(superblock_, slot) + 4, recording ? 1 : 0);
-        bumpGeneration(superblock_);
-        loadDirectoryLocked();
-      }
-      return;
-    }
-  }
-  throw Error(Code::ERR_BITMAP_NOT_FOUND, "bitmap \"" + name + "\" does not exist");
-}
-
-std::vector<BitmapSlotInfo> Volume::listBitmaps() const {
-  checkOpen();
-  std::vector<BitmapSlotInfo> bitmaps;
-  DirectoryLock lock(superblock_);
-  for (uint32_t slot = 0; slot < kBitmapSlotCount; slot++) {
-    const DirectoryEntry entry = readEntry(superblock_, slot, capacityBytes_);
-    if (entry.state != kEntryInUse) continue;
-    bitmaps.push_back(BitmapSlotInfo{std::string(entry.name), slot, entry.granularityBytes,
-                                     entry.bitCount, entry.recording});
-  }
-  return bitmaps;
-}
-
-void Volume::setInterceptorRequired(bool required) {
-  checkOpen();
-  DirectoryLock lock(superblock_);
-  sharedWord(superblock_, kInterceptorRequiredByteOffset)
-      .store(required ? 1 : 0, std::memory_order_release);
-  bumpGeneration(superblock_);
-  loadDirectoryLocked();
-}
-
-bool Volume::interceptorRequired() const {
-  checkOpen();
-  return sharedWord(superblock_, kInterceptorRequiredByteOffset).load(std::memory_order_acquire) != 0;
 }
 
 void Volume::attachJournal(std::shared_ptr<Journal> journal) {
