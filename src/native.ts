@@ -101,6 +101,8 @@ export interface NativeVolume {
   setBitmapRecording(name: string, recording: boolean): void;
   listBitmaps(): NativeBitmapSlot[];
   attachJournal(journal: NativeJournal | null): void;
+  /** A lane gate (native/core/lane_gate.hpp): open or closed; null closes and drops it. */
+  setLaneGate(open: boolean | null): void;
   /** The counters of bm::VolumeStats in declaration order. */
   stats(): Float64Array;
   close(): void;

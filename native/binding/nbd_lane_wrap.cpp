@@ -7,9 +7,10 @@
 //
 // starts one lane on a thread of its own and returns at once. `volume` is the main thread's
 // Volume object; the lane gets a core Volume object of its own over the same Region (the same
-// mapping, the same bitmaps, directory and counters' region; no journal, no interceptor: the
-// caller only starts lanes for plain volumes, and a snapshot store created later makes the
-// lane's writes fail rather than bypass copy-on-write). The lane's objects hold the Region by
+// mapping, the same bitmaps, directory and counters' region; no interceptor: the caller only
+// starts lanes for volumes without one, and a snapshot store created later makes the lane's
+// writes fail rather than bypass copy-on-write). A volume with a lane gate (setLaneGate: an
+// async primary's) gives the lane its gate and its journal, attached to the lane's volume too. The lane's objects hold the Region by
 // shared_ptr, so closing the JS volume cannot unmap the pages under a running lane.
 //
 // `fd` is the lane's from the moment the constructor returns (it closes it when it ends, or
@@ -106,6 +107,12 @@ class NbdLaneWrap final : public Napi::ObjectWrap<NbdLaneWrap> {
 
       auto state = std::make_shared<LaneState>();
       state->volume = std::shared_ptr<bm::Volume>(bm::Volume::open(main->region()));
+      // A replicated volume's export: the lane journals into the volume's journal, under its gate.
+      options.gate = laneGateFromObject(env, arg(info, 0), "volume");
+      if (options.gate != nullptr) {
+        if (main->journal() == nullptr) throwTypeError(env, "a volume with a lane gate needs its journal attached");
+        state->volume->attachJournal(main->journal());
+      }
       state->lane = std::make_unique<bm::NbdLane>(state->volume, std::move(options));
       state->onEnd = Napi::ThreadSafeFunction::New(info.Env(), callback.As<Napi::Function>(), "blockmirror:nbd-lane", 0, 1);
       try {

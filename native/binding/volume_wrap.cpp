@@ -22,6 +22,7 @@
 #include "addon.hpp"
 #include "bitmap_wrap.hpp"
 #include "journal_wrap.hpp"
+#include "lane_gate.hpp"
 #include "region.hpp"
 #include "volume.hpp"
 #include "volume_wrap.hpp"
@@ -81,6 +82,7 @@ class VolumeWrap final : public Napi::ObjectWrap<VolumeWrap> {
             prototypeMethod<VolumeWrap, &VolumeWrap::setBitmapRecording>(env, "setBitmapRecording"),
             prototypeMethod<VolumeWrap, &VolumeWrap::listBitmaps>(env, "listBitmaps"),
             prototypeMethod<VolumeWrap, &VolumeWrap::attachJournal>(env, "attachJournal"),
+            prototypeMethod<VolumeWrap, &VolumeWrap::setLaneGate>(env, "setLaneGate"),
             prototypeMethod<VolumeWrap, &VolumeWrap::stats>(env, "stats"),
             prototypeMethod<VolumeWrap, &VolumeWrap::close>(env, "close"),
         });
@@ -141,6 +143,9 @@ class VolumeWrap final : public Napi::ObjectWrap<VolumeWrap> {
     if (resource_) resource_->requestClose();
   }
 
+  // The lane gate (null when none): the export's native lanes write under it (nbd_lane_wrap.cpp).
+  std::shared_ptr<bm::LaneGate> laneGate() const { return gate_; }
+
   // The core volume, for wrappers that build on it (snapshot stores). ERR_VOLUME_CLOSED after close.
   std::shared_ptr<bm::Volume> shared() const {
     core();
@@ -179,6 +184,7 @@ class VolumeWrap final : public Napi::ObjectWrap<VolumeWrap> {
     napi_env env = info.Env();
     const uint64_t byteOffset = argIndex(env, arg(info, 0), "byteOffset");
     const Bytes source = argBytes(env, arg(info, 1), "source");
+    const GateLock gate = lockGate();
     const uint64_t sequence = core().write(byteOffset, source.data, source.byteLength);
     napi_value result;
     napi_create_double(env, sequenceToNumber(sequence), &result);
@@ -216,6 +222,7 @@ class VolumeWrap final : public Napi::ObjectWrap<VolumeWrap> {
       requests_[i] = bm::WriteRequest{static_cast<uint64_t>(byteOffset), data.byteLength, data.data,
                                       bm::RecordKind::Write};
     }
+    const GateLock gate = lockGate();
     const size_t fullCount = volume.writeBatch(requests_.get(), count, sequencesOut ? sequences_.get() : nullptr);
     if (sequencesOut != nullptr) {
       for (size_t i = 0; i < count; ++i) sequencesOut[i] = sequenceToNumber(sequences_[i]);
@@ -231,6 +238,7 @@ class VolumeWrap final : public Napi::ObjectWrap<VolumeWrap> {
     const uint64_t byteOffset = argIndex(env, arg(info, 0), "byteOffset");
     const uint64_t byteLength = argIndex(env, arg(info, 1), "byteLength");
     const bool mayPunchHole = argBool(env, arg(info, 2), "mayPunchHole");
+    const GateLock gate = lockGate();
     return Napi::Number::New(env, sequenceToNumber(core().writeZeroes(byteOffset, byteLength, mayPunchHole)));
   }
 
@@ -238,6 +246,7 @@ class VolumeWrap final : public Napi::ObjectWrap<VolumeWrap> {
     napi_env env = info.Env();
     const uint64_t byteOffset = argIndex(env, arg(info, 0), "byteOffset");
     const uint64_t byteLength = argIndex(env, arg(info, 1), "byteLength");
+    const GateLock gate = lockGate();
     return Napi::Number::New(env, sequenceToNumber(core().trim(byteOffset, byteLength)));
   }
 
@@ -247,6 +256,7 @@ class VolumeWrap final : public Napi::ObjectWrap<VolumeWrap> {
     napi_env env = info.Env();
     const uint64_t byteOffset = argIndex(env, arg(info, 0), "byteOffset");
     const uint64_t byteLength = argIndex(env, arg(info, 1), "byteLength");
+    const GateLock gate = lockGate();
     return Napi::Boolean::New(env, core().beginDirectWrite(byteOffset, byteLength) != nullptr);
   }
 
@@ -283,6 +293,7 @@ class VolumeWrap final : public Napi::ObjectWrap<VolumeWrap> {
     napi_env env = info.Env();
     const uint64_t byteOffset = argIndex(env, arg(info, 0), "byteOffset");
     const uint64_t byteLength = argIndex(env, arg(info, 1), "byteLength");
+    const GateLock gate = lockGate();
     return Napi::Number::New(env, sequenceToNumber(core().commitDirectWrite(byteOffset, byteLength)));
   }
 
@@ -378,6 +389,27 @@ class VolumeWrap final : public Napi::ObjectWrap<VolumeWrap> {
     return info.Env().Undefined();
   }
 
+  // setLaneGate(open: boolean | null): with a boolean the volume has a lane gate
+  // (lane_gate.hpp), created at the first call, open or closed; every write of this object
+  // takes its lock from then on. null closes it and drops it (lanes that hold it see it closed).
+  Napi::Value setLaneGate(const Napi::CallbackInfo& info) {
+    napi_env env = info.Env();
+    core();
+    if (info[0].IsNull() || info[0].IsUndefined()) {
+      if (gate_ != nullptr) gate_->setOpen(false);
+      gate_.reset();
+      return info.Env().Undefined();
+    }
+    const bool open = argBool(env, arg(info, 0), "open");
+    if (gate_ == nullptr) gate_ = std::make_shared<bm::LaneGate>();
+    gate_->setOpen(open);
+    return info.Env().Undefined();
+  }
+
+  // The gate's lock for one write (no lock without a gate).
+  using GateLock = std::unique_lock<std::mutex>;
+  GateLock lockGate() const { return gate_ == nullptr ? GateLock() : GateLock(gate_->mutex()); }
+
   // Float64Array of the counters in bm::VolumeStats order.
   Napi::Value stats(const Napi::CallbackInfo& info) {
     return volumeStatsArray(info.Env(), core().stats());
@@ -389,6 +421,7 @@ class VolumeWrap final : public Napi::ObjectWrap<VolumeWrap> {
   }
 
   std::shared_ptr<VolumeResource> resource_;
+  std::shared_ptr<bm::LaneGate> gate_;
   std::unique_ptr<bm::WriteRequest[]> requests_;
   std::unique_ptr<uint64_t[]> sequences_;
 };
@@ -408,6 +441,10 @@ Napi::Float64Array volumeStatsArray(Napi::Env env, const bm::VolumeStats& stats)
 
 std::shared_ptr<bm::Volume> volumeFromObject(napi_env env, napi_value value, const char* name) {
   return unwrapArgument<VolumeWrap>(env, value, name)->shared();
+}
+
+std::shared_ptr<bm::LaneGate> laneGateFromObject(napi_env env, napi_value value, const char* name) {
+  return unwrapArgument<VolumeWrap>(env, value, name)->laneGate();
 }
 
 void initVolume(Napi::Env env, Napi::Object exports) { VolumeWrap::init(env, exports); }

@@ -88,6 +88,10 @@ NbdLane::NbdLane(std::shared_ptr<Volume> volume, NbdLaneOptions options)
   if (options_.fd < 0) throw ArgumentError("an NBD lane needs a socket");
   if (options_.minimumBlockBytes == 0) throw RangeError("minimumBlockBytes must be at least 1");
   if (options_.sizeBytes > volume_->capacityBytes()) throw RangeError("the export is larger than its volume");
+  if (options_.gate != nullptr) {
+    if (volume_->journal() == nullptr) throw ArgumentError("a gated NBD lane needs the volume's journal attached");
+    options_.directWrites = false;
+  }
   in_.resize(std::max(kReceiveBytes, options_.leftover.size() + kHeaderBytes));
   if (!options_.leftover.empty()) std::memcpy(in_.data(), options_.leftover.data(), options_.leftover.size());
   end_ = options_.leftover.size();
@@ -112,6 +116,8 @@ bool NbdLane::serves(const Header& h) const noexcept {
   if (h.type == kCmdDisc) return true;
   const bool writeClass = h.type == kCmdWrite || h.type == kCmdTrim || h.type == kCmdWriteZeroes;
   if (writeClass && (tx & kTxReadOnly) != 0) return false;
+  // A replicated volume's trims and zeroes take the event loop (see NbdLaneOptions::gate).
+  if (options_.gate != nullptr && (h.type == kCmdTrim || h.type == kCmdWriteZeroes)) return false;
   uint16_t allowed = (tx & kTxSendFua) != 0 ? kFlagFua : 0;
   if (h.type == kCmdRead && (tx & kTxSendDf) != 0) allowed |= kFlagDf;
   if (h.type == kCmdWriteZeroes) {
@@ -234,6 +240,7 @@ bool NbdLane::serveOne(const Header& h, NbdLaneEnd& end) {
       if (in_.size() < need) in_.resize(need);
       return false;
     }
+    if (options_.gate != nullptr && !stopping_.load(std::memory_order_acquire)) return serveGatedWrite(h, end);
   }
   const size_t type = h.type < kCmdCount ? h.type : kCmdCount;
   count(kLaneRequests + type, 1);
@@ -362,6 +369,46 @@ bool NbdLane::serveDirectWrite(const Header& h, NbdLaneEnd& end) {
   count(kLaneStoreReceivedWrites, 1);
   count(kLaneBytesWritten, h.length);
   headerFirst_ = h.length >= kHeaderFirstMinBytes;
+  afterWrite(h);
+  return true;
+}
+
+bool NbdLane::serveGatedWrite(const Header& h, NbdLaneEnd& end) {
+  const uint8_t* payload = in_.data() + start_ + kHeaderBytes;
+  std::exception_ptr failure;
+  {
+    std::lock_guard<std::mutex> lock(options_.gate->mutex());
+    if (!options_.gate->openLocked()) {
+      // Nothing done: the event loop serves this request and the rest of the connection.
+      end = NbdLaneEnd::HandBack;
+      return false;
+    }
+    try {
+      // begin marks every recording bitmap (the pairs' tracking) before a byte lands, as the
+      // event loop's premark does; commit journals the record from the store.
+      uint8_t* target = volume_->beginDirectWrite(h.offset, h.length);
+      if (target != nullptr) {
+        std::memcpy(target, payload, h.length);
+        volume_->commitDirectWrite(h.offset, h.length);
+      } else {
+        volume_->write(h.offset, payload, h.length);
+      }
+    } catch (...) {
+      failure = std::current_exception();
+    }
+  }
+  count(kLaneRequests + kCmdWrite, 1);
+  headerFirst_ = h.length >= kHeaderFirstMinBytes;
+  start_ += kHeaderBytes + h.length;
+  if (failure != nullptr) {
+    try {
+      std::rethrow_exception(failure);
+    } catch (const std::exception&) {
+      replyException(h);
+    }
+    return true;
+  }
+  count(kLaneBytesWritten, h.length);
   afterWrite(h);
   return true;
 }

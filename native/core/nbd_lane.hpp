@@ -6,6 +6,10 @@
 // stay in TypeScript (src/nbd/native-lanes.ts); this class only moves requests between the
 // socket and the volume.
 //
+// A lane of a replicated volume's export (an async primary, docs/nbd-native.md) has the volume's
+// gate (lane_gate.hpp): its writes journal, under the gate, while the gate is open; at a closed
+// gate it hands the connection back. See NbdLaneOptions::gate.
+//
 // What a lane serves itself: READ (simple replies, or one structured OFFSET_DATA chunk when the
 // read is shorter than holeDetectionMinBytes or carries DF), WRITE (FUA included), FLUSH, TRIM,
 // WRITE_ZEROES, CACHE and DISC, each only when it is valid for the export exactly as
@@ -41,6 +45,7 @@
 #include <string>
 #include <vector>
 
+#include "lane_gate.hpp"
 #include "volume.hpp"
 
 namespace bm {
@@ -58,6 +63,12 @@ struct NbdLaneOptions {
   bool directWrites = true;
   // Bytes read past the handshake (a pipelined first request).
   std::vector<uint8_t> leftover;
+  // A replicated volume's gate (lane_gate.hpp; null for a plain volume). With one, the lane's
+  // volume has the journal attached, payloads are buffered (no direct writes), each WRITE is
+  // stored and journaled under the gate's lock while it is open and handed back when it is
+  // closed, and TRIM and WRITE_ZEROES are handed back (the event loop marks the pairs' tracking
+  // before they reach the store).
+  std::shared_ptr<LaneGate> gate;
 };
 
 enum class NbdLaneEnd {
@@ -123,6 +134,8 @@ class NbdLane {
   void serveRead(const Header& header);
   void serveWrite(const Header& header, const uint8_t* payload);
   bool serveDirectWrite(const Header& header, NbdLaneEnd& end);
+  // A WRITE on a gated lane (see NbdLaneOptions::gate); false with HandBack when it is closed.
+  bool serveGatedWrite(const Header& header, NbdLaneEnd& end);
   void afterWrite(const Header& header);
   void flushVolume(const Header& header, bool& failed);
 

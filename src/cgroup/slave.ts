@@ -103,14 +103,23 @@ export class CgroupSlave {
     this.releaseHold(false);
     this.lastPrepared = message.cycle;
     const members: Hold['members'] = [];
-    for (const row of this.rows) {
-      const replicated = this.hooks.replicated(row.volume);
-      if (replicated === undefined) throw new CgroupError('ERR_CGROUP_NOT_READY', `volume ${row.volume} is not a pair's primary here`);
-      const pair = this.pairOf(row, replicated);
-      const cut = replicated.journal.nextSequence - 1;
-      const problem = pair.cutProblem(cut);
-      if (problem !== undefined) throw new CgroupError('ERR_CGROUP_NOT_READY', problem);
-      members.push({ row, replicated, pair, cut, hold: undefined as unknown as WriteHold });
+    const gated: ReplicatedVolume[] = [];
+    try {
+      for (const row of this.rows) {
+        const replicated = this.hooks.replicated(row.volume);
+        if (replicated === undefined) throw new CgroupError('ERR_CGROUP_NOT_READY', `volume ${row.volume} is not a pair's primary here`);
+        const pair = this.pairOf(row, replicated);
+        // No native lane write may land between the cut and the hold (replicated-volume.ts).
+        replicated.closeLaneGate();
+        gated.push(replicated);
+        const cut = replicated.journal.nextSequence - 1;
+        const problem = pair.cutProblem(cut);
+        if (problem !== undefined) throw new CgroupError('ERR_CGROUP_NOT_READY', problem);
+        members.push({ row, replicated, pair, cut, hold: undefined as unknown as WriteHold });
+      }
+    } catch (error) {
+      for (const replicated of gated) replicated.updateLaneGate();
+      throw error;
     }
     let release!: () => void;
     const released = new Promise<void>((resolve) => { release = resolve; });

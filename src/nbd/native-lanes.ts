@@ -5,10 +5,12 @@
 // blocking I/O (native/core/nbd_lane.cpp), as nbdkit serves a connection: no event-loop turn per
 // request, and each connection on a core of its own.
 //
-// Which connections: the same as the worker pool's (worker-pool.ts): the export's volume is a
-// storage Volume, open, with no journal attached, no interceptor installed or required and no
-// backing store. Pair exports, RAID, snapshot views, volumes with a journal stay on the main
-// loop, with all of their semantics.
+// Which connections: those of an export whose volume is a storage Volume, open, with no journal
+// attached, no interceptor installed or required and no backing store (the worker pool's rule,
+// worker-pool.ts); and those of a pair's export while its volume's lane gate is open (an async
+// primary, mirroring: PairVolume.laneVolume, replicated-volume.ts): the lane journals under the
+// gate, and hands the connection back at the first write after the gate closed. RAID, snapshot
+// views, sync primaries and journal groups stay on the main loop, with all of their semantics.
 //
 // Hand-off: at the end of the handshake the connection stops reading and writes out its replies
 // (connection.ts detach); then this class dups the socket's fd and starts a lane on the dup with
@@ -70,6 +72,23 @@ interface NbdLaneAddon {
 }
 const native = addon as unknown as NbdLaneAddon;
 
+/**
+ * The storage volume a lane serves for an export's volume, or null (see the note): a plain
+ * Volume itself; a pair's export's volume while its lane gate is open (it has a journal then).
+ */
+function laneVolumeOf(volume: NbdVolume): Volume | null {
+  const gated = volume instanceof Volume ? null : (volume as { laneVolume?: () => Volume | null }).laneVolume?.() ?? null;
+  const served = volume instanceof Volume ? volume : gated;
+  if (!(served instanceof Volume) || served.closed) return null;
+  try {
+    const [journal, interceptor, interceptorRequired, backingStore] = native.nbdVolumeWorkerInfo(served[kNativeHandle]);
+    if (interceptor || interceptorRequired || backingStore) return null;
+    return journal === (gated !== null) ? served : null;
+  } catch {
+    return null;
+  }
+}
+
 /** Longest wait for a stopped lane thread to leave during evict(). */
 const EVICT_TIMEOUT_MS = 5_000;
 
@@ -117,13 +136,7 @@ export class NativeLanes {
 
   /** True when a lane may serve `volume` (see the note). */
   accepts(volume: NbdVolume): boolean {
-    if (!(volume instanceof Volume) || volume.closed) return false;
-    try {
-      const [journal, interceptor, interceptorRequired, backingStore] = native.nbdVolumeWorkerInfo(volume[kNativeHandle]);
-      return !(journal || interceptor || interceptorRequired || backingStore);
-    } catch {
-      return false;
-    }
+    return laneVolumeOf(volume) !== null;
   }
 
   /** True when a lane serves a connection of this export now. */
@@ -153,11 +166,13 @@ export class NativeLanes {
         this.hooks.log.warn({ connectionId: candidate.id, err: String(error) }, 'nbd lane: cannot dup the socket; served on the main loop');
         return false;
       }
-      const counters = this.countersOf(volume as Volume);
+      const served = laneVolumeOf(volume);
+      if (served === null) return false;
+      const counters = this.countersOf(served);
       const record = { connectionId: candidate.id, transport: candidate.transport, entry, exportName: entry.name, state, fd, volume: counters } as LaneRecord;
       try {
         record.lane = new native.NbdLane(
-          (volume as Volume)[kNativeHandle],
+          served[kNativeHandle],
           fd,
           state.structured,
           state.limits.transmissionFlags,

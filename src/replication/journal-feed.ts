@@ -82,11 +82,19 @@ export interface JournalFeedOptions {
   maxRecordBytes?: number;
   /** How often writes from other paths are looked for. @default 20 */
   pollIntervalMs?: number;
+  /**
+   * How often while native lanes write the journal (a member's lane gate is open) and the last
+   * look found new records: their writes reach the pairs this way (replicated-volume.ts). An
+   * idle journal goes back to pollIntervalMs. @default 1
+   */
+  lanePollIntervalMs?: number;
 }
 
 /** Something that writes into a feed's journal: its pairs hear of every write. */
 export interface FeedMember {
   readonly pairs: readonly PrimaryPair[];
+  /** True while native lanes may write the member's volume (replicated-volume.ts). */
+  readonly laneGateOpen?: boolean;
 }
 
 /** A journal, the volumes that write into it, and the watch over it. */
@@ -218,12 +226,15 @@ export class JournalFeed {
     return this.members.size === 0;
   }
 
-  private poll(): void {
+  private poll(busy = false): void {
+    const lanes = busy && [...this.members].some((member) => member.laneGateOpen === true);
+    const interval = lanes ? this.options.lanePollIntervalMs ?? 1 : this.options.pollIntervalMs ?? 20;
     this.pollTimer = this.clock.setTimer(() => {
       if (this.stopped) return;
+      const seen = this.lastSeenSequence;
       this.check();
-      this.poll();
-    }, this.options.pollIntervalMs ?? 20, { unref: true });
+      this.poll(this.lastSeenSequence !== seen);
+    }, interval, { unref: true });
   }
 
   /** Ship what was written, or suspend every pair on a full journal. */

@@ -86,8 +86,12 @@ export class PairVolume {
   }
 
   set replicated(replicated: ReplicatedVolume | undefined) {
-    if (replicated !== this.#replicated) this.revokeLanding(replicated === undefined ? 'the secondary of a pair now' : 'the primary of pairs on another journal now');
+    if (replicated !== this.#replicated) {
+      this.revokeLanding(replicated === undefined ? 'the secondary of a pair now' : 'the primary of pairs on another journal now');
+      this.#replicated?.setWriteTarget(false);
+    }
     this.#replicated = replicated;
+    replicated?.setWriteTarget(!this.#holdWrites);
   }
 
   /** Host writes are refused while set (a failback or planned takeover drains the primary). */
@@ -98,9 +102,18 @@ export class PairVolume {
   set holdWrites(hold: boolean) {
     if (hold && !this.#holdWrites) this.revokeLanding('handing its primary role over');
     this.#holdWrites = hold;
+    this.#replicated?.setWriteTarget(!hold);
   }
 
   constructor(readonly volume: Volume, readonly volumeName: string) {}
+
+  /**
+   * The storage volume a native NBD lane may serve for this export now (native-lanes.ts): the
+   * volume while its lane gate is open (replicated-volume.ts), else null (the event loop).
+   */
+  laneVolume(): Volume | null {
+    return this.writable && this.#replicated?.laneGateOpen === true ? this.volume : null;
+  }
 
   /** True when host writes are accepted. */
   get writable(): boolean {

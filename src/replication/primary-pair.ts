@@ -667,6 +667,15 @@ export class PrimaryPair extends EventEmitter {
     return this.timesCount === 0 ? 0 : Math.max(0, (this.clock.nowMs() - (ring.times[this.timesHead] as number)) / 1000);
   }
 
+  /**
+   * True while a native lane may store and acknowledge a host write of this pair's volume by
+   * itself (replicated-volume.ts): an async pair, mirroring (a write needs no generation, no
+   * ack point and no premark beyond the native one).
+   */
+  get lanesMayWrite(): boolean {
+    return !this.closed && this.mode === 'async' && this.state === 'mirroring';
+  }
+
   /** The journal refused a record: the ordered stream is broken for every pair of the volume. */
   journalFull(): void {
     // A write is in no record (in the tracking only): the stream is broken from here, also for

@@ -14,6 +14,17 @@
 // Any of them not journaled (the journal full) leaves the feed not resumable: the pairs resync
 // from their tracking, which covers it. A journal group's shared journal is recovered volume by
 // volume, as each member joins.
+//
+// Native lanes (docs/nbd-native.md, "Pair exports"): the volume has a lane gate
+// (native/core/lane_gate.hpp). It is open while a lane's write needs nothing from this side:
+// the volume is its PairVolume's write target, it has its own journal (not a group's: the
+// journal's intent area has one writer at a time, and only this volume's writers share this
+// gate), every pair is async and mirroring, and no consistency group's hold is in force. Then a
+// lane stores and journals a host write itself, under the gate's lock, and acknowledges it (the
+// async ack point); the feed's poll ships it (journal-feed.ts). Every transition that changes
+// that answer recomputes the gate at once, on this thread: closing takes the gate's lock, so
+// every lane write is ordered before the transition, and after it a lane hands its connection
+// back to the event loop at its next write, where this write path applies.
 
 import { type Clock, settled } from '../runtime/clock';
 import type { Journal } from '../storage/journal';
@@ -51,8 +62,20 @@ export class ReplicatedVolume {
   readonly feed: JournalFeed;
   private readonly ownFeed: boolean;
   private stopped = false;
+  #hold: WriteHold | undefined;
+  /** Set by the PairVolume while this volume is its write target (see the note). */
+  #writeTarget = false;
+  #laneGateOpen = false;
+
   /** A consistency group's hold, while one is in force. */
-  hold: WriteHold | undefined;
+  get hold(): WriteHold | undefined {
+    return this.#hold;
+  }
+
+  set hold(hold: WriteHold | undefined) {
+    this.#hold = hold;
+    this.updateLaneGate();
+  }
 
   /** `feed`: a journal group's (shared); without one the volume gets a journal of its own. */
   /** `kept`: where its own journal is kept (journal-feed.ts); without it the journal is in memory. */
@@ -71,15 +94,51 @@ export class ReplicatedVolume {
       if (this.ownFeed) this.feed.settle();
     }
     this.feed.join(this);
+    volume.setLaneGate(false);
+  }
+
+  /** The PairVolume's word: host writes go to this volume now (see the note). */
+  setWriteTarget(target: boolean): void {
+    this.#writeTarget = target;
+    this.updateLaneGate();
+  }
+
+  /** True while native lanes may write this volume (see the note). */
+  get laneGateOpen(): boolean {
+    return this.#laneGateOpen;
+  }
+
+  /** Opens or closes the lane gate by the rule of the note; call after anything it reads changed. */
+  updateLaneGate(): void {
+    const open = !this.stopped && this.#writeTarget && this.ownFeed && this.#hold === undefined && this.pairs.length > 0 &&
+      this.pairs.every((pair) => pair.lanesMayWrite);
+    this.setLaneGateOpen(open);
+  }
+
+  /**
+   * Closes the gate now (a consistency group's cut is about to be read: no lane write may land
+   * between the cut and the hold). The next updateLaneGate decides again.
+   */
+  closeLaneGate(): void {
+    this.setLaneGateOpen(false);
+  }
+
+  private setLaneGateOpen(open: boolean): void {
+    if (open === this.#laneGateOpen || this.volume.closed) return;
+    this.#laneGateOpen = open;
+    this.volume.setLaneGate(open);
   }
 
   add(pair: PrimaryPair): void {
     this.pairs.push(pair);
     pair.on('progress', this.onRelease);
     pair.on('released', this.onRelease);
+    pair.on('state', this.onPairState);
+    this.updateLaneGate();
   }
 
   private readonly onRelease = (): void => this.release();
+  private readonly onPairState = (): void => this.updateLaneGate();
 
   /** Takes a pair out (it was demoted); true when none is left. */
   remove(pair: PrimaryPair): boolean {
@@ -87,6 +146,8 @@ export class ReplicatedVolume {
     if (index >= 0) this.pairs.splice(index, 1);
     pair.off('progress', this.onRelease);
     pair.off('released', this.onRelease);
+    pair.off('state', this.onPairState);
+    this.updateLaneGate();
     this.release();
     return this.pairs.length === 0;
   }
@@ -176,6 +237,7 @@ export class ReplicatedVolume {
   /** A crash: the pairs stop without acknowledging anything. */
   crash(): void {
     this.stopped = true;
+    this.setLaneGateOpen(false);
     this.feed.crash();
     for (const pair of this.pairs) pair.crash();
   }
@@ -188,6 +250,9 @@ export class ReplicatedVolume {
     if (this.stopped) return;
     this.stopped = true;
     for (const pair of this.pairs) pair.close();
+    // Closed and dropped before the journal goes: a lane still holding it writes no more.
+    if (!this.volume.closed) this.volume.setLaneGate(null);
+    this.#laneGateOpen = false;
     if (!this.volume.closed) this.volume.attachJournal(null);
     if (this.feed.leave(this) || this.ownFeed) await this.feed.close();
   }

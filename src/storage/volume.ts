@@ -513,6 +513,20 @@ export class Volume implements JournalAttachment {
     journal?.[kAttached](this, true);
   }
 
+  /**
+   * The gate between this object's writes and native NBD lanes that write the same volume
+   * (native/core/lane_gate.hpp, docs/nbd-native.md): with a boolean the volume has one, open
+   * (lanes may write) or closed; every write of this object takes its lock from then on. When
+   * setLaneGate(false) returns, no lane write is in progress and none starts until it opens.
+   * null closes and drops it. A lane serves a gated volume only with its journal attached.
+   */
+  setLaneGate(open: boolean | null): void {
+    if (open === null && this.#handle === null) return;
+    const handle = this.#open();
+    if (open !== null && typeof open !== 'boolean') throw new TypeError(`open must be a boolean or null (got ${describe(open)})`);
+    handle.setLaneGate(open);
+  }
+
   /** @internal Called by a closing journal. */
   [kDetachJournal](journal: Journal): void {
     if (this.#journal !== journal) return;
