@@ -1,0 +1,200 @@
+// Native lanes on a pair's primary export (docs/nbd-native.md "Pair exports",
+// src/replication/replicated-volume.ts, native/core/lane_gate.hpp): two controllers in this
+// process over a real loopback TCP link, an NBD server over real TCP with lanes on (the
+// default), real clients:
+//   - an async primary's connections run on lanes, a sync primary's on the event loop; lane
+//     writes are journaled and shipped, the secondary ends identical;
+//   - several lane connections and the event loop (API writes through the PairVolume) write the
+//     same blocks at once: the journal's order is the stores' order, so the secondary ends
+//     identical;
+//   - an operator suspend closes the gate: the next write of a lane connection goes back to the
+//     event loop (the connection lives on), is tracked, and the resume resyncs it;
+//   - a consistency group's hold closes the gate, and its release opens it again;
+//   - a planned takeover (a drained switch) closes the gate: the next write is refused (EPERM);
+//   - a client SIGKILLed mid-payload on a lane: never acknowledged, nothing of it stored.
+import * as assert from 'node:assert/strict';
+
+import pino from 'pino';
+
+import { hostOf, pairBenchConfigs } from '../../src/bench/pair-bench';
+import type { ControllerHost } from '../../src/controller/host';
+import { NbdServer } from '../../src/nbd';
+import * as P from '../../src/nbd/protocol';
+import type { PairVolume } from '../../src/replication/pair-volume';
+import type { Volume } from '../../src/storage/volume';
+import { NbdTestClient } from '../helpers/nbd-client';
+import { tornWriter } from '../helpers/torn-writer';
+import { waitFor } from '../helpers/tools';
+
+const MiB = 1024 * 1024;
+const SIZE = 16 * MiB;
+const BLOCK = 4096;
+
+function whole(volume: { read(offset: number, target: Uint8Array): void }): Buffer {
+  const bytes = Buffer.alloc(SIZE);
+  volume.read(0, bytes);
+  return bytes;
+}
+
+describe('89 native lanes on a pair\'s primary export (integration)', function () {
+  this.timeout(120_000);
+  let primaryHost: ControllerHost;
+  let secondaryHost: ControllerHost;
+  let server: NbdServer;
+  let port: number;
+
+  const primary = (): NonNullable<ControllerHost['controllers'][number]> => primaryHost.controllers[0] as NonNullable<ControllerHost['controllers'][number]>;
+  const secondary = (): NonNullable<ControllerHost['controllers'][number]> => secondaryHost.controllers[0] as NonNullable<ControllerHost['controllers'][number]>;
+  const identical = (mode: string): boolean => whole(primary().volume(mode) as Volume).equals(whole(secondary().volume(mode) as Volume));
+  const caughtUp = (mode: string): boolean => {
+    const pair = primary().pairs?.primary(mode);
+    return pair?.currentState === 'mirroring' && (pair.status().lag as { records: number }).records === 0;
+  };
+  const facade = (mode: string): PairVolume => primary().exportVolume(mode) as PairVolume;
+  const open = (mode: string): Promise<NbdTestClient> => NbdTestClient.open({ host: '127.0.0.1', port }, { exportName: mode });
+
+  before(async () => {
+    delete process.env.BLOCKMIRROR_NBD_RECEIVE;
+    const logger = pino({ level: 'silent' });
+    const configs = pairBenchConfigs(['async', 'sync'], SIZE);
+    secondaryHost = hostOf(configs.secondary as Record<string, unknown>, 'test 89 secondary', logger);
+    await secondaryHost.start();
+    primaryHost = hostOf(pairBenchConfigs(['async', 'sync'], SIZE, secondary().replicationAddress?.port).primary, 'test 89 primary', logger);
+    await primaryHost.start();
+    await waitFor(() => ['async', 'sync'].every((mode) => primary().pairs?.primary(mode).currentState === 'mirroring'), 'both pairs mirroring', 30_000);
+    server = new NbdServer({
+      exports: ['async', 'sync'].map((mode) => ({ name: mode, volume: facade(mode) })),
+      listen: [{ host: '127.0.0.1', port: 0 }],
+    });
+    await server.listen();
+    port = server.addresses().find((address) => address.transport === 'tcp')?.port as number;
+  });
+
+  after(async () => {
+    await server?.close();
+    await primaryHost?.close();
+    await secondaryHost?.close();
+  });
+
+  it('an async primary\'s connection runs on a lane, a sync primary\'s on the event loop; lane writes reach the secondary', async () => {
+    assert.equal(facade('async').replicated?.laneGateOpen, true, 'the async primary\'s gate is open');
+    assert.equal(facade('sync').replicated?.laneGateOpen, false, 'a sync primary\'s gate stays closed');
+    const journal = facade('async').replicated?.journal;
+    const before = journal?.nextSequence as number;
+    const asyncClient = await open('async');
+    const syncClient = await open('sync');
+    await waitFor(() => server.stats().laneConnections === 1, 'one lane connection');
+    for (let index = 0; index < 64; index++) {
+      assert.equal(await asyncClient.writeData(index * 3 * BLOCK, Buffer.alloc(BLOCK, 1 + index)), 0);
+    }
+    assert.equal(await asyncClient.flush(), 0);
+    assert.equal(await syncClient.writeData(0, Buffer.alloc(BLOCK, 9)), 0);
+    assert.equal(server.stats().laneConnections, 1, 'the lane is still serving');
+    assert.ok((journal?.nextSequence as number) >= before + 64, 'every lane write was journaled');
+    await asyncClient.disconnect();
+    await syncClient.disconnect();
+    await waitFor(() => caughtUp('async') && identical('async'), 'the async secondary identical', 30_000);
+    await waitFor(() => caughtUp('sync') && identical('sync'), 'the sync secondary identical', 30_000);
+  });
+
+  it('lane connections and event-loop writes to the same blocks at once: the secondary ends identical', async () => {
+    const clients = await Promise.all([open('async'), open('async'), open('async')]);
+    await waitFor(() => server.stats().laneConnections === 3, 'three lane connections');
+    const blocks = 16;
+    let stop = false;
+    // The event loop writes the same blocks through the export's PairVolume meanwhile.
+    const loopWriter = (async () => {
+      let round = 0;
+      while (!stop) {
+        facade('async').write((round % blocks) * BLOCK, Buffer.alloc(BLOCK, 200 + (round % 50)));
+        round++;
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      return round;
+    })();
+    await Promise.all(clients.map(async (client, which) => {
+      for (let round = 0; round < 300; round++) {
+        // Pipelined: 8 writes in flight per connection.
+        const writes: Promise<number>[] = [];
+        for (let index = 0; index < 8; index++) writes.push(client.writeData(((round + index) % blocks) * BLOCK, Buffer.alloc(BLOCK, 1 + ((which * 64 + round + index) % 190))));
+        for (const status of await Promise.all(writes)) assert.equal(status, 0);
+      }
+    }));
+    stop = true;
+    assert.ok(await loopWriter > 0, 'the event loop wrote too');
+    assert.equal(server.stats().laneConnections, 3, 'every connection stayed on its lane');
+    for (const client of clients) await client.disconnect();
+    await waitFor(() => caughtUp('async') && identical('async'), 'the secondary identical', 30_000);
+  });
+
+  it('an operator suspend: the next lane write goes to the event loop, is tracked, and the resume resyncs it', async () => {
+    const client = await open('async');
+    await waitFor(() => server.stats().laneConnections === 1, 'a lane connection');
+    assert.equal(await client.writeData(MiB, Buffer.alloc(BLOCK, 0x31)), 0);
+    primary().pairs?.suspend('async');
+    assert.equal(facade('async').replicated?.laneGateOpen, false, 'a suspended pair closes the gate');
+    // Handed back at this write: answered by the event loop, the connection lives on.
+    assert.equal(await client.writeData(2 * MiB, Buffer.alloc(BLOCK, 0x32)), 0);
+    assert.equal(server.stats().laneConnections, 0, 'the connection left its lane');
+    assert.equal(server.stats().connections, 1, 'and lives on, on the event loop');
+    assert.equal(await client.writeData(3 * MiB, Buffer.alloc(BLOCK, 0x33)), 0);
+    const pair = primary().pairs?.primary('async');
+    assert.ok(((pair?.status().oos as { bytes: number }).bytes) > 0, 'the writes while suspended are tracked');
+    primary().pairs?.resume('async');
+    await waitFor(() => caughtUp('async') && identical('async'), 'resynced and identical', 30_000);
+    assert.equal(facade('async').replicated?.laneGateOpen, true, 'mirroring again: the gate is open');
+    await client.disconnect();
+  });
+
+  it('a consistency group\'s hold closes the gate and its release opens it', () => {
+    const replicated = facade('async').replicated;
+    assert.ok(replicated !== undefined);
+    assert.equal(replicated.laneGateOpen, true);
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => { release = resolve; });
+    replicated.hold = { cut: replicated.journal.nextSequence - 1, released, held: 0 };
+    assert.equal(replicated.laneGateOpen, false, 'a hold closes the gate');
+    replicated.hold = undefined;
+    release();
+    assert.equal(replicated.laneGateOpen, true, 'its release opens it');
+    replicated.closeLaneGate();
+    assert.equal(replicated.laneGateOpen, false, 'closeLaneGate closes it at once');
+    replicated.updateLaneGate();
+    assert.equal(replicated.laneGateOpen, true, 'and the rule opens it again');
+  });
+
+  it('a client SIGKILLed mid-payload on a lane: never acknowledged, nothing of it stored', async () => {
+    const offset = 6 * MiB;
+    const before = Buffer.alloc(MiB);
+    (primary().volume('async') as Volume).read(offset, before);
+    const sequence = facade('async').replicated?.journal.nextSequence;
+    const writer = tornWriter(port, 'async', offset, MiB, 600_000);
+    await writer.sent;
+    await waitFor(() => server.stats().laneConnections === 1, 'the torn writer on a lane');
+    await writer.kill();
+    await waitFor(() => server.stats().connections === 0, 'the server to see the connection close');
+    const after = Buffer.alloc(MiB);
+    (primary().volume('async') as Volume).read(offset, after);
+    assert.ok(after.equals(before), 'a buffered payload that never completed changed nothing');
+    assert.equal(facade('async').replicated?.journal.nextSequence, sequence, 'and journaled nothing');
+    await waitFor(() => caughtUp('async') && identical('async'), 'both identical', 30_000);
+  });
+
+  it('a planned takeover closes the gate: the next write of a lane connection is refused (EPERM)', async () => {
+    await waitFor(() => caughtUp('async') && identical('async'), 'caught up before', 30_000);
+    const client = await open('async');
+    await waitFor(() => server.stats().laneConnections === 1, 'a lane connection');
+    assert.equal(await client.writeData(8 * MiB, Buffer.alloc(BLOCK, 0x41)), 0);
+    const status = await secondary().pairs?.takeover('async');
+    assert.equal(status?.role, 'primary');
+    assert.equal(facade('async').laneVolume(), null, 'no lane for a secondary');
+    const reply = await client.request(P.NBD_CMD_WRITE, 0, 9 * MiB, BLOCK, Buffer.alloc(BLOCK, 0x42));
+    assert.equal(reply.error, P.NBD_EPERM, 'a write after the switch is refused');
+    assert.equal(server.stats().laneConnections, 0);
+    await client.disconnect();
+    assert.ok(identical('async'), 'the new primary holds what the old one held at the switch');
+    await secondary().pairs?.failback('async');
+    await waitFor(() => caughtUp('async') && identical('async'), 'failed back and identical', 30_000);
+    assert.equal(facade('async').replicated?.laneGateOpen, true, 'the primary again: the gate is open');
+  });
+});
