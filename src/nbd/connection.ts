@@ -311,7 +311,9 @@ export abstract class Connection implements HandOffCandidate {
       }
       this.receiveEnd = 0;
     } else if (this.receive.length - this.receiveEnd < Math.max(size / RECEIVE_MIN_READ_DIVISOR, missing)) {
-      if (queue.length + missing <= size) {
+      // Compacting must leave room for a read: a queue of nearly `size` bytes (a lane hands back
+      // its whole full buffer) would leave none, and a zero-length read target is ENOBUFS.
+      if (queue.length + Math.max(missing, size / RECEIVE_MIN_READ_DIVISOR) <= size) {
         // Compact: move the queued bytes (normally part of one request) to the front of the
         // spare, which holds none of them, and swap.
         let target = this.receiveSpare;
