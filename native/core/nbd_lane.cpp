@@ -116,8 +116,10 @@ bool NbdLane::serves(const Header& h) const noexcept {
   if (h.type == kCmdDisc) return true;
   const bool writeClass = h.type == kCmdWrite || h.type == kCmdTrim || h.type == kCmdWriteZeroes;
   if (writeClass && (tx & kTxReadOnly) != 0) return false;
-  // A replicated volume's trims and zeroes take the event loop (see NbdLaneOptions::gate).
+  // A replicated volume's trims, zeroes and large writes take the event loop (see
+  // NbdLaneOptions::gate).
   if (options_.gate != nullptr && (h.type == kCmdTrim || h.type == kCmdWriteZeroes)) return false;
+  if (options_.gate != nullptr && h.type == kCmdWrite && h.length >= kDirectMinBytes) return false;
   uint16_t allowed = (tx & kTxSendFua) != 0 ? kFlagFua : 0;
   if (h.type == kCmdRead && (tx & kTxSendDf) != 0) allowed |= kFlagDf;
   if (h.type == kCmdWriteZeroes) {

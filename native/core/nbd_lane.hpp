@@ -67,7 +67,9 @@ struct NbdLaneOptions {
   // volume has the journal attached, payloads are buffered (no direct writes), each WRITE is
   // stored and journaled under the gate's lock while it is open and handed back when it is
   // closed, and TRIM and WRITE_ZEROES are handed back (the event loop marks the pairs' tracking
-  // before they reach the store).
+  // before they reach the store), and so is a WRITE of kDirectMinBytes or more (the event loop
+  // receives it straight into the store, one copy fewer, and its turns interleave such writes
+  // with shipping, which paces a host that outruns the link).
   std::shared_ptr<LaneGate> gate;
 };
 

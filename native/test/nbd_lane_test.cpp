@@ -451,9 +451,9 @@ TEST(nbd_lane_gated_writes_journal_while_open_and_hand_back_when_closed) {
   gate->setOpen(true);
   Pair pair;
   Running running(volume, gatedOptions(pair.server, 4 * kMiB, gate));
-  // A payload large enough for a direct write elsewhere: buffered here, then stored and
-  // journaled under the gate.
-  std::vector<uint8_t> payload(64 * 1024);
+  // A payload just under the direct-write size (larger ones are handed back): buffered,
+  // then stored and journaled under the gate.
+  std::vector<uint8_t> payload(NbdLane::kDirectMinBytes - 4096);
   for (size_t i = 0; i < payload.size(); i++) payload[i] = static_cast<uint8_t>(i * 13 + 5);
   auto write = request(1, 0, 1, kMiB, static_cast<uint32_t>(payload.size()));
   write.insert(write.end(), payload.begin(), payload.end());
@@ -479,8 +479,8 @@ TEST(nbd_lane_gated_writes_journal_while_open_and_hand_back_when_closed) {
   ::close(pair.server);
 }
 
-TEST(nbd_lane_gated_trim_and_write_zeroes_are_handed_back) {
-  for (uint16_t type : {uint16_t{4}, uint16_t{6}}) {
+TEST(nbd_lane_gated_trim_write_zeroes_and_large_writes_are_handed_back) {
+  for (uint16_t type : {uint16_t{4}, uint16_t{6}, uint16_t{1}}) {
     auto volume = makeVolume(4 * kMiB);
     auto journal = makeJournal(8 * kMiB);
     volume->attachJournal(journal);
@@ -488,7 +488,8 @@ TEST(nbd_lane_gated_trim_and_write_zeroes_are_handed_back) {
     gate->setOpen(true);
     Pair pair;
     Running running(volume, gatedOptions(pair.server, 4 * kMiB, gate));
-    auto trim = request(type, 0, 4, 0, 65536);
+    // A header alone: a large write is handed back before its payload is waited for.
+    auto trim = request(type, 0, 4, 0, type == 1 ? NbdLane::kDirectMinBytes : 65536);
     sendAll(pair.client, trim);
     CHECK(running.join() == NbdLaneEnd::HandBack);
     CHECK(running.lane->handBackBytes() == trim);

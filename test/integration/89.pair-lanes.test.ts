@@ -12,7 +12,8 @@
 //   - a consistency group's hold closes the gate, and its release opens it again;
 //   - a planned takeover (a drained switch) closes the gate: the next write is refused (EPERM);
 //   - a client SIGKILLed mid-payload on a lane: never acknowledged, nothing of it stored;
-//   - fio at QD16 with 64 KiB writes while the pair suspends and resumes: the lane hands back a
+//   - a write of 32 KiB or more goes to the event loop (receive into the store, pacing);
+//   - fio at QD16 with 16 KiB writes while the pair suspends and resumes: the lane hands back a
 //     full receive buffer of pipelined requests, the event loop serves every one (a queue of
 //     exactly its receive size once gave a zero-length read target: ENOBUFS), both identical.
 import * as assert from 'node:assert/strict';
@@ -153,6 +154,19 @@ describe('89 native lanes on a pair\'s primary export (integration)', function (
     await client.disconnect();
   });
 
+  it('a write of 32 KiB or more goes to the event loop, which receives it into the store', async () => {
+    const client = await open('async');
+    await waitFor(() => server.stats().laneConnections === 1, 'a lane connection');
+    const received = server.stats().storeReceivedWrites;
+    assert.equal(await client.writeData(4 * MiB, Buffer.alloc(4 * BLOCK, 0x51)), 0, 'a small write on the lane');
+    assert.equal(server.stats().laneConnections, 1);
+    assert.equal(await client.writeData(5 * MiB, Buffer.alloc(MiB, 0x52)), 0, 'a large write, answered by the event loop');
+    assert.equal(server.stats().laneConnections, 0, 'the connection left its lane at the large write');
+    assert.equal(server.stats().storeReceivedWrites, received + 1, 'received into the store');
+    await client.disconnect();
+    await waitFor(() => caughtUp('async') && identical('async'), 'both identical', 30_000);
+  });
+
   it('a consistency group\'s hold closes the gate and its release opens it', () => {
     const replicated = facade('async').replicated;
     assert.ok(replicated !== undefined);
@@ -171,16 +185,18 @@ describe('89 native lanes on a pair\'s primary export (integration)', function (
   });
 
   it('a client SIGKILLed mid-payload on a lane: never acknowledged, nothing of it stored', async () => {
+    // Below the lanes' 32 KiB hand-back size, so the lane buffers it.
     const offset = 6 * MiB;
-    const before = Buffer.alloc(MiB);
+    const length = 28 * 1024;
+    const before = Buffer.alloc(length);
     (primary().volume('async') as Volume).read(offset, before);
     const sequence = facade('async').replicated?.journal.nextSequence;
-    const writer = tornWriter(port, 'async', offset, MiB, 600_000);
+    const writer = tornWriter(port, 'async', offset, length, 20_000);
     await writer.sent;
     await waitFor(() => server.stats().laneConnections === 1, 'the torn writer on a lane');
     await writer.kill();
     await waitFor(() => server.stats().connections === 0, 'the server to see the connection close');
-    const after = Buffer.alloc(MiB);
+    const after = Buffer.alloc(length);
     (primary().volume('async') as Volume).read(offset, after);
     assert.ok(after.equals(before), 'a buffered payload that never completed changed nothing');
     assert.equal(facade('async').replicated?.journal.nextSequence, sequence, 'and journaled nothing');
@@ -208,9 +224,10 @@ describe('89 native lanes on a pair\'s primary export (integration)', function (
         await new Promise((resolve) => setTimeout(resolve, 500));
         tolerate(() => pair?.resume('async'));
       })();
-      await runFio(['--name=lanes', '--ioengine=nbd', `--uri=nbd://127.0.0.1:${port}/async`, '--rw=write', '--bs=64k', '--iodepth=16',
-        // Four connections, each a chance to be handed back with a full buffer (writes only:
-        // the buffers fill with 64 KiB requests; the final comparison checks the bytes).
+      await runFio(['--name=lanes', '--ioengine=nbd', `--uri=nbd://127.0.0.1:${port}/async`, '--rw=write', '--bs=16k', '--iodepth=16',
+        // Four connections, each a chance to be handed back with a full buffer (writes only,
+        // below the lanes' 32 KiB hand-back size: the buffers fill with 16 KiB requests; the
+        // final comparison checks the bytes).
         '--numjobs=4', `--size=${SIZE / 4}`, `--offset_increment=${SIZE / 4}`, '--group_reporting',
         '--time_based', '--runtime=2'], directory);
       await flip;
