@@ -11,26 +11,16 @@
 //     payload never reaches the store, the request fails with EPERM, and both sides end identical.
 import * as assert from 'node:assert/strict';
 
-import pino from 'pino';
-
-import { hostOf, pairBenchConfigs } from '../../src/bench/pair-bench';
-import type { ControllerHost } from '../../src/controller/host';
-import { NbdServer } from '../../src/nbd';
 import * as P from '../../src/nbd/protocol';
 import type { PairVolume } from '../../src/replication/pair-volume';
 import type { Volume } from '../../src/storage/volume';
 import { NbdTestClient } from '../helpers/nbd-client';
+import { pairExportsWorld } from '../helpers/pair-exports';
 import { tornWriter } from '../helpers/torn-writer';
 import { waitFor } from '../helpers/tools';
 
 const MiB = 1024 * 1024;
 const SIZE = 16 * MiB;
-
-function whole(volume: { read(offset: number, target: Uint8Array): void }): Buffer {
-  const bytes = Buffer.alloc(SIZE);
-  volume.read(0, bytes);
-  return bytes;
-}
 
 function patterned(length: number, seed: number): Buffer {
   const bytes = Buffer.alloc(length);
@@ -40,49 +30,16 @@ function patterned(length: number, seed: number): Buffer {
 
 describe('88 receive into the store on a pair\'s primary export (integration)', function () {
   this.timeout(120_000);
-  let primaryHost: ControllerHost;
-  let secondaryHost: ControllerHost;
-  let server: NbdServer;
-  let port: number;
-
-  const primary = (): NonNullable<ControllerHost['controllers'][number]> => primaryHost.controllers[0] as NonNullable<ControllerHost['controllers'][number]>;
-  const secondary = (): NonNullable<ControllerHost['controllers'][number]> => secondaryHost.controllers[0] as NonNullable<ControllerHost['controllers'][number]>;
-  const identical = (mode: string): boolean => whole(primary().volume(mode) as Volume).equals(whole(secondary().volume(mode) as Volume));
-  const caughtUp = (mode: string): boolean => {
-    const pair = primary().pairs?.primary(mode);
-    return pair?.currentState === 'mirroring' && (pair.status().lag as { records: number }).records === 0;
-  };
-
-  before(async () => {
-    delete process.env.BLOCKMIRROR_NBD_RECEIVE;
-    const logger = pino({ level: 'silent' });
-    const configs = pairBenchConfigs(['async', 'sync'], SIZE);
-    secondaryHost = hostOf(configs.secondary as Record<string, unknown>, 'test 88 secondary', logger);
-    await secondaryHost.start();
-    primaryHost = hostOf(pairBenchConfigs(['async', 'sync'], SIZE, secondary().replicationAddress?.port).primary, 'test 88 primary', logger);
-    await primaryHost.start();
-    await waitFor(() => ['async', 'sync'].every((mode) => primary().pairs?.primary(mode).currentState === 'mirroring'), 'both pairs mirroring', 30_000);
-    server = new NbdServer({
-      exports: ['async', 'sync'].map((mode) => ({ name: mode, volume: primary().exportVolume(mode) as PairVolume })),
-      listen: [{ host: '127.0.0.1', port: 0 }],
-      // The event loop's receive path is what this file tests; the native lanes of an async
-      // primary (copy mode) are 89's.
-      nativeLanes: false,
-    });
-    await server.listen();
-    port = server.addresses().find((address) => address.transport === 'tcp')?.port as number;
-  });
-
-  after(async () => {
-    await server?.close();
-    await primaryHost?.close();
-    await secondaryHost?.close();
-  });
+  // The event loop's receive path is what this file tests; the native lanes of an async
+  // primary (copy mode) are 89's.
+  const world = pairExportsWorld('test 88', SIZE, { nativeLanes: false });
+  const { primary, secondary, identical, caughtUp } = world;
+  const server = (): ReturnType<typeof world.server> => world.server();
 
   for (const mode of ['async', 'sync'] as const) {
     it(`${mode}: large payloads sent in pieces land in the store, are acknowledged at their ack point, and the secondary ends identical`, async () => {
-      const receivedBefore = server.stats().storeReceivedWrites;
-      const client = await NbdTestClient.open({ host: '127.0.0.1', port }, { exportName: mode });
+      const receivedBefore = server().stats().storeReceivedWrites;
+      const client = await NbdTestClient.open({ host: '127.0.0.1', port: world.port() }, { exportName: mode });
       for (let index = 0; index < 4; index++) {
         const offset = index * 3 * MiB + 4096;
         const payload = patterned(MiB, index + (mode === 'sync' ? 100 : 0));
@@ -99,15 +56,15 @@ describe('88 receive into the store on a pair\'s primary export (integration)', 
         }
       }
       await client.disconnect();
-      assert.equal(server.stats().storeReceivedWrites, receivedBefore + 4, 'every payload was received into the store');
+      assert.equal(server().stats().storeReceivedWrites, receivedBefore + 4, 'every payload was received into the store');
       await waitFor(() => caughtUp(mode) && identical(mode), `${mode}: the secondary identical`, 30_000);
     });
   }
 
   it('a client SIGKILLed mid-payload: never acknowledged; what landed is journaled and shipped, the secondary ends identical', async () => {
     const offset = 5 * MiB;
-    const writesBefore = server.stats().requests.write;
-    const writer = tornWriter(port, 'async', offset, MiB, 600_000);
+    const writesBefore = server().stats().requests.write;
+    const writer = tornWriter(world.port(), 'async', offset, MiB, 600_000);
     await writer.sent;
     const store = primary().volume('async') as Volume;
     const byteAt = (at: number): number => {
@@ -117,8 +74,8 @@ describe('88 receive into the store on a pair\'s primary export (integration)', 
     };
     await waitFor(() => byteAt(offset + 599_999) === 0xab, 'the sent bytes to land in the store');
     await writer.kill();
-    await waitFor(() => server.stats().connections === 0, 'the server to see the connection close');
-    assert.equal(server.stats().requests.write, writesBefore, 'the torn request was handled (and so answered)');
+    await waitFor(() => server().stats().connections === 0, 'the server to see the connection close');
+    assert.equal(server().stats().requests.write, writesBefore, 'the torn request was handled (and so answered)');
     await waitFor(() => caughtUp('async') && identical('async'), 'the secondary identical to what the store holds', 30_000);
     const there = Buffer.alloc(MiB);
     (secondary().volume('async') as Volume).read(offset, there);
@@ -130,7 +87,7 @@ describe('88 receive into the store on a pair\'s primary export (integration)', 
     const offset = 9 * MiB;
     const before = Buffer.alloc(MiB);
     (primary().volume('async') as Volume).read(offset, before);
-    const client = await NbdTestClient.open({ host: '127.0.0.1', port }, { exportName: 'async' });
+    const client = await NbdTestClient.open({ host: '127.0.0.1', port: world.port() }, { exportName: 'async' });
     const payload = Buffer.alloc(MiB, 0x5c);
     const bytes = P.encodeRequest(P.NBD_CMD_WRITE, 0, 41n, offset, MiB, payload);
     const reply = client.expectReply(41n, P.NBD_CMD_WRITE, MiB);

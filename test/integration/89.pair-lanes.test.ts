@@ -21,16 +21,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import pino from 'pino';
-
-import { hostOf, pairBenchConfigs } from '../../src/bench/pair-bench';
-import type { ControllerHost } from '../../src/controller/host';
-import { NbdServer } from '../../src/nbd';
 import * as P from '../../src/nbd/protocol';
-import type { PairVolume } from '../../src/replication/pair-volume';
 import type { Volume } from '../../src/storage/volume';
 import { runFio } from '../helpers/fio';
 import { NbdTestClient } from '../helpers/nbd-client';
+import { pairExportsWorld } from '../helpers/pair-exports';
 import { tornWriter } from '../helpers/torn-writer';
 import { requireTool, waitFor } from '../helpers/tools';
 
@@ -38,51 +33,12 @@ const MiB = 1024 * 1024;
 const SIZE = 16 * MiB;
 const BLOCK = 4096;
 
-function whole(volume: { read(offset: number, target: Uint8Array): void }): Buffer {
-  const bytes = Buffer.alloc(SIZE);
-  volume.read(0, bytes);
-  return bytes;
-}
-
 describe('89 native lanes on a pair\'s primary export (integration)', function () {
   this.timeout(120_000);
-  let primaryHost: ControllerHost;
-  let secondaryHost: ControllerHost;
-  let server: NbdServer;
-  let port: number;
-
-  const primary = (): NonNullable<ControllerHost['controllers'][number]> => primaryHost.controllers[0] as NonNullable<ControllerHost['controllers'][number]>;
-  const secondary = (): NonNullable<ControllerHost['controllers'][number]> => secondaryHost.controllers[0] as NonNullable<ControllerHost['controllers'][number]>;
-  const identical = (mode: string): boolean => whole(primary().volume(mode) as Volume).equals(whole(secondary().volume(mode) as Volume));
-  const caughtUp = (mode: string): boolean => {
-    const pair = primary().pairs?.primary(mode);
-    return pair?.currentState === 'mirroring' && (pair.status().lag as { records: number }).records === 0;
-  };
-  const facade = (mode: string): PairVolume => primary().exportVolume(mode) as PairVolume;
-  const open = (mode: string): Promise<NbdTestClient> => NbdTestClient.open({ host: '127.0.0.1', port }, { exportName: mode });
-
-  before(async () => {
-    delete process.env.BLOCKMIRROR_NBD_RECEIVE;
-    const logger = pino({ level: 'silent' });
-    const configs = pairBenchConfigs(['async', 'sync'], SIZE);
-    secondaryHost = hostOf(configs.secondary as Record<string, unknown>, 'test 89 secondary', logger);
-    await secondaryHost.start();
-    primaryHost = hostOf(pairBenchConfigs(['async', 'sync'], SIZE, secondary().replicationAddress?.port).primary, 'test 89 primary', logger);
-    await primaryHost.start();
-    await waitFor(() => ['async', 'sync'].every((mode) => primary().pairs?.primary(mode).currentState === 'mirroring'), 'both pairs mirroring', 30_000);
-    server = new NbdServer({
-      exports: ['async', 'sync'].map((mode) => ({ name: mode, volume: facade(mode) })),
-      listen: [{ host: '127.0.0.1', port: 0 }],
-    });
-    await server.listen();
-    port = server.addresses().find((address) => address.transport === 'tcp')?.port as number;
-  });
-
-  after(async () => {
-    await server?.close();
-    await primaryHost?.close();
-    await secondaryHost?.close();
-  });
+  const world = pairExportsWorld('test 89', SIZE);
+  const { primary, secondary, identical, caughtUp, facade } = world;
+  const server = (): ReturnType<typeof world.server> => world.server();
+  const open = (mode: string): Promise<NbdTestClient> => NbdTestClient.open({ host: '127.0.0.1', port: world.port() }, { exportName: mode });
 
   it('an async primary\'s connection runs on a lane, a sync primary\'s on the event loop; lane writes reach the secondary', async () => {
     assert.equal(facade('async').replicated?.laneGateOpen, true, 'the async primary\'s gate is open');
@@ -91,13 +47,13 @@ describe('89 native lanes on a pair\'s primary export (integration)', function (
     const before = journal?.nextSequence as number;
     const asyncClient = await open('async');
     const syncClient = await open('sync');
-    await waitFor(() => server.stats().laneConnections === 1, 'one lane connection');
+    await waitFor(() => server().stats().laneConnections === 1, 'one lane connection');
     for (let index = 0; index < 64; index++) {
       assert.equal(await asyncClient.writeData(index * 3 * BLOCK, Buffer.alloc(BLOCK, 1 + index)), 0);
     }
     assert.equal(await asyncClient.flush(), 0);
     assert.equal(await syncClient.writeData(0, Buffer.alloc(BLOCK, 9)), 0);
-    assert.equal(server.stats().laneConnections, 1, 'the lane is still serving');
+    assert.equal(server().stats().laneConnections, 1, 'the lane is still serving');
     assert.ok((journal?.nextSequence as number) >= before + 64, 'every lane write was journaled');
     await asyncClient.disconnect();
     await syncClient.disconnect();
@@ -107,7 +63,7 @@ describe('89 native lanes on a pair\'s primary export (integration)', function (
 
   it('lane connections and event-loop writes to the same blocks at once: the secondary ends identical', async () => {
     const clients = await Promise.all([open('async'), open('async'), open('async')]);
-    await waitFor(() => server.stats().laneConnections === 3, 'three lane connections');
+    await waitFor(() => server().stats().laneConnections === 3, 'three lane connections');
     const blocks = 16;
     let stop = false;
     // The event loop writes the same blocks through the export's PairVolume meanwhile.
@@ -130,21 +86,21 @@ describe('89 native lanes on a pair\'s primary export (integration)', function (
     }));
     stop = true;
     assert.ok(await loopWriter > 0, 'the event loop wrote too');
-    assert.equal(server.stats().laneConnections, 3, 'every connection stayed on its lane');
+    assert.equal(server().stats().laneConnections, 3, 'every connection stayed on its lane');
     for (const client of clients) await client.disconnect();
     await waitFor(() => caughtUp('async') && identical('async'), 'the secondary identical', 30_000);
   });
 
   it('an operator suspend: the next lane write goes to the event loop, is tracked, and the resume resyncs it', async () => {
     const client = await open('async');
-    await waitFor(() => server.stats().laneConnections === 1, 'a lane connection');
+    await waitFor(() => server().stats().laneConnections === 1, 'a lane connection');
     assert.equal(await client.writeData(MiB, Buffer.alloc(BLOCK, 0x31)), 0);
     primary().pairs?.suspend('async');
     assert.equal(facade('async').replicated?.laneGateOpen, false, 'a suspended pair closes the gate');
     // Handed back at this write: answered by the event loop, the connection lives on.
     assert.equal(await client.writeData(2 * MiB, Buffer.alloc(BLOCK, 0x32)), 0);
-    assert.equal(server.stats().laneConnections, 0, 'the connection left its lane');
-    assert.equal(server.stats().connections, 1, 'and lives on, on the event loop');
+    assert.equal(server().stats().laneConnections, 0, 'the connection left its lane');
+    assert.equal(server().stats().connections, 1, 'and lives on, on the event loop');
     assert.equal(await client.writeData(3 * MiB, Buffer.alloc(BLOCK, 0x33)), 0);
     const pair = primary().pairs?.primary('async');
     assert.ok(((pair?.status().oos as { bytes: number }).bytes) > 0, 'the writes while suspended are tracked');
@@ -156,13 +112,13 @@ describe('89 native lanes on a pair\'s primary export (integration)', function (
 
   it('a write of 32 KiB or more goes to the event loop, which receives it into the store', async () => {
     const client = await open('async');
-    await waitFor(() => server.stats().laneConnections === 1, 'a lane connection');
-    const received = server.stats().storeReceivedWrites;
+    await waitFor(() => server().stats().laneConnections === 1, 'a lane connection');
+    const received = server().stats().storeReceivedWrites;
     assert.equal(await client.writeData(4 * MiB, Buffer.alloc(4 * BLOCK, 0x51)), 0, 'a small write on the lane');
-    assert.equal(server.stats().laneConnections, 1);
+    assert.equal(server().stats().laneConnections, 1);
     assert.equal(await client.writeData(5 * MiB, Buffer.alloc(MiB, 0x52)), 0, 'a large write, answered by the event loop');
-    assert.equal(server.stats().laneConnections, 0, 'the connection left its lane at the large write');
-    assert.equal(server.stats().storeReceivedWrites, received + 1, 'received into the store');
+    assert.equal(server().stats().laneConnections, 0, 'the connection left its lane at the large write');
+    assert.equal(server().stats().storeReceivedWrites, received + 1, 'received into the store');
     await client.disconnect();
     await waitFor(() => caughtUp('async') && identical('async'), 'both identical', 30_000);
   });
@@ -191,11 +147,11 @@ describe('89 native lanes on a pair\'s primary export (integration)', function (
     const before = Buffer.alloc(length);
     (primary().volume('async') as Volume).read(offset, before);
     const sequence = facade('async').replicated?.journal.nextSequence;
-    const writer = tornWriter(port, 'async', offset, length, 20_000);
+    const writer = tornWriter(world.port(), 'async', offset, length, 20_000);
     await writer.sent;
-    await waitFor(() => server.stats().laneConnections === 1, 'the torn writer on a lane');
+    await waitFor(() => server().stats().laneConnections === 1, 'the torn writer on a lane');
     await writer.kill();
-    await waitFor(() => server.stats().connections === 0, 'the server to see the connection close');
+    await waitFor(() => server().stats().connections === 0, 'the server to see the connection close');
     const after = Buffer.alloc(length);
     (primary().volume('async') as Volume).read(offset, after);
     assert.ok(after.equals(before), 'a buffered payload that never completed changed nothing');
@@ -209,7 +165,7 @@ describe('89 native lanes on a pair\'s primary export (integration)', function (
     try {
       const pair = primary().pairs;
       const flip = (async () => {
-        await waitFor(() => server.stats().laneConnections === 4, 'fio\'s four connections on lanes', 20_000);
+        await waitFor(() => server().stats().laneConnections === 4, 'fio\'s four connections on lanes', 20_000);
         await new Promise((resolve) => setTimeout(resolve, 500));
         // Sequential writes from four connections may fill the journal first: then the pair
         // suspended itself (journal-full) and resumes by itself; either way the gate closed.
@@ -224,14 +180,14 @@ describe('89 native lanes on a pair\'s primary export (integration)', function (
         await new Promise((resolve) => setTimeout(resolve, 500));
         tolerate(() => pair?.resume('async'));
       })();
-      await runFio(['--name=lanes', '--ioengine=nbd', `--uri=nbd://127.0.0.1:${port}/async`, '--rw=write', '--bs=16k', '--iodepth=16',
+      await runFio(['--name=lanes', '--ioengine=nbd', `--uri=nbd://127.0.0.1:${world.port()}/async`, '--rw=write', '--bs=16k', '--iodepth=16',
         // Four connections, each a chance to be handed back with a full buffer (writes only,
         // below the lanes' 32 KiB hand-back size: the buffers fill with 16 KiB requests; the
         // final comparison checks the bytes).
         '--numjobs=4', `--size=${SIZE / 4}`, `--offset_increment=${SIZE / 4}`, '--group_reporting',
         '--time_based', '--runtime=2'], directory);
       await flip;
-      assert.equal(server.stats().laneConnections, 0, 'the connection went back to the event loop at the suspend');
+      assert.equal(server().stats().laneConnections, 0, 'the connection went back to the event loop at the suspend');
       await waitFor(() => caughtUp('async') && identical('async'), 'both identical', 30_000);
     } finally {
       fs.rmSync(directory, { recursive: true, force: true });
@@ -241,14 +197,14 @@ describe('89 native lanes on a pair\'s primary export (integration)', function (
   it('a planned takeover closes the gate: the next write of a lane connection is refused (EPERM)', async () => {
     await waitFor(() => caughtUp('async') && identical('async'), 'caught up before', 30_000);
     const client = await open('async');
-    await waitFor(() => server.stats().laneConnections === 1, 'a lane connection');
+    await waitFor(() => server().stats().laneConnections === 1, 'a lane connection');
     assert.equal(await client.writeData(8 * MiB, Buffer.alloc(BLOCK, 0x41)), 0);
     const status = await secondary().pairs?.takeover('async');
     assert.equal(status?.role, 'primary');
     assert.equal(facade('async').laneVolume(), null, 'no lane for a secondary');
     const reply = await client.request(P.NBD_CMD_WRITE, 0, 9 * MiB, BLOCK, Buffer.alloc(BLOCK, 0x42));
     assert.equal(reply.error, P.NBD_EPERM, 'a write after the switch is refused');
-    assert.equal(server.stats().laneConnections, 0);
+    assert.equal(server().stats().laneConnections, 0);
     await client.disconnect();
     assert.ok(identical('async'), 'the new primary holds what the old one held at the switch');
     await secondary().pairs?.failback('async');
