@@ -2,7 +2,7 @@
 // -------------------
 // The newstyle fixed handshake: option haggling from the client's flags to NBD_OPT_GO or
 // NBD_OPT_EXPORT_NAME, where enterTransmission creates the request decoder over the same
-// receive queue and the connection moves to 'transmission'. HandshakeConnection is the middle
+// receive queue and the connection moves to 'transmission'. HandshakeConnection is the third
 // layer of a connection (see connection.ts): methods only, over the state Connection declares.
 // Options are decoded by protocol.HandshakeDecoder; their number per connection is bounded
 // (maxOptionsPerConnection) and a client that does not read its option replies is not served
@@ -32,7 +32,7 @@
 //   - During a server shutdown ABORT is acknowledged, EXPORT_NAME ends the session and every
 //     other option gets NBD_REP_ERR_SHUTDOWN.
 
-import { Connection } from './connection';
+import { ReceivingConnection } from './connection-receive';
 import { nbdError } from './errors';
 import * as P from './protocol';
 import type { ExportEntry, NbdVolume, SelectedContext } from './types';
@@ -76,7 +76,7 @@ export function matchMetaContexts(available: readonly string[], queries: readonl
 }
 
 /** The handshake layer of a connection (see connection.ts): option haggling, methods only. */
-export abstract class HandshakeConnection extends Connection {
+export abstract class HandshakeConnection extends ReceivingConnection {
   // --- handshake -----------------------------------------------------------------------------
 
   protected override runHandshake(): void {
