@@ -133,7 +133,6 @@ export abstract class ReceivingConnection extends Connection {
     return start === 0 ? this.receive : this.receive.subarray(start);
   }
 
-  /** The rest of the pending payload in the decoder's assembly buffer, as the next read target. */
   /**
    * The volume revoked the payload landing in the store (receive.ts; a pair's primary changed
    * role): net.Socket already holds the store window as the next read's target (it asks right
@@ -154,6 +153,7 @@ export abstract class ReceivingConnection extends Connection {
     this.end({ reason: 'error', error: new Error('a revoked payload could not be moved off the store') }, true);
   }
 
+  /** The rest of the pending payload in the decoder's assembly buffer, as the next read target. */
   private directWindowOf(decoder: P.RequestDecoder): Buffer | null {
     const window = decoder.payloadWindow();
     this.directWindow = window;
