@@ -8,8 +8,9 @@
 //
 // Invariants: a Waiter spans at most MAX_WAITER_SPAN sequences and settles once the secondary
 // applied its last one; the times ring behind the lag in seconds holds at most TIMES_RING
-// entries. PendingCut (cut-fence.ts), Waiter and the four limits are for primary-pair.ts only (it
-// does not re-export them). No state lives here.
+// entries; one PAIR_RECORDS message of the pump carries at most MAX_PUMP_RECORDS records.
+// PendingCut (cut-fence.ts), Waiter and the five limits are for the classes of primary-pair*.ts
+// only (primary-pair.ts does not re-export them). No state lives here.
 
 import type { CutReply } from '../cgroup/messages';
 import type { PairMode, RecordKind } from './messages';
@@ -92,6 +93,9 @@ export interface Waiter {
 
 /** Most sequences one waiter group spans (about one PAIR_RECORDS batch). */
 export const MAX_WAITER_SPAN = 1024;
+
+/** The most records one PAIR_RECORDS message of the pump carries. */
+export const MAX_PUMP_RECORDS = 1024;
 
 /** How often a primary asks again a peer that does not declare the pair. */
 export const UNDECLARED_RETRY_MS = 1000;
