@@ -5,7 +5,8 @@
 //     count the lanes' requests exactly;
 //   - a Unix-socket connection; a request pipelined behind NBD_OPT_GO in the same segment;
 //   - hand-back: BLOCK_STATUS, an invalid request and a write on a read-only export are answered
-//     by the main loop, which serves the connection from then on, in order;
+//     by the main loop, which serves the connection from then on, in order; a handed-back queue
+//     of exactly the main loop's receive size is served (it once left a zero-length read target);
 //   - volumes with a journal or a snapshot store, and exports with a non-Volume object, stay on
 //     the main loop; a snapshot store created under a running lane makes its writes fail (EIO)
 //     rather than bypass copy-on-write;
@@ -20,10 +21,13 @@
 import * as assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
 
 import { NbdServer } from '../../src/nbd';
+import type { NativeLanesHooks } from '../../src/nbd/native-lanes';
 import * as P from '../../src/nbd/protocol';
+import type { ExportEntry, NegotiatedState } from '../../src/nbd/types';
 import { Journal } from '../../src/storage/journal';
 import { SnapshotStore } from '../../src/storage/snapshot';
 import { Volume } from '../../src/storage/volume';
@@ -192,6 +196,53 @@ describe('47 NBD native lanes', function () {
     assert.deepEqual(bytesAt(volume, 8192, 4096), Buffer.alloc(4096));
     assert.equal(server.stats().laneConnections, 0);
     assert.equal(server.stats().requests.blockStatus, 1);
+  });
+
+  it('a handed-back connection whose bytes fill the receive buffer exactly is served (no zero-length read, ENOBUFS)', async () => {
+    // A lane that hands back a full buffer gives the event loop a queue of exactly its receive
+    // size (256 KiB); compacting it once left no room for the next read. Here the resume hook
+    // gets such a queue directly: 63 writes, 83 flushes and 8 bytes of one more flush header.
+    const volume = track(Volume.create({ capacityBytes: SIZE }));
+    const server = serve({ exports: [{ name: 'vol0', volume }] });
+    const port = await started(server);
+    const donor = await laneClient(server, port, 'vol0');
+    clients.push(donor);
+    type Record = { entry: unknown; state: NegotiatedState };
+    const lanes = (server as unknown as { lanes: { lanes: Map<number, Record>; hooks: NativeLanesHooks } }).lanes;
+    const record = [...lanes.lanes.values()][0] as Record;
+    const pieces: Buffer[] = [];
+    for (let index = 0; index < 63; index++) pieces.push(P.encodeRequest(P.NBD_CMD_WRITE, 0, BigInt(index), index * 4096, 4096, Buffer.alloc(4096, 1 + index)));
+    for (let index = 0; index < 84; index++) pieces.push(P.encodeRequest(P.NBD_CMD_FLUSH, 0, BigInt(100 + index), 0, 0));
+    const all = Buffer.concat(pieces);
+    const RECEIVE_BYTES = 256 * 1024;
+    assert.equal(all.length, RECEIVE_BYTES + 20);
+    const listener = net.createServer({ pauseOnConnect: true });
+    await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+    try {
+      const accepted = new Promise<net.Socket>((resolve) => listener.once('connection', resolve));
+      const peer = net.connect((listener.address() as net.AddressInfo).port, '127.0.0.1');
+      const socket = await accepted;
+      const replies: Buffer[] = [];
+      let received = 0;
+      const expected = (63 + 84) * 16;
+      const done = new Promise<void>((resolve, reject) => {
+        peer.on('data', (chunk: Buffer) => { replies.push(chunk); received += chunk.length; if (received >= expected) resolve(); });
+        peer.on('error', reject);
+        peer.on('close', () => reject(new Error(`the resumed connection closed after ${received} of ${expected} reply bytes`)));
+      });
+      lanes.hooks.resume(9_999, 'tcp', socket, record.entry as ExportEntry, { ...record.state, leftover: all.subarray(0, RECEIVE_BYTES) });
+      peer.write(all.subarray(RECEIVE_BYTES));
+      await done;
+      const bytes = Buffer.concat(replies);
+      for (let at = 0; at < expected; at += 16) {
+        assert.equal(bytes.readUInt32BE(at), 0x67446698);
+        assert.equal(bytes.readUInt32BE(at + 4), 0, 'every request succeeded');
+      }
+      for (let index = 0; index < 63; index++) assert.deepEqual(bytesAt(volume, index * 4096, 4096), Buffer.alloc(4096, 1 + index));
+      peer.destroy();
+    } finally {
+      listener.close();
+    }
   });
 
   it('keeps volumes with a journal or a snapshot store, and non-Volume objects, on the main loop', async () => {
