@@ -155,8 +155,8 @@ export class NativeLanes {
     if (entry === null || !this.accepts(entry.volume)) return false;
     candidate.detach((state, socket) => {
       // Things may have changed while the handshake replies were written out.
-      const volume = entry.volume;
-      if (this.closing !== null || !this.accepts(volume)) return false;
+      const served = this.closing === null ? laneVolumeOf(entry.volume) : null;
+      if (served === null) return false;
       const handleFd = (socket as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd;
       if (typeof handleFd !== 'number' || handleFd < 0) return false;
       let fd: number;
@@ -166,8 +166,6 @@ export class NativeLanes {
         this.hooks.log.warn({ connectionId: candidate.id, err: String(error) }, 'nbd lane: cannot dup the socket; served on the main loop');
         return false;
       }
-      const served = laneVolumeOf(volume);
-      if (served === null) return false;
       const counters = this.countersOf(served);
       const record = { connectionId: candidate.id, transport: candidate.transport, entry, exportName: entry.name, state, fd, volume: counters } as LaneRecord;
       try {

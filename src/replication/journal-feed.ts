@@ -227,7 +227,8 @@ export class JournalFeed {
   }
 
   private poll(busy = false): void {
-    const lanes = busy && [...this.members].some((member) => member.laneGateOpen === true);
+    let lanes = false;
+    if (busy) for (const member of this.members) if (member.laneGateOpen === true) lanes = true;
     const interval = lanes ? this.options.lanePollIntervalMs ?? 1 : this.options.pollIntervalMs ?? 20;
     this.pollTimer = this.clock.setTimer(() => {
       if (this.stopped) return;
