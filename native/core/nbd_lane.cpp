@@ -32,6 +32,10 @@ constexpr uint16_t kFlagFua = 1 << 0, kFlagNoHole = 1 << 1, kFlagDf = 1 << 2, kF
 constexpr uint32_t kTxReadOnly = 1 << 1, kTxSendFua = 1 << 3, kTxSendDf = 1 << 7, kTxSendFastZero = 1 << 11;
 constexpr uint16_t kReplyFlagDone = 1;
 constexpr uint16_t kReplyTypeOffsetData = 1;
+constexpr uint16_t kReplyTypeOffsetHole = 2;
+constexpr size_t kOffsetHoleChunkBytes = kChunkHeaderBytes + 12;
+// Holes shorter than this travel as data (src/nbd/transmission.ts MIN_HOLE_CHUNK_BYTES).
+constexpr uint64_t kMinHoleChunkBytes = 4096;
 constexpr uint16_t kReplyTypeError = 0x8001;
 constexpr uint32_t kEperm = 1, kEio = 5, kEinval = 22, kEshutdown = 108;
 
@@ -133,8 +137,6 @@ bool NbdLane::serves(const Header& h) const noexcept {
   const uint32_t minimum = options_.minimumBlockBytes;
   if (minimum > 1 && (h.offset % minimum != 0 || h.length % minimum != 0)) return false;
   if ((h.type == kCmdRead || h.type == kCmdWrite) && h.length > options_.maximumBlockBytes) return false;
-  // A structured read that may carry holes: the main loop chunks it by the allocation map.
-  if (h.type == kCmdRead && options_.structured && h.length >= options_.holeDetectionMinBytes && (h.flags & kFlagDf) == 0) return false;
   return true;
 }
 
@@ -260,7 +262,8 @@ bool NbdLane::serveOne(const Header& h, NbdLaneEnd& end) {
   }
   switch (h.type) {
     case kCmdRead:
-      serveRead(h);
+      if (options_.structured && h.length >= options_.holeDetectionMinBytes && (h.flags & kFlagDf) == 0) serveReadWithHoles(h);
+      else serveRead(h);
       break;
     case kCmdWrite:
       serveWrite(h, payload);
@@ -312,6 +315,108 @@ void NbdLane::serveRead(const Header& h) {
     storeBe32(at, kSimpleReplyMagic);
     storeBe32(at + 4, 0);
     storeCookie(at + 8, h.cookie);
+  }
+  count(kLaneBytesRead, h.length);
+}
+
+namespace {
+
+// One run of a structured read: data, or a hole (OFFSET_HOLE).
+struct ReadRun {
+  uint64_t byteOffset;
+  uint64_t byteLength;
+  bool hole;
+};
+
+// The runs of a structured read of [offset, offset + length): the allocation map's holes, each
+// block of `granularity` that mixes data and hole counted as data (a block is a hole only if
+// all of it is), holes under kMinHoleChunkBytes folded into their neighbours as data; the same
+// runs as src/nbd/transmission.ts readWithHoles (allocationExtents + alignExtents + folding).
+std::vector<ReadRun> readRuns(const std::vector<RegionExtent>& map, uint64_t offset, uint64_t length, uint32_t granularity) {
+  const uint64_t end = offset + length;
+  std::vector<ReadRun> placed;
+  uint64_t cursor = offset;
+  for (const RegionExtent& extent : map) {  // sorted and disjoint (Region::allocationMap)
+    const uint64_t start = std::max(extent.byteOffset, cursor);
+    const uint64_t stop = std::min(extent.byteOffset + extent.byteLength, end);
+    if (stop <= start) continue;
+    if (start > cursor) placed.push_back({cursor, start - cursor, false});
+    placed.push_back({start, stop - start, !extent.allocated});
+    cursor = stop;
+    if (cursor >= end) break;
+  }
+  if (cursor < end) placed.push_back({cursor, end - cursor, false});
+  std::vector<ReadRun> aligned;
+  if (granularity <= 1) {
+    aligned = std::move(placed);
+  } else {
+    cursor = offset;
+    size_t index = 0;
+    while (cursor < end) {
+      while (index < placed.size() && placed[index].byteOffset + placed[index].byteLength <= cursor) index++;
+      BM_ASSERT(index < placed.size());  // placed covers [offset, end)
+      const ReadRun& run = placed[index];
+      const uint64_t stop = std::min(run.byteOffset + run.byteLength, end);
+      if (stop == end || stop % granularity == 0) {
+        aligned.push_back({cursor, stop - cursor, run.hole});
+        cursor = stop;
+        continue;
+      }
+      const uint64_t blockStart = stop - stop % granularity;
+      if (blockStart > cursor) aligned.push_back({cursor, blockStart - cursor, run.hole});
+      const uint64_t blockEnd = std::min(blockStart + granularity, end);
+      bool hole = run.hole;
+      for (size_t j = index + 1; j < placed.size() && placed[j].byteOffset < blockEnd; j++) hole = hole && placed[j].hole;
+      aligned.push_back({blockStart, blockEnd - blockStart, hole});
+      cursor = blockEnd;
+    }
+  }
+  std::vector<ReadRun> runs;
+  for (const ReadRun& run : aligned) {
+    if (run.byteLength == 0) continue;
+    const bool hole = run.hole && run.byteLength >= kMinHoleChunkBytes;
+    if (!runs.empty() && runs.back().hole == hole) runs.back().byteLength += run.byteLength;
+    else runs.push_back({run.byteOffset, run.byteLength, hole});
+  }
+  return runs;
+}
+
+}  // namespace
+
+void NbdLane::serveReadWithHoles(const Header& h) {
+  std::vector<ReadRun> runs;
+  try {
+    runs = readRuns(volume_->allocationMap(h.offset, h.length), h.offset, h.length, options_.minimumBlockBytes);
+  } catch (const std::exception&) {
+    // No map: all of it as data (the main loop's answer too).
+    runs.assign(1, ReadRun{h.offset, h.length, false});
+  }
+  size_t total = 0;
+  for (const ReadRun& run : runs) total += run.hole ? kOffsetHoleChunkBytes : kOffsetDataPrefixBytes + run.byteLength;
+  uint8_t* at = reserve(total);
+  uint8_t* position = at;
+  try {
+    for (size_t i = 0; i < runs.size(); i++) {
+      const ReadRun& run = runs[i];
+      storeBe32(position, kStructuredReplyMagic);
+      storeBe16(position + 4, i + 1 == runs.size() ? kReplyFlagDone : 0);
+      storeBe16(position + 6, run.hole ? kReplyTypeOffsetHole : kReplyTypeOffsetData);
+      storeCookie(position + 8, h.cookie);
+      storeBe64(position + 20, run.byteOffset);
+      if (run.hole) {
+        storeBe32(position + 16, 12);
+        storeBe32(position + 28, static_cast<uint32_t>(run.byteLength));
+        position += kOffsetHoleChunkBytes;
+      } else {
+        storeBe32(position + 16, static_cast<uint32_t>(8 + run.byteLength));
+        volume_->read(run.byteOffset, position + kOffsetDataPrefixBytes, run.byteLength);
+        position += kOffsetDataPrefixBytes + run.byteLength;
+      }
+    }
+  } catch (const std::exception&) {
+    outUsed_ -= total;
+    replyException(h);
+    return;
   }
   count(kLaneBytesRead, h.length);
 }

@@ -10,11 +10,13 @@
 // gate (lane_gate.hpp): its writes journal, under the gate, while the gate is open; at a closed
 // gate it hands the connection back. See NbdLaneOptions::gate.
 //
-// What a lane serves itself: READ (simple replies, or one structured OFFSET_DATA chunk when the
-// read is shorter than holeDetectionMinBytes or carries DF), WRITE (FUA included), FLUSH, TRIM,
+// What a lane serves itself: READ (simple replies; structured: one OFFSET_DATA chunk when the
+// read is shorter than holeDetectionMinBytes or carries DF, else OFFSET_DATA and OFFSET_HOLE
+// chunks from the volume's allocation map, as src/nbd/transmission.ts readWithHoles builds
+// them), WRITE (FUA included), FLUSH, TRIM,
 // WRITE_ZEROES, CACHE and DISC, each only when it is valid for the export exactly as
 // src/nbd/protocol-requests.ts validateRequest decides. Everything else (a bad magic, an
-// invalid request, BLOCK_STATUS, a structured read that may carry holes, an unknown command)
+// invalid request, BLOCK_STATUS, an unknown command)
 // ends the lane with HandBack at that request's header: the lane has answered everything
 // before it, and the bytes from that header on go back with the socket, so the main loop's
 // connection resumes there with every rule and error message of its own. So the lane never
@@ -134,6 +136,7 @@ class NbdLane {
   // Serves one request whose header starts at in_[start_]; false when it needs more bytes.
   bool serveOne(const Header& header, NbdLaneEnd& end);
   void serveRead(const Header& header);
+  void serveReadWithHoles(const Header& header);
   void serveWrite(const Header& header, const uint8_t* payload);
   bool serveDirectWrite(const Header& header, NbdLaneEnd& end);
   // A WRITE on a gated lane (see NbdLaneOptions::gate); false with HandBack when it is closed.

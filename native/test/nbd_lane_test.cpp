@@ -187,6 +187,75 @@ TEST(nbd_lane_structured_read_is_one_offset_data_chunk) {
   clientCloses(pair, running);
 }
 
+// One structured reply chunk as the client sees it.
+struct Chunk {
+  uint16_t flags;
+  uint16_t type;
+  uint64_t offset;
+  uint64_t length;  // data bytes, or the hole's size
+  std::vector<uint8_t> data;
+};
+std::vector<Chunk> readChunks(int fd, uint64_t cookie) {
+  std::vector<Chunk> chunks;
+  for (;;) {
+    auto header = receiveExactly(fd, 20);
+    CHECK_EQ(get32(header.data()), 0x668e33efu);
+    CHECK_EQ(get64(header.data() + 8), cookie);
+    Chunk chunk{static_cast<uint16_t>(header[4] << 8 | header[5]), static_cast<uint16_t>(header[6] << 8 | header[7]), 0, 0, {}};
+    auto payload = receiveExactly(fd, get32(header.data() + 16));
+    chunk.offset = get64(payload.data());
+    if (chunk.type == 2) {
+      CHECK_EQ(payload.size(), 12u);
+      chunk.length = get32(payload.data() + 8);
+    } else {
+      CHECK_EQ(chunk.type, 1u);
+      chunk.data.assign(payload.begin() + 8, payload.end());
+      chunk.length = chunk.data.size();
+    }
+    chunks.push_back(std::move(chunk));
+    if ((chunks.back().flags & 1) != 0) return chunks;
+  }
+}
+
+TEST(nbd_lane_structured_read_from_64k_sends_holes_as_offset_hole_chunks) {
+  auto volume = makeVolume(4 * kMiB);
+  std::vector<uint8_t> first(4096, 0x11), second(4096, 0x22), small(512, 0x33);
+  volume->write(0, first.data(), first.size());
+  volume->write(96 * 1024, second.data(), second.size());
+  // 512 bytes at 201 KiB: with 16 KiB blocks, a block that mixes data and hole is data.
+  volume->write(201 * 1024, small.data(), small.size());
+  Pair pair;
+  NbdLaneOptions options = optionsFor(pair.server, 4 * kMiB, true);
+  options.minimumBlockBytes = 16384;
+  Running running(volume, options);
+  sendAll(pair.client, request(0, 0, 21, 0, 256 * 1024));
+  auto chunks = readChunks(pair.client, 21);
+  REQUIRE(chunks.size() == 6u);
+  const uint64_t K = 1024;
+  const struct { uint16_t type; uint64_t offset, length; } expected[] = {
+      {1, 0, 16 * K}, {2, 16 * K, 80 * K}, {1, 96 * K, 16 * K}, {2, 112 * K, 80 * K}, {1, 192 * K, 16 * K}, {2, 208 * K, 48 * K}};
+  std::vector<uint8_t> zeros(16 * K, 0);
+  for (size_t i = 0; i < 6; i++) {
+    CHECK_EQ(chunks[i].type, expected[i].type);
+    CHECK_EQ(chunks[i].offset, expected[i].offset);
+    CHECK_EQ(chunks[i].length, expected[i].length);
+    CHECK_EQ(chunks[i].flags, i == 5 ? 1u : 0u);
+  }
+  CHECK(std::equal(first.begin(), first.end(), chunks[0].data.begin()));
+  CHECK(std::equal(chunks[0].data.begin() + 4096, chunks[0].data.end(), zeros.begin()));
+  CHECK(std::equal(second.begin(), second.end(), chunks[2].data.begin()));
+  CHECK(std::equal(small.begin(), small.end(), chunks[4].data.begin() + 9 * K));
+  // DF: one OFFSET_DATA chunk, holes read as zeros.
+  sendAll(pair.client, request(0, 1 << 2, 22, 0, 128 * 1024));
+  auto whole = readChunks(pair.client, 22);
+  REQUIRE(whole.size() == 1u);
+  CHECK_EQ(whole[0].type, 1u);
+  CHECK_EQ(whole[0].length, 128u * 1024u);
+  CHECK(std::all_of(whole[0].data.begin() + 4096, whole[0].data.begin() + 96 * 1024, [](uint8_t b) { return b == 0; }));
+  clientCloses(pair, running);
+  CHECK_EQ(running.lane->counter(bm::kLaneBytesRead), 384u * 1024u);
+}
+
 TEST(nbd_lane_large_write_lands_in_the_store_and_marks_the_bitmap) {
   auto volume = makeVolume(8 * kMiB);
   auto bitmap = volume->createBitmap("b", 64 * 1024, true);

@@ -307,7 +307,9 @@ export class NativeLanes {
       this.hooks.disconnected({ ...event, reason: 'error', error: error instanceof Error ? error : new Error(String(error)) });
       return;
     }
-    this.hooks.log.debug({ connectionId: record.connectionId, bytes: bytes.length }, 'nbd lane handed its connection back to the main loop');
+    // The request the lane stopped at (its header's type, flags and length), for the log.
+    const at = bytes.length >= 28 ? { command: bytes.readUInt16BE(6), flags: bytes.readUInt16BE(4), length: bytes.readUInt32BE(24) } : {};
+    this.hooks.log.debug({ connectionId: record.connectionId, bytes: bytes.length, ...at }, 'nbd lane handed its connection back to the main loop');
     this.hooks.resume(record.connectionId, record.transport, socket, record.entry, { ...record.state, leftover: new Uint8Array(bytes) });
   }
 }

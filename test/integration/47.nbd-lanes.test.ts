@@ -161,6 +161,37 @@ describe('47 NBD native lanes', function () {
     await waitFor(() => server.stats().laneConnections === 1, 'the hand-off to a lane');
   });
 
+  it('serves structured reads of 64 KiB and more with OFFSET_HOLE chunks, the same chunks as the main loop (no hand-back)', async () => {
+    for (const backing of ['memory', 'shared'] as const) {
+      const volume = track(backing === 'memory' ? Volume.create({ capacityBytes: SIZE }) : Volume.create({ capacityBytes: SIZE, backing: 'shared', name: `bm-test-47-holes-${process.pid}` }));
+      try {
+        volume.write(0, Buffer.alloc(4096, 1));
+        volume.write(96 * 1024, Buffer.alloc(8192, 2));
+        volume.write(1 * MiB + 512, Buffer.alloc(512, 3));
+        const lanes = serve({ exports: [{ name: 'vol0', volume }] });
+        const loop = serve({ exports: [{ name: 'vol0', volume }], nativeLanes: false });
+        const lanePort = await started(lanes);
+        const loopPort = await started(loop);
+        const onLane = await laneClient(lanes, lanePort, 'vol0', { structured: true });
+        const onLoop = await NbdTestClient.open({ port: loopPort }, { exportName: 'vol0', structured: true });
+        clients.push(onLane, onLoop);
+        for (const [offset, length] of [[0, 256 * 1024], [64 * 1024, 64 * 1024], [1 * MiB, 2 * MiB], [8 * MiB, 1 * MiB]] as const) {
+          const fromLane = await onLane.request(P.NBD_CMD_READ, 0, offset, length);
+          const fromLoop = await onLoop.request(P.NBD_CMD_READ, 0, offset, length);
+          assert.equal(fromLane.error, 0);
+          assert.deepEqual(fromLane.data, bytesAt(volume, offset, length), `${backing} ${offset}+${length}`);
+          assert.deepEqual(fromLane.chunks.map((chunk) => [chunk.type, chunk.flags, chunk.payload.length]),
+            fromLoop.chunks.map((chunk) => [chunk.type, chunk.flags, chunk.payload.length]), `${backing} ${offset}+${length}: the same chunks`);
+          assert.ok(fromLane.chunks.some((chunk) => chunk.type === P.NBD_REPLY_TYPE_OFFSET_HOLE), `${backing} ${offset}+${length}: holes travel as holes`);
+        }
+        // Still on its lane: nothing was handed back.
+        assert.equal(lanes.stats().laneConnections, 1);
+      } finally {
+        if (backing === 'shared') Volume.unlink({ name: `bm-test-47-holes-${process.pid}` });
+      }
+    }
+  });
+
   it('hands BLOCK_STATUS, invalid requests and read-only writes back to the main loop, in order', async () => {
     const volume = track(Volume.create({ capacityBytes: SIZE }));
     volume.createBitmap('backup', { granularityBytes: 65536 });
