@@ -30,7 +30,10 @@ export interface PrimaryPairOptions {
   maxBatchBytes?: number;
   /** No progress for this long in copying/resyncing: the stuck detector reports it. @default 30000 */
   stuckAfterMs?: number;
-  /** Least time between two rotations of the tracking bitmaps while mirroring. @default 50 */
+  /**
+   * Least time between two rotations of the tracking bitmaps while mirroring, and between two
+   * clears of both when a position report finds the secondary caught up. @default 50
+   */
   rotateIntervalMs?: number;
   /** The reason the pair starts with (e.g. 'takeover'). @default 'declared' */
   initialReason?: string;

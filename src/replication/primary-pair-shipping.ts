@@ -15,6 +15,7 @@
 // throw); ackPoint() rejects with ERR_PAIR_FENCED when a 'data' fence cannot reach the
 // secondary.
 
+import type { TimerHandle } from '../runtime/clock';
 import { Coalesced, deferOn } from '../runtime/coalesce';
 import type { JournalRecord } from '../storage/journal';
 import { isLinkError } from '../transport/errors';
@@ -239,19 +240,45 @@ export abstract class PrimaryPairShipping extends PrimaryPairCore {
     this.applied = Math.max(this.applied, position.applied);
     this.flushed = Math.max(this.flushed, position.flushed);
     this.resolveWaiters();
-    this.clearIfCaughtUp();
+    this.clearIfCaughtUpSoon();
     this.maybeRotate();
     this.emit('progress');
   }
 
   /** Caught up at this instant (everything written so far is on the secondary): clear OOS. */
   protected clearIfCaughtUp(): void {
-    if (this.state === 'mirroring' && this.applied >= this.journal.nextSequence - 1 && this.nextToShip === this.journal.nextSequence) {
+    const next = this.journal.nextSequence;
+    if (this.state === 'mirroring' && this.applied >= next - 1 && this.nextToShip === next) {
       this.tracking.clearAll();
+      this.lastCaughtUpClearMs = this.clock.nowMs();
       // In memory only: the saved value stays a lower bound.
-      this.trackedSince = this.journal.nextSequence;
+      this.trackedSince = next;
     }
   }
+
+  /**
+   * The position reports' clear: at most once per rotateIntervalMs. A sync pair catches up at
+   * every write, and clearing both bitmaps costs a pass over their words (2 MiB each for 1 TiB at
+   * 64 KiB tracks), so a clear per write cost more than the write. Bits left set a little longer
+   * only widen a resync after a crash by at most that interval's writes (the rotation's window
+   * already spans two); a report inside the interval leaves one check for its end, so an idle
+   * pair still ends with nothing tracked.
+   */
+  private clearIfCaughtUpSoon(): void {
+    const waitMs = this.lastCaughtUpClearMs + this.rotateIntervalMs - this.clock.nowMs();
+    if (waitMs <= 0) {
+      this.clearIfCaughtUp();
+      return;
+    }
+    if (this.caughtUpClearTimer !== undefined) return;
+    this.caughtUpClearTimer = this.clock.setTimer(() => {
+      this.caughtUpClearTimer = undefined;
+      if (!this.closed) this.clearIfCaughtUp();
+    }, waitMs, { unref: true });
+  }
+
+  private lastCaughtUpClearMs = -Infinity;
+  protected caughtUpClearTimer: TimerHandle | undefined;
 
   /** The sealed bitmap's writes are all applied: it becomes the active one (tracking.ts). */
   private maybeRotate(): void {

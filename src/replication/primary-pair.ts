@@ -305,6 +305,7 @@ export class PrimaryPair extends PrimaryPairPasses {
     this.cutFence.forget();
     this.passGeneration++;
     this.stuckTimer?.cancel();
+    this.caughtUpClearTimer?.cancel();
     this.link.off('state', this.onLinkState);
     this.link.off('drain', this.onDrain);
     this.waiters = [];
@@ -321,6 +322,7 @@ export class PrimaryPair extends PrimaryPairPasses {
     this.passGeneration++;
     this.cutFence.drop(`pair ${this.name} is closed`);
     this.stuckTimer?.cancel();
+    this.caughtUpClearTimer?.cancel();
     this.link.off('state', this.onLinkState);
     this.link.off('drain', this.onDrain);
     for (const waiter of this.waiters) waiter.resolve();

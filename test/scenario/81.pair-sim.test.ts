@@ -129,6 +129,9 @@ describe('81 pairs on the simulated network', () => {
     const caught = w.a.pairs?.primary('p0').status().lag as { bytes: number; seconds: number };
     assert.deepEqual([caught.bytes, caught.seconds], [0, 0]);
     assert.ok(identical(w));
+    // The caught-up clear runs at most every rotateIntervalMs (50 ms): the last report's check
+    // comes at the end of that interval.
+    await w.clock.runFor(60);
     const status = w.a.pairs?.primary('p0').status() as Record<string, unknown>;
     assert.equal(status.consistency, 'consistent');
     assert.equal((status.oos as { tracks: number }).tracks, 0, 'OOS cleared once caught up');
