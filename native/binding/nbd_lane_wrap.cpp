@@ -3,7 +3,8 @@
 // The JavaScript face of a native NBD lane (native/core/nbd_lane.hpp, docs/nbd-native.md):
 //
 //   new NbdLane(volume, fd, structured, transmissionFlags, sizeBytes, minimumBlockBytes,
-//               maximumBlockBytes, holeDetectionMinBytes, directWrites, leftover, onEnd)
+//               maximumBlockBytes, holeDetectionMinBytes, directWrites, leftover, onEnd,
+//               allocationContextId = 0)
 //
 // starts one lane on a thread of its own and returns at once. `volume` is the main thread's
 // Volume object; the lane gets a core Volume object of its own over the same Region (the same
@@ -104,6 +105,9 @@ class NbdLaneWrap final : public Napi::ObjectWrap<NbdLaneWrap> {
       options.leftover.assign(leftover.data, leftover.data + leftover.byteLength);
       Napi::Value callback = info[10];
       if (!callback.IsFunction()) throwTypeError(env, "onEnd must be a function");
+      if (info.Length() > 11 && !info[11].IsUndefined()) {
+        options.allocationContextId = static_cast<uint32_t>(argIndexAtMost(env, arg(info, 11), "allocationContextId", UINT32_MAX));
+      }
 
       auto state = std::make_shared<LaneState>();
       state->volume = std::shared_ptr<bm::Volume>(bm::Volume::open(main->region()));

@@ -27,12 +27,17 @@ constexpr size_t kChunkHeaderBytes = 20;
 constexpr size_t kOffsetDataPrefixBytes = kChunkHeaderBytes + 8;
 
 constexpr uint16_t kCmdRead = 0, kCmdWrite = 1, kCmdDisc = 2, kCmdFlush = 3, kCmdTrim = 4,
-                   kCmdCache = 5, kCmdWriteZeroes = 6, kCmdCount = 8;
-constexpr uint16_t kFlagFua = 1 << 0, kFlagNoHole = 1 << 1, kFlagDf = 1 << 2, kFlagFastZero = 1 << 4;
+                   kCmdCache = 5, kCmdWriteZeroes = 6, kCmdBlockStatus = 7, kCmdCount = 8;
+constexpr uint16_t kFlagFua = 1 << 0, kFlagNoHole = 1 << 1, kFlagDf = 1 << 2, kFlagReqOne = 1 << 3, kFlagFastZero = 1 << 4;
 constexpr uint32_t kTxReadOnly = 1 << 1, kTxSendFua = 1 << 3, kTxSendDf = 1 << 7, kTxSendFastZero = 1 << 11;
 constexpr uint16_t kReplyFlagDone = 1;
 constexpr uint16_t kReplyTypeOffsetData = 1;
 constexpr uint16_t kReplyTypeOffsetHole = 2;
+constexpr uint16_t kReplyTypeBlockStatus = 5;
+// base:allocation flags of a hole (NBD_STATE_HOLE | NBD_STATE_ZERO: it reads as zeros).
+constexpr uint32_t kStateHoleZero = 3;
+// At most this many descriptors in one BLOCK_STATUS chunk (src/nbd/extents.ts DEFAULT_MAX_EXTENTS).
+constexpr size_t kMaxExtents = 1024;
 constexpr size_t kOffsetHoleChunkBytes = kChunkHeaderBytes + 12;
 // Holes shorter than this travel as data (src/nbd/transmission.ts MIN_HOLE_CHUNK_BYTES).
 constexpr uint64_t kMinHoleChunkBytes = 4096;
@@ -116,7 +121,9 @@ void NbdLane::stop(bool graceful) noexcept {
 
 bool NbdLane::serves(const Header& h) const noexcept {
   const uint32_t tx = options_.transmissionFlags;
-  if (h.type >= kCmdCount || h.type == 7) return false;  // BLOCK_STATUS and unknown: the main loop
+  if (h.type >= kCmdCount) return false;  // unknown: the main loop's EINVAL
+  // BLOCK_STATUS: base:allocation alone (a dirty bitmap's context, or none: the main loop).
+  if (h.type == kCmdBlockStatus && options_.allocationContextId == 0) return false;
   if (h.type == kCmdDisc) return true;
   const bool writeClass = h.type == kCmdWrite || h.type == kCmdTrim || h.type == kCmdWriteZeroes;
   if (writeClass && (tx & kTxReadOnly) != 0) return false;
@@ -126,6 +133,7 @@ bool NbdLane::serves(const Header& h) const noexcept {
   if (options_.gate != nullptr && h.type == kCmdWrite && h.length >= kDirectMinBytes) return false;
   uint16_t allowed = (tx & kTxSendFua) != 0 ? kFlagFua : 0;
   if (h.type == kCmdRead && (tx & kTxSendDf) != 0) allowed |= kFlagDf;
+  if (h.type == kCmdBlockStatus) allowed |= kFlagReqOne;
   if (h.type == kCmdWriteZeroes) {
     allowed |= kFlagNoHole;
     if ((tx & kTxSendFastZero) != 0) allowed |= kFlagFastZero;
@@ -288,6 +296,9 @@ bool NbdLane::serveOne(const Header& h, NbdLaneEnd& end) {
     case kCmdCache:
       replySimple(h.cookie, 0);
       break;
+    case kCmdBlockStatus:
+      serveBlockStatus(h);
+      break;
     default:
       BM_ASSERT(false);
   }
@@ -328,11 +339,10 @@ struct ReadRun {
   bool hole;
 };
 
-// The runs of a structured read of [offset, offset + length): the allocation map's holes, each
-// block of `granularity` that mixes data and hole counted as data (a block is a hole only if
-// all of it is), holes under kMinHoleChunkBytes folded into their neighbours as data; the same
-// runs as src/nbd/transmission.ts readWithHoles (allocationExtents + alignExtents + folding).
-std::vector<ReadRun> readRuns(const std::vector<RegionExtent>& map, uint64_t offset, uint64_t length, uint32_t granularity) {
+// The base:allocation runs of [offset, offset + length): the allocation map's holes, each block
+// of `granularity` that mixes data and hole counted as data (a block is a hole only if all of
+// it is), neighbours of one kind merged; src/nbd/extents.ts allocationExtents.
+std::vector<ReadRun> allocationRuns(const std::vector<RegionExtent>& map, uint64_t offset, uint64_t length, uint32_t granularity) {
   const uint64_t end = offset + length;
   std::vector<ReadRun> placed;
   uint64_t cursor = offset;
@@ -374,6 +384,17 @@ std::vector<ReadRun> readRuns(const std::vector<RegionExtent>& map, uint64_t off
   std::vector<ReadRun> runs;
   for (const ReadRun& run : aligned) {
     if (run.byteLength == 0) continue;
+    if (!runs.empty() && runs.back().hole == run.hole) runs.back().byteLength += run.byteLength;
+    else runs.push_back(run);
+  }
+  return runs;
+}
+
+// The runs of a structured read: allocationRuns with holes under kMinHoleChunkBytes folded into
+// their neighbours as data (src/nbd/transmission.ts readWithHoles).
+std::vector<ReadRun> readRuns(const std::vector<RegionExtent>& map, uint64_t offset, uint64_t length, uint32_t granularity) {
+  std::vector<ReadRun> runs;
+  for (const ReadRun& run : allocationRuns(map, offset, length, granularity)) {
     const bool hole = run.hole && run.byteLength >= kMinHoleChunkBytes;
     if (!runs.empty() && runs.back().hole == hole) runs.back().byteLength += run.byteLength;
     else runs.push_back({run.byteOffset, run.byteLength, hole});
@@ -419,6 +440,30 @@ void NbdLane::serveReadWithHoles(const Header& h) {
     return;
   }
   count(kLaneBytesRead, h.length);
+}
+
+void NbdLane::serveBlockStatus(const Header& h) {
+  std::vector<ReadRun> runs;
+  try {
+    runs = allocationRuns(volume_->allocationMap(h.offset, h.length), h.offset, h.length, options_.minimumBlockBytes);
+  } catch (const std::exception&) {
+    replyException(h);
+    return;
+  }
+  // REQ_ONE: one descriptor; else at most kMaxExtents (the client asks again for the rest).
+  const size_t count = std::max<size_t>(1, std::min(runs.size(), (h.flags & kFlagReqOne) != 0 ? size_t{1} : kMaxExtents));
+  uint8_t* at = reserve(kChunkHeaderBytes + 4 + 8 * count);
+  storeBe32(at, kStructuredReplyMagic);
+  storeBe16(at + 4, kReplyFlagDone);
+  storeBe16(at + 6, kReplyTypeBlockStatus);
+  storeCookie(at + 8, h.cookie);
+  storeBe32(at + 16, static_cast<uint32_t>(4 + 8 * count));
+  storeBe32(at + 20, options_.allocationContextId);
+  for (size_t i = 0; i < count; i++) {
+    const bool any = i < runs.size();
+    storeBe32(at + 24 + 8 * i, static_cast<uint32_t>(any ? runs[i].byteLength : h.length));
+    storeBe32(at + 28 + 8 * i, any && runs[i].hole ? kStateHoleZero : 0);
+  }
 }
 
 void NbdLane::serveWrite(const Header& h, const uint8_t* payload) {

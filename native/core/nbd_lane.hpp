@@ -13,10 +13,12 @@
 // What a lane serves itself: READ (simple replies; structured: one OFFSET_DATA chunk when the
 // read is shorter than holeDetectionMinBytes or carries DF, else OFFSET_DATA and OFFSET_HOLE
 // chunks from the volume's allocation map, as src/nbd/transmission.ts readWithHoles builds
-// them), WRITE (FUA included), FLUSH, TRIM,
+// them), BLOCK_STATUS of base:allocation (NbdLaneOptions::allocationContextId), WRITE (FUA
+// included), FLUSH, TRIM,
 // WRITE_ZEROES, CACHE and DISC, each only when it is valid for the export exactly as
 // src/nbd/protocol-requests.ts validateRequest decides. Everything else (a bad magic, an
-// invalid request, BLOCK_STATUS, an unknown command)
+// invalid request, BLOCK_STATUS unless base:allocation is the only meta context selected, an
+// unknown command)
 // ends the lane with HandBack at that request's header: the lane has answered everything
 // before it, and the bytes from that header on go back with the socket, so the main loop's
 // connection resumes there with every rule and error message of its own. So the lane never
@@ -65,6 +67,10 @@ struct NbdLaneOptions {
   bool directWrites = true;
   // Bytes read past the handshake (a pipelined first request).
   std::vector<uint8_t> leftover;
+  // The id the client selected base:allocation with, when that is its only meta context: the
+  // lane answers BLOCK_STATUS from the volume's allocation map. 0 (no context, or a dirty
+  // bitmap's among them): BLOCK_STATUS hands the connection back.
+  uint32_t allocationContextId = 0;
   // A replicated volume's gate (lane_gate.hpp; null for a plain volume). With one, the lane's
   // volume has the journal attached, payloads are buffered (no direct writes), each WRITE is
   // stored and journaled under the gate's lock while it is open and handed back when it is
@@ -137,6 +143,7 @@ class NbdLane {
   bool serveOne(const Header& header, NbdLaneEnd& end);
   void serveRead(const Header& header);
   void serveReadWithHoles(const Header& header);
+  void serveBlockStatus(const Header& header);
   void serveWrite(const Header& header, const uint8_t* payload);
   bool serveDirectWrite(const Header& header, NbdLaneEnd& end);
   // A WRITE on a gated lane (see NbdLaneOptions::gate); false with HandBack when it is closed.

@@ -256,6 +256,41 @@ TEST(nbd_lane_structured_read_from_64k_sends_holes_as_offset_hole_chunks) {
   CHECK_EQ(running.lane->counter(bm::kLaneBytesRead), 384u * 1024u);
 }
 
+TEST(nbd_lane_block_status_of_base_allocation_alone_is_answered_from_the_allocation_map) {
+  auto volume = makeVolume(4 * kMiB);
+  std::vector<uint8_t> data(4096, 0x44);
+  volume->write(0, data.data(), data.size());
+  volume->write(96 * 1024, data.data(), data.size());
+  Pair pair;
+  NbdLaneOptions options = optionsFor(pair.server, 4 * kMiB, true);
+  options.allocationContextId = 5;
+  Running running(volume, options);
+  auto descriptors = [&](uint64_t cookie) {
+    auto chunks = receiveExactly(pair.client, 20);
+    CHECK_EQ(get32(chunks.data()), 0x668e33efu);
+    CHECK_EQ((uint32_t{chunks[4]} << 8 | chunks[5]), 1u);  // DONE
+    CHECK_EQ((uint32_t{chunks[6]} << 8 | chunks[7]), 5u);  // BLOCK_STATUS
+    CHECK_EQ(get64(chunks.data() + 8), cookie);
+    auto payload = receiveExactly(pair.client, get32(chunks.data() + 16));
+    CHECK_EQ(get32(payload.data()), 5u);  // the context id
+    std::vector<std::pair<uint32_t, uint32_t>> out;
+    for (size_t at = 4; at + 8 <= payload.size(); at += 8) out.emplace_back(get32(payload.data() + at), get32(payload.data() + at + 4));
+    return out;
+  };
+  sendAll(pair.client, request(7, 0, 31, 0, 256 * 1024));
+  const std::vector<std::pair<uint32_t, uint32_t>> all = {{4096, 0}, {92 * 1024, 3}, {4096, 0}, {156 * 1024, 3}};
+  CHECK(descriptors(31) == all);
+  // REQ_ONE: the first extent only.
+  sendAll(pair.client, request(7, 1 << 3, 32, 4096, 256 * 1024));
+  const std::vector<std::pair<uint32_t, uint32_t>> one = {{92 * 1024, 3}};
+  CHECK(descriptors(32) == one);
+  // An invalid one (past the end) still goes to the main loop.
+  sendAll(pair.client, request(7, 0, 33, 4 * kMiB - 4096, 8192));
+  CHECK(running.join() == NbdLaneEnd::HandBack);
+  CHECK_EQ(running.lane->counter(bm::kLaneRequests + 7), 2u);
+  ::close(pair.server);
+}
+
 TEST(nbd_lane_large_write_lands_in_the_store_and_marks_the_bitmap) {
   auto volume = makeVolume(8 * kMiB);
   auto bitmap = volume->createBitmap("b", 64 * 1024, true);

@@ -19,8 +19,8 @@
 // the connection goes on here.
 //
 // Hand-back: a lane serves only what it answers exactly as the main loop would (see the core's
-// note); at anything else (BLOCK_STATUS, an invalid request, a structured read that may carry
-// holes) it stops at that request's header, and the connection resumes here as an NbdConnection
+// note); at anything else (an invalid request, BLOCK_STATUS when a dirty bitmap's context is
+// selected) it stops at that request's header, and the connection resumes here as an NbdConnection
 // in transmission with those bytes first (resume()), for the rest of its life.
 //
 // Counters: a lane's counters are atomics read when asked; stats(), exportStats() and the
@@ -65,6 +65,7 @@ interface NbdLaneAddon {
     directWrites: boolean,
     leftover: Uint8Array,
     onEnd: (end: LaneEnd, handBack: Buffer | null, error: string) => void,
+    allocationContextId?: number,
   ) => NativeLane;
   nbdDupSocket(fd: number): number;
   nbdCloseFd(fd: number): void;
@@ -182,6 +183,7 @@ export class NativeLanes {
           this.config.storeReceive,
           state.leftover,
           (end, handBack, error) => this.ended(record, end, handBack, error),
+          allocationContextIdOf(state),
         );
       } catch (error) {
         // No lane started: the dup is still ours, the connection goes on here.
@@ -312,6 +314,15 @@ export class NativeLanes {
     this.hooks.log.debug({ connectionId: record.connectionId, bytes: bytes.length, ...at }, 'nbd lane handed its connection back to the main loop');
     this.hooks.resume(record.connectionId, record.transport, socket, record.entry, { ...record.state, leftover: new Uint8Array(bytes) });
   }
+}
+
+/**
+ * The id of base:allocation when the client selected it alone: the lane answers BLOCK_STATUS
+ * then; 0 (no context, or a dirty bitmap's too) hands BLOCK_STATUS back to the main loop.
+ */
+function allocationContextIdOf(state: NegotiatedState): number {
+  const only = state.contexts.length === 1 ? state.contexts[0] : undefined;
+  return state.structured && only !== undefined && only.kind === 'allocation' ? only.id : 0;
 }
 
 function add(sum: Float64Array, values: ArrayLike<number>): void {

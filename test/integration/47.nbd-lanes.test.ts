@@ -161,7 +161,7 @@ describe('47 NBD native lanes', function () {
     await waitFor(() => server.stats().laneConnections === 1, 'the hand-off to a lane');
   });
 
-  it('serves structured reads of 64 KiB and more with OFFSET_HOLE chunks, the same chunks as the main loop (no hand-back)', async () => {
+  it('serves structured reads of 64 KiB and more with OFFSET_HOLE chunks, and BLOCK_STATUS of base:allocation, as the main loop does (no hand-back)', async () => {
     for (const backing of ['memory', 'shared'] as const) {
       const volume = track(backing === 'memory' ? Volume.create({ capacityBytes: SIZE }) : Volume.create({ capacityBytes: SIZE, backing: 'shared', name: `bm-test-47-holes-${process.pid}` }));
       try {
@@ -184,8 +184,20 @@ describe('47 NBD native lanes', function () {
             fromLoop.chunks.map((chunk) => [chunk.type, chunk.flags, chunk.payload.length]), `${backing} ${offset}+${length}: the same chunks`);
           assert.ok(fromLane.chunks.some((chunk) => chunk.type === P.NBD_REPLY_TYPE_OFFSET_HOLE), `${backing} ${offset}+${length}: holes travel as holes`);
         }
-        // Still on its lane: nothing was handed back.
-        assert.equal(lanes.stats().laneConnections, 1);
+        // BLOCK_STATUS with base:allocation alone: answered by the lane, as the main loop does.
+        const statusLane = await laneClient(lanes, lanePort, 'vol0', { structured: true, metaContexts: ['base:allocation'] });
+        const statusLoop = await NbdTestClient.open({ port: loopPort }, { exportName: 'vol0', structured: true, metaContexts: ['base:allocation'] });
+        clients.push(statusLane, statusLoop);
+        for (const flags of [0, P.NBD_CMD_FLAG_REQ_ONE]) {
+          const fromLane = await statusLane.request(P.NBD_CMD_BLOCK_STATUS, flags, 0, 4 * MiB);
+          const fromLoop = await statusLoop.request(P.NBD_CMD_BLOCK_STATUS, flags, 0, 4 * MiB);
+          assert.equal(fromLane.error, 0);
+          assert.deepEqual(fromLane.chunks.map((chunk) => [chunk.type, chunk.flags, [...chunk.payload]]),
+            fromLoop.chunks.map((chunk) => [chunk.type, chunk.flags, [...chunk.payload]]), `${backing} BLOCK_STATUS flags ${flags}`);
+        }
+        // Still on their lanes: nothing was handed back.
+        assert.equal(lanes.stats().laneConnections, 2);
+        assert.equal(lanes.stats().requests.blockStatus, 2);
       } finally {
         if (backing === 'shared') Volume.unlink({ name: `bm-test-47-holes-${process.pid}` });
       }
