@@ -47,7 +47,7 @@ import { validateConfig } from '../cli/config';
 import { controllerOptionsOf } from '../cli/serve';
 import { ControllerHost } from '../controller/host';
 import type { PrimaryPair } from '../replication/primary-pair';
-import { ServeChild, processCpuSeconds } from './serve-child';
+import { ServeChild } from './serve-child';
 
 /** What a mode writes through. */
 export type PairBenchMode = 'none' | 'async' | 'sync';

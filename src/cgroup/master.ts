@@ -89,7 +89,7 @@ export class CgroupMaster extends EventEmitter {
 
   constructor(
     readonly group: string,
-    private readonly relationships: Parameters<typeof controllersOf>[0],
+    relationships: Parameters<typeof controllersOf>[0],
     readonly limits: CgroupLimits,
     private readonly transport: MasterTransport,
     private readonly clock: Clock,

@@ -33,7 +33,7 @@ import { SnapshotStore } from '../storage/snapshot';
 import { Volume } from '../storage/volume';
 import { OPERATIONS, type ScheduleEvent, type ScheduleOperation } from './pair-schedule-choices';
 import { PairScheduleOperations } from './pair-schedule-operations';
-import { type Id, type PairScheduleCounters, type PairScheduleOptions, VOLUME } from './pair-schedule-world';
+import { type PairScheduleCounters, type PairScheduleOptions, VOLUME } from './pair-schedule-world';
 
 export { OPERATIONS, type ScheduleEvent, type ScheduleOperation } from './pair-schedule-choices';
 export { CONTROLLER_IDS, SIM_LINK_TUNING, type PairScheduleCounters, type PairScheduleOptions } from './pair-schedule-world';

@@ -10,7 +10,6 @@ import * as assert from 'node:assert/strict';
 import { AcknowledgedWriter, PairSite, type PairStatus, removeShm, shmPrefix } from '../helpers/pair-sites';
 import { makeTempDir, removeTempDir } from '../helpers/tools';
 
-const MIB = 1024 * 1024;
 
 describe('87 a link loss between serve processes resumes from the journal', function () {
   this.timeout(180_000);

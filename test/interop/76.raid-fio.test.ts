@@ -15,7 +15,6 @@ import { ServeProcess } from '../helpers/serve-process';
 import { shmPrefix } from '../helpers/pair-sites';
 import { makeTempDir, removeTempDir, requireTool, waitFor } from '../helpers/tools';
 
-const MIB = 1024 * 1024;
 
 interface RaidStatus {
   groups: { group: string; condition: string; disks: string[]; rebuild: unknown; lastError: string | null }[];

@@ -40,7 +40,6 @@ const MAX_NAME_BYTES = 256;
 const MAX_REASON_BYTES = 1024;
 
 const u64 = fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER });
-const u32 = fc.integer({ min: 0, max: 2 ** 32 - 1 });
 const cycle = fc.oneof(fc.integer({ min: 1, max: 1000 }), fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }));
 /** A cycle and a formed cycle before it (0: none known). */
 const cycleAndFormed = cycle.chain((c) => fc.record({ cycle: fc.constant(c), formed: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: c - 1 })) }));

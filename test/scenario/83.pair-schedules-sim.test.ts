@@ -26,7 +26,7 @@ import * as assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 
-import { type PairScheduleOptions, type PairScheduleResult, runPairSchedule } from '../../src/sim/pair-schedule';
+import { type PairScheduleOptions, runPairSchedule } from '../../src/sim/pair-schedule';
 import { type ScheduleKind, KIND_STEPS, SCHEDULE_KINDS, scheduleOptionsFor } from '../../src/sim/schedule-kinds';
 import { formatScheduleSpec, optionsOfSpec, specOf } from '../../src/sim/schedule-spec';
 import { type ScheduleBatchFailure, type ScheduleBatchResult, runScheduleBatch } from '../../src/sim/sim-batch';
