@@ -27,6 +27,7 @@
 
 #include "errors.hpp"
 #include "raid.hpp"
+#include "raid_internal.hpp"
 
 namespace bm {
 
@@ -35,10 +36,10 @@ namespace {
 constexpr uint64_t kSparingMemberOffset = 48;  // uint32: member + 1, 0 none
 constexpr uint64_t kSparingDiskIdOffset = 56;
 constexpr uint64_t kSparingCursorOffset = 64;
-constexpr uint64_t kMemberTableOffset = 256;  // as raid_internal.hpp
-constexpr uint64_t kMemberEntryBytes = 32;
-constexpr uint64_t kEntryDiskId = 0;
-constexpr uint32_t kNone = UINT32_MAX;
+using raid_internal::kEntryDiskId;
+using raid_internal::kMemberEntryBytes;
+using raid_internal::kMemberTableOffset;
+constexpr uint32_t kNone = raid_internal::kNoMember;
 static_assert(kSparingCursorOffset + 8 <= kMemberTableOffset);
 
 std::atomic_ref<uint32_t> word32(uint8_t* base, uint64_t byteOffset) noexcept {

@@ -13,12 +13,11 @@
 
 #include "errors.hpp"
 #include "raid.hpp"
+#include "raid_internal.hpp"
 
 namespace bm {
 
-namespace {
-constexpr uint32_t kNoMember = UINT32_MAX;
-}  // namespace
+using raid_internal::kNoMember;
 
 void RaidGroup::MemberStore::storeMain(uint64_t byteOffset, const uint8_t* data, uint64_t byteLength) {
   const int failure = group->rawWrite(member, byteOffset, data, byteLength);

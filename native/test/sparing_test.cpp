@@ -55,11 +55,6 @@ bool matches(RaidGroup& group, const std::vector<uint8_t>& model) {
   return bytes == model;
 }
 
-// The member's disk holds exactly what the spare got (byte for byte over memberBytes).
-bool sameDisk(Disk& a, Disk& b, uint64_t byteLength) {
-  std::vector<uint8_t> x(byteLength), y(byteLength);
-  return a.read(0, x.data(), byteLength) == 0 && b.read(0, y.data(), byteLength) == 0 && x == y;
-}
 
 void spareWhileWriting(RaidLevel level, size_t count) {
   auto random = bmtest::seededRandom("sparing");

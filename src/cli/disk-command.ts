@@ -13,11 +13,11 @@ import * as os from 'node:os';
 import { type Command, InvalidArgumentError } from 'commander';
 
 import { type AdminOptions, adminAction, adminOption, clientFor } from './admin-commands';
+import { ADMIN_EXIT_CODES } from './admin-options';
 import { parseSize } from './config-schema';
 import { formatBytes } from './status';
 
-const EXIT_CODES = '\nExit codes: 0 ok, 1 the serve answered with an error or could not be reached ' +
-  '(stderr: "blockmirror: ERR_...: message"), 2 usage error.';
+const EXIT_CODES = ADMIN_EXIT_CODES;
 
 interface DiskOptions extends AdminOptions {
   json?: boolean;

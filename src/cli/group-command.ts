@@ -18,9 +18,9 @@ import { AdminClient } from '../admin/client';
 import { newestCommonCycle } from '../cgroup/recover';
 import { BlockmirrorError } from '../errors';
 import { type AdminOptions, adminAction, adminOption, clientFor, parseAdminAddress } from './admin-commands';
+import { ADMIN_EXIT_CODES } from './admin-options';
 
-const EXIT_CODES = '\nExit codes: 0 ok, 1 the serve answered with an error or could not be reached ' +
-  '(stderr: "blockmirror: ERR_...: message"), 2 usage error.';
+const EXIT_CODES = ADMIN_EXIT_CODES;
 
 interface GroupOptions extends AdminOptions {
   json?: boolean;
