@@ -103,6 +103,7 @@ export interface NativeVolume {
   attachJournal(journal: NativeJournal | null): void;
   /** A lane gate (native/core/lane_gate.hpp): open or closed; null closes and drops it. */
   setLaneGate(open: boolean | null): void;
+  underLaneGate<T>(fn: () => T): T;
   /** The counters of bm::VolumeStats in declaration order. */
   stats(): Float64Array;
   close(): void;

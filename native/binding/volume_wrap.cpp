@@ -83,6 +83,7 @@ class VolumeWrap final : public Napi::ObjectWrap<VolumeWrap> {
             prototypeMethod<VolumeWrap, &VolumeWrap::listBitmaps>(env, "listBitmaps"),
             prototypeMethod<VolumeWrap, &VolumeWrap::attachJournal>(env, "attachJournal"),
             prototypeMethod<VolumeWrap, &VolumeWrap::setLaneGate>(env, "setLaneGate"),
+            prototypeMethod<VolumeWrap, &VolumeWrap::underLaneGate>(env, "underLaneGate"),
             prototypeMethod<VolumeWrap, &VolumeWrap::stats>(env, "stats"),
             prototypeMethod<VolumeWrap, &VolumeWrap::close>(env, "close"),
         });
@@ -396,19 +397,48 @@ class VolumeWrap final : public Napi::ObjectWrap<VolumeWrap> {
     napi_env env = info.Env();
     core();
     if (info[0].IsNull() || info[0].IsUndefined()) {
-      if (gate_ != nullptr) gate_->setOpen(false);
+      if (gate_ != nullptr) setGateOpen(false);
       gate_.reset();
       return info.Env().Undefined();
     }
     const bool open = argBool(env, arg(info, 0), "open");
     if (gate_ == nullptr) gate_ = std::make_shared<bm::LaneGate>();
-    gate_->setOpen(open);
+    setGateOpen(open);
     return info.Env().Undefined();
   }
 
-  // The gate's lock for one write (no lock without a gate).
+  // underLaneGate(fn): calls fn() with the gate's lock held, so no lane write is between its
+  // store and its journal record meanwhile (a pair's bitmap rotation reads the journal's next
+  // sequence as the seal: lane_gate.hpp); returns what fn returns. This object's own writes and
+  // setLaneGate inside fn run under that same hold (the lock is not taken twice). Without a gate
+  // it just calls fn.
+  Napi::Value underLaneGate(const Napi::CallbackInfo& info) {
+    napi_env env = info.Env();
+    core();
+    if (!info[0].IsFunction()) throwTypeError(env, "fn must be a function");
+    const Napi::Function fn = info[0].As<Napi::Function>();
+    if (gate_ == nullptr || gateHeld_) return fn.Call({});
+    const std::shared_ptr<bm::LaneGate> gate = gate_;  // alive even if fn drops the gate
+    std::unique_lock<std::mutex> lock(gate->mutex());
+    gateHeld_ = true;
+    try {
+      Napi::Value result = fn.Call({});
+      gateHeld_ = false;
+      return result;
+    } catch (...) {
+      gateHeld_ = false;
+      throw;
+    }
+  }
+
+  void setGateOpen(bool open) {
+    if (gateHeld_) gate_->setOpenLocked(open);
+    else gate_->setOpen(open);
+  }
+
+  // The gate's lock for one write (no lock without a gate, or inside underLaneGate, which holds it).
   using GateLock = std::unique_lock<std::mutex>;
-  GateLock lockGate() const { return gate_ == nullptr ? GateLock() : GateLock(gate_->mutex()); }
+  GateLock lockGate() const { return gate_ == nullptr || gateHeld_ ? GateLock() : GateLock(gate_->mutex()); }
 
   // Float64Array of the counters in bm::VolumeStats order.
   Napi::Value stats(const Napi::CallbackInfo& info) {
@@ -422,6 +452,8 @@ class VolumeWrap final : public Napi::ObjectWrap<VolumeWrap> {
 
   std::shared_ptr<VolumeResource> resource_;
   std::shared_ptr<bm::LaneGate> gate_;
+  // True while underLaneGate holds the gate's lock on the JS thread.
+  bool gateHeld_ = false;
   std::unique_ptr<bm::WriteRequest[]> requests_;
   std::unique_ptr<uint64_t[]> sequences_;
 };

@@ -30,6 +30,8 @@ class LaneGate {
     std::lock_guard<std::mutex> lock(mutex_);
     open_ = open;
   }
+  // The caller holds mutex().
+  void setOpenLocked(bool open) noexcept { open_ = open; }
   bool isOpen() {
     std::lock_guard<std::mutex> lock(mutex_);
     return open_;

@@ -123,7 +123,7 @@ bool NbdLane::serves(const Header& h) const noexcept {
   const uint32_t tx = options_.transmissionFlags;
   if (h.type >= kCmdCount) return false;  // unknown: the main loop's EINVAL
   // BLOCK_STATUS: base:allocation alone (a dirty bitmap's context, or none: the main loop).
-  if (h.type == kCmdBlockStatus && options_.allocationContextId == 0) return false;
+  if (h.type == kCmdBlockStatus && (options_.allocationContextId == 0 || !options_.structured)) return false;
   if (h.type == kCmdDisc) return true;
   const bool writeClass = h.type == kCmdWrite || h.type == kCmdTrim || h.type == kCmdWriteZeroes;
   if (writeClass && (tx & kTxReadOnly) != 0) return false;
@@ -451,15 +451,15 @@ void NbdLane::serveBlockStatus(const Header& h) {
     return;
   }
   // REQ_ONE: one descriptor; else at most kMaxExtents (the client asks again for the rest).
-  const size_t count = std::max<size_t>(1, std::min(runs.size(), (h.flags & kFlagReqOne) != 0 ? size_t{1} : kMaxExtents));
-  uint8_t* at = reserve(kChunkHeaderBytes + 4 + 8 * count);
+  const size_t descriptors = std::max<size_t>(1, std::min(runs.size(), (h.flags & kFlagReqOne) != 0 ? size_t{1} : kMaxExtents));
+  uint8_t* at = reserve(kChunkHeaderBytes + 4 + 8 * descriptors);
   storeBe32(at, kStructuredReplyMagic);
   storeBe16(at + 4, kReplyFlagDone);
   storeBe16(at + 6, kReplyTypeBlockStatus);
   storeCookie(at + 8, h.cookie);
-  storeBe32(at + 16, static_cast<uint32_t>(4 + 8 * count));
+  storeBe32(at + 16, static_cast<uint32_t>(4 + 8 * descriptors));
   storeBe32(at + 20, options_.allocationContextId);
-  for (size_t i = 0; i < count; i++) {
+  for (size_t i = 0; i < descriptors; i++) {
     const bool any = i < runs.size();
     storeBe32(at + 24 + 8 * i, static_cast<uint32_t>(any ? runs[i].byteLength : h.length));
     storeBe32(at + 28 + 8 * i, any && runs[i].hole ? kStateHoleZero : 0);

@@ -2,7 +2,8 @@
 // -------------------
 // What the parts of RaidGroup split from raid.cpp share, included by them and nothing else:
 // raid.cpp (member states and member I/O, the raid5 map, reads and writes), raid_metadata.cpp
-// (format, open, the extent table) and raid_rebuild.cpp (failing and rebuilding a member). The
+// (format, open, the extent table), raid_rebuild.cpp (failing and rebuilding a member),
+// raid_sparing.cpp and raid_workdisk.cpp (the member table's constants). The
 // member table is at kMemberTableOffset of the metadata region, one kMemberEntryBytes entry per
 // member: diskId u64, state u32 at 8, rebuild cursor u64 at 16.
 #pragma once

@@ -55,7 +55,6 @@ bool matches(RaidGroup& group, const std::vector<uint8_t>& model) {
   return bytes == model;
 }
 
-
 void spareWhileWriting(RaidLevel level, size_t count) {
   auto random = bmtest::seededRandom("sparing");
   std::vector<std::shared_ptr<Disk>> disks;

@@ -276,7 +276,7 @@ export const limitsSchema = strictObject({
     description: 'Worker threads that serve NBD connections to plain volumes after their handshake (no pair, journal, snapshot store or RAID; docs/nbd-workers.md), 0 to 64. 0: every connection on the one event loop.',
   }),
   nativeLanes: doc(z.boolean().default(true), {
-    description: 'Serve NBD connections to plain volumes (as for `workers`) after their handshake on a native thread each, in blocking I/O (docs/nbd-native.md); a connection goes back to the event loop at the first request a lane does not serve itself (BLOCK_STATUS, an invalid request). Taken before `workers`. false: the event loop serves every connection.',
+    description: 'Serve NBD connections to plain volumes (as for `workers`) after their handshake on a native thread each, in blocking I/O (docs/nbd-native.md); a connection goes back to the event loop at the first request a lane does not serve itself (BLOCK_STATUS with a dirty bitmap\'s context or none, an invalid request). Taken before `workers`. false: the event loop serves every connection.',
   }),
 });
 

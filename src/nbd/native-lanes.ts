@@ -19,8 +19,10 @@
 // the connection goes on here.
 //
 // Hand-back: a lane serves only what it answers exactly as the main loop would (see the core's
-// note); at anything else (an invalid request, BLOCK_STATUS when a dirty bitmap's context is
-// selected) it stops at that request's header, and the connection resumes here as an NbdConnection
+// note); at anything else (an invalid request, an unknown command, a write on a read-only export,
+// BLOCK_STATUS with a dirty bitmap's context or none selected; on a gated volume also TRIM,
+// WRITE_ZEROES, large writes and any write at a closed gate) it stops at that request's header,
+// and the connection resumes here as an NbdConnection
 // in transmission with those bytes first (resume()), for the rest of its life.
 //
 // Counters: a lane's counters are atomics read when asked; stats(), exportStats() and the

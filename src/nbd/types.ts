@@ -122,7 +122,8 @@ export interface NbdServerOptions {
   /**
    * Serve the transmission phase of connections to plain volumes (the same ones workers may
    * serve) on native threads of the addon in blocking I/O, one per connection, as nbdkit does
-   * (docs/nbd-native.md). Requests a lane does not serve itself (BLOCK_STATUS, invalid ones)
+   * (docs/nbd-native.md). Requests a lane does not serve itself (BLOCK_STATUS with a dirty bitmap's context or
+   * none, invalid ones)
    * hand the connection back to the event loop. Before workers when both are set.
    * @default true
    */

@@ -286,6 +286,13 @@ export abstract class PrimaryPairShipping extends PrimaryPairCore {
     const now = this.clock.nowMs();
     if (now - this.lastRotateMs < this.rotateIntervalMs) return;
     this.lastRotateMs = now;
+    // Under the lane gate: a lane write between its marks and its record could otherwise mark
+    // the bitmap being sealed and take a sequence past the seal read here, and that bitmap is
+    // cleared once the seal is applied, before the write is.
+    this.volume.underLaneGate(this.rotateNow);
+  }
+
+  private readonly rotateNow = (): void => {
     const active = this.tracking.rotate();
     // The sealed bitmap now is the one that recorded the writes after the old seal.
     if (this.trackedSince !== 0) this.trackedSince = Math.max(this.trackedSince, this.meta.state.sealedThrough + 1);

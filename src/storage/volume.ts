@@ -527,6 +527,18 @@ export class Volume implements JournalAttachment {
     handle.setLaneGate(open);
   }
 
+  /**
+   * Runs `fn` with the lane gate's lock held (just runs it without a gate): no lane write is
+   * between its store and its journal record meanwhile, so what `fn` reads of the journal and the
+   * bitmaps is consistent with every store (a pair's bitmap rotation, src/replication/
+   * primary-pair-shipping.ts). This object's writes and setLaneGate inside `fn` run under the
+   * same hold. Returns what `fn` returns; keep it short, lanes wait.
+   */
+  underLaneGate<T>(fn: () => T): T {
+    if (typeof fn !== 'function') throw new TypeError(`fn must be a function (got ${describe(fn)})`);
+    return this.#open().underLaneGate(fn);
+  }
+
   /** @internal Called by a closing journal. */
   [kDetachJournal](journal: Journal): void {
     if (this.#journal !== journal) return;
