@@ -535,8 +535,9 @@ export class Volume implements JournalAttachment {
    * same hold. Returns what `fn` returns; keep it short, lanes wait.
    */
   underLaneGate<T>(fn: () => T): T {
+    const handle = this.#open();
     if (typeof fn !== 'function') throw new TypeError(`fn must be a function (got ${describe(fn)})`);
-    return this.#open().underLaneGate(fn);
+    return handle.underLaneGate(fn);
   }
 
   /** @internal Called by a closing journal. */
