@@ -120,7 +120,6 @@ describe('89 native lanes on a pair\'s primary export (integration)', function (
     assert.equal(seen, 0x41, 'no lane write landed while the gate was held');
     assert.equal(await write, 0);
     assert.equal(block()[0], 0x42, 'the lane wrote once it was released');
-    assert.equal(server().stats().requests.write >= 2, true);
     assert.equal(server().stats().laneConnections, 1, 'served by the lane, not handed back');
     assert.throws(() => volume.underLaneGate(() => { throw new RangeError('inside'); }), /inside/);
     assert.equal(await client.writeData(at, Buffer.alloc(BLOCK, 0x44)), 0, 'the lock was released by the throw');
