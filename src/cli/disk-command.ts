@@ -17,7 +17,6 @@ import { ADMIN_EXIT_CODES } from './admin-options';
 import { parseSize } from './config-schema';
 import { formatBytes } from './status';
 
-const EXIT_CODES = ADMIN_EXIT_CODES;
 
 interface DiskOptions extends AdminOptions {
   json?: boolean;
@@ -183,7 +182,7 @@ export function registerDiskCommand(program: Command): void {
     .option('--json', 'print the serve\'s answer as JSON');
 
   common(disk.command('list').description('The groups, disk status, work volume, work disk and address map tables.'))
-    .addHelpText('after', EXIT_CODES)
+    .addHelpText('after', ADMIN_EXIT_CODES)
     .action(adminAction(async (options: DiskOptions) => {
       const result = await post(options, 'list', {});
       if (options.json !== true) process.stdout.write(formatDiskList(result));
@@ -200,7 +199,7 @@ export function registerDiskCommand(program: Command): void {
     .option('--after <n>', 'the first N matching I/Os pass', parseCount)
     .option('--errno <e>', 'errno of the failure, a number or a name; 0: latency only (default EIO)', parseErrno)
     .option('--latency <ms>', 'delay every matching I/O by MS milliseconds', parseLatency))
-    .addHelpText('after', `\nExamples:\n  $ blockmirror disk fault d1 --read --range 1MiB:64KiB --errno EIO\n  $ blockmirror disk fault d2 --rate 0.01\n  $ blockmirror disk fault d3 --errno 0 --latency 5\n${EXIT_CODES}`)
+    .addHelpText('after', `\nExamples:\n  $ blockmirror disk fault d1 --read --range 1MiB:64KiB --errno EIO\n  $ blockmirror disk fault d2 --rate 0.01\n  $ blockmirror disk fault d3 --errno 0 --latency 5\n${ADMIN_EXIT_CODES}`)
     .action(adminAction(async (name: string, options: DiskOptions) => {
       const body: Record<string, unknown> = { disk: name };
       if (options.read === true && options.write !== true) body.operations = 'read';
@@ -215,14 +214,14 @@ export function registerDiskCommand(program: Command): void {
     }));
 
   common(disk.command('fail').description('Fail DISK: every I/O fails with EIO until heal; its group rebuilds onto a spare.').argument('<disk>', 'the disk'))
-    .addHelpText('after', EXIT_CODES)
+    .addHelpText('after', ADMIN_EXIT_CODES)
     .action(adminAction(async (name: string, options: DiskOptions) => {
       const result = await post(options, 'fail', { disk: name }) as { status?: string };
       if (options.json !== true) process.stdout.write(`disk ${name}: ${String(result?.status ?? '?')}\n`);
     }));
 
   common(disk.command('heal').description('Heal DISK: remove its fault rules, clear its error counter, back to normal (its group still rebuilds a failed member).').argument('<disk>', 'the disk'))
-    .addHelpText('after', EXIT_CODES)
+    .addHelpText('after', ADMIN_EXIT_CODES)
     .action(adminAction(async (name: string, options: DiskOptions) => {
       const result = await post(options, 'heal', { disk: name }) as { status?: string };
       if (options.json !== true) process.stdout.write(`disk ${name}: ${String(result?.status ?? '?')}\n`);

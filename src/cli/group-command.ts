@@ -20,7 +20,6 @@ import { BlockmirrorError } from '../errors';
 import { type AdminOptions, adminAction, adminOption, clientFor, parseAdminAddress } from './admin-commands';
 import { ADMIN_EXIT_CODES } from './admin-options';
 
-const EXIT_CODES = ADMIN_EXIT_CODES;
 
 interface GroupOptions extends AdminOptions {
   json?: boolean;
@@ -78,7 +77,7 @@ export function registerGroupCommand(program: Command): void {
     .option('--max-drain-ms <ms>', 'drain limit (default 30000)')
     .option('--cycle-interval-ms <ms>', 'pause between cycles (default 0)')
     .option('--stopped', 'declare it without starting the cycles'))
-    .addHelpText('after', `\nExample:\n  $ blockmirror group create db --master p0 --member p0:vol0 --member p1:vol0 --admin /run/p0.sock\n${EXIT_CODES}`)
+    .addHelpText('after', `\nExample:\n  $ blockmirror group create db --master p0 --member p0:vol0 --member p1:vol0 --admin /run/p0.sock\n${ADMIN_EXIT_CODES}`)
     .action(adminAction(async (name: string, options: GroupOptions & { master: string; member: string[]; maxCoordinationMs?: string; maxDrainMs?: string; cycleIntervalMs?: string; stopped?: boolean }) => {
       const relationships = options.member.map((member, index) => {
         const [controller, volume, pair] = member.split(':');
@@ -106,7 +105,7 @@ export function registerGroupCommand(program: Command): void {
     .command('status')
     .description('The group\'s last consistency time and its age (RPO), the counts and the last failure; every group without NAME.')
     .argument('[name]', 'the group'))
-    .addHelpText('after', EXIT_CODES)
+    .addHelpText('after', ADMIN_EXIT_CODES)
     .action(adminAction(async (name: string | undefined, options: GroupOptions) => {
       const result = await post(clientFor(options), options, 'status', name === undefined ? {} : { name }) as Record<string, any>;
       if (options.json === true) return;
@@ -125,7 +124,7 @@ export function registerGroupCommand(program: Command): void {
 
   for (const [verb, text] of [['start', 'Start the cycles (on the master).'], ['stop', 'Stop the cycles (on the master); the copies stay.'], ['delete', 'Take the group out of the controller; the copies stay.']] as const) {
     common(group.command(verb).description(text).argument('<name>', 'the group'))
-      .addHelpText('after', EXIT_CODES)
+      .addHelpText('after', ADMIN_EXIT_CODES)
       .action(adminAction(async (name: string, options: GroupOptions) => {
         await post(clientFor(options), options, verb, { name });
         if (options.json !== true) process.stdout.write(`group ${name} ${verb === 'delete' ? 'deleted' : verb === 'start' ? 'started' : 'stopped'}\n`);
@@ -139,7 +138,7 @@ export function registerGroupCommand(program: Command): void {
     .option('--cycle <n>', 'the cycle to recover (default: the newest every member holds)')
     .option('--restore', 'take the pairs over and make the copies the volumes\' content')
     .option('--also-admin <path>', 'another secondary serve of the group (repeat): the cycle must be held on all', collect))
-    .addHelpText('after', `\nExample:\n  $ blockmirror group recover db --admin /run/s0.sock --also-admin /run/s1.sock --restore\n${EXIT_CODES}`)
+    .addHelpText('after', `\nExample:\n  $ blockmirror group recover db --admin /run/s0.sock --also-admin /run/s1.sock --restore\n${ADMIN_EXIT_CODES}`)
     .action(adminAction(async (name: string, options: GroupOptions & { cycle?: string; restore?: boolean; alsoAdmin?: string[] }) => {
       const clients = [clientFor(options), ...(options.alsoAdmin ?? []).map((path) => new AdminClient(parseAdminAddress(path)))];
       let cycle = options.cycle === undefined ? undefined : Number(options.cycle);

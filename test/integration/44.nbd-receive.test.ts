@@ -11,7 +11,7 @@
 //   - a thin 8 GiB volume: beyond 4 GiB in place, across a 1 GiB area window by copy;
 //   - with BLOCKMIRROR_NBD_RECEIVE=copy the same torn payload is not stored (the control case).
 //   Every server here pins the event loop (nativeLanes: false): this is its receive path (pair
-//   exports use it); the lanes' is native/test/nbd_lane_test.cpp and integration 47.
+//   exports use it); the lanes' is native/test/nbd_lane_test.cpp (and its extents and gate siblings) and integration 47.
 import * as assert from 'node:assert/strict';
 
 import { NbdServer } from '../../src/nbd';
